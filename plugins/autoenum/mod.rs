@@ -1,0 +1,289 @@
+//! `autoenum`: stamps out N hosts inheriting one superclass, with addresses
+//! and service hosts dealt out in order.
+//!
+//! ```text
+//! autoenum [NAME] {
+//!     superclass hosts        # required
+//!     numhosts 36             # required
+//!     hostprefix node         # default `node`
+//!     net 128.39.74.0         # with `address auto`
+//!     address auto
+//!     addresses_begin 150     # default 1
+//!     service_hosts { srv1 4; srv2; srv3 all }
+//!     autouser CRYPT-HASH     # a user named after each host
+//! }
+//! ```
+
+use crate::diag::Diagnostic;
+use crate::plan::values;
+use crate::plugin::{Context, Declaration, ExpandCtx, Plugin, PluginBlock};
+use crate::schema::{suggest, Keyword, Kind, LineTy, Schema, Ty};
+use crate::source::Span;
+use crate::tree::{Def, DefKind, Section, Text, ValueDef, GLOBAL};
+use indexmap::IndexMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+pub struct Autoenum;
+
+/// Hosts per block at most: a guard against `numhosts 999999999`.
+pub const MAX_HOSTS: u64 = 100_000;
+
+fn schema() -> Schema {
+    Schema::new("autoenum")
+        .with("superclass", Kind::Value(Ty::Name))
+        .with("numhosts", Kind::Value(Ty::Int))
+        .with("hostprefix", Kind::Value(Ty::Name))
+        .with("net", Kind::Value(Ty::Ipv4))
+        .with("address", Kind::Value(Ty::Name))
+        .with("addresses_begin", Kind::Value(Ty::Int))
+        .with("service_hosts", Kind::Lines(LineTy::ServiceHosts))
+        .with("autouser", Kind::Value(Ty::Hash))
+}
+
+impl Plugin for Autoenum {
+    fn name(&self) -> &str {
+        "autoenum"
+    }
+
+    fn declaration(&self) -> Declaration {
+        let kw = Keyword {
+            name: "autoenum",
+            kind: Kind::Named { schema: Arc::new(schema()), label_required: false },
+            alias_of: None,
+            plugin: Some("autoenum".into()),
+        };
+        Declaration { blocks: vec![(Context::Global, kw)] }
+    }
+
+    fn expand(&self, ctx: &mut ExpandCtx) {
+        for block in std::mem::take(&mut ctx.blocks) {
+            if let Some(hosts) = plan_block(&block, ctx) {
+                for h in hosts {
+                    if let Some(prev) = ctx.tree.find(DefKind::Host, &h.name) {
+                        let prev_span = ctx.tree.def(prev).name_span;
+                        ctx.diags.push(
+                            Diagnostic::error("mln::duplicate_definition", format!("host `{}` is defined twice", h.name))
+                                .label(block.span, "autoenum makes it here")
+                                .label(prev_span, "and it is defined here")
+                                .help("change `hostprefix`, or rename the other host"),
+                        );
+                        continue;
+                    }
+                    ctx.add_host(h);
+                }
+            }
+        }
+    }
+}
+
+fn err(code: &'static str, msg: impl Into<String>, span: Span) -> Diagnostic {
+    Diagnostic::error(code, msg.into()).label(span, "")
+}
+
+/// The hosts one autoenum block makes, or None after reporting why not.
+fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
+    let s = &b.section;
+    let mut ok = true;
+    let superclass = s.text("superclass");
+    if superclass.is_none() {
+        ctx.diags.push(
+            Diagnostic::error("mln::autoenum::missing", "autoenum needs `superclass NAME`")
+                .label(b.span, "in this block")
+                .help("the generated hosts inherit everything from that superclass"),
+        );
+        ok = false;
+    }
+    if let Some(sc) = superclass {
+        if ctx.tree.find(DefKind::Superclass, sc).is_none() {
+            let names: Vec<&str> = ctx.tree.ids(DefKind::Superclass).map(|id| ctx.tree.def(id).name.as_str()).collect();
+            let mut d = err("mln::superclass::unknown", format!("superclass `{sc}` does not exist"), b.span_of("superclass"));
+            if let Some(m) = suggest(sc, names.into_iter()) {
+                d = d.help(format!("did you mean `{m}`?"));
+            }
+            ctx.diags.push(d);
+            ok = false;
+        }
+    }
+    let n = match s.value("numhosts") {
+        None => {
+            ctx.diags.push(
+                Diagnostic::error("mln::autoenum::missing", "autoenum needs `numhosts N`")
+                    .label(b.span, "in this block")
+                    .help("add e.g. `numhosts 36`"),
+            );
+            None
+        }
+        Some(v) => match values::uint(&v.text) {
+            Ok(n) if (1..=MAX_HOSTS).contains(&n) => Some(n),
+            _ => {
+                ctx.diags.push(err(
+                    "mln::autoenum::numhosts",
+                    format!("numhosts must be a whole number from 1 to {MAX_HOSTS}"),
+                    v.origin.span,
+                ));
+                None
+            }
+        },
+    };
+    let n = n?;
+    let prefix = s.text("hostprefix").unwrap_or("node").to_string();
+    let begin = match s.value("addresses_begin") {
+        Some(v) => match values::uint(&v.text) {
+            Ok(k) => k,
+            Err(e) => {
+                ctx.diags.push(err("mln::value::number", e.message, v.origin.span));
+                ok = false;
+                1
+            }
+        },
+        None => 1,
+    };
+    let auto_address = match s.value("address") {
+        Some(v) if v.text == "auto" => true,
+        Some(v) => {
+            ctx.diags.push(
+                err("mln::autoenum::address", format!("unknown address mode `{}`", v.text), v.origin.span)
+                    .help("the only mode is `address auto`"),
+            );
+            ok = false;
+            false
+        }
+        None => false,
+    };
+    let net = s.value("net").and_then(|v| match values::ipv4(&v.text) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            ctx.diags.push(err("mln::value::ip", e.message, v.origin.span));
+            ok = false;
+            None
+        }
+    });
+    if auto_address && net.is_none() && s.value("net").is_none() {
+        ctx.diags.push(err("mln::autoenum::missing", "`address auto` needs `net A.B.C.D`", b.span_of("address")));
+        ok = false;
+    }
+    if let (true, Some(_)) = (auto_address, net) {
+        let last = begin + n - 1;
+        if begin == 0 || last > 254 {
+            ctx.diags.push(
+                Diagnostic::error(
+                    "mln::autoenum::address_overflow",
+                    format!("{n} hosts from address .{begin} need .{begin} to .{last}, past the last usable .254"),
+                )
+                .label(b.span_of("numhosts"), format!("{n} hosts"))
+                .label(b.span_of("addresses_begin"), format!("starting at .{begin}"))
+                .help(format!("at most {} hosts fit from .{begin}", 255u64.saturating_sub(begin.max(1)))),
+            );
+            ok = false;
+        }
+    }
+    let autouser = match s.value("autouser") {
+        Some(v) => match values::crypt_hash(&v.text) {
+            Ok(()) => Some((v.text.clone(), v.origin.span)),
+            Err(e) => {
+                let mut d = err("mln::value::plain_password", e.message, v.origin.span);
+                if let Some(h) = e.help {
+                    d = d.help(h);
+                }
+                ctx.diags.push(d);
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    let placement = deal(b, n, ctx)?;
+    if !ok {
+        return None;
+    }
+    let superclass = superclass?.to_string();
+    let width = n.to_string().len();
+    let lit = |t: String, span: Span| ValueDef { text: Text::Literal(t), span, scope: GLOBAL };
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 1..=n {
+        let name = format!("{prefix}{i:0width$}");
+        let mut section = Section { span: b.span, entries: IndexMap::new() };
+        section.set_value("superclass", lit(superclass.clone(), b.span_of("superclass")));
+        if let (true, Some(net)) = (auto_address, net) {
+            let o = net.octets();
+            let addr = Ipv4Addr::new(o[0], o[1], o[2], (begin + i - 1) as u8);
+            let eth0 = section.named_mut("network", "eth0", b.span);
+            eth0.set_value("address", lit(addr.to_string(), b.span_of("address")));
+        }
+        if let Some((host, span)) = &placement[(i - 1) as usize] {
+            section.set_value("service_host", lit(host.clone(), *span));
+        }
+        if let Some((hash, span)) = &autouser {
+            section.push_line("users", lit(format!("{name} {hash}"), *span));
+        }
+        out.push(Def { kind: DefKind::Host, name, name_span: b.span, section, vars: IndexMap::new(), plugin: Some("autoenum".into()) });
+    }
+    Some(out)
+}
+
+/// The service host of each generated host, in order: `host COUNT` takes
+/// that many, a bare `host` one, `host all` the rest.
+fn deal(b: &PluginBlock, n: u64, ctx: &mut ExpandCtx) -> Option<Vec<Option<(String, Span)>>> {
+    let lines = b.section.lines("service_hosts");
+    if lines.is_empty() {
+        return Some(vec![None; n as usize]);
+    }
+    let mut out: Vec<Option<(String, Span)>> = Vec::with_capacity(n as usize);
+    let mut ok = true;
+    for l in lines {
+        let (host, count) = match l.words.as_slice() {
+            [h] => (h, Some(1)),
+            [h, c] if c == "all" => (h, None),
+            [h, c] => match values::uint(c) {
+                Ok(k) => (h, Some(k)),
+                Err(_) => {
+                    ctx.diags.push(
+                        err("mln::autoenum::service_hosts", format!("`{c}` is not a number of hosts"), l.origin.span)
+                            .help("a service host line is `HOST`, `HOST COUNT` or `HOST all`"),
+                    );
+                    ok = false;
+                    continue;
+                }
+            },
+            _ => {
+                ctx.diags.push(
+                    err("mln::autoenum::service_hosts", "a service host line is `HOST`, `HOST COUNT` or `HOST all`", l.origin.span),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        let remaining = n as usize - out.len().min(n as usize);
+        let take = count.map(|c| (c as usize).min(remaining)).unwrap_or(remaining);
+        out.extend(std::iter::repeat_n(Some((host.clone(), l.origin.span)), take));
+    }
+    if !ok {
+        return None;
+    }
+    if out.len() < n as usize {
+        let slots = out.len();
+        ctx.diags.push(
+            Diagnostic::error(
+                "mln::autoenum::too_few_slots",
+                format!("{n} hosts but the service hosts take only {slots}"),
+            )
+            .label(b.span_of("numhosts"), format!("{n} hosts"))
+            .label(span_of_lines(lines), format!("{slots} slots"))
+            .help("raise a count, add service hosts, or end with `HOST all`"),
+        );
+        return None;
+    }
+    Some(out)
+}
+
+/// The lines' span, or the first line's when they come from several files
+/// (some `#include`d).
+fn span_of_lines(lines: &[crate::resolve::RValue]) -> Span {
+    let (a, b) = (lines[0].origin.span, lines[lines.len() - 1].origin.span);
+    if a.file == b.file {
+        a.to(b)
+    } else {
+        a
+    }
+}

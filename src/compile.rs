@@ -1,0 +1,132 @@
+//! The pipeline: source text → syntax tree → plugin expansion → resolution
+//! → typed plan → plugin configuration. Every stage reports into one
+//! [`Diagnostics`] and goes on, so a run shows every problem at once.
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::plan::{self, Plan};
+use crate::plugin::{ConfigureCtx, ExpandCtx, Plugin, PluginBlock, Registry};
+use crate::resolve::{ResolvedHost, Resolver};
+use crate::schema::Kind;
+use crate::source::{FileSystem, SourceMap};
+use crate::syntax::{self, Loaded};
+use crate::tree::{self, Item, Tree};
+use indexmap::IndexMap;
+use std::path::Path;
+
+pub struct Compilation {
+    pub sources: SourceMap,
+    pub diags: Diagnostics,
+    pub loaded: Loaded,
+    pub tree: Tree,
+    pub resolved: Vec<ResolvedHost>,
+    /// Present even with errors: what could be planned. Check
+    /// `diags.has_errors()` before acting on it.
+    pub plan: Plan,
+}
+
+impl Compilation {
+    pub fn ok(&self) -> bool {
+        !self.diags.has_errors()
+    }
+    pub fn host(&self, name: &str) -> Option<(&plan::Host, &ResolvedHost)> {
+        let i = self.plan.hosts.iter().position(|h| h.name == name)?;
+        Some((&self.plan.hosts[i], &self.resolved[i]))
+    }
+}
+
+pub fn compile(path: &Path, fs: &dyn FileSystem, mut registry: Registry) -> Compilation {
+    let mut sources = SourceMap::default();
+    let mut diags = Diagnostics::default();
+    let loaded = syntax::load(path, fs, &mut sources, &mut diags);
+    let mut tree = tree::build(&loaded, &mut registry, &mut diags);
+    if loaded.root.is_some() && tree.global().section.value("project").is_none() {
+        let g = tree.global();
+        let mut d = Diagnostic::error("mln::missing_project", "the project has no name")
+            .help("add `project NAME` to the `global { }` block");
+        if !g.section.span.is_empty() {
+            d = d.label(g.section.span, "no `project` in this block");
+        }
+        diags.push(d);
+    }
+
+    let plugins: Vec<&dyn Plugin> = registry.used().collect();
+    for p in &plugins {
+        let blocks = {
+            let r = Resolver::new(&tree, &mut diags);
+            global_blocks(&r, p.name(), &mut diags)
+        };
+        if !blocks.is_empty() {
+            p.expand(&mut ExpandCtx { tree: &mut tree, blocks, diags: &mut diags });
+        }
+    }
+
+    let resolver = Resolver::new(&tree, &mut diags);
+    resolver.unused_variables(&mut diags);
+    let resolved: Vec<ResolvedHost> = tree.hosts.iter().map(|id| resolver.host(*id, &mut diags)).collect();
+    let project_dir = path.parent().unwrap_or(Path::new(""));
+    let mut plan = plan::build(&resolver, &resolved, project_dir, fs, &mut diags);
+
+    for p in &plugins {
+        let blocks = global_blocks(&resolver, p.name(), &mut diags);
+        let host_blocks: IndexMap<String, _> = resolved
+            .iter()
+            .filter_map(|h| {
+                let (key, _) = tree.core.host.keywords.iter().find(|(_, k)| k.plugin.as_deref() == Some(p.name()))?;
+                let mut one = crate::resolve::RSection { span: h.section.span, entries: IndexMap::new() };
+                one.entries.insert(key.clone(), h.section.entries.get(key)?.clone());
+                Some((h.name.clone(), one))
+            })
+            .collect();
+        if blocks.is_empty() && host_blocks.is_empty() {
+            continue;
+        }
+        let first_span = blocks.first().map(|b| b.span);
+        let out = p.configure(&mut ConfigureCtx { plan: &plan, blocks, host_blocks, diags: &mut diags });
+        for (host, output) in out {
+            match plan.hosts.iter_mut().find(|h| h.name == host) {
+                Some(h) => {
+                    h.plugins.insert(p.name().to_string(), output);
+                }
+                None => {
+                    let mut d = Diagnostic::error(
+                        "mln::plugin::unknown_host",
+                        format!("plugin `{}` configured host `{host}`, which is not in the project", p.name()),
+                    );
+                    if let Some(s) = first_span {
+                        d = d.label(s, "");
+                    }
+                    diags.push(d);
+                }
+            }
+        }
+    }
+    drop(plugins);
+    Compilation { sources, diags, loaded, tree, resolved, plan }
+}
+
+/// A plugin's blocks in `global`, resolved in global scope.
+fn global_blocks(r: &Resolver, plugin: &str, diags: &mut Diagnostics) -> Vec<PluginBlock> {
+    let tree = r.tree;
+    let mut out = Vec::new();
+    for (key, kw) in &tree.core.global.keywords {
+        if kw.plugin.as_deref() != Some(plugin) {
+            continue;
+        }
+        let schema = match &kw.kind {
+            Kind::Block(s) | Kind::Named { schema: s, .. } => s.clone(),
+            _ => continue,
+        };
+        match tree.global().section.entries.get(key) {
+            Some(Item::Block(sec)) => {
+                out.push(PluginBlock { label: String::new(), span: sec.span, section: r.plain(sec, &schema, diags) })
+            }
+            Some(Item::Named(map)) => {
+                for (label, sec) in map {
+                    out.push(PluginBlock { label: label.clone(), span: sec.span, section: r.plain(sec, &schema, diags) })
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,99 @@
+//! One diagnostic model for every stage. Stages push [`Diagnostic`]s into a
+//! [`Diagnostics`] collection and keep going; rendering happens at the edge.
+
+mod render;
+
+pub use render::{render, render_all, RenderStyle};
+
+use crate::source::Span;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Advice,
+    Warning,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    pub span: Span,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// Stable code, e.g. `mln::unknown_keyword`; documented in the book.
+    pub code: &'static str,
+    pub message: String,
+    /// The first label is the primary place.
+    pub labels: Vec<Label>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Error, code, message: message.into(), labels: vec![], help: None }
+    }
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Warning, ..Self::error(code, message) }
+    }
+    pub fn advice(code: &'static str, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Advice, ..Self::error(code, message) }
+    }
+    pub fn label(mut self, span: Span, text: impl Into<String>) -> Self {
+        self.labels.push(Label { span, text: text.into() });
+        self
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+    pub fn primary_span(&self) -> Option<Span> {
+        self.labels.first().map(|l| l.span)
+    }
+}
+
+/// Collected diagnostics. The same problem found twice (say, a bad value in
+/// a superclass, checked once per inheriting host) is kept once.
+#[derive(Clone, Debug, Default)]
+pub struct Diagnostics {
+    list: Vec<Diagnostic>,
+    seen: std::collections::HashSet<(&'static str, Option<Span>, String)>,
+}
+
+impl Diagnostics {
+    pub fn push(&mut self, d: Diagnostic) {
+        if self.seen.insert((d.code, d.primary_span(), d.message.clone())) {
+            self.list.push(d);
+        }
+    }
+    pub fn extend(&mut self, ds: impl IntoIterator<Item = Diagnostic>) {
+        for d in ds {
+            self.push(d)
+        }
+    }
+    pub fn has_errors(&self) -> bool {
+        self.list.iter().any(|d| d.severity == Severity::Error)
+    }
+    pub fn error_count(&self) -> usize {
+        self.list.iter().filter(|d| d.severity == Severity::Error).count()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.list.iter()
+    }
+    /// In source order (file, then offset), errors and warnings interleaved,
+    /// as a reader scans the file.
+    pub fn sorted(&self) -> Vec<&Diagnostic> {
+        let mut v: Vec<&Diagnostic> = self.list.iter().collect();
+        v.sort_by_key(|d| d.primary_span().map(|s| (s.file, s.start)));
+        v
+    }
+    pub fn into_vec(self) -> Vec<Diagnostic> {
+        self.list
+    }
+}

@@ -1,0 +1,111 @@
+//! `mln explain FILE HOST PATH`: a value of a resolved host and every place
+//! that shaped it — the statement that set it, the variables it used (and
+//! theirs), the superclass chain it came down, and what it overrode.
+
+use crate::compile::Compilation;
+use crate::diag::{render, Diagnostic, RenderStyle};
+use crate::resolve::{RItem, RSection, RValue, VarUse};
+use crate::tree::{DefKind, GLOBAL};
+use std::fmt::Write;
+
+pub fn explain(c: &Compilation, host: &str, path: &str, style: RenderStyle) -> Result<String, String> {
+    let Some((_, r)) = c.host(host) else {
+        let names = c.plan.hosts.iter().map(|h| h.name.as_str());
+        let hint = crate::schema::suggest(host, names).map(|m| format!(" (did you mean `{m}`?)")).unwrap_or_default();
+        return Err(format!("no host `{host}` in project {}{hint}", c.plan.project));
+    };
+    let tree = &c.tree;
+    let chain: Vec<String> = r
+        .chain
+        .iter()
+        .map(|id| {
+            let d = tree.def(*id);
+            format!("{} {}", d.kind.word(), d.name)
+        })
+        .collect();
+    let mut out = String::new();
+    let segments: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    let found = lookup(&r.section, &segments).ok_or_else(|| {
+        let keys: Vec<&str> = r.section.entries.keys().map(String::as_str).collect();
+        format!(
+            "`{path}` is not set for {host} (it inherits: {}); set keys are: {}",
+            chain.join(" <- "),
+            keys.join(", ")
+        )
+    })?;
+    let values: Vec<&RValue> = match found {
+        RItem::Value(v) => vec![v],
+        RItem::Lines(ls) => ls.iter().collect(),
+        RItem::Block(_) | RItem::Named(_) => {
+            return Err(format!("`{path}` is a block; name a value inside it, e.g. `{path}.KEY`"))
+        }
+    };
+    let shown = values.iter().map(|v| v.text.as_str()).collect::<Vec<_>>().join("\n    ");
+    let _ = writeln!(out, "{host} {path} = {shown}");
+    let _ = writeln!(out, "  inheritance: {}", chain.join(" <- "));
+    let host_def = tree.def(r.def);
+    if let Some(p) = &host_def.plugin {
+        let _ = writeln!(out, "  {host} is made by the `{p}` plugin");
+    }
+    for v in values {
+        let o = &v.origin;
+        let scope = tree.def(o.scope);
+        let place = if o.scope == GLOBAL && host_def.plugin.is_some() {
+            format!("set by the `{}` plugin from this statement", host_def.plugin.as_deref().unwrap_or(""))
+        } else if o.scope == r.def {
+            format!("set in {} {} itself", scope.kind.word(), scope.name)
+        } else if scope.kind == DefKind::Superclass {
+            format!("inherited from superclass {}", scope.name)
+        } else {
+            format!("set in {} {}", scope.kind.word(), scope.name)
+        };
+        let _ = writeln!(out, "  {}: {place}", c.sources.location(o.span));
+        let mut d = Diagnostic::advice("mln::explain", format!("{path} = {}", v.text)).label(o.span, place);
+        let mut var_lines = Vec::new();
+        vars(&o.vars, 2, &mut var_lines, &mut d, c);
+        for l in var_lines {
+            let _ = writeln!(out, "{l}");
+        }
+        for s in &o.shadowed {
+            let _ = writeln!(out, "  {}: overrides this earlier setting", c.sources.location(*s));
+            d = d.label(*s, "overridden");
+        }
+        out.push('\n');
+        out.push_str(&render(&d, &c.sources, style));
+    }
+    Ok(out)
+}
+
+fn vars(uses: &[VarUse], depth: usize, lines: &mut Vec<String>, d: &mut Diagnostic, c: &Compilation) {
+    for u in uses {
+        let pad = "  ".repeat(depth);
+        match u.defined {
+            Some(def) => {
+                lines.push(format!("{pad}${} = {} (defined at {})", u.name, u.value, c.sources.location(def)));
+                *d = std::mem::replace(d, Diagnostic::advice("", "")).label(def, format!("${} = {}", u.name, u.value));
+            }
+            None => lines.push(format!("{pad}${} = {} (built in)", u.name, u.value)),
+        }
+        vars(&u.inner, depth + 1, lines, d, c);
+    }
+}
+
+fn lookup<'a>(s: &'a RSection, path: &[&str]) -> Option<&'a RItem> {
+    let (first, rest) = path.split_first()?;
+    let item = s.entries.get(*first)?;
+    if rest.is_empty() {
+        return Some(item);
+    }
+    match item {
+        RItem::Block(b) => lookup(b, rest),
+        RItem::Named(m) => {
+            let b = m.get(rest[0])?;
+            if rest.len() == 1 {
+                None
+            } else {
+                lookup(b, &rest[1..])
+            }
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,118 @@
+//! `mln fmt`: one canonical layout. One statement per line, four spaces per
+//! level, one space between words, comments kept where they were, at most
+//! one blank line in a row. It never changes what a file means.
+
+use crate::syntax::{Entry, Statement, Word};
+
+const INDENT: &str = "    ";
+
+/// Formats a parsed file. `text` is the file's source (for blank lines).
+/// Callers must not format a file with syntax errors.
+pub fn format(entries: &[Entry], text: &str) -> String {
+    let mut out = String::new();
+    block(entries, text, 0, &mut out);
+    // One newline at the end, none at the start.
+    let trimmed = out.trim_start_matches('\n').trim_end();
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("{trimmed}\n")
+    }
+}
+
+fn block(entries: &[Entry], text: &str, depth: usize, out: &mut String) {
+    let mut prev_end: Option<usize> = None;
+    for e in entries {
+        let span = e.span();
+        if let Entry::Comment(c) = e {
+            if c.trailing && prev_end.is_some() {
+                out.push(' ');
+                out.push_str(&c.text);
+                prev_end = Some(span.end as usize);
+                continue;
+            }
+        }
+        if let Some(p) = prev_end {
+            out.push('\n');
+            if text[p..span.start as usize].matches('\n').count() >= 2 {
+                out.push('\n');
+            }
+        } else if depth > 0 {
+            out.push('\n');
+        }
+        out.push_str(&INDENT.repeat(depth));
+        match e {
+            Entry::Statement(s) => statement(s, text, depth, out),
+            Entry::Assignment(a) => {
+                out.push('$');
+                out.push_str(&a.name);
+                out.push_str(" =");
+                if !a.value.is_empty() {
+                    out.push(' ');
+                    words(&a.value, out);
+                }
+            }
+            Entry::Comment(c) => out.push_str(&c.text),
+            Entry::Include(i) => {
+                out.push_str("#include ");
+                if i.path.contains(char::is_whitespace) {
+                    out.push('"');
+                    out.push_str(&i.path);
+                    out.push('"');
+                } else {
+                    out.push_str(&i.path);
+                }
+            }
+            Entry::Error(_) => out.push_str(&text[span.range()]),
+        }
+        prev_end = Some(span.end as usize);
+    }
+}
+
+fn statement(s: &Statement, text: &str, depth: usize, out: &mut String) {
+    words(&s.words, out);
+    if let Some(b) = &s.block {
+        if !s.words.is_empty() {
+            out.push(' ');
+        }
+        if b.entries.is_empty() {
+            out.push_str("{ }");
+            return;
+        }
+        out.push('{');
+        block(&b.entries, text, depth + 1, out);
+        out.push('\n');
+        out.push_str(&INDENT.repeat(depth));
+        out.push('}');
+    }
+}
+
+fn words(ws: &[Word], out: &mut String) {
+    for (i, w) in ws.iter().enumerate() {
+        if i > 0 && w.span.start > ws[i - 1].span.end {
+            out.push(' ');
+        }
+        out.push_str(&w.raw);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::diag::Diagnostics;
+    use crate::source::FileId;
+
+    fn fmt(text: &str) -> String {
+        let mut d = Diagnostics::default();
+        let e = crate::syntax::parse_file(FileId(0), text, &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        super::format(&e, text)
+    }
+
+    #[test]
+    fn canonical_layout_keeps_comments() {
+        let src = "# top\nglobal{project x;$a=1 # why\n\n\n  }\nhost h {memory 64M; users { u VUmaegY1g8q4I } }   # end\n";
+        let want = "# top\nglobal {\n    project x\n    $a = 1 # why\n}\nhost h {\n    memory 64M\n    users {\n        u VUmaegY1g8q4I\n    }\n} # end\n";
+        assert_eq!(fmt(src), want);
+        assert_eq!(fmt(want), want);
+    }
+}

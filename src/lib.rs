@@ -1,0 +1,29 @@
+//! mln: turns one declarative project file into a running cluster.
+//!
+//! The compiler is free of I/O beyond the [`source::FileSystem`] trait and
+//! external plugin processes; the CLI in `main.rs` is a thin layer on top.
+
+pub mod compile;
+pub mod diag;
+pub mod explain;
+pub mod fmt;
+pub mod plan;
+pub mod plugin;
+pub mod render;
+pub mod resolve;
+pub mod schema;
+pub mod source;
+pub mod syntax;
+pub mod tree;
+
+#[path = "../plugins/autoenum/mod.rs"]
+pub mod autoenum;
+#[path = "../plugins/cluster/mod.rs"]
+pub mod cluster;
+
+pub use compile::{compile, Compilation};
+
+/// The plugins built into mln, in the order they are offered.
+pub fn builtin_plugins() -> Vec<Box<dyn plugin::Plugin>> {
+    vec![Box::new(autoenum::Autoenum), Box::new(cluster::Cluster)]
+}

@@ -1,0 +1,51 @@
+//! Checks across hosts: duplicate addresses and MACs, switches that do not
+//! exist.
+
+use super::model::Plan;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::resolve::ResolvedHost;
+use crate::schema::suggest;
+use crate::source::Span;
+use std::collections::HashMap;
+
+pub fn check(plan: &Plan, resolved: &[ResolvedHost], diags: &mut Diagnostics) {
+    let mut addresses: HashMap<&str, (&str, Span)> = HashMap::new();
+    let mut macs: HashMap<&str, (&str, Span)> = HashMap::new();
+    let switch_names: Vec<&str> = plan.switches.iter().map(|s| s.name.as_str()).collect();
+    for (h, r) in plan.hosts.iter().zip(resolved) {
+        let nets = r.section.named("network");
+        for i in &h.interfaces {
+            let n = nets.and_then(|n| n.get(&i.name));
+            let span_of = |k: &str| n.and_then(|n| n.value(k)).map(|v| v.origin.span).unwrap_or(r.section.span);
+            if let Some(a) = &i.address {
+                let here = span_of("address");
+                if let Some((other, at)) = addresses.insert(a, (&h.name, here)) {
+                    diags.push(
+                        Diagnostic::error("mln::network::duplicate_address", format!("{} and {} both have address {a}", other, h.name))
+                            .label(here, format!("{}'s {}", h.name, i.name))
+                            .label(at, format!("{other}'s")),
+                    );
+                }
+            }
+            let here = span_of("mac");
+            if let Some((other, at)) = macs.insert(&i.mac, (&h.name, here)) {
+                diags.push(
+                    Diagnostic::error("mln::network::duplicate_mac", format!("{} and {} both have MAC {}", other, h.name, i.mac))
+                        .label(here, format!("{}'s {}", h.name, i.name))
+                        .label(at, format!("{other}'s")),
+                );
+            }
+            if let Some(sw) = &i.switch {
+                if !switch_names.contains(&sw.as_str()) {
+                    let mut d = Diagnostic::error("mln::network::unknown_switch", format!("switch `{sw}` does not exist"))
+                        .label(span_of("switch"), "");
+                    d = match suggest(sw, switch_names.iter().copied()) {
+                        Some(m) => d.help(format!("did you mean `{m}`?")),
+                        None => d.help(format!("define it: `switch {sw} {{ }}`")),
+                    };
+                    diags.push(d);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The typed, validated plan built from resolved hosts.
+
+mod checks;
+mod model;
+mod typing;
+pub mod values;
+
+pub use model::*;
+pub use typing::{DEFAULT_BOOT_ORDER, DEFAULT_MEMORY_MIB, DEFAULT_SIZE_MIB, DEFAULT_TEMPLATE};
+
+use crate::diag::Diagnostics;
+use crate::resolve::{ResolvedHost, Resolver};
+use crate::schema::HOOKS;
+use crate::source::FileSystem;
+use crate::tree::DefKind;
+use indexmap::IndexMap;
+use std::path::Path;
+
+pub fn build(
+    resolver: &Resolver,
+    resolved: &[ResolvedHost],
+    project_dir: &Path,
+    fs: &dyn FileSystem,
+    diags: &mut Diagnostics,
+) -> Plan {
+    let tree = resolver.tree;
+    let project = resolver.project().to_string();
+    let mut typer = typing::Typer { tree, project: &project, project_dir, fs, diags };
+    let hosts: Vec<Host> = resolved.iter().map(|r| typer.host(r)).collect();
+    let switches = tree
+        .ids(DefKind::Switch)
+        .map(|id| {
+            let def = tree.def(id);
+            let s = resolver.plain(&def.section, &tree.core.switch, diags);
+            for k in ["hub", "socket", "tap"] {
+                if let Some(v) = s.value(k) {
+                    diags.push(
+                        crate::diag::Diagnostic::warning("mln::switch::uml", format!("`{k}` is for User-Mode Linux and is ignored"))
+                            .label(v.origin.span, ""),
+                    );
+                }
+            }
+            Switch {
+                name: def.name.clone(),
+                bridge: s.text("bridge").map(str::to_string).unwrap_or_else(|| default_bridge(&def.name, &project)),
+                service_host: s.text("service_host").map(str::to_string),
+            }
+        })
+        .collect();
+    let global = resolver.plain(&tree.global().section, &tree.core.global, diags);
+    let mut hooks = IndexMap::new();
+    for h in HOOKS {
+        let lines = global.lines(h);
+        if !lines.is_empty() {
+            hooks.insert(h.to_string(), lines.iter().map(|l| l.text.clone()).collect());
+        }
+    }
+    let plan = Plan { project, hosts, switches, hooks };
+    checks::check(&plan, resolved, diags);
+    plan
+}
+
+/// MLN's bridge name for a switch: `<switch>.<project>`, cut to the 15
+/// characters Linux allows in an interface name.
+pub fn default_bridge(switch: &str, project: &str) -> String {
+    format!("{switch}.{project}").chars().take(15).collect()
+}

@@ -1,0 +1,148 @@
+//! The typed plan: what `mln plan --json` prints and backends consume.
+//! Field names and types are a documented interface (book: plan schema).
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub project: String,
+    pub hosts: Vec<Host>,
+    pub switches: Vec<Switch>,
+    /// Project hook scripts by name (`beforeProjectStart`...), each a list
+    /// of shell lines run on the managing machine.
+    pub hooks: IndexMap<String, Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostKind {
+    Kvm,
+    Xen,
+    Baremetal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskMode {
+    /// A copy-on-write overlay backed by the template.
+    Linked,
+    /// A full copy of the template.
+    Full,
+    /// A logical volume.
+    Lvm,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub name: String,
+    pub kind: HostKind,
+    /// The nearest superclass, if any.
+    pub superclass: Option<String>,
+    /// None: built on the local machine.
+    pub service_host: Option<String>,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// Physical CPUs to pin to (Xen `cpus`), as written.
+    pub cpus: Option<String>,
+    pub template: String,
+    /// Planned disk size; None when `free_space` asks for template + N.
+    pub disk_mib: Option<u64>,
+    pub free_space_mib: Option<u64>,
+    pub swap_mib: Option<u64>,
+    pub disk_mode: DiskMode,
+    pub lvm_vg: Option<String>,
+    pub lvm_options: Option<String>,
+    pub boot_order: u32,
+    pub term: Option<String>,
+    pub kernel: Option<String>,
+    pub ramdisk: Option<String>,
+    pub hvm: bool,
+    pub vnc_display: Option<u32>,
+    pub vnc_password: Option<String>,
+    pub description: Option<String>,
+    pub interfaces: Vec<Interface>,
+    pub nameservers: Vec<String>,
+    pub root_password_hash: Option<String>,
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+    pub startup: Vec<String>,
+    pub shutdown: Vec<String>,
+    pub files: Vec<FileCopy>,
+    pub mounts: Vec<Mount>,
+    pub modules: Vec<String>,
+    pub xen_extra: Vec<String>,
+    /// What each plugin's configure hook produced for this host, by plugin
+    /// name, in plugin order.
+    pub plugins: IndexMap<String, PluginOutput>,
+    /// Keys of plugin blocks written in the host (host-context plugins), as
+    /// resolved text, by plugin name.
+    pub plugin_settings: IndexMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    /// None with `dhcp` or when no address is given.
+    pub address: Option<String>,
+    pub dhcp: bool,
+    pub netmask: Option<String>,
+    pub gateway: Option<String>,
+    /// Given, or derived from address and netmask.
+    pub broadcast: Option<String>,
+    /// Given, or derived deterministically from project, host and interface.
+    pub mac: String,
+    pub switch: Option<String>,
+    pub bridge: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub password_hash: String,
+    pub home: Option<String>,
+    pub uid: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCopy {
+    /// Absolute, resolved against the project file's directory.
+    pub source: String,
+    pub dest: String,
+    pub mode: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: String,
+    pub mountpoint: String,
+    pub fstype: String,
+    pub options: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginOutput {
+    pub files: Vec<GeneratedFile>,
+    pub startup: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratedFile {
+    pub path: String,
+    pub content: String,
+    pub mode: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Switch {
+    pub name: String,
+    /// Given, or `<switch>.<project>` cut to 15 characters.
+    pub bridge: String,
+    pub service_host: Option<String>,
+}

@@ -1,0 +1,355 @@
+//! One resolved host to a typed [`Host`], with a diagnostic for every value
+//! that does not fit its type.
+
+use super::model::*;
+use super::values::{self, Bad};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::resolve::{RSection, RValue, ResolvedHost};
+use crate::source::{FileSystem, Span};
+use crate::tree::Tree;
+use indexmap::IndexMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+pub const DEFAULT_TEMPLATE: &str = "Debian-4.0.ext3";
+pub const DEFAULT_SIZE_MIB: u64 = 250;
+pub const DEFAULT_MEMORY_MIB: u64 = 128;
+pub const DEFAULT_BOOT_ORDER: u32 = 99;
+
+pub struct Typer<'a> {
+    pub tree: &'a Tree,
+    pub project: &'a str,
+    pub project_dir: &'a Path,
+    pub fs: &'a dyn FileSystem,
+    pub diags: &'a mut Diagnostics,
+}
+
+impl Typer<'_> {
+    fn report(&mut self, span: Span, e: Bad, code: &'static str) {
+        let mut d = Diagnostic::error(code, e.message).label(span, "");
+        if let Some(h) = e.help {
+            d = d.help(h);
+        }
+        self.diags.push(d);
+    }
+
+    /// The value's span: the words if they were written, else the statement.
+    fn check<T>(&mut self, v: &RValue, r: Result<T, Bad>, code: &'static str) -> Option<T> {
+        match r {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.report(v.origin.span, e, code);
+                None
+            }
+        }
+    }
+
+    fn size_mib(&mut self, s: &RSection, key: &str) -> Option<u64> {
+        let v = s.value(key)?;
+        self.check(v, values::size(&v.text), "mln::value::size").map(values::mib)
+    }
+
+    fn uint(&mut self, s: &RSection, key: &str) -> Option<u64> {
+        let v = s.value(key)?;
+        self.check(v, values::uint(&v.text), "mln::value::number")
+    }
+
+    fn hash(&mut self, v: &RValue, text: &str) -> Option<String> {
+        self.check(v, values::crypt_hash(text), "mln::value::plain_password").map(|_| text.to_string())
+    }
+
+    pub fn host(&mut self, r: &ResolvedHost) -> Host {
+        let s = &r.section;
+        let txt = |k: &str| s.text(k).map(str::to_string);
+        let kind = self.kind(s);
+        let superclass = r.chain.get(1).map(|id| self.tree.def(*id).name.clone());
+        let memory_mib = self.size_mib(s, "memory").unwrap_or(DEFAULT_MEMORY_MIB);
+        if memory_mib == 0 {
+            if let Some(v) = s.value("memory") {
+                self.report(v.origin.span, Bad { message: "memory must be at least 1M".into(), help: None }, "mln::value::size");
+            }
+        }
+        let vcpus = self.uint(s, "vcpus").unwrap_or(1) as u32;
+        let free_space_mib = self.size_mib(s, "free_space");
+        let size_mib = self.size_mib(s, "size");
+        let disk_mib = match (size_mib, free_space_mib) {
+            (_, Some(_)) => None, // template size + free space, known at build time
+            (Some(m), None) => Some(m),
+            (None, None) => Some(DEFAULT_SIZE_MIB),
+        };
+        let disk_mode = if s.has("lvm") {
+            DiskMode::Lvm
+        } else {
+            match s.value("clone") {
+                Some(v) if v.text == "full" => DiskMode::Full,
+                Some(v) if v.text == "linked" => DiskMode::Linked,
+                Some(v) => {
+                    let e = Bad { message: format!("unknown clone mode `{}`", v.text), help: Some("use `clone linked` (default) or `clone full`".into()) };
+                    self.report(v.origin.span, e, "mln::value::choice");
+                    DiskMode::Linked
+                }
+                None => DiskMode::Linked,
+            }
+        };
+        let term = s.value("term").and_then(|v| match v.text.as_str() {
+            "xterm" | "screen" | "none" => Some(v.text.clone()),
+            _ => {
+                let e = Bad { message: format!("unknown terminal `{}`", v.text), help: Some("use `xterm`, `screen` or `none`".into()) };
+                self.report(v.origin.span, e, "mln::value::choice");
+                None
+            }
+        });
+        let root_password_hash = s.value("root_password").and_then(|v| self.hash(v, &v.text.clone()));
+        let interfaces = self.interfaces(&r.name, s);
+        let mut nameservers = vec![];
+        if let Some(v) = s.value("nameserver") {
+            for w in &v.words {
+                if self.check(v, values::ipv4(w), "mln::value::ip").is_some() {
+                    nameservers.push(w.clone());
+                }
+            }
+        }
+        Host {
+            name: r.name.clone(),
+            kind,
+            superclass,
+            service_host: txt("service_host"),
+            memory_mib,
+            vcpus,
+            cpus: txt("cpus"),
+            template: txt("template").unwrap_or_else(|| DEFAULT_TEMPLATE.to_string()),
+            disk_mib,
+            free_space_mib,
+            swap_mib: self.size_mib(s, "swap"),
+            disk_mode,
+            lvm_vg: txt("lvm_vg"),
+            lvm_options: s.value("lvm").map(|v| v.text.clone()).filter(|t| !t.is_empty()),
+            boot_order: self.uint(s, "boot_order").map(|n| n as u32).unwrap_or(DEFAULT_BOOT_ORDER),
+            term,
+            kernel: txt("kernel"),
+            ramdisk: txt("ramdisk"),
+            hvm: s.has("hvm"),
+            vnc_display: self.uint(s, "vncdisplay").map(|n| n as u32),
+            vnc_password: txt("vncpasswd"),
+            description: txt("description"),
+            interfaces,
+            nameservers,
+            root_password_hash,
+            users: self.users(s),
+            groups: s
+                .block("groups")
+                .map(|g| {
+                    g.entries
+                        .keys()
+                        .map(|name| Group { name: name.clone(), members: g.lines(name).iter().flat_map(|l| l.words.clone()).collect() })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            startup: s.lines("startup").iter().map(|l| l.text.clone()).collect(),
+            shutdown: s.lines("shutdown").iter().map(|l| l.text.clone()).collect(),
+            files: self.files(s),
+            mounts: self.mounts(s),
+            modules: s.lines("modules").iter().flat_map(|l| l.words.clone()).collect(),
+            xen_extra: s.lines("xen_extra").iter().map(|l| l.text.clone()).collect(),
+            plugins: IndexMap::new(),
+            plugin_settings: self.plugin_settings(s),
+        }
+    }
+
+    fn kind(&mut self, s: &RSection) -> HostKind {
+        if let Some(v) = s.value("uml") {
+            self.diags.push(
+                Diagnostic::error("mln::kind::uml", "User-Mode Linux is not supported")
+                    .label(v.origin.span, "")
+                    .help("use `kvm` (the default) or `xen`; the same template boots under both"),
+            );
+        }
+        let set: Vec<(&str, &RValue)> =
+            ["xen", "kvm", "baremetal"].into_iter().filter_map(|k| s.value(k).map(|v| (k, v))).collect();
+        if set.len() > 1 {
+            let mut d = Diagnostic::error(
+                "mln::kind::conflict",
+                format!("a host is one kind only, but {} are set", set.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(" and ")),
+            );
+            for (k, v) in &set {
+                d = d.label(v.origin.span, format!("`{k}` set here"));
+            }
+            self.diags.push(d);
+        }
+        match set.first().map(|(k, _)| *k) {
+            Some("xen") => HostKind::Xen,
+            Some("baremetal") => HostKind::Baremetal,
+            _ => HostKind::Kvm,
+        }
+    }
+
+    fn interfaces(&mut self, host: &str, s: &RSection) -> Vec<Interface> {
+        let Some(nets) = s.named("network") else { return vec![] };
+        let mut out = Vec::new();
+        for (name, n) in nets {
+            let mut address = None;
+            let mut dhcp = false;
+            if let Some(v) = n.value("address") {
+                if v.text == "dhcp" {
+                    dhcp = true;
+                } else {
+                    address = self.check(v, values::ipv4(&v.text), "mln::value::ip");
+                }
+            }
+            let netmask = n.value("netmask").and_then(|v| self.check(v, values::netmask(&v.text), "mln::value::netmask"));
+            let gateway = n.value("gateway").and_then(|v| self.check(v, values::ipv4(&v.text), "mln::value::ip"));
+            let broadcast = n.value("broadcast").and_then(|v| self.check(v, values::ipv4(&v.text), "mln::value::ip"));
+            let mac = n.value("mac").and_then(|v| self.check(v, values::mac(&v.text), "mln::value::mac"));
+            if let (Some(a), Some(m)) = (address, netmask) {
+                self.subnet(n, a, m, gateway, broadcast);
+            }
+            let derived_bcast = match (address, netmask) {
+                (Some(a), Some(m)) => Some(Ipv4Addr::from(u32::from(a) | !u32::from(m))),
+                _ => None,
+            };
+            out.push(Interface {
+                name: name.clone(),
+                address: address.map(|a| a.to_string()),
+                dhcp,
+                netmask: netmask.map(|m| m.to_string()),
+                gateway: gateway.map(|g| g.to_string()),
+                broadcast: broadcast.or(derived_bcast).map(|b| b.to_string()),
+                mac: mac.unwrap_or_else(|| values::derived_mac(self.project, host, name, 0)),
+                switch: n.text("switch").map(str::to_string),
+                bridge: n.text("bridge").map(str::to_string),
+            });
+        }
+        out
+    }
+
+    /// The address must be a host of its subnet; gateway and broadcast must
+    /// belong to that subnet.
+    fn subnet(&mut self, n: &RSection, a: Ipv4Addr, m: Ipv4Addr, gw: Option<Ipv4Addr>, bc: Option<Ipv4Addr>) {
+        let (a32, m32) = (u32::from(a), u32::from(m));
+        let net = Ipv4Addr::from(a32 & m32);
+        let bcast = Ipv4Addr::from(a32 | !m32);
+        let prefix = m32.leading_ones();
+        let addr_v = n.value("address").expect("address present");
+        if prefix < 31 && (a == net || a == bcast) {
+            let what = if a == net { "network" } else { "broadcast" };
+            self.diags.push(
+                Diagnostic::error("mln::network::address_outside", format!("{a} is the {what} address of {net}/{prefix}"))
+                    .label(addr_v.origin.span, "not a usable host address")
+                    .label(n.value("netmask").expect("netmask present").origin.span, "with this netmask"),
+            );
+        }
+        if let (Some(g), Some(gv)) = (gw, n.value("gateway")) {
+            if u32::from(g) & m32 != a32 & m32 || g == a {
+                let msg = if g == a {
+                    format!("gateway {g} is the interface's own address")
+                } else {
+                    format!("gateway {g} is outside the subnet {net}/{prefix}")
+                };
+                self.diags.push(
+                    Diagnostic::error("mln::network::gateway_outside", msg)
+                        .label(gv.origin.span, "gateway")
+                        .label(addr_v.origin.span, format!("address {a}"))
+                        .help("a gateway must be reachable directly: inside the interface's subnet"),
+                );
+            }
+        }
+        if let (Some(b), Some(bv)) = (bc, n.value("broadcast")) {
+            if b != bcast {
+                self.diags.push(
+                    Diagnostic::error("mln::network::broadcast", format!("broadcast {b} does not match {net}/{prefix}"))
+                        .label(bv.origin.span, format!("the subnet's broadcast address is {bcast}"))
+                        .label(addr_v.origin.span, format!("address {a}")),
+                );
+            }
+        }
+    }
+
+    fn users(&mut self, s: &RSection) -> Vec<User> {
+        let mut out: Vec<User> = Vec::new();
+        for l in s.lines("users") {
+            let w = &l.words;
+            if w.len() < 2 {
+                self.diags.push(
+                    Diagnostic::error("mln::users::line", "a user line is `NAME CRYPT-HASH [HOME] [UID]`")
+                        .label(l.origin.span, "no password hash"),
+                );
+                continue;
+            }
+            let Some(hash) = self.hash(l, &w[1]) else { continue };
+            let uid = match w.get(3) {
+                Some(u) => self.check(l, values::uint(u), "mln::value::number").map(|n| n as u32),
+                None => None,
+            };
+            if w.len() > 4 {
+                self.diags.push(
+                    Diagnostic::error("mln::users::line", "a user line is `NAME CRYPT-HASH [HOME] [UID]`")
+                        .label(l.origin.span, "too many words"),
+                );
+            }
+            // A subclass may redefine a user; the nearest line wins.
+            out.retain(|u| u.name != w[0]);
+            out.push(User { name: w[0].clone(), password_hash: hash, home: w.get(2).cloned(), uid });
+        }
+        out
+    }
+
+    fn files(&mut self, s: &RSection) -> Vec<FileCopy> {
+        let mut out = Vec::new();
+        for l in s.lines("files") {
+            let w = &l.words;
+            if !(2..=3).contains(&w.len()) {
+                self.diags.push(
+                    Diagnostic::error("mln::files::line", "a files line is `SOURCE DESTINATION [MODE]`").label(l.origin.span, ""),
+                );
+                continue;
+            }
+            let src = crate::source::normalize(&self.project_dir.join(&w[0]));
+            if !self.fs.exists(&src) {
+                self.diags.push(
+                    Diagnostic::error("mln::files::missing", format!("`{}` does not exist", w[0]))
+                        .label(l.origin.span, format!("looked for {}", src.display()))
+                        .help("file sources are relative to the project file"),
+                );
+            }
+            if let Some(m) = w.get(2) {
+                self.check(l, values::octal_mode(m), "mln::value::mode");
+            }
+            out.push(FileCopy { source: src.display().to_string(), dest: w[1].clone(), mode: w.get(2).cloned() });
+        }
+        out
+    }
+
+    fn mounts(&mut self, s: &RSection) -> Vec<Mount> {
+        let mut out = Vec::new();
+        for l in s.lines("mount") {
+            let w = &l.words;
+            if w.len() < 3 {
+                self.diags.push(
+                    Diagnostic::error("mln::mount::line", "a mount line is `SOURCE MOUNTPOINT FSTYPE [OPTIONS]`")
+                        .label(l.origin.span, ""),
+                );
+                continue;
+            }
+            out.push(Mount {
+                source: w[0].clone(),
+                mountpoint: w[1].clone(),
+                fstype: w[2].clone(),
+                options: (w.len() > 3).then(|| w[3..].join(" ")),
+            });
+        }
+        out
+    }
+
+    fn plugin_settings(&self, s: &RSection) -> IndexMap<String, serde_json::Value> {
+        let mut out = IndexMap::new();
+        for (key, item) in &s.entries {
+            let Some(kw) = self.tree.core.host.get(key) else { continue };
+            if let Some(p) = &kw.plugin {
+                let mut one = RSection::default();
+                one.entries.insert(key.clone(), item.clone());
+                out.insert(p.clone(), one.to_json()[ "blocks"][key].clone());
+            }
+        }
+        out
+    }
+}

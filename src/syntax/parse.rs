@@ -1,0 +1,299 @@
+//! Lowering pest's pairs into the owned syntax tree, with syntax errors as
+//! diagnostics.
+
+use super::ast::*;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::source::{FileId, Span};
+use pest::iterators::Pair;
+use pest::Parser;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "grammar/mln.pest"]
+struct MlnParser;
+
+/// Blocks nested deeper than this are refused before parsing: pest recurses
+/// once per level and would otherwise exhaust the stack on hostile input.
+pub const MAX_DEPTH: usize = 64;
+
+/// Parses one file. Never fails: problems are pushed to `diags` and the
+/// tree holds what could be read.
+pub fn parse_file(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Entry> {
+    if let Some(at) = too_deep(text) {
+        diags.push(
+            Diagnostic::error("mln::syntax::too_deep", format!("blocks nested more than {MAX_DEPTH} deep"))
+                .label(Span::new(file, at, at + 1), "this block is too deep"),
+        );
+        return vec![];
+    }
+    // The grammar is total, so an error here means a pest limit was hit.
+    let pairs = match MlnParser::parse(Rule::file, text) {
+        Ok(p) => p,
+        Err(e) => {
+            let at = match e.location {
+                pest::error::InputLocation::Pos(p) => p,
+                pest::error::InputLocation::Span((s, _)) => s,
+            };
+            diags.push(
+                Diagnostic::error("mln::syntax::unparsable", "this file could not be parsed")
+                    .label(Span::new(file, at, at), "parsing stopped here"),
+            );
+            return vec![];
+        }
+    };
+    let mut lower = Lower { file, text, diags };
+    let file_pair = pairs.into_iter().next().expect("file rule");
+    lower.entries(file_pair.into_inner())
+}
+
+/// Offset of the first `{` that opens a block deeper than [`MAX_DEPTH`],
+/// skipping comments and quoted strings as the grammar does.
+fn too_deep(text: &str) -> Option<usize> {
+    let (mut depth, mut in_comment, mut in_quote, mut escaped) = (0usize, false, false, false);
+    for (i, b) in text.bytes().enumerate() {
+        if in_comment {
+            in_comment = b != b'\n';
+        } else if in_quote {
+            if escaped {
+                escaped = false
+            } else if b == b'\\' {
+                escaped = true
+            } else if b == b'"' || b == b'\n' {
+                in_quote = false
+            }
+        } else {
+            match b {
+                b'#' => in_comment = true,
+                b'"' => in_quote = true,
+                b'{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some(i);
+                    }
+                }
+                b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+struct Lower<'a> {
+    file: FileId,
+    text: &'a str,
+    diags: &'a mut Diagnostics,
+}
+
+impl<'a> Lower<'a> {
+    fn span(&self, p: &Pair<Rule>) -> Span {
+        let s = p.as_span();
+        Span::new(self.file, s.start(), s.end())
+    }
+
+    fn entries(&mut self, pairs: pest::iterators::Pairs<Rule>) -> Vec<Entry> {
+        let mut out: Vec<Entry> = Vec::new();
+        for p in pairs {
+            let entry = match p.as_rule() {
+                Rule::statement => Entry::Statement(self.statement(p)),
+                Rule::assignment => Entry::Assignment(self.assignment(p)),
+                Rule::comment => {
+                    let span = self.span(&p);
+                    let trailing = out.last().is_some_and(|prev| {
+                        !self.text[prev.span().end as usize..span.start as usize].contains('\n')
+                    });
+                    Entry::Comment(Comment { text: p.as_str().trim_end().to_string(), span, trailing })
+                }
+                Rule::include => {
+                    let span = self.span(&p);
+                    let path_pair = p.into_inner().next().expect("include path");
+                    let raw = path_pair.as_str().trim_end();
+                    let path_span = Span::new(self.file, path_pair.as_span().start(), path_pair.as_span().start() + raw.len());
+                    let path = if raw.starts_with('"') && raw.ends_with('"') && raw.len() >= 2 {
+                        raw[1..raw.len() - 1].to_string()
+                    } else {
+                        raw.to_string()
+                    };
+                    Entry::Include(Include { path, path_span, span: span.to(path_span), file: None })
+                }
+                Rule::bad_line => {
+                    let span = self.span(&p);
+                    let s = p.as_str();
+                    let d = if s.trim_start().starts_with('"') || s.contains('"') {
+                        Diagnostic::error("mln::syntax::unterminated_string", "unterminated string")
+                            .label(span, "this string has no closing quote before the end of the line")
+                            .help("close the string with `\"`; a quoted value cannot span lines")
+                    } else {
+                        Diagnostic::error("mln::syntax::bad_statement", "this is not a statement").label(span, "")
+                    };
+                    self.diags.push(d);
+                    Entry::Error(SyntaxError { span, kind: SyntaxErrorKind::BadLine })
+                }
+                Rule::stray_close => {
+                    let span = self.span(&p);
+                    self.diags.push(
+                        Diagnostic::error("mln::syntax::stray_close", "unexpected `}`")
+                            .label(span, "no block is open here")
+                            .help("remove it, or look for a block closed twice above"),
+                    );
+                    Entry::Error(SyntaxError { span, kind: SyntaxErrorKind::StrayClose })
+                }
+                Rule::EOI => continue,
+                r => unreachable!("rule {r:?} at entry level"),
+            };
+            out.push(entry);
+        }
+        out
+    }
+
+    fn words(&self, p: Pair<Rule>) -> Vec<Word> {
+        p.into_inner()
+            .map(|w| {
+                let inner = w.into_inner().next().expect("word has a kind");
+                Word { raw: inner.as_str().to_string(), span: self.span(&inner), quoted: inner.as_rule() == Rule::dquoted }
+            })
+            .collect()
+    }
+
+    fn statement(&mut self, p: Pair<Rule>) -> Statement {
+        let mut span = self.span(&p);
+        let mut words = Vec::new();
+        let mut block = None;
+        for part in p.into_inner() {
+            match part.as_rule() {
+                Rule::words => words = self.words(part),
+                Rule::block => block = Some(self.block(part)),
+                r => unreachable!("rule {r:?} in statement"),
+            }
+        }
+        // Trailing spaces are not part of a statement without a block.
+        if block.is_none() {
+            if let Some(last) = words.last() {
+                span.end = last.span.end;
+            }
+        }
+        Statement { words, block, span }
+    }
+
+    fn block(&mut self, p: Pair<Rule>) -> Block {
+        let start = p.as_span().start();
+        let open = Span::new(self.file, start, start + 1);
+        let mut entries = Vec::new();
+        let mut close = None;
+        for part in p.into_inner() {
+            match part.as_rule() {
+                Rule::body => entries = self.entries(part.into_inner()),
+                Rule::close => {
+                    if part.as_str() == "}" {
+                        close = Some(self.span(&part));
+                    } else {
+                        self.diags.push(
+                            Diagnostic::error("mln::syntax::unclosed_block", "block never closed")
+                                .label(open, "this `{` has no matching `}` before the end of the file")
+                                .help("add the missing `}`"),
+                        );
+                    }
+                }
+                r => unreachable!("rule {r:?} in block"),
+            }
+        }
+        Block { entries, open, close }
+    }
+
+    fn assignment(&mut self, p: Pair<Rule>) -> Assignment {
+        let mut span = self.span(&p);
+        let mut inner = p.into_inner();
+        let name_pair = inner.next().expect("var name");
+        let name_span = self.span(&name_pair);
+        let value = inner.next().map(|w| self.words(w)).unwrap_or_default();
+        span.end = value.last().map(|w| w.span.end).unwrap_or(span.end);
+        Assignment { name: name_pair.as_str().to_string(), name_span: Span { start: name_span.start - 1, ..name_span }, value, span }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Vec<Entry>, Diagnostics) {
+        let mut d = Diagnostics::default();
+        let e = parse_file(FileId(0), text, &mut d);
+        (e, d)
+    }
+
+    fn keys(entries: &[Entry]) -> Vec<String> {
+        entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Statement(s) => Some(s.words.iter().map(|w| w.raw.as_str()).collect::<Vec<_>>().join(" ")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn semicolons_split_statements_and_braces_close_on_a_line() {
+        let (e, d) = parse("host a {\n memory 64M; term screen }\n");
+        assert!(d.is_empty());
+        let Entry::Statement(h) = &e[0] else { panic!() };
+        assert_eq!(keys(&h.block.as_ref().unwrap().entries), vec!["memory 64M", "term screen"]);
+    }
+
+    #[test]
+    fn a_brace_glued_to_a_name_opens_a_block() {
+        let (e, d) = parse("host one{\nxen\n}");
+        assert!(d.is_empty(), "{d:?}");
+        let Entry::Statement(h) = &e[0] else { panic!() };
+        assert_eq!(h.words[1].raw, "one");
+        assert_eq!(keys(&h.block.as_ref().unwrap().entries), vec!["xen"]);
+    }
+
+    #[test]
+    fn last_character_of_a_file_without_newline_is_kept() {
+        let (e, _) = parse("global {\n project abc\n}\nhost x {\n memory 64M}");
+        let Entry::Statement(h) = &e[1] else { panic!() };
+        assert_eq!(keys(&h.block.as_ref().unwrap().entries), vec!["memory 64M"]);
+    }
+
+    #[test]
+    fn quoted_values_hold_comment_and_statement_characters() {
+        let (e, d) = parse("x \"a # b; c { }\" # real comment\n");
+        assert!(d.is_empty());
+        let Entry::Statement(s) = &e[0] else { panic!() };
+        assert_eq!(s.words[1].unquoted(), "a # b; c { }");
+        let Entry::Comment(c) = &e[1] else { panic!() };
+        assert!(c.trailing);
+    }
+
+    #[test]
+    fn every_syntax_error_is_reported_in_one_run() {
+        let (_, d) = parse("a \"open\n}\nhost x {\n b \"also open\n");
+        let codes: Vec<_> = d.iter().map(|d| d.code).collect();
+        assert_eq!(
+            codes,
+            vec![
+                "mln::syntax::unterminated_string",
+                "mln::syntax::stray_close",
+                "mln::syntax::unterminated_string",
+                "mln::syntax::unclosed_block"
+            ]
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let text = "a {".repeat(100_000);
+        let (e, d) = parse(&text);
+        assert!(e.is_empty());
+        assert_eq!(d.iter().next().unwrap().code, "mln::syntax::too_deep");
+    }
+
+    #[test]
+    fn include_and_assignment() {
+        let (e, d) = parse("$gw = 10.0.0.1\n#include servers.txt  \n");
+        assert!(d.is_empty());
+        let Entry::Assignment(a) = &e[0] else { panic!() };
+        assert_eq!((a.name.as_str(), a.value[0].raw.as_str()), ("gw", "10.0.0.1"));
+        let Entry::Include(i) = &e[1] else { panic!() };
+        assert_eq!(i.path, "servers.txt");
+    }
+}

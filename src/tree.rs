@@ -1,0 +1,522 @@
+//! The project as written, checked against the schema: definitions
+//! (`global`, hosts, superclasses, switches), their variables, and for each
+//! keyword every place it was set. Nothing is inherited or expanded yet.
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::plugin::{Context, Registry};
+use crate::schema::{suggest, CoreSchemas, Kind, Schema};
+use crate::source::Span;
+use crate::syntax::{Entry, Loaded as FileIdTrees, Statement, Word};
+use indexmap::IndexMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DefId(pub usize);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefKind {
+    Global,
+    Host,
+    Superclass,
+    Switch,
+}
+
+impl DefKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            DefKind::Global => "global",
+            DefKind::Host => "host",
+            DefKind::Superclass => "superclass",
+            DefKind::Switch => "switch",
+        }
+    }
+}
+
+/// A value as written: source words, or text made by a plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Text {
+    Words(Vec<Word>),
+    Literal(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ValueDef {
+    pub text: Text,
+    /// The whole statement.
+    pub span: Span,
+    /// The definition whose variables the value sees.
+    pub scope: DefId,
+}
+
+#[derive(Clone, Debug)]
+pub struct VarDef {
+    pub name: String,
+    pub text: Text,
+    pub span: Span,
+    pub scope: DefId,
+}
+
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// Every time the keyword was set, in order; the last one wins.
+    Value(Vec<ValueDef>),
+    Lines(Vec<ValueDef>),
+    Block(Section),
+    Named(IndexMap<String, Section>),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Section {
+    /// The block's header (`network eth0`), for messages.
+    pub span: Span,
+    pub entries: IndexMap<String, Item>,
+}
+
+impl Section {
+    pub fn value(&self, key: &str) -> Option<&ValueDef> {
+        match self.entries.get(key) {
+            Some(Item::Value(v)) => v.last(),
+            _ => None,
+        }
+    }
+    pub fn set_value(&mut self, key: &str, v: ValueDef) {
+        match self.entries.entry(key.to_string()).or_insert_with(|| Item::Value(vec![])) {
+            Item::Value(list) => list.push(v),
+            other => *other = Item::Value(vec![v]),
+        }
+    }
+    pub fn push_line(&mut self, key: &str, v: ValueDef) {
+        match self.entries.entry(key.to_string()).or_insert_with(|| Item::Lines(vec![])) {
+            Item::Lines(list) => list.push(v),
+            other => *other = Item::Lines(vec![v]),
+        }
+    }
+    pub fn named_mut(&mut self, key: &str, label: &str, span: Span) -> &mut Section {
+        let item = self.entries.entry(key.to_string()).or_insert_with(|| Item::Named(IndexMap::new()));
+        if !matches!(item, Item::Named(_)) {
+            *item = Item::Named(IndexMap::new());
+        }
+        let Item::Named(map) = item else { unreachable!() };
+        map.entry(label.to_string()).or_insert_with(|| Section { span, ..Section::default() })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Def {
+    pub kind: DefKind,
+    pub name: String,
+    pub name_span: Span,
+    pub section: Section,
+    pub vars: IndexMap<String, VarDef>,
+    /// The plugin that made this definition, if one did.
+    pub plugin: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tree {
+    pub defs: Vec<Def>,
+    pub core: CoreSchemas,
+    /// Hosts in plan order: as defined, with plugin-made hosts where the
+    /// `global` block (holding the plugin blocks) stands.
+    pub hosts: Vec<DefId>,
+    /// Where in `hosts` the next plugin-made host goes.
+    anchor: usize,
+}
+
+pub const GLOBAL: DefId = DefId(0);
+
+impl Tree {
+    pub fn def(&self, id: DefId) -> &Def {
+        &self.defs[id.0]
+    }
+    pub fn global(&self) -> &Def {
+        &self.defs[0]
+    }
+    pub fn ids(&self, kind: DefKind) -> impl Iterator<Item = DefId> + '_ {
+        self.defs.iter().enumerate().filter(move |(_, d)| d.kind == kind).map(|(i, _)| DefId(i))
+    }
+    pub fn find(&self, kind: DefKind, name: &str) -> Option<DefId> {
+        self.ids(kind).find(|id| self.def(*id).name == name)
+    }
+    pub fn add(&mut self, def: Def) -> DefId {
+        self.defs.push(def);
+        DefId(self.defs.len() - 1)
+    }
+    pub fn add_generated_host(&mut self, def: Def) -> DefId {
+        let id = self.add(def);
+        self.hosts.insert(self.anchor, id);
+        self.anchor += 1;
+        id
+    }
+    pub fn project_name(&self) -> Option<String> {
+        match &self.global().section.value("project")?.text {
+            Text::Words(w) => Some(w.iter().map(|w| w.unquoted()).collect::<Vec<_>>().join(" ")),
+            Text::Literal(s) => Some(s.clone()),
+        }
+    }
+}
+
+/// Lowers the syntax tree of a loaded project into definitions.
+pub fn build(trees: &FileIdTrees, registry: &mut Registry, diags: &mut Diagnostics) -> Tree {
+    let core = crate::schema::core();
+    let global = Def {
+        kind: DefKind::Global,
+        name: "global".into(),
+        name_span: Span::default(),
+        section: Section::default(),
+        vars: IndexMap::new(),
+        plugin: None,
+    };
+    let tree = Tree { defs: vec![global], core, hosts: vec![], anchor: 0 };
+    let mut b = Builder { tree, trees, registry, diags, global_seen: false };
+    if let Some(root) = trees.root {
+        b.top(&trees.trees[&root]);
+    }
+    b.tree
+}
+
+struct Builder<'a> {
+    tree: Tree,
+    trees: &'a FileIdTrees,
+    registry: &'a mut Registry,
+    diags: &'a mut Diagnostics,
+    global_seen: bool,
+}
+
+const TOP: [&str; 4] = ["global", "host", "superclass", "switch"];
+
+impl Builder<'_> {
+    fn top(&mut self, entries: &[Entry]) {
+        for e in entries {
+            match e {
+                Entry::Statement(s) => self.top_statement(s),
+                Entry::Include(i) => {
+                    if let Some(f) = i.file {
+                        self.top(&self.trees.trees[&f].clone())
+                    }
+                }
+                Entry::Assignment(a) => self.diags.push(
+                    Diagnostic::error("mln::misplaced_variable", format!("variable `${}` outside any block", a.name))
+                        .label(a.span, "")
+                        .help("define project-wide variables inside `global { }`"),
+                ),
+                Entry::Comment(_) | Entry::Error(_) => {}
+            }
+        }
+    }
+
+    fn top_statement(&mut self, s: &Statement) {
+        let Some(key) = s.key() else {
+            self.diags.push(
+                Diagnostic::error("mln::unnamed_block", "block without a keyword")
+                    .label(s.head_span(), "")
+                    .help("top-level blocks are `global`, `host NAME`, `superclass NAME` and `switch NAME`"),
+            );
+            return;
+        };
+        let k = key.unquoted();
+        let kind = match k.as_str() {
+            "global" => DefKind::Global,
+            "host" => DefKind::Host,
+            "superclass" => DefKind::Superclass,
+            "switch" => DefKind::Switch,
+            _ => {
+                let mut d = if self.tree.core.host.get(&k).is_some() || self.tree.core.global.get(&k).is_some() {
+                    Diagnostic::error("mln::misplaced_keyword", format!("`{k}` cannot stand outside a block"))
+                        .label(key.span, "")
+                        .help(if self.tree.core.global.get(&k).is_some() {
+                            "put it inside `global { }`"
+                        } else {
+                            "put it inside a `host` or `superclass` block"
+                        })
+                } else {
+                    Diagnostic::error("mln::unknown_keyword", format!("unknown block `{k}`")).label(key.span, "")
+                };
+                if let Some(m) = suggest(&k, TOP.into_iter()) {
+                    d = d.help(format!("did you mean `{m}`?"));
+                }
+                self.diags.push(d);
+                return;
+            }
+        };
+        let Some(block) = &s.block else {
+            self.diags.push(
+                Diagnostic::error("mln::expected_block", format!("`{k}` needs a block: `{k} {{ ... }}`"))
+                    .label(s.head_span(), ""),
+            );
+            return;
+        };
+        let args = s.args();
+        let id = if kind == DefKind::Global {
+            if !args.is_empty() {
+                self.diags.push(
+                    Diagnostic::error("mln::unexpected_name", "`global` takes no name").label(args[0].span, ""),
+                );
+            }
+            if !self.global_seen {
+                self.tree.anchor = self.tree.hosts.len();
+            }
+            self.global_seen = true;
+            crate::tree::GLOBAL
+        } else {
+            let Some(name) = args.first() else {
+                self.diags.push(
+                    Diagnostic::error("mln::missing_name", format!("`{k}` needs a name: `{k} NAME {{ ... }}`"))
+                        .label(key.span, ""),
+                );
+                return;
+            };
+            if args.len() > 1 {
+                self.diags.push(
+                    Diagnostic::error("mln::unexpected_name", format!("a {k} has one name"))
+                        .label(args[1].span.to(args[args.len() - 1].span), "unexpected")
+                        .help("names cannot contain spaces"),
+                );
+            }
+            let n = name.unquoted();
+            if let Some(prev) = self.tree.find(kind, &n) {
+                self.diags.push(
+                    Diagnostic::error("mln::duplicate_definition", format!("{k} `{n}` is defined twice"))
+                        .label(name.span, "defined again here")
+                        .label(self.tree.def(prev).name_span, "first defined here"),
+                );
+                return;
+            }
+            let id = self.tree.add(Def {
+                kind,
+                name: n,
+                name_span: name.span,
+                section: Section { span: s.head_span(), ..Section::default() },
+                vars: IndexMap::new(),
+                plugin: None,
+            });
+            if kind == DefKind::Host {
+                self.tree.hosts.push(id);
+            }
+            id
+        };
+        let ctx = match kind {
+            DefKind::Global => Context::Global,
+            DefKind::Switch => Context::Switch,
+            _ => Context::Host,
+        };
+        let mut section = std::mem::take(&mut self.tree.defs[id.0].section);
+        if kind == DefKind::Global && section.span.is_empty() {
+            section.span = s.head_span();
+            self.tree.defs[id.0].name_span = key.span;
+        }
+        self.section(id, ctx, None, &block.entries, &mut section);
+        self.tree.defs[id.0].section = section;
+    }
+
+    fn schema(&self, ctx: Context) -> &Schema {
+        match ctx {
+            Context::Global => &self.tree.core.global,
+            Context::Host => &self.tree.core.host,
+            Context::Switch => &self.tree.core.switch,
+        }
+    }
+
+    /// Lowers the entries of a block with schema `nested` (or the
+    /// definition's own schema when `nested` is None).
+    fn section(&mut self, def: DefId, ctx: Context, nested: Option<&Schema>, entries: &[Entry], out: &mut Section) {
+        for e in entries {
+            match e {
+                Entry::Statement(s) => self.statement(def, ctx, nested, s, out),
+                Entry::Assignment(a) => {
+                    let v = VarDef { name: a.name.clone(), text: Text::Words(a.value.clone()), span: a.span, scope: def };
+                    self.tree.defs[def.0].vars.insert(a.name.clone(), v);
+                }
+                Entry::Include(i) => {
+                    if let Some(f) = i.file {
+                        let included = self.trees.trees[&f].clone();
+                        self.section(def, ctx, nested, &included, out)
+                    }
+                }
+                Entry::Comment(_) | Entry::Error(_) => {}
+            }
+        }
+    }
+
+    fn statement(&mut self, def: DefId, ctx: Context, nested: Option<&Schema>, s: &Statement, out: &mut Section) {
+        let Some(key_word) = s.key() else {
+            self.diags.push(Diagnostic::error("mln::unnamed_block", "block without a keyword").label(s.head_span(), ""));
+            return;
+        };
+        let key = key_word.unquoted();
+        let found = match nested {
+            Some(schema) => schema.get(&key).or_else(|| schema.get("*")).cloned(),
+            None => self.schema(ctx).get(&key).cloned().or_else(|| {
+                // Not a core keyword: maybe a plugin's block (found on the
+                // plugin path the first time it is used).
+                s.block.as_ref()?;
+                self.registry.keyword(ctx, &key, self.diags).inspect(|k| {
+                    let schema = match ctx {
+                        Context::Global => &mut self.tree.core.global,
+                        Context::Host => &mut self.tree.core.host,
+                        Context::Switch => &mut self.tree.core.switch,
+                    };
+                    schema.keywords.insert(key.clone(), k.clone());
+                })
+            }),
+        };
+        let Some(kw) = found else {
+            let here = nested.map(|n| n.name.clone()).unwrap_or_else(|| self.schema(ctx).name.clone());
+            self.diags.push(self.unknown(&key, key_word.span, &here, nested.unwrap_or(self.schema(ctx))));
+            return;
+        };
+        let canonical = kw.alias_of.unwrap_or(kw.name);
+        let canonical = if canonical == "*" { key.as_str() } else { canonical };
+        let args = s.args();
+        let vdef = |words: &[Word]| ValueDef { text: Text::Words(words.to_vec()), span: s.head_span(), scope: def };
+        match &kw.kind {
+            Kind::Value(_) | Kind::Flag => {
+                if let Some(b) = &s.block {
+                    self.diags.push(
+                        Diagnostic::error("mln::unexpected_block", format!("`{key}` takes a value, not a block"))
+                            .label(b.open, ""),
+                    );
+                    return;
+                }
+                if args.is_empty() && matches!(kw.kind, Kind::Value(_)) {
+                    self.diags.push(
+                        Diagnostic::error("mln::missing_value", format!("`{key}` needs a value"))
+                            .label(key_word.span, format!("write `{key} VALUE`")),
+                    );
+                    return;
+                }
+                out.set_value(canonical, vdef(args));
+            }
+            Kind::Lines(_) => match &s.block {
+                None if !args.is_empty() => out.push_line(canonical, vdef(args)),
+                None => self.diags.push(
+                    Diagnostic::error("mln::expected_block", format!("`{key}` needs a block: `{key} {{ ... }}`"))
+                        .label(key_word.span, ""),
+                ),
+                Some(b) => {
+                    out.entries.entry(canonical.to_string()).or_insert_with(|| Item::Lines(vec![]));
+                    self.lines(def, canonical, &b.entries, out)
+                }
+            },
+            Kind::Block(schema) | Kind::Named { schema, .. } => {
+                let Some(b) = &s.block else {
+                    self.diags.push(
+                        Diagnostic::error("mln::expected_block", format!("`{key}` needs a block: `{key} {{ ... }}`"))
+                            .label(s.head_span(), ""),
+                    );
+                    return;
+                };
+                let schema = schema.clone();
+                let label = match &kw.kind {
+                    Kind::Named { label_required, .. } => match args {
+                        [] if *label_required => {
+                            self.diags.push(
+                                Diagnostic::error("mln::missing_name", format!("`{key}` needs a name: `{key} NAME {{ }}`"))
+                                    .label(key_word.span, ""),
+                            );
+                            return;
+                        }
+                        [] => Some(String::new()),
+                        [one] => Some(one.unquoted()),
+                        [_, extra @ ..] => {
+                            self.diags.push(
+                                Diagnostic::error("mln::unexpected_name", format!("`{key}` takes one name"))
+                                    .label(extra[0].span.to(extra[extra.len() - 1].span), "unexpected"),
+                            );
+                            return;
+                        }
+                    },
+                    _ => {
+                        if let Some(a) = args.first() {
+                            self.diags.push(
+                                Diagnostic::error("mln::unexpected_name", format!("`{key}` takes no name"))
+                                    .label(a.span, ""),
+                            );
+                        }
+                        None
+                    }
+                };
+                let span = s.head_span();
+                let target = match label {
+                    Some(l) => out.named_mut(canonical, &l, span),
+                    None => {
+                        let item = out
+                            .entries
+                            .entry(canonical.to_string())
+                            .or_insert_with(|| Item::Block(Section { span, ..Section::default() }));
+                        if !matches!(item, Item::Block(_)) {
+                            *item = Item::Block(Section { span, ..Section::default() });
+                        }
+                        let Item::Block(sec) = item else { unreachable!() };
+                        sec
+                    }
+                };
+                let mut sec = std::mem::take(target);
+                self.section(def, ctx, Some(&schema), &b.entries, &mut sec);
+                // Taken out above so `self` can be borrowed; put it back.
+                let target = match out.entries.get_mut(canonical) {
+                    Some(Item::Named(m)) => m.get_mut(&args.first().map(|a| a.unquoted()).unwrap_or_default()).unwrap(),
+                    Some(Item::Block(b)) => b,
+                    _ => unreachable!(),
+                };
+                *target = sec;
+            }
+        }
+    }
+
+    fn lines(&mut self, def: DefId, key: &str, entries: &[Entry], out: &mut Section) {
+        for e in entries {
+            match e {
+                Entry::Statement(s) => {
+                    if let Some(b) = &s.block {
+                        self.diags.push(
+                            Diagnostic::error("mln::unexpected_block", format!("lines of `{key}` cannot open blocks"))
+                                .label(b.open, ""),
+                        );
+                    }
+                    if !s.words.is_empty() {
+                        let v = ValueDef { text: Text::Words(s.words.clone()), span: s.head_span(), scope: def };
+                        out.push_line(key, v);
+                    }
+                }
+                Entry::Assignment(a) => {
+                    let v = VarDef { name: a.name.clone(), text: Text::Words(a.value.clone()), span: a.span, scope: def };
+                    self.tree.defs[def.0].vars.insert(a.name.clone(), v);
+                }
+                Entry::Include(i) => {
+                    if let Some(f) = i.file {
+                        let included = self.trees.trees[&f].clone();
+                        self.lines(def, key, &included, out)
+                    }
+                }
+                Entry::Comment(_) | Entry::Error(_) => {}
+            }
+        }
+    }
+
+    fn unknown(&self, key: &str, span: Span, here: &str, schema: &Schema) -> Diagnostic {
+        // A keyword of another block: say where it belongs.
+        let network = crate::schema::network();
+        let elsewhere = [
+            (&self.tree.core.global, "the `global` block"),
+            (&self.tree.core.host, "a `host` or `superclass` block"),
+            (&network, "a `network IFACE { }` block"),
+            (&self.tree.core.switch, "a `switch` block"),
+        ];
+        for (schema, place) in elsewhere {
+            if schema.get(key).is_some() {
+                return Diagnostic::error("mln::misplaced_keyword", format!("`{key}` cannot stand in {here}"))
+                    .label(span, "not allowed here")
+                    .help(format!("`{key}` belongs in {place}"));
+            }
+        }
+        let mut d = Diagnostic::error("mln::unknown_keyword", format!("unknown keyword `{key}` in {here}")).label(span, "");
+        if let Some(m) = schema.suggest(key) {
+            d = d.help(format!("did you mean `{m}`?"));
+        } else if here == "global" || here == "host" {
+            d = d.help(format!(
+                "a plugin block `{key} {{ }}` needs the plugin: an executable `mln-plugin-{key}` on the plugin path"
+            ));
+        }
+        d
+    }
+}
