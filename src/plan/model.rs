@@ -112,7 +112,7 @@ pub struct Group {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileCopy {
-    /// Absolute, resolved against the project file's directory.
+    /// Resolved against the project file's directory.
     pub source: String,
     pub dest: String,
     pub mode: Option<String>,

@@ -37,6 +37,7 @@ impl Typer<'_> {
     fn check<T>(&mut self, v: &RValue, r: Result<T, Bad>, code: &'static str) -> Option<T> {
         match r {
             Ok(t) => Some(t),
+            Err(_) if v.is_broken() => None,
             Err(e) => {
                 self.report(v.origin.span, e, code);
                 None

@@ -24,6 +24,8 @@ pub struct VarUse {
     pub value: String,
     /// References inside the variable's own value.
     pub inner: Vec<VarUse>,
+    /// Undefined, or part of a cycle (already reported).
+    pub broken: bool,
 }
 
 /// Where a resolved value came from.
@@ -39,6 +41,12 @@ pub struct Origin {
     pub shadowed: Vec<Span>,
 }
 
+impl VarUse {
+    fn is_broken(&self) -> bool {
+        self.broken || self.inner.iter().any(VarUse::is_broken)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RValue {
     /// Each word, unquoted and expanded.
@@ -47,6 +55,14 @@ pub struct RValue {
     /// lines, the line as written, expanded.
     pub text: String,
     pub origin: Origin,
+}
+
+impl RValue {
+    /// True when a variable it uses is undefined or cyclic: that was
+    /// reported, so the value is not checked again (no cascades).
+    pub fn is_broken(&self) -> bool {
+        self.origin.vars.iter().any(VarUse::is_broken)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -440,7 +456,7 @@ impl<'t> Resolver<'t> {
         stack: &mut Vec<(String, DefId)>,
         diags: &mut Diagnostics,
     ) -> VarUse {
-        let builtin = |value: String| VarUse { name: name.to_string(), at, defined: None, value, inner: vec![] };
+        let builtin = |value: String| VarUse { name: name.to_string(), at, defined: None, value, inner: vec![], broken: false };
         match name {
             "hostname" => {
                 return match host {
@@ -450,7 +466,7 @@ impl<'t> Resolver<'t> {
                             Diagnostic::error("mln::variable::no_host", "`$hostname` is only known in host settings")
                                 .label(at, "not inside a host here"),
                         );
-                        builtin(String::new())
+                        VarUse { broken: true, ..builtin(String::new()) }
                     }
                 }
             }
@@ -469,7 +485,7 @@ impl<'t> Resolver<'t> {
                 None => d.help(format!("define it with `${name} = VALUE`, or write `\\${name}` for a literal dollar sign")),
             };
             diags.push(d);
-            return VarUse { name: name.to_string(), at, defined: None, value: format!("${name}"), inner: vec![] };
+            return VarUse { name: name.to_string(), at, defined: None, value: format!("${name}"), inner: vec![], broken: true };
         };
         let key = (name.to_string(), def.scope);
         if stack.contains(&key) {
@@ -478,7 +494,7 @@ impl<'t> Resolver<'t> {
                     .label(at, "this reference loops")
                     .label(def.span, "defined here"),
             );
-            return VarUse { name: name.to_string(), at, defined: Some(def.span), value: String::new(), inner: vec![] };
+            return VarUse { name: name.to_string(), at, defined: Some(def.span), value: String::new(), inner: vec![], broken: true };
         }
         stack.push(key);
         let mut inner = Vec::new();
@@ -491,7 +507,7 @@ impl<'t> Resolver<'t> {
             }
         };
         stack.pop();
-        VarUse { name: name.to_string(), at, defined: Some(def.span), value, inner }
+        VarUse { name: name.to_string(), at, defined: Some(def.span), value, inner, broken: false }
     }
 
     /// Warnings for variables nobody refers to.

@@ -1,0 +1,29 @@
+#![allow(dead_code)]
+use mln::diag::{render_all, RenderStyle};
+use mln::plugin::Registry;
+use mln::source::{DiskFs, MemoryFs};
+use std::path::{Path, PathBuf};
+
+pub fn compile_disk(path: &Path) -> mln::Compilation {
+    mln::compile(path, &DiskFs::default(), Registry::new(vec![]))
+}
+
+pub fn compile_mem(files: &[(&str, &str)]) -> mln::Compilation {
+    let mut fs = MemoryFs::default();
+    for (p, t) in files {
+        fs = fs.with(*p, *t);
+    }
+    mln::compile(Path::new(files[0].0), &fs, Registry::new(vec![]))
+}
+
+pub fn rendered(c: &mln::Compilation) -> String {
+    render_all(c.diags.sorted(), &c.sources, RenderStyle::Plain)
+}
+
+pub fn codes(c: &mln::Compilation) -> Vec<&'static str> {
+    c.diags.sorted().iter().map(|d| d.code).collect()
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
