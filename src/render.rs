@@ -95,7 +95,11 @@ pub fn resolved_tree(tree: &Tree, global: &RSection, switches: &[(String, RSecti
     for h in hosts {
         let _ = writeln!(out, "host {} {{", quote(&h.name, true));
         let mut s = h.section.clone();
-        s.entries.shift_remove("superclass");
+        if let Some(sc) = s.entries.shift_remove("superclass") {
+            if let RItem::Value(v) = sc {
+                let _ = writeln!(out, "    # inherits from {} (written out below)", v.text);
+            }
+        }
         section_out(&s, &tree.core.host, 1, &mut out);
         out.push_str("}\n");
     }

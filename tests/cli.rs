@@ -1,0 +1,162 @@
+//! The command line, as a user runs it.
+
+mod common;
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn mln() -> Command {
+    let mut c = Command::cargo_bin("mln").unwrap();
+    c.current_dir(common::root()).env_remove("MLN_PLUGIN_PATH");
+    c
+}
+
+#[test]
+fn check_is_silent_on_a_good_file() {
+    mln().args(["check", "examples/mpi_cluster.mln", "examples/oneVM.mln"]).assert().success().stdout("").stderr("");
+}
+
+#[test]
+fn check_reports_every_problem_and_fails() {
+    mln()
+        .args(["check", "tests/diagnostics/bad_values.mln"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("9 errors, 0 warnings"))
+        .stderr(predicate::str::contains("tests/diagnostics/bad_values.mln:5:5"))
+        .stderr(predicate::str::contains("tests/diagnostics/bad_values.mln:15:9"));
+}
+
+#[test]
+fn warnings_alone_do_not_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("w.mln");
+    std::fs::write(&f, "global {\n    project w\n    $never = 1\n}\nhost a {\n}\n").unwrap();
+    mln().arg("check").arg(&f).assert().success().stderr(predicate::str::contains("never used"));
+}
+
+#[test]
+fn plan_json_has_the_documented_fields() {
+    let out = mln().args(["plan", "--json", "examples/mpi_cluster.mln"]).assert().success().get_output().stdout.clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["project"], "mpi_cluster");
+    assert_eq!(v["switches"], serde_json::json!([]));
+    let h = &v["hosts"][6];
+    assert_eq!(h["name"], "node07");
+    assert_eq!(h["kind"], "xen");
+    assert_eq!(h["superclass"], "hosts");
+    assert_eq!(h["service_host"], "xen03.example.org");
+    assert_eq!(h["memory_mib"], 128);
+    assert_eq!(h["vcpus"], 1);
+    assert_eq!(h["template"], "ubuntu-server-cluster.ext3");
+    assert_eq!(h["disk_mib"], 700);
+    assert_eq!(h["term"], "screen");
+    let i = &h["interfaces"][0];
+    assert_eq!(i["name"], "eth0");
+    assert_eq!(i["address"], "128.39.74.156");
+    assert_eq!(i["netmask"], "255.255.255.0");
+    assert_eq!(i["gateway"], "128.39.74.1");
+    assert_eq!(i["broadcast"], "128.39.74.255");
+    assert!(i["mac"].as_str().unwrap().len() == 17);
+    assert_eq!(h["users"][0], serde_json::json!({"name": "disney", "password_hash": "VUmaegY1g8q4I", "home": null, "uid": null}));
+    // Absent optional values are null, not missing.
+    assert!(h.as_object().unwrap().contains_key("kernel") && h["kernel"].is_null());
+    // Local hosts have a null service host.
+    let out = mln().args(["plan", "--json", "examples/lab.mln"]).assert().success().get_output().stdout.clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(v["hosts"][0]["service_host"].is_null());
+}
+
+#[test]
+fn plan_table_shows_hosts_addresses_servers_and_plugin_files() {
+    mln()
+        .args(["plan", "examples/mpi_cluster.mln"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("node36"))
+        .stdout(predicate::str::contains("128.39.74.185 gw 128.39.74.1"))
+        .stdout(predicate::str::contains("xen13.example.org"))
+        .stdout(predicate::str::contains("/etc/exports"))
+        .stdout(predicate::str::contains("/etc/auto.home"));
+}
+
+#[test]
+fn plan_refuses_a_broken_project() {
+    mln().args(["plan", "tests/diagnostics/duplicates.mln"]).assert().failure().stdout("");
+}
+
+#[test]
+fn explain_names_every_place() {
+    mln()
+        .args(["explain", "examples/mpi_cluster.mln", "node07", "network.eth0.gateway"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("node07 network.eth0.gateway = 128.39.74.1"))
+        .stdout(predicate::str::contains("examples/mpi_cluster.mln:32:9: inherited from superclass hosts"))
+        .stdout(predicate::str::contains("$gateway_address = 128.39.74.1 (defined at examples/mpi_cluster.mln:6:5)"))
+        .stdout(predicate::str::contains("made by the `autoenum` plugin"));
+    mln()
+        .args(["explain", "examples/inheritance.mln", "web2", "network.eth0.gateway"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("set in host web2 itself"))
+        .stdout(predicate::str::contains("overrides this earlier setting"));
+    mln()
+        .args(["explain", "examples/mpi_cluster.mln", "node7", "memory"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("did you mean `node07`"));
+}
+
+#[test]
+fn fmt_check_and_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("messy.mln");
+    std::fs::write(&f, "global{project m;$x=1}\nhost a {memory $[x]M # one\n}\n").unwrap();
+    mln().args(["fmt", "--check"]).arg(&f).assert().failure().stdout(predicate::str::contains("messy.mln"));
+    mln().arg("fmt").arg(&f).assert().success();
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        "global {\n    project m\n    $x = 1\n}\nhost a {\n    memory $[x]M # one\n}\n"
+    );
+    mln().args(["fmt", "--check"]).arg(&f).assert().success();
+}
+
+#[test]
+fn every_example_is_formatted() {
+    let files: Vec<_> = std::fs::read_dir(common::root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mln"))
+        .collect();
+    mln().args(["fmt", "--check"]).args(&files).assert().success();
+}
+
+#[test]
+fn parse_prints_a_tree_that_compiles_to_the_same_plan() {
+    for ex in ["mpi_cluster", "oneVM", "variables", "inheritance", "include", "switches", "lab", "kinds", "autoenum_multi"] {
+        let file = format!("examples/{ex}.mln");
+        let out = mln().args(["parse", "-f", &file]).assert().success().get_output().stdout.clone();
+        let text = String::from_utf8(out).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let resolved = dir.path().join(format!("{ex}.mln"));
+        std::fs::write(&resolved, &text).unwrap();
+        let a = common::compile_disk(std::path::Path::new(&file));
+        let b = common::compile_disk(&resolved);
+        assert!(b.diags.is_empty(), "{ex}: parse output does not compile:\n{}\n{text}", common::rendered(&b));
+        let strip = |p: &mln::plan::Plan| {
+            let mut p = p.clone();
+            p.hosts.iter_mut().for_each(|h| h.superclass = None);
+            p
+        };
+        assert_eq!(strip(&a.plan), strip(&b.plan), "{ex}");
+    }
+}
+
+#[test]
+fn bad_input_never_panics_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("junk.mln");
+    std::fs::write(&f, b"\xff\xfe{{{ }}} \"\n$ = \n#include\n").unwrap();
+    mln().arg("check").arg(&f).assert().failure().code(1);
+    mln().args(["check", "/nonexistent/file.mln"]).assert().failure().stderr(predicate::str::contains("cannot read"));
+}
