@@ -63,6 +63,11 @@ pub fn compile(path: &Path, fs: &dyn FileSystem, mut registry: Registry) -> Comp
     let resolver = Resolver::new(&tree, &mut diags);
     resolver.unused_variables(&mut diags);
     let resolved: Vec<ResolvedHost> = tree.hosts.iter().map(|id| resolver.host(*id, &mut diags)).collect();
+    // Superclasses are resolved too, as if they were hosts, so a bad
+    // reference is reported even where no host inherits it yet.
+    for id in tree.ids(crate::tree::DefKind::Superclass) {
+        resolver.host(id, &mut diags);
+    }
     let project_dir = path.parent().unwrap_or(Path::new(""));
     let mut plan = plan::build(&resolver, &resolved, project_dir, fs, &mut diags);
 

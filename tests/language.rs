@@ -1,0 +1,122 @@
+//! Language rules, each checked on a small project held in memory.
+
+mod common;
+use common::*;
+
+fn plan(text: &str) -> mln::plan::Plan {
+    let c = compile_mem(&[("p.mln", text)]);
+    assert!(c.diags.is_empty(), "{}", rendered(&c));
+    c.plan
+}
+
+#[test]
+fn includes_are_relative_to_the_including_file() {
+    let c = compile_mem(&[
+        ("proj/main.mln", "global {\n project p\n}\n#include lib/a.mln\n"),
+        ("proj/lib/a.mln", "#include b.mln\nhost a {\n superclass s\n}\n"),
+        ("proj/lib/b.mln", "superclass s {\n memory 77M\n}\n"),
+    ]);
+    assert!(c.diags.is_empty(), "{}", rendered(&c));
+    assert_eq!(c.plan.hosts[0].memory_mib, 77);
+    // Diagnostics in an included file name that file.
+    let c = compile_mem(&[("main.mln", "global {\n project p\n}\n#include x.mln\n"), ("x.mln", "host a {\n memroy 1M\n}\n")]);
+    assert_eq!(c.sources.location(c.diags.sorted()[0].primary_span().unwrap()), "x.mln:2:2");
+}
+
+#[test]
+fn statements_end_at_semicolons_and_braces_anywhere() {
+    let p = plan("global { project p }\nhost a{memory 64M; vcpus 2; term none}");
+    assert_eq!((p.hosts[0].memory_mib, p.hosts[0].vcpus, p.hosts[0].term.as_deref()), (64, 2, Some("none")));
+}
+
+#[test]
+fn scalars_repeated_last_wins_and_aliases_work() {
+    let p = plan("global {\n project p\n}\nhost a {\n memory 1M\n memory 2M\n location srv9\n root_passwd VUmaegY1g8q4I\n}\n");
+    let h = &p.hosts[0];
+    assert_eq!(h.memory_mib, 2);
+    assert_eq!(h.service_host.as_deref(), Some("srv9"));
+    assert_eq!(h.root_password_hash.as_deref(), Some("VUmaegY1g8q4I"));
+}
+
+#[test]
+fn hostname_in_a_superclass_means_the_host() {
+    let p = plan("global {\n project p\n}\nsuperclass s {\n description $hostname of $project\n}\nhost x {\n superclass s\n}\nhost y {\n superclass s\n}\n");
+    assert_eq!(p.hosts[0].description.as_deref(), Some("x of p"));
+    assert_eq!(p.hosts[1].description.as_deref(), Some("y of p"));
+}
+
+#[test]
+fn deep_chains_inherit_and_lists_do_not_repeat() {
+    let mut text = String::from("global {\n project p\n}\nsuperclass s0 {\n modules {\n  m0\n }\n}\n");
+    for i in 1..8 {
+        text += &format!("superclass s{i} {{\n superclass s{}\n modules {{\n  m{i}\n  m0\n }}\n}}\n", i - 1);
+    }
+    text += "host h {\n superclass s7\n}\n";
+    let p = plan(&text);
+    assert_eq!(p.hosts[0].modules, ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7"]);
+}
+
+#[test]
+fn crypt_hashes_are_literal_but_a_sole_variable_is_expanded() {
+    let p = plan(
+        "global {\n project p\n $h = \\$6\\$abc\\$defghij\n}\nhost a {\n root_password $h\n users {\n  u $1$salt$hashhash\n }\n}\n",
+    );
+    assert_eq!(p.hosts[0].root_password_hash.as_deref(), Some("$6$abc$defghij"));
+    assert_eq!(p.hosts[0].users[0].password_hash, "$1$salt$hashhash");
+}
+
+#[test]
+fn quoted_values_keep_special_characters() {
+    let p = plan("global {\n project p\n}\nhost a {\n description \"a # b; c { }\"\n}\n");
+    assert_eq!(p.hosts[0].description.as_deref(), Some("a # b; c { }"));
+}
+
+#[test]
+fn autoenum_pads_numbers_to_the_width_of_the_count() {
+    let text = |n: u32| format!("global {{\n project p\n autoenum {{\n  superclass s\n  numhosts {n}\n }}\n}}\nsuperclass s {{\n}}\n");
+    let names = |n| plan(&text(n)).hosts.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(3), ["node1", "node2", "node3"]);
+    let ten = names(10);
+    assert_eq!((ten[0].as_str(), ten[9].as_str()), ("node01", "node10"));
+    assert_eq!(names(100)[0], "node001");
+}
+
+#[test]
+fn autoenum_hosts_collide_with_explicit_hosts_loudly() {
+    let c = compile_mem(&[(
+        "p.mln",
+        "global {\n project p\n autoenum {\n  superclass s\n  numhosts 2\n }\n}\nsuperclass s {\n}\nhost node2 {\n}\n",
+    )]);
+    assert_eq!(codes(&c), ["mln::duplicate_definition"], "{}", rendered(&c));
+}
+
+#[test]
+fn service_hosts_deal_in_order() {
+    let p = plan(
+        "global {\n project p\n autoenum {\n  superclass s\n  numhosts 6\n  service_hosts {\n   a 2\n   b\n   c all\n  }\n }\n}\nsuperclass s {\n}\n",
+    );
+    let got: Vec<_> = p.hosts.iter().map(|h| h.service_host.clone().unwrap()).collect();
+    assert_eq!(got, ["a", "a", "b", "c", "c", "c"]);
+}
+
+#[test]
+fn derived_broadcast_and_switch_bridges() {
+    let p = plan("global {\n project verylongprojectname\n}\nswitch lan {\n}\nhost a {\n network eth0 {\n  switch lan\n  address 10.0.3.7\n  netmask /22\n }\n}\n");
+    assert_eq!(p.hosts[0].interfaces[0].broadcast.as_deref(), Some("10.0.3.255"));
+    assert_eq!(p.switches[0].bridge, "lan.verylongpro");
+}
+
+#[test]
+fn hosts_keep_definition_order_with_plugin_hosts_where_global_stands() {
+    let p = plan(
+        "host first {\n}\nglobal {\n project p\n autoenum {\n  superclass s\n  numhosts 2\n }\n}\nsuperclass s {\n}\nhost last {\n}\n",
+    );
+    let names: Vec<_> = p.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["first", "node1", "node2", "last"]);
+}
+
+#[test]
+fn a_variable_in_an_unused_superclass_is_still_checked() {
+    let c = compile_mem(&[("p.mln", "global {\n project p\n}\nsuperclass s {\n memory $[nope]M\n}\n")]);
+    assert_eq!(codes(&c), ["mln::variable::undefined"]);
+}
