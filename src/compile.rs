@@ -8,7 +8,7 @@ use crate::plugin::{ConfigureCtx, ExpandCtx, Plugin, PluginBlock, Registry};
 use crate::resolve::{ResolvedHost, Resolver};
 use crate::schema::Kind;
 use crate::source::{FileSystem, SourceMap};
-use crate::syntax::{self, Loaded};
+use crate::syntax;
 use crate::tree::{self, Item, Tree};
 use indexmap::IndexMap;
 use std::path::Path;
@@ -16,7 +16,6 @@ use std::path::Path;
 pub struct Compilation {
     pub sources: SourceMap,
     pub diags: Diagnostics,
-    pub loaded: Loaded,
     pub tree: Tree,
     pub resolved: Vec<ResolvedHost>,
     /// Present even with errors: what could be planned. Check
@@ -39,7 +38,10 @@ pub fn compile(path: &Path, fs: &dyn FileSystem, mut registry: Registry) -> Comp
     let mut diags = Diagnostics::default();
     let loaded = syntax::load(path, fs, &mut sources, &mut diags);
     let mut tree = tree::build(&loaded, &mut registry, &mut diags);
-    if loaded.root.is_some() && tree.global().section.value("project").is_none() {
+    let has_root = loaded.root.is_some();
+    // The tree holds what later stages need; the syntax tree can go.
+    drop(loaded);
+    if has_root && tree.global().section.value("project").is_none() {
         let g = tree.global();
         let mut d = Diagnostic::error("mln::missing_project", "the project has no name")
             .help("add `project NAME` to the `global { }` block");
@@ -62,7 +64,7 @@ pub fn compile(path: &Path, fs: &dyn FileSystem, mut registry: Registry) -> Comp
 
     let resolver = Resolver::new(&tree, &mut diags);
     resolver.unused_variables(&mut diags);
-    let resolved: Vec<ResolvedHost> = tree.hosts.iter().map(|id| resolver.host(*id, &mut diags)).collect();
+    let resolved: Vec<ResolvedHost> = crate::par::map(&tree.hosts, &mut diags, |id, d| resolver.host(*id, d));
     // Superclasses are resolved too, as if they were hosts, so a bad
     // reference is reported even where no host inherits it yet.
     for id in tree.ids(crate::tree::DefKind::Superclass) {
@@ -106,7 +108,7 @@ pub fn compile(path: &Path, fs: &dyn FileSystem, mut registry: Registry) -> Comp
         }
     }
     drop(plugins);
-    Compilation { sources, diags, loaded, tree, resolved, plan }
+    Compilation { sources, diags, tree, resolved, plan }
 }
 
 /// A plugin's blocks in `global`, resolved in global scope.

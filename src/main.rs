@@ -4,9 +4,14 @@ use clap::{Parser, Subcommand};
 use mln::diag::{render_all, RenderStyle, Severity};
 use mln::plugin::Registry;
 use mln::source::{DiskFs, FileSystem};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+// Plans of thousands of hosts are allocation-heavy; mimalloc cuts the
+// allocator's share of `mln plan` by about half (measured: book, benchmarks).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "mln", version, about = "Manage Large Networks: one project file, a whole cluster")]
@@ -103,12 +108,22 @@ fn main() -> ExitCode {
             if !report(&c) {
                 return ExitCode::FAILURE;
             }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&c.plan).expect("plans serialize"));
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = if json {
+                serde_json::to_writer_pretty(&mut out, &c.plan).map_err(std::io::Error::from).and_then(|_| writeln!(out))
             } else {
-                print!("{}", mln::render::plan_table(&c.plan));
+                write!(out, "{}", mln::render::plan_table(&c.plan))
+            };
+            // A large plan takes a while to free, and the process ends here.
+            std::mem::forget(c);
+            match written.and_then(|_| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mln plan: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            ExitCode::SUCCESS
         }
         Command::Explain { file, host, path } => {
             let c = compile(&file);

@@ -82,8 +82,9 @@ impl SourceMap {
     }
 }
 
-/// What the compiler needs from a file system.
-pub trait FileSystem {
+/// What the compiler needs from a file system. `Sync`: hosts are checked
+/// on several threads.
+pub trait FileSystem: Sync {
     fn read(&self, path: &Path) -> io::Result<String>;
     fn exists(&self, path: &Path) -> bool;
     /// Files whose name starts with `prefix` in the plugin search path; used

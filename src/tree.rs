@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DefId(pub usize);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DefKind {
     Global,
     Host,
@@ -120,6 +120,8 @@ pub struct Tree {
     pub hosts: Vec<DefId>,
     /// Where in `hosts` the next plugin-made host goes.
     anchor: usize,
+    /// Definitions by kind and name: projects have tens of thousands.
+    by_name: std::collections::HashMap<(DefKind, String), DefId>,
 }
 
 pub const GLOBAL: DefId = DefId(0);
@@ -135,11 +137,15 @@ impl Tree {
         self.defs.iter().enumerate().filter(move |(_, d)| d.kind == kind).map(|(i, _)| DefId(i))
     }
     pub fn find(&self, kind: DefKind, name: &str) -> Option<DefId> {
-        self.ids(kind).find(|id| self.def(*id).name == name)
+        self.by_name.get(&(kind, name.to_string())).copied()
     }
+    /// Adds a definition; the first of a kind and name is the one `find`
+    /// returns (callers report duplicates before adding).
     pub fn add(&mut self, def: Def) -> DefId {
+        let id = DefId(self.defs.len());
+        self.by_name.entry((def.kind, def.name.clone())).or_insert(id);
         self.defs.push(def);
-        DefId(self.defs.len() - 1)
+        id
     }
     pub fn add_generated_host(&mut self, def: Def) -> DefId {
         let id = self.add(def);
@@ -166,7 +172,8 @@ pub fn build(trees: &FileIdTrees, registry: &mut Registry, diags: &mut Diagnosti
         vars: IndexMap::new(),
         plugin: None,
     };
-    let tree = Tree { defs: vec![global], core, hosts: vec![], anchor: 0 };
+    let mut tree = Tree { defs: vec![], core, hosts: vec![], anchor: 0, by_name: Default::default() };
+    tree.add(global);
     let mut b = Builder { tree, trees, registry, diags, global_seen: false };
     if let Some(root) = trees.root {
         b.top(&trees.trees[&root]);

@@ -6,7 +6,8 @@
 //!     superclass hosts        # required
 //!     numhosts 36             # required
 //!     hostprefix node         # default `node`
-//!     net 128.39.74.0         # with `address auto`
+//!     net 128.39.74.0         # with `address auto`; `/16` etc. for more
+//!                             # than one octet (default /24, as in MLN)
 //!     address auto
 //!     addresses_begin 150     # default 1
 //!     service_hosts { srv1 4; srv2; srv3 all }
@@ -151,29 +152,40 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         }
         None => false,
     };
-    let net = s.value("net").and_then(|v| match values::ipv4(&v.text) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            ctx.diags.push(err("mln::value::ip", e.message, v.origin.span));
-            ok = false;
-            None
+    let net = s.value("net").and_then(|v| {
+        let (addr, prefix) = v.text.split_once('/').unwrap_or((v.text.as_str(), "24"));
+        let parsed = values::ipv4(addr).and_then(|a| values::netmask(prefix).map(|m| (a, m)));
+        match parsed {
+            Ok((a, m)) if (8..=30).contains(&u32::from(m).leading_ones()) => Some((a, m)),
+            Ok(_) | Err(_) => {
+                let msg = parsed.err().map(|e| e.message).unwrap_or_else(|| "the prefix must be /8 to /30".into());
+                ctx.diags.push(err("mln::value::ip", msg, v.origin.span).help("write e.g. `net 10.0.0.0` or `net 10.0.0.0/16`"));
+                ok = false;
+                None
+            }
         }
     });
     if auto_address && net.is_none() && s.value("net").is_none() {
         ctx.diags.push(err("mln::autoenum::missing", "`address auto` needs `net A.B.C.D`", b.span_of("address")));
         ok = false;
     }
-    if let (true, Some(_)) = (auto_address, net) {
+    if let (true, Some((_, mask))) = (auto_address, net) {
+        // Offsets 1 ..= size-2: neither the network nor the broadcast address.
+        let usable = (!u32::from(mask) as u64).saturating_sub(1);
         let last = begin + n - 1;
-        if begin == 0 || last > 254 {
+        if begin == 0 || last > usable {
+            let prefix = u32::from(mask).leading_ones();
             ctx.diags.push(
                 Diagnostic::error(
                     "mln::autoenum::address_overflow",
-                    format!("{n} hosts from address .{begin} need .{begin} to .{last}, past the last usable .254"),
+                    format!("{n} hosts from address +{begin} need +{begin} to +{last}, past the last usable +{usable} of a /{prefix}"),
                 )
                 .label(b.span_of("numhosts"), format!("{n} hosts"))
-                .label(b.span_of("addresses_begin"), format!("starting at .{begin}"))
-                .help(format!("at most {} hosts fit from .{begin}", 255u64.saturating_sub(begin.max(1)))),
+                .label(b.span_of("addresses_begin"), format!("starting at +{begin}"))
+                .help(format!(
+                    "at most {} hosts fit from +{begin}; a larger subnet (`net A.B.C.D/16`) holds more",
+                    (usable + 1).saturating_sub(begin.max(1))
+                )),
             );
             ok = false;
         }
@@ -205,9 +217,9 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         let name = format!("{prefix}{i:0width$}");
         let mut section = Section { span: b.span, entries: IndexMap::new() };
         section.set_value("superclass", lit(superclass.clone(), b.span_of("superclass")));
-        if let (true, Some(net)) = (auto_address, net) {
-            let o = net.octets();
-            let addr = Ipv4Addr::new(o[0], o[1], o[2], (begin + i - 1) as u8);
+        if let (true, Some((net, mask))) = (auto_address, net) {
+            let base = u32::from(net) & u32::from(mask);
+            let addr = Ipv4Addr::from(base + (begin + i - 1) as u32);
             let eth0 = section.named_mut("network", "eth0", b.span);
             eth0.set_value("address", lit(addr.to_string(), b.span_of("address")));
         }

@@ -25,8 +25,9 @@ pub fn build(
 ) -> Plan {
     let tree = resolver.tree;
     let project = resolver.project().to_string();
-    let mut typer = typing::Typer { tree, project: &project, project_dir, fs, diags };
-    let hosts: Vec<Host> = resolved.iter().map(|r| typer.host(r)).collect();
+    let hosts: Vec<Host> = crate::par::map(resolved, diags, |r, diags| {
+        typing::Typer { tree, project: &project, project_dir, fs, diags }.host(r)
+    });
     let switches = tree
         .ids(DefKind::Switch)
         .map(|id| {

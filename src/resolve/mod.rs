@@ -336,10 +336,10 @@ impl<'t> Resolver<'t> {
                         Some(Kind::Block(s)) | Some(Kind::Named { schema: s, .. }) => s.as_ref(),
                         _ => &EMPTY,
                     };
-                    RItem::Named(map.iter().map(|(k, b)| (k.clone(), self.section(b, s, host, diags))).collect())
+                    RItem::Named(map.iter().map(|(k, b)| (k.to_string(), self.section(b, s, host, diags))).collect())
                 }
             };
-            out.entries.insert(key.clone(), r);
+            out.entries.insert(key.to_string(), r);
         }
         out
     }
@@ -413,10 +413,15 @@ impl<'t> Resolver<'t> {
     /// Finds a variable from the definition a value is written in: its own
     /// variables, then up its superclass chain, then global.
     fn lookup(&self, name: &str, scope: DefId) -> Option<&crate::tree::VarDef> {
-        for d in self.chain(scope) {
+        let mut at = Some(scope);
+        // Chains are cycle-free (cycles were cut in `new`), but bound the
+        // walk anyway.
+        for _ in 0..self.tree.defs.len() {
+            let Some(d) = at else { break };
             if let Some(v) = self.tree.def(d).vars.get(name) {
                 return Some(v);
             }
+            at = self.parents[d.0];
         }
         self.tree.def(GLOBAL).vars.get(name)
     }
@@ -593,14 +598,14 @@ fn raw_expand(
 #[derive(Default)]
 struct MSection<'t> {
     span: Span,
-    entries: IndexMap<String, MItem<'t>>,
+    entries: IndexMap<&'t str, MItem<'t>>,
 }
 
 enum MItem<'t> {
     Value(Vec<&'t ValueDef>),
     Lines(Vec<&'t ValueDef>),
     Block(MSection<'t>),
-    Named(IndexMap<String, MSection<'t>>),
+    Named(IndexMap<&'t str, MSection<'t>>),
 }
 
 impl<'t> MSection<'t> {
@@ -611,16 +616,16 @@ impl<'t> MSection<'t> {
         }
         for (key, item) in &s.entries {
             match item {
-                Item::Value(vs) => match self.entries.entry(key.clone()).or_insert_with(|| MItem::Value(vec![])) {
+                Item::Value(vs) => match self.entries.entry(key.as_str()).or_insert_with(|| MItem::Value(vec![])) {
                     MItem::Value(h) => h.extend(vs.iter()),
                     other => *other = MItem::Value(vs.iter().collect()),
                 },
-                Item::Lines(vs) => match self.entries.entry(key.clone()).or_insert_with(|| MItem::Lines(vec![])) {
+                Item::Lines(vs) => match self.entries.entry(key.as_str()).or_insert_with(|| MItem::Lines(vec![])) {
                     MItem::Lines(h) => h.extend(vs.iter()),
                     other => *other = MItem::Lines(vs.iter().collect()),
                 },
                 Item::Block(b) => {
-                    let e = self.entries.entry(key.clone()).or_insert_with(|| MItem::Block(MSection::default()));
+                    let e = self.entries.entry(key.as_str()).or_insert_with(|| MItem::Block(MSection::default()));
                     if !matches!(e, MItem::Block(_)) {
                         *e = MItem::Block(MSection::default());
                     }
@@ -629,13 +634,13 @@ impl<'t> MSection<'t> {
                     }
                 }
                 Item::Named(map) => {
-                    let e = self.entries.entry(key.clone()).or_insert_with(|| MItem::Named(IndexMap::new()));
+                    let e = self.entries.entry(key.as_str()).or_insert_with(|| MItem::Named(IndexMap::new()));
                     if !matches!(e, MItem::Named(_)) {
                         *e = MItem::Named(IndexMap::new());
                     }
                     if let MItem::Named(m) = e {
                         for (label, b) in map {
-                            m.entry(label.clone()).or_default().merge(b);
+                            m.entry(label.as_str()).or_default().merge(b);
                         }
                     }
                 }

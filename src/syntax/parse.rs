@@ -147,10 +147,7 @@ impl<'a> Lower<'a> {
 
     fn words(&self, p: Pair<Rule>) -> Vec<Word> {
         p.into_inner()
-            .map(|w| {
-                let inner = w.into_inner().next().expect("word has a kind");
-                Word { raw: inner.as_str().to_string(), span: self.span(&inner), quoted: inner.as_rule() == Rule::dquoted }
-            })
+            .map(|w| Word { raw: w.as_str().to_string(), span: self.span(&w), quoted: w.as_rule() == Rule::dquoted })
             .collect()
     }
 
