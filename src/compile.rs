@@ -41,7 +41,9 @@ pub fn compile(path: &Path, fs: &dyn FileSystem, mut registry: Registry) -> Comp
     let has_root = loaded.root.is_some();
     // The tree holds what later stages need; the syntax tree can go.
     drop(loaded);
-    if has_root && tree.global().section.value("project").is_none() {
+    // A file refused whole (too deep, unparsable) has no global to look in.
+    let refused = diags.has_code("mln::syntax::too_deep") || diags.has_code("mln::syntax::unparsable");
+    if has_root && !refused && tree.global().section.value("project").is_none() {
         let g = tree.global();
         let mut d = Diagnostic::error("mln::missing_project", "the project has no name")
             .help("add `project NAME` to the `global { }` block");

@@ -246,8 +246,9 @@ impl Builder<'_> {
             }
         };
         let Some(block) = &s.block else {
+            let name = if kind == DefKind::Global { "" } else { " NAME" };
             self.diags.push(
-                Diagnostic::error("mln::expected_block", format!("`{k}` needs a block: `{k} {{ ... }}`"))
+                Diagnostic::error("mln::expected_block", format!("`{k}` needs a block: `{k}{name} {{ ... }}`"))
                     .label(s.head_span(), ""),
             );
             return;
@@ -509,6 +510,17 @@ impl Builder<'_> {
             (&network, "a `network IFACE { }` block"),
             (&self.tree.core.switch, "a `switch` block"),
         ];
+        let plugin_place = match self.registry.declared_context(key) {
+            Some(Context::Global) => Some("the `global` block"),
+            Some(Context::Host) => Some("a `host` or `superclass` block"),
+            Some(Context::Switch) => Some("a `switch` block"),
+            None => None,
+        };
+        if let Some(place) = plugin_place {
+            return Diagnostic::error("mln::misplaced_keyword", format!("`{key}` cannot stand in {here}"))
+                .label(span, "not allowed here")
+                .help(format!("`{key}` is a plugin block; it belongs in {place}"));
+        }
         for (schema, place) in elsewhere {
             if schema.get(key).is_some() {
                 return Diagnostic::error("mln::misplaced_keyword", format!("`{key}` cannot stand in {here}"))

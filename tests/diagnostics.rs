@@ -50,6 +50,48 @@ fn every_problem_in_one_run() {
         ("kinds", &["mln::kind::uml", "mln::kind::conflict"]),
         ("cluster_head", &["mln::cluster::unknown_head"]),
         ("switches", &["mln::network::unknown_switch"]),
+        (
+            "structure",
+            &[
+                "mln::misplaced_variable",
+                "mln::unnamed_block",
+                "mln::unexpected_name",
+                "mln::missing_name",
+                "mln::unexpected_name",
+                "mln::expected_block",
+                "mln::unexpected_block",
+                "mln::expected_block",
+                "mln::missing_name",
+                "mln::misplaced_keyword",
+            ],
+        ),
+        (
+            "lines",
+            &[
+                "mln::variable::no_host",
+                "mln::variable::builtin",
+                "mln::switch::uml",
+                "mln::superclass::unknown",
+                "mln::superclass::several",
+                "mln::superclass::variable",
+                "mln::users::line",
+                "mln::files::missing",
+                "mln::value::mode",
+                "mln::mount::line",
+                "mln::network::address_outside",
+            ],
+        ),
+        (
+            "autoenum_more",
+            &[
+                "mln::autoenum::missing",
+                "mln::autoenum::numhosts",
+                "mln::autoenum::address",
+                "mln::autoenum::service_hosts",
+                "mln::cluster::missing_head",
+            ],
+        ),
+        ("too_deep", &["mln::syntax::too_deep"]),
     ];
     for (name, want) in cases {
         let c = compile_disk(&std::path::Path::new("tests/diagnostics").join(format!("{name}.mln")));

@@ -84,16 +84,18 @@ fn err(code: &'static str, msg: impl Into<String>, span: Span) -> Diagnostic {
 
 /// The hosts one autoenum block makes, or None after reporting why not.
 fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
+    // Problems are reported, and the hosts are made anyway without the
+    // broken part, so that later stages do not report consequences (a
+    // `cluster` head that "does not exist") as problems of their own.
     let s = &b.section;
     let mut ok = true;
-    let superclass = s.text("superclass");
+    let mut superclass = s.text("superclass");
     if superclass.is_none() {
         ctx.diags.push(
             Diagnostic::error("mln::autoenum::missing", "autoenum needs `superclass NAME`")
                 .label(b.span, "in this block")
                 .help("the generated hosts inherit everything from that superclass"),
         );
-        ok = false;
     }
     if let Some(sc) = superclass {
         if ctx.tree.find(DefKind::Superclass, sc).is_none() {
@@ -103,7 +105,7 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
                 d = d.help(format!("did you mean `{m}`?"));
             }
             ctx.diags.push(d);
-            ok = false;
+            superclass = None;
         }
     }
     let n = match s.value("numhosts") {
@@ -205,19 +207,17 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         },
         None => None,
     };
-    let placement = deal(b, n, ctx)?;
-    if !ok {
-        return None;
-    }
-    let superclass = superclass?.to_string();
+    let placement = deal(b, n, ctx).unwrap_or_else(|| vec![None; n as usize]);
     let width = n.to_string().len();
     let lit = |t: String, span: Span| ValueDef { text: Text::Literal(t), span, scope: GLOBAL };
     let mut out = Vec::with_capacity(n as usize);
     for i in 1..=n {
         let name = format!("{prefix}{i:0width$}");
         let mut section = Section { span: b.span, entries: IndexMap::new() };
-        section.set_value("superclass", lit(superclass.clone(), b.span_of("superclass")));
-        if let (true, Some((net, mask))) = (auto_address, net) {
+        if let Some(sc) = superclass {
+            section.set_value("superclass", lit(sc.to_string(), b.span_of("superclass")));
+        }
+        if let (true, true, Some((net, mask))) = (ok, auto_address, net) {
             let base = u32::from(net) & u32::from(mask);
             let addr = Ipv4Addr::from(base + (begin + i - 1) as u32);
             let eth0 = section.named_mut("network", "eth0", b.span);

@@ -74,6 +74,9 @@ impl Diagnostics {
             self.push(d)
         }
     }
+    pub fn has_code(&self, code: &str) -> bool {
+        self.list.iter().any(|d| d.code == code)
+    }
     pub fn has_errors(&self) -> bool {
         self.list.iter().any(|d| d.severity == Severity::Error)
     }

@@ -130,6 +130,11 @@ impl Registry {
         Some(k)
     }
 
+    /// Where a loaded plugin's block `name` belongs, if some plugin has one.
+    pub fn declared_context(&self, name: &str) -> Option<Context> {
+        self.plugins.iter().find_map(|p| p.declaration().blocks.into_iter().find(|(_, k)| k.name == name).map(|(c, _)| c))
+    }
+
     /// The plugins in use, in hook order.
     pub fn used(&self) -> impl Iterator<Item = &dyn Plugin> {
         self.used.iter().map(|i| self.plugins[*i].as_ref())

@@ -306,6 +306,9 @@ impl<'t> Resolver<'t> {
                         _ => None,
                     };
                     let (win, rest) = history.split_last().expect("a value item has a value");
+                    // `superclass` names were checked when linking (no
+                    // variables there): do not report them twice.
+                    let ty = if *key == "superclass" { Some(Ty::Hash) } else { ty };
                     let mut v = self.value_text(win, host, ty, diags);
                     v.origin.shadowed = rest.iter().rev().map(|d| d.span).collect();
                     RItem::Value(v)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Quick start, step two: the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# The unit, snapshot, property, plugin and CLI tests (benches are compiled
+# and run in test mode, which exits at once: timings are never asserted).
+cargo test --all-targets
+# Formatting of the examples is a test too (tests/cli.rs), and so is the
+# release build the quick start uses.
+cargo build --release --quiet
+target/release/mln check examples/*.mln
