@@ -47,6 +47,9 @@ pub fn explain(c: &Compilation, host: &str, path: &str, style: RenderStyle) -> R
     if let Some(p) = &host_def.plugin {
         let _ = writeln!(out, "  {host} is made by the `{p}` plugin");
     }
+    if let Some(sc) = r.section.value("superclass") {
+        let _ = writeln!(out, "  {}: `superclass {}` set here", c.sources.location(sc.origin.span), sc.text);
+    }
     for v in values {
         let o = &v.origin;
         let scope = tree.def(o.scope);

@@ -6,7 +6,39 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::resolve::ResolvedHost;
 use crate::schema::suggest;
 use crate::source::Span;
+use crate::tree::{DefKind, Tree};
 use std::collections::HashMap;
+
+/// Warnings for definitions nothing uses: a superclass no host inherits
+/// from (directly or not), a switch no interface is on.
+pub fn unused(plan: &Plan, resolved: &[ResolvedHost], tree: &Tree, diags: &mut Diagnostics) {
+    let mut inherited = std::collections::HashSet::new();
+    for r in resolved {
+        inherited.extend(r.chain.iter().skip(1).copied());
+    }
+    for id in tree.ids(DefKind::Superclass) {
+        if !inherited.contains(&id) {
+            let d = tree.def(id);
+            diags.push(
+                Diagnostic::warning("mln::superclass::unused", format!("no host inherits from superclass `{}`", d.name))
+                    .label(d.name_span, "defined here")
+                    .help("hosts inherit with `superclass NAME`; remove it if it is not needed"),
+            );
+        }
+    }
+    let used: std::collections::HashSet<&str> =
+        plan.hosts.iter().flat_map(|h| h.interfaces.iter().filter_map(|i| i.switch.as_deref())).collect();
+    for id in tree.ids(DefKind::Switch) {
+        let d = tree.def(id);
+        if !used.contains(d.name.as_str()) {
+            diags.push(
+                Diagnostic::warning("mln::switch::unused", format!("no interface is on switch `{}`", d.name))
+                    .label(d.name_span, "defined here")
+                    .help("put an interface on it with `switch NAME` in a `network` block"),
+            );
+        }
+    }
+}
 
 pub fn check(plan: &Plan, resolved: &[ResolvedHost], diags: &mut Diagnostics) {
     let mut addresses: HashMap<&str, (&str, Span)> = HashMap::new();

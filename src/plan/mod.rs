@@ -58,6 +58,11 @@ pub fn build(
     }
     let plan = Plan { project, hosts, switches, hooks };
     checks::check(&plan, resolved, diags);
+    // With errors, an "unused" superclass or switch is usually the other
+    // end of a misspelt name, already reported: say it once that is fixed.
+    if !diags.has_errors() {
+        checks::unused(&plan, resolved, tree, diags);
+    }
     plan
 }
 

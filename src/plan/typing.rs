@@ -73,6 +73,14 @@ impl Typer<'_> {
         let vcpus = self.uint(s, "vcpus").unwrap_or(1) as u32;
         let free_space_mib = self.size_mib(s, "free_space");
         let size_mib = self.size_mib(s, "size");
+        if let (Some(_), Some(_), Some(sv), Some(fv)) = (size_mib, free_space_mib, s.value("size"), s.value("free_space")) {
+            self.diags.push(
+                Diagnostic::warning("mln::disk::size_ignored", "`size` is ignored: `free_space` sets the disk size")
+                    .label(sv.origin.span, "ignored")
+                    .label(fv.origin.span, "the disk is the template's size plus this")
+                    .help("keep one of the two"),
+            );
+        }
         let disk_mib = match (size_mib, free_space_mib) {
             (_, Some(_)) => None, // template size + free space, known at build time
             (Some(m), None) => Some(m),
