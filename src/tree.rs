@@ -198,7 +198,8 @@ impl Builder<'_> {
                 Entry::Statement(s) => self.top_statement(s),
                 Entry::Include(i) => {
                     if let Some(f) = i.file {
-                        self.top(&self.trees.trees[&f].clone())
+                        let trees = self.trees;
+                        self.top(&trees.trees[&f])
                     }
                 }
                 Entry::Assignment(a) => self.diags.push(
@@ -330,14 +331,11 @@ impl Builder<'_> {
         for e in entries {
             match e {
                 Entry::Statement(s) => self.statement(def, ctx, nested, s, out),
-                Entry::Assignment(a) => {
-                    let v = VarDef { name: a.name.clone(), text: Text::Words(a.value.clone()), span: a.span, scope: def };
-                    self.tree.defs[def.0].vars.insert(a.name.clone(), v);
-                }
+                Entry::Assignment(a) => self.variable(def, a),
                 Entry::Include(i) => {
                     if let Some(f) = i.file {
-                        let included = self.trees.trees[&f].clone();
-                        self.section(def, ctx, nested, &included, out)
+                        let trees = self.trees;
+                        self.section(def, ctx, nested, &trees.trees[&f], out)
                     }
                 }
                 Entry::Comment(_) | Entry::Error(_) => {}
@@ -486,19 +484,23 @@ impl Builder<'_> {
                         out.push_line(key, v);
                     }
                 }
-                Entry::Assignment(a) => {
-                    let v = VarDef { name: a.name.clone(), text: Text::Words(a.value.clone()), span: a.span, scope: def };
-                    self.tree.defs[def.0].vars.insert(a.name.clone(), v);
-                }
+                Entry::Assignment(a) => self.variable(def, a),
                 Entry::Include(i) => {
                     if let Some(f) = i.file {
-                        let included = self.trees.trees[&f].clone();
-                        self.lines(def, key, &included, out)
+                        let trees = self.trees;
+                        self.lines(def, key, &trees.trees[&f], out)
                     }
                 }
                 Entry::Comment(_) | Entry::Error(_) => {}
             }
         }
+    }
+
+    /// A variable belongs to the host, superclass, switch or global around
+    /// it, however deep the block it is written in.
+    fn variable(&mut self, def: DefId, a: &crate::syntax::Assignment) {
+        let v = VarDef { name: a.name.clone(), text: Text::Words(a.value.clone()), span: a.span, scope: def };
+        self.tree.defs[def.0].vars.insert(a.name.clone(), v);
     }
 
     fn unknown(&self, key: &str, span: Span, here: &str, schema: &Schema) -> Diagnostic {
