@@ -29,10 +29,12 @@ fn run(bin: &str, file: &Path) -> Sample {
         .args(["plan", "--json"])
         .arg(file)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("mln runs");
+    // Reaped by wait4 below, which also reports the child's peak memory.
     let pid = child.id() as libc::pid_t;
+    std::mem::forget(child);
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: wait4 on our own child with valid out-pointers.

@@ -78,7 +78,7 @@ fn main() -> ExitCode {
             plugin_path.extend(std::env::split_paths(&v));
         }
     }
-    let fs = DiskFs { plugin_path: plugin_path.clone() };
+    let fs = DiskFs;
     let compile = |file: &Path| mln::compile(file, &fs, Registry::new(plugin_path.clone()));
     let report = |c: &mln::Compilation| {
         let ds = c.diags.sorted();

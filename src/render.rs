@@ -95,10 +95,8 @@ pub fn resolved_tree(tree: &Tree, global: &RSection, switches: &[(String, RSecti
     for h in hosts {
         let _ = writeln!(out, "host {} {{", quote(&h.name, true));
         let mut s = h.section.clone();
-        if let Some(sc) = s.entries.shift_remove("superclass") {
-            if let RItem::Value(v) = sc {
-                let _ = writeln!(out, "    # inherits from {} (written out below)", v.text);
-            }
+        if let Some(RItem::Value(v)) = s.entries.shift_remove("superclass") {
+            let _ = writeln!(out, "    # inherits from {} (written out below)", v.text);
         }
         section_out(&s, &tree.core.host, 1, &mut out);
         out.push_str("}\n");

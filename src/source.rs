@@ -87,19 +87,11 @@ impl SourceMap {
 pub trait FileSystem: Sync {
     fn read(&self, path: &Path) -> io::Result<String>;
     fn exists(&self, path: &Path) -> bool;
-    /// Files whose name starts with `prefix` in the plugin search path; used
-    /// to find external plugins. The default finds none.
-    fn find_executable(&self, _name: &str) -> Option<PathBuf> {
-        None
-    }
 }
 
 /// The real disk.
-#[derive(Clone, Debug, Default)]
-pub struct DiskFs {
-    /// Directories searched for `mln-plugin-NAME` executables.
-    pub plugin_path: Vec<PathBuf>,
-}
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiskFs;
 
 impl FileSystem for DiskFs {
     fn read(&self, path: &Path) -> io::Result<String> {
@@ -107,12 +99,6 @@ impl FileSystem for DiskFs {
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
-    }
-    fn find_executable(&self, name: &str) -> Option<PathBuf> {
-        use std::os::unix::fs::PermissionsExt;
-        self.plugin_path.iter().map(|d| d.join(name)).find(|p| {
-            p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-        })
     }
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 fn compile_with(path: &Path, plugin_dirs: &[PathBuf]) -> mln::Compilation {
-    mln::compile(path, &DiskFs { plugin_path: plugin_dirs.to_vec() }, Registry::new(plugin_dirs.to_vec()))
+    mln::compile(path, &DiskFs, Registry::new(plugin_dirs.to_vec()))
 }
 
 fn examples_dir() -> PathBuf {

@@ -51,7 +51,7 @@ pub fn check(plan: &Plan, resolved: &[ResolvedHost], diags: &mut Diagnostics) {
             let span_of = |k: &str| n.and_then(|n| n.value(k)).map(|v| v.origin.span).unwrap_or(r.section.span);
             if let Some(a) = &i.address {
                 let here = span_of("address");
-                if let Some((other, at)) = addresses.insert(a, (&h.name, here)).map(|(o, s)| (o, s)) {
+                if let Some((other, at)) = addresses.insert(a, (&h.name, here)) {
                     diags.push(
                         Diagnostic::error("mln::network::duplicate_address", format!("{} and {} both have address {a}", other, h.name))
                             .label(here, format!("{}'s {}", h.name, i.name))

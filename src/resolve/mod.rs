@@ -394,7 +394,6 @@ impl<'t> Resolver<'t> {
                     // Expand variables but keep the quotes and escapes.
                     t.push('"');
                     let inner = crate::syntax::Word { raw: w.raw[1..w.raw.len() - 1].to_string(), quoted: false, span: w.span };
-                    let _ = i;
                     t.push_str(&raw_expand(self, &inner, d.scope, host, &mut Vec::new(), diags));
                     t.push('"');
                 } else {

@@ -5,7 +5,7 @@ use mln::source::{DiskFs, MemoryFs};
 use std::path::{Path, PathBuf};
 
 pub fn compile_disk(path: &Path) -> mln::Compilation {
-    mln::compile(path, &DiskFs::default(), Registry::new(vec![]))
+    mln::compile(path, &DiskFs, Registry::new(vec![]))
 }
 
 pub fn compile_mem(files: &[(&str, &str)]) -> mln::Compilation {
