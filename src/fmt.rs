@@ -54,14 +54,9 @@ fn block(entries: &[Entry], text: &str, depth: usize, out: &mut String) {
             }
             Entry::Comment(c) => out.push_str(&c.text),
             Entry::Include(i) => {
+                // The path exactly as written: re-quoting could change it.
                 out.push_str("#include ");
-                if i.path.contains(char::is_whitespace) {
-                    out.push('"');
-                    out.push_str(&i.path);
-                    out.push('"');
-                } else {
-                    out.push_str(&i.path);
-                }
+                out.push_str(&text[i.path_span.range()]);
             }
             Entry::Error(_) => out.push_str(&text[span.range()]),
         }
@@ -114,5 +109,16 @@ mod tests {
         let want = "# top\nglobal {\n    project x\n    $a = 1 # why\n}\nhost h {\n    memory 64M\n    users {\n        u VUmaegY1g8q4I\n    }\n} # end\n";
         assert_eq!(fmt(src), want);
         assert_eq!(fmt(want), want);
+    }
+
+    /// Found by the fuzzer: a path holding a quote was re-quoted into text
+    /// that no longer parsed.
+    #[test]
+    fn include_paths_are_kept_as_written() {
+        for src in ["g\n#include \" glo{\n", "#include \"a b.mln\"\n", "#include  x y.mln \n"] {
+            let once = fmt(src);
+            assert_eq!(fmt(&once), once);
+        }
+        assert_eq!(fmt("#include  \"a b.mln\"  \n"), "#include \"a b.mln\"\n");
     }
 }
