@@ -42,7 +42,7 @@ pub fn compile(path: &Path, fs: &dyn FileSystem, mut registry: Registry) -> Comp
     // The tree holds what later stages need; the syntax tree can go.
     drop(loaded);
     // A file refused whole (too deep, unparsable) has no global to look in.
-    let refused = diags.has_code("mln::syntax::too_deep") || diags.has_code("mln::syntax::unparsable");
+    let refused = ["too_deep", "unparsable", "too_large"].iter().any(|c| diags.has_code(&format!("mln::syntax::{c}")));
     if has_root && !refused && tree.global().section.value("project").is_none() {
         let g = tree.global();
         let mut d = Diagnostic::error("mln::missing_project", "the project has no name")

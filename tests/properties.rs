@@ -133,6 +133,13 @@ proptest! {
 }
 
 #[test]
+fn files_over_the_limit_are_refused_whole() {
+    let big = "# padding\n".repeat(mln::syntax::MAX_FILE_BYTES / 10 + 1);
+    let c = compile_mem(&[("p.mln", &big)]);
+    assert_eq!(codes(&c), ["mln::syntax::too_large"]);
+}
+
+#[test]
 fn hostile_inputs_finish() {
     let cases = [
         "{".repeat(63) + &"}".repeat(63),

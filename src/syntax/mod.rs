@@ -7,4 +7,4 @@ mod parse;
 
 pub use ast::*;
 pub use load::{load, Loaded};
-pub use parse::{parse_file, MAX_DEPTH};
+pub use parse::{parse_file, MAX_DEPTH, MAX_FILE_BYTES};

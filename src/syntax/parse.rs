@@ -15,9 +15,33 @@ struct MlnParser;
 /// once per level and would otherwise exhaust the stack on hostile input.
 pub const MAX_DEPTH: usize = 64;
 
+/// Larger files are refused: a project file is text written by people.
+pub const MAX_FILE_BYTES: usize = 16 << 20;
+
+/// The grammar needs at most ~32 rule calls per byte on the worst inputs we
+/// know (measured; fuzzed with a time limit). pest does not memoise, so as
+/// a backstop against a backtracking path nobody found yet, parsing stops
+/// after this many calls per byte of the largest accepted file. The limit
+/// is process-wide in pest, hence one value for all files.
+const CALLS_PER_BYTE: usize = 64;
+
+fn set_call_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| pest::set_call_limit(std::num::NonZeroUsize::new(MAX_FILE_BYTES * CALLS_PER_BYTE)));
+}
+
 /// Parses one file. Never fails: problems are pushed to `diags` and the
 /// tree holds what could be read.
 pub fn parse_file(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Entry> {
+    set_call_limit();
+    if text.len() > MAX_FILE_BYTES {
+        diags.push(
+            Diagnostic::error("mln::syntax::too_large", format!("file of {} bytes; the limit is {MAX_FILE_BYTES}", text.len()))
+                .label(Span::new(file, 0, 0), "this file")
+                .help("split it with #include"),
+        );
+        return vec![];
+    }
     if let Some(at) = too_deep(text) {
         diags.push(
             Diagnostic::error("mln::syntax::too_deep", format!("blocks nested more than {MAX_DEPTH} deep"))
