@@ -10,3 +10,6 @@ cargo test --all-targets
 # release build the quick start uses.
 cargo build --release --quiet
 target/release/mln check examples/*.mln
+# The book must build: it includes the grammar and is the reference.
+command -v mdbook >/dev/null || cargo install mdbook --locked --version 0.5.4 --quiet
+mdbook build book

@@ -127,11 +127,11 @@ fn global_blocks(r: &Resolver, plugin: &str, diags: &mut Diagnostics) -> Vec<Plu
         };
         match tree.global().section.entries.get(key) {
             Some(Item::Block(sec)) => {
-                out.push(PluginBlock { label: String::new(), span: sec.span, section: r.plain(sec, &schema, diags) })
+                out.push(PluginBlock { key: key.clone(), label: String::new(), span: sec.span, section: r.plain(sec, &schema, diags) })
             }
             Some(Item::Named(map)) => {
                 for (label, sec) in map {
-                    out.push(PluginBlock { label: label.clone(), span: sec.span, section: r.plain(sec, &schema, diags) })
+                    out.push(PluginBlock { key: key.clone(), label: label.clone(), span: sec.span, section: r.plain(sec, &schema, diags) })
                 }
             }
             _ => {}

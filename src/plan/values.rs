@@ -104,6 +104,27 @@ pub fn crypt_hash(s: &str) -> Result<(), Bad> {
     }
 }
 
+/// Checks a value against a declared type (for plugin blocks, whose
+/// values mln passes on as text).
+pub fn check(ty: crate::schema::Ty, s: &str) -> Result<(), Bad> {
+    use crate::schema::Ty;
+    match ty {
+        Ty::Text | Ty::Words => Ok(()),
+        Ty::Int => uint(s).map(drop),
+        Ty::Size => size(s).map(drop),
+        Ty::Ipv4 => ipv4(s).map(drop),
+        Ty::Address if s == "dhcp" => Ok(()),
+        Ty::Address => ipv4(s).map(drop),
+        Ty::Netmask => netmask(s).map(drop),
+        Ty::Mac => mac(s).map(drop),
+        Ty::Hash => crypt_hash(s),
+        Ty::Term if ["xterm", "screen", "none"].contains(&s) => Ok(()),
+        Ty::Term => Err(bad(format!("unknown terminal `{s}`"), Some("use `xterm`, `screen` or `none`"))),
+        Ty::Name if !s.is_empty() && !s.contains(char::is_whitespace) => Ok(()),
+        Ty::Name => Err(bad(format!("`{s}` is not a name"), Some("a name is one word"))),
+    }
+}
+
 pub fn uint(s: &str) -> Result<u64, Bad> {
     s.parse().map_err(|_| bad(format!("`{s}` is not a whole number"), None))
 }

@@ -159,6 +159,36 @@ impl External {
         }
     }
 
+    /// Values that do not fit the types the plugin declared are reported
+    /// here, pointing at them; the plugin is not called with them.
+    fn check_types(&self, blocks: &[PluginBlock], out: &mut crate::diag::Diagnostics) -> bool {
+        let mut ok = true;
+        for b in blocks {
+            let Some(schema) = self.decl.blocks.iter().find_map(|(_, k)| match &k.kind {
+                Kind::Block(s) | Kind::Named { schema: s, .. } if k.name == b.key => Some(s.clone()),
+                _ => None,
+            }) else {
+                continue;
+            };
+            for (key, kw) in &schema.keywords {
+                let (Kind::Value(ty), Some(v)) = (&kw.kind, b.section.value(key)) else { continue };
+                if let Err(e) = crate::plan::values::check(*ty, &v.text) {
+                    if v.is_broken() {
+                        continue;
+                    }
+                    let mut d = Diagnostic::error("mln::plugin::value", format!("{}: {}", self.name, e.message))
+                        .label(v.origin.span, format!("`{key}` is declared as {ty:?} by the plugin").to_lowercase());
+                    if let Some(h) = e.help {
+                        d = d.help(h);
+                    }
+                    out.push(d);
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
     fn fail(&self, e: String, blocks: &[PluginBlock], out: &mut crate::diag::Diagnostics) {
         let mut d = Diagnostic::error("mln::plugin::failed", format!("plugin `{}` failed: {e}", self.name));
         if let Some(b) = blocks.first() {
@@ -176,7 +206,7 @@ impl Plugin for External {
         self.decl.clone()
     }
     fn expand(&self, ctx: &mut ExpandCtx) {
-        if !self.hooks.iter().any(|h| h == "expand") {
+        if !self.hooks.iter().any(|h| h == "expand") || !self.check_types(&ctx.blocks, ctx.diags) {
             return;
         }
         let hosts: Vec<&str> = ctx.tree.hosts.iter().map(|id| ctx.tree.def(*id).name.as_str()).collect();
@@ -233,7 +263,7 @@ impl Plugin for External {
     }
 
     fn configure(&self, ctx: &mut ConfigureCtx) -> IndexMap<String, PluginOutput> {
-        if !self.hooks.iter().any(|h| h == "configure") {
+        if !self.hooks.iter().any(|h| h == "configure") || !self.check_types(&ctx.blocks, ctx.diags) {
             return IndexMap::new();
         }
         let req = json!({
@@ -261,6 +291,7 @@ impl Plugin for External {
 fn block_json(b: &PluginBlock) -> Value {
     let mut v = b.section.to_json();
     v["label"] = Value::String(b.label.clone());
+    v["name"] = Value::String(b.key.clone());
     v
 }
 

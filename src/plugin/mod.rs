@@ -33,6 +33,8 @@ pub struct Declaration {
 /// One block of a plugin, resolved (variables expanded, spans kept).
 #[derive(Clone, Debug)]
 pub struct PluginBlock {
+    /// The block's keyword (`autoenum`).
+    pub key: String,
     /// `autoenum web { }` has label `web`; an unnamed block has "".
     pub label: String,
     pub span: Span,
