@@ -115,7 +115,13 @@ mod tests {
     /// that no longer parsed.
     #[test]
     fn include_paths_are_kept_as_written() {
-        for src in ["g\n#include \" glo{\n", "#include \"a b.mln\"\n", "#include  x y.mln \n"] {
+        for src in [
+            "g\n#include \" glo{\n",
+            "#include \"a b.mln\"\n",
+            "#include  x y.mln \n",
+            // Also found by the fuzzer: a comment after an unquoted path.
+            "#include `\r\r# c\n",
+        ] {
             let once = fmt(src);
             assert_eq!(fmt(&once), once);
         }
