@@ -7,7 +7,7 @@
 //! install it, so its published rate (about 350 hosts/s: 1,000 hosts in
 //! 2.9 s, 4,000 in 11.5 s) is the comparison.
 
-#[path = "gen.rs"]
+#[path = "support/gen.rs"]
 mod gen;
 
 use std::path::Path;
