@@ -25,6 +25,15 @@ pub fn explain(c: &Compilation, host: &str, path: &str, style: RenderStyle) -> R
         .collect();
     let mut out = String::new();
     let segments: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    if lookup(&r.section, &segments).is_none() {
+        let (h, _) = c.host(host).expect("found above");
+        if let Some(why) = unwritten(h, &segments) {
+            let _ = writeln!(out, "{host} {path} = {why}");
+            let _ = writeln!(out, "  inheritance: {}", chain.join(" <- "));
+            let _ = writeln!(out, "  not written in {host} or what it inherits");
+            return Ok(out);
+        }
+    }
     let found = lookup(&r.section, &segments).ok_or_else(|| {
         let keys: Vec<&str> = r.section.entries.keys().map(String::as_str).collect();
         format!(
@@ -77,6 +86,29 @@ pub fn explain(c: &Compilation, host: &str, path: &str, style: RenderStyle) -> R
         out.push_str(&render(&d, &c.sources, style));
     }
     Ok(out)
+}
+
+/// A value nobody wrote: a default, or derived from other values.
+fn unwritten(h: &crate::plan::Host, path: &[&str]) -> Option<String> {
+    use crate::plan::{DEFAULT_BOOT_ORDER, DEFAULT_MEMORY_MIB, DEFAULT_SIZE_MIB, DEFAULT_TEMPLATE};
+    Some(match path {
+        ["memory"] => format!("{DEFAULT_MEMORY_MIB}M (the default)"),
+        ["vcpus"] => "1 (the default)".into(),
+        ["template"] => format!("{DEFAULT_TEMPLATE} (the default, as in MLN)"),
+        ["size"] if h.free_space_mib.is_none() => format!("{DEFAULT_SIZE_MIB}M (the default)"),
+        ["boot_order"] => format!("{DEFAULT_BOOT_ORDER} (the default)"),
+        ["service_host"] => "none: the host is built on the local machine".into(),
+        ["kvm"] if h.kind == crate::plan::HostKind::Kvm => "kvm (the default kind; QEMU emulation where KVM does not work)".into(),
+        ["network", iface, key] => {
+            let i = h.interfaces.iter().find(|i| i.name == *iface)?;
+            match *key {
+                "mac" => format!("{} (derived from project, host and interface names; stable across rebuilds)", i.mac),
+                "broadcast" => format!("{} (derived from address and netmask)", i.broadcast.as_deref()?),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
 }
 
 fn vars(uses: &[VarUse], depth: usize, lines: &mut Vec<String>, d: &mut Diagnostic, c: &Compilation) {

@@ -101,6 +101,16 @@ fn explain_names_every_place() {
         .stdout(predicate::str::contains("set in host web2 itself"))
         .stdout(predicate::str::contains("overrides this earlier setting"));
     mln()
+        .args(["explain", "examples/mpi_cluster.mln", "node07", "network.eth0.mac"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("derived from project, host and interface names"));
+    mln()
+        .args(["explain", "examples/oneVM.mln", "one", "boot_order"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("one boot_order = 99 (the default)"));
+    mln()
         .args(["explain", "examples/mpi_cluster.mln", "node7", "memory"])
         .assert()
         .failure()
