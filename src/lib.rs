@@ -7,6 +7,7 @@ pub mod compile;
 pub mod diag;
 pub mod explain;
 pub mod fmt;
+pub mod guest;
 mod par;
 pub mod plan;
 pub mod plugin;

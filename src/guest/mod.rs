@@ -1,0 +1,9 @@
+//! What goes into a guest: its configuration in formats real images
+//! understand. Today: a cloud-init NoCloud seed (a FAT image labelled
+//! `cidata`), built in Rust from the plan.
+
+mod fat;
+mod nocloud;
+
+pub use fat::{fat_image, read_fat_file};
+pub use nocloud::{seed_files, SeedFiles};

@@ -1,0 +1,163 @@
+//! cloud-init NoCloud seed contents for one host: `meta-data`, `user-data`
+//! (`#cloud-config`) and `network-config` (version 2).
+//!
+//! The files are JSON, which is YAML: cloud-init parses them as such, and a
+//! guest without a YAML parser (our busybox test guest) can still read them
+//! line by line, since each key stands on its own line.
+
+use crate::plan::{Host, Plan};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedFiles {
+    pub meta_data: String,
+    pub user_data: String,
+    pub network_config: String,
+}
+
+impl SeedFiles {
+    pub fn as_list(&self) -> [(&'static str, &str); 3] {
+        [("meta-data", &self.meta_data), ("user-data", &self.user_data), ("network-config", &self.network_config)]
+    }
+}
+
+/// `files` holds the content of each `files` source, in plan order (the
+/// caller reads them: this module does no I/O).
+pub fn seed_files(plan: &Plan, host: &Host, files: &[String]) -> SeedFiles {
+    let user_data = format!("#cloud-config\n{}\n", pretty(&user_data(host, files)));
+    let network_config = format!("{}\n", pretty(&network_config(host)));
+    // The instance id changes whenever anything the guest is given changes,
+    // so cloud-init applies a changed configuration on the next boot.
+    let mut h = Sha256::new();
+    h.update(plan.project.as_bytes());
+    h.update(user_data.as_bytes());
+    h.update(network_config.as_bytes());
+    let digest = h.finalize();
+    let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let meta = json!({
+        "instance-id": format!("mln-{}-{}-{id}", plan.project, host.name),
+        "local-hostname": host.name,
+    });
+    SeedFiles { meta_data: format!("{}\n", pretty(&meta)), user_data, network_config }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).expect("JSON values serialize")
+}
+
+fn user_data(h: &Host, files: &[String]) -> Value {
+    let mut ud = Map::new();
+    ud.insert("hostname".into(), json!(h.name));
+    ud.insert("manage_etc_hosts".into(), json!(true));
+    let groups_of = |user: &str| -> Vec<&str> {
+        h.groups.iter().filter(|g| g.members.iter().any(|m| m == user)).map(|g| g.name.as_str()).collect()
+    };
+    let mut users = vec![json!("default")];
+    for u in &h.users {
+        let mut e = Map::new();
+        e.insert("name".into(), json!(u.name));
+        e.insert("passwd".into(), json!(u.password_hash));
+        e.insert("lock_passwd".into(), json!(false));
+        e.insert("shell".into(), json!("/bin/sh"));
+        if let Some(home) = &u.home {
+            e.insert("homedir".into(), json!(home));
+        }
+        if let Some(uid) = u.uid {
+            e.insert("uid".into(), json!(uid));
+        }
+        let g = groups_of(&u.name);
+        if !g.is_empty() {
+            e.insert("groups".into(), json!(g.join(",")));
+        }
+        users.push(Value::Object(e));
+    }
+    ud.insert("users".into(), Value::Array(users));
+    if !h.groups.is_empty() {
+        // Groups are created before users, members added as users appear.
+        ud.insert("groups".into(), Value::Array(h.groups.iter().map(|g| json!(g.name)).collect()));
+    }
+    if let Some(root) = &h.root_password_hash {
+        ud.insert(
+            "chpasswd".into(),
+            json!({"expire": false, "users": [{"name": "root", "password": root, "type": "hash"}]}),
+        );
+    }
+    let mut write_files: Vec<Value> = Vec::new();
+    for (f, content) in h.files.iter().zip(files) {
+        let mut e = json!({"path": f.dest, "content": content});
+        if let Some(m) = &f.mode {
+            e["permissions"] = json!(m);
+        }
+        write_files.push(e);
+    }
+    for out in h.plugins.values() {
+        for f in &out.files {
+            let mut e = json!({"path": f.path, "content": f.content});
+            if let Some(m) = &f.mode {
+                e["permissions"] = json!(m);
+            }
+            write_files.push(e);
+        }
+    }
+    if !h.modules.is_empty() {
+        write_files.push(json!({"path": "/etc/modules-load.d/mln.conf", "content": format!("{}\n", h.modules.join("\n"))}));
+    }
+    if !h.shutdown.is_empty() {
+        write_files.push(json!({
+            "path": "/etc/mln/shutdown.sh", "permissions": "0755",
+            "content": format!("#!/bin/sh\n{}\n", h.shutdown.join("\n")),
+        }));
+        write_files.push(json!({
+            "path": "/etc/systemd/system/mln-shutdown.service",
+            "content": "[Unit]\nDescription=mln shutdown commands\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\nExecStop=/etc/mln/shutdown.sh\n\n[Install]\nWantedBy=multi-user.target\n",
+        }));
+    }
+    if !write_files.is_empty() {
+        ud.insert("write_files".into(), Value::Array(write_files));
+    }
+    // `startup` runs at every boot, as in MLN: that is cloud-init's bootcmd.
+    let startup: Vec<&String> = h.startup.iter().chain(h.plugins.values().flat_map(|o| o.startup.iter())).collect();
+    if !startup.is_empty() {
+        ud.insert("bootcmd".into(), json!(startup));
+    }
+    if !h.shutdown.is_empty() {
+        ud.insert("runcmd".into(), json!(["systemctl enable --now mln-shutdown.service || true"]));
+    }
+    if !h.mounts.is_empty() {
+        let m: Vec<Value> = h
+            .mounts
+            .iter()
+            .map(|m| json!([m.source, m.mountpoint, m.fstype, m.options.clone().unwrap_or_else(|| "defaults".into())]))
+            .collect();
+        ud.insert("mounts".into(), Value::Array(m));
+    }
+    Value::Object(ud)
+}
+
+fn prefix_len(netmask: &str) -> Option<u32> {
+    netmask.parse::<std::net::Ipv4Addr>().ok().map(|m| u32::from(m).leading_ones())
+}
+
+fn network_config(h: &Host) -> Value {
+    let mut ethernets = Map::new();
+    for i in &h.interfaces {
+        let mut e = Map::new();
+        e.insert("match".into(), json!({"macaddress": i.mac}));
+        e.insert("set-name".into(), json!(i.name));
+        if i.dhcp {
+            e.insert("dhcp4".into(), json!(true));
+        } else if let Some(a) = &i.address {
+            let p = i.netmask.as_deref().and_then(prefix_len).unwrap_or(24);
+            e.insert("addresses".into(), json!([format!("{a}/{p}")]));
+            if let Some(g) = &i.gateway {
+                e.insert("routes".into(), json!([{"to": "default", "via": g}]));
+            }
+        }
+        if !h.nameservers.is_empty() {
+            e.insert("nameservers".into(), json!({"addresses": h.nameservers}));
+        }
+        ethernets.insert(i.name.clone(), Value::Object(e));
+    }
+    json!({"version": 2, "ethernets": ethernets})
+}
