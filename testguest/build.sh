@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the test guest into target/testguest/: the kernel of Debian's
+# linux-image-cloud-amd64 and a busybox initramfs running testguest/init.
+# Nothing is downloaded. Needs busybox-static, cpio and that kernel package.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-$here/../target/testguest}
+kernel=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n1)
+[ -n "$kernel" ] || { echo "no cloud kernel: apt-get install linux-image-cloud-amd64" >&2; exit 1; }
+version=${kernel#/boot/vmlinuz-}
+mods=/lib/modules/$version
+mkdir -p "$out"
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,proc,sys,dev,etc,tmp,modules,seed}
+cp /bin/busybox "$root/bin/busybox"
+cp "$here/init" "$root/init"
+
+# Modules for virtio disks and network and the FAT seed, with their
+# dependencies first (from modules.dep), loaded in this order by init.
+want="virtio_pci virtio_blk virtio_net vfat nls_cp437 nls_iso8859-1 nls_ascii"
+: > "$root/modules.list"
+add() {
+    local path deps
+    path=$(awk -F: -v m="/$1.ko" '{ i = index($1, m); if (i > 0 && i == length($1) - length(m) + 1) print $1 }' "$mods/modules.dep" | head -n1)
+    [ -n "$path" ] || { echo "module $1 not found" >&2; exit 1; }
+    grep -qx "$(basename "$path")" "$root/modules.list" && return
+    deps=$(awk -F: -v p="$path" '$1 == p {print $2}' "$mods/modules.dep")
+    for d in $deps; do add "$(basename "$d" .ko)"; done
+    cp "$mods/$path" "$root/modules/"
+    basename "$path" >> "$root/modules.list"
+}
+for m in $want; do add "$m"; done
+
+cp "$kernel" "$out/vmlinuz"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd.gz"
+echo "$out/vmlinuz $out/initrd.gz ($version; modules: $(tr '\n' ' ' < "$root/modules.list"))"
