@@ -4,19 +4,38 @@
 set -euo pipefail
 
 packages=(
-  build-essential   # cc for mimalloc
+  build-essential         # cc for mimalloc
   pkg-config
-  python3           # the example external plugin
+  python3                 # the example external plugin
+  libvirt-dev             # the virt crate links to libvirt
+  libvirt-daemon-system   # libvirt's QEMU driver (used embedded: no daemon is started)
+  libvirt-clients         # virt-xml-validate
+  libxml2-utils           # xmllint, which virt-xml-validate runs
+  qemu-system-x86         # the hypervisor (software emulation where KVM does not work)
+  qemu-utils              # qemu-img
+  busybox-static          # the test guest
+  cpio
+  linux-image-cloud-amd64 # the test guest's kernel
 )
+
+installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | awk '/install ok installed/ {print $4}'; }
 
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  [ -n "$(installed_version "$p")" ] || missing+=("$p")
 done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Some images carry a newer qemu-utils (from backports) than Debian 12's
+  # qemu-system-x86 accepts; align the QEMU packages on the system's version.
+  want=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+  pins=()
+  for q in qemu-utils qemu-block-extra; do
+    have=$(installed_version "$q")
+    if [ -n "$have" ] && [ -n "$want" ] && [ "$have" != "$want" ]; then pins+=("$q=$want"); fi
+  done
+  apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" "${pins[@]}"
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install the Rust toolchain (rustup)"; exit 1; }

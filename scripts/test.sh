@@ -3,9 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The unit, snapshot, property, plugin and CLI tests (benches are compiled
-# and run in test mode, which exits at once: timings are never asserted).
-cargo test --all-targets
+# Every test, the slow end-to-end ones (marked #[ignore]: they boot QEMU
+# guests) included. Benches are compiled and run in test mode, which exits
+# at once: timings are never asserted.
+cargo test --all-targets -- --include-ignored
 # Formatting of the examples is a test too (tests/cli.rs), and so is the
 # release build the quick start uses.
 cargo build --release --quiet

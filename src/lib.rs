@@ -3,6 +3,7 @@
 //! The compiler is free of I/O beyond the [`source::FileSystem`] trait and
 //! external plugin processes; the CLI in `main.rs` is a thin layer on top.
 
+pub mod backend;
 pub mod compile;
 pub mod diag;
 pub mod explain;

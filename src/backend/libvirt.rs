@@ -1,0 +1,89 @@
+//! A libvirt connection. Every call is blocking FFI; callers on an async
+//! runtime run them with `spawn_blocking`.
+
+use std::path::Path;
+use std::sync::Once;
+use virt::connect::Connect;
+use virt::domain::Domain;
+
+pub struct Libvirt {
+    conn: Connect,
+    pub uri: String,
+}
+
+/// The embedded QEMU driver (and events generally) need libvirt's event
+/// loop running on a thread before the connection opens; once per process.
+fn event_loop() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if virt::event::event_register_default_impl().is_ok() {
+            std::thread::Builder::new()
+                .name("libvirt-events".into())
+                .spawn(|| loop {
+                    if virt::event::event_run_default_impl().is_err() {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                })
+                .expect("a thread can be started");
+        }
+    });
+}
+
+fn err(what: &str, e: virt::error::Error) -> String {
+    format!("{what}: {e}")
+}
+
+impl Libvirt {
+    /// `qemu:///embed?root=DIR` runs the QEMU driver inside this process:
+    /// no daemon. Only one embed root per process (a libvirt limit).
+    pub fn embedded(root: &Path) -> Result<Libvirt, String> {
+        let etc = root.join("etc");
+        std::fs::create_dir_all(&etc).map_err(|e| format!("cannot create {}: {e}", etc.display()))?;
+        // QEMU's own output goes to a file, not to virtlogd: no daemon.
+        let conf = etc.join("qemu.conf");
+        if !conf.exists() {
+            std::fs::write(&conf, "stdio_handler = \"file\"\nremember_owner = 0\n").map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+        }
+        Libvirt::open(&format!("qemu:///embed?root={}", root.display()))
+    }
+
+    pub fn open(uri: &str) -> Result<Libvirt, String> {
+        // libvirt prints errors to stderr by default; we report them.
+        virt::error::clear_error_callback();
+        event_loop();
+        let conn = Connect::open(Some(uri)).map_err(|e| err(&format!("cannot connect to {uri}"), e))?;
+        Ok(Libvirt { conn, uri: uri.to_string() })
+    }
+
+    pub fn define(&self, xml: &str) -> Result<Domain, String> {
+        self.conn.define_domain_xml(xml).map_err(|e| err("cannot define the domain", e))
+    }
+
+    pub fn start(&self, name: &str) -> Result<(), String> {
+        self.domain(name)?.create().map_err(|e| err(&format!("cannot start {name}"), e))
+    }
+
+    pub fn domain(&self, name: &str) -> Result<Domain, String> {
+        self.conn.lookup_domain_by_name(name).map_err(|e| err(&format!("no domain {name}"), e))
+    }
+
+    pub fn is_active(&self, name: &str) -> Result<bool, String> {
+        self.domain(name)?.is_active().map_err(|e| err(name, e))
+    }
+
+    /// Stops (forcefully) and forgets a domain; a domain already gone is
+    /// fine, so this can be run again after an interruption.
+    pub fn destroy_and_undefine(&self, name: &str) -> Result<(), String> {
+        let Ok(d) = self.conn.lookup_domain_by_name(name) else { return Ok(()) };
+        if d.is_active().unwrap_or(false) {
+            d.destroy().map_err(|e| err(&format!("cannot stop {name}"), e))?;
+        }
+        d.undefine().map_err(|e| err(&format!("cannot undefine {name}"), e))
+    }
+
+    /// Names of all domains, running or not.
+    pub fn domains(&self) -> Result<Vec<String>, String> {
+        let all = self.conn.list_all_domains(0).map_err(|e| err("cannot list domains", e))?;
+        Ok(all.iter().filter_map(|d| d.name().ok()).collect())
+    }
+}
