@@ -121,6 +121,7 @@ mod tests {
             "#include  x y.mln \n",
             // Also found by the fuzzer: a comment after an unquoted path.
             "#include `\r\r# c\n",
+            "#include\r\u{b}\n",
         ] {
             let once = fmt(src);
             assert_eq!(fmt(&once), once);

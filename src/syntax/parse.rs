@@ -129,8 +129,15 @@ impl<'a> Lower<'a> {
                 }
                 Rule::include => {
                     let span = self.span(&p);
+                    let whole = p.as_str().trim_end().to_string();
                     let path_pair = p.into_inner().next().expect("include path");
                     let raw = path_pair.as_str().trim_end();
+                    // Found by the fuzzer: a "path" of odd white space (a
+                    // vertical tab) is no path; the line is a comment.
+                    if raw.is_empty() {
+                        out.push(Entry::Comment(Comment { text: whole, span, trailing: false }));
+                        continue;
+                    }
                     let path_span = Span::new(self.file, path_pair.as_span().start(), path_pair.as_span().start() + raw.len());
                     let path = if raw.starts_with('"') && raw.ends_with('"') && raw.len() >= 2 {
                         raw[1..raw.len() - 1].to_string()
