@@ -9,6 +9,7 @@ pub mod diag;
 pub mod explain;
 pub mod fmt;
 pub mod guest;
+pub mod lifecycle;
 mod par;
 pub mod plan;
 pub mod plugin;
@@ -16,6 +17,7 @@ pub mod render;
 pub mod resolve;
 pub mod schema;
 pub mod source;
+pub mod state;
 pub mod syntax;
 pub mod tree;
 

@@ -13,9 +13,13 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod vm_commands;
+
 #[derive(Parser)]
 #[command(name = "mln", version, about = "Manage Large Networks: one project file, a whole cluster")]
 struct Cli {
+    #[command(flatten)]
+    place: vm_commands::Where,
     /// Extra directories to search for `mln-plugin-NAME` executables
     /// (before $MLN_PLUGIN_PATH and $PATH).
     #[arg(long, global = true, value_name = "DIR")]
@@ -58,6 +62,8 @@ enum Command {
         flag_file: Option<PathBuf>,
         file: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Vm(vm_commands::VmCommand),
 }
 
 fn main() -> ExitCode {
@@ -140,6 +146,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Fmt { check, files } => fmt(&fs, check, &files, style),
+        Command::Vm(cmd) => vm_commands::run(cmd, &cli.place, |file| {
+            let c = compile(file);
+            if report(&c) {
+                Some(c.plan)
+            } else {
+                None
+            }
+        }),
         Command::Parse { flag_file, file } => {
             let Some(file) = flag_file.or(file) else {
                 eprintln!("mln parse: name a project file");

@@ -44,7 +44,31 @@ impl Libvirt {
         if !conf.exists() {
             std::fs::write(&conf, "stdio_handler = \"file\"\nremember_owner = 0\n").map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
         }
-        Libvirt::open(&format!("qemu:///embed?root={}", root.display()))
+        let lv = Libvirt::open(&format!("qemu:///embed?root={}", root.display()))?;
+        lv.settle();
+        Ok(lv)
+    }
+
+    /// Opening an embedded driver reconnects to the QEMU processes of
+    /// running domains in background threads. A process that ends before
+    /// they finish makes libvirt treat the reconnection as failed and kill
+    /// the guest ("reason=daemon"), and can crash on the way out. Every
+    /// reconnection holds a job on its domain; an API call that needs a job
+    /// (memory statistics) waits for it, so after this nothing is pending.
+    fn settle(&self) {
+        if let Ok(active) = self.conn.list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE) {
+            for d in active {
+                let _ = d.memory_stats(0);
+            }
+        }
+    }
+
+    /// Any URI; an embedded one gets its root prepared as in `embedded`.
+    pub fn connect(uri: &str) -> Result<Libvirt, String> {
+        match uri.strip_prefix("qemu:///embed?root=") {
+            Some(root) => Libvirt::embedded(Path::new(root)),
+            None => Libvirt::open(uri),
+        }
     }
 
     pub fn open(uri: &str) -> Result<Libvirt, String> {
@@ -71,14 +95,48 @@ impl Libvirt {
         self.domain(name)?.is_active().map_err(|e| err(name, e))
     }
 
-    /// Stops (forcefully) and forgets a domain; a domain already gone is
-    /// fine, so this can be run again after an interruption.
+    /// Stops (forcefully) and forgets a domain, with any saved memory
+    /// image; a domain already gone is fine, so this can be run again after
+    /// an interruption.
     pub fn destroy_and_undefine(&self, name: &str) -> Result<(), String> {
         let Ok(d) = self.conn.lookup_domain_by_name(name) else { return Ok(()) };
         if d.is_active().unwrap_or(false) {
             d.destroy().map_err(|e| err(&format!("cannot stop {name}"), e))?;
         }
-        d.undefine().map_err(|e| err(&format!("cannot undefine {name}"), e))
+        d.undefine_flags(virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+            .map_err(|e| err(&format!("cannot undefine {name}"), e))
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.conn.lookup_domain_by_name(name).is_ok()
+    }
+
+    /// Asks the guest to shut down (ACPI power button).
+    pub fn shutdown(&self, name: &str) -> Result<(), String> {
+        self.domain(name)?.shutdown().map_err(|e| err(&format!("cannot shut down {name}"), e))
+    }
+
+    pub fn destroy(&self, name: &str) -> Result<(), String> {
+        self.domain(name)?.destroy().map_err(|e| err(&format!("cannot stop {name}"), e))
+    }
+
+    /// Saves memory state to disk and stops; the next start restores it.
+    pub fn save(&self, name: &str) -> Result<(), String> {
+        self.domain(name)?.managed_save(0).map_err(|e| err(&format!("cannot save {name}"), e))
+    }
+
+    pub fn has_saved_state(&self, name: &str) -> bool {
+        self.domain(name).ok().and_then(|d| d.has_managed_save(0).ok()).unwrap_or(false)
+    }
+
+    /// `running`, `saved`, `shut off` or `absent`.
+    pub fn state(&self, name: &str) -> &'static str {
+        match self.conn.lookup_domain_by_name(name) {
+            Err(_) => "absent",
+            Ok(d) if d.is_active().unwrap_or(false) => "running",
+            Ok(d) if d.has_managed_save(0).unwrap_or(false) => "saved",
+            Ok(_) => "shut off",
+        }
     }
 
     /// Names of all domains, running or not.

@@ -1,0 +1,155 @@
+//! `mln build`: for each host a directory, a disk from its template, a
+//! NoCloud seed and a libvirt domain (defined, not started).
+
+use super::{each, Env, Outcome};
+use crate::backend::domain::{domain_name, domain_xml, DomainSpec, DomainType, Nic};
+use crate::backend::template::{self, Template};
+use crate::plan::{DiskMode, Host, HostKind, Plan};
+use crate::state::{ProjectRow, Resource};
+use std::path::Path;
+use std::process::Command;
+
+/// Builds every host of `plan`. A project built before is refused unless
+/// `replace`; one whose build was interrupted is resumed.
+pub fn build(env: &Env, plan: &Plan, file: &Path, replace: bool) -> Result<Vec<Outcome>, String> {
+    let _lock = env.state.lock(&plan.project)?;
+    if let Some(row) = env.state.project(&plan.project)? {
+        if row.state == "built" && !replace {
+            return Err(format!(
+                "project {} is already built (from {}); `mln build -r` replaces it, `mln remove -p {}` removes it",
+                plan.project, row.file, plan.project
+            ));
+        }
+        if replace {
+            super::run::remove_locked(env, &plan.project)?;
+        }
+    }
+    let plan_json = serde_json::to_string(plan).map_err(|e| e.to_string())?;
+    env.state.save_project(&ProjectRow {
+        name: plan.project.clone(),
+        state: "building".into(),
+        file: file.display().to_string(),
+        connect: env.lv.uri.clone(),
+        plan_json,
+    })?;
+    let hosts: Vec<&Host> = plan.hosts.iter().collect();
+    let outcomes = each("build", &hosts, |h| h.name.clone(), |h| build_host(env, plan, h));
+    let ok = outcomes.iter().all(|o| o.result.is_ok());
+    env.state.journal(&plan.project, "build", None, ok, if ok { "built" } else { "some hosts failed" });
+    if ok {
+        env.state.set_state(&plan.project, "built")?;
+    }
+    Ok(outcomes)
+}
+
+fn record(env: &Env, plan: &Plan, h: &Host, kind: &str, ident: &str) -> Result<(), String> {
+    env.state.record(&plan.project, &Resource { host: h.name.clone(), kind: kind.into(), ident: ident.into() })
+}
+
+fn build_host(env: &Env, plan: &Plan, h: &Host) -> Result<String, String> {
+    if let Some(sh) = &h.service_host {
+        return Err(format!("planned on service host {sh}: remote service hosts are not supported yet"));
+    }
+    if h.kind == HostKind::Baremetal {
+        return Err("bare-metal hosts are not built on libvirt".into());
+    }
+    let t = template::find(&env.templates, &h.template)?;
+    let dir = env.state.host_dir(&plan.project, &h.name);
+    record(env, plan, h, "dir", &dir.display().to_string())?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+
+    let disk = match &t.disk {
+        Some((tpath, fmt)) => {
+            let disk = dir.join("disk.qcow2");
+            record(env, plan, h, "disk", &disk.display().to_string())?;
+            if !disk.exists() {
+                make_disk(h, tpath, fmt, &disk)?;
+            }
+            Some((disk, "qcow2"))
+        }
+        None => None,
+    };
+
+    let contents = h
+        .files
+        .iter()
+        .map(|f| std::fs::read_to_string(&f.source).map_err(|e| format!("cannot read {}: {e}", f.source)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let seed = crate::guest::seed_files(plan, h, &contents);
+    let files: Vec<(&str, &[u8])> = seed.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
+    let image = crate::guest::fat_image("cidata", &files).map_err(|e| format!("cannot make the seed: {e}"))?;
+    let seed_path = dir.join("seed.img");
+    record(env, plan, h, "seed", &seed_path.display().to_string())?;
+    write_atomically(&seed_path, &image)?;
+
+    let name = domain_name(&plan.project, &h.name);
+    let ours = env.state.resources(&plan.project)?.iter().any(|r| r.kind == "domain" && r.ident == name);
+    if env.lv.exists(&name) && !ours {
+        return Err(format!("a domain named {name} exists and was not made by mln for this project"));
+    }
+    record(env, plan, h, "domain", &name)?;
+    let spec = DomainSpec {
+        name: name.clone(),
+        host: h,
+        // KVM is not probed yet: kvm hosts run under QEMU's emulation.
+        domain_type: DomainType::for_host(h, false).expect("bare metal was refused above"),
+        disk,
+        seed: Some(seed_path),
+        kernel: kernel_of(h, &t),
+        console_log: dir.join("console.log"),
+        nics: h.interfaces.iter().map(|_| Nic::User).collect(),
+    };
+    env.lv.define(&domain_xml(&spec))?;
+    Ok(format!("built from {}", t.name))
+}
+
+/// The host's own kernel settings win over the template's.
+fn kernel_of(h: &Host, t: &Template) -> Option<(std::path::PathBuf, Option<std::path::PathBuf>, String)> {
+    match &h.kernel {
+        Some(k) => Some((k.into(), h.ramdisk.as_ref().map(Into::into), template::DEFAULT_CMDLINE.into())),
+        None => t.kernel.clone(),
+    }
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn qemu_img(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("qemu-img").args(args).output().map_err(|e| format!("cannot run qemu-img: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("qemu-img {}: {}", args[0], String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// The disk: a copy-on-write overlay on the template (the default: its cost
+/// does not depend on the template's size), or a full copy. Made under a
+/// temporary name and renamed, so an interrupted build leaves no half disk.
+fn make_disk(h: &Host, template: &Path, fmt: &str, disk: &Path) -> Result<(), String> {
+    let tpath = template.canonicalize().map_err(|e| format!("template {}: {e}", template.display()))?;
+    let t = tpath.to_string_lossy();
+    let info: serde_json::Value =
+        serde_json::from_str(&qemu_img(&["info", "--output=json", "-f", fmt, &t])?).map_err(|e| e.to_string())?;
+    let base_mib = info["virtual-size"].as_u64().unwrap_or(0).div_ceil(1 << 20);
+    let want_mib = match (h.disk_mib, h.free_space_mib) {
+        (_, Some(free)) => base_mib + free,
+        (Some(m), None) => m.max(base_mib),
+        (None, None) => base_mib,
+    };
+    let tmp = disk.with_extension("tmp");
+    let tmp_s = tmp.to_string_lossy();
+    let size = format!("{want_mib}M");
+    match h.disk_mode {
+        DiskMode::Linked => qemu_img(&["create", "-q", "-f", "qcow2", "-F", fmt, "-b", &t, &tmp_s, &size])?,
+        DiskMode::Full => {
+            qemu_img(&["convert", "-q", "-f", fmt, "-O", "qcow2", &t, &tmp_s])?;
+            qemu_img(&["resize", "-q", &tmp_s, &size])?
+        }
+        DiskMode::Lvm => return Err("LVM disks are not supported yet".into()),
+    };
+    std::fs::rename(&tmp, disk).map_err(|e| format!("cannot place {}: {e}", disk.display()))
+}

@@ -1,0 +1,82 @@
+//! Project lifecycle on libvirt: build, start, stop, status, remove. Every
+//! host is worked on in parallel; the hosts that can finish do; each
+//! operation ends with a per-host outcome. Every step can be run again
+//! after an interruption: what is made is recorded before it is made, and
+//! each step checks what already exists.
+//!
+//! Not yet: remote service hosts (the fabric), per-switch networks (NICs
+//! use QEMU's user-mode networking), LVM disks, filesystem templates, and a
+//! KVM probe (kvm hosts run under QEMU emulation).
+
+mod build;
+mod hooks;
+mod run;
+
+pub use build::build;
+pub use run::{remove, start, status, stop, HostStatus, StopMode};
+
+use crate::backend::libvirt::Libvirt;
+use crate::state::State;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+pub struct Env<'a> {
+    pub state: &'a State,
+    pub lv: &'a Libvirt,
+    pub templates: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub host: String,
+    pub result: Result<String, String>,
+}
+
+/// Hosts worked on at once: libvirt calls wait on QEMU more than on CPU.
+const WINDOW: usize = 8;
+
+/// Runs `f` for each host, a window at a time, printing a line per host as
+/// it finishes; outcomes come back in the hosts' order.
+pub fn each<H: Sync>(op: &str, hosts: &[&H], name: impl Fn(&H) -> String + Sync, f: impl Fn(&H) -> Result<String, String> + Sync) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let out: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; hosts.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..WINDOW.min(hosts.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(h) = hosts.get(i) else { break };
+                let result = f(h);
+                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                let host = name(h);
+                match &result {
+                    Ok(m) => eprintln!("[{n}/{}] {op} {host}: {m}", hosts.len()),
+                    Err(e) => eprintln!("[{n}/{}] {op} {host}: FAILED: {e}", hosts.len()),
+                }
+                out.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(Outcome { host, result });
+            });
+        }
+    });
+    out.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().flatten().collect()
+}
+
+/// The per-host summary table, and whether every host succeeded.
+pub fn summary(op: &str, outcomes: &[Outcome]) -> (String, bool) {
+    let width = outcomes.iter().map(|o| o.host.len()).max().unwrap_or(4).max(4);
+    let mut s = format!("{op}: {} hosts\n", outcomes.len());
+    let mut failed = 0;
+    for o in outcomes {
+        match &o.result {
+            Ok(m) => s += &format!("  {:width$}  ok      {m}\n", o.host),
+            Err(e) => {
+                failed += 1;
+                s += &format!("  {:width$}  FAILED  {e}\n", o.host)
+            }
+        }
+    }
+    if failed > 0 {
+        s += &format!("{failed} of {} hosts failed\n", outcomes.len());
+    }
+    (s, failed == 0)
+}

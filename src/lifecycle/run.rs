@@ -1,0 +1,192 @@
+//! `mln start`, `stop`, `status` and `remove` on a built project.
+
+use super::{each, hooks, Env, Outcome};
+use crate::backend::domain::domain_name;
+use crate::plan::{Host, Plan};
+use std::time::{Duration, Instant};
+
+fn plan_of(env: &Env, project: &str) -> Result<Plan, String> {
+    let row = env.state.project(project)?.ok_or_else(|| format!("no project {project} (see `mln list`)"))?;
+    serde_json::from_str(&row.plan_json).map_err(|e| format!("the recorded plan of {project} is unreadable: {e}"))
+}
+
+/// The selected hosts (all when `only` is empty), grouped by ascending
+/// `boot_order`: groups run one after another, hosts within one at once.
+fn groups<'p>(plan: &'p Plan, only: &[String]) -> Result<Vec<Vec<&'p Host>>, String> {
+    for o in only {
+        if !plan.hosts.iter().any(|h| &h.name == o) {
+            return Err(format!("project {} has no host {o}", plan.project));
+        }
+    }
+    let mut hosts: Vec<&Host> = plan.hosts.iter().filter(|h| only.is_empty() || only.contains(&h.name)).collect();
+    hosts.sort_by_key(|h| h.boot_order);
+    let mut out: Vec<Vec<&Host>> = Vec::new();
+    for h in hosts {
+        match out.last_mut() {
+            Some(g) if g[0].boot_order == h.boot_order => g.push(h),
+            _ => out.push(vec![h]),
+        }
+    }
+    Ok(out)
+}
+
+pub fn start(env: &Env, project: &str, only: &[String]) -> Result<Vec<Outcome>, String> {
+    let _lock = env.state.lock(project)?;
+    let plan = plan_of(env, project)?;
+    let whole = only.is_empty();
+    if whole {
+        hooks::run(&plan, "beforeProjectStart")?;
+    }
+    hooks::run(&plan, "beforeHostsStart")?;
+    let mut outcomes = Vec::new();
+    for g in groups(&plan, only)? {
+        outcomes.extend(each("start", &g, |h| h.name.clone(), |h| {
+            let name = domain_name(project, &h.name);
+            match env.lv.state(&name) {
+                "running" => Ok("already running".into()),
+                "absent" => Err("not built (run mln build)".into()),
+                s => {
+                    let restoring = s == "saved";
+                    env.lv.start(&name)?;
+                    Ok(if restoring { "restored".into() } else { "started".into() })
+                }
+            }
+        }));
+    }
+    hooks::run(&plan, "afterHostsStart")?;
+    if whole {
+        hooks::run(&plan, "afterProjectStart")?;
+    }
+    env.state.journal(project, "start", None, outcomes.iter().all(|o| o.result.is_ok()), "");
+    Ok(outcomes)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// Ask the guest to shut down; force it off after the wait.
+    Graceful { wait: Duration },
+    /// Save memory state to disk; the next start restores it.
+    Save,
+    /// Force off at once.
+    Hard,
+}
+
+pub fn stop(env: &Env, project: &str, only: &[String], mode: StopMode) -> Result<Vec<Outcome>, String> {
+    let _lock = env.state.lock(project)?;
+    let plan = plan_of(env, project)?;
+    let whole = only.is_empty();
+    if whole {
+        hooks::run(&plan, "beforeProjectStop")?;
+    }
+    hooks::run(&plan, "beforeHostsStop")?;
+    let mut outcomes = Vec::new();
+    let mut gs = groups(&plan, only)?;
+    gs.reverse();
+    for g in gs {
+        outcomes.extend(each("stop", &g, |h| h.name.clone(), |h| stop_host(env, &domain_name(project, &h.name), mode)));
+    }
+    hooks::run(&plan, "afterHostsStop")?;
+    if whole {
+        hooks::run(&plan, "afterProjectStop")?;
+    }
+    env.state.journal(project, "stop", None, outcomes.iter().all(|o| o.result.is_ok()), "");
+    Ok(outcomes)
+}
+
+fn stop_host(env: &Env, name: &str, mode: StopMode) -> Result<String, String> {
+    if env.lv.state(name) != "running" {
+        return Ok(format!("not running ({})", env.lv.state(name)));
+    }
+    match mode {
+        StopMode::Save => env.lv.save(name).map(|_| "saved".into()),
+        StopMode::Hard => env.lv.destroy(name).map(|_| "forced off".into()),
+        StopMode::Graceful { wait } => {
+            env.lv.shutdown(name)?;
+            let deadline = Instant::now() + wait;
+            while Instant::now() < deadline {
+                if !env.lv.is_active(name)? {
+                    return Ok("shut down".into());
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            env.lv.destroy(name)?;
+            Ok(format!("did not shut down within {} s: forced off", wait.as_secs()))
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HostStatus {
+    pub project: String,
+    pub host: String,
+    /// `running`, `saved`, `shut off` or `absent`.
+    pub state: String,
+    pub service_host: Option<String>,
+    pub addresses: Vec<String>,
+}
+
+pub fn status(env: &Env, project: &str) -> Result<Vec<HostStatus>, String> {
+    let plan = plan_of(env, project)?;
+    Ok(plan
+        .hosts
+        .iter()
+        .map(|h| HostStatus {
+            project: project.to_string(),
+            host: h.name.clone(),
+            state: env.lv.state(&domain_name(project, &h.name)).to_string(),
+            service_host: h.service_host.clone(),
+            addresses: h
+                .interfaces
+                .iter()
+                .map(|i| format!("{}={}", i.name, if i.dhcp { "dhcp".into() } else { i.address.clone().unwrap_or_default() }))
+                .collect(),
+        })
+        .collect())
+}
+
+pub fn remove(env: &Env, project: &str) -> Result<Vec<Outcome>, String> {
+    let _lock = env.state.lock(project)?;
+    remove_locked(env, project)
+}
+
+/// Removes everything recorded for the project; what is already gone is
+/// fine, so an interrupted remove can be run again.
+pub(super) fn remove_locked(env: &Env, project: &str) -> Result<Vec<Outcome>, String> {
+    if env.state.project(project)?.is_none() {
+        return Err(format!("no project {project} (see `mln list`)"));
+    }
+    let resources = env.state.resources(project)?;
+    let mut hosts: Vec<String> = resources.iter().map(|r| r.host.clone()).collect();
+    hosts.dedup();
+    let refs: Vec<&String> = hosts.iter().collect();
+    let outcomes = each("remove", &refs, |h| h.to_string(), |h| {
+        // Domains first (a running guest holds its disk), then files.
+        let mut mine: Vec<_> = resources.iter().filter(|r| &r.host == h).collect();
+        mine.sort_by_key(|r| match r.kind.as_str() {
+            "domain" => 0,
+            "disk" | "seed" => 1,
+            _ => 2,
+        });
+        for r in mine {
+            match r.kind.as_str() {
+                "domain" => env.lv.destroy_and_undefine(&r.ident)?,
+                "dir" => match std::fs::remove_dir_all(&r.ident) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("cannot remove {}: {e}", r.ident)),
+                    _ => {}
+                },
+                _ => match std::fs::remove_file(&r.ident) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("cannot remove {}: {e}", r.ident)),
+                    _ => {}
+                },
+            }
+            env.state.forget_resource(project, r)?;
+        }
+        Ok("removed".into())
+    });
+    if outcomes.iter().all(|o| o.result.is_ok()) {
+        let _ = std::fs::remove_dir(env.state.project_dir(project));
+        env.state.forget_project(project)?;
+        env.state.journal(project, "remove", None, true, "removed");
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,255 @@
+//! What mln has made, recorded so that an interrupted operation can be run
+//! again (nothing made twice, nothing left behind), `remove` finds
+//! everything, and `status` is right after a crash. One SQLite database in
+//! the state directory, and a lock file per project.
+
+mod lock;
+
+pub use lock::ProjectLock;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub struct State {
+    dir: PathBuf,
+    db: Mutex<Connection>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProjectRow {
+    pub name: String,
+    /// `building` until every host is built, then `built`.
+    pub state: String,
+    pub file: String,
+    pub connect: String,
+    pub plan_json: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resource {
+    pub host: String,
+    /// `dir`, `disk`, `seed`, `domain`.
+    pub kind: String,
+    pub ident: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS projects (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    file TEXT NOT NULL,
+    connect TEXT NOT NULL,
+    plan_json TEXT NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS resources (
+    project TEXT NOT NULL,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ident TEXT NOT NULL,
+    PRIMARY KEY (project, host, kind, ident)
+);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    project TEXT NOT NULL,
+    op TEXT NOT NULL,
+    host TEXT,
+    ok INTEGER NOT NULL,
+    message TEXT NOT NULL
+);
+";
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn e(what: &str) -> impl Fn(rusqlite::Error) -> String + '_ {
+    move |err| format!("state database: {what}: {err}")
+}
+
+impl State {
+    /// The state directory: `MLN_STATE_DIR`, else `/var/lib/mln` for root,
+    /// else `$XDG_STATE_HOME/mln` or `~/.local/state/mln`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(d) = std::env::var_os("MLN_STATE_DIR") {
+            return PathBuf::from(d);
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return PathBuf::from("/var/lib/mln");
+        }
+        if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+            return PathBuf::from(d).join("mln");
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".local/state/mln")
+    }
+
+    pub fn open(dir: &Path) -> Result<State, String> {
+        for sub in ["", "projects", "locks", "templates"] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d).map_err(|err| format!("cannot create {}: {err}", d.display()))?;
+        }
+        let db = Connection::open(dir.join("mln.db")).map_err(e("open"))?;
+        // Several mln processes may use one database (different projects):
+        // wait for each other's writes instead of failing.
+        db.busy_timeout(std::time::Duration::from_secs(30)).map_err(e("busy timeout"))?;
+        db.pragma_update(None, "journal_mode", "WAL").map_err(e("WAL"))?;
+        db.execute_batch(SCHEMA).map_err(e("schema"))?;
+        Ok(State { dir: dir.to_path_buf(), db: Mutex::new(db) })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn host_dir(&self, project: &str, host: &str) -> PathBuf {
+        self.dir.join("projects").join(project).join(host)
+    }
+    pub fn project_dir(&self, project: &str) -> PathBuf {
+        self.dir.join("projects").join(project)
+    }
+    pub fn libvirt_root(&self) -> PathBuf {
+        self.dir.join("libvirt")
+    }
+    pub fn templates_dir(&self) -> PathBuf {
+        self.dir.join("templates")
+    }
+
+    /// Only one mln works on a project at a time.
+    pub fn lock(&self, project: &str) -> Result<ProjectLock, String> {
+        ProjectLock::acquire(&self.dir.join("locks").join(format!("{project}.lock")), project)
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn project(&self, name: &str) -> Result<Option<ProjectRow>, String> {
+        self.db()
+            .query_row("SELECT name, state, file, connect, plan_json FROM projects WHERE name = ?1", [name], |r| {
+                Ok(ProjectRow { name: r.get(0)?, state: r.get(1)?, file: r.get(2)?, connect: r.get(3)?, plan_json: r.get(4)? })
+            })
+            .optional()
+            .map_err(e("read project"))
+    }
+
+    pub fn projects(&self) -> Result<Vec<ProjectRow>, String> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT name, state, file, connect, plan_json FROM projects ORDER BY name").map_err(e("list"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(ProjectRow { name: r.get(0)?, state: r.get(1)?, file: r.get(2)?, connect: r.get(3)?, plan_json: r.get(4)? })
+            })
+            .map_err(e("list"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(e("list"))
+    }
+
+    pub fn save_project(&self, row: &ProjectRow) -> Result<(), String> {
+        self.db()
+            .execute(
+                "INSERT INTO projects (name, state, file, connect, plan_json, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(name) DO UPDATE SET state = ?2, file = ?3, connect = ?4, plan_json = ?5, updated = ?6",
+                params![row.name, row.state, row.file, row.connect, row.plan_json, now()],
+            )
+            .map(drop)
+            .map_err(e("save project"))
+    }
+
+    pub fn set_state(&self, project: &str, state: &str) -> Result<(), String> {
+        self.db()
+            .execute("UPDATE projects SET state = ?2, updated = ?3 WHERE name = ?1", params![project, state, now()])
+            .map(drop)
+            .map_err(e("set state"))
+    }
+
+    /// Records a resource *before* it is made, so an interruption leaves a
+    /// record of everything that may exist (remove tolerates what does not).
+    pub fn record(&self, project: &str, r: &Resource) -> Result<(), String> {
+        self.db()
+            .execute(
+                "INSERT OR IGNORE INTO resources (project, host, kind, ident) VALUES (?1, ?2, ?3, ?4)",
+                params![project, r.host, r.kind, r.ident],
+            )
+            .map(drop)
+            .map_err(e("record resource"))
+    }
+
+    pub fn resources(&self, project: &str) -> Result<Vec<Resource>, String> {
+        let db = self.db();
+        let mut st = db
+            .prepare("SELECT host, kind, ident FROM resources WHERE project = ?1 ORDER BY host, kind, ident")
+            .map_err(e("resources"))?;
+        let rows = st
+            .query_map([project], |r| Ok(Resource { host: r.get(0)?, kind: r.get(1)?, ident: r.get(2)? }))
+            .map_err(e("resources"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(e("resources"))
+    }
+
+    pub fn forget_resource(&self, project: &str, r: &Resource) -> Result<(), String> {
+        self.db()
+            .execute(
+                "DELETE FROM resources WHERE project = ?1 AND host = ?2 AND kind = ?3 AND ident = ?4",
+                params![project, r.host, r.kind, r.ident],
+            )
+            .map(drop)
+            .map_err(e("forget resource"))
+    }
+
+    pub fn forget_project(&self, project: &str) -> Result<(), String> {
+        let db = self.db();
+        db.execute("DELETE FROM resources WHERE project = ?1", [project]).map_err(e("forget"))?;
+        db.execute("DELETE FROM projects WHERE name = ?1", [project]).map_err(e("forget"))?;
+        Ok(())
+    }
+
+    pub fn journal(&self, project: &str, op: &str, host: Option<&str>, ok: bool, message: &str) {
+        // The journal is a record for people; failing to write it must not
+        // fail the operation it describes.
+        let _ = self.db().execute(
+            "INSERT INTO journal (at, project, op, host, ok, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![now(), project, op, host, ok, message],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str) -> ProjectRow {
+        ProjectRow { name: name.into(), state: "building".into(), file: "p.mln".into(), connect: "test:///default".into(), plan_json: "{}".into() }
+    }
+
+    #[test]
+    fn projects_and_resources_round_trip_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = State::open(dir.path()).unwrap();
+            s.save_project(&row("p")).unwrap();
+            let r = Resource { host: "a".into(), kind: "domain".into(), ident: "a.p".into() };
+            s.record("p", &r).unwrap();
+            s.record("p", &r).unwrap(); // twice is once
+            s.set_state("p", "built").unwrap();
+        }
+        let s = State::open(dir.path()).unwrap();
+        assert_eq!(s.project("p").unwrap().unwrap().state, "built");
+        assert_eq!(s.resources("p").unwrap().len(), 1);
+        s.forget_project("p").unwrap();
+        assert!(s.project("p").unwrap().is_none());
+        assert!(s.resources("p").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_project_is_locked_by_one_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(dir.path()).unwrap();
+        let held = s.lock("p").unwrap();
+        let err = s.lock("p").unwrap_err();
+        assert!(err.contains("another mln"), "{err}");
+        assert!(s.lock("q").is_ok(), "other projects are not blocked");
+        drop(held);
+        assert!(s.lock("p").is_ok());
+    }
+}

@@ -1,0 +1,124 @@
+//! The VM commands end to end on real QEMU through the embedded libvirt
+//! driver, as a user runs them (issue 3's acceptance 1, 2, 3 and 5).
+//!
+//! Slow (boots VMs): `cargo test --test e2e_cli -- --ignored`.
+
+mod common;
+use assert_cmd::Command;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+struct Mln {
+    state: tempfile::TempDir,
+}
+
+impl Mln {
+    fn new() -> Mln {
+        let state = tempfile::tempdir().unwrap();
+        let t = state.path().join("templates/mln-testguest");
+        let st = std::process::Command::new("bash").arg(common::root().join("testguest/build.sh")).arg(&t).status().unwrap();
+        assert!(st.success(), "building the test guest failed");
+        Mln { state }
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("mln").unwrap();
+        c.current_dir(common::root()).arg("--state-dir").arg(self.state.path());
+        c
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(out.status.success(), "mln {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+    fn console(&self, project: &str, host: &str) -> String {
+        std::fs::read_to_string(self.state.path().join("projects").join(project).join(host).join("console.log")).unwrap_or_default()
+    }
+    /// Waits until every host's console satisfies `pred`.
+    fn wait_all(&self, project: &str, hosts: &[&str], secs: u64, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        for h in hosts {
+            while !pred(&self.console(project, h)) {
+                assert!(Instant::now() < deadline, "{h} did not get there in {secs} s:\n{}", self.console(project, h));
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+}
+
+fn last_counter(console: &str) -> Option<u64> {
+    console.lines().rev().find_map(|l| l.trim().strip_prefix("MLN-COUNTER ").and_then(|n| n.trim().parse().ok()))
+}
+
+fn applied(console: &str) -> Option<serde_json::Value> {
+    console.lines().find_map(|l| l.trim().strip_prefix("MLN-APPLIED ")).and_then(|j| serde_json::from_str(j).ok())
+}
+
+#[test]
+#[ignore = "slow: boots QEMU guests; run with --ignored"]
+fn lab_lifecycle() {
+    let m = Mln::new();
+    let hosts = ["router", "a1", "b1", "b2"];
+    m.ok(&["build", "-f", "examples/lab.mln"]);
+    // Built again without -r: refused, and says why.
+    let again = m.cmd().args(["build", "-f", "examples/lab.mln"]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already built"));
+
+    // 1. Every guest reports its planned hostname, addresses and users.
+    m.ok(&["start", "-p", "lab"]);
+    m.wait_all("lab", &hosts, 180, |c| applied(c).is_some());
+    let plan = common::compile_disk(Path::new("examples/lab.mln")).plan;
+    for h in &plan.hosts {
+        let a = applied(&m.console("lab", &h.name)).unwrap();
+        assert_eq!(a["hostname"], h.name.as_str());
+        let want: Vec<String> = h.interfaces.iter().map(|i| format!("{}={}/24", i.name, i.address.as_deref().unwrap())).collect();
+        let got: Vec<String> = a["addresses"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        assert_eq!(got, want, "{}", h.name);
+        assert_eq!(a["users"], serde_json::json!(["student"]));
+    }
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "lab", "--json"])).unwrap();
+    assert!(status.as_array().unwrap().iter().all(|s| s["state"] == "running"), "{status}");
+
+    // 2. Save and restore: the counters go on from where they were.
+    m.wait_all("lab", &hosts, 60, |c| last_counter(c).is_some_and(|n| n >= 2));
+    m.ok(&["stop", "-p", "lab", "-S"]);
+    let saved: Vec<u64> = hosts.iter().map(|h| last_counter(&m.console("lab", h)).unwrap()).collect();
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "lab", "--json"])).unwrap();
+    assert!(status.as_array().unwrap().iter().all(|s| s["state"] == "saved"), "{status}");
+    m.ok(&["start", "-p", "lab"]);
+    for (h, before) in hosts.iter().zip(&saved) {
+        m.wait_all("lab", &[h], 60, |c| last_counter(c).is_some_and(|n| n > *before));
+        let c = m.console("lab", h);
+        assert_eq!(c.matches("MLN-GUEST-UP").count(), 1, "{h} rebooted instead of resuming");
+        let after_restore: Vec<u64> = c.lines().filter_map(|l| l.trim().strip_prefix("MLN-COUNTER ")?.trim().parse().ok()).collect();
+        assert!(after_restore.windows(2).all(|w| w[1] == w[0] + 1), "{h}: the counter did not continue: {after_restore:?}");
+    }
+
+    // 3. A graceful stop is bounded by -w (the test guest ignores ACPI), and
+    //    -H forces at once.
+    let t = Instant::now();
+    let out = m.ok(&["stop", "-p", "lab", "-h", "a1", "-w", "2"]);
+    assert!(out.contains("forced off"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(30));
+    m.ok(&["stop", "-p", "lab", "-H"]);
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "lab", "--json"])).unwrap();
+    assert!(status.as_array().unwrap().iter().all(|s| s["state"] == "shut off"), "{status}");
+
+    // 5. Remove: no domain, no file, no record.
+    m.ok(&["remove", "-p", "lab"]);
+    assert!(m.ok(&["list"]).trim().is_empty());
+    let lv = mln::backend::libvirt::Libvirt::embedded(&m.state.path().join("libvirt")).unwrap();
+    assert!(lv.domains().unwrap().is_empty());
+    assert_eq!(std::fs::read_dir(m.state.path().join("projects")).unwrap().count(), 0);
+}
+
+#[test]
+#[ignore = "slow: uses the embedded libvirt driver; run with --ignored"]
+fn a_second_mln_on_the_same_project_is_refused() {
+    let m = Mln::new();
+    let state = mln::state::State::open(m.state.path()).unwrap();
+    let _held = state.lock("quickstart").unwrap();
+    let out = m.cmd().args(["build", "-f", "examples/quickstart.mln"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another mln is working on project quickstart"));
+}
