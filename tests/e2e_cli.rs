@@ -45,6 +45,17 @@ impl Mln {
     }
 }
 
+/// The project's domains, asked of libvirt by virsh in its own process (a
+/// process can hold one embedded root only, and the test runs several).
+fn domains(m: &Mln) -> Vec<String> {
+    let uri = format!("qemu:///embed?root={}", m.state.path().join("libvirt").display());
+    let out = std::process::Command::new("virsh").args(["-c", &uri, "list", "--all", "--name"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    v.sort();
+    v
+}
+
 fn last_counter(console: &str) -> Option<u64> {
     console.lines().rev().find_map(|l| l.trim().strip_prefix("MLN-COUNTER ").and_then(|n| n.trim().parse().ok()))
 }
@@ -107,8 +118,7 @@ fn lab_lifecycle() {
     // 5. Remove: no domain, no file, no record.
     m.ok(&["remove", "-p", "lab"]);
     assert!(m.ok(&["list"]).trim().is_empty());
-    let lv = mln::backend::libvirt::Libvirt::embedded(&m.state.path().join("libvirt")).unwrap();
-    assert!(lv.domains().unwrap().is_empty());
+    assert!(domains(&m).is_empty());
     assert_eq!(std::fs::read_dir(m.state.path().join("projects")).unwrap().count(), 0);
 }
 
@@ -121,4 +131,72 @@ fn a_second_mln_on_the_same_project_is_refused() {
     let out = m.cmd().args(["build", "-f", "examples/quickstart.mln"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another mln is working on project quickstart"));
+}
+
+#[test]
+#[ignore = "slow: copies disks with qemu-img; run with --ignored"]
+fn a_build_killed_halfway_resumes_with_nothing_twice_and_nothing_left_over() {
+    let m = Mln::new();
+    // A template with a real disk (incompressible, so full copies take a
+    // moment) and a six-host project that copies it in full.
+    let t = m.state.path().join("templates/mln-testguest");
+    let mut data = vec![0u8; 256 << 20];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(t.join("disk.img"), &data).unwrap();
+    drop(data);
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("six.mln");
+    std::fs::write(
+        &project,
+        "global {\n    project six\n    autoenum {\n        superclass s\n        numhosts 6\n    }\n}\nsuperclass s {\n    template mln-testguest\n    clone full\n    memory 64M\n}\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mln"))
+        .arg("--state-dir")
+        .arg(m.state.path())
+        .args(["build", "-f"])
+        .arg(&project)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some hosts are done and others are not.
+    let hosts_dir = m.state.path().join("projects/six");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let disks = (1..=6).filter(|i| hosts_dir.join(format!("node{i}/disk.qcow2")).exists()).count();
+        if disks >= 1 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let list = m.ok(&["list", "--json"]);
+    assert!(list.contains("\"building\""), "the interrupted build is recorded as such: {list}");
+
+    // Run again: it resumes (no -r needed) and completes.
+    let out = m.ok(&["build", "-f", project.to_str().unwrap()]);
+    assert!(out.contains("6 hosts") && !out.contains("FAILED"), "{out}");
+    let want: Vec<String> = (1..=6).map(|i| format!("node{i}.six")).collect();
+    assert_eq!(domains(&m), want, "each host built once");
+    let state = mln::state::State::open(m.state.path()).unwrap();
+    let mut recorded: Vec<String> = state.resources("six").unwrap().into_iter().filter(|r| r.kind == "domain").map(|r| r.ident).collect();
+    recorded.sort();
+    assert_eq!(recorded, want, "the state database agrees with libvirt");
+    for i in 1..=6 {
+        let d = hosts_dir.join(format!("node{i}"));
+        let mut files: Vec<String> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        files.sort();
+        assert_eq!(files, ["disk.qcow2", "seed.img"], "node{i}: no half-made or temporary files");
+    }
+    assert!(m.ok(&["list"]).contains("built"));
+    m.ok(&["remove", "-p", "six"]);
+    assert!(domains(&m).is_empty());
 }

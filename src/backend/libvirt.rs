@@ -6,9 +6,39 @@ use std::sync::Once;
 use virt::connect::Connect;
 use virt::domain::Domain;
 
+/// How long a second mln waits for the embedded driver.
+const EMBED_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub struct Libvirt {
     conn: Connect,
     pub uri: String,
+    /// Held while an embedded driver is open (dropped after `conn`).
+    _embed_lock: Option<std::fs::File>,
+}
+
+fn embed_lock(root: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::io::AsRawFd;
+    let path = root.join("mln.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let deadline = std::time::Instant::now() + EMBED_WAIT;
+    let mut said = false;
+    // SAFETY: flock on a descriptor we own.
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("another mln has been using {} for {} s; giving up", root.display(), EMBED_WAIT.as_secs()));
+        }
+        if !said {
+            eprintln!("mln: waiting for another mln using {}", root.display());
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(f)
 }
 
 /// The embedded QEMU driver (and events generally) need libvirt's event
@@ -44,7 +74,13 @@ impl Libvirt {
         if !conf.exists() {
             std::fs::write(&conf, "stdio_handler = \"file\"\nremember_owner = 0\n").map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
         }
-        let lv = Libvirt::open(&format!("qemu:///embed?root={}", root.display()))?;
+        // libvirt lets one process at a time use an embedded root, and a
+        // process that fails to start the driver cannot try again: so mln
+        // processes take turns on a lock of their own first, and the second
+        // waits for the first.
+        let lock = embed_lock(root)?;
+        let mut lv = Libvirt::open(&format!("qemu:///embed?root={}", root.display()))?;
+        lv._embed_lock = Some(lock);
         lv.settle();
         Ok(lv)
     }
@@ -76,7 +112,7 @@ impl Libvirt {
         virt::error::clear_error_callback();
         event_loop();
         let conn = Connect::open(Some(uri)).map_err(|e| err(&format!("cannot connect to {uri}"), e))?;
-        Ok(Libvirt { conn, uri: uri.to_string() })
+        Ok(Libvirt { conn, uri: uri.to_string(), _embed_lock: None })
     }
 
     pub fn define(&self, xml: &str) -> Result<Domain, String> {

@@ -118,7 +118,21 @@ fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
 }
 
 fn qemu_img(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("qemu-img").args(args).output().map_err(|e| format!("cannot run qemu-img: {e}"))?;
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(args);
+    // If mln is killed, its qemu-img must not go on writing a disk that the
+    // next run will make again (found by the kill -9 test).
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().map_err(|e| format!("cannot run qemu-img: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -141,6 +155,8 @@ fn make_disk(h: &Host, template: &Path, fmt: &str, disk: &Path) -> Result<(), St
         (None, None) => base_mib,
     };
     let tmp = disk.with_extension("tmp");
+    // Left by an interrupted run.
+    let _ = std::fs::remove_file(&tmp);
     let tmp_s = tmp.to_string_lossy();
     let size = format!("{want_mib}M");
     match h.disk_mode {
