@@ -1,16 +1,39 @@
 #!/usr/bin/env bash
-# Quick start, step one: install what is missing, build mln, and plan the
-# paper's 36-node cluster.
+# Quick start, step one: install what is missing, build mln and the test
+# guest, plan the paper's 36-node cluster, then bring examples/quickstart.mln
+# up on this machine (QEMU through libvirt's embedded driver: no daemon).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release --quiet
 mln=target/release/mln
-echo "== mln check examples/mpi_cluster.mln (silence means no problem)"
-$mln check examples/mpi_cluster.mln
-echo "== mln plan examples/mpi_cluster.mln"
-$mln plan examples/mpi_cluster.mln
-echo "== mln explain examples/mpi_cluster.mln node07 network.eth0.gateway"
-$mln explain examples/mpi_cluster.mln node07 network.eth0.gateway
-echo
-echo "Next: $mln plan --json examples/mpi_cluster.mln, $mln check tests/diagnostics/bad_values.mln"
+state=${MLN_STATE_DIR:-/var/lib/mln}
+
+echo "== mln plan examples/mpi_cluster.mln (the paper's Figure 3)"
+$mln plan examples/mpi_cluster.mln | head -6
+echo "   ..."
+
+echo "== the test guest becomes the template mln-testguest"
+testguest/build.sh "$state/templates/mln-testguest" >/dev/null
+
+echo "== mln build -r -f examples/quickstart.mln"
+$mln --state-dir "$state" build -r -f examples/quickstart.mln
+echo "== mln start -p quickstart"
+$mln --state-dir "$state" start -p quickstart
+# Wait until both guests have applied their configuration.
+for host in alpha beta; do
+  for _ in $(seq 120); do
+    grep -q MLN-APPLIED "$state/projects/quickstart/$host/console.log" 2>/dev/null && break
+    sleep 1
+  done
+done
+echo "== mln status -p quickstart"
+$mln --state-dir "$state" status -p quickstart
+echo "== what alpha reports on its console"
+grep -a MLN-APPLIED "$state/projects/quickstart/alpha/console.log"
+cat <<TXT
+
+A guest's console:     $mln console -p quickstart -h alpha
+Save and restore:      $mln stop -p quickstart -S; $mln start -p quickstart
+Remove the project:    $mln remove -p quickstart
+TXT
