@@ -4,5 +4,6 @@
 //! yet (issue 3).
 
 pub mod domain;
+pub mod kvm;
 pub mod libvirt;
 pub mod template;

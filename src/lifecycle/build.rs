@@ -33,7 +33,18 @@ pub fn build(env: &Env, plan: &Plan, file: &Path, replace: bool) -> Result<Vec<O
         plan_json,
     })?;
     let hosts: Vec<&Host> = plan.hosts.iter().collect();
-    let outcomes = each("build", &hosts, |h| h.name.clone(), |h| build_host(env, plan, h));
+    let wants_kvm = plan.hosts.iter().any(|h| h.kind == crate::plan::HostKind::Kvm);
+    // Kernels the hosts will boot are the best to try KVM with.
+    let kernels: Vec<std::path::PathBuf> = plan
+        .hosts
+        .iter()
+        .filter_map(|h| template::find(&env.templates, &h.template).ok()?.kernel.map(|k| k.0))
+        .collect();
+    let kvm = wants_kvm && crate::backend::kvm::works(env.state.dir(), &kernels);
+    if wants_kvm && !kvm {
+        eprintln!("mln: KVM does not work on this machine (probed): kvm hosts run under QEMU's software emulation");
+    }
+    let outcomes = each("build", &hosts, |h| h.name.clone(), |h| build_host(env, plan, h, kvm));
     let ok = outcomes.iter().all(|o| o.result.is_ok());
     env.state.journal(&plan.project, "build", None, ok, if ok { "built" } else { "some hosts failed" });
     if ok {
@@ -46,7 +57,7 @@ fn record(env: &Env, plan: &Plan, h: &Host, kind: &str, ident: &str) -> Result<(
     env.state.record(&plan.project, &Resource { host: h.name.clone(), kind: kind.into(), ident: ident.into() })
 }
 
-fn build_host(env: &Env, plan: &Plan, h: &Host) -> Result<String, String> {
+fn build_host(env: &Env, plan: &Plan, h: &Host, kvm_works: bool) -> Result<String, String> {
     if let Some(sh) = &h.service_host {
         return Err(format!("planned on service host {sh}: remote service hosts are not supported yet"));
     }
@@ -91,8 +102,7 @@ fn build_host(env: &Env, plan: &Plan, h: &Host) -> Result<String, String> {
     let spec = DomainSpec {
         name: name.clone(),
         host: h,
-        // KVM is not probed yet: kvm hosts run under QEMU's emulation.
-        domain_type: DomainType::for_host(h, false).expect("bare metal was refused above"),
+        domain_type: DomainType::for_host(h, kvm_works).expect("bare metal was refused above"),
         disk,
         seed: Some(seed_path),
         kernel: kernel_of(h, &t),
