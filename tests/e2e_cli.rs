@@ -89,6 +89,15 @@ fn lab_lifecycle() {
     }
     let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "lab", "--json"])).unwrap();
     assert!(status.as_array().unwrap().iter().all(|s| s["state"] == "running"), "{status}");
+    // Each switch is a network: the hosts reach their gateway, the router,
+    // over their own switch.
+    let reach = |c: &str| c.lines().find_map(|l| l.trim().strip_prefix("MLN-REACH ")).and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok());
+    m.wait_all("lab", &["a1", "b1", "b2"], 120, |c| reach(c).is_some());
+    assert_eq!(reach(&m.console("lab", "a1")).unwrap(), serde_json::json!({"10.10.1.1": true}));
+    assert_eq!(reach(&m.console("lab", "b1")).unwrap(), serde_json::json!({"10.10.2.1": true}));
+    assert_eq!(reach(&m.console("lab", "b2")).unwrap(), serde_json::json!({"10.10.2.1": true}));
+    let bridges = [mln::backend::bridge::name("lab", "lan_a"), mln::backend::bridge::name("lab", "lan_b")];
+    assert!(bridges.iter().all(|b| mln::backend::bridge::exists(b)));
 
     // 2. Save and restore: the counters go on from where they were.
     m.wait_all("lab", &hosts, 60, |c| last_counter(c).is_some_and(|n| n >= 2));
@@ -120,6 +129,7 @@ fn lab_lifecycle() {
     assert!(m.ok(&["list"]).trim().is_empty());
     assert!(domains(&m).is_empty());
     assert_eq!(std::fs::read_dir(m.state.path().join("projects")).unwrap().count(), 0);
+    assert!(bridges.iter().all(|b| !mln::backend::bridge::exists(b)), "switch bridges left behind");
 }
 
 #[test]

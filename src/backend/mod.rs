@@ -3,6 +3,7 @@
 //! default). The build/start/stop lifecycle on top of them is not written
 //! yet (issue 3).
 
+pub mod bridge;
 pub mod domain;
 pub mod kvm;
 pub mod libvirt;

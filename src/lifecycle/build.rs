@@ -32,6 +32,7 @@ pub fn build(env: &Env, plan: &Plan, file: &Path, replace: bool) -> Result<Vec<O
         connect: env.lv.uri.clone(),
         plan_json,
     })?;
+    let switches = bridges(env, plan)?;
     let hosts: Vec<&Host> = plan.hosts.iter().collect();
     let wants_kvm = plan.hosts.iter().any(|h| h.kind == crate::plan::HostKind::Kvm);
     // Kernels the hosts will boot are the best to try KVM with.
@@ -44,7 +45,7 @@ pub fn build(env: &Env, plan: &Plan, file: &Path, replace: bool) -> Result<Vec<O
     if wants_kvm && !kvm {
         eprintln!("mln: KVM does not work on this machine (probed): kvm hosts run under QEMU's software emulation");
     }
-    let outcomes = each("build", &hosts, |h| h.name.clone(), |h| build_host(env, plan, h, kvm));
+    let outcomes = each("build", &hosts, |h| h.name.clone(), |h| build_host(env, plan, h, kvm, &switches));
     let ok = outcomes.iter().all(|o| o.result.is_ok());
     env.state.journal(&plan.project, "build", None, ok, if ok { "built" } else { "some hosts failed" });
     if ok {
@@ -57,7 +58,42 @@ fn record(env: &Env, plan: &Plan, h: &Host, kind: &str, ident: &str) -> Result<(
     env.state.record(&plan.project, &Resource { host: h.name.clone(), kind: kind.into(), ident: ident.into() })
 }
 
-fn build_host(env: &Env, plan: &Plan, h: &Host, kvm_works: bool) -> Result<String, String> {
+/// The bridge of each switch, made if missing. Where bridges cannot be made
+/// (not root), the switch's interfaces fall back to user-mode networking,
+/// with a warning: the guests come up but do not reach each other.
+fn bridges(env: &Env, plan: &Plan) -> Result<std::collections::HashMap<String, Option<String>>, String> {
+    let mut out = std::collections::HashMap::new();
+    for sw in &plan.switches {
+        let name = crate::backend::bridge::name(&plan.project, &sw.name);
+        env.state.record(&plan.project, &Resource { host: String::new(), kind: "bridge".into(), ident: name.clone() })?;
+        match crate::backend::bridge::ensure(&name) {
+            Ok(()) => {
+                out.insert(sw.name.clone(), Some(name));
+            }
+            Err(e) => {
+                eprintln!("mln: switch {}: cannot make bridge {name} ({e}); its interfaces use user-mode networking", sw.name);
+                out.insert(sw.name.clone(), None);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn nic(i: &crate::plan::Interface, switches: &std::collections::HashMap<String, Option<String>>) -> Nic {
+    match (&i.switch, &i.bridge) {
+        (Some(sw), _) => switches.get(sw).cloned().flatten().map(Nic::Bridge).unwrap_or(Nic::User),
+        (None, Some(b)) => Nic::Bridge(b.clone()),
+        (None, None) => Nic::User,
+    }
+}
+
+fn build_host(
+    env: &Env,
+    plan: &Plan,
+    h: &Host,
+    kvm_works: bool,
+    switches: &std::collections::HashMap<String, Option<String>>,
+) -> Result<String, String> {
     if let Some(sh) = &h.service_host {
         return Err(format!("planned on service host {sh}: remote service hosts are not supported yet"));
     }
@@ -107,7 +143,7 @@ fn build_host(env: &Env, plan: &Plan, h: &Host, kvm_works: bool) -> Result<Strin
         seed: Some(seed_path),
         kernel: kernel_of(h, &t),
         console_log: dir.join("console.log"),
-        nics: h.interfaces.iter().map(|_| Nic::User).collect(),
+        nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
     };
     env.lv.define(&domain_xml(&spec))?;
     Ok(format!("built from {}", t.name))

@@ -156,7 +156,8 @@ pub(super) fn remove_locked(env: &Env, project: &str) -> Result<Vec<Outcome>, St
         return Err(format!("no project {project} (see `mln list`)"));
     }
     let resources = env.state.resources(project)?;
-    let mut hosts: Vec<String> = resources.iter().map(|r| r.host.clone()).collect();
+    // Project-wide resources (switch bridges) have no host; they go last.
+    let mut hosts: Vec<String> = resources.iter().filter(|r| !r.host.is_empty()).map(|r| r.host.clone()).collect();
     hosts.dedup();
     let refs: Vec<&String> = hosts.iter().collect();
     let outcomes = each("remove", &refs, |h| h.to_string(), |h| {
@@ -183,6 +184,13 @@ pub(super) fn remove_locked(env: &Env, project: &str) -> Result<Vec<Outcome>, St
         }
         Ok("removed".into())
     });
+    let mut outcomes = outcomes;
+    if outcomes.iter().all(|o| o.result.is_ok()) {
+        for r in resources.iter().filter(|r| r.host.is_empty() && r.kind == "bridge") {
+            let result = crate::backend::bridge::remove(&r.ident).and_then(|_| env.state.forget_resource(project, r));
+            outcomes.push(Outcome { host: format!("switch bridge {}", r.ident), result: result.map(|_| "removed".into()) });
+        }
+    }
     if outcomes.iter().all(|o| o.result.is_ok()) {
         let _ = std::fs::remove_dir(env.state.project_dir(project));
         env.state.forget_project(project)?;
