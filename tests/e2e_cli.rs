@@ -210,3 +210,38 @@ fn a_build_killed_halfway_resumes_with_nothing_twice_and_nothing_left_over() {
     m.ok(&["remove", "-p", "six"]);
     assert!(domains(&m).is_empty());
 }
+
+#[test]
+#[ignore = "uses the embedded libvirt driver; run with --ignored"]
+fn hooks_run_around_start_and_a_failing_one_aborts() {
+    let m = Mln::new();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("after-start");
+    let project = dir.path().join("hooks.mln");
+    let write = |fail: bool| {
+        std::fs::write(
+            &project,
+            format!(
+                "global {{\n    project hooks\n    beforeProjectStart {{\n        echo checking $project\n        {}\n    }}\n    afterProjectStart {{\n        echo started > {}\n    }}\n}}\nhost h {{\n    template mln-testguest\n    memory 64M\n}}\n",
+                if fail { "\"echo the network is not ready >&2; exit 3\"" } else { "true" },
+                marker.display()
+            ),
+        )
+        .unwrap()
+    };
+    write(true);
+    m.ok(&["build", "-f", project.to_str().unwrap()]);
+    let out = m.cmd().args(["start", "-p", "hooks"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hook beforeProjectStart failed") && err.contains("the network is not ready"), "{err}");
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "hooks", "--json"])).unwrap();
+    assert_eq!(status[0]["state"], "shut off", "nothing starts when a before-hook fails");
+    assert!(!marker.exists());
+
+    write(false);
+    m.ok(&["build", "-r", "-f", project.to_str().unwrap()]);
+    m.ok(&["start", "-p", "hooks"]);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "started\n");
+    m.ok(&["remove", "-p", "hooks"]);
+}
