@@ -45,7 +45,22 @@ pub fn build(env: &Env, plan: &Plan, file: &Path, replace: bool) -> Result<Vec<O
     if wants_kvm && !kvm {
         eprintln!("mln: KVM does not work on this machine (probed): kvm hosts run under QEMU's software emulation");
     }
-    let outcomes = each("build", &hosts, |h| h.name.clone(), |h| build_host(env, plan, h, kvm, &switches));
+    // Each template is looked up and measured once, not once per host.
+    let mut templates: std::collections::HashMap<String, Result<(Template, u64), String>> = std::collections::HashMap::new();
+    for h in &plan.hosts {
+        templates.entry(h.template.clone()).or_insert_with(|| {
+            let t = template::find(&env.templates, &h.template)?;
+            let size = match &t.disk {
+                Some((p, fmt)) => virtual_mib(p, fmt)?,
+                None => 0,
+            };
+            Ok((t, size))
+        });
+    }
+    let outcomes = each("build", &hosts, |h| h.name.clone(), |h| {
+        let t = templates[&h.template].as_ref().map_err(Clone::clone)?;
+        build_host(env, plan, h, kvm, &switches, t)
+    });
     let ok = outcomes.iter().all(|o| o.result.is_ok());
     env.state.journal(&plan.project, "build", None, ok, if ok { "built" } else { "some hosts failed" });
     if ok {
@@ -93,6 +108,7 @@ fn build_host(
     h: &Host,
     kvm_works: bool,
     switches: &std::collections::HashMap<String, Option<String>>,
+    (t, base_mib): &(Template, u64),
 ) -> Result<String, String> {
     if let Some(sh) = &h.service_host {
         return Err(format!("planned on service host {sh}: remote service hosts are not supported yet"));
@@ -100,7 +116,6 @@ fn build_host(
     if h.kind == HostKind::Baremetal {
         return Err("bare-metal hosts are not built on libvirt".into());
     }
-    let t = template::find(&env.templates, &h.template)?;
     let dir = env.state.host_dir(&plan.project, &h.name);
     record(env, plan, h, "dir", &dir.display().to_string())?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -110,7 +125,7 @@ fn build_host(
             let disk = dir.join("disk.qcow2");
             record(env, plan, h, "disk", &disk.display().to_string())?;
             if !disk.exists() {
-                make_disk(h, tpath, fmt, &disk)?;
+                make_disk(h, tpath, fmt, *base_mib, &disk)?;
             }
             Some((disk, "qcow2"))
         }
@@ -141,7 +156,7 @@ fn build_host(
         domain_type: DomainType::for_host(h, kvm_works).expect("bare metal was refused above"),
         disk,
         seed: Some(seed_path),
-        kernel: kernel_of(h, &t),
+        kernel: kernel_of(h, t),
         console_log: dir.join("console.log"),
         nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
     };
@@ -189,12 +204,17 @@ fn qemu_img(args: &[&str]) -> Result<String, String> {
 /// The disk: a copy-on-write overlay on the template (the default: its cost
 /// does not depend on the template's size), or a full copy. Made under a
 /// temporary name and renamed, so an interrupted build leaves no half disk.
-fn make_disk(h: &Host, template: &Path, fmt: &str, disk: &Path) -> Result<(), String> {
+/// A disk image's virtual size in MiB.
+fn virtual_mib(path: &Path, fmt: &str) -> Result<u64, String> {
+    let p = path.to_string_lossy();
+    let info: serde_json::Value =
+        serde_json::from_str(&qemu_img(&["info", "--output=json", "-f", fmt, &p])?).map_err(|e| e.to_string())?;
+    Ok(info["virtual-size"].as_u64().unwrap_or(0).div_ceil(1 << 20))
+}
+
+fn make_disk(h: &Host, template: &Path, fmt: &str, base_mib: u64, disk: &Path) -> Result<(), String> {
     let tpath = template.canonicalize().map_err(|e| format!("template {}: {e}", template.display()))?;
     let t = tpath.to_string_lossy();
-    let info: serde_json::Value =
-        serde_json::from_str(&qemu_img(&["info", "--output=json", "-f", fmt, &t])?).map_err(|e| e.to_string())?;
-    let base_mib = info["virtual-size"].as_u64().unwrap_or(0).div_ceil(1 << 20);
     let want_mib = match (h.disk_mib, h.free_space_mib) {
         (_, Some(free)) => base_mib + free,
         (Some(m), None) => m.max(base_mib),

@@ -36,9 +36,21 @@ pub struct Outcome {
 /// Hosts worked on at once: libvirt calls wait on QEMU more than on CPU.
 const WINDOW: usize = 8;
 
-/// Runs `f` for each host, a window at a time, printing a line per host as
-/// it finishes; outcomes come back in the hosts' order.
+/// Runs `f` for each host, a window at a time, reporting each host as it
+/// finishes: a progress bar on a terminal, plain lines otherwise; outcomes
+/// come back in the hosts' order.
 pub fn each<H: Sync>(op: &str, hosts: &[&H], name: impl Fn(&H) -> String + Sync, f: impl Fn(&H) -> Result<String, String> + Sync) -> Vec<Outcome> {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(hosts.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {elapsed} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        b.set_prefix(op.to_string());
+        b
+    });
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let out: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; hosts.len()]);
@@ -50,14 +62,24 @@ pub fn each<H: Sync>(op: &str, hosts: &[&H], name: impl Fn(&H) -> String + Sync,
                 let result = f(h);
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 let host = name(h);
-                match &result {
-                    Ok(m) => eprintln!("[{n}/{}] {op} {host}: {m}", hosts.len()),
-                    Err(e) => eprintln!("[{n}/{}] {op} {host}: FAILED: {e}", hosts.len()),
+                let line = match &result {
+                    Ok(m) => format!("[{n}/{}] {op} {host}: {m}", hosts.len()),
+                    Err(e) => format!("[{n}/{}] {op} {host}: FAILED: {e}", hosts.len()),
+                };
+                match &bar {
+                    Some(b) => {
+                        b.println(line);
+                        b.inc(1);
+                    }
+                    None => eprintln!("{line}"),
                 }
                 out.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(Outcome { host, result });
             });
         }
     });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     out.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().flatten().collect()
 }
 
