@@ -245,3 +245,44 @@ fn hooks_run_around_start_and_a_failing_one_aborts() {
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "started\n");
     m.ok(&["remove", "-p", "hooks"]);
 }
+
+#[test]
+#[ignore = "uses the embedded libvirt driver and qemu-img; run with --ignored"]
+fn linked_disks_are_overlays_on_the_template_and_full_ones_are_copies() {
+    let m = Mln::new();
+    let t = m.state.path().join("templates/mln-testguest/disk.img");
+    std::fs::write(&t, vec![7u8; 8 << 20]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("d.mln");
+    std::fs::write(
+        &project,
+        "global {\n    project d\n}\nsuperclass s {\n    template mln-testguest\n    size 64M\n}\nhost a {\n    superclass s\n}\nhost b {\n    superclass s\n}\nhost c {\n    superclass s\n    clone full\n}\n",
+    )
+    .unwrap();
+    m.ok(&["build", "-f", project.to_str().unwrap()]);
+    let info = |h: &str| -> serde_json::Value {
+        let p = m.state.path().join(format!("projects/d/{h}/disk.qcow2"));
+        let out = std::process::Command::new("qemu-img").args(["info", "--output=json"]).arg(&p).output().unwrap();
+        let check = std::process::Command::new("qemu-img").arg("check").arg(&p).output().unwrap();
+        assert!(check.status.success(), "{h}: {}", String::from_utf8_lossy(&check.stdout));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (a, b, c) = (info("a"), info("b"), info("c"));
+    assert_eq!(a["backing-filename"].as_str().unwrap(), t.canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(a["virtual-size"], 64 << 20);
+    assert_eq!(b["backing-filename"], a["backing-filename"]);
+    assert!(c.get("backing-filename").is_none(), "a full copy has no backing file");
+    assert_eq!(c["virtual-size"], 64 << 20);
+    // Writing into one overlay leaves the other and the template alone.
+    let a_disk = m.state.path().join("projects/d/a/disk.qcow2");
+    let w = std::process::Command::new("qemu-io").args(["-c", "write -P 0x55 0 1M"]).arg(&a_disk).output().unwrap();
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    let read = |p: &std::path::Path| {
+        let o = std::process::Command::new("qemu-io").args(["-c", "read -P 0x07 0 1M"]).arg(p).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).contains("read 1048576/1048576")
+            && !String::from_utf8_lossy(&o.stdout).contains("Pattern verification failed")
+    };
+    assert!(read(&m.state.path().join("projects/d/b/disk.qcow2")), "b still sees the template");
+    assert!(!read(&a_disk), "a sees its own write");
+    m.ok(&["remove", "-p", "d"]);
+}

@@ -69,10 +69,6 @@ pub fn build(env: &Env, plan: &Plan, file: &Path, replace: bool) -> Result<Vec<O
     Ok(outcomes)
 }
 
-fn record(env: &Env, plan: &Plan, h: &Host, kind: &str, ident: &str) -> Result<(), String> {
-    env.state.record(&plan.project, &Resource { host: h.name.clone(), kind: kind.into(), ident: ident.into() })
-}
-
 /// The bridge of each switch, made if missing. Where bridges cannot be made
 /// (not root), the switch's interfaces fall back to user-mode networking,
 /// with a warning: the guests come up but do not reach each other.
@@ -117,15 +113,27 @@ fn build_host(
         return Err("bare-metal hosts are not built on libvirt".into());
     }
     let dir = env.state.host_dir(&plan.project, &h.name);
-    record(env, plan, h, "dir", &dir.display().to_string())?;
+    let name = domain_name(&plan.project, &h.name);
+    let seed_path = dir.join("seed.img");
+    let disk_path = dir.join("disk.qcow2");
+    let ours = env.state.resources(&plan.project)?.iter().any(|r| r.kind == "domain" && r.ident == name);
+    if env.lv.exists(&name) && !ours {
+        return Err(format!("a domain named {name} exists and was not made by mln for this project"));
+    }
+    // Everything this host will have, recorded before any of it is made.
+    let res = |kind: &str, ident: String| Resource { host: h.name.clone(), kind: kind.into(), ident };
+    let mut rs = vec![res("dir", dir.display().to_string()), res("seed", seed_path.display().to_string()), res("domain", name.clone())];
+    if t.disk.is_some() {
+        rs.push(res("disk", disk_path.display().to_string()));
+    }
+    env.state.record_all(&plan.project, &rs)?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
 
     let disk = match &t.disk {
         Some((tpath, fmt)) => {
-            let disk = dir.join("disk.qcow2");
-            record(env, plan, h, "disk", &disk.display().to_string())?;
+            let disk = disk_path;
             if !disk.exists() {
-                make_disk(h, tpath, fmt, *base_mib, &disk)?;
+                make_disk(env, h, tpath, fmt, *base_mib, &disk)?;
             }
             Some((disk, "qcow2"))
         }
@@ -140,16 +148,7 @@ fn build_host(
     let seed = crate::guest::seed_files(plan, h, &contents);
     let files: Vec<(&str, &[u8])> = seed.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
     let image = crate::guest::fat_image("cidata", &files).map_err(|e| format!("cannot make the seed: {e}"))?;
-    let seed_path = dir.join("seed.img");
-    record(env, plan, h, "seed", &seed_path.display().to_string())?;
     write_atomically(&seed_path, &image)?;
-
-    let name = domain_name(&plan.project, &h.name);
-    let ours = env.state.resources(&plan.project)?.iter().any(|r| r.kind == "domain" && r.ident == name);
-    if env.lv.exists(&name) && !ours {
-        return Err(format!("a domain named {name} exists and was not made by mln for this project"));
-    }
-    record(env, plan, h, "domain", &name)?;
     let spec = DomainSpec {
         name: name.clone(),
         host: h,
@@ -204,6 +203,30 @@ fn qemu_img(args: &[&str]) -> Result<String, String> {
 /// The disk: a copy-on-write overlay on the template (the default: its cost
 /// does not depend on the template's size), or a full copy. Made under a
 /// temporary name and renamed, so an interrupted build leaves no half disk.
+/// A fresh overlay holds only its backing file's name and its size, so one
+/// made by qemu-img serves every host with the same template and size:
+/// copying it costs microseconds, running qemu-img ~10 ms. Prototypes live
+/// in the state directory's cache, keyed by template, its modification
+/// time, format and size.
+fn overlay_prototype(env: &Env, template: &Path, fmt: &str, mib: u64) -> Result<std::path::PathBuf, String> {
+    use sha2::{Digest, Sha256};
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let mtime = std::fs::metadata(template).and_then(|m| m.modified()).map(|t| format!("{t:?}")).unwrap_or_default();
+    let key = Sha256::digest(format!("{}|{mtime}|{fmt}|{mib}", template.display()).as_bytes());
+    let key: String = key[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let dir = env.state.dir().join("cache");
+    let proto = dir.join(format!("overlay-{key}.qcow2"));
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|p| p.into_inner());
+    if !proto.exists() {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let tmp = proto.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        qemu_img(&["create", "-q", "-f", "qcow2", "-F", fmt, "-b", &template.to_string_lossy(), &tmp.to_string_lossy(), &format!("{mib}M")])?;
+        std::fs::rename(&tmp, &proto).map_err(|e| format!("cannot place {}: {e}", proto.display()))?;
+    }
+    Ok(proto)
+}
+
 /// A disk image's virtual size in MiB.
 fn virtual_mib(path: &Path, fmt: &str) -> Result<u64, String> {
     let p = path.to_string_lossy();
@@ -212,7 +235,7 @@ fn virtual_mib(path: &Path, fmt: &str) -> Result<u64, String> {
     Ok(info["virtual-size"].as_u64().unwrap_or(0).div_ceil(1 << 20))
 }
 
-fn make_disk(h: &Host, template: &Path, fmt: &str, base_mib: u64, disk: &Path) -> Result<(), String> {
+fn make_disk(env: &Env, h: &Host, template: &Path, fmt: &str, base_mib: u64, disk: &Path) -> Result<(), String> {
     let tpath = template.canonicalize().map_err(|e| format!("template {}: {e}", template.display()))?;
     let t = tpath.to_string_lossy();
     let want_mib = match (h.disk_mib, h.free_space_mib) {
@@ -226,7 +249,11 @@ fn make_disk(h: &Host, template: &Path, fmt: &str, base_mib: u64, disk: &Path) -
     let tmp_s = tmp.to_string_lossy();
     let size = format!("{want_mib}M");
     match h.disk_mode {
-        DiskMode::Linked => qemu_img(&["create", "-q", "-f", "qcow2", "-F", fmt, "-b", &t, &tmp_s, &size])?,
+        DiskMode::Linked => {
+            let proto = overlay_prototype(env, &tpath, fmt, want_mib)?;
+            std::fs::copy(&proto, &tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            String::new()
+        }
         DiskMode::Full => {
             qemu_img(&["convert", "-q", "-f", fmt, "-O", "qcow2", &t, &tmp_s])?;
             qemu_img(&["resize", "-q", &tmp_s, &size])?

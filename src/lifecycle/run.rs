@@ -30,35 +30,50 @@ fn groups<'p>(plan: &'p Plan, only: &[String]) -> Result<Vec<Vec<&'p Host>>, Str
     Ok(out)
 }
 
-pub fn start(env: &Env, project: &str, only: &[String]) -> Result<Vec<Outcome>, String> {
+/// Runs `per_host` (given the host and its domain name) over the selected
+/// hosts in boot order, reversed for stopping, between the project's hooks
+/// for `verb` (`Start` or `Stop`; project hooks only for the whole project).
+fn in_order(
+    env: &Env,
+    project: &str,
+    only: &[String],
+    verb: &str,
+    per_host: impl Fn(&Host, &str) -> Result<String, String> + Sync,
+) -> Result<Vec<Outcome>, String> {
     let _lock = env.state.lock(project)?;
     let plan = plan_of(env, project)?;
     let whole = only.is_empty();
     if whole {
-        hooks::run(&plan, "beforeProjectStart")?;
+        hooks::run(&plan, &format!("beforeProject{verb}"))?;
     }
-    hooks::run(&plan, "beforeHostsStart")?;
+    hooks::run(&plan, &format!("beforeHosts{verb}"))?;
+    let mut gs = groups(&plan, only)?;
+    if verb == "Stop" {
+        gs.reverse();
+    }
+    let op = verb.to_lowercase();
     let mut outcomes = Vec::new();
-    for g in groups(&plan, only)? {
-        outcomes.extend(each("start", &g, |h| h.name.clone(), |h| {
-            let name = domain_name(project, &h.name);
-            match env.lv.state(&name) {
-                "running" => Ok("already running".into()),
-                "absent" => Err("not built (run mln build)".into()),
-                s => {
-                    let restoring = s == "saved";
-                    env.lv.start(&name)?;
-                    Ok(if restoring { "restored".into() } else { "started".into() })
-                }
-            }
-        }));
+    for g in gs {
+        outcomes.extend(each(&op, &g, |h| h.name.clone(), |h| per_host(h, &domain_name(project, &h.name))));
     }
-    hooks::run(&plan, "afterHostsStart")?;
+    hooks::run(&plan, &format!("afterHosts{verb}"))?;
     if whole {
-        hooks::run(&plan, "afterProjectStart")?;
+        hooks::run(&plan, &format!("afterProject{verb}"))?;
     }
-    env.state.journal(project, "start", None, outcomes.iter().all(|o| o.result.is_ok()), "");
+    env.state.journal(project, &op, None, outcomes.iter().all(|o| o.result.is_ok()), "");
     Ok(outcomes)
+}
+
+pub fn start(env: &Env, project: &str, only: &[String]) -> Result<Vec<Outcome>, String> {
+    in_order(env, project, only, "Start", |_, name| match env.lv.state(name) {
+        "running" => Ok("already running".into()),
+        "absent" => Err("not built (run mln build)".into()),
+        s => {
+            let restoring = s == "saved";
+            env.lv.start(name)?;
+            Ok(if restoring { "restored".into() } else { "started".into() })
+        }
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,25 +87,7 @@ pub enum StopMode {
 }
 
 pub fn stop(env: &Env, project: &str, only: &[String], mode: StopMode) -> Result<Vec<Outcome>, String> {
-    let _lock = env.state.lock(project)?;
-    let plan = plan_of(env, project)?;
-    let whole = only.is_empty();
-    if whole {
-        hooks::run(&plan, "beforeProjectStop")?;
-    }
-    hooks::run(&plan, "beforeHostsStop")?;
-    let mut outcomes = Vec::new();
-    let mut gs = groups(&plan, only)?;
-    gs.reverse();
-    for g in gs {
-        outcomes.extend(each("stop", &g, |h| h.name.clone(), |h| stop_host(env, &domain_name(project, &h.name), mode)));
-    }
-    hooks::run(&plan, "afterHostsStop")?;
-    if whole {
-        hooks::run(&plan, "afterProjectStop")?;
-    }
-    env.state.journal(project, "stop", None, outcomes.iter().all(|o| o.result.is_ok()), "");
-    Ok(outcomes)
+    in_order(env, project, only, "Stop", |_, name| stop_host(env, name, mode))
 }
 
 fn stop_host(env: &Env, name: &str, mode: StopMode) -> Result<String, String> {

@@ -176,6 +176,20 @@ impl State {
             .map_err(e("record resource"))
     }
 
+    /// Records several resources in one transaction (one sync, not many).
+    pub fn record_all(&self, project: &str, rs: &[Resource]) -> Result<(), String> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(e("record resources"))?;
+        for r in rs {
+            tx.execute(
+                "INSERT OR IGNORE INTO resources (project, host, kind, ident) VALUES (?1, ?2, ?3, ?4)",
+                params![project, r.host, r.kind, r.ident],
+            )
+            .map_err(e("record resources"))?;
+        }
+        tx.commit().map_err(e("record resources"))
+    }
+
     pub fn resources(&self, project: &str) -> Result<Vec<Resource>, String> {
         let db = self.db();
         let mut st = db
