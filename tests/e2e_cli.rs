@@ -286,3 +286,51 @@ fn linked_disks_are_overlays_on_the_template_and_full_ones_are_copies() {
     assert!(!read(&a_disk), "a sees its own write");
     m.ok(&["remove", "-p", "d"]);
 }
+
+/// Starts virtlogd and libvirtd unless a system libvirt answers already.
+fn system_libvirt() {
+    let up = || std::process::Command::new("virsh").args(["-c", "qemu:///system", "version"]).output().is_ok_and(|o| o.status.success());
+    if !up() {
+        let _ = std::process::Command::new("virtlogd").arg("-d").status();
+        let _ = std::process::Command::new("libvirtd").arg("-d").status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !up() {
+            assert!(Instant::now() < deadline, "libvirtd did not come up");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[test]
+#[ignore = "slow: starts libvirtd and boots QEMU guests; run with --ignored"]
+fn the_same_commands_work_through_qemu_system() {
+    use std::os::unix::fs::PermissionsExt;
+    system_libvirt();
+    // libvirtd runs QEMU as another user: the state must be reachable.
+    let state = tempfile::Builder::new().prefix("mln-system-").tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let st = std::process::Command::new("bash")
+        .arg(common::root().join("testguest/build.sh"))
+        .arg(state.path().join("templates/mln-testguest"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let m = Mln { state };
+    let run = |args: &[&str]| {
+        let mut all = vec!["--connect", "qemu:///system"];
+        all.extend_from_slice(args);
+        m.ok(&all)
+    };
+    run(&["build", "-f", "examples/quickstart.mln"]);
+    assert!(m.ok(&["list"]).contains("quickstart"));
+    run(&["start", "-p", "quickstart"]);
+    m.wait_all("quickstart", &["alpha", "beta"], 180, |c| applied(c).is_some());
+    assert_eq!(applied(&m.console("quickstart", "beta")).unwrap()["hostname"], "beta");
+    // Later commands use the connection the project was built with.
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "quickstart", "--json"])).unwrap();
+    assert!(status.as_array().unwrap().iter().all(|s| s["state"] == "running"), "{status}");
+    m.ok(&["remove", "-p", "quickstart"]);
+    let out = std::process::Command::new("virsh").args(["-c", "qemu:///system", "list", "--all", "--name"]).output().unwrap();
+    let left = String::from_utf8_lossy(&out.stdout);
+    assert!(!left.contains(".quickstart"), "domains left behind: {left}");
+}
