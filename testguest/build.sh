@@ -32,6 +32,18 @@ add() {
 }
 for m in $want; do add "$m"; done
 
+# The filesystem-template variant's root: an ext4 image with a base /etc,
+# which mln configures by writing into it (testguest/README in the book).
+fs=$(mktemp -d)
+mkdir -p "$fs"/etc/network "$fs"/home
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$fs/etc/passwd"
+printf 'root:*:19000:0:99999:7:::\n' > "$fs/etc/shadow"
+printf 'root:x:0:\n' > "$fs/etc/group"
+echo template > "$fs/etc/hostname"
+rm -f "$out/rootfs.ext4"
+mke2fs -q -t ext4 -d "$fs" "$out/rootfs.ext4" 32M
+rm -rf "$fs"
+
 cp "$kernel" "$out/vmlinuz"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd.gz"
-echo "$out/vmlinuz $out/initrd.gz ($version; modules: $(tr '\n' ' ' < "$root/modules.list"))"
+echo "$out/vmlinuz $out/initrd.gz $out/rootfs.ext4 ($version; modules: $(tr '\n' ' ' < "$root/modules.list"))"

@@ -334,3 +334,43 @@ fn the_same_commands_work_through_qemu_system() {
     let left = String::from_utf8_lossy(&out.stdout);
     assert!(!left.contains(".quickstart"), "domains left behind: {left}");
 }
+
+#[test]
+#[ignore = "slow: boots QEMU guests; run with --ignored"]
+fn filesystem_templates_are_configured_in_place() {
+    let m = Mln::new();
+    // The test guest's ext4 root as a filesystem template: no seed disk,
+    // the configuration is written into the image's /etc by mln.
+    let src = m.state.path().join("templates/mln-testguest");
+    let fs = m.state.path().join("templates/mln-testguest-fs");
+    std::fs::create_dir_all(&fs).unwrap();
+    for f in ["vmlinuz", "initrd.gz"] {
+        std::fs::copy(src.join(f), fs.join(f)).unwrap();
+    }
+    std::fs::copy(src.join("rootfs.ext4"), fs.join("disk.img")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("fs.mln");
+    std::fs::write(
+        &project,
+        "global {\n    project fst\n}\nhost web {\n    template mln-testguest-fs\n    memory 96M\n    network eth0 {\n        address 10.44.0.7\n        netmask 255.255.255.0\n    }\n    users {\n        ann VUmaegY1g8q4I\n    }\n    startup {\n        echo hello\n    }\n}\n",
+    )
+    .unwrap();
+    let out = m.ok(&["build", "-f", project.to_str().unwrap()]);
+    assert!(out.contains("filesystem template"), "{out}");
+    let disk = m.state.path().join("projects/fst/web/disk.img");
+    assert!(!m.state.path().join("projects/fst/web/seed.img").exists(), "no seed for a filesystem template");
+    assert_eq!(mln::guest::fstemplate::read(&disk, "/etc/hostname").as_deref(), Some("web\n"));
+    assert!(mln::guest::fstemplate::read(&disk, "/etc/mln/startup.sh").unwrap().contains("echo hello"));
+    assert!(mln::guest::fstemplate::read(&disk, "/etc/passwd").unwrap().starts_with("root:"), "the image's own accounts are kept");
+    m.ok(&["start", "-p", "fst"]);
+    m.wait_all("fst", &["web"], 180, |c| applied(c).is_some());
+    let a = applied(&m.console("fst", "web")).unwrap();
+    assert_eq!(a["source"], "filesystem", "{a}");
+    assert_eq!(a["hostname"], "web");
+    assert_eq!(a["addresses"], serde_json::json!(["eth0=10.44.0.7/24"]));
+    assert_eq!(a["users"], serde_json::json!(["ann"]));
+    // The template itself is untouched.
+    assert_eq!(mln::guest::fstemplate::read(&fs.join("disk.img"), "/etc/hostname").as_deref(), Some("template\n"));
+    m.ok(&["stop", "-p", "fst", "-H"]);
+    m.ok(&["remove", "-p", "fst"]);
+}

@@ -3,6 +3,7 @@
 //! `cidata`), built in Rust from the plan.
 
 mod fat;
+pub mod fstemplate;
 mod nocloud;
 
 pub use fat::{fat_image, read_fat_file};

@@ -115,7 +115,10 @@ fn build_host(
     let dir = env.state.host_dir(&plan.project, &h.name);
     let name = domain_name(&plan.project, &h.name);
     let seed_path = dir.join("seed.img");
-    let disk_path = dir.join("disk.qcow2");
+    // A filesystem template is copied raw and configured by writing into
+    // it; any other disk template is the backing of an overlay (or copied).
+    let fs_template = t.disk.as_ref().is_some_and(|(p, _)| crate::guest::fstemplate::is_ext(p));
+    let disk_path = dir.join(if fs_template { "disk.img" } else { "disk.qcow2" });
     let ours = env.state.resources(&plan.project)?.iter().any(|r| r.kind == "domain" && r.ident == name);
     if env.lv.exists(&name) && !ours {
         return Err(format!("a domain named {name} exists and was not made by mln for this project"));
@@ -129,7 +132,25 @@ fn build_host(
     env.state.record_all(&plan.project, &rs)?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
 
+    let contents = h
+        .files
+        .iter()
+        .map(|f| std::fs::read_to_string(&f.source).map_err(|e| format!("cannot read {}: {e}", f.source)))
+        .collect::<Result<Vec<_>, _>>()?;
+
     let disk = match &t.disk {
+        Some((tpath, _)) if fs_template => {
+            if !disk_path.exists() {
+                let tmp = disk_path.with_extension("tmp");
+                std::fs::copy(tpath, &tmp).map_err(|e| format!("cannot copy {}: {e}", tpath.display()))?;
+                std::fs::rename(&tmp, &disk_path).map_err(|e| format!("cannot place {}: {e}", disk_path.display()))?;
+            }
+            // Written on every build: idempotent, and a resumed build
+            // finishes what an interrupted one began.
+            let files = crate::guest::fstemplate::files(plan, h, &disk_path, &contents);
+            crate::guest::fstemplate::inject(&disk_path, &files)?;
+            Some((disk_path, "raw"))
+        }
         Some((tpath, fmt)) => {
             let disk = disk_path;
             if !disk.exists() {
@@ -139,28 +160,24 @@ fn build_host(
         }
         None => None,
     };
-
-    let contents = h
-        .files
-        .iter()
-        .map(|f| std::fs::read_to_string(&f.source).map_err(|e| format!("cannot read {}: {e}", f.source)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let seed = crate::guest::seed_files(plan, h, &contents);
-    let files: Vec<(&str, &[u8])> = seed.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
-    let image = crate::guest::fat_image("cidata", &files).map_err(|e| format!("cannot make the seed: {e}"))?;
-    write_atomically(&seed_path, &image)?;
+    if !fs_template {
+        let seed = crate::guest::seed_files(plan, h, &contents);
+        let files: Vec<(&str, &[u8])> = seed.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
+        let image = crate::guest::fat_image("cidata", &files).map_err(|e| format!("cannot make the seed: {e}"))?;
+        write_atomically(&seed_path, &image)?;
+    }
     let spec = DomainSpec {
         name: name.clone(),
         host: h,
         domain_type: DomainType::for_host(h, kvm_works).expect("bare metal was refused above"),
         disk,
-        seed: Some(seed_path),
+        seed: (!fs_template).then_some(seed_path),
         kernel: kernel_of(h, t),
         console_log: dir.join("console.log"),
         nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
     };
     env.lv.define(&domain_xml(&spec))?;
-    Ok(format!("built from {}", t.name))
+    Ok(format!("built from {}{}", t.name, if fs_template { " (filesystem template, configured in place)" } else { "" }))
 }
 
 /// The host's own kernel settings win over the template's.
