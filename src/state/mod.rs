@@ -167,13 +167,7 @@ impl State {
     /// Records a resource *before* it is made, so an interruption leaves a
     /// record of everything that may exist (remove tolerates what does not).
     pub fn record(&self, project: &str, r: &Resource) -> Result<(), String> {
-        self.db()
-            .execute(
-                "INSERT OR IGNORE INTO resources (project, host, kind, ident) VALUES (?1, ?2, ?3, ?4)",
-                params![project, r.host, r.kind, r.ident],
-            )
-            .map(drop)
-            .map_err(e("record resource"))
+        self.record_all(project, std::slice::from_ref(r))
     }
 
     /// Records several resources in one transaction (one sync, not many).
