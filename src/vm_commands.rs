@@ -253,7 +253,7 @@ fn list(state: &State, json: bool) -> ExitCode {
 }
 
 fn console(state: &State, project: &str, host: &str, no_follow: bool) -> ExitCode {
-    use std::io::{Read, Seek, Write};
+    use std::io::{Read, Write};
     let path = state.host_dir(project, host).join("console.log");
     let mut f = match std::fs::File::open(&path) {
         Ok(f) => f,
@@ -269,7 +269,8 @@ fn console(state: &State, project: &str, host: &str, no_follow: bool) -> ExitCod
         if no_follow {
             return ExitCode::SUCCESS;
         }
+        // read_to_end left the position at the end: the next read gets
+        // only what the guest printed since.
         std::thread::sleep(Duration::from_millis(200));
-        let _ = f.stream_position();
     }
 }
