@@ -16,6 +16,8 @@ packages=(
   busybox-static          # the test guest
   cpio
   linux-image-cloud-amd64 # the test guest's kernel
+  e2fsprogs               # debugfs and mke2fs: filesystem templates
+  iproute2                # ip: the bridges of switches
 )
 
 installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | awk '/install ok installed/ {print $4}'; }

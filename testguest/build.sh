@@ -41,7 +41,8 @@ printf 'root:*:19000:0:99999:7:::\n' > "$fs/etc/shadow"
 printf 'root:x:0:\n' > "$fs/etc/group"
 echo template > "$fs/etc/hostname"
 rm -f "$out/rootfs.ext4"
-mke2fs -q -t ext4 -d "$fs" "$out/rootfs.ext4" 32M
+truncate -s 32M "$out/rootfs.ext4"
+mke2fs -q -t ext4 -F -d "$fs" "$out/rootfs.ext4"
 rm -rf "$fs"
 
 cp "$kernel" "$out/vmlinuz"
