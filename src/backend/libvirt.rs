@@ -161,10 +161,6 @@ impl Libvirt {
         self.domain(name)?.managed_save(0).map_err(|e| err(&format!("cannot save {name}"), e))
     }
 
-    pub fn has_saved_state(&self, name: &str) -> bool {
-        self.domain(name).ok().and_then(|d| d.has_managed_save(0).ok()).unwrap_or(false)
-    }
-
     /// `running`, `saved`, `shut off` or `absent`.
     pub fn state(&self, name: &str) -> &'static str {
         match self.conn.lookup_domain_by_name(name) {
