@@ -119,7 +119,7 @@ fn build_host(
     // it; any other disk template is the backing of an overlay (or copied).
     let fs_template = t.disk.as_ref().is_some_and(|(p, _)| crate::guest::fstemplate::is_ext(p));
     let disk_path = dir.join(if fs_template { "disk.img" } else { "disk.qcow2" });
-    let ours = env.state.resources(&plan.project)?.iter().any(|r| r.kind == "domain" && r.ident == name);
+    let ours = env.state.has_resource(&plan.project, "domain", &name)?;
     if env.lv.exists(&name) && !ours {
         return Err(format!("a domain named {name} exists and was not made by mln for this project"));
     }

@@ -184,6 +184,19 @@ impl State {
         tx.commit().map_err(e("record resources"))
     }
 
+    /// Whether this exact resource is recorded for the project.
+    pub fn has_resource(&self, project: &str, kind: &str, ident: &str) -> Result<bool, String> {
+        self.db()
+            .query_row(
+                "SELECT 1 FROM resources WHERE project = ?1 AND kind = ?2 AND ident = ?3 LIMIT 1",
+                params![project, kind, ident],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(e("read resource"))
+    }
+
     pub fn resources(&self, project: &str) -> Result<Vec<Resource>, String> {
         let db = self.db();
         let mut st = db
@@ -244,6 +257,8 @@ mod tests {
         let s = State::open(dir.path()).unwrap();
         assert_eq!(s.project("p").unwrap().unwrap().state, "built");
         assert_eq!(s.resources("p").unwrap().len(), 1);
+        assert!(s.has_resource("p", "domain", "a.p").unwrap());
+        assert!(!s.has_resource("p", "domain", "b.p").unwrap());
         s.forget_project("p").unwrap();
         assert!(s.project("p").unwrap().is_none());
         assert!(s.resources("p").unwrap().is_empty());
