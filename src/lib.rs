@@ -7,6 +7,7 @@ pub mod backend;
 pub mod compile;
 pub mod diag;
 pub mod explain;
+pub mod fabric;
 pub mod fmt;
 pub mod guest;
 pub mod lifecycle;

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod fabric_commands;
 mod vm_commands;
 
 #[derive(Parser)]
@@ -64,6 +65,16 @@ enum Command {
     },
     #[command(flatten)]
     Vm(vm_commands::VmCommand),
+    /// Service hosts: status, parallel commands.
+    #[command(subcommand)]
+    Fabric(fabric_commands::FabricCommand),
+    /// Templates on service hosts.
+    #[command(subcommand)]
+    Template(fabric_commands::TemplateCommand),
+    /// Serve one request from a managing mln over stdin/stdout (run by mln
+    /// over SSH on service hosts).
+    #[command(hide = true)]
+    Agent,
 }
 
 fn main() -> ExitCode {
@@ -85,7 +96,11 @@ fn main() -> ExitCode {
         }
     }
     let fs = DiskFs;
-    let compile = |file: &Path| mln::compile(file, &fs, Registry::new(plugin_path.clone()));
+    let compile = |file: &Path| {
+        let mut c = mln::compile(file, &fs, Registry::new(plugin_path.clone()));
+        fabric_commands::check_capacity(&mut c, &cli.place);
+        c
+    };
     let report = |c: &mln::Compilation| {
         let ds = c.diags.sorted();
         if !ds.is_empty() {
@@ -154,6 +169,9 @@ fn main() -> ExitCode {
                 None
             }
         }),
+        Command::Fabric(cmd) => fabric_commands::fabric(cmd, &cli.place),
+        Command::Template(cmd) => fabric_commands::template(cmd, &cli.place),
+        Command::Agent => fabric_commands::agent(&cli.place),
         Command::Parse { flag_file, file } => {
             let Some(file) = flag_file.or(file) else {
                 eprintln!("mln parse: name a project file");

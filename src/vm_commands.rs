@@ -22,6 +22,34 @@ pub struct Where {
     /// Templates directory (default: $MLN_TEMPLATES, else STATE_DIR/templates).
     #[arg(long, global = true, value_name = "DIR")]
     templates: Option<PathBuf>,
+    /// Service hosts: a fabric configuration (.toml) or an MLN servers file
+    /// (default: $MLN_FABRIC, else STATE_DIR/fabric.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    fabric: Option<PathBuf>,
+}
+
+impl Where {
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(State::default_dir)
+    }
+    pub fn templates_of(&self, state: &State) -> PathBuf {
+        self.templates
+            .clone()
+            .or_else(|| std::env::var_os("MLN_TEMPLATES").map(PathBuf::from))
+            .unwrap_or_else(|| state.templates_dir())
+    }
+    pub fn fabric(&self) -> Result<mln::fabric::Fabric, String> {
+        let f = mln::fabric::Fabric::find(self.fabric.as_deref(), &self.state_dir())?;
+        let problems = f.problems();
+        if problems.is_empty() {
+            Ok(f)
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+    pub fn connect(&self) -> Option<&str> {
+        self.connect.as_deref()
+    }
 }
 
 #[derive(Subcommand)]
@@ -98,12 +126,12 @@ pub enum VmCommand {
     },
 }
 
-fn fail(e: String) -> ExitCode {
+pub fn fail(e: String) -> ExitCode {
     eprintln!("mln: {e}");
     ExitCode::FAILURE
 }
 
-fn report(op: &str, r: Result<Vec<Outcome>, String>) -> ExitCode {
+pub fn report(op: &str, r: Result<Vec<Outcome>, String>) -> ExitCode {
     match r {
         Err(e) => fail(e),
         Ok(outcomes) => {
@@ -119,15 +147,11 @@ fn report(op: &str, r: Result<Vec<Outcome>, String>) -> ExitCode {
 }
 
 pub fn run(cmd: VmCommand, w: &Where, compile: impl Fn(&std::path::Path) -> Option<mln::plan::Plan>) -> ExitCode {
-    let state = match State::open(&w.state_dir.clone().unwrap_or_else(State::default_dir)) {
+    let state = match State::open(&w.state_dir()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let templates = w
-        .templates
-        .clone()
-        .or_else(|| std::env::var_os("MLN_TEMPLATES").map(PathBuf::from))
-        .unwrap_or_else(|| state.templates_dir());
+    let templates = w.templates_of(&state);
     // The connection: as asked, else the one the project was built with,
     // else the embedded driver.
     let project_of = |c: &VmCommand| match c {
@@ -150,6 +174,19 @@ pub fn run(cmd: VmCommand, w: &Where, compile: impl Fn(&std::path::Path) -> Opti
     if let VmCommand::Console { project, host, no_follow, .. } = &cmd {
         return console(&state, project, host, *no_follow);
     }
+    let mut plan = None;
+    if let VmCommand::Build { file, replace, dry_run } = &cmd {
+        let Some(p) = compile(file) else { return ExitCode::FAILURE };
+        if mln::fabric::project::uses_fabric(&p) && !dry_run {
+            return crate::fabric_commands::build(w, &state, templates, &uri, &p, file, *replace);
+        }
+        plan = Some(p);
+    }
+    if let Some(p) = project_of(&cmd) {
+        if matches!(state.fabric_project(&p), Ok(Some(_))) {
+            return crate::fabric_commands::project(cmd, w, &state, templates, &uri);
+        }
+    }
     let lv = match Libvirt::connect(&uri) {
         Ok(l) => l,
         Err(e) => return fail(e),
@@ -157,27 +194,21 @@ pub fn run(cmd: VmCommand, w: &Where, compile: impl Fn(&std::path::Path) -> Opti
     let env = Env { state: &state, lv: &lv, templates };
     match cmd {
         VmCommand::Build { file, replace, dry_run } => {
-            let Some(plan) = compile(&file) else { return ExitCode::FAILURE };
+            let plan = plan.expect("compiled above");
             if dry_run {
                 return dry(&env, &plan);
             }
             report("build", lifecycle::build(&env, &plan, &file, replace))
         }
         VmCommand::Start { project, hosts, .. } => report("start", lifecycle::start(&env, &project, &hosts)),
-        VmCommand::Stop { project, hosts, save, hard, wait, .. } => {
-            let mode = match (save, hard) {
-                (true, true) => return fail("-S and -H exclude each other".into()),
-                (true, false) => StopMode::Save,
-                (false, true) => StopMode::Hard,
-                _ => StopMode::Graceful { wait: Duration::from_secs(wait) },
-            };
-            report("stop", lifecycle::stop(&env, &project, &hosts, mode))
-        }
-        VmCommand::Status { project, json } => {
-            let projects = match project {
-                Some(p) => vec![p],
-                None => state.projects().map(|v| v.into_iter().map(|r| r.name).collect()).unwrap_or_default(),
-            };
+        VmCommand::Stop { project, hosts, save, hard, wait, .. } => match stop_mode(save, hard, wait) {
+            Ok(mode) => report("stop", lifecycle::stop(&env, &project, &hosts, mode)),
+            Err(e) => fail(e),
+        },
+        VmCommand::Status { json, .. } => {
+            let fabric = state.fabric_projects().unwrap_or_default();
+            let projects: Vec<String> =
+                state.projects().map(|v| v.into_iter().map(|r| r.name).filter(|n| !fabric.iter().any(|f| &f.name == n)).collect()).unwrap_or_default();
             let mut all = Vec::new();
             for p in &projects {
                 match lifecycle::status(&env, p) {
@@ -185,25 +216,37 @@ pub fn run(cmd: VmCommand, w: &Where, compile: impl Fn(&std::path::Path) -> Opti
                     Err(e) => return fail(e),
                 }
             }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&all).expect("status serializes"));
-            } else {
-                for s in &all {
-                    println!(
-                        "{:12} {:12} {:9} {:18} {}",
-                        s.project,
-                        s.host,
-                        s.state,
-                        s.service_host.as_deref().unwrap_or("(local)"),
-                        s.addresses.join(" ")
-                    );
+            if !fabric.is_empty() {
+                match crate::fabric_commands::all_status(w, &state, Some(&env), &fabric) {
+                    Ok(s) => all.extend(s),
+                    Err(e) => return fail(e),
                 }
             }
-            ExitCode::SUCCESS
+            print_status(&all, json)
         }
         VmCommand::Remove { project } => report("remove", lifecycle::remove(&env, &project)),
         VmCommand::List { .. } | VmCommand::Console { .. } => unreachable!("handled above"),
     }
+}
+
+pub fn stop_mode(save: bool, hard: bool, wait: u64) -> Result<StopMode, String> {
+    match (save, hard) {
+        (true, true) => Err("-S and -H exclude each other".into()),
+        (true, false) => Ok(StopMode::Save),
+        (false, true) => Ok(StopMode::Hard),
+        _ => Ok(StopMode::Graceful { wait: Duration::from_secs(wait) }),
+    }
+}
+
+pub fn print_status(all: &[lifecycle::HostStatus], json: bool) -> ExitCode {
+    if json {
+        println!("{}", serde_json::to_string_pretty(all).expect("status serializes"));
+    } else {
+        for s in all {
+            println!("{:12} {:12} {:9} {:18} {}", s.project, s.host, s.state, s.service_host.as_deref().unwrap_or("(local)"), s.addresses.join(" "));
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn dry(env: &Env, plan: &mln::plan::Plan) -> ExitCode {
@@ -231,17 +274,21 @@ fn dry(env: &Env, plan: &mln::plan::Plan) -> ExitCode {
 }
 
 fn list(state: &State, json: bool) -> ExitCode {
-    let rows = match state.projects() {
+    let (rows, fabric) = match state.projects().and_then(|r| Ok((r, state.fabric_projects()?))) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let items: Vec<serde_json::Value> = rows
+    let hosts_of = |plan: &str| serde_json::from_str::<mln::plan::Plan>(plan).map(|p| p.hosts.len()).unwrap_or(0);
+    let mut items: Vec<serde_json::Value> = fabric
         .iter()
-        .map(|r| {
-            let hosts = serde_json::from_str::<mln::plan::Plan>(&r.plan_json).map(|p| p.hosts.len()).unwrap_or(0);
-            serde_json::json!({"project": r.name, "state": r.state, "hosts": hosts, "file": r.file, "connect": r.connect})
-        })
+        .map(|r| serde_json::json!({"project": r.name, "state": r.state, "hosts": hosts_of(&r.plan_json), "file": r.file, "connect": "fabric", "service_hosts": r.servers}))
         .collect();
+    // The local share of a fabric project is listed with the project.
+    items.extend(
+        rows.iter()
+            .filter(|r| !fabric.iter().any(|f| f.name == r.name))
+            .map(|r| serde_json::json!({"project": r.name, "state": r.state, "hosts": hosts_of(&r.plan_json), "file": r.file, "connect": r.connect})),
+    );
     if json {
         println!("{}", serde_json::to_string_pretty(&items).expect("list serializes"));
     } else {

@@ -176,4 +176,12 @@ impl Libvirt {
         let all = self.conn.list_all_domains(0).map_err(|e| err("cannot list domains", e))?;
         Ok(all.iter().filter_map(|d| d.name().ok()).collect())
     }
+
+    /// libvirt's version and every domain with its state.
+    pub fn inventory(&self) -> Result<(String, Vec<(String, String)>), String> {
+        let v = self.conn.lib_version().map_err(|e| err("cannot ask libvirt's version", e))?;
+        let version = format!("{}.{}.{}", v / 1_000_000, v / 1000 % 1000, v % 1000);
+        let names = self.domains()?;
+        Ok((version, names.into_iter().map(|n| { let s = self.state(&n).to_string(); (n, s) }).collect()))
+    }
 }

@@ -9,7 +9,7 @@
 //! KVM probe (kvm hosts run under QEMU emulation).
 
 mod build;
-mod hooks;
+pub mod hooks;
 mod run;
 
 pub use build::build;
@@ -27,7 +27,7 @@ pub struct Env<'a> {
     pub templates: PathBuf,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub host: String,
     pub result: Result<String, String>,

@@ -112,7 +112,7 @@ fn stop_host(env: &Env, name: &str, mode: StopMode) -> Result<String, String> {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostStatus {
     pub project: String,
     pub host: String,

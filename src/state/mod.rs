@@ -26,6 +26,20 @@ pub struct ProjectRow {
     pub plan_json: String,
 }
 
+/// A project spread over service hosts, as the managing machine knows it:
+/// the whole plan and every service host that may hold part of it (named
+/// before anything is made there). Each service host keeps its own share
+/// in its own database; hosts without a service host are an ordinary
+/// local project of the same name.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FabricRow {
+    pub name: String,
+    pub state: String,
+    pub file: String,
+    pub plan_json: String,
+    pub servers: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resource {
     pub host: String,
@@ -49,6 +63,14 @@ CREATE TABLE IF NOT EXISTS resources (
     kind TEXT NOT NULL,
     ident TEXT NOT NULL,
     PRIMARY KEY (project, host, kind, ident)
+);
+CREATE TABLE IF NOT EXISTS fabric_projects (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    file TEXT NOT NULL,
+    plan_json TEXT NOT NULL,
+    servers_json TEXT NOT NULL,
+    updated INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -232,6 +254,43 @@ impl State {
             "INSERT INTO journal (at, project, op, host, ok, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![now(), project, op, host, ok, message],
         );
+    }
+
+    pub fn fabric_project(&self, name: &str) -> Result<Option<FabricRow>, String> {
+        let row = self
+            .db()
+            .query_row("SELECT name, state, file, plan_json, servers_json FROM fabric_projects WHERE name = ?1", [name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+            })
+            .optional()
+            .map_err(e("read fabric project"))?;
+        Ok(row.map(|(name, state, file, plan_json, servers)| FabricRow { name, state, file, plan_json, servers: serde_json::from_str(&servers).unwrap_or_default() }))
+    }
+
+    pub fn fabric_projects(&self) -> Result<Vec<FabricRow>, String> {
+        let names: Vec<String> = {
+            let db = self.db();
+            let mut st = db.prepare("SELECT name FROM fabric_projects ORDER BY name").map_err(e("list"))?;
+            let rows = st.query_map([], |r| r.get(0)).map_err(e("list"))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(e("list"))?
+        };
+        names.iter().filter_map(|n| self.fabric_project(n).transpose()).collect()
+    }
+
+    pub fn save_fabric_project(&self, row: &FabricRow) -> Result<(), String> {
+        let servers = serde_json::to_string(&row.servers).map_err(|err| err.to_string())?;
+        self.db()
+            .execute(
+                "INSERT INTO fabric_projects (name, state, file, plan_json, servers_json, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(name) DO UPDATE SET state = ?2, file = ?3, plan_json = ?4, servers_json = ?5, updated = ?6",
+                params![row.name, row.state, row.file, row.plan_json, servers, now()],
+            )
+            .map(drop)
+            .map_err(e("save fabric project"))
+    }
+
+    pub fn forget_fabric_project(&self, name: &str) -> Result<(), String> {
+        self.db().execute("DELETE FROM fabric_projects WHERE name = ?1", [name]).map(drop).map_err(e("forget fabric project"))
     }
 }
 

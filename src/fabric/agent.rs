@@ -1,0 +1,209 @@
+//! `mln agent`: the service-host side. It reads one request from stdin,
+//! does it with the same lifecycle code a local `mln` uses, and answers on
+//! stdout. When its stdin closes (the SSH channel went away) it stops: an
+//! interrupted build is resumed by the next one, as locally.
+
+use super::proto::{DomainInfo, Downstream, FileSum, Hello, Info, Line, Request, StopMode, PROTOCOL};
+use crate::backend::libvirt::Libvirt;
+use crate::lifecycle::{self, Env};
+use crate::state::State;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub templates: PathBuf,
+    pub connect: String,
+}
+
+fn say(line: &Line) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, line);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// The SHA-256 of the running binary: what the manager compares with its own.
+pub fn self_sha256() -> Result<String, String> {
+    use std::sync::OnceLock;
+    static SUM: OnceLock<Result<String, String>> = OnceLock::new();
+    SUM.get_or_init(|| {
+        use sha2::{Digest, Sha256};
+        let exe = std::fs::read("/proc/self/exe").map_err(|e| format!("cannot read our own binary: {e}"))?;
+        Ok(super::relay::hex(&Sha256::digest(&exe)))
+    })
+    .clone()
+}
+
+pub fn hello() -> Result<Hello, String> {
+    Ok(Hello { protocol: PROTOCOL, version: env!("CARGO_PKG_VERSION").into(), sha256: self_sha256()? })
+}
+
+/// Serves one request; returns the process exit code.
+pub fn serve(opts: &Options) -> i32 {
+    let stdin = std::io::stdin();
+    let mut first = String::new();
+    if stdin.lock().read_line(&mut first).is_err() || first.trim().is_empty() {
+        say(&Line::Error("no request on stdin".into()));
+        return 2;
+    }
+    let req: Request = match serde_json::from_str(&first) {
+        Ok(r) => r,
+        Err(e) => {
+            say(&Line::Error(format!("cannot read the request (protocol {PROTOCOL}): {e}")));
+            return 2;
+        }
+    };
+    if !matches!(req, Request::Receive { .. } | Request::Hello) {
+        watch_stdin();
+    }
+    let answer = handle(opts, req);
+    match answer {
+        Ok(v) => {
+            say(&Line::Ok(v));
+            0
+        }
+        Err(e) => {
+            say(&Line::Error(e));
+            1
+        }
+    }
+}
+
+/// Ends the process when stdin closes: the manager is gone.
+fn watch_stdin() {
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut sink);
+        eprintln!("mln agent: the manager went away; stopping (the next run resumes)");
+        std::process::exit(3);
+    });
+}
+
+fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {
+    serde_json::to_value(v).map_err(|e| e.to_string())
+}
+
+fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
+    let state = || State::open(&opts.state_dir);
+    match req {
+        Request::Hello => json(hello()?),
+        Request::Info => json(info(opts)?),
+        Request::Templates { entries } => {
+            let cache = opts.state_dir.join("cache");
+            let out: Vec<Result<Vec<FileSum>, String>> = entries.iter().map(|e| sums(&opts.templates, e, &cache)).collect();
+            json(out)
+        }
+        Request::Receive { path, size, sha256, token } => {
+            if path.split('/').any(|p| p == ".." || p.is_empty()) || path.starts_with('/') {
+                return Err(format!("refusing to write outside the templates directory: {path}"));
+            }
+            let target = opts.templates.join(&path);
+            let r = super::relay::receive(&target, size, &sha256, &token, |port| {
+                say(&Line::Listening(port));
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
+                let d: Downstream = serde_json::from_str(&line).map_err(|e| format!("cannot read the downstream plan: {e}"))?;
+                watch_stdin();
+                Ok(d)
+            });
+            json(r)
+        }
+        op => {
+            let state = state()?;
+            let lv = Libvirt::connect(&opts.connect)?;
+            let env = Env { state: &state, lv: &lv, templates: opts.templates.clone() };
+            match op {
+                Request::Build { plan, file, replace } => json(lifecycle::build(&env, &plan, Path::new(&file), replace)?),
+                Request::Start { project, hosts } => json(lifecycle::start(&env, &project, &hosts)?),
+                Request::Stop { project, hosts, mode } => {
+                    let mode = match mode {
+                        StopMode::Save => lifecycle::StopMode::Save,
+                        StopMode::Hard => lifecycle::StopMode::Hard,
+                        StopMode::Graceful { wait_secs } => lifecycle::StopMode::Graceful { wait: Duration::from_secs(wait_secs) },
+                    };
+                    json(lifecycle::stop(&env, &project, &hosts, mode)?)
+                }
+                Request::Status { project } => {
+                    if state.project(&project)?.is_none() {
+                        return json(Vec::<lifecycle::HostStatus>::new());
+                    }
+                    json(lifecycle::status(&env, &project)?)
+                }
+                Request::Remove { project } => {
+                    if state.project(&project)?.is_none() {
+                        return json(Vec::<lifecycle::Outcome>::new());
+                    }
+                    json(lifecycle::remove(&env, &project)?)
+                }
+                _ => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+/// Every file of a template entry (a file, or a directory's files) with
+/// its size and SHA-256.
+pub fn sums(templates: &Path, entry: &str, cache: &Path) -> Result<Vec<FileSum>, String> {
+    let root = templates.join(entry);
+    let mut files = Vec::new();
+    if root.is_dir() {
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+                let p = e.map_err(|e| e.to_string())?.path();
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if name.starts_with('.') {
+                    continue;
+                }
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    files.push(p);
+                }
+            }
+        }
+    } else if root.is_file() {
+        files.push(root);
+    } else {
+        return Err(format!("no template {entry} in {}", templates.display()));
+    }
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            let (size, sha256) = super::relay::file_sum(p, cache)?;
+            let rel = p.strip_prefix(templates).unwrap_or(p).to_string_lossy().into_owned();
+            Ok(FileSum { path: rel, size, sha256 })
+        })
+        .collect()
+}
+
+fn meminfo(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .unwrap_or(0)
+        / 1024
+}
+
+fn info(opts: &Options) -> Result<Info, String> {
+    let lv = Libvirt::connect(&opts.connect)?;
+    let (libvirt_version, domains) = lv.inventory()?;
+    let projects = match State::open(&opts.state_dir) {
+        Ok(s) => s.projects()?.into_iter().map(|r| r.name).collect(),
+        Err(_) => Vec::new(),
+    };
+    Ok(Info {
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
+        mln_version: env!("CARGO_PKG_VERSION").into(),
+        libvirt_version,
+        libvirt_uri: opts.connect.clone(),
+        cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        memory_total_mib: meminfo("MemTotal:"),
+        memory_available_mib: meminfo("MemAvailable:"),
+        domains: domains.into_iter().map(|(name, state)| DomainInfo { name, state }).collect(),
+        projects,
+    })
+}

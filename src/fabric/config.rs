@@ -1,0 +1,372 @@
+//! The fabric: which service hosts exist and how to reach them. Two files,
+//! both optional: MLN's servers file (`host [max-vms]` per line, `#`
+//! comments) and a TOML fabric configuration with defaults and per-host
+//! settings (book: "The fabric").
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where to connect (name or address); default: the host's name.
+    pub address: Option<String>,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    /// Private key files to try after the ssh-agent's keys.
+    pub identity: Option<Vec<PathBuf>>,
+    pub known_hosts: Option<PathBuf>,
+    /// Record host keys not seen before instead of refusing them. A changed
+    /// key is refused whatever this says.
+    pub accept_new_host_keys: Option<bool>,
+    /// libvirt URI on the service host.
+    pub libvirt: Option<String>,
+    pub state_dir: Option<String>,
+    pub templates: Option<String>,
+    /// Where the agent binary is kept on the service host.
+    pub agent_dir: Option<String>,
+    pub max_vms: Option<u32>,
+    /// Memory the host may give to VMs (`8G`, `512M`).
+    pub memory: Option<String>,
+    /// Virtual CPUs the host may give to VMs.
+    pub vcpus: Option<u32>,
+    /// Seconds to wait for a connection and handshake.
+    pub connect_timeout: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FabricFile {
+    servers: Option<PathBuf>,
+    fanout: Option<usize>,
+    #[serde(default)]
+    defaults: Settings,
+    #[serde(default)]
+    hosts: IndexMap<String, Settings>,
+}
+
+/// One service host with every setting decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    pub address: String,
+    pub user: String,
+    pub port: u16,
+    pub identity: Vec<PathBuf>,
+    pub known_hosts: PathBuf,
+    pub accept_new_host_keys: bool,
+    pub libvirt: String,
+    pub state_dir: String,
+    pub templates: String,
+    pub agent_dir: String,
+    pub max_vms: Option<u32>,
+    pub memory_mib: Option<u64>,
+    pub vcpus: Option<u32>,
+    pub connect_timeout: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Fabric {
+    /// Hosts in the order the files name them.
+    hosts: IndexMap<String, Settings>,
+    defaults: Settings,
+    pub fanout: usize,
+    /// The file it came from, for messages.
+    pub origin: Option<PathBuf>,
+}
+
+pub const DEFAULT_FANOUT: usize = 64;
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+fn expand(p: &Path) -> PathBuf {
+    match p.strip_prefix("~") {
+        Ok(rest) => home().join(rest),
+        Err(_) => p.to_path_buf(),
+    }
+}
+
+/// `8G`, `512M`, `1024` (MiB) as MiB.
+pub fn parse_mib(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'G' | 'g' => (&s[..s.len() - 1], 1024),
+        'M' | 'm' => (&s[..s.len() - 1], 1),
+        'T' | 't' => (&s[..s.len() - 1], 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok().map(|n| n * mult)
+}
+
+/// MLN's servers file: `host [max-vms]` per line; `#` starts a comment.
+pub fn parse_servers(text: &str, file: &Path) -> Result<Vec<(String, Option<u32>)>, String> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim().trim_end_matches(';').trim();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [] => {}
+            [h] => out.push((h.to_string(), None)),
+            [h, "all"] => out.push((h.to_string(), None)),
+            [h, n] => match n.parse::<u32>() {
+                Ok(n) => out.push((h.to_string(), Some(n))),
+                Err(_) => errors.push(format!("{}:{}:{}: `{n}` is not a number of VMs (a line is `host [max-vms]`)", file.display(), i + 1, line.find(n).unwrap_or(0) + 1)),
+            },
+            _ => errors.push(format!("{}:{}:1: a line is `host [max-vms]`, this one has {} words", file.display(), i + 1, words.len())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+impl Fabric {
+    /// A TOML fabric configuration (`.toml`) or a servers file (anything else).
+    pub fn load(path: &Path) -> Result<Fabric, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read fabric file {}: {e}", path.display()))?;
+        let mut fabric = Fabric { fanout: DEFAULT_FANOUT, origin: Some(path.to_path_buf()), ..Fabric::default() };
+        if path.extension().is_some_and(|e| e == "toml") {
+            let file: FabricFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some(servers) = &file.servers {
+                let p = path.parent().unwrap_or(Path::new(".")).join(expand(servers));
+                let text = std::fs::read_to_string(&p).map_err(|e| format!("cannot read servers file {}: {e}", p.display()))?;
+                for (h, max) in parse_servers(&text, &p)? {
+                    fabric.hosts.entry(h).or_default().max_vms = max;
+                }
+            }
+            for (name, s) in file.hosts {
+                let e = fabric.hosts.entry(name).or_default();
+                let max = e.max_vms;
+                *e = s;
+                e.max_vms = e.max_vms.or(max);
+            }
+            fabric.defaults = file.defaults;
+            if let Some(f) = file.fanout {
+                if f == 0 {
+                    return Err(format!("{}: fanout must be at least 1", path.display()));
+                }
+                fabric.fanout = f;
+            }
+        } else {
+            for (h, max) in parse_servers(&text, path)? {
+                fabric.hosts.entry(h).or_default().max_vms = max;
+            }
+        }
+        Ok(fabric)
+    }
+
+    /// The fabric from `--fabric`, else `$MLN_FABRIC`, else
+    /// `STATE_DIR/fabric.toml` when it exists, else an empty one (every
+    /// service host reached by name with the defaults).
+    pub fn find(explicit: Option<&Path>, state_dir: &Path) -> Result<Fabric, String> {
+        let path = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("MLN_FABRIC").map(PathBuf::from))
+            .or_else(|| Some(state_dir.join("fabric.toml")).filter(|p| p.exists()));
+        match path {
+            Some(p) => Fabric::load(&p),
+            None => Ok(Fabric { fanout: DEFAULT_FANOUT, ..Fabric::default() }),
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.hosts.keys().cloned().collect()
+    }
+
+    pub fn knows(&self, name: &str) -> bool {
+        self.hosts.contains_key(name)
+    }
+
+    /// A host's settings over the defaults over built-in defaults.
+    pub fn server(&self, name: &str) -> Server {
+        let none = Settings::default();
+        let h = self.hosts.get(name).unwrap_or(&none);
+        let d = &self.defaults;
+        let user = h.user.clone().or(d.user.clone()).unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "root".into()));
+        let root = user == "root";
+        let state_dir = h.state_dir.clone().or(d.state_dir.clone()).unwrap_or_else(|| {
+            if root { "/var/lib/mln".into() } else { ".local/state/mln".into() }
+        });
+        Server {
+            name: name.to_string(),
+            address: h.address.clone().unwrap_or_else(|| name.to_string()),
+            port: h.port.or(d.port).unwrap_or(22),
+            identity: h
+                .identity
+                .clone()
+                .or(d.identity.clone())
+                .unwrap_or_else(|| ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|k| home().join(".ssh").join(k)).collect())
+                .iter()
+                .map(|p| expand(p))
+                .collect(),
+            known_hosts: expand(&h.known_hosts.clone().or(d.known_hosts.clone()).unwrap_or_else(|| home().join(".ssh/known_hosts"))),
+            accept_new_host_keys: h.accept_new_host_keys.or(d.accept_new_host_keys).unwrap_or(false),
+            libvirt: h.libvirt.clone().or(d.libvirt.clone()).unwrap_or_else(|| "qemu:///system".into()),
+            templates: h.templates.clone().or(d.templates.clone()).unwrap_or_else(|| format!("{state_dir}/templates")),
+            agent_dir: h.agent_dir.clone().or(d.agent_dir.clone()).unwrap_or_else(|| format!("{state_dir}/agent")),
+            state_dir,
+            user,
+            max_vms: h.max_vms.or(d.max_vms),
+            memory_mib: h.memory.as_deref().or(d.memory.as_deref()).and_then(parse_mib),
+            vcpus: h.vcpus.or(d.vcpus),
+            connect_timeout: h.connect_timeout.or(d.connect_timeout).unwrap_or(10),
+        }
+    }
+
+    /// Settings that do not parse, reported before anything connects.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, s) in std::iter::once(("defaults", &self.defaults)).chain(self.hosts.iter().map(|(k, v)| (k.as_str(), v))) {
+            if let Some(m) = &s.memory {
+                if parse_mib(m).is_none() {
+                    out.push(format!("{name}: memory `{m}` is not a size (e.g. 8G, 512M)"));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Expands a host list as clush writes it: `h1,h2`, `h[1-3,7]`, `node[01-12]`.
+pub fn expand_nodeset(spec: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut part = String::new();
+    let mut parts = Vec::new();
+    for c in spec.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(std::mem::take(&mut part));
+                continue;
+            }
+            _ => {}
+        }
+        part.push(c);
+    }
+    parts.push(part);
+    for p in parts.into_iter().filter(|p| !p.is_empty()) {
+        let Some(open) = p.find('[') else {
+            out.push(p);
+            continue;
+        };
+        let close = p.rfind(']').ok_or_else(|| format!("`{p}`: `[` without `]`"))?;
+        let (prefix, suffix) = (&p[..open], &p[close + 1..]);
+        for r in p[open + 1..close].split(',') {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            let (x, y) = (a.parse::<u64>().map_err(|_| format!("`{p}`: `{a}` is not a number"))?, b.parse::<u64>().map_err(|_| format!("`{p}`: `{b}` is not a number"))?);
+            if y < x || y - x > 100_000 {
+                return Err(format!("`{p}`: bad range {r}"));
+            }
+            for n in x..=y {
+                out.push(format!("{prefix}{n:0width$}{suffix}", width = a.len()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The reverse of [`expand_nodeset`], for folded output: `h1,h2,h3` → `h[1-3]`.
+pub fn fold_nodeset(names: &[String]) -> String {
+    let mut groups: IndexMap<(String, usize), Vec<u64>> = IndexMap::new();
+    let mut plain = Vec::new();
+    let split = |n: &str| {
+        let digits = n.chars().rev().take_while(|c| c.is_ascii_digit()).count();
+        let (p, d) = n.split_at(n.len() - digits);
+        (p.to_string(), d.to_string())
+    };
+    // Zero-padded widths in use per prefix: `node10` joins `node[08-09]`.
+    let padded: Vec<(String, usize)> = names
+        .iter()
+        .map(|n| split(n))
+        .filter(|(_, d)| d.len() > 1 && d.starts_with('0'))
+        .map(|(p, d)| (p, d.len()))
+        .collect();
+    for n in names {
+        let (prefix, num) = split(n);
+        if num.is_empty() {
+            plain.push(n.clone());
+            continue;
+        }
+        let width = if padded.contains(&(prefix.clone(), num.len())) { num.len() } else { 0 };
+        groups.entry((prefix, width)).or_default().push(num.parse().unwrap_or(0));
+    }
+    let mut out = plain;
+    for ((prefix, width), mut nums) in groups {
+        nums.sort_unstable();
+        nums.dedup();
+        if nums.len() == 1 {
+            out.push(format!("{prefix}{:0width$}", nums[0]));
+            continue;
+        }
+        let mut ranges = Vec::new();
+        let mut start = nums[0];
+        let mut prev = nums[0];
+        for &n in &nums[1..] {
+            if n != prev + 1 {
+                ranges.push((start, prev));
+                start = n;
+            }
+            prev = n;
+        }
+        ranges.push((start, prev));
+        let text: Vec<String> = ranges
+            .iter()
+            .map(|&(a, b)| if a == b { format!("{a:0width$}") } else { format!("{a:0width$}-{b:0width$}") })
+            .collect();
+        out.push(format!("{prefix}[{}]", text.join(",")));
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_file() {
+        let s = parse_servers("# comment\nsrv1 4\nsrv2\n\nsrv3 all # rest\n", Path::new("s.txt")).unwrap();
+        assert_eq!(s, vec![("srv1".into(), Some(4)), ("srv2".into(), None), ("srv3".into(), None)]);
+        let e = parse_servers("a 4\nb x\nc 1 2\n", Path::new("s.txt")).unwrap_err();
+        assert!(e.contains("s.txt:2:3: `x` is not a number"), "{e}");
+        assert!(e.contains("s.txt:3:1"), "{e}");
+    }
+
+    #[test]
+    fn nodesets_round_trip() {
+        let hosts = expand_nodeset("h[1-3,7],node[08-10],x").unwrap();
+        assert_eq!(hosts, ["h1", "h2", "h3", "h7", "node08", "node09", "node10", "x"]);
+        assert_eq!(fold_nodeset(&hosts), "x,h[1-3,7],node[08-10]");
+        assert!(expand_nodeset("h[3-1]").is_err());
+        assert!(expand_nodeset("h[1-").is_err());
+    }
+
+    #[test]
+    fn toml_settings_layer_over_defaults_and_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("servers.txt"), "h1 4\nh2 2\n").unwrap();
+        let f = dir.path().join("fabric.toml");
+        std::fs::write(
+            &f,
+            "servers = \"servers.txt\"\nfanout = 3\n[defaults]\nuser = \"admin\"\nport = 2222\n[hosts.h1]\naddress = \"10.0.0.1\"\nmemory = \"2G\"\n[hosts.h3]\nmax_vms = 1\n",
+        )
+        .unwrap();
+        let fab = Fabric::load(&f).unwrap();
+        assert_eq!(fab.names(), ["h1", "h2", "h3"]);
+        assert_eq!(fab.fanout, 3);
+        let h1 = fab.server("h1");
+        assert_eq!((h1.address.as_str(), h1.user.as_str(), h1.port, h1.max_vms, h1.memory_mib), ("10.0.0.1", "admin", 2222, Some(4), Some(2048)));
+        assert_eq!(fab.server("h2").address, "h2");
+        assert_eq!(fab.server("h3").max_vms, Some(1));
+        std::fs::write(&f, "[hosts.h1]\nadress = \"x\"\n").unwrap();
+        let e = Fabric::load(&f).unwrap_err();
+        assert!(e.contains("adress"), "{e}");
+    }
+}

@@ -1,0 +1,99 @@
+//! `mln fabric exec`: one command on many service hosts, outputs gathered
+//! and identical ones folded (as `clush -b` does).
+
+use super::config::{fold_nodeset, Server};
+use super::remote::fan_out;
+use super::ssh;
+use indexmap::IndexMap;
+use std::time::Duration;
+
+pub struct Ran {
+    pub host: String,
+    /// Output (stdout then stderr) and exit status, or why it did not run.
+    pub result: Result<(Vec<u8>, Option<u32>), String>,
+}
+
+pub async fn run(servers: &[Server], cmd: &str, window: usize, limit: Option<Duration>) -> Vec<Ran> {
+    let cmd = cmd.to_string();
+    let results = fan_out(servers, window, limit, |s| {
+        let cmd = cmd.clone();
+        async move {
+            let conn = ssh::connect(&s).await?;
+            let out = conn.exec(&cmd, b"").await?;
+            conn.close().await;
+            let mut text = out.stdout;
+            text.extend(out.stderr);
+            Ok((text, out.status))
+        }
+    })
+    .await;
+    servers.iter().zip(results).map(|(s, result)| Ran { host: s.name.clone(), result }).collect()
+}
+
+/// Folded report: one block per distinct output, hosts named as a node
+/// set; then the hosts that failed to run it. Returns the text and the
+/// exit code (0 when every host ran it with status 0).
+pub fn report(ran: &[Ran]) -> (String, u8) {
+    let mut groups: IndexMap<(Vec<u8>, Option<u32>), Vec<String>> = IndexMap::new();
+    let mut failed = Vec::new();
+    for r in ran {
+        match &r.result {
+            Ok((out, status)) => groups.entry((out.clone(), *status)).or_default().push(r.host.clone()),
+            Err(e) => failed.push(format!("{}: {e}", r.host)),
+        }
+    }
+    let mut text = String::new();
+    let mut code = 0u8;
+    for ((out, status), hosts) in &groups {
+        let tail = match status {
+            Some(0) => String::new(),
+            Some(s) => {
+                code = code.max((*s).min(255) as u8).max(1);
+                format!(", exit {s}")
+            }
+            None => {
+                code = code.max(1);
+                ", killed".into()
+            }
+        };
+        if out.is_empty() && tail.is_empty() {
+            continue;
+        }
+        text += &format!("---------------\n{} ({}{tail})\n---------------\n", fold_nodeset(hosts), hosts.len());
+        text += &String::from_utf8_lossy(out);
+        if !out.is_empty() && !out.ends_with(b"\n") {
+            text.push('\n');
+        }
+    }
+    if !failed.is_empty() {
+        code = code.max(1);
+        for f in failed {
+            text += &format!("mln: {f}\n");
+        }
+    }
+    (text, code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_outputs_fold_and_failures_are_named() {
+        let r = |h: &str, out: &str, st: u32| Ran { host: h.into(), result: Ok((out.as_bytes().to_vec(), Some(st))) };
+        let ran = vec![
+            r("h1", "Linux\n", 0),
+            r("h2", "Linux\n", 0),
+            r("h3", "oops\n", 2),
+            Ran { host: "h4".into(), result: Err("cannot connect".into()) },
+            r("h5", "Linux\n", 0),
+        ];
+        let (text, code) = report(&ran);
+        assert_eq!(code, 2);
+        assert!(text.contains("h[1-2,5] (3)\n---------------\nLinux\n"), "{text}");
+        assert!(text.contains("h3 (1, exit 2)"), "{text}");
+        assert!(text.contains("mln: h4: cannot connect"), "{text}");
+        let (quiet, code) = report(&[r("h1", "", 0)]);
+        assert_eq!((quiet.as_str(), code), ("", 0));
+    }
+}

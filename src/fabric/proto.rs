@@ -1,0 +1,102 @@
+//! The agent protocol: one request per SSH channel, as one JSON line on
+//! the agent's stdin; answers are JSON lines on its stdout (`listening`,
+//! then `ok` or `error`); its stderr carries progress lines for people.
+//! `PROTOCOL` changes whenever a message changes shape.
+
+use crate::plan::Plan;
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Hello,
+    Info,
+    /// Build these hosts (the service host's share of the project).
+    Build { plan: Plan, file: String, replace: bool },
+    Start { project: String, hosts: Vec<String> },
+    Stop { project: String, hosts: Vec<String>, mode: StopMode },
+    Status { project: String },
+    Remove { project: String },
+    /// Sizes and SHA-256 of template entries (exact names).
+    Templates { entries: Vec<String> },
+    /// Receive one file into the templates directory: listen, answer
+    /// `listening`, read the downstream plan as the next stdin line, then
+    /// take the data from whoever connects with the token.
+    Receive { path: String, size: u64, sha256: String, token: String },
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StopMode {
+    Graceful { wait_secs: u64 },
+    Save,
+    Hard,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hello {
+    pub protocol: u32,
+    pub version: String,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub name: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Info {
+    pub hostname: String,
+    pub mln_version: String,
+    pub libvirt_version: String,
+    pub libvirt_uri: String,
+    pub cpus: u32,
+    pub memory_total_mib: u64,
+    pub memory_available_mib: u64,
+    pub domains: Vec<DomainInfo>,
+    pub projects: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileSum {
+    /// Relative to the templates directory.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Where a relay sends what it receives: each inner list is one
+/// downstream link, its candidates in order (the next one is tried when
+/// one is dead: the chain closes over it).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Downstream {
+    pub links: Vec<Vec<Peer>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub addr: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Received {
+    pub ok: bool,
+    pub message: String,
+    /// Peers this relay sent the whole file to.
+    pub forwarded: Vec<String>,
+    /// Peers it gave up on.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Line {
+    Listening(u16),
+    Ok(serde_json::Value),
+    Error(String),
+}

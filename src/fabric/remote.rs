@@ -1,0 +1,185 @@
+//! The managing side of the agent: make sure the service host runs our
+//! exact `mln` (copied over and checked by SHA-256 when missing or
+//! different, as TakTuk propagates itself), then send it requests.
+
+use super::agent::self_sha256;
+use super::config::Server;
+use super::proto::{Hello, Line, Request, PROTOCOL};
+use super::ssh::{self, quote, Conn, Event, Proc};
+
+pub struct Agent {
+    pub conn: Conn,
+    path: String,
+}
+
+/// Connects to `server` and makes sure its agent is ours.
+pub async fn attach(server: &Server) -> Result<Agent, String> {
+    let conn = ssh::connect(server).await?;
+    let sha = self_sha256()?;
+    let path = format!("{}/mln-{}", server.agent_dir, &sha[..16]);
+    let agent = Agent { conn, path };
+    if let Ok(h) = agent.hello().await {
+        if h.sha256 == sha && h.protocol == PROTOCOL {
+            return Ok(agent);
+        }
+    }
+    agent.upload(&sha).await?;
+    let h = agent.hello().await?;
+    if h.sha256 != sha || h.protocol != PROTOCOL {
+        return Err(format!("{}: the agent copied to {} reports {} (protocol {}), not ours", server.name, agent.path, h.sha256, h.protocol));
+    }
+    Ok(agent)
+}
+
+/// An agent request in progress: its answer lines, with the agent's
+/// stderr lines handed to `progress` as they come.
+pub struct Session {
+    proc: Proc,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    host: String,
+}
+
+impl Session {
+    pub async fn send_line(&mut self, v: &impl serde::Serialize) -> Result<(), String> {
+        let mut line = serde_json::to_vec(v).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        self.proc.send(&line).await
+    }
+
+    pub async fn next(&mut self, progress: &(dyn Fn(&str) + Sync)) -> Result<Line, String> {
+        loop {
+            if let Some(i) = self.out.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.out.drain(..=i).collect();
+                return serde_json::from_slice(&line).map_err(|e| format!("{}: unreadable answer from the agent ({e}): {}", self.host, String::from_utf8_lossy(&line).trim()));
+            }
+            match self.proc.next().await {
+                Some(Event::Stdout(d)) => self.out.extend(d),
+                Some(Event::Stderr(d)) => {
+                    self.err.extend(d);
+                    while let Some(i) = self.err.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = self.err.drain(..=i).collect();
+                        progress(String::from_utf8_lossy(&line).trim_end());
+                    }
+                }
+                Some(Event::Exit(s)) if s != 0 && self.out.is_empty() => {
+                    let err = String::from_utf8_lossy(&self.err).trim().to_string();
+                    return Err(format!("{}: the agent exited with status {s}{}", self.host, if err.is_empty() { String::new() } else { format!(": {err}") }));
+                }
+                Some(Event::Exit(_)) => {}
+                None => return Err(format!("{}: the connection closed before the agent answered", self.host)),
+            }
+        }
+    }
+
+    /// Reads to the final answer.
+    pub async fn answer(&mut self, progress: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value, String> {
+        loop {
+            match self.next(progress).await? {
+                Line::Ok(v) => return Ok(v),
+                Line::Error(e) => return Err(e),
+                Line::Listening(_) => {}
+            }
+        }
+    }
+}
+
+impl Agent {
+    fn command(&self) -> String {
+        let s = &self.conn.server;
+        format!(
+            "{} --state-dir {} --templates {} --connect {} agent",
+            quote(&self.path),
+            quote(&s.state_dir),
+            quote(&s.templates),
+            quote(&s.libvirt)
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        &self.conn.server.name
+    }
+
+    async fn hello(&self) -> Result<Hello, String> {
+        let v = self.call(&Request::Hello, &|_| {}).await?;
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    async fn upload(&self, sha: &str) -> Result<(), String> {
+        let name = &self.conn.server.name;
+        let exe = std::fs::read("/proc/self/exe").map_err(|e| format!("cannot read our own binary: {e}"))?;
+        let dir = self.path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");
+        let tmp = format!("{}.tmp{}", self.path, &super::relay::token()[..8]);
+        let cmd = format!(
+            "mkdir -p {d} && cat > {t} && chmod 755 {t} && sha256sum {t}",
+            d = quote(dir),
+            t = quote(&tmp)
+        );
+        let out = self.conn.exec(&cmd, &exe).await?;
+        let got = String::from_utf8_lossy(&out.stdout);
+        if out.status != Some(0) || got.split_whitespace().next() != Some(sha) {
+            let _ = self.conn.exec(&format!("rm -f {}", quote(&tmp)), b"").await;
+            return Err(format!(
+                "{name}: copying the agent to {} failed (status {:?}, checksum {}): {}",
+                self.path,
+                out.status,
+                got.split_whitespace().next().unwrap_or("none"),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let out = self.conn.exec(&format!("mv -f {} {}", quote(&tmp), quote(&self.path)), b"").await?;
+        if out.status != Some(0) {
+            return Err(format!("{name}: cannot place the agent: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        eprintln!("mln: {name}: agent installed at {} (sha256 {})", self.path, &sha[..16]);
+        Ok(())
+    }
+
+    pub async fn open(&self, req: &Request) -> Result<Session, String> {
+        let proc = self.conn.open(&self.command()).await?;
+        let mut s = Session { proc, out: Vec::new(), err: Vec::new(), host: self.name().to_string() };
+        s.send_line(req).await?;
+        Ok(s)
+    }
+
+    /// Sends one request and waits for its answer.
+    pub async fn call(&self, req: &Request, progress: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value, String> {
+        let mut s = self.open(req).await?;
+        s.answer(progress).await
+    }
+
+    pub async fn call_as<T: serde::de::DeserializeOwned>(&self, req: &Request, progress: &(dyn Fn(&str) + Sync)) -> Result<T, String> {
+        let v = self.call(req, progress).await?;
+        serde_json::from_value(v).map_err(|e| format!("{}: unexpected answer: {e}", self.name()))
+    }
+}
+
+/// Runs `f` for every server, at most `window` at once, each within
+/// `limit` when given; results in the servers' order. One slow or dead
+/// host holds only its own slot.
+pub async fn fan_out<T, F, Fut>(servers: &[Server], window: usize, limit: Option<std::time::Duration>, f: F) -> Vec<Result<T, String>>
+where
+    F: Fn(Server) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>> + Send + 'static,
+    T: Send + 'static,
+{
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(window.max(1)));
+    let mut handles = Vec::new();
+    for s in servers {
+        let fut = f(s.clone());
+        let sem = sem.clone();
+        let name = s.name.clone();
+        handles.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+            match limit {
+                Some(l) => tokio::time::timeout(l, fut).await.unwrap_or_else(|_| Err(format!("{name}: no answer within {} s", l.as_secs()))),
+                None => fut.await,
+            }
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap_or_else(|e| Err(format!("internal error: {e}"))));
+    }
+    out
+}
