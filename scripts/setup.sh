@@ -17,7 +17,10 @@ packages=(
   cpio
   linux-image-cloud-amd64 # the test guest's kernel
   e2fsprogs               # debugfs and mke2fs: filesystem templates
-  iproute2                # ip: the bridges of switches
+  iproute2                # ip: the bridges of switches, test hosts in namespaces
+  openssh-server          # sshd of the test service hosts (tests only)
+  openssh-client          # ssh-keygen for the test hosts' keys
+  util-linux              # unshare and nsenter for the test hosts
 )
 
 installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | awk '/install ok installed/ {print $4}'; }

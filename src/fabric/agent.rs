@@ -189,8 +189,11 @@ fn meminfo(key: &str) -> u64 {
 }
 
 fn info(opts: &Options) -> Result<Info, String> {
-    let lv = Libvirt::connect(&opts.connect)?;
-    let (libvirt_version, domains) = lv.inventory()?;
+    // A host whose libvirt is down is still worth describing.
+    let (libvirt_version, domains) = match Libvirt::connect(&opts.connect).and_then(|lv| lv.inventory()) {
+        Ok(x) => x,
+        Err(e) => (format!("unavailable: {e}"), Vec::new()),
+    };
     let projects = match State::open(&opts.state_dir) {
         Ok(s) => s.projects()?.into_iter().map(|r| r.name).collect(),
         Err(_) => Vec::new(),
