@@ -170,3 +170,34 @@ fn bad_input_never_panics_the_cli() {
     mln().arg("check").arg(&f).assert().failure().code(1);
     mln().args(["check", "/nonexistent/file.mln"]).assert().failure().stderr(predicate::str::contains("cannot read"));
 }
+
+#[test]
+fn an_overcommitted_placement_is_refused_at_plan_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("p.mln");
+    std::fs::write(
+        &project,
+        "global {\n    project p\n    autoenum {\n        superclass s\n        numhosts 6\n        service_hosts {\n            h1 4\n            h2 2\n        }\n    }\n}\n\
+         superclass s {\n    memory 512M\n    vcpus 2\n}\n",
+    )
+    .unwrap();
+    let fabric = dir.path().join("fabric.toml");
+    std::fs::write(&fabric, "[hosts.h1]\nmax_vms = 3\nmemory = \"1G\"\n[hosts.h2]\nvcpus = 8\n").unwrap();
+    let out = mln().arg("--fabric").arg(&fabric).args(["plan"]).arg(&project).assert().failure();
+    let flat = |b: &[u8]| String::from_utf8_lossy(b).replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ");
+    let err = flat(&out.get_output().stderr);
+    assert!(err.contains("service host `h1` is over-committed: 4 VMs (it takes 3), 2048 MiB of memory (it has 1024 MiB for VMs)"), "{err}");
+    assert!(err.contains("p.mln:7:13"), "points at h1's placement: {err}");
+    assert!(!err.contains("`h2`"), "h2 fits: {err}");
+    // The servers file form: `host max-vms`.
+    let servers = dir.path().join("servers.txt");
+    std::fs::write(&servers, "h1 4\n# h2 takes two\nh2 1\n").unwrap();
+    let out = mln().arg("--fabric").arg(&servers).args(["check"]).arg(&project).assert().failure();
+    let err = flat(&out.get_output().stderr);
+    assert!(err.contains("service host `h2` is over-committed: 2 VMs (it takes 1)"), "{err}");
+    // A service host the fabric does not list.
+    std::fs::write(&servers, "h1 4\nh3\n").unwrap();
+    mln().arg("--fabric").arg(&servers).args(["check"]).arg(&project).assert().failure().stderr(predicate::str::contains("service host `h2` is not in the fabric file"));
+    std::fs::write(&servers, "h1 4\nh2\n").unwrap();
+    mln().arg("--fabric").arg(&servers).args(["check"]).arg(&project).assert().success();
+}

@@ -158,8 +158,9 @@ fn a_service_host_lost_mid_build_fails_alone_and_a_rerun_completes() {
     for h in ["h1", "h3"] {
         copy_dir(&m.template(), &lab.state_dir(h).join("templates/mln-testguest"));
     }
-    // h2 gets the template over a slow link: the build is still sending
-    // it when h2's sshd goes away.
+    // Agents in place first; then h2 gets the template over a slow link:
+    // the build is still sending it when h2's sshd goes away.
+    m.ok(&["fabric", "status"]);
     let veth = lab.host("h2").veth.clone();
     std::process::Command::new("tc").args(["qdisc", "add", "dev", &veth, "root", "tbf", "rate", "8mbit", "burst", "32kb", "latency", "400ms"]).status().unwrap();
     let file = project(m.state.path(), "cut", &[("h1", 2), ("h2", 2), ("h3", 2)]);
@@ -179,11 +180,11 @@ fn a_service_host_lost_mid_build_fails_alone_and_a_rerun_completes() {
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "the build should fail:\n{stdout}{stderr}");
-    for n in ["node03@h2", "node04@h2"] {
+    for n in ["node3@h2", "node4@h2"] {
         let line = stdout.lines().find(|l| l.contains(n)).unwrap_or_else(|| panic!("no {n} in:\n{stdout}"));
         assert!(line.contains("FAILED") && line.contains("h2"), "{line}");
     }
-    for n in ["node01@h1", "node02@h1", "node05@h3", "node06@h3"] {
+    for n in ["node1@h1", "node2@h1", "node5@h3", "node6@h3"] {
         let line = stdout.lines().find(|l| l.contains(n)).unwrap_or_else(|| panic!("no {n} in:\n{stdout}"));
         assert!(line.contains(" ok "), "{line}");
     }
@@ -191,9 +192,9 @@ fn a_service_host_lost_mid_build_fails_alone_and_a_rerun_completes() {
     std::process::Command::new("tc").args(["qdisc", "del", "dev", &veth, "root"]).status().unwrap();
     lab.start_sshd("h2");
     m.ok(&["build", "-f", file.to_str().unwrap()]);
-    assert_eq!(lab.domains("h1"), ["node01.cut", "node02.cut"]);
-    assert_eq!(lab.domains("h2"), ["node03.cut", "node04.cut"]);
-    assert_eq!(lab.domains("h3"), ["node05.cut", "node06.cut"]);
+    assert_eq!(lab.domains("h1"), ["node1.cut", "node2.cut"]);
+    assert_eq!(lab.domains("h2"), ["node3.cut", "node4.cut"]);
+    assert_eq!(lab.domains("h3"), ["node5.cut", "node6.cut"]);
     // Built once: a third build is refused as already built.
     let (ok, _, err) = m.run(&["build", "-f", file.to_str().unwrap()]);
     assert!(!ok && err.contains("already built"), "{err}");

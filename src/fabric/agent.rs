@@ -115,7 +115,14 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
             let lv = Libvirt::connect(&opts.connect)?;
             let env = Env { state: &state, lv: &lv, templates: opts.templates.clone() };
             match op {
-                Request::Build { plan, file, replace } => json(lifecycle::build(&env, &plan, Path::new(&file), replace)?),
+                Request::Build { plan, file, replace, resume } => {
+                    if resume && !replace {
+                        if let Some(done) = built_from(&state, &plan)? {
+                            return json(done);
+                        }
+                    }
+                    json(lifecycle::build(&env, &plan, Path::new(&file), replace)?)
+                }
                 Request::Start { project, hosts } => json(lifecycle::start(&env, &project, &hosts)?),
                 Request::Stop { project, hosts, mode } => {
                     let mode = match mode {
@@ -209,4 +216,11 @@ fn info(opts: &Options) -> Result<Info, String> {
         domains: domains.into_iter().map(|(name, state)| DomainInfo { name, state }).collect(),
         projects,
     })
+}
+
+/// When a project was built from exactly `plan`: every host, "already built".
+pub fn built_from(state: &State, plan: &crate::plan::Plan) -> Result<Option<Vec<lifecycle::Outcome>>, String> {
+    let Some(row) = state.project(&plan.project)? else { return Ok(None) };
+    let same = serde_json::from_str::<crate::plan::Plan>(&row.plan_json).is_ok_and(|p| &p == plan);
+    Ok((row.state == "built" && same).then(|| plan.hosts.iter().map(|h| lifecycle::Outcome { host: h.name.clone(), result: Ok("already built".into()) }).collect()))
 }

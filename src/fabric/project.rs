@@ -114,10 +114,12 @@ pub fn build(ctx: &Ctx, local: Option<&Env>, plan: &Plan, file: &Path, replace: 
         .iter()
         .map(|n| (ctx.fabric.server(n), share(plan, &groups[&Some(n.clone())], &ctx.templates)))
         .collect();
+    let resume = old.as_ref().is_some_and(|r| r.state == "building");
     let remote = ctx.rt.spawn(build_remote(
         shares,
         file.display().to_string(),
         replace,
+        resume,
         ctx.templates.clone(),
         ctx.state.dir().join("cache"),
         ctx.fabric.fanout,
@@ -125,7 +127,8 @@ pub fn build(ctx: &Ctx, local: Option<&Env>, plan: &Plan, file: &Path, replace: 
     if let Some(local_hosts) = groups.get(&None) {
         let env = local.ok_or("hosts without a service host need the local libvirt")?;
         let mine = share(plan, local_hosts, &ctx.templates);
-        match lifecycle::build(env, &mine, file, replace) {
+        let done = if resume && !replace { super::agent::built_from(env.state, &mine)? } else { None };
+        match done.map(Ok).unwrap_or_else(|| lifecycle::build(env, &mine, file, replace)) {
             Ok(o) => outcomes.extend(o),
             Err(e) => outcomes.extend(local_hosts.iter().map(|h| Outcome { host: h.name.clone(), result: Err(e.clone()) })),
         }
@@ -142,7 +145,7 @@ pub fn build(ctx: &Ctx, local: Option<&Env>, plan: &Plan, file: &Path, replace: 
     Ok(outcomes)
 }
 
-async fn build_remote(shares: Vec<(Server, Plan)>, file: String, replace: bool, templates: PathBuf, cache: PathBuf, fanout: usize) -> Vec<Outcome> {
+async fn build_remote(shares: Vec<(Server, Plan)>, file: String, replace: bool, resume: bool, templates: PathBuf, cache: PathBuf, fanout: usize) -> Vec<Outcome> {
     let servers: Vec<Server> = shares.iter().map(|(s, _)| s.clone()).collect();
     let vm_names = |i: usize| -> Vec<String> { shares[i].1.hosts.iter().map(|h| h.name.clone()).collect() };
     let agents = attach_all(&servers, fanout).await;
@@ -206,7 +209,7 @@ async fn build_remote(shares: Vec<(Server, Plan)>, file: String, replace: bool, 
     let mut running = Vec::new();
     for (i, (server, plan)) in shares.iter().enumerate() {
         let agent = agents[i].as_ref().ok().cloned();
-        let req = Request::Build { plan: plan.clone(), file: file.clone(), replace };
+        let req = Request::Build { plan: plan.clone(), file: file.clone(), replace, resume };
         let (name, skip) = (server.name.clone(), failed[i].clone());
         running.push(tokio::spawn(async move {
             if let Some(e) = skip {

@@ -14,7 +14,15 @@ pub enum Request {
     Hello,
     Info,
     /// Build these hosts (the service host's share of the project).
-    Build { plan: Plan, file: String, replace: bool },
+    /// `resume`: the manager is finishing an interrupted build, so a share
+    /// already built from this very plan counts as done.
+    Build {
+        plan: Plan,
+        file: String,
+        replace: bool,
+        #[serde(default)]
+        resume: bool,
+    },
     Start { project: String, hosts: Vec<String> },
     Stop { project: String, hosts: Vec<String>, mode: StopMode },
     Status { project: String },

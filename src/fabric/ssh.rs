@@ -156,6 +156,9 @@ async fn connect_inner(server: &Server) -> Result<Conn, String> {
         }
         tried.push(path.display().to_string());
     }
+    if handle.is_closed() {
+        return Err(format!("{}: the connection closed during authentication", server.name));
+    }
     Err(format!(
         "{}: no key was accepted for {}@{} (tried: {})",
         server.name,
