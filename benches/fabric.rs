@@ -1,0 +1,218 @@
+//! Fabric benchmarks, each side by side with its peers in one run, on
+//! service hosts in network namespaces (root needed; peers from Debian:
+//! `apt-get install clustershell pdsh taktuk`):
+//! * parallel command: `mln fabric exec -- true` vs clush, pdsh, taktuk on 16 hosts;
+//! * broadcast of a 1 GiB template to 8 hosts on 1 Gbit/s links: mln's
+//!   chain vs sequential scp vs taktuk's broadcast put;
+//! * build scaling, the paper's Figure 4: 12 VMs as 1x12, 2x6, 3x4.
+//!
+//! `cargo bench --bench fabric [exec|broadcast|scaling]`; MLN_BENCH_QUICK=1
+//! makes everything smaller (to check the bench itself).
+
+#[path = "../tests/support/testhosts.rs"]
+mod testhosts;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use testhosts::Lab;
+
+fn quick() -> bool {
+    std::env::var_os("MLN_BENCH_QUICK").is_some()
+}
+
+fn mln_bin() -> PathBuf {
+    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/mln");
+    assert!(release.exists(), "build the release binary first: cargo build --release");
+    release
+}
+
+fn ssh_opts(lab: &Lab) -> String {
+    format!(
+        "-i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=10",
+        lab.key.display(),
+        lab.known_hosts.display()
+    )
+}
+
+fn time(label: &str, mut cmd: Command) -> Duration {
+    cmd.env_remove("SSH_AUTH_SOCK");
+    let t = Instant::now();
+    let out = cmd.output().unwrap_or_else(|e| panic!("{label}: {e}"));
+    let d = t.elapsed();
+    assert!(out.status.success(), "{label} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    d
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn sh(cmd: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(cmd);
+    c
+}
+
+fn mln(state: &Path, fabric: &Path) -> Command {
+    let mut c = Command::new(mln_bin());
+    c.arg("--state-dir").arg(state).arg("--fabric").arg(fabric);
+    c
+}
+
+fn exec_bench() {
+    let n = if quick() { 4 } else { 16 };
+    let runs = if quick() { 3 } else { 11 };
+    let lab = Lab::new(n, false);
+    let state = tempfile::tempdir().unwrap();
+    let fabric = lab.fabric("");
+    let addrs: Vec<String> = lab.hosts.iter().map(|h| h.addr.clone()).collect();
+    let prefix = addrs[0].rsplit_once('.').unwrap().0.to_string();
+    let set = format!("{prefix}.[11-{}]", 10 + n);
+    let opts = ssh_opts(&lab);
+    let ms: Vec<String> = addrs.iter().map(|a| format!("-m {a}")).collect();
+    let peers: Vec<(&str, String)> = vec![
+        ("clush", format!("clush -b -f 64 -l root -o '{opts}' -w {set} true")),
+        ("pdsh", format!("PDSH_SSH_ARGS_APPEND='{opts}' pdsh -R ssh -f 64 -l root -w {set} true")),
+        ("taktuk", format!("taktuk -c 'ssh {opts} -l root' {} broadcast exec [ true ]", ms.join(" "))),
+    ];
+    // Every tool once before timing (caches, ARP).
+    time("mln", {
+        let mut c = mln(state.path(), &fabric);
+        c.args(["fabric", "exec", "--", "true"]);
+        c
+    });
+    for (name, cmd) in &peers {
+        time(name, sh(cmd));
+    }
+    let mut results: Vec<(String, Duration)> = Vec::new();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); peers.len() + 1];
+    // Interleaved, so drift on the machine hits every tool alike.
+    for _ in 0..runs {
+        samples[0].push(time("mln", {
+            let mut c = mln(state.path(), &fabric);
+            c.args(["fabric", "exec", "--", "true"]);
+            c
+        }));
+        for (i, (name, cmd)) in peers.iter().enumerate() {
+            samples[i + 1].push(time(name, sh(cmd)));
+        }
+    }
+    results.push(("mln fabric exec".into(), median(samples[0].clone())));
+    for (i, (name, _)) in peers.iter().enumerate() {
+        results.push((name.to_string(), median(samples[i + 1].clone())));
+    }
+    let best_peer = results[1..].iter().map(|r| r.1).min().unwrap();
+    println!("\n## parallel `true` on {n} service hosts (median of {runs})");
+    for (name, d) in &results {
+        println!("{name:18} {:8.1} ms", d.as_secs_f64() * 1000.0);
+    }
+    println!("ratio mln / fastest peer: {:.2}", results[0].1.as_secs_f64() / best_peer.as_secs_f64());
+}
+
+fn broadcast_bench() {
+    let n = if quick() { 3 } else { 8 };
+    let mib: u64 = if quick() { 64 } else { 1024 };
+    let lab = Lab::new(n, false);
+    for h in &lab.hosts {
+        let st = Command::new("tc").args(["qdisc", "add", "dev", &h.veth, "root", "tbf", "rate", "1gbit", "burst", "256kb", "latency", "50ms"]).status().unwrap();
+        assert!(st.success());
+    }
+    let state = tempfile::tempdir().unwrap();
+    let fabric = lab.fabric("");
+    let templates = state.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    let file = templates.join("big.img");
+    // Incompressible, and hashed once up front (as any template is).
+    let st = sh(&format!("head -c {}M /dev/urandom > {}", mib, file.display())).status().unwrap();
+    assert!(st.success());
+    let opts = ssh_opts(&lab);
+    let clean = |lab: &Lab| {
+        for h in &lab.hosts {
+            let _ = std::fs::remove_file(lab.state_dir(&h.name).join("templates/big.img"));
+            let _ = std::fs::remove_file(lab.state_dir(&h.name).join("bench.img"));
+        }
+        let _ = sh("sync; echo 1 > /proc/sys/vm/drop_caches").status();
+    };
+    // Agents in place and the source's checksum cached, as before any real push.
+    let mut warm = mln(state.path(), &fabric);
+    warm.args(["fabric", "status"]);
+    time("warm-up", warm);
+    let _ = mln::fabric::relay::file_sum(&file, &state.path().join("cache"));
+    clean(&lab);
+    let mut push = mln(state.path(), &fabric);
+    push.args(["template", "push", "big.img"]);
+    let t_mln = time("mln template push", push);
+    for h in &lab.hosts {
+        let got = std::fs::metadata(lab.state_dir(&h.name).join("templates/big.img")).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(got, mib << 20, "{} did not get the whole file", h.name);
+    }
+    clean(&lab);
+    let scp: Vec<String> = lab.hosts.iter().map(|h| format!("scp -q {opts} {} root@{}:/var/lib/mln/bench.img", file.display(), h.addr)).collect();
+    let t_scp = time("sequential scp", sh(&scp.join(" && ")));
+    clean(&lab);
+    let ms: Vec<String> = lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
+    let t_taktuk = time(
+        "taktuk broadcast put",
+        sh(&format!("taktuk -c 'ssh {opts} -l root' {} broadcast put [ {} ] [ /var/lib/mln/bench.img ]", ms.join(" "), file.display())),
+    );
+    clean(&lab);
+    let ideal = (mib as f64 * 1048576.0 * 8.0) / 1e9;
+    println!("\n## {mib} MiB to {n} service hosts, 1 Gbit/s links (one run each)");
+    println!("ideal (size / link rate)  {ideal:8.2} s");
+    for (name, d) in [("mln template push", t_mln), ("sequential scp", t_scp), ("taktuk broadcast put", t_taktuk)] {
+        println!("{name:24} {:8.2} s   {:.2} x ideal", d.as_secs_f64(), d.as_secs_f64() / ideal);
+    }
+}
+
+fn scaling_bench() {
+    let layouts: &[(u32, u32)] = if quick() { &[(1, 2), (2, 1)] } else { &[(1, 12), (2, 6), (3, 4), (1, 4), (3, 1)] };
+    let max_hosts = layouts.iter().map(|l| l.1).max().unwrap() as usize;
+    let runs = if quick() { 1 } else { 3 };
+    let lab = Lab::new(max_hosts, true);
+    let state = tempfile::tempdir().unwrap();
+    let fabric = lab.fabric("");
+    let guest = state.path().join("templates/mln-testguest");
+    let st = Command::new("bash").arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testguest/build.sh")).arg(&guest).status().unwrap();
+    assert!(st.success());
+    println!("\n## build scaling (VMs per host x hosts; median of {runs} builds, templates already on the hosts)");
+    for &(per, hosts) in layouts {
+        let slots: String = (1..=hosts).map(|h| format!("            h{h} {per}\n")).collect();
+        let text = format!(
+            "global {{\n    project scale\n    autoenum {{\n        superclass node\n        numhosts {}\n        service_hosts {{\n{slots}        }}\n    }}\n}}\n\
+             superclass node {{\n    memory 64M\n    template mln-testguest\n}}\n",
+            per * hosts
+        );
+        let file = state.path().join("scale.mln");
+        std::fs::write(&file, text).unwrap();
+        let mut samples = Vec::new();
+        for r in 0..=runs {
+            let mut b = mln(state.path(), &fabric);
+            b.args(["build", "-f"]).arg(&file);
+            let d = time("build", b);
+            // The first build also sends templates and agents: not counted.
+            if r > 0 {
+                samples.push(d);
+            }
+            let mut rm = mln(state.path(), &fabric);
+            rm.args(["remove", "-p", "scale"]);
+            time("remove", rm);
+        }
+        println!("{per} x {hosts:2} ({:2} VMs)  {:8.3} s", per * hosts, median(samples).as_secs_f64());
+    }
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let want = |n: &str| which.is_empty() || which.iter().any(|w| w == n);
+    if want("exec") {
+        exec_bench();
+    }
+    if want("broadcast") {
+        broadcast_bench();
+    }
+    if want("scaling") {
+        scaling_bench();
+    }
+}
