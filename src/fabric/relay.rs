@@ -92,13 +92,25 @@ fn send_to(file: &File, size: u64, progress: &Progress, token: &str, peer: &Peer
     let mut have = [0u8; 8];
     s.read_exact(&mut have).map_err(|e| Fatal(false, format!("no answer: {e}")))?;
     let mut pos = u64::from_be_bytes(have);
-    let mut buf = vec![0u8; CHUNK];
+    use std::os::fd::AsRawFd;
     while pos < size {
         let avail = progress.wait_past(pos).ok_or_else(|| Fatal(true, "our copy failed".into()))?;
-        let n = ((avail - pos) as usize).min(CHUNK);
-        file.read_exact_at(&mut buf[..n], pos).map_err(|e| Fatal(true, format!("cannot read our copy: {e}")))?;
-        s.write_all(&buf[..n]).map_err(io)?;
-        pos += n as u64;
+        // sendfile: the kernel sends from the page cache, no copy through
+        // here (measured: the relay is CPU-bound in the kernel otherwise).
+        let mut off = pos as libc::off_t;
+        let n = ((avail - pos) as usize).min(4 * CHUNK);
+        // SAFETY: both descriptors are open for the duration of the call.
+        let sent = unsafe { libc::sendfile(s.as_raw_fd(), file.as_raw_fd(), &mut off, n) };
+        match sent {
+            n if n > 0 => pos += n as u64,
+            0 => return Err(Fatal(true, "our copy is shorter than announced".into())),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(io(e));
+                }
+            }
+        }
     }
     s.shutdown(std::net::Shutdown::Write).ok();
     // Wait for the peer to close: it has read everything.

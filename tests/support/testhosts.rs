@@ -27,6 +27,9 @@ pub struct Lab {
     pub key: PathBuf,
     pub known_hosts: PathBuf,
     pub gateway: String,
+    /// Each host's /var/lib/mln is a tmpfs (benchmarks: on one machine the
+    /// hosts share one disk, which real hosts do not).
+    tmpfs: bool,
 }
 
 fn sh(cmd: &str) -> Result<String, String> {
@@ -56,6 +59,10 @@ fn slot() -> u32 {
 impl Lab {
     /// `n` hosts named h1..hn; with `libvirt`, each runs its own libvirtd.
     pub fn new(n: usize, libvirt: bool) -> Lab {
+        Lab::with_storage(n, libvirt, false)
+    }
+
+    pub fn with_storage(n: usize, libvirt: bool, tmpfs: bool) -> Lab {
         use std::os::unix::fs::PermissionsExt;
         let s = slot();
         // QEMU runs as another user under libvirtd: the tree must be traversable.
@@ -67,7 +74,7 @@ impl Lab {
         let key = dir.path().join("id_ed25519");
         must(&format!("ssh-keygen -q -t ed25519 -N '' -C mln-test -f {}", key.display()));
         std::fs::copy(dir.path().join("id_ed25519.pub"), dir.path().join("authorized_keys")).unwrap();
-        let mut lab = Lab { known_hosts: dir.path().join("known_hosts"), dir, bridge, hosts: Vec::new(), key, gateway: format!("{net}.1") };
+        let mut lab = Lab { known_hosts: dir.path().join("known_hosts"), dir, bridge, hosts: Vec::new(), key, gateway: format!("{net}.1"), tmpfs };
         for i in 1..=n {
             let h = lab.start_host(s, i, libvirt);
             lab.hosts.push(h);
@@ -89,6 +96,9 @@ impl Lab {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         must(&format!("cp -a /etc/libvirt/. {}/etc/", root.display()));
+        if self.tmpfs {
+            must(&format!("mount -t tmpfs -o size=4g,mode=755 mln-lab {}/mln", root.display()));
+        }
         let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap();
         let conf = root.join("etc/libvirtd.conf");
         let mut c = std::fs::read_to_string(&conf).unwrap_or_default();
@@ -100,7 +110,7 @@ impl Lab {
             format!(
                 "ListenAddress {addr}\nHostKey {r}/ssh_host_ed25519_key\nPidFile {r}/sshd.pid\nAuthorizedKeysFile {lab}/authorized_keys\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-                 PrintMotd no\nMaxStartups 200:30:400\nMaxSessions 200\nUseDNS no\n",
+                 PrintMotd no\nSubsystem sftp internal-sftp\nMaxStartups 200:30:400\nMaxSessions 200\nUseDNS no\n",
                 r = root.display(),
                 lab = self.dir.path().display()
             ),
@@ -242,6 +252,9 @@ impl Drop for Lab {
             let _ = h.starter.wait();
             let _ = sh(&format!("ip netns del {}", h.ns));
             let _ = sh(&format!("ip link del {}", h.veth));
+            if self.tmpfs {
+                let _ = sh(&format!("umount {}/mln", h.root.display()));
+            }
         }
         let _ = sh(&format!("ip link del {}", self.bridge));
     }
