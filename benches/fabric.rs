@@ -205,7 +205,21 @@ fn scaling_bench() {
             rm.args(["remove", "-p", "scale"]);
             time("remove", rm);
         }
-        println!("{per} x {hosts:2} ({:2} VMs)  {:8.3} s", per * hosts, median(samples).as_secs_f64());
+        // What reaching these hosts costs alone: SSH, the agent, one request.
+        let names = format!("h[1-{hosts}]");
+        let reach: Vec<Duration> = (0..3)
+            .map(|_| {
+                let mut c = mln(state.path(), &fabric);
+                c.args(["fabric", "status", "-w", &names]);
+                time("fabric status", c)
+            })
+            .collect();
+        println!(
+            "{per} x {hosts:2} ({:2} VMs)  build {:8.3} s   reaching the {hosts} hosts (fabric status) {:6.3} s",
+            per * hosts,
+            median(samples).as_secs_f64(),
+            median(reach).as_secs_f64()
+        );
     }
 }
 

@@ -133,6 +133,16 @@ fn twelve_vms_over_three_service_hosts() {
         assert_eq!(h["info"]["domains"].as_array().unwrap().len(), 4, "{h}");
         assert_eq!(h["info"]["projects"], serde_json::json!(["fab"]), "{h}");
     }
+    // `mln status` without -p lists the fabric project's hosts too.
+    let all = m.ok(&["status"]);
+    assert_eq!(all.lines().filter(|l| l.starts_with("fab ")).count(), 12, "{all}");
+    m.ok(&["stop", "-p", "fab", "-H"]);
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "fab", "--json"])).unwrap();
+    assert!(status.as_array().unwrap().iter().all(|s| s["state"] == "shut off"), "{status}");
+    for h in ["h1", "h2", "h3"] {
+        let running = lab.run_in(h, "virsh -c qemu:///system list --name");
+        assert!(running.trim().is_empty(), "{h} still runs {running}");
+    }
     // A corrupted copy is noticed and replaced before the next build.
     let bad = lab.state_dir("h2").join("templates/mln-testguest/vmlinuz");
     let mut bytes = std::fs::read(&bad).unwrap();
@@ -216,9 +226,26 @@ fn host_keys_are_checked_and_commands_fold() {
     assert!(out.contains("h1 (1)\n---------------\nh1\n") && out.contains("h2 (1)\n---------------\nh2\n"), "{out}");
     let (ok, out, _) = m.run(&["fabric", "exec", "-w", "h3", "--", "exit 3"]);
     assert!(!ok && out.contains("h3 (1, exit 3)"), "{out}");
+    // Keys from ssh-agent when no key file is named.
+    let sock = lab.dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let added = std::process::Command::new("ssh-add").arg(&lab.key).env("SSH_AUTH_SOCK", &sock).output().unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let agent_only = Manager { state: tempfile::tempdir().unwrap(), fabric: lab.dir.path().join("fabric-agent.toml") };
+    std::fs::write(&agent_only.fabric, std::fs::read_to_string(&m.fabric).unwrap().replace(&format!("identity = [\"{}\"]", lab.key.display()), "identity = []")).unwrap();
+    let (ok, out, _) = agent_only.run(&["fabric", "exec", "-w", "h1", "--", "true"]);
+    assert!(!ok && out.contains("no key was accepted"), "without the agent: {out}");
+    let with_agent = agent_only.cmd().env("SSH_AUTH_SOCK", &sock).args(["fabric", "exec", "-w", "h1", "--", "echo", "via-agent"]).output().unwrap();
+    assert!(with_agent.status.success() && String::from_utf8_lossy(&with_agent.stdout).contains("via-agent"), "{with_agent:?}");
+    let _ = agent.kill();
     // The agent is copied over once, and a damaged copy is replaced.
-    let (ok, _, err) = m.run(&["fabric", "status", "-w", "h1"]);
-    assert!(ok && err.contains("h1: agent installed"), "{err}");
+    let (ok, _out, err) = m.run(&["fabric", "status", "-w", "h1"]);
+    assert!(ok && err.contains("h1: agent installed"), "{_out}{err}");
     let (ok, _, err) = m.run(&["fabric", "status", "-w", "h1"]);
     assert!(ok && !err.contains("agent installed"), "{err}");
     let agent = std::fs::read_dir(lab.state_dir("h1").join("agent")).unwrap().next().unwrap().unwrap().path();

@@ -36,6 +36,17 @@ pub fn self_sha256() -> Result<String, String> {
     .clone()
 }
 
+/// Our SHA-256 as the agent reports it, remembered in `cache` by the
+/// binary's size, inode and modification time (any write to the file
+/// changes those): every request of every build would hash it otherwise.
+fn own_sum(cache: &Path) -> Result<String, String> {
+    let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot find our own binary: {e}"))?;
+    match super::relay::file_sum(&exe, cache) {
+        Ok((_, sum)) => Ok(sum),
+        Err(_) => self_sha256(),
+    }
+}
+
 pub fn hello() -> Result<Hello, String> {
     Ok(Hello { protocol: PROTOCOL, version: env!("CARGO_PKG_VERSION").into(), sha256: self_sha256()? })
 }
@@ -55,7 +66,9 @@ pub fn serve(opts: &Options) -> i32 {
             return 2;
         }
     };
-    if !matches!(req, Request::Receive { .. } | Request::Hello) {
+    // Work that changes things stops when the manager goes; questions
+    // just get answered.
+    if matches!(req, Request::Build { .. } | Request::Start { .. } | Request::Stop { .. } | Request::Remove { .. }) {
         watch_stdin();
     }
     let answer = handle(opts, req);
@@ -88,7 +101,7 @@ fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {
 fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
     let state = || State::open(&opts.state_dir);
     match req {
-        Request::Hello => json(hello()?),
+        Request::Hello => json(Hello { protocol: PROTOCOL, version: env!("CARGO_PKG_VERSION").into(), sha256: own_sum(&opts.state_dir.join("cache"))? }),
         Request::Info => json(info(opts)?),
         Request::Templates { entries } => {
             let cache = opts.state_dir.join("cache");
