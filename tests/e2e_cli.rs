@@ -15,9 +15,7 @@ struct Mln {
 impl Mln {
     fn new() -> Mln {
         let state = tempfile::tempdir().unwrap();
-        let t = state.path().join("templates/mln-testguest");
-        let st = std::process::Command::new("bash").arg(common::root().join("testguest/build.sh")).arg(&t).status().unwrap();
-        assert!(st.success(), "building the test guest failed");
+        common::test_guest(&state.path().join("templates"));
         Mln { state }
     }
     fn cmd(&self) -> Command {
@@ -309,12 +307,7 @@ fn the_same_commands_work_through_qemu_system() {
     // libvirtd runs QEMU as another user: the state must be reachable.
     let state = tempfile::Builder::new().prefix("mln-system-").tempdir_in("/var/tmp").unwrap();
     std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let st = std::process::Command::new("bash")
-        .arg(common::root().join("testguest/build.sh"))
-        .arg(state.path().join("templates/mln-testguest"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::test_guest(&state.path().join("templates"));
     let m = Mln { state };
     let run = |args: &[&str]| {
         let mut all = vec!["--connect", "qemu:///system"];

@@ -21,12 +21,7 @@ struct Manager {
 impl Manager {
     fn new(lab: &Lab, fabric_extra: &str) -> Manager {
         let state = tempfile::tempdir().unwrap();
-        let st = std::process::Command::new("bash")
-            .arg(common::root().join("testguest/build.sh"))
-            .arg(state.path().join("templates/mln-testguest"))
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the test guest failed");
+        common::test_guest(&state.path().join("templates"));
         Manager { state, fabric: lab.fabric(fabric_extra) }
     }
     fn cmd(&self) -> Command {
@@ -281,12 +276,7 @@ fn the_vm_commands_work_through_a_qemu_ssh_uri() {
     let lab = Lab::new(1, true);
     let state = tempfile::Builder::new().prefix("mln-remote-").tempdir_in("/var/tmp").unwrap();
     std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let st = std::process::Command::new("bash")
-        .arg(common::root().join("testguest/build.sh"))
-        .arg(state.path().join("templates/mln-testguest"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::test_guest(&state.path().join("templates"));
     // libvirt runs OpenSSH's client, which reads ~/.ssh of the user's
     // passwd entry: a wrapper (the URI's `command`) names the lab's files.
     let home = tempfile::tempdir().unwrap();

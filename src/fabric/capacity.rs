@@ -41,25 +41,13 @@ pub fn check(c: &Compilation, fabric: &Fabric) -> Vec<Diagnostic> {
                 first = first.or(Some(max as usize));
             }
         }
-        if let Some(m) = s.memory_mib {
-            if mem > m {
-                over.push(format!("{mem} MiB of memory (it has {m} MiB for VMs)"));
-                let mut sum = 0;
-                first = first.or(mine.iter().position(|h| {
-                    sum += h.memory_mib;
-                    sum > m
-                }));
-            }
+        if let Some(m) = s.memory_mib.filter(|&m| mem > m) {
+            over.push(format!("{mem} MiB of memory (it has {m} MiB for VMs)"));
+            first = first.or(first_over(&mine, m, |h| h.memory_mib));
         }
-        if let Some(v) = s.vcpus {
-            if cpus > v {
-                over.push(format!("{cpus} virtual CPUs (it has {v})"));
-                let mut sum = 0;
-                first = first.or(mine.iter().position(|h| {
-                    sum += h.vcpus;
-                    sum > v
-                }));
-            }
+        if let Some(v) = s.vcpus.filter(|&v| cpus > v) {
+            over.push(format!("{cpus} virtual CPUs (it has {v})"));
+            first = first.or(first_over(&mine, u64::from(v), |h| u64::from(h.vcpus)));
         }
         if over.is_empty() {
             continue;
@@ -73,4 +61,13 @@ pub fn check(c: &Compilation, fabric: &Fabric) -> Vec<Diagnostic> {
         out.push(d);
     }
     out
+}
+
+/// The first host whose share takes the running total past `limit`.
+fn first_over(hosts: &[&crate::plan::Host], limit: u64, take: impl Fn(&crate::plan::Host) -> u64) -> Option<usize> {
+    let mut sum = 0;
+    hosts.iter().position(|h| {
+        sum += take(h);
+        sum > limit
+    })
 }

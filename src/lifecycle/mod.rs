@@ -4,9 +4,8 @@
 //! after an interruption: what is made is recorded before it is made, and
 //! each step checks what already exists.
 //!
-//! Not yet: remote service hosts (the fabric), per-switch networks (NICs
-//! use QEMU's user-mode networking), LVM disks, filesystem templates, and a
-//! KVM probe (kvm hosts run under QEMU emulation).
+//! The same code runs on service hosts, driven by `mln agent` (see
+//! `crate::fabric`). Not yet: LVM disks (no device-mapper to test on).
 
 mod build;
 pub mod hooks;

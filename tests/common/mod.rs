@@ -27,3 +27,10 @@ pub fn codes(c: &mln::Compilation) -> Vec<&'static str> {
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Builds the test guest (testguest/build.sh) as template `mln-testguest`
+/// in `templates`.
+pub fn test_guest(templates: &Path) {
+    let st = std::process::Command::new("bash").arg(root().join("testguest/build.sh")).arg(templates.join("mln-testguest")).status().unwrap();
+    assert!(st.success(), "building the test guest failed");
+}
