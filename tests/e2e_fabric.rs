@@ -13,6 +13,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use testhosts::Lab;
 
+/// One lab at a time: each boots guests or floods links, and on a 2-core
+/// machine several at once starve each other's sshd past its timeouts.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LABS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LABS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 struct Manager {
     state: tempfile::TempDir,
     fabric: PathBuf,
@@ -76,6 +83,7 @@ fn applied(console: &str) -> Option<serde_json::Value> {
 #[test]
 #[ignore = "slow, root: service hosts in namespaces, boots 12 QEMU guests; run with --ignored"]
 fn twelve_vms_over_three_service_hosts() {
+    let _one = one_at_a_time();
     let lab = Lab::new(3, true);
     let m = Manager::new(&lab, "");
     // The template is on h1 only: h2 and h3 must get it before the build.
@@ -158,6 +166,7 @@ fn twelve_vms_over_three_service_hosts() {
 #[test]
 #[ignore = "slow, root: service hosts in namespaces; run with --ignored"]
 fn a_service_host_lost_mid_build_fails_alone_and_a_rerun_completes() {
+    let _one = one_at_a_time();
     let lab = Lab::new(3, true);
     let m = Manager::new(&lab, "");
     for h in ["h1", "h3"] {
@@ -212,6 +221,7 @@ fn a_service_host_lost_mid_build_fails_alone_and_a_rerun_completes() {
 #[test]
 #[ignore = "root: service hosts in namespaces; run with --ignored"]
 fn host_keys_are_checked_and_commands_fold() {
+    let _one = one_at_a_time();
     let lab = Lab::new(3, false);
     let m = Manager::new(&lab, "");
     // Identical outputs fold; different ones do not.
@@ -244,7 +254,11 @@ fn host_keys_are_checked_and_commands_fold() {
     let (ok, _, err) = m.run(&["fabric", "status", "-w", "h1"]);
     assert!(ok && !err.contains("agent installed"), "{err}");
     let agent = std::fs::read_dir(lab.state_dir("h1").join("agent")).unwrap().next().unwrap().unwrap().path();
-    std::fs::write(&agent, b"#!/bin/sh\necho '{\"ok\":{\"protocol\":1,\"version\":\"0\",\"sha256\":\"forged\"}}'\n").unwrap();
+    // Renamed over it: the agent may still be running (text file busy).
+    let forged = agent.with_extension("forged");
+    std::fs::write(&forged, b"#!/bin/sh\necho '{\"ok\":{\"protocol\":1,\"version\":\"0\",\"sha256\":\"forged\"}}'\n").unwrap();
+    std::fs::set_permissions(&forged, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755)).unwrap();
+    std::fs::rename(&forged, &agent).unwrap();
     let (ok, _, err) = m.run(&["fabric", "status", "-w", "h1"]);
     assert!(ok && err.contains("h1: agent installed"), "{err}");
     // Unknown key: refused, with what to do.
@@ -273,6 +287,7 @@ fn host_keys_are_checked_and_commands_fold() {
 #[ignore = "slow, root: a service host in namespaces, boots a QEMU guest; run with --ignored"]
 fn the_vm_commands_work_through_a_qemu_ssh_uri() {
     use std::os::unix::fs::PermissionsExt;
+    let _one = one_at_a_time();
     let lab = Lab::new(1, true);
     let state = tempfile::Builder::new().prefix("mln-remote-").tempdir_in("/var/tmp").unwrap();
     std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
