@@ -231,6 +231,11 @@ fn host_keys_are_checked_and_commands_fold() {
     assert!(out.contains("h1 (1)\n---------------\nh1\n") && out.contains("h2 (1)\n---------------\nh2\n"), "{out}");
     let (ok, out, _) = m.run(&["fabric", "exec", "-w", "h3", "--", "exit 3"]);
     assert!(!ok && out.contains("h3 (1, exit 3)"), "{out}");
+    // A host over its time fails alone; the others answer.
+    let started = Instant::now();
+    let (ok, out, _) = m.run(&["fabric", "exec", "-t", "3", "--", "[ $(hostname) = h2 ] && sleep 60; echo done"]);
+    assert!(!ok && out.contains("h[1,3] (2)") && out.contains("mln: h2: no answer within 3 s"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(30), "the slow host held the others");
     // Keys from ssh-agent when no key file is named.
     let sock = lab.dir.path().join("agent.sock");
     let mut agent = std::process::Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).stdout(std::process::Stdio::null()).spawn().unwrap();
@@ -248,6 +253,7 @@ fn host_keys_are_checked_and_commands_fold() {
     let with_agent = agent_only.cmd().env("SSH_AUTH_SOCK", &sock).args(["fabric", "exec", "-w", "h1", "--", "echo", "via-agent"]).output().unwrap();
     assert!(with_agent.status.success() && String::from_utf8_lossy(&with_agent.stdout).contains("via-agent"), "{with_agent:?}");
     let _ = agent.kill();
+    let _ = agent.wait();
     // The agent is copied over once, and a damaged copy is replaced.
     let (ok, _out, err) = m.run(&["fabric", "status", "-w", "h1"]);
     assert!(ok && err.contains("h1: agent installed"), "{_out}{err}");

@@ -168,11 +168,10 @@ where
     for s in servers {
         let fut = f(s.clone());
         let sem = sem.clone();
-        let name = s.name.clone();
         handles.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
             match limit {
-                Some(l) => tokio::time::timeout(l, fut).await.unwrap_or_else(|_| Err(format!("{name}: no answer within {} s", l.as_secs()))),
+                Some(l) => tokio::time::timeout(l, fut).await.unwrap_or_else(|_| Err(format!("no answer within {} s", l.as_secs()))),
                 None => fut.await,
             }
         }));
