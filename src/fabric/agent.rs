@@ -47,10 +47,6 @@ fn own_sum(cache: &Path) -> Result<String, String> {
     }
 }
 
-pub fn hello() -> Result<Hello, String> {
-    Ok(Hello { protocol: PROTOCOL, version: env!("CARGO_PKG_VERSION").into(), sha256: self_sha256()? })
-}
-
 /// Serves one request; returns the process exit code.
 pub fn serve(opts: &Options) -> i32 {
     let stdin = std::io::stdin();

@@ -33,13 +33,16 @@ pub fn uses_fabric(plan: &Plan) -> bool {
 fn share(plan: &Plan, hosts: &[&Host], templates: &Path) -> Plan {
     let mut p = plan.clone();
     p.hooks.clear();
+    // Each template looked up once, not once per host.
+    let mut entries: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
     p.hosts = hosts
         .iter()
         .map(|h| {
             let mut h = (*h).clone();
             h.service_host = None;
-            if let Ok(t) = crate::backend::template::find(templates, &h.template) {
-                h.template = t.name;
+            let entry = entries.entry(h.template.clone()).or_insert_with(|| crate::backend::template::find(templates, &h.template).ok().map(|t| t.name));
+            if let Some(e) = entry {
+                h.template = e.clone();
             }
             h
         })
