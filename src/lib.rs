@@ -11,6 +11,7 @@ pub mod fabric;
 pub mod fmt;
 pub mod guest;
 pub mod lifecycle;
+pub mod name;
 mod par;
 pub mod plan;
 pub mod plugin;
@@ -20,6 +21,7 @@ pub mod schema;
 pub mod source;
 pub mod state;
 pub mod syntax;
+pub mod term;
 pub mod tree;
 
 #[path = "../plugins/autoenum/mod.rs"]
