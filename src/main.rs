@@ -78,6 +78,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if let Some(root) = std::env::var_os(mln::backend::probes::WATCH_ENV) {
+        return mln::backend::probes::run_watcher(root.into());
+    }
+    mln::backend::probes::enable_watcher();
+    mln::state::private_files();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

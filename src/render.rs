@@ -36,7 +36,9 @@ pub fn plan_table(plan: &Plan) -> String {
     for s in &plan.switches {
         let _ = writeln!(out, "switch {}: bridge {}{}", s.name, s.bridge, s.service_host.as_ref().map(|h| format!(" on {h}")).unwrap_or_default());
     }
-    out
+    // Names and values come from the project file: nothing in them may
+    // reach the terminal as a control sequence.
+    crate::term::escape_lines(&out).into_owned()
 }
 
 fn row(h: &Host) -> Vec<String> {

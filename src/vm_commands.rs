@@ -127,7 +127,7 @@ pub enum VmCommand {
 }
 
 pub fn fail(e: String) -> ExitCode {
-    eprintln!("mln: {e}");
+    eprintln!("mln: {}", mln::term::escape_lines(&e));
     ExitCode::FAILURE
 }
 
@@ -243,7 +243,8 @@ pub fn print_status(all: &[lifecycle::HostStatus], json: bool) -> ExitCode {
         println!("{}", serde_json::to_string_pretty(all).expect("status serializes"));
     } else {
         for s in all {
-            println!("{:12} {:12} {:9} {:18} {}", s.project, s.host, s.state, s.service_host.as_deref().unwrap_or("(local)"), s.addresses.join(" "));
+            let line = format!("{:12} {:12} {:9} {:18} {}", s.project, s.host, s.state, s.service_host.as_deref().unwrap_or("(local)"), s.addresses.join(" "));
+            println!("{}", mln::term::escape(&line));
         }
     }
     ExitCode::SUCCESS
@@ -293,7 +294,8 @@ fn list(state: &State, json: bool) -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&items).expect("list serializes"));
     } else {
         for i in &items {
-            println!("{:16} {:9} {:4} hosts  {}", i["project"].as_str().unwrap_or(""), i["state"].as_str().unwrap_or(""), i["hosts"], i["file"].as_str().unwrap_or(""));
+            let line = format!("{:16} {:9} {:4} hosts  {}", i["project"].as_str().unwrap_or(""), i["state"].as_str().unwrap_or(""), i["hosts"], i["file"].as_str().unwrap_or(""));
+            println!("{}", mln::term::escape(&line));
         }
     }
     ExitCode::SUCCESS
@@ -301,7 +303,10 @@ fn list(state: &State, json: bool) -> ExitCode {
 
 fn console(state: &State, project: &str, host: &str, no_follow: bool) -> ExitCode {
     use std::io::{Read, Write};
-    let path = state.host_dir(project, host).join("console.log");
+    let path = match state.host_dir(project, host) {
+        Ok(d) => d.join("console.log"),
+        Err(e) => return fail(e),
+    };
     let mut f = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) => return fail(format!("no console for {host} in {project} ({}: {e})", path.display())),

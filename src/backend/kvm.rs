@@ -29,7 +29,13 @@ pub fn works(cache_dir: &Path, kernels: &[PathBuf]) -> bool {
         }
     }
     let ok = probe(kernels).is_ok();
-    let _ = std::fs::write(&cache, format!("{}\n{}\n", boot_id.trim(), if ok { "works" } else { "broken" }));
+    // Written under a fresh name and renamed: never through a link.
+    if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(cache_dir) {
+        use std::io::Write;
+        if write!(tmp, "{}\n{}\n", boot_id.trim(), if ok { "works" } else { "broken" }).is_ok() {
+            let _ = tmp.persist(&cache);
+        }
+    }
     ok
 }
 
@@ -55,19 +61,31 @@ pub fn probe(kernels: &[PathBuf]) -> Result<(), String> {
 
 /// Whether `kernel` gets to its no-root-file-system panic under `accel`.
 fn boots(k: &Path, accel: &str, timeout: Duration) -> Result<(), String> {
-    let out = std::env::temp_dir().join(format!("mln-{accel}-probe-{}-{:?}.log", std::process::id(), std::thread::current().id()));
-    let _ = std::fs::remove_file(&out);
-    let mut child = std::process::Command::new("qemu-system-x86_64")
-        .args(["-accel", accel, "-machine", "pc", "-m", "128", "-nodefaults", "-display", "none", "-no-reboot"])
+    use std::os::unix::process::CommandExt;
+    // The console goes to a file in a fresh private directory: a fixed name
+    // under /tmp could be a link planted by someone else.
+    let dir = tempfile::Builder::new().prefix("mln-probe-").tempdir().map_err(|e| format!("cannot make a directory for the KVM probe: {e}"))?;
+    let out = dir.path().join("console.log");
+    let mut cmd = std::process::Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", accel, "-machine", "pc", "-m", "128", "-nodefaults", "-display", "none", "-no-reboot"])
         .arg("-kernel")
         .arg(k)
         .args(["-append", "console=ttyS0 panic=-1"])
         .arg("-serial")
         .arg(format!("file:{}", out.display()))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
+        .stderr(std::process::Stdio::null());
+    // The probe dies with mln, even with kill -9.
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
     let deadline = Instant::now() + timeout;
     let reached = |s: &str| s.contains("VFS:") || s.contains("Kernel panic");
     let result = loop {
@@ -88,7 +106,6 @@ fn boots(k: &Path, accel: &str, timeout: Duration) -> Result<(), String> {
     };
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_file(&out);
     result
 }
 

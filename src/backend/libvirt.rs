@@ -14,6 +14,8 @@ pub struct Libvirt {
     pub uri: String,
     /// Held while an embedded driver is open (dropped after `conn`).
     _embed_lock: Option<std::fs::File>,
+    /// Keeps the probe watcher waiting (see `probes`).
+    _watch: Option<std::process::ChildStdin>,
 }
 
 fn embed_lock(root: &Path) -> Result<std::fs::File, String> {
@@ -79,8 +81,12 @@ impl Libvirt {
         // processes take turns on a lock of their own first, and the second
         // waits for the first.
         let lock = embed_lock(root)?;
+        // Probes left by an mln that was killed: none can be ours yet.
+        super::probes::reap(root);
+        let watch = super::probes::watch(root);
         let mut lv = Libvirt::open(&format!("qemu:///embed?root={}", root.display()))?;
         lv._embed_lock = Some(lock);
+        lv._watch = watch;
         lv.settle();
         Ok(lv)
     }
@@ -112,7 +118,7 @@ impl Libvirt {
         virt::error::clear_error_callback();
         event_loop();
         let conn = Connect::open(Some(uri)).map_err(|e| err(&format!("cannot connect to {uri}"), e))?;
-        Ok(Libvirt { conn, uri: uri.to_string(), _embed_lock: None })
+        Ok(Libvirt { conn, uri: uri.to_string(), _embed_lock: None, _watch: None })
     }
 
     pub fn define(&self, xml: &str) -> Result<Domain, String> {

@@ -1,10 +1,11 @@
-//! Backends: what turns a plan into running machines. Today: libvirt
-//! domain definitions and a connection to libvirt (embedded QEMU driver by
-//! default). The build/start/stop lifecycle on top of them is not written
-//! yet (issue 3).
+//! Backends: what turns a plan into running machines: libvirt domain
+//! definitions, a connection to libvirt (embedded QEMU driver by default),
+//! the switches' bridges, templates, and the KVM probe. The lifecycle that
+//! drives them is `crate::lifecycle`.
 
 pub mod bridge;
 pub mod domain;
 pub mod kvm;
 pub mod libvirt;
+pub mod probes;
 pub mod template;

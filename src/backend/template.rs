@@ -81,7 +81,7 @@ pub fn find(dir: &Path, name: &str) -> Result<Template, String> {
                 )
             })?
     };
-    let path = dir.join(&chosen);
+    let path = crate::name::inside(dir, &[&chosen]).map_err(|e| e.to_string())?;
     if path.is_dir() {
         let k = path.join("vmlinuz");
         if !k.exists() {

@@ -101,14 +101,15 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
         Request::Info => json(info(opts)?),
         Request::Templates { entries } => {
             let cache = opts.state_dir.join("cache");
-            let out: Vec<Result<Vec<FileSum>, String>> = entries.iter().map(|e| sums(&opts.templates, e, &cache)).collect();
+            let out: Vec<Result<Vec<FileSum>, String>> = entries
+                .iter()
+                .map(|e| crate::name::check(crate::name::NameKind::Template, e).map_err(|err| err.to_string()).and_then(|_| sums(&opts.templates, e, &cache)))
+                .collect();
             json(out)
         }
         Request::Receive { path, size, sha256, token } => {
-            if path.split('/').any(|p| p == ".." || p.is_empty()) || path.starts_with('/') {
-                return Err(format!("refusing to write outside the templates directory: {path}"));
-            }
-            let target = opts.templates.join(&path);
+            let parts: Vec<&str> = path.split('/').collect();
+            let target = crate::name::inside(&opts.templates, &parts).map_err(|e| e.to_string())?;
             let r = super::relay::receive(&target, size, &sha256, &token, |port| {
                 say(&Line::Listening(port));
                 let mut line = String::new();
@@ -230,6 +231,6 @@ fn info(opts: &Options) -> Result<Info, String> {
 /// When a project was built from exactly `plan`: every host, "already built".
 pub fn built_from(state: &State, plan: &crate::plan::Plan) -> Result<Option<Vec<lifecycle::Outcome>>, String> {
     let Some(row) = state.project(&plan.project)? else { return Ok(None) };
-    let same = serde_json::from_str::<crate::plan::Plan>(&row.plan_json).is_ok_and(|p| &p == plan);
+    let same = serde_json::from_str::<crate::plan::Plan>(&row.plan_json).is_ok_and(|p| p == crate::state::redacted(plan));
     Ok((row.state == "built" && same).then(|| plan.hosts.iter().map(|h| lifecycle::Outcome { host: h.name.clone(), result: Ok("already built".into()) }).collect()))
 }

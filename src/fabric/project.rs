@@ -101,7 +101,7 @@ pub fn build(ctx: &Ctx, local: Option<&Env>, plan: &Plan, file: &Path, replace: 
         name: plan.project.clone(),
         state: "building".into(),
         file: file.display().to_string(),
-        plan_json: serde_json::to_string(plan).map_err(|e| e.to_string())?,
+        plan_json: crate::state::plan_record(plan)?,
         servers: servers_recorded.clone(),
     })?;
     let mut outcomes = Vec::new();

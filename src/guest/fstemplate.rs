@@ -43,7 +43,7 @@ pub fn read(image: &Path, path: &str) -> Option<String> {
 }
 
 /// The files a host gets: (path, content, mode).
-pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Vec<(String, String, u32)> {
+pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Result<Vec<(String, String, u32)>, String> {
     let mut out = vec![(String::from("/etc/hostname"), format!("{}\n", h.name), 0o644)];
     let mut hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{}\n", h.name);
     for other in &plan.hosts {
@@ -72,14 +72,30 @@ pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Vec<(S
     // Accounts: the image's own, then the plan's (replacing same names).
     let base = |p: &str| read(image, p).unwrap_or_default();
     let (mut passwd, mut shadow, mut group) = (base("/etc/passwd"), base("/etc/shadow"), base("/etc/group"));
-    let mut uid = 1000;
+    // Ids in use: the image's accounts and the plan's explicit ids; new
+    // ones are the lowest free ids from 1000 (never wrapping into root's).
+    let mut used: std::collections::BTreeSet<u32> = passwd.lines().chain(group.lines()).filter_map(|l| l.split(':').nth(2)?.parse().ok()).collect();
+    used.extend(h.users.iter().filter_map(|u| u.uid));
+    let mut next = 1000u32;
+    let mut fresh = || -> Result<u32, String> {
+        while used.contains(&next) {
+            next = next.checked_add(1).filter(|n| *n < u32::MAX).ok_or("no free user or group id is left")?;
+        }
+        used.insert(next);
+        Ok(next)
+    };
     for u in &h.users {
         let keep = |text: &str| text.lines().filter(|l| !l.starts_with(&format!("{}:", u.name))).map(|l| format!("{l}\n")).collect::<String>();
         passwd = keep(&passwd);
         shadow = keep(&shadow);
         group = keep(&group);
-        let id = u.uid.unwrap_or(uid);
-        uid = uid.max(id) + 1;
+        let id = match u.uid {
+            // (uid_t)-1 means "no change" to chown and friends.
+            Some(u32::MAX) => return Err(format!("user {}: uid 4294967295 is not a valid id", u.name)),
+            Some(0) if u.name != "root" => return Err(format!("user {}: uid 0 would make it root", u.name)),
+            Some(id) => id,
+            None => fresh()?,
+        };
         let home = u.home.clone().unwrap_or_else(|| format!("/home/{}", u.name));
         passwd += &format!("{}:x:{id}:{id}::{home}:/bin/sh\n", u.name);
         shadow += &format!("{}:{}:19000:0:99999:7:::\n", u.name, u.password_hash);
@@ -91,8 +107,7 @@ pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Vec<(S
     }
     for g in &h.groups {
         group = group.lines().filter(|l| !l.starts_with(&format!("{}:", g.name))).map(|l| format!("{l}\n")).collect();
-        group += &format!("{}:x:{}:{}\n", g.name, uid, g.members.join(","));
-        uid += 1;
+        group += &format!("{}:x:{}:{}\n", g.name, fresh()?, g.members.join(","));
     }
     out.push(("/etc/passwd".into(), passwd, 0o644));
     out.push(("/etc/shadow".into(), shadow, 0o640));
@@ -119,7 +134,7 @@ pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Vec<(S
             out.push((f.path.clone(), f.content.clone(), mode));
         }
     }
-    out
+    Ok(out)
 }
 
 /// Writes the files into the image (replacing existing ones, making

@@ -12,6 +12,9 @@ use std::process::Command;
 /// Builds every host of `plan`. A project built before is refused unless
 /// `replace`; one whose build was interrupted is resumed.
 pub fn build(env: &Env, plan: &Plan, file: &Path, replace: bool) -> Result<Vec<Outcome>, String> {
+    // The compiler refuses bad names; a plan can also come over the wire
+    // (an agent) or from an older database.
+    crate::name::check_plan(plan).map_err(|e| format!("refusing the plan: {e}"))?;
     let _lock = env.state.lock(&plan.project)?;
     if let Some(row) = env.state.project(&plan.project)? {
         if row.state == "built" && !replace {
@@ -24,7 +27,7 @@ pub fn build(env: &Env, plan: &Plan, file: &Path, replace: bool) -> Result<Vec<O
             super::run::remove_locked(env, &plan.project)?;
         }
     }
-    let plan_json = serde_json::to_string(plan).map_err(|e| e.to_string())?;
+    let plan_json = crate::state::plan_record(plan)?;
     env.state.save_project(&ProjectRow {
         name: plan.project.clone(),
         state: "building".into(),
@@ -112,7 +115,7 @@ fn build_host(
     if h.kind == HostKind::Baremetal {
         return Err("bare-metal hosts are not built on libvirt".into());
     }
-    let dir = env.state.host_dir(&plan.project, &h.name);
+    let dir = env.state.host_dir(&plan.project, &h.name)?;
     let name = domain_name(&plan.project, &h.name);
     let seed_path = dir.join("seed.img");
     // A filesystem template is copied raw and configured by writing into
@@ -147,7 +150,7 @@ fn build_host(
             }
             // Written on every build: idempotent, and a resumed build
             // finishes what an interrupted one began.
-            let files = crate::guest::fstemplate::files(plan, h, &disk_path, &contents);
+            let files = crate::guest::fstemplate::files(plan, h, &disk_path, &contents)?;
             crate::guest::fstemplate::inject(&disk_path, &files)?;
             Some((disk_path, "raw"))
         }
@@ -172,7 +175,7 @@ fn build_host(
         domain_type: DomainType::for_host(h, kvm_works).expect("bare metal was refused above"),
         disk,
         seed: (!fs_template).then_some(seed_path),
-        kernel: kernel_of(h, t),
+        kernel: kernel_of(h, t, &dir)?,
         console_log: dir.join("console.log"),
         nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
     };
@@ -180,12 +183,33 @@ fn build_host(
     Ok(format!("built from {}{}", t.name, if fs_template { " (filesystem template, configured in place)" } else { "" }))
 }
 
-/// The host's own kernel settings win over the template's.
-fn kernel_of(h: &Host, t: &Template) -> Option<(std::path::PathBuf, Option<std::path::PathBuf>, String)> {
-    match &h.kernel {
-        Some(k) => Some((k.into(), h.ramdisk.as_ref().map(Into::into), template::DEFAULT_CMDLINE.into())),
-        None => t.kernel.clone(),
-    }
+/// The host's own kernel settings win over the template's. A host's own
+/// kernel and ramdisk are files outside mln's directories: libvirt hands
+/// what it boots to the QEMU user (and, with `remember_owner = 0`, does not
+/// give it back), so the guest boots a private copy in its directory.
+fn kernel_of(h: &Host, t: &Template, dir: &Path) -> Result<Option<(std::path::PathBuf, Option<std::path::PathBuf>, String)>, String> {
+    let Some(k) = &h.kernel else { return Ok(t.kernel.clone()) };
+    let kernel = private_copy(Path::new(k), &dir.join("kernel"))?;
+    let ramdisk = match &h.ramdisk {
+        Some(r) => Some(private_copy(Path::new(r), &dir.join("ramdisk"))?),
+        None => None,
+    };
+    Ok(Some((kernel, ramdisk, template::DEFAULT_CMDLINE.into())))
+}
+
+/// Copies `from` to `to` (under a temporary name, then renamed).
+fn private_copy(from: &Path, to: &Path) -> Result<std::path::PathBuf, String> {
+    let tmp = to.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut src = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::io::copy(&mut src, &mut dst).map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
+    std::fs::rename(&tmp, to).map_err(|e| format!("cannot place {}: {e}", to.display()))?;
+    Ok(to.to_path_buf())
 }
 
 fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {

@@ -7,7 +7,17 @@ use std::process::Command;
 pub fn run(plan: &Plan, hook: &str) -> Result<(), String> {
     let Some(lines) = plan.hooks.get(hook) else { return Ok(()) };
     let script = lines.join("\n");
-    let out = Command::new("sh")
+    use std::os::unix::process::CommandExt;
+    let umask = crate::state::user_umask();
+    let mut cmd = Command::new("sh");
+    // SAFETY: umask is async-signal-safe and cannot fail.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(umask);
+            Ok(())
+        });
+    }
+    let out = cmd
         .arg("-e")
         .arg("-c")
         .arg(&script)
@@ -20,7 +30,7 @@ pub fn run(plan: &Plan, hook: &str) -> Result<(), String> {
     Err(format!(
         "hook {hook} failed ({}):\n{}{}",
         out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        crate::term::escape_lines(&String::from_utf8_lossy(&out.stdout)),
+        crate::term::escape_lines(&String::from_utf8_lossy(&out.stderr))
     ))
 }

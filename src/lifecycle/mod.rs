@@ -65,6 +65,7 @@ pub fn each<H: Sync>(op: &str, hosts: &[&H], name: impl Fn(&H) -> String + Sync,
                     Ok(m) => format!("[{n}/{}] {op} {host}: {m}", hosts.len()),
                     Err(e) => format!("[{n}/{}] {op} {host}: FAILED: {e}", hosts.len()),
                 };
+                let line = crate::term::escape_lines(&line).into_owned();
                 match &bar {
                     Some(b) => {
                         b.println(line);
@@ -99,5 +100,5 @@ pub fn summary(op: &str, outcomes: &[Outcome]) -> (String, bool) {
     if failed > 0 {
         s += &format!("{failed} of {} hosts failed\n", outcomes.len());
     }
-    (s, failed == 0)
+    (crate::term::escape_lines(&s).into_owned(), failed == 0)
 }

@@ -142,8 +142,15 @@ pub fn status(env: &Env, project: &str) -> Result<Vec<HostStatus>, String> {
 }
 
 pub fn remove(env: &Env, project: &str) -> Result<Vec<Outcome>, String> {
-    let _lock = env.state.lock(project)?;
-    remove_locked(env, project)
+    let lock = env.state.lock(project)?;
+    let outcomes = remove_locked(env, project)?;
+    if env.state.project(project)?.is_none() {
+        // Nothing of the project is left, its lock file included (deleted
+        // while held: see `ProjectLock::acquire`).
+        env.state.drop_lock_file(project);
+    }
+    drop(lock);
+    Ok(outcomes)
 }
 
 /// Removes everything recorded for the project; what is already gone is
@@ -168,14 +175,12 @@ pub(super) fn remove_locked(env: &Env, project: &str) -> Result<Vec<Outcome>, St
         for r in mine {
             match r.kind.as_str() {
                 "domain" => env.lv.destroy_and_undefine(&r.ident)?,
-                "dir" => match std::fs::remove_dir_all(&r.ident) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("cannot remove {}: {e}", r.ident)),
-                    _ => {}
-                },
-                _ => match std::fs::remove_file(&r.ident) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("cannot remove {}: {e}", r.ident)),
-                    _ => {}
-                },
+                // A path outside the project's directories (recorded by an
+                // older mln from a name it should have refused) is
+                // forgotten, never followed.
+                "dir" if env.state.owns_path(std::path::Path::new(&r.ident)) => remove_path(&r.ident, true)?,
+                _ if env.state.owns_path(std::path::Path::new(&r.ident)) => remove_path(&r.ident, false)?,
+                _ => {}
             }
             env.state.forget_resource(project, r)?;
         }
@@ -189,9 +194,23 @@ pub(super) fn remove_locked(env: &Env, project: &str) -> Result<Vec<Outcome>, St
         }
     }
     if outcomes.iter().all(|o| o.result.is_ok()) {
-        let _ = std::fs::remove_dir(env.state.project_dir(project));
+        if let Ok(dir) = env.state.project_dir(project) {
+            let _ = std::fs::remove_dir(dir);
+        }
         env.state.forget_project(project)?;
         env.state.journal(project, "remove", None, true, "removed");
     }
     Ok(outcomes)
+}
+
+/// Removes a file or a directory tree; what does not exist, or cannot
+/// exist (a name too long for the file system), is already gone.
+fn remove_path(path: &str, dir: bool) -> Result<(), String> {
+    let r = if dir { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidFilename) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", crate::term::escape(path))),
+    }
 }

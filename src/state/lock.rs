@@ -14,27 +14,41 @@ pub struct ProjectLock {
 
 impl ProjectLock {
     pub fn acquire(path: &Path, project: &str) -> Result<ProjectLock, String> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| format!("cannot open lock {}: {e}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own.
-        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if r != 0 {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let who = holder.trim();
-            return Err(format!(
-                "another mln is working on project {project}{}; wait for it to finish",
-                if who.is_empty() { String::new() } else { format!(" ({who})") }
-            ));
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        loop {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(|e| format!("cannot open lock {}: {e}", path.display()))?;
+            // SAFETY: flock on a file descriptor we own.
+            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if r != 0 {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let who = crate::term::escape(holder.trim()).into_owned();
+                return Err(format!(
+                    "another mln is working on project {project}{}; wait for it to finish",
+                    if who.is_empty() { String::new() } else { format!(" ({who})") }
+                ));
+            }
+            // `remove` deletes the lock file of the project it removed: a
+            // lock taken on a file that is no longer at `path` locks nothing.
+            let same = match (file.metadata(), std::fs::symlink_metadata(path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if !same {
+                continue;
+            }
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = write!(file, "pid {}", std::process::id());
+            return Ok(ProjectLock { _file: file });
         }
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = write!(file, "pid {}", std::process::id());
-        Ok(ProjectLock { _file: file })
     }
 }

@@ -9,7 +9,53 @@ pub use lock::ProjectLock;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+
+/// The umask mln was started with, given back to the programs that run
+/// for the user (hooks).
+static USER_UMASK: AtomicU32 = AtomicU32::new(0o022);
+
+/// Everything mln creates from here on (databases, seeds, disks, saved
+/// memory images, console logs, libvirt's files in the embedded root) is
+/// private to the user running it: password hashes, guests' shadow files
+/// and memory are in them. Call once, first thing.
+pub fn private_files() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: umask has no preconditions and cannot fail.
+        let old = unsafe { libc::umask(0o077) };
+        USER_UMASK.store(old as u32, Ordering::SeqCst);
+    });
+}
+
+/// The umask in force before [`private_files`].
+pub fn user_umask() -> libc::mode_t {
+    USER_UMASK.load(Ordering::SeqCst) as libc::mode_t
+}
+
+/// The plan as recorded in a state database: secrets that the running
+/// machines no longer need (the VNC password went into the domain
+/// definition at build time) are replaced by their SHA-256, so a record
+/// still tells whether a later plan changed them.
+pub fn plan_record(plan: &crate::plan::Plan) -> Result<String, String> {
+    serde_json::to_string(&redacted(plan)).map_err(|err| format!("cannot record the plan: {err}"))
+}
+
+/// `plan` with its secrets replaced as in [`plan_record`].
+pub fn redacted(plan: &crate::plan::Plan) -> crate::plan::Plan {
+    use sha2::{Digest, Sha256};
+    let mut p = plan.clone();
+    for h in &mut p.hosts {
+        if let Some(pw) = &mut h.vnc_password {
+            if !pw.starts_with("sha256:") {
+                let d = Sha256::digest(pw.as_bytes());
+                *pw = format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            }
+        }
+    }
+    p
+}
 
 pub struct State {
     dir: PathBuf,
@@ -87,6 +133,12 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Sets `path`'s mode (it holds what other local users must not read).
+fn private(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|err| format!("cannot make {} private: {err}", path.display()))
+}
+
 fn e(what: &str) -> impl Fn(rusqlite::Error) -> String + '_ {
     move |err| format!("state database: {what}: {err}")
 }
@@ -109,28 +161,75 @@ impl State {
         home.join(".local/state/mln")
     }
 
+    /// Opens (making if needed) the state directory. It holds password
+    /// hashes, guests' disks and saved memory: the directory is made 0700
+    /// and the database 0600, also when an older mln left them readable.
     pub fn open(dir: &Path) -> Result<State, String> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        // A relative state directory would reach libvirt's embedded driver
+        // as a relative root, which it refuses.
+        // Also for programs that use the library without mln's `main`.
+        private_files();
+        let dir = std::path::absolute(dir).map_err(|err| format!("cannot use state directory {}: {err}", dir.display()))?;
         for sub in ["", "projects", "locks", "templates"] {
             let d = dir.join(sub);
-            std::fs::create_dir_all(&d).map_err(|err| format!("cannot create {}: {err}", d.display()))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&d)
+                .map_err(|err| format!("cannot create {}: {err}", d.display()))?;
         }
-        let db = Connection::open(dir.join("mln.db")).map_err(e("open"))?;
+        private(&dir, 0o700)?;
+        for sub in ["projects", "locks"] {
+            private(&dir.join(sub), 0o700)?;
+        }
+        let db_path = dir.join("mln.db");
+        // SQLite makes the file with the process's umask: make it private
+        // before SQLite writes anything into it.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&db_path)
+            .map_err(|err| format!("cannot open {}: {err}", db_path.display()))?;
+        for f in ["mln.db", "mln.db-wal", "mln.db-shm"] {
+            let p = dir.join(f);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|err| format!("cannot make {} private: {err}", p.display()))?;
+            }
+        }
+        let db = Connection::open(&db_path).map_err(e("open"))?;
         // Several mln processes may use one database (different projects):
         // wait for each other's writes instead of failing.
         db.busy_timeout(std::time::Duration::from_secs(30)).map_err(e("busy timeout"))?;
         db.pragma_update(None, "journal_mode", "WAL").map_err(e("WAL"))?;
         db.execute_batch(SCHEMA).map_err(e("schema"))?;
-        Ok(State { dir: dir.to_path_buf(), db: Mutex::new(db) })
+        Ok(State { dir, db: Mutex::new(db) })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    pub fn host_dir(&self, project: &str, host: &str) -> PathBuf {
-        self.dir.join("projects").join(project).join(host)
+    /// A host's directory: `projects/PROJECT/HOST`, proven to lie inside
+    /// the state directory (see [`crate::name::inside`]).
+    pub fn host_dir(&self, project: &str, host: &str) -> Result<PathBuf, String> {
+        crate::name::inside(&self.dir, &["projects", project, host]).map_err(|err| err.to_string())
     }
-    pub fn project_dir(&self, project: &str) -> PathBuf {
-        self.dir.join("projects").join(project)
+    pub fn project_dir(&self, project: &str) -> Result<PathBuf, String> {
+        crate::name::inside(&self.dir, &["projects", project]).map_err(|err| err.to_string())
+    }
+    /// Whether `path` is a path mln may remove: strictly below the
+    /// `projects` directory, with no `..` and no symbolic link on the way.
+    /// Records made by an older mln (or a tampered database) that point
+    /// elsewhere are forgotten, never followed.
+    pub fn owns_path(&self, path: &Path) -> bool {
+        let Ok(rest) = path.strip_prefix(self.dir.join("projects")) else { return false };
+        let parts: Option<Vec<&str>> = rest.components().map(|c| c.as_os_str().to_str()).collect();
+        match parts {
+            Some(parts) if !parts.is_empty() => crate::name::inside(&self.dir.join("projects"), &parts).is_ok(),
+            _ => false,
+        }
     }
     pub fn libvirt_root(&self) -> PathBuf {
         self.dir.join("libvirt")
@@ -141,7 +240,15 @@ impl State {
 
     /// Only one mln works on a project at a time.
     pub fn lock(&self, project: &str) -> Result<ProjectLock, String> {
-        ProjectLock::acquire(&self.dir.join("locks").join(format!("{project}.lock")), project)
+        let path = crate::name::inside(&self.dir, &["locks", &format!("{project}.lock")]).map_err(|err| err.to_string())?;
+        ProjectLock::acquire(&path, project)
+    }
+
+    /// Removes a project's lock file (after `remove`: nothing is left).
+    pub fn drop_lock_file(&self, project: &str) {
+        if let Ok(path) = crate::name::inside(&self.dir, &["locks", &format!("{project}.lock")]) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
