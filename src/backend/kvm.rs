@@ -116,7 +116,33 @@ mod tests {
     #[test]
     fn the_probe_boot_succeeds_under_emulation() {
         let k = super::kernel(&[]).expect("a kernel in /boot (setup.sh installs one)");
-        super::boots(&k, "tcg", std::time::Duration::from_secs(120)).unwrap();
+        // Links planted, again and again while the probe runs, where an
+        // earlier mln wrote the probe's console (a predictable name under
+        // /tmp) must not be written through.
+        let victim = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(victim.path(), "precious").unwrap();
+        let names: Vec<_> = (1..64)
+            .map(|t| std::env::temp_dir().join(format!("mln-tcg-probe-{}-ThreadId({t}).log", std::process::id())))
+            .collect();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let r = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    for p in &names {
+                        let _ = std::os::unix::fs::symlink(victim.path(), p);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            });
+            let r = super::boots(&k, "tcg", std::time::Duration::from_secs(120));
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        });
+        for p in &names {
+            let _ = std::fs::remove_file(p);
+        }
+        r.unwrap();
+        assert_eq!(std::fs::read_to_string(victim.path()).unwrap(), "precious");
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! The runtime half of the hardening issue: what a project file (or a
+//! plan from the wire, or an old database) must not be able to do. These
+//! run on libvirt's `test:///default` driver: no QEMU, no daemon.
+
+mod common;
+use common::*;
+use mln::backend::libvirt::Libvirt;
+use mln::lifecycle::{self, Env};
+use mln::state::{ProjectRow, Resource, State};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+fn no_kvm() {
+    // Every test here sets the same value: the probe is not what is tested.
+    std::env::set_var("MLN_KVM", "0");
+}
+
+/// A templates directory with a tiny qcow2 template `t`.
+fn templates(dir: &Path) -> std::path::PathBuf {
+    let t = dir.join("templates");
+    std::fs::create_dir_all(&t).unwrap();
+    let st = std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(t.join("t")).arg("16M").status().unwrap();
+    assert!(st.success());
+    t
+}
+
+fn plan_of(text: &str) -> mln::plan::Plan {
+    let c = compile_mem(&[("/p/p.mln", text)]);
+    assert!(c.ok(), "{}", rendered(&c));
+    c.plan
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_plan_with_names_that_escape_is_refused_before_anything_is_made() {
+    no_kvm();
+    let d = tempfile::tempdir().unwrap();
+    let state = State::open(&d.path().join("state")).unwrap();
+    let lv = Libvirt::open("test:///default").unwrap();
+    let env = Env { state: &state, lv: &lv, templates: templates(d.path()) };
+    let decoy = d.path().join("decoy");
+    std::fs::create_dir(&decoy).unwrap();
+    std::fs::write(decoy.join("keep"), "precious").unwrap();
+    // The compiler refuses such names; a plan can also arrive over the
+    // wire (an agent), so the runtime checks again.
+    let good = plan_of("global { project esc }\nhost a { template t }\n");
+    let mut cases = vec![];
+    let mut p = good.clone();
+    p.hosts[0].name = decoy.display().to_string();
+    cases.push(p);
+    let mut p = good.clone();
+    p.project = "..".into();
+    p.hosts[0].name = "..".into();
+    cases.push(p);
+    let mut p = good.clone();
+    p.hosts[0].template = "../../etc/shadow".into();
+    cases.push(p);
+    for p in cases {
+        let err = lifecycle::build(&env, &p, Path::new("p.mln"), false).unwrap_err();
+        assert!(err.contains("refusing the plan"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(decoy.join("keep")).unwrap(), "precious");
+    assert!(state.projects().unwrap().is_empty(), "nothing recorded");
+    assert!(state.host_dir("..", "x").is_err() && state.host_dir("p", "/tmp/x").is_err() && state.lock("../x").is_err());
+}
+
+#[test]
+fn remove_forgets_records_outside_the_state_directory_without_following_them() {
+    no_kvm();
+    let d = tempfile::tempdir().unwrap();
+    let state = State::open(&d.path().join("state")).unwrap();
+    let lv = Libvirt::open("test:///default").unwrap();
+    let env = Env { state: &state, lv: &lv, templates: templates(d.path()) };
+    // What an older mln recorded for `host /tmp/x/decoy` and for a host
+    // name too long for any file system.
+    let decoy = d.path().join("x/decoy");
+    std::fs::create_dir_all(&decoy).unwrap();
+    std::fs::write(decoy.join("keep"), "precious").unwrap();
+    let long = state.dir().join("projects/old").join("h".repeat(300));
+    state
+        .save_project(&ProjectRow { name: "old".into(), state: "building".into(), file: "p.mln".into(), connect: "test:///default".into(), plan_json: "{}".into() })
+        .unwrap();
+    let r = |host: &str, kind: &str, ident: String| Resource { host: host.into(), kind: kind.into(), ident };
+    state
+        .record_all(
+            "old",
+            &[
+                r("decoy", "dir", decoy.display().to_string()),
+                r("decoy", "seed", decoy.join("keep").display().to_string()),
+                r("decoy", "dir", format!("{}/projects/old/../../..", state.dir().display())),
+                r("long", "dir", long.display().to_string()),
+                r("long", "disk", long.join("disk.qcow2").display().to_string()),
+            ],
+        )
+        .unwrap();
+    let outcomes = lifecycle::remove(&env, "old").unwrap();
+    assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
+    assert_eq!(std::fs::read_to_string(decoy.join("keep")).unwrap(), "precious");
+    assert!(state.dir().join("mln.db").exists());
+    assert!(state.project("old").unwrap().is_none() && state.resources("old").unwrap().is_empty(), "forgotten");
+    assert!(!state.dir().join("locks/old.lock").exists(), "no lock file left");
+}
+
+#[test]
+fn state_is_private_and_secrets_are_not_recorded_in_clear() {
+    no_kvm();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("state");
+    // An older mln's state directory: world-readable.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("mln.db"), "").unwrap();
+    std::fs::set_permissions(dir.join("mln.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let state = State::open(&dir).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("mln.db")), 0o600);
+    let lv = Libvirt::open("test:///default").unwrap();
+    let env = Env { state: &state, lv: &lv, templates: templates(d.path()) };
+    let plan = plan_of(
+        "global { project sec }\nhost a {\n template t\n vncdisplay 3\n vncpasswd Sup3rSecretVnc\n users {\n  bob $6$salt$abcdefghijklmnopqrstuv\n }\n}\n",
+    );
+    let outcomes = lifecycle::build(&env, &plan, Path::new("p.mln"), false).unwrap();
+    assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
+    let host = state.host_dir("sec", "a").unwrap();
+    assert!(host.join("seed.img").exists() && host.join("disk.qcow2").exists());
+    // Nothing under the state directory is readable by other users.
+    let mut seen = 0;
+    let mut stack = vec![dir.clone()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!(m.mode() & 0o077, 0, "{} is {:o}", p.display(), m.mode() & 0o777);
+        seen += 1;
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(seen > 8, "walked {seen}");
+    drop(state);
+    for f in ["mln.db", "mln.db-wal"] {
+        let bytes = std::fs::read(dir.join(f)).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains("Sup3rSecretVnc"), "{f} holds the VNC password");
+    }
+    let state = State::open(&dir).unwrap();
+    let row = state.project("sec").unwrap().unwrap();
+    assert!(row.plan_json.contains("sha256:"), "the password's digest is kept");
+    // The domain still gets the password: it is defined at build time.
+    let xml = lv.domain("a.sec").unwrap().xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE).unwrap();
+    assert!(xml.contains("Sup3rSecretVnc"), "{xml}");
+    lifecycle::remove(&Env { state: &state, lv: &lv, templates: d.path().join("templates") }, "sec").unwrap();
+}
+
+#[test]
+fn a_hosts_own_kernel_is_booted_from_a_private_copy() {
+    no_kvm();
+    let d = tempfile::tempdir().unwrap();
+    let state = State::open(&d.path().join("state")).unwrap();
+    let lv = Libvirt::open("test:///default").unwrap();
+    let env = Env { state: &state, lv: &lv, templates: templates(d.path()) };
+    let (k, r) = (d.path().join("vmlinuz"), d.path().join("initrd"));
+    std::fs::write(&k, "kernel").unwrap();
+    std::fs::write(&r, "ramdisk").unwrap();
+    for f in [&k, &r] {
+        std::os::unix::fs::chown(f, Some(12345), Some(12345)).unwrap();
+    }
+    let mut plan = plan_of("global { project kern }\nhost a { template t }\n");
+    plan.hosts[0].kernel = Some(k.display().to_string());
+    plan.hosts[0].ramdisk = Some(r.display().to_string());
+    let outcomes = lifecycle::build(&env, &plan, Path::new("p.mln"), false).unwrap();
+    assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
+    let xml = lv.domain("a.kern").unwrap().xml_desc(0).unwrap();
+    let host = state.host_dir("kern", "a").unwrap();
+    assert!(xml.contains(&format!("<kernel>{}</kernel>", host.join("kernel").display())), "{xml}");
+    assert!(xml.contains(&format!("<initrd>{}</initrd>", host.join("ramdisk").display())), "{xml}");
+    assert_eq!(std::fs::read_to_string(host.join("ramdisk")).unwrap(), "ramdisk");
+    for f in [&k, &r] {
+        assert_eq!(std::fs::metadata(f).unwrap().uid(), 12345, "the original keeps its owner");
+    }
+    lifecycle::remove(&env, "kern").unwrap();
+}
+
+#[test]
+fn user_ids_never_wrap_into_root_in_a_filesystem_template() {
+    let mut plan = plan_of("global { project fst }\nhost a {\n users {\n  svc $6$salt$abcdefghijklmnopqrstuv /home/svc\n  intern $6$salt$abcdefghijklmnopqrstuv\n }\n}\n");
+    let none = Path::new("/nonexistent/image");
+    plan.hosts[0].users[0].uid = Some(u32::MAX);
+    let err = mln::guest::fstemplate::files(&plan, &plan.hosts[0], none, &[]).unwrap_err();
+    assert!(err.contains("not a valid id"), "{err}");
+    plan.hosts[0].users[0].uid = Some(u32::MAX - 1);
+    let files = mln::guest::fstemplate::files(&plan, &plan.hosts[0], none, &[]).unwrap();
+    let passwd = &files.iter().find(|f| f.0 == "/etc/passwd").unwrap().1;
+    assert!(passwd.contains("svc:x:4294967294:"), "{passwd}");
+    assert!(passwd.contains("intern:x:1000:1000:"), "{passwd}");
+    plan.hosts[0].users[1].uid = Some(0);
+    assert!(mln::guest::fstemplate::files(&plan, &plan.hosts[0], none, &[]).unwrap_err().contains("root"));
+}
+
+#[test]
+fn control_characters_in_a_plan_never_reach_the_terminal() {
+    let mut plan = plan_of("global { project term }\nhost a { template t }\n");
+    plan.hosts[0].name = "a\u{1b}]0;owned\u{7}".into();
+    plan.hosts[0].template = "t\u{1b}[2J".into();
+    let table = mln::render::plan_table(&plan);
+    assert!(!table.contains('\u{1b}') && !table.contains('\u{7}'), "{table:?}");
+    assert!(table.contains("\\u{1b}]0;owned"), "{table}");
+    let (summary, _) = lifecycle::summary("build", &[lifecycle::Outcome { host: "x\u{1b}[1m".into(), result: Err("bad\u{9b}31m".into()) }]);
+    assert!(!summary.chars().any(|c| c.is_control() && c != '\n'), "{summary:?}");
+}
+
+/// Waits (boundedly) for `f` to hold.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "gave up waiting: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+#[ignore = "runs QEMU's capability probes through the embedded libvirt driver"]
+fn capability_probes_die_with_mln_even_after_kill_9() {
+    use mln::backend::probes;
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let root = state.join("libvirt");
+    let mln = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mln"));
+        c.arg("--state-dir").arg(&state).arg("status").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c
+    };
+    // A probe left by an mln killed earlier, as libvirt starts one: the
+    // next mln to use the root ends it.
+    let qmp = root.join("lib/qemu/qmp-left");
+    std::fs::create_dir_all(&qmp).unwrap();
+    let mut left = std::process::Command::new("qemu-system-x86_64")
+        .args(["-S", "-no-user-config", "-nodefaults", "-nographic", "-machine", "none,accel=tcg", "-qmp"])
+        .arg(format!("unix:{}/qmp.monitor,server=on,wait=off", qmp.display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the planted probe runs", || probes::find(&root).len() == 1);
+    assert!(mln().status().unwrap().success());
+    eventually("the planted probe is gone", || left.try_wait().unwrap().is_some());
+    // kill -9 while libvirt probes (defining a domain needs QEMU's
+    // capabilities, and the cache is empty): the watcher ends the probe.
+    let _ = std::fs::remove_dir_all(root.join("cache"));
+    let t = templates(d.path());
+    std::fs::write(d.path().join("p.mln"), "global { project probe }\nhost a { template t }\n").unwrap();
+    let mut m = std::process::Command::new(env!("CARGO_BIN_EXE_mln"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--templates")
+        .arg(&t)
+        .arg("build")
+        .arg("-f")
+        .arg(d.path().join("p.mln"))
+        .env("MLN_KVM", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = false;
+    eventually("a probe starts or mln finishes", || {
+        seen = !probes::find(&root).is_empty();
+        seen || m.try_wait().unwrap().is_some()
+    });
+    assert!(seen, "mln finished without probing (the capabilities cache was not removed?)");
+    m.kill().unwrap();
+    m.wait().unwrap();
+    eventually("no probe of this root is left", || probes::find(&root).is_empty());
+}
