@@ -82,7 +82,6 @@ fn main() -> ExitCode {
         return mln::backend::probes::run_watcher(root.into());
     }
     mln::backend::probes::enable_watcher();
-    mln::state::private_files();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

@@ -146,6 +146,7 @@ fn build_host(
             if !disk_path.exists() {
                 let tmp = disk_path.with_extension("tmp");
                 std::fs::copy(tpath, &tmp).map_err(|e| format!("cannot copy {}: {e}", tpath.display()))?;
+                crate::state::make_private(&tmp)?;
                 std::fs::rename(&tmp, &disk_path).map_err(|e| format!("cannot place {}: {e}", disk_path.display()))?;
             }
             // Written on every build: idempotent, and a resumed build
@@ -167,7 +168,7 @@ fn build_host(
         let seed = crate::guest::seed_files(plan, h, &contents);
         let files: Vec<(&str, &[u8])> = seed.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
         let image = crate::guest::fat_image("cidata", &files).map_err(|e| format!("cannot make the seed: {e}"))?;
-        write_atomically(&seed_path, &image)?;
+        crate::state::write_private(&seed_path, &image)?;
     }
     let spec = DomainSpec {
         name: name.clone(),
@@ -199,23 +200,19 @@ fn kernel_of(h: &Host, t: &Template, dir: &Path) -> Result<Option<(std::path::Pa
 
 /// Copies `from` to `to` (under a temporary name, then renamed).
 fn private_copy(from: &Path, to: &Path) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = to.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut src = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
     let mut dst = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&tmp)
         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     std::io::copy(&mut src, &mut dst).map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
     std::fs::rename(&tmp, to).map_err(|e| format!("cannot place {}: {e}", to.display()))?;
     Ok(to.to_path_buf())
-}
-
-fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn qemu_img(args: &[&str]) -> Result<String, String> {
@@ -301,5 +298,6 @@ fn make_disk(env: &Env, h: &Host, template: &Path, fmt: &str, base_mib: u64, dis
         }
         DiskMode::Lvm => return Err("LVM disks are not supported yet".into()),
     };
+    crate::state::make_private(&tmp)?;
     std::fs::rename(&tmp, disk).map_err(|e| format!("cannot place {}: {e}", disk.display()))
 }

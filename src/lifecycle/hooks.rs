@@ -7,17 +7,7 @@ use std::process::Command;
 pub fn run(plan: &Plan, hook: &str) -> Result<(), String> {
     let Some(lines) = plan.hooks.get(hook) else { return Ok(()) };
     let script = lines.join("\n");
-    use std::os::unix::process::CommandExt;
-    let umask = crate::state::user_umask();
-    let mut cmd = Command::new("sh");
-    // SAFETY: umask is async-signal-safe and cannot fail.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::umask(umask);
-            Ok(())
-        });
-    }
-    let out = cmd
+    let out = Command::new("sh")
         .arg("-e")
         .arg("-c")
         .arg(&script)

@@ -9,29 +9,67 @@ pub use lock::ProjectLock;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-/// The umask mln was started with, given back to the programs that run
-/// for the user (hooks).
-static USER_UMASK: AtomicU32 = AtomicU32::new(0o022);
+/// The user QEMU runs as under libvirt's QEMU driver on Debian (the
+/// embedded driver included, whose qemu.conf mln writes and leaves at the
+/// built-in default).
+const QEMU_USER: &str = "libvirt-qemu";
 
-/// Everything mln creates from here on (databases, seeds, disks, saved
-/// memory images, console logs, libvirt's files in the embedded root) is
-/// private to the user running it: password hashes, guests' shadow files
-/// and memory are in them. Call once, first thing.
-pub fn private_files() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: umask has no preconditions and cannot fail.
-        let old = unsafe { libc::umask(0o077) };
-        USER_UMASK.store(old as u32, Ordering::SeqCst);
-    });
+/// The group that must be able to reach guests' disks and libvirt's
+/// per-domain files under the state directory: the QEMU user's, when mln
+/// runs as root and that user exists.
+fn qemu_gid() -> Option<libc::gid_t> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new(QEMU_USER).ok()?;
+    // SAFETY: getpwnam returns NULL or a pointer valid until the next call;
+    // we copy the one field we need at once. mln calls it from one thread
+    // (at `State::open`).
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    (!pw.is_null()).then(|| unsafe { (*pw).pw_gid })
 }
 
-/// The umask in force before [`private_files`].
-pub fn user_umask() -> libc::mode_t {
-    USER_UMASK.load(Ordering::SeqCst) as libc::mode_t
+/// Makes the state directory unreachable for other local users: 0700, or
+/// 0710 with the QEMU user's group where QEMU (another user) must pass
+/// through it to open disks, seeds and libvirt's per-domain files. Mode
+/// bits on the one top directory guard everything below it, including the
+/// files libvirt makes with its own modes.
+fn guard(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match qemu_gid() {
+        Some(gid) => {
+            std::os::unix::fs::chown(dir, None, Some(gid)).map_err(|err| format!("cannot give {} to QEMU's group: {err}", dir.display()))?;
+            0o710
+        }
+        None => 0o700,
+    };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(|err| format!("cannot make {} private: {err}", dir.display()))
+}
+
+/// Writes `data` to `path` through a temporary name, readable by its owner
+/// only (seeds hold password hashes and the guest's configuration).
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
+    f.write_all(data).map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|err| format!("cannot write {}: {err}", path.display()))
+}
+
+/// Makes an existing file readable by its owner only.
+pub fn make_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|err| format!("cannot make {} private: {err}", path.display()))
 }
 
 /// The plan as recorded in a state database: secrets that the running
@@ -162,27 +200,26 @@ impl State {
     }
 
     /// Opens (making if needed) the state directory. It holds password
-    /// hashes, guests' disks and saved memory: the directory is made 0700
-    /// and the database 0600, also when an older mln left them readable.
+    /// hashes, guests' disks and saved memory: the directory is guarded
+    /// (see `guard`) and the database made 0600, also when an older mln
+    /// left them readable.
     pub fn open(dir: &Path) -> Result<State, String> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
         // A relative state directory would reach libvirt's embedded driver
         // as a relative root, which it refuses.
-        // Also for programs that use the library without mln's `main`.
-        private_files();
         let dir = std::path::absolute(dir).map_err(|err| format!("cannot use state directory {}: {err}", dir.display()))?;
-        for sub in ["", "projects", "locks", "templates"] {
+        // Below the guarded top directory, QEMU (another user) must pass
+        // through `projects` and `templates`; `locks` is mln's alone.
+        for (sub, mode) in [("", 0o700), ("projects", 0o755), ("locks", 0o700), ("templates", 0o755)] {
             let d = dir.join(sub);
             std::fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o700)
+                .mode(mode)
                 .create(&d)
                 .map_err(|err| format!("cannot create {}: {err}", d.display()))?;
         }
-        private(&dir, 0o700)?;
-        for sub in ["projects", "locks"] {
-            private(&dir.join(sub), 0o700)?;
-        }
+        guard(&dir)?;
+        private(&dir.join("locks"), 0o700)?;
         let db_path = dir.join("mln.db");
         // SQLite makes the file with the process's umask: make it private
         // before SQLite writes anything into it.
