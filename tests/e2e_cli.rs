@@ -195,7 +195,7 @@ fn a_build_killed_halfway_resumes_with_nothing_twice_and_nothing_left_over() {
     let want: Vec<String> = (1..=6).map(|i| format!("node{i}.six")).collect();
     assert_eq!(domains(&m), want, "each host built once");
     let state = mln::state::State::open(m.state.path()).unwrap();
-    let mut recorded: Vec<String> = state.resources("six").unwrap().into_iter().filter(|r| r.kind == "domain").map(|r| r.ident).collect();
+    let mut recorded: Vec<String> = state.resources("six").unwrap().into_iter().filter(|r| r.kind == mln::state::ResourceKind::Domain).map(|r| r.ident).collect();
     recorded.sort();
     assert_eq!(recorded, want, "the state database agrees with libvirt");
     for i in 1..=6 {

@@ -4,15 +4,17 @@
 
 mod common;
 use common::*;
-use mln::backend::libvirt::Libvirt;
-use mln::lifecycle::{self, Env};
-use mln::state::{ProjectRow, Resource, State};
+use mln::machine::{Outcome, Status};
+use mln::progress::Quiet;
+use mln::runtime::{hooks::NoHooks, BuildOptions, LocalPlaces, Runtime};
+use mln::state::{Phase, ProjectRecord, Resource, ResourceKind, State};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 fn no_kvm() {
-    // Every test here sets the same value: the probe is not what is tested.
-    std::env::set_var("MLN_KVM", "0");
+    // Once, before any test reads it: the probe is not what is tested.
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::env::set_var("MLN_KVM", "0"));
 }
 
 /// A templates directory with a tiny qcow2 template `t`.
@@ -39,8 +41,8 @@ fn a_plan_with_names_that_escape_is_refused_before_anything_is_made() {
     no_kvm();
     let d = tempfile::tempdir().unwrap();
     let state = State::open(&d.path().join("state")).unwrap();
-    let lv = Libvirt::open("test:///default").unwrap();
-    let env = Env { state: &state, lv: &lv, templates: templates(d.path()) };
+    let places = LocalPlaces::new(&state, "test:///default".into(), templates(d.path()));
+    let env = Runtime { state: &state, places: &places, hooks: &NoHooks, telemetry: &Quiet };
     let decoy = d.path().join("decoy");
     std::fs::create_dir(&decoy).unwrap();
     std::fs::write(decoy.join("keep"), "precious").unwrap();
@@ -59,11 +61,11 @@ fn a_plan_with_names_that_escape_is_refused_before_anything_is_made() {
     p.hosts[0].template = "../../etc/shadow".into();
     cases.push(p);
     for p in cases {
-        let err = lifecycle::build(&env, &p, Path::new("p.mln"), false).unwrap_err();
-        assert!(err.contains("refusing the plan"), "{err}");
+        let err = env.build(&p, Path::new("p.mln"), BuildOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("refusing the plan"), "{err}");
     }
     assert_eq!(std::fs::read_to_string(decoy.join("keep")).unwrap(), "precious");
-    assert!(state.projects().unwrap().is_empty(), "nothing recorded");
+    assert!(state.project_names().unwrap().is_empty(), "nothing recorded");
     assert!(state.host_dir("..", "x").is_err() && state.host_dir("p", "/tmp/x").is_err() && state.lock("../x").is_err());
 }
 
@@ -72,32 +74,33 @@ fn remove_forgets_records_outside_the_state_directory_without_following_them() {
     no_kvm();
     let d = tempfile::tempdir().unwrap();
     let state = State::open(&d.path().join("state")).unwrap();
-    let lv = Libvirt::open("test:///default").unwrap();
-    let env = Env { state: &state, lv: &lv, templates: templates(d.path()) };
+    let places = LocalPlaces::new(&state, "test:///default".into(), templates(d.path()));
+    let env = Runtime { state: &state, places: &places, hooks: &NoHooks, telemetry: &Quiet };
     // What an older mln recorded for `host /tmp/x/decoy` and for a host
     // name too long for any file system.
     let decoy = d.path().join("x/decoy");
     std::fs::create_dir_all(&decoy).unwrap();
     std::fs::write(decoy.join("keep"), "precious").unwrap();
     let long = state.dir().join("projects/old").join("h".repeat(300));
+    let plan = plan_of("global { project old }\nhost decoy { template t }\n");
     state
-        .save_project(&ProjectRow { name: "old".into(), state: "building".into(), file: "p.mln".into(), connect: "test:///default".into(), plan_json: "{}".into() })
+        .save_project(&ProjectRecord { name: "old".into(), phase: Phase::Building, file: "p.mln".into(), connect: "test:///default".into(), plan, places: vec![] })
         .unwrap();
-    let r = |host: &str, kind: &str, ident: String| Resource { host: host.into(), kind: kind.into(), ident };
+    let r = |host: &str, kind: ResourceKind, ident: String| Resource { host: host.into(), kind, ident };
     state
         .record_all(
             "old",
             &[
-                r("decoy", "dir", decoy.display().to_string()),
-                r("decoy", "seed", decoy.join("keep").display().to_string()),
-                r("decoy", "dir", format!("{}/projects/old/../../..", state.dir().display())),
-                r("long", "dir", long.display().to_string()),
-                r("long", "disk", long.join("disk.qcow2").display().to_string()),
+                r("decoy", ResourceKind::Dir, decoy.display().to_string()),
+                r("decoy", ResourceKind::Seed, decoy.join("keep").display().to_string()),
+                r("decoy", ResourceKind::Dir, format!("{}/projects/old/../../..", state.dir().display())),
+                r("long", ResourceKind::Dir, long.display().to_string()),
+                r("long", ResourceKind::Disk, long.join("disk.qcow2").display().to_string()),
             ],
         )
         .unwrap();
-    let outcomes = lifecycle::remove(&env, "old").unwrap();
-    assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
+    let outcomes = env.remove("old").unwrap();
+    assert!(outcomes.iter().all(Outcome::ok), "{outcomes:?}");
     assert_eq!(std::fs::read_to_string(decoy.join("keep")).unwrap(), "precious");
     assert!(state.dir().join("mln.db").exists());
     assert!(state.project("old").unwrap().is_none() && state.resources("old").unwrap().is_empty(), "forgotten");
@@ -122,13 +125,13 @@ fn state_is_private_and_secrets_are_not_recorded_in_clear() {
         assert_eq!(std::fs::metadata(&dir).unwrap().gid().to_string(), String::from_utf8_lossy(&qemu.stdout).trim());
     }
     assert_eq!(mode(&dir.join("mln.db")), 0o600);
-    let lv = Libvirt::open("test:///default").unwrap();
-    let env = Env { state: &state, lv: &lv, templates: templates(d.path()) };
+    let places = LocalPlaces::new(&state, "test:///default".into(), templates(d.path()));
+    let env = Runtime { state: &state, places: &places, hooks: &NoHooks, telemetry: &Quiet };
     let plan = plan_of(
         "global { project sec }\nhost a {\n template t\n vncdisplay 3\n vncpasswd Sup3rSecretVnc\n users {\n  bob $6$salt$abcdefghijklmnopqrstuv\n }\n}\n",
     );
-    let outcomes = lifecycle::build(&env, &plan, Path::new("p.mln"), false).unwrap();
-    assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
+    let outcomes = env.build(&plan, Path::new("p.mln"), BuildOptions::default()).unwrap();
+    assert!(outcomes.iter().all(Outcome::ok), "{outcomes:?}");
     let host = state.host_dir("sec", "a").unwrap();
     // What holds secrets is its owner's alone; and no other user can even
     // reach into the state directory.
@@ -143,11 +146,13 @@ fn state_is_private_and_secrets_are_not_recorded_in_clear() {
     }
     let state = State::open(&dir).unwrap();
     let row = state.project("sec").unwrap().unwrap();
-    assert!(row.plan_json.contains("sha256:"), "the password's digest is kept");
+    assert!(row.plan.hosts[0].vnc_password.as_deref().is_some_and(|p| p.starts_with("sha256:")), "the password's digest is kept");
     // The domain still gets the password: it is defined at build time.
+    let lv = mln::backend::libvirt::Libvirt::open("test:///default").unwrap();
     let xml = lv.domain("a.sec").unwrap().xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE).unwrap();
     assert!(xml.contains("Sup3rSecretVnc"), "{xml}");
-    lifecycle::remove(&Env { state: &state, lv: &lv, templates: d.path().join("templates") }, "sec").unwrap();
+    let places = LocalPlaces::new(&state, "test:///default".into(), d.path().join("templates"));
+    Runtime { state: &state, places: &places, hooks: &NoHooks, telemetry: &Quiet }.remove("sec").unwrap();
 }
 
 #[test]
@@ -155,8 +160,8 @@ fn a_hosts_own_kernel_is_booted_from_a_private_copy() {
     no_kvm();
     let d = tempfile::tempdir().unwrap();
     let state = State::open(&d.path().join("state")).unwrap();
-    let lv = Libvirt::open("test:///default").unwrap();
-    let env = Env { state: &state, lv: &lv, templates: templates(d.path()) };
+    let places = LocalPlaces::new(&state, "test:///default".into(), templates(d.path()));
+    let env = Runtime { state: &state, places: &places, hooks: &NoHooks, telemetry: &Quiet };
     let (k, r) = (d.path().join("vmlinuz"), d.path().join("initrd"));
     std::fs::write(&k, "kernel").unwrap();
     std::fs::write(&r, "ramdisk").unwrap();
@@ -166,9 +171,9 @@ fn a_hosts_own_kernel_is_booted_from_a_private_copy() {
     let mut plan = plan_of("global { project kern }\nhost a { template t }\n");
     plan.hosts[0].kernel = Some(k.display().to_string());
     plan.hosts[0].ramdisk = Some(r.display().to_string());
-    let outcomes = lifecycle::build(&env, &plan, Path::new("p.mln"), false).unwrap();
-    assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}");
-    let xml = lv.domain("a.kern").unwrap().xml_desc(0).unwrap();
+    let outcomes = env.build(&plan, Path::new("p.mln"), BuildOptions::default()).unwrap();
+    assert!(outcomes.iter().all(Outcome::ok), "{outcomes:?}");
+    let xml = places.libvirt().unwrap().connection().domain("a.kern").unwrap().xml_desc(0).unwrap();
     let host = state.host_dir("kern", "a").unwrap();
     assert!(xml.contains(&format!("<kernel>{}</kernel>", host.join("kernel").display())), "{xml}");
     assert!(xml.contains(&format!("<initrd>{}</initrd>", host.join("ramdisk").display())), "{xml}");
@@ -176,7 +181,7 @@ fn a_hosts_own_kernel_is_booted_from_a_private_copy() {
     for f in [&k, &r] {
         assert_eq!(std::fs::metadata(f).unwrap().uid(), 12345, "the original keeps its owner");
     }
-    lifecycle::remove(&env, "kern").unwrap();
+    env.remove("kern").unwrap();
 }
 
 #[test]
@@ -203,7 +208,7 @@ fn control_characters_in_a_plan_never_reach_the_terminal() {
     let table = mln::render::plan_table(&plan);
     assert!(!table.contains('\u{1b}') && !table.contains('\u{7}'), "{table:?}");
     assert!(table.contains("\\u{1b}]0;owned"), "{table}");
-    let (summary, _) = lifecycle::summary("build", &[lifecycle::Outcome { host: "x\u{1b}[1m".into(), result: Err("bad\u{9b}31m".into()) }]);
+    let (summary, _) = mln::runtime::summary("build", &[Outcome { host: "x\u{1b}[1m".into(), place: None, status: Status::Failed, message: "bad\u{9b}31m".into(), retry: false }]);
     assert!(!summary.chars().any(|c| c.is_control() && c != '\n'), "{summary:?}");
 }
 

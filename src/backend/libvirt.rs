@@ -167,13 +167,13 @@ impl Libvirt {
         self.domain(name)?.managed_save(0).map_err(|e| err(&format!("cannot save {name}"), e))
     }
 
-    /// `running`, `saved`, `shut off` or `absent`.
-    pub fn state(&self, name: &str) -> &'static str {
+    pub fn state(&self, name: &str) -> crate::machine::PowerState {
+        use crate::machine::PowerState;
         match self.conn.lookup_domain_by_name(name) {
-            Err(_) => "absent",
-            Ok(d) if d.is_active().unwrap_or(false) => "running",
-            Ok(d) if d.has_managed_save(0).unwrap_or(false) => "saved",
-            Ok(_) => "shut off",
+            Err(_) => PowerState::Absent,
+            Ok(d) if d.is_active().unwrap_or(false) => PowerState::Running,
+            Ok(d) if d.has_managed_save(0).unwrap_or(false) => PowerState::Saved,
+            Ok(_) => PowerState::ShutOff,
         }
     }
 
@@ -188,6 +188,6 @@ impl Libvirt {
         let v = self.conn.lib_version().map_err(|e| err("cannot ask libvirt's version", e))?;
         let version = format!("{}.{}.{}", v / 1_000_000, v / 1000 % 1000, v % 1000);
         let names = self.domains()?;
-        Ok((version, names.into_iter().map(|n| { let s = self.state(&n).to_string(); (n, s) }).collect()))
+        Ok((version, names.into_iter().map(|n| { let s = self.state(&n).as_str().to_string(); (n, s) }).collect()))
     }
 }

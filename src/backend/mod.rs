@@ -7,5 +7,7 @@ pub mod bridge;
 pub mod domain;
 pub mod kvm;
 pub mod libvirt;
+pub mod machines;
 pub mod probes;
+mod provision;
 pub mod template;

@@ -3,13 +3,12 @@
 //! stdout. When its stdin closes (the SSH channel went away) it stops: an
 //! interrupted build is resumed by the next one, as locally.
 
-use super::proto::{DomainInfo, Downstream, FileSum, Hello, Info, Line, Request, StopMode, PROTOCOL};
+use super::proto::{DomainInfo, Downstream, FileSum, Hello, Info, Line, Request, PROTOCOL};
 use crate::backend::libvirt::Libvirt;
-use crate::lifecycle::{self, Env};
+use crate::runtime::{Runtime, StartOptions};
 use crate::state::State;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 pub struct Options {
     pub state_dir: PathBuf,
@@ -107,6 +106,11 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
                 .collect();
             json(out)
         }
+        Request::Console { project, host, offset } => {
+            let state = state().map_err(|e| e.to_string())?;
+            let path = state.host_dir(&project, &host).map_err(|e| e.to_string())?.join("console.log");
+            json(console_chunk(&path, offset)?)
+        }
         Request::Receive { path, size, sha256, token } => {
             let parts: Vec<&str> = path.split('/').collect();
             let target = crate::name::inside(&opts.templates, &parts).map_err(|e| e.to_string())?;
@@ -121,41 +125,51 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
             json(r)
         }
         op => {
-            let state = state()?;
-            let lv = Libvirt::connect(&opts.connect)?;
-            let env = Env { state: &state, lv: &lv, templates: opts.templates.clone() };
+            let state = state().map_err(|e| e.to_string())?;
+            let places = crate::runtime::LocalPlaces::new(&state, opts.connect.clone(), opts.templates.clone());
+            let rt = Runtime { state: &state, places: &places, hooks: &crate::runtime::hooks::NoHooks, telemetry: &Forward };
+            let known = state.project(op_project(&op)).map_err(|e| e.to_string())?.is_some();
             match op {
-                Request::Build { plan, file, replace, resume } => {
-                    if resume && !replace {
-                        if let Some(done) = built_from(&state, &plan)? {
-                            return json(done);
-                        }
-                    }
-                    json(lifecycle::build(&env, &plan, Path::new(&file), replace)?)
-                }
-                Request::Start { project, hosts } => json(lifecycle::start(&env, &project, &hosts)?),
-                Request::Stop { project, hosts, mode } => {
-                    let mode = match mode {
-                        StopMode::Save => lifecycle::StopMode::Save,
-                        StopMode::Hard => lifecycle::StopMode::Hard,
-                        StopMode::Graceful { wait_secs } => lifecycle::StopMode::Graceful { wait: Duration::from_secs(wait_secs) },
-                    };
-                    json(lifecycle::stop(&env, &project, &hosts, mode)?)
-                }
-                Request::Status { project } => {
-                    if state.project(&project)?.is_none() {
-                        return json(Vec::<lifecycle::HostStatus>::new());
-                    }
-                    json(lifecycle::status(&env, &project)?)
-                }
-                Request::Remove { project } => {
-                    if state.project(&project)?.is_none() {
-                        return json(Vec::<lifecycle::Outcome>::new());
-                    }
-                    json(lifecycle::remove(&env, &project)?)
-                }
+                Request::Build { plan, file, opts } => json(rt.build(&plan, Path::new(&file), opts).map_err(|e| e.to_string())?),
+                Request::Start { project, hosts } => json(rt.start(&project, &StartOptions { hosts, pause: None }).map_err(|e| e.to_string())?),
+                Request::Stop { project, hosts, mode } => json(rt.stop(&project, &hosts, mode).map_err(|e| e.to_string())?),
+                // Nothing of the project here (never built, or removed).
+                Request::Status { .. } | Request::Remove { .. } if !known => json(Vec::<()>::new()),
+                Request::Status { project, hosts } => json(rt.status(&project, &hosts).map_err(|e| e.to_string())?),
+                Request::Remove { project } => json(rt.remove(&project).map_err(|e| e.to_string())?),
                 _ => unreachable!("handled above"),
             }
+        }
+    }
+}
+
+/// What a console log holds from `offset` on (at most 1 MiB at a time).
+pub fn console_chunk(path: &Path, offset: u64) -> Result<super::proto::ConsoleChunk, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| format!("no console log ({}: {e})", path.display()))?;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    f.take(1 << 20).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    Ok(super::proto::ConsoleChunk { data: String::from_utf8_lossy(&buf).into_owned(), offset: offset + buf.len() as u64 })
+}
+
+fn op_project(r: &Request) -> &str {
+    match r {
+        Request::Build { plan, .. } => &plan.project,
+        Request::Start { project, .. } | Request::Stop { project, .. } | Request::Status { project, .. } | Request::Remove { project } => project,
+        _ => "",
+    }
+}
+
+/// The agent's telemetry: every event as one JSON line on stderr, which
+/// the manager reads as the request's progress.
+struct Forward;
+
+impl crate::progress::Telemetry for Forward {
+    fn event(&self, e: &crate::progress::Event) {
+        if let Ok(line) = serde_json::to_string(e) {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
         }
     }
 }
@@ -212,7 +226,7 @@ fn info(opts: &Options) -> Result<Info, String> {
         Err(e) => (format!("unavailable: {e}"), Vec::new()),
     };
     let projects = match State::open(&opts.state_dir) {
-        Ok(s) => s.projects()?.into_iter().map(|r| r.name).collect(),
+        Ok(s) => s.project_names().map_err(|e| e.to_string())?,
         Err(_) => Vec::new(),
     };
     Ok(Info {
@@ -226,11 +240,4 @@ fn info(opts: &Options) -> Result<Info, String> {
         domains: domains.into_iter().map(|(name, state)| DomainInfo { name, state }).collect(),
         projects,
     })
-}
-
-/// When a project was built from exactly `plan`: every host, "already built".
-pub fn built_from(state: &State, plan: &crate::plan::Plan) -> Result<Option<Vec<lifecycle::Outcome>>, String> {
-    let Some(row) = state.project(&plan.project)? else { return Ok(None) };
-    let same = serde_json::from_str::<crate::plan::Plan>(&row.plan_json).is_ok_and(|p| p == crate::state::redacted(plan));
-    Ok((row.state == "built" && same).then(|| plan.hosts.iter().map(|h| lifecycle::Outcome { host: h.name.clone(), result: Ok("already built".into()) }).collect()))
 }

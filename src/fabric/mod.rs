@@ -1,12 +1,16 @@
 //! The fabric: one project over many service hosts, reached over SSH, each
 //! running `mln agent` (the same binary, copied over when missing) that
-//! drives its own libvirt with the local lifecycle code.
+//! runs the same orchestration (`crate::runtime`) on its share with its
+//! own libvirt. What is only the fabric's lives here: SSH, the agent and
+//! its protocol, the relay, placement, and the remote backend.
 
 pub mod agent;
 pub mod capacity;
 pub mod config;
 pub mod exec;
-pub mod project;
+pub mod inventory;
+pub mod machines;
+pub mod places;
 pub mod proto;
 pub mod push;
 pub mod relay;

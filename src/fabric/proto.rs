@@ -1,12 +1,14 @@
 //! The agent protocol: one request per SSH channel, as one JSON line on
 //! the agent's stdin; answers are JSON lines on its stdout (`listening`,
-//! then `ok` or `error`); its stderr carries progress lines for people.
-//! `PROTOCOL` changes whenever a message changes shape.
+//! then `ok` or `error`); its stderr carries progress events
+//! ([`crate::progress::Event`], one JSON line each) that the manager
+//! passes on to its own telemetry. `PROTOCOL` changes whenever a message
+//! changes shape.
 
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
 
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -14,33 +16,21 @@ pub enum Request {
     Hello,
     Info,
     /// Build these hosts (the service host's share of the project).
-    /// `resume`: the manager is finishing an interrupted build, so a share
-    /// already built from this very plan counts as done.
-    Build {
-        plan: Plan,
-        file: String,
-        replace: bool,
-        #[serde(default)]
-        resume: bool,
-    },
+    Build { plan: Plan, file: String, opts: crate::machine::BuildOptions },
+    /// Start (stop) these hosts of the service host's share: one
+    /// boot-order group; the manager runs the hooks and the order.
     Start { project: String, hosts: Vec<String> },
-    Stop { project: String, hosts: Vec<String>, mode: StopMode },
-    Status { project: String },
+    Stop { project: String, hosts: Vec<String>, mode: crate::machine::StopMode },
+    Status { project: String, hosts: Vec<String> },
     Remove { project: String },
+    /// What a host's serial console printed from byte `offset` on.
+    Console { project: String, host: String, offset: u64 },
     /// Sizes and SHA-256 of template entries (exact names).
     Templates { entries: Vec<String> },
     /// Receive one file into the templates directory: listen, answer
     /// `listening`, read the downstream plan as the next stdin line, then
     /// take the data from whoever connects with the token.
     Receive { path: String, size: u64, sha256: String, token: String },
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum StopMode {
-    Graceful { wait_secs: u64 },
-    Save,
-    Hard,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -107,4 +97,12 @@ pub enum Line {
     Listening(u16),
     Ok(serde_json::Value),
     Error(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConsoleChunk {
+    /// The bytes from the asked offset on, as text (invalid UTF-8 replaced).
+    pub data: String,
+    /// Where the next read starts.
+    pub offset: u64,
 }

@@ -13,7 +13,7 @@ pub struct ProjectLock {
 }
 
 impl ProjectLock {
-    pub fn acquire(path: &Path, project: &str) -> Result<ProjectLock, String> {
+    pub fn acquire(path: &Path, project: &str) -> Result<ProjectLock, super::StateError> {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         loop {
             let mut file = OpenOptions::new()
@@ -24,17 +24,14 @@ impl ProjectLock {
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
-                .map_err(|e| format!("cannot open lock {}: {e}", path.display()))?;
+                .map_err(|e| super::StateError::io(path, "open lock", e))?;
             // SAFETY: flock on a file descriptor we own.
             let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if r != 0 {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let who = crate::term::escape(holder.trim()).into_owned();
-                return Err(format!(
-                    "another mln is working on project {project}{}; wait for it to finish",
-                    if who.is_empty() { String::new() } else { format!(" ({who})") }
-                ));
+                return Err(super::StateError::Locked { project: project.to_string(), holder: (!who.is_empty()).then_some(who) });
             }
             // `remove` deletes the lock file of the project it removed: a
             // lock taken on a file that is no longer at `path` locks nothing.

@@ -1,184 +1,47 @@
 //! What mln has made, recorded so that an interrupted operation can be run
 //! again (nothing made twice, nothing left behind), `remove` finds
 //! everything, and `status` is right after a crash. One SQLite database in
-//! the state directory, and a lock file per project.
+//! the state directory (its schema versioned, older ones migrated on
+//! open), and a lock file per project.
 
+mod error;
 mod lock;
+mod private;
+mod records;
+mod schema;
 
+pub use error::StateError;
 pub use lock::ProjectLock;
+pub use private::{make_private, write_private};
+pub use records::{redacted, Phase, ProjectRecord, Resource, ResourceKind};
+pub use schema::VERSION as SCHEMA_VERSION;
 
+use error::db;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-
-/// The user QEMU runs as under libvirt's QEMU driver on Debian (the
-/// embedded driver included, whose qemu.conf mln writes and leaves at the
-/// built-in default).
-const QEMU_USER: &str = "libvirt-qemu";
-
-/// The group that must be able to reach guests' disks and libvirt's
-/// per-domain files under the state directory: the QEMU user's, when mln
-/// runs as root and that user exists.
-fn qemu_gid() -> Option<libc::gid_t> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    let name = std::ffi::CString::new(QEMU_USER).ok()?;
-    // SAFETY: getpwnam returns NULL or a pointer valid until the next call;
-    // we copy the one field we need at once. mln calls it from one thread
-    // (at `State::open`).
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    (!pw.is_null()).then(|| unsafe { (*pw).pw_gid })
-}
-
-/// Makes the state directory unreachable for other local users: 0700, or
-/// 0710 with the QEMU user's group where QEMU (another user) must pass
-/// through it to open disks, seeds and libvirt's per-domain files. Mode
-/// bits on the one top directory guard everything below it, including the
-/// files libvirt makes with its own modes.
-fn guard(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = match qemu_gid() {
-        Some(gid) => {
-            std::os::unix::fs::chown(dir, None, Some(gid)).map_err(|err| format!("cannot give {} to QEMU's group: {err}", dir.display()))?;
-            0o710
-        }
-        None => 0o700,
-    };
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(|err| format!("cannot make {} private: {err}", dir.display()))
-}
-
-/// Writes `data` to `path` through a temporary name, readable by its owner
-/// only (seeds hold password hashes and the guest's configuration).
-pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
-    f.write_all(data).map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|err| format!("cannot write {}: {err}", path.display()))
-}
-
-/// Makes an existing file readable by its owner only.
-pub fn make_private(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|err| format!("cannot make {} private: {err}", path.display()))
-}
-
-/// The plan as recorded in a state database: secrets that the running
-/// machines no longer need (the VNC password went into the domain
-/// definition at build time) are replaced by their SHA-256, so a record
-/// still tells whether a later plan changed them.
-pub fn plan_record(plan: &crate::plan::Plan) -> Result<String, String> {
-    serde_json::to_string(&redacted(plan)).map_err(|err| format!("cannot record the plan: {err}"))
-}
-
-/// `plan` with its secrets replaced as in [`plan_record`].
-pub fn redacted(plan: &crate::plan::Plan) -> crate::plan::Plan {
-    use sha2::{Digest, Sha256};
-    let mut p = plan.clone();
-    for h in &mut p.hosts {
-        if let Some(pw) = &mut h.vnc_password {
-            if !pw.starts_with("sha256:") {
-                let d = Sha256::digest(pw.as_bytes());
-                *pw = format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>());
-            }
-        }
-    }
-    p
-}
 
 pub struct State {
     dir: PathBuf,
     db: Mutex<Connection>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ProjectRow {
-    pub name: String,
-    /// `building` until every host is built, then `built`.
-    pub state: String,
-    pub file: String,
-    pub connect: String,
-    pub plan_json: String,
-}
-
-/// A project spread over service hosts, as the managing machine knows it:
-/// the whole plan and every service host that may hold part of it (named
-/// before anything is made there). Each service host keeps its own share
-/// in its own database; hosts without a service host are an ordinary
-/// local project of the same name.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct FabricRow {
-    pub name: String,
-    pub state: String,
-    pub file: String,
-    pub plan_json: String,
-    pub servers: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resource {
-    pub host: String,
-    /// `dir`, `disk`, `seed`, `domain`.
-    pub kind: String,
-    pub ident: String,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS projects (
-    name TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    file TEXT NOT NULL,
-    connect TEXT NOT NULL,
-    plan_json TEXT NOT NULL,
-    updated INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS resources (
-    project TEXT NOT NULL,
-    host TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    ident TEXT NOT NULL,
-    PRIMARY KEY (project, host, kind, ident)
-);
-CREATE TABLE IF NOT EXISTS fabric_projects (
-    name TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    file TEXT NOT NULL,
-    plan_json TEXT NOT NULL,
-    servers_json TEXT NOT NULL,
-    updated INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at INTEGER NOT NULL,
-    project TEXT NOT NULL,
-    op TEXT NOT NULL,
-    host TEXT,
-    ok INTEGER NOT NULL,
-    message TEXT NOT NULL
-);
-";
-
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// Sets `path`'s mode (it holds what other local users must not read).
-fn private(path: &Path, mode: u32) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|err| format!("cannot make {} private: {err}", path.display()))
+const PROJECT_COLUMNS: &str = "name, phase, file, connect, plan_json, places_json";
+
+fn project_row(r: &rusqlite::Row) -> rusqlite::Result<(String, String, String, String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
 }
 
-fn e(what: &str) -> impl Fn(rusqlite::Error) -> String + '_ {
-    move |err| format!("state database: {what}: {err}")
+fn decode((name, phase, file, connect, plan, places): (String, String, String, String, String, String)) -> Result<ProjectRecord, StateError> {
+    let bad = |what: &'static str, why: String| StateError::Unreadable { project: name.clone(), what, why };
+    let phase = Phase::parse(&phase).ok_or_else(|| bad("phase", format!("`{phase}`")))?;
+    let plan = serde_json::from_str(&plan).map_err(|e| bad("plan", e.to_string()))?;
+    let places = serde_json::from_str(&places).map_err(|e| bad("service hosts", e.to_string()))?;
+    Ok(ProjectRecord { name, phase, file, connect, plan, places })
 }
 
 impl State {
@@ -201,48 +64,38 @@ impl State {
 
     /// Opens (making if needed) the state directory. It holds password
     /// hashes, guests' disks and saved memory: the directory is guarded
-    /// (see `guard`) and the database made 0600, also when an older mln
-    /// left them readable.
-    pub fn open(dir: &Path) -> Result<State, String> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    /// (see `private::guard`) and the database made 0600, also when an
+    /// older mln left them readable. An older database is migrated.
+    pub fn open(dir: &Path) -> Result<State, StateError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         // A relative state directory would reach libvirt's embedded driver
         // as a relative root, which it refuses.
-        let dir = std::path::absolute(dir).map_err(|err| format!("cannot use state directory {}: {err}", dir.display()))?;
+        let dir = std::path::absolute(dir).map_err(|err| StateError::io(dir, "use state directory", err))?;
         // Below the guarded top directory, QEMU (another user) must pass
         // through `projects` and `templates`; `locks` is mln's alone.
         for (sub, mode) in [("", 0o700), ("projects", 0o755), ("locks", 0o700), ("templates", 0o755)] {
             let d = dir.join(sub);
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(mode)
-                .create(&d)
-                .map_err(|err| format!("cannot create {}: {err}", d.display()))?;
+            std::fs::DirBuilder::new().recursive(true).mode(mode).create(&d).map_err(|err| StateError::io(&d, "create", err))?;
         }
-        guard(&dir)?;
-        private(&dir.join("locks"), 0o700)?;
+        private::guard(&dir)?;
+        private::private(&dir.join("locks"), 0o700)?;
         let db_path = dir.join("mln.db");
         // SQLite makes the file with the process's umask: make it private
         // before SQLite writes anything into it.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&db_path)
-            .map_err(|err| format!("cannot open {}: {err}", db_path.display()))?;
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&db_path).map_err(|err| StateError::io(&db_path, "open", err))?;
         for f in ["mln.db", "mln.db-wal", "mln.db-shm"] {
             let p = dir.join(f);
             if p.exists() {
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|err| format!("cannot make {} private: {err}", p.display()))?;
+                private::private(&p, 0o600)?;
             }
         }
-        let db = Connection::open(&db_path).map_err(e("open"))?;
+        let mut conn = Connection::open(&db_path).map_err(db("open"))?;
         // Several mln processes may use one database (different projects):
         // wait for each other's writes instead of failing.
-        db.busy_timeout(std::time::Duration::from_secs(30)).map_err(e("busy timeout"))?;
-        db.pragma_update(None, "journal_mode", "WAL").map_err(e("WAL"))?;
-        db.execute_batch(SCHEMA).map_err(e("schema"))?;
-        Ok(State { dir, db: Mutex::new(db) })
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db("busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db("WAL"))?;
+        schema::migrate(&mut conn)?;
+        Ok(State { dir, db: Mutex::new(conn) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -250,11 +103,11 @@ impl State {
     }
     /// A host's directory: `projects/PROJECT/HOST`, proven to lie inside
     /// the state directory (see [`crate::name::inside`]).
-    pub fn host_dir(&self, project: &str, host: &str) -> Result<PathBuf, String> {
-        crate::name::inside(&self.dir, &["projects", project, host]).map_err(|err| err.to_string())
+    pub fn host_dir(&self, project: &str, host: &str) -> Result<PathBuf, StateError> {
+        Ok(crate::name::inside(&self.dir, &["projects", project, host])?)
     }
-    pub fn project_dir(&self, project: &str) -> Result<PathBuf, String> {
-        crate::name::inside(&self.dir, &["projects", project]).map_err(|err| err.to_string())
+    pub fn project_dir(&self, project: &str) -> Result<PathBuf, StateError> {
+        Ok(crate::name::inside(&self.dir, &["projects", project])?)
     }
     /// Whether `path` is a path mln may remove: strictly below the
     /// `projects` directory, with no `..` and no symbolic link on the way.
@@ -274,10 +127,15 @@ impl State {
     pub fn templates_dir(&self) -> PathBuf {
         self.dir.join("templates")
     }
+    /// The default libvirt connection: the embedded QEMU driver rooted in
+    /// this state directory (no daemon).
+    pub fn embedded_uri(&self) -> String {
+        format!("qemu:///embed?root={}", self.libvirt_root().display())
+    }
 
     /// Only one mln works on a project at a time.
-    pub fn lock(&self, project: &str) -> Result<ProjectLock, String> {
-        let path = crate::name::inside(&self.dir, &["locks", &format!("{project}.lock")]).map_err(|err| err.to_string())?;
+    pub fn lock(&self, project: &str) -> Result<ProjectLock, StateError> {
+        let path = crate::name::inside(&self.dir, &["locks", &format!("{project}.lock")])?;
         ProjectLock::acquire(&path, project)
     }
 
@@ -292,102 +150,122 @@ impl State {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn project(&self, name: &str) -> Result<Option<ProjectRow>, String> {
-        self.db()
-            .query_row("SELECT name, state, file, connect, plan_json FROM projects WHERE name = ?1", [name], |r| {
-                Ok(ProjectRow { name: r.get(0)?, state: r.get(1)?, file: r.get(2)?, connect: r.get(3)?, plan_json: r.get(4)? })
-            })
+    pub fn project(&self, name: &str) -> Result<Option<ProjectRecord>, StateError> {
+        let row = self
+            .db()
+            .query_row(&format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE name = ?1"), [name], project_row)
             .optional()
-            .map_err(e("read project"))
+            .map_err(db("read project"))?;
+        row.map(decode).transpose()
     }
 
-    pub fn projects(&self) -> Result<Vec<ProjectRow>, String> {
+    /// The project, or an error naming it.
+    pub fn require(&self, name: &str) -> Result<ProjectRecord, StateError> {
+        self.project(name)?.ok_or_else(|| StateError::NoProject(name.to_string()))
+    }
+
+    /// Every project, each decoded (an unreadable one is an error of its own).
+    pub fn projects(&self) -> Result<Vec<Result<ProjectRecord, StateError>>, StateError> {
         let db = self.db();
-        let mut st = db.prepare("SELECT name, state, file, connect, plan_json FROM projects ORDER BY name").map_err(e("list"))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(ProjectRow { name: r.get(0)?, state: r.get(1)?, file: r.get(2)?, connect: r.get(3)?, plan_json: r.get(4)? })
-            })
-            .map_err(e("list"))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(e("list"))
+        let mut st = db.prepare(&format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY name")).map_err(error::db("list"))?;
+        let rows = st.query_map([], project_row).map_err(error::db("list"))?;
+        let rows: Vec<_> = rows.collect::<Result<_, _>>().map_err(error::db("list"))?;
+        Ok(rows.into_iter().map(decode).collect())
     }
 
-    pub fn save_project(&self, row: &ProjectRow) -> Result<(), String> {
+    /// Names of every project recorded, readable or not.
+    pub fn project_names(&self) -> Result<Vec<String>, StateError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT name FROM projects ORDER BY name").map_err(error::db("list"))?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(error::db("list"))?;
+        rows.collect::<Result<_, _>>().map_err(error::db("list"))
+    }
+
+    pub fn save_project(&self, r: &ProjectRecord) -> Result<(), StateError> {
+        let plan = serde_json::to_string(&redacted(&r.plan)).map_err(|e| StateError::Unreadable { project: r.name.clone(), what: "plan", why: e.to_string() })?;
+        let places = serde_json::to_string(&r.places).expect("strings serialize");
         self.db()
             .execute(
-                "INSERT INTO projects (name, state, file, connect, plan_json, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(name) DO UPDATE SET state = ?2, file = ?3, connect = ?4, plan_json = ?5, updated = ?6",
-                params![row.name, row.state, row.file, row.connect, row.plan_json, now()],
+                "INSERT INTO projects (name, phase, file, connect, plan_json, places_json, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(name) DO UPDATE SET phase = ?2, file = ?3, connect = ?4, plan_json = ?5, places_json = ?6, updated = ?7",
+                params![r.name, r.phase.as_str(), r.file, r.connect, plan, places, now()],
             )
             .map(drop)
-            .map_err(e("save project"))
+            .map_err(db("save project"))
     }
 
-    pub fn set_state(&self, project: &str, state: &str) -> Result<(), String> {
+    pub fn set_phase(&self, project: &str, phase: Phase) -> Result<(), StateError> {
         self.db()
-            .execute("UPDATE projects SET state = ?2, updated = ?3 WHERE name = ?1", params![project, state, now()])
+            .execute("UPDATE projects SET phase = ?2, updated = ?3 WHERE name = ?1", params![project, phase.as_str(), now()])
             .map(drop)
-            .map_err(e("set state"))
+            .map_err(db("set phase"))
     }
 
     /// Records a resource *before* it is made, so an interruption leaves a
     /// record of everything that may exist (remove tolerates what does not).
-    pub fn record(&self, project: &str, r: &Resource) -> Result<(), String> {
+    pub fn record(&self, project: &str, r: &Resource) -> Result<(), StateError> {
         self.record_all(project, std::slice::from_ref(r))
     }
 
     /// Records several resources in one transaction (one sync, not many).
-    pub fn record_all(&self, project: &str, rs: &[Resource]) -> Result<(), String> {
+    pub fn record_all(&self, project: &str, rs: &[Resource]) -> Result<(), StateError> {
         let mut db = self.db();
-        let tx = db.transaction().map_err(e("record resources"))?;
+        let tx = db.transaction().map_err(error::db("record resources"))?;
         for r in rs {
             tx.execute(
                 "INSERT OR IGNORE INTO resources (project, host, kind, ident) VALUES (?1, ?2, ?3, ?4)",
-                params![project, r.host, r.kind, r.ident],
+                params![project, r.host, r.kind.as_str(), r.ident],
             )
-            .map_err(e("record resources"))?;
+            .map_err(error::db("record resources"))?;
         }
-        tx.commit().map_err(e("record resources"))
+        tx.commit().map_err(error::db("record resources"))
     }
 
     /// Whether this exact resource is recorded for the project.
-    pub fn has_resource(&self, project: &str, kind: &str, ident: &str) -> Result<bool, String> {
+    pub fn has_resource(&self, project: &str, kind: ResourceKind, ident: &str) -> Result<bool, StateError> {
         self.db()
             .query_row(
                 "SELECT 1 FROM resources WHERE project = ?1 AND kind = ?2 AND ident = ?3 LIMIT 1",
-                params![project, kind, ident],
+                params![project, kind.as_str(), ident],
                 |_| Ok(()),
             )
             .optional()
             .map(|r| r.is_some())
-            .map_err(e("read resource"))
+            .map_err(db("read resource"))
     }
 
-    pub fn resources(&self, project: &str) -> Result<Vec<Resource>, String> {
+    pub fn resources(&self, project: &str) -> Result<Vec<Resource>, StateError> {
         let db = self.db();
         let mut st = db
             .prepare("SELECT host, kind, ident FROM resources WHERE project = ?1 ORDER BY host, kind, ident")
-            .map_err(e("resources"))?;
+            .map_err(error::db("resources"))?;
         let rows = st
-            .query_map([project], |r| Ok(Resource { host: r.get(0)?, kind: r.get(1)?, ident: r.get(2)? }))
-            .map_err(e("resources"))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(e("resources"))
+            .query_map([project], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .map_err(error::db("resources"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (host, kind, ident) = row.map_err(error::db("resources"))?;
+            let kind = ResourceKind::parse(&kind)
+                .ok_or_else(|| StateError::Unreadable { project: project.to_string(), what: "resources", why: format!("unknown kind `{kind}`") })?;
+            out.push(Resource { host, kind, ident });
+        }
+        Ok(out)
     }
 
-    pub fn forget_resource(&self, project: &str, r: &Resource) -> Result<(), String> {
+    pub fn forget_resource(&self, project: &str, r: &Resource) -> Result<(), StateError> {
         self.db()
             .execute(
                 "DELETE FROM resources WHERE project = ?1 AND host = ?2 AND kind = ?3 AND ident = ?4",
-                params![project, r.host, r.kind, r.ident],
+                params![project, r.host, r.kind.as_str(), r.ident],
             )
             .map(drop)
-            .map_err(e("forget resource"))
+            .map_err(db("forget resource"))
     }
 
-    pub fn forget_project(&self, project: &str) -> Result<(), String> {
+    pub fn forget_project(&self, project: &str) -> Result<(), StateError> {
         let db = self.db();
-        db.execute("DELETE FROM resources WHERE project = ?1", [project]).map_err(e("forget"))?;
-        db.execute("DELETE FROM projects WHERE name = ?1", [project]).map_err(e("forget"))?;
+        db.execute("DELETE FROM resources WHERE project = ?1", [project]).map_err(error::db("forget"))?;
+        db.execute("DELETE FROM projects WHERE name = ?1", [project]).map_err(error::db("forget"))?;
         Ok(())
     }
 
@@ -400,41 +278,12 @@ impl State {
         );
     }
 
-    pub fn fabric_project(&self, name: &str) -> Result<Option<FabricRow>, String> {
-        let row = self
-            .db()
-            .query_row("SELECT name, state, file, plan_json, servers_json FROM fabric_projects WHERE name = ?1", [name], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
-            })
-            .optional()
-            .map_err(e("read fabric project"))?;
-        Ok(row.map(|(name, state, file, plan_json, servers)| FabricRow { name, state, file, plan_json, servers: serde_json::from_str(&servers).unwrap_or_default() }))
-    }
-
-    pub fn fabric_projects(&self) -> Result<Vec<FabricRow>, String> {
-        let names: Vec<String> = {
-            let db = self.db();
-            let mut st = db.prepare("SELECT name FROM fabric_projects ORDER BY name").map_err(e("list"))?;
-            let rows = st.query_map([], |r| r.get(0)).map_err(e("list"))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(e("list"))?
-        };
-        names.iter().filter_map(|n| self.fabric_project(n).transpose()).collect()
-    }
-
-    pub fn save_fabric_project(&self, row: &FabricRow) -> Result<(), String> {
-        let servers = serde_json::to_string(&row.servers).map_err(|err| err.to_string())?;
-        self.db()
-            .execute(
-                "INSERT INTO fabric_projects (name, state, file, plan_json, servers_json, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(name) DO UPDATE SET state = ?2, file = ?3, plan_json = ?4, servers_json = ?5, updated = ?6",
-                params![row.name, row.state, row.file, row.plan_json, servers, now()],
-            )
-            .map(drop)
-            .map_err(e("save fabric project"))
-    }
-
-    pub fn forget_fabric_project(&self, name: &str) -> Result<(), String> {
-        self.db().execute("DELETE FROM fabric_projects WHERE name = ?1", [name]).map(drop).map_err(e("forget fabric project"))
+    /// The journal of a project, oldest first: (op, ok, message).
+    pub fn journal_of(&self, project: &str) -> Result<Vec<(String, bool, String)>, StateError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT op, ok, message FROM journal WHERE project = ?1 ORDER BY id").map_err(error::db("journal"))?;
+        let rows = st.query_map([project], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(error::db("journal"))?;
+        rows.collect::<Result<_, _>>().map_err(error::db("journal"))
     }
 }
 
@@ -442,8 +291,9 @@ impl State {
 mod tests {
     use super::*;
 
-    fn row(name: &str) -> ProjectRow {
-        ProjectRow { name: name.into(), state: "building".into(), file: "p.mln".into(), connect: "test:///default".into(), plan_json: "{}".into() }
+    fn record(name: &str) -> ProjectRecord {
+        let plan = crate::plan::Plan { project: name.into(), hosts: vec![], switches: vec![], hooks: Default::default() };
+        ProjectRecord { name: name.into(), phase: Phase::Building, file: "p.mln".into(), connect: "test:///default".into(), plan, places: vec![] }
     }
 
     #[test]
@@ -451,17 +301,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = State::open(dir.path()).unwrap();
-            s.save_project(&row("p")).unwrap();
-            let r = Resource { host: "a".into(), kind: "domain".into(), ident: "a.p".into() };
+            s.save_project(&record("p")).unwrap();
+            let r = Resource { host: "a".into(), kind: ResourceKind::Domain, ident: "a.p".into() };
             s.record("p", &r).unwrap();
             s.record("p", &r).unwrap(); // twice is once
-            s.set_state("p", "built").unwrap();
+            s.set_phase("p", Phase::Built).unwrap();
         }
         let s = State::open(dir.path()).unwrap();
-        assert_eq!(s.project("p").unwrap().unwrap().state, "built");
+        assert_eq!(s.project("p").unwrap().unwrap().phase, Phase::Built);
         assert_eq!(s.resources("p").unwrap().len(), 1);
-        assert!(s.has_resource("p", "domain", "a.p").unwrap());
-        assert!(!s.has_resource("p", "domain", "b.p").unwrap());
+        assert!(s.has_resource("p", ResourceKind::Domain, "a.p").unwrap());
+        assert!(!s.has_resource("p", ResourceKind::Domain, "b.p").unwrap());
         s.forget_project("p").unwrap();
         assert!(s.project("p").unwrap().is_none());
         assert!(s.resources("p").unwrap().is_empty());
@@ -473,9 +323,20 @@ mod tests {
         let s = State::open(dir.path()).unwrap();
         let held = s.lock("p").unwrap();
         let err = s.lock("p").unwrap_err();
-        assert!(err.contains("another mln"), "{err}");
+        assert!(err.to_string().contains("another mln") && err.retryable(), "{err}");
         assert!(s.lock("q").is_ok(), "other projects are not blocked");
         drop(held);
         assert!(s.lock("p").is_ok());
+    }
+
+    #[test]
+    fn a_database_of_a_newer_mln_is_refused_not_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(State::open(dir.path()).unwrap());
+        let c = Connection::open(dir.path().join("mln.db")).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        let err = State::open(dir.path()).err().expect("refused");
+        assert!(matches!(err, StateError::TooNew { found: 99, .. }), "{err}");
     }
 }

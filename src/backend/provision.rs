@@ -1,58 +1,43 @@
-//! `mln build`: for each host a directory, a disk from its template, a
-//! NoCloud seed and a libvirt domain (defined, not started).
+//! Provisioning on libvirt: for each host a directory, a disk from its
+//! template (or a configured copy of a filesystem template), a NoCloud
+//! seed and a libvirt domain (defined, not started). Everything is
+//! recorded before it is made, so a re-run after an interruption finishes
+//! what was begun and `remove` finds everything.
 
-use super::{each, Env, Outcome};
-use crate::backend::domain::{domain_name, domain_xml, DomainSpec, DomainType, Nic};
-use crate::backend::template::{self, Template};
+use super::domain::{domain_name, domain_xml, DomainSpec, DomainType, Nic};
+use super::machines::{LibvirtMachines as Machines, Prepared};
+use super::template::{self, Template};
+use crate::machine::{Done, MachineError};
 use crate::plan::{DiskMode, Host, HostKind, Plan};
-use crate::state::{ProjectRow, Resource};
+use crate::progress::Telemetry;
+use crate::state::{Resource, ResourceKind};
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-/// Builds every host of `plan`. A project built before is refused unless
-/// `replace`; one whose build was interrupted is resumed.
-pub fn build(env: &Env, plan: &Plan, file: &Path, replace: bool) -> Result<Vec<Outcome>, String> {
+fn failed(e: impl std::fmt::Display) -> MachineError {
+    MachineError::Failed(e.to_string())
+}
+
+/// Project-wide preparation: the switches' bridges, whether KVM works,
+/// each template found and measured once (not once per host).
+pub(super) fn prepare(m: &Machines, plan: &Plan, t: &dyn Telemetry) -> Result<Prepared, MachineError> {
     // The compiler refuses bad names; a plan can also come over the wire
     // (an agent) or from an older database.
-    crate::name::check_plan(plan).map_err(|e| format!("refusing the plan: {e}"))?;
-    let _lock = env.state.lock(&plan.project)?;
-    if let Some(row) = env.state.project(&plan.project)? {
-        if row.state == "built" && !replace {
-            return Err(format!(
-                "project {} is already built (from {}); `mln build -r` replaces it, `mln remove -p {}` removes it",
-                plan.project, row.file, plan.project
-            ));
-        }
-        if replace {
-            super::run::remove_locked(env, &plan.project)?;
-        }
-    }
-    let plan_json = crate::state::plan_record(plan)?;
-    env.state.save_project(&ProjectRow {
-        name: plan.project.clone(),
-        state: "building".into(),
-        file: file.display().to_string(),
-        connect: env.lv.uri.clone(),
-        plan_json,
-    })?;
-    let switches = bridges(env, plan)?;
-    let hosts: Vec<&Host> = plan.hosts.iter().collect();
-    let wants_kvm = plan.hosts.iter().any(|h| h.kind == crate::plan::HostKind::Kvm);
+    crate::name::check_plan(plan).map_err(|e| MachineError::Refused(format!("refusing the plan: {e}")))?;
+    let switches = bridges(m, plan, t)?;
+    let wants_kvm = plan.hosts.iter().any(|h| h.kind == HostKind::Kvm);
     // Kernels the hosts will boot are the best to try KVM with.
-    let kernels: Vec<std::path::PathBuf> = plan
-        .hosts
-        .iter()
-        .filter_map(|h| template::find(&env.templates, &h.template).ok()?.kernel.map(|k| k.0))
-        .collect();
-    let kvm = wants_kvm && crate::backend::kvm::works(env.state.dir(), &kernels);
+    let kernels: Vec<std::path::PathBuf> =
+        plan.hosts.iter().filter_map(|h| template::find(&m.templates, &h.template).ok()?.kernel.map(|k| k.0)).collect();
+    let kvm = wants_kvm && super::kvm::works(m.state.dir(), &kernels);
     if wants_kvm && !kvm {
-        eprintln!("mln: KVM does not work on this machine (probed): kvm hosts run under QEMU's software emulation");
+        t.note(None, "KVM does not work on this machine (probed): kvm hosts run under QEMU's software emulation");
     }
-    // Each template is looked up and measured once, not once per host.
-    let mut templates: std::collections::HashMap<String, Result<(Template, u64), String>> = std::collections::HashMap::new();
+    let mut templates: HashMap<String, Result<(Template, u64), String>> = HashMap::new();
     for h in &plan.hosts {
         templates.entry(h.template.clone()).or_insert_with(|| {
-            let t = template::find(&env.templates, &h.template)?;
+            let t = template::find(&m.templates, &h.template)?;
             let size = match &t.disk {
                 Some((p, fmt)) => virtual_mib(p, fmt)?,
                 None => 0,
@@ -60,32 +45,23 @@ pub fn build(env: &Env, plan: &Plan, file: &Path, replace: bool) -> Result<Vec<O
             Ok((t, size))
         });
     }
-    let outcomes = each("build", &hosts, |h| h.name.clone(), |h| {
-        let t = templates[&h.template].as_ref().map_err(Clone::clone)?;
-        build_host(env, plan, h, kvm, &switches, t)
-    });
-    let ok = outcomes.iter().all(|o| o.result.is_ok());
-    env.state.journal(&plan.project, "build", None, ok, if ok { "built" } else { "some hosts failed" });
-    if ok {
-        env.state.set_state(&plan.project, "built")?;
-    }
-    Ok(outcomes)
+    Ok(Prepared { project: plan.project.clone(), kvm, switches, templates })
 }
 
 /// The bridge of each switch, made if missing. Where bridges cannot be made
 /// (not root), the switch's interfaces fall back to user-mode networking,
-/// with a warning: the guests come up but do not reach each other.
-fn bridges(env: &Env, plan: &Plan) -> Result<std::collections::HashMap<String, Option<String>>, String> {
-    let mut out = std::collections::HashMap::new();
+/// with a note: the guests come up but do not reach each other.
+fn bridges(m: &Machines, plan: &Plan, t: &dyn Telemetry) -> Result<HashMap<String, Option<String>>, MachineError> {
+    let mut out = HashMap::new();
     for sw in &plan.switches {
-        let name = crate::backend::bridge::name(&plan.project, &sw.name);
-        env.state.record(&plan.project, &Resource { host: String::new(), kind: "bridge".into(), ident: name.clone() })?;
-        match crate::backend::bridge::ensure(&name) {
+        let name = super::bridge::name(&plan.project, &sw.name);
+        m.state.record(&plan.project, &Resource { host: String::new(), kind: ResourceKind::Bridge, ident: name.clone() })?;
+        match super::bridge::ensure(&name) {
             Ok(()) => {
                 out.insert(sw.name.clone(), Some(name));
             }
             Err(e) => {
-                eprintln!("mln: switch {}: cannot make bridge {name} ({e}); its interfaces use user-mode networking", sw.name);
+                t.note(None, &format!("switch {}: cannot make bridge {name} ({e}); its interfaces use user-mode networking", sw.name));
                 out.insert(sw.name.clone(), None);
             }
         }
@@ -101,20 +77,27 @@ fn nic(i: &crate::plan::Interface, switches: &std::collections::HashMap<String, 
     }
 }
 
-fn build_host(
-    env: &Env,
-    plan: &Plan,
-    h: &Host,
-    kvm_works: bool,
-    switches: &std::collections::HashMap<String, Option<String>>,
-    (t, base_mib): &(Template, u64),
-) -> Result<String, String> {
-    if let Some(sh) = &h.service_host {
-        return Err(format!("planned on service host {sh}: remote service hosts are not supported yet"));
-    }
+/// What this backend cannot build, whatever the template.
+pub(super) fn refused(h: &Host) -> Result<(), MachineError> {
     if h.kind == HostKind::Baremetal {
-        return Err("bare-metal hosts are not built on libvirt".into());
+        return Err(MachineError::Refused("bare-metal hosts are not built on libvirt".into()));
     }
+    if h.disk_mode == DiskMode::Lvm {
+        return Err(MachineError::Refused(
+            "LVM disks are not supported: they need device-mapper, which the kernels mln is tested on lack (book: backends)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Builds one host (see the module's comment).
+pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> Result<Done, MachineError> {
+    refused(h)?;
+    let (t, base_mib) = match &p.templates[&h.template] {
+        Ok(t) => t,
+        Err(e) => return Err(MachineError::Refused(e.clone())),
+    };
+    let (kvm_works, switches, env) = (p.kvm, &p.switches, m);
     let dir = env.state.host_dir(&plan.project, &h.name)?;
     let name = domain_name(&plan.project, &h.name);
     let seed_path = dir.join("seed.img");
@@ -122,43 +105,47 @@ fn build_host(
     // it; any other disk template is the backing of an overlay (or copied).
     let fs_template = t.disk.as_ref().is_some_and(|(p, _)| crate::guest::fstemplate::is_ext(p));
     let disk_path = dir.join(if fs_template { "disk.img" } else { "disk.qcow2" });
-    let ours = env.state.has_resource(&plan.project, "domain", &name)?;
+    let ours = env.state.has_resource(&plan.project, ResourceKind::Domain, &name)?;
     if env.lv.exists(&name) && !ours {
-        return Err(format!("a domain named {name} exists and was not made by mln for this project"));
+        return Err(MachineError::Refused(format!("a domain named {name} exists and was not made by mln for this project")));
     }
     // Everything this host will have, recorded before any of it is made.
-    let res = |kind: &str, ident: String| Resource { host: h.name.clone(), kind: kind.into(), ident };
-    let mut rs = vec![res("dir", dir.display().to_string()), res("seed", seed_path.display().to_string()), res("domain", name.clone())];
+    let res = |kind: ResourceKind, ident: String| Resource { host: h.name.clone(), kind, ident };
+    let mut rs = vec![
+        res(ResourceKind::Dir, dir.display().to_string()),
+        res(ResourceKind::Seed, seed_path.display().to_string()),
+        res(ResourceKind::Domain, name.clone()),
+    ];
     if t.disk.is_some() {
-        rs.push(res("disk", disk_path.display().to_string()));
+        rs.push(res(ResourceKind::Disk, disk_path.display().to_string()));
     }
     env.state.record_all(&plan.project, &rs)?;
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
 
     let contents = h
         .files
         .iter()
-        .map(|f| std::fs::read_to_string(&f.source).map_err(|e| format!("cannot read {}: {e}", f.source)))
+        .map(|f| std::fs::read_to_string(&f.source).map_err(|e| failed(format!("cannot read {}: {e}", f.source))))
         .collect::<Result<Vec<_>, _>>()?;
 
     let disk = match &t.disk {
         Some((tpath, _)) if fs_template => {
             if !disk_path.exists() {
                 let tmp = disk_path.with_extension("tmp");
-                std::fs::copy(tpath, &tmp).map_err(|e| format!("cannot copy {}: {e}", tpath.display()))?;
+                std::fs::copy(tpath, &tmp).map_err(|e| failed(format!("cannot copy {}: {e}", tpath.display())))?;
                 crate::state::make_private(&tmp)?;
-                std::fs::rename(&tmp, &disk_path).map_err(|e| format!("cannot place {}: {e}", disk_path.display()))?;
+                std::fs::rename(&tmp, &disk_path).map_err(|e| failed(format!("cannot place {}: {e}", disk_path.display())))?;
             }
             // Written on every build: idempotent, and a resumed build
             // finishes what an interrupted one began.
-            let files = crate::guest::fstemplate::files(plan, h, &disk_path, &contents)?;
-            crate::guest::fstemplate::inject(&disk_path, &files)?;
+            let files = crate::guest::fstemplate::files(plan, h, &disk_path, &contents).map_err(MachineError::Refused)?;
+            crate::guest::fstemplate::inject(&disk_path, &files).map_err(failed)?;
             Some((disk_path, "raw"))
         }
         Some((tpath, fmt)) => {
             let disk = disk_path;
             if !disk.exists() {
-                make_disk(env, h, tpath, fmt, *base_mib, &disk)?;
+                make_disk(env, h, tpath, fmt, *base_mib, &disk).map_err(failed)?;
             }
             Some((disk, "qcow2"))
         }
@@ -167,7 +154,7 @@ fn build_host(
     if !fs_template {
         let seed = crate::guest::seed_files(plan, h, &contents);
         let files: Vec<(&str, &[u8])> = seed.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
-        let image = crate::guest::fat_image("cidata", &files).map_err(|e| format!("cannot make the seed: {e}"))?;
+        let image = crate::guest::fat_image("cidata", &files).map_err(|e| failed(format!("cannot make the seed: {e}")))?;
         crate::state::write_private(&seed_path, &image)?;
     }
     let spec = DomainSpec {
@@ -176,12 +163,12 @@ fn build_host(
         domain_type: DomainType::for_host(h, kvm_works).expect("bare metal was refused above"),
         disk,
         seed: (!fs_template).then_some(seed_path),
-        kernel: kernel_of(h, t, &dir)?,
+        kernel: kernel_of(h, t, &dir).map_err(failed)?,
         console_log: dir.join("console.log"),
         nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
     };
-    env.lv.define(&domain_xml(&spec))?;
-    Ok(format!("built from {}{}", t.name, if fs_template { " (filesystem template, configured in place)" } else { "" }))
+    env.lv.define(&domain_xml(&spec)).map_err(failed)?;
+    Ok(Done::ok(format!("built from {}{}", t.name, if fs_template { " (filesystem template, configured in place)" } else { "" })))
 }
 
 /// The host's own kernel settings win over the template's. A host's own
@@ -246,7 +233,7 @@ fn qemu_img(args: &[&str]) -> Result<String, String> {
 /// copying it costs microseconds, running qemu-img ~10 ms. Prototypes live
 /// in the state directory's cache, keyed by template, its modification
 /// time, format and size.
-fn overlay_prototype(env: &Env, template: &Path, fmt: &str, mib: u64) -> Result<std::path::PathBuf, String> {
+fn overlay_prototype(env: &Machines, template: &Path, fmt: &str, mib: u64) -> Result<std::path::PathBuf, String> {
     use sha2::{Digest, Sha256};
     static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let mtime = std::fs::metadata(template).and_then(|m| m.modified()).map(|t| format!("{t:?}")).unwrap_or_default();
@@ -273,7 +260,7 @@ fn virtual_mib(path: &Path, fmt: &str) -> Result<u64, String> {
     Ok(info["virtual-size"].as_u64().unwrap_or(0).div_ceil(1 << 20))
 }
 
-fn make_disk(env: &Env, h: &Host, template: &Path, fmt: &str, base_mib: u64, disk: &Path) -> Result<(), String> {
+fn make_disk(env: &Machines, h: &Host, template: &Path, fmt: &str, base_mib: u64, disk: &Path) -> Result<(), String> {
     let tpath = template.canonicalize().map_err(|e| format!("template {}: {e}", template.display()))?;
     let t = tpath.to_string_lossy();
     let want_mib = match (h.disk_mib, h.free_space_mib) {
@@ -298,6 +285,6 @@ fn make_disk(env: &Env, h: &Host, template: &Path, fmt: &str, base_mib: u64, dis
         }
         DiskMode::Lvm => return Err("LVM disks are not supported yet".into()),
     };
-    crate::state::make_private(&tmp)?;
+    crate::state::make_private(&tmp).map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, disk).map_err(|e| format!("cannot place {}: {e}", disk.display()))
 }

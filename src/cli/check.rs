@@ -1,0 +1,21 @@
+//! `mln check FILE...`: every problem at once, or silence and exit 0.
+
+use super::context::{usage, Global};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(a: Args, g: &Global) -> ExitCode {
+    if a.files.is_empty() {
+        return usage("check: name at least one project file");
+    }
+    let mut ok = true;
+    for f in &a.files {
+        ok &= g.report(&g.compile(f));
+    }
+    super::context::exit(ok)
+}

@@ -1,0 +1,140 @@
+//! What every command shares: the global options, compiling a project
+//! file with its diagnostics shown, opening the state directory.
+
+use mln::diag::{render_all, RenderStyle, Severity};
+use mln::fabric::places::Target;
+use mln::plugin::Registry;
+use mln::source::DiskFs;
+use mln::state::State;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Global {
+    /// libvirt connection (default: the embedded QEMU driver in the state
+    /// directory, no daemon needed; or what the project was built with).
+    #[arg(long, global = true, value_name = "URI")]
+    pub connect: Option<String>,
+    /// Where mln keeps its records, disks and seeds (default: $MLN_STATE_DIR,
+    /// /var/lib/mln for root, ~/.local/state/mln otherwise).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Templates directory (default: $MLN_TEMPLATES, else STATE_DIR/templates).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Service hosts: a fabric configuration (.toml) or an MLN servers file
+    /// (default: $MLN_FABRIC, else STATE_DIR/fabric.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub fabric: Option<PathBuf>,
+    /// Extra directories to search for `mln-plugin-NAME` executables
+    /// (before $MLN_PLUGIN_PATH and $PATH).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub plugin_path: Vec<PathBuf>,
+    /// More log output (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl Global {
+    pub fn init_logging(&self) {
+        let level = match self.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        };
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MLN_LOG").unwrap_or_else(|_| level.into()))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+
+    pub fn style(&self) -> RenderStyle {
+        if std::io::stderr().is_terminal() {
+            RenderStyle::Fancy
+        } else {
+            RenderStyle::Plain
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(State::default_dir)
+    }
+
+    pub fn open_state(&self) -> Result<State, ExitCode> {
+        State::open(&self.state_dir()).map_err(|e| fail(e))
+    }
+
+    pub fn target(&self, state: &State) -> Target {
+        let templates = self
+            .templates
+            .clone()
+            .or_else(|| std::env::var_os("MLN_TEMPLATES").map(PathBuf::from))
+            .unwrap_or_else(|| state.templates_dir());
+        Target { connect: self.connect.clone(), templates, fabric: self.fabric.clone() }
+    }
+
+    /// Compiles a project file, with placement checked against the fabric
+    /// configuration when the plan names service hosts.
+    pub fn compile(&self, file: &Path) -> mln::Compilation {
+        let mut plugin_path = self.plugin_path.clone();
+        for var in ["MLN_PLUGIN_PATH", "PATH"] {
+            if let Some(v) = std::env::var_os(var) {
+                plugin_path.extend(std::env::split_paths(&v));
+            }
+        }
+        let mut c = mln::compile(file, &DiskFs, Registry::new(plugin_path));
+        if !c.diags.has_errors() && c.plan.hosts.iter().any(|h| h.service_host.is_some()) {
+            let target = Target { connect: None, templates: PathBuf::new(), fabric: self.fabric.clone() };
+            match target.fabric(&self.state_dir()) {
+                Ok(f) => {
+                    let ds = mln::fabric::capacity::check(&c, &f);
+                    c.diags.extend(ds);
+                }
+                Err(e) => c.diags.push(mln::diag::Diagnostic::error("mln::fabric::file", e)),
+            }
+        }
+        c
+    }
+
+    /// Shows a compilation's diagnostics; whether it has no errors.
+    pub fn report(&self, c: &mln::Compilation) -> bool {
+        let ds = c.diags.sorted();
+        if !ds.is_empty() {
+            eprint!("{}", render_all(ds, &c.sources, self.style()));
+            let (e, w) = (c.diags.error_count(), c.diags.iter().filter(|x| x.severity == Severity::Warning).count());
+            if e > 0 {
+                eprintln!("{e} error{}, {w} warning{}", plural(e), plural(w));
+            }
+        }
+        c.ok()
+    }
+}
+
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Prints an error (escaped) and returns the failure exit code.
+pub fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("mln: {}", mln::term::escape_lines(&e.to_string()));
+    ExitCode::FAILURE
+}
+
+/// A usage error: exit status 2, as for errors clap finds.
+pub fn usage(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("mln: {e}");
+    ExitCode::from(2)
+}
+
+pub fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,104 @@
+//! The `mln` command line: one file per command, each a thin layer over
+//! the library. Nothing here decides where machines are (the library's
+//! `fabric::places::with_places` does) or how they are driven.
+
+mod agent;
+mod build;
+mod check;
+mod completions;
+mod console;
+mod context;
+mod explain;
+mod fabric;
+mod fmt;
+mod list;
+mod output;
+mod parse;
+mod plan;
+mod remove;
+mod start;
+mod status;
+mod stop;
+mod template;
+
+pub use context::Global;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "mln", version, about = "Manage Large Networks: one project file, a whole cluster")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Report every problem in project files, or nothing and exit 0.
+    Check(check::Args),
+    /// The resolved cluster, one row per host.
+    Plan(plan::Args),
+    /// A host's value and every place that shaped it.
+    Explain(explain::Args),
+    /// Rewrite files in the canonical layout (comments kept).
+    Fmt(fmt::Args),
+    /// The resolved tree in MLN syntax (MLN's `parse`).
+    Parse(parse::Args),
+    /// Create every VM of a project (not started).
+    Build(build::Args),
+    /// Start a project's VMs in boot order; saved VMs are restored.
+    Start(start::Args),
+    /// Stop a project's VMs in reverse boot order: shut down, wait, then force off.
+    Stop(stop::Args),
+    /// Per host: state, service host, addresses.
+    Status(status::Args),
+    /// Projects and their state.
+    List(list::Args),
+    /// A guest's serial console (what it has printed; follows it).
+    Console(console::Args),
+    /// Remove everything a project created.
+    Remove(remove::Args),
+    /// Service hosts: status, parallel commands.
+    #[command(subcommand)]
+    Fabric(fabric::Command),
+    /// Templates on service hosts.
+    #[command(subcommand)]
+    Template(template::Command),
+    /// Shell completions (bash, zsh, fish) or the man page, on stdout.
+    Completions(completions::Args),
+    /// Serve one request from a managing mln over stdin/stdout (run by mln
+    /// over SSH on service hosts).
+    #[command(hide = true)]
+    Agent,
+}
+
+pub fn main() -> ExitCode {
+    // A closed pipe (`mln status --json | head`) ends mln quietly, as it
+    // does any Unix tool, instead of a panic in `println!`.
+    // SAFETY: resetting a signal's disposition has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let cli = Cli::parse();
+    let g = &cli.global;
+    g.init_logging();
+    match cli.command {
+        Command::Check(a) => check::run(a, g),
+        Command::Plan(a) => plan::run(a, g),
+        Command::Explain(a) => explain::run(a, g),
+        Command::Fmt(a) => fmt::run(a, g),
+        Command::Parse(a) => parse::run(a, g),
+        Command::Build(a) => build::run(a, g),
+        Command::Start(a) => start::run(a, g),
+        Command::Stop(a) => stop::run(a, g),
+        Command::Status(a) => status::run(a, g),
+        Command::List(a) => list::run(a, g),
+        Command::Console(a) => console::run(a, g),
+        Command::Remove(a) => remove::run(a, g),
+        Command::Fabric(c) => fabric::run(c, g),
+        Command::Template(c) => template::run(c, g),
+        Command::Completions(a) => completions::run(a),
+        Command::Agent => agent::run(g),
+    }
+}

@@ -1,0 +1,198 @@
+//! The machines of one service host, reached through its agent: every
+//! capability forwards to the agent, which runs the same orchestration on
+//! its share of the project with its own libvirt. The batch forms send one
+//! request per batch; the agent's progress events come back tagged with
+//! the service host's name.
+
+use super::config::Server;
+use super::proto::Request;
+use super::remote::{attach, Agent};
+use crate::machine::{Backend, BuildOptions, Done, Machine, MachineError, Outcome, Power, PowerState, Provision, Status, StopMode};
+use crate::plan::{Host, Plan};
+use crate::progress::{Event, Tagged, Telemetry};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub struct RemoteMachines {
+    pub server: Server,
+    rt: tokio::runtime::Handle,
+    agent: Mutex<Option<Arc<Agent>>>,
+    /// The managing machine's templates: a share names each by the exact
+    /// entry found there (what was sent).
+    templates: PathBuf,
+}
+
+/// Whether an error from reaching a host may pass when tried again.
+pub fn classify(e: String) -> MachineError {
+    let permanent = ["HOST KEY", "host key", "no key was accepted", "not ours", "certificate"];
+    if permanent.iter().any(|p| e.contains(p)) {
+        MachineError::Refused(e)
+    } else {
+        MachineError::Transient(e)
+    }
+}
+
+impl RemoteMachines {
+    pub fn new(server: Server, rt: tokio::runtime::Handle, templates: PathBuf) -> RemoteMachines {
+        RemoteMachines { server, rt, agent: Mutex::new(None), templates }
+    }
+
+    /// The agent, attached on first use and kept.
+    pub fn agent(&self) -> Result<Arc<Agent>, MachineError> {
+        let mut a = self.agent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = &*a {
+            return Ok(a.clone());
+        }
+        let got = Arc::new(self.rt.block_on(attach(&self.server)).map_err(classify)?);
+        *a = Some(got.clone());
+        Ok(got)
+    }
+
+    /// Uses an agent attached elsewhere (all hosts at once, before a build).
+    pub fn adopt(&self, agent: Arc<Agent>) {
+        *self.agent.lock().unwrap_or_else(|p| p.into_inner()) = Some(agent);
+    }
+
+    /// Sends a request; the agent's progress events go to `t`.
+    fn call<T: serde::de::DeserializeOwned>(&self, req: &Request, t: &dyn Telemetry) -> Result<T, MachineError> {
+        let agent = self.agent()?;
+        let tagged = Tagged { place: self.server.name.clone(), inner: t };
+        let progress = |line: &str| match serde_json::from_str::<Event>(line) {
+            Ok(e) => tagged.event(&e),
+            Err(_) => tagged.note(None, line),
+        };
+        self.rt.block_on(agent.call_as::<T>(req, &progress)).map_err(classify)
+    }
+
+    /// What a host's console printed from `offset` on.
+    pub fn console(&self, project: &str, host: &str, offset: u64) -> Result<super::proto::ConsoleChunk, MachineError> {
+        self.call(&Request::Console { project: project.to_string(), host: host.to_string(), offset }, &crate::progress::Quiet)
+    }
+
+    fn names(hosts: &[&Host]) -> Vec<String> {
+        hosts.iter().map(|h| h.name.clone()).collect()
+    }
+
+    fn each_failed(hosts: &[&Host], e: &MachineError) -> Vec<Outcome> {
+        hosts.iter().map(|h| Outcome::failed(&h.name, e)).collect()
+    }
+
+    fn one(outcomes: Vec<Outcome>) -> Result<Done, MachineError> {
+        match outcomes.into_iter().next() {
+            Some(o) if o.status == Status::Failed => Err(if o.retry { MachineError::Transient(o.message) } else { MachineError::Failed(o.message) }),
+            Some(o) => Ok(Done { message: o.message, warning: o.status == Status::Warning }),
+            None => Err(MachineError::Failed("the agent answered nothing".into())),
+        }
+    }
+}
+
+impl Backend for RemoteMachines {
+    fn describe(&self) -> String {
+        format!("service host {}", self.server.name)
+    }
+    fn power(&self) -> Result<&dyn Power, MachineError> {
+        Ok(self)
+    }
+    fn provision(&self) -> Result<&dyn Provision, MachineError> {
+        Ok(self)
+    }
+
+    fn build_all(&self, plan: &Plan, opts: BuildOptions, t: &dyn Telemetry) -> Vec<Outcome> {
+        let mut share = plan.clone();
+        // Each template named by the exact entry that was sent, looked up once.
+        let mut found: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
+        for h in &mut share.hosts {
+            h.service_host = None;
+            let e = found.entry(h.template.clone()).or_insert_with(|| crate::backend::template::find(&self.templates, &h.template).ok().map(|t| t.name));
+            if let Some(e) = e {
+                h.template = e.clone();
+            }
+        }
+        let req = Request::Build { plan: share, file: String::new(), opts };
+        let hosts: Vec<&Host> = plan.hosts.iter().collect();
+        self.call::<Vec<Outcome>>(&req, t).unwrap_or_else(|e| Self::each_failed(&hosts, &e))
+    }
+
+    fn start_all(&self, project: &str, hosts: &[&Host], t: &dyn Telemetry) -> Vec<Outcome> {
+        let req = Request::Start { project: project.to_string(), hosts: Self::names(hosts) };
+        self.call::<Vec<Outcome>>(&req, t).unwrap_or_else(|e| Self::each_failed(hosts, &e))
+    }
+
+    fn stop_all(&self, project: &str, hosts: &[&Host], mode: StopMode, t: &dyn Telemetry) -> Vec<Outcome> {
+        let req = Request::Stop { project: project.to_string(), hosts: Self::names(hosts), mode };
+        self.call::<Vec<Outcome>>(&req, t).unwrap_or_else(|e| Self::each_failed(hosts, &e))
+    }
+
+    fn states(&self, project: &str, hosts: &[&Host]) -> Vec<Result<PowerState, MachineError>> {
+        let req = Request::Status { project: project.to_string(), hosts: vec![] };
+        match self.call::<Vec<serde_json::Value>>(&req, &crate::progress::Quiet) {
+            Ok(list) => {
+                let known: std::collections::HashMap<String, String> = list
+                    .iter()
+                    .filter_map(|s| Some((s["host"].as_str()?.to_string(), s["state"].as_str()?.to_string())))
+                    .collect();
+                hosts
+                    .iter()
+                    .map(|h| match known.get(&h.name).map(String::as_str) {
+                        None | Some("absent") => Ok(PowerState::Absent),
+                        Some("running") => Ok(PowerState::Running),
+                        Some("saved") => Ok(PowerState::Saved),
+                        Some("shut off") => Ok(PowerState::ShutOff),
+                        Some(other) => Err(MachineError::Failed(format!("the agent reports `{other}`"))),
+                    })
+                    .collect()
+            }
+            Err(e) => hosts.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    fn remove_all(&self, project: &str, t: &dyn Telemetry) -> Vec<Outcome> {
+        let req = Request::Remove { project: project.to_string() };
+        self.call::<Vec<Outcome>>(&req, t).unwrap_or_else(|e| vec![Outcome::failed("(all)", &e)])
+    }
+}
+
+impl Power for RemoteMachines {
+    fn state(&self, m: &Machine) -> Result<PowerState, MachineError> {
+        self.states(m.project, &[m.host]).into_iter().next().unwrap_or(Ok(PowerState::Absent))
+    }
+    fn start(&self, m: &Machine) -> Result<Done, MachineError> {
+        Self::one(self.start_all(m.project, &[m.host], &crate::progress::Quiet))
+    }
+    fn stop(&self, m: &Machine, mode: StopMode) -> Result<Done, MachineError> {
+        Self::one(self.stop_all(m.project, &[m.host], mode, &crate::progress::Quiet))
+    }
+}
+
+impl Provision for RemoteMachines {
+    fn check(&self, _: &Plan, m: &Machine) -> Result<Done, MachineError> {
+        // The template goes from here; the rest is the service host's.
+        let t = crate::backend::template::find(&self.templates, &m.host.template).map_err(MachineError::Refused)?;
+        Ok(Done::ok(format!("would build from {} on {} (sent there if it lacks it)", t.name, self.server.name)))
+    }
+    fn prepare(&self, _: &Plan, _: &dyn Telemetry) -> Result<(), MachineError> {
+        self.agent().map(drop)
+    }
+    fn build(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError> {
+        let mut one = plan.clone();
+        one.hosts = vec![m.host.clone()];
+        Self::one(self.build_all(&one, BuildOptions::default(), &crate::progress::Quiet))
+    }
+    fn remove(&self, project: &str, host: &str) -> Result<Done, MachineError> {
+        Err(MachineError::Refused(format!("{}: removing host {host} of {project} alone is not offered; remove the project", self.server.name)))
+    }
+    fn hosts_of(&self, project: &str) -> Result<Vec<String>, MachineError> {
+        let req = Request::Status { project: project.to_string(), hosts: vec![] };
+        let list: Vec<HostStatusWire> = self.call(&req, &crate::progress::Quiet)?;
+        Ok(list.into_iter().map(|s| s.host).collect())
+    }
+    fn finish_remove(&self, _: &str) -> Vec<Outcome> {
+        vec![]
+    }
+}
+
+/// The part of a `runtime::HostStatus` read back from an agent.
+#[derive(serde::Deserialize)]
+struct HostStatusWire {
+    host: String,
+}

@@ -1,0 +1,195 @@
+//! The places of a project spread over service hosts: this machine's
+//! libvirt for hosts without a service host, and one [`RemoteMachines`]
+//! per service host. Before a build, every service host is reached at
+//! once, its live capacity checked, and the templates it lacks sent by one
+//! relay for all hosts (not one transfer per host).
+
+use super::config::{Fabric, Server};
+use super::machines::{classify, RemoteMachines};
+use super::proto::{Info, Request};
+use super::push::push_entry;
+use super::remote::{attach, fan_out, Agent};
+use crate::machine::{Backend, MachineError};
+use crate::plan::{Host, Plan};
+use crate::progress::Telemetry;
+use crate::runtime::{LocalPlaces, Places};
+use indexmap::IndexMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub struct FabricPlaces<'a> {
+    pub local: LocalPlaces<'a>,
+    remotes: IndexMap<String, RemoteMachines>,
+    rt: &'a tokio::runtime::Runtime,
+    templates: PathBuf,
+    cache: PathBuf,
+    fanout: usize,
+}
+
+impl<'a> FabricPlaces<'a> {
+    pub fn new(local: LocalPlaces<'a>, fabric: &Fabric, rt: &'a tokio::runtime::Runtime, cache: PathBuf) -> FabricPlaces<'a> {
+        let templates = local.templates().to_path_buf();
+        let remotes = fabric.names().into_iter().map(|n| (n.clone(), RemoteMachines::new(fabric.server(&n), rt.handle().clone(), templates.clone()))).collect();
+        FabricPlaces { local, remotes, rt, templates, cache, fanout: fabric.fanout }
+    }
+}
+
+impl Places for FabricPlaces<'_> {
+    fn backend(&self, place: Option<&str>) -> Result<&dyn Backend, MachineError> {
+        match place {
+            None => self.local.backend(None),
+            Some(s) => self
+                .remotes
+                .get(s)
+                .map(|r| r as &dyn Backend)
+                .ok_or_else(|| MachineError::Refused(format!("service host {s} is not in the fabric configuration"))),
+        }
+    }
+
+    fn local_uri(&self) -> String {
+        self.local.local_uri()
+    }
+
+    fn before_build(&self, shares: &[(Option<String>, Plan)], t: &dyn Telemetry) -> Vec<Result<(), MachineError>> {
+        let mut out: Vec<Result<(), MachineError>> = shares.iter().map(|_| Ok(())).collect();
+        let remote: Vec<(usize, &RemoteMachines, &Plan)> = shares
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (p, share))| {
+                let name = p.as_ref()?;
+                match self.remotes.get(name) {
+                    Some(r) => Some((i, r, share)),
+                    None => {
+                        out[i] = Err(MachineError::Refused(format!("service host {name} is not in the fabric configuration")));
+                        None
+                    }
+                }
+            })
+            .collect();
+        if remote.is_empty() {
+            return out;
+        }
+        let servers: Vec<Server> = remote.iter().map(|(_, r, _)| r.server.clone()).collect();
+        let agents: Vec<Result<Arc<Agent>, String>> =
+            self.rt.block_on(fan_out(&servers, self.fanout, None, |s| async move { attach(&s).await.map(Arc::new) }));
+        // Live capacity: memory for the VMs not there yet.
+        let infos: Vec<Result<Info, String>> = self.rt.block_on(async {
+            let handles: Vec<_> = agents
+                .iter()
+                .map(|a| {
+                    let a = a.clone();
+                    tokio::spawn(async move {
+                        match a {
+                            Ok(a) => a.call_as::<Info>(&Request::Info, &|_| {}).await,
+                            Err(e) => Err(e),
+                        }
+                    })
+                })
+                .collect();
+            let mut v = Vec::new();
+            for h in handles {
+                v.push(h.await.unwrap_or_else(|e| Err(e.to_string())));
+            }
+            v
+        });
+        for (k, ((i, r, share), info)) in remote.iter().zip(infos).enumerate() {
+            match (&agents[k], &info) {
+                (Err(e), _) | (Ok(_), Err(e)) => out[*i] = Err(classify(e.clone())),
+                (Ok(a), Ok(info)) => {
+                    r.adopt(a.clone());
+                    let new: Vec<&Host> = share
+                        .hosts
+                        .iter()
+                        .filter(|h| !info.domains.iter().any(|d| d.name == crate::backend::domain::domain_name(&share.project, &h.name)))
+                        .collect();
+                    let need: u64 = new.iter().map(|h| h.memory_mib).fold(0, u64::saturating_add);
+                    if need > info.memory_available_mib {
+                        out[*i] = Err(MachineError::Refused(format!(
+                            "not enough memory: {} new VMs need {need} MiB, {} has {} MiB available",
+                            new.len(),
+                            info.hostname,
+                            info.memory_available_mib
+                        )));
+                    }
+                }
+            }
+        }
+        // Templates: each entry to the hosts that use it and lack it.
+        let mut entries: IndexMap<String, Vec<usize>> = IndexMap::new();
+        for (k, (i, _, share)) in remote.iter().enumerate() {
+            for h in &share.hosts {
+                if out[*i].is_ok() && self.templates.join(&h.template).exists() {
+                    let e = entries.entry(h.template.clone()).or_default();
+                    if !e.contains(&k) {
+                        e.push(k);
+                    }
+                }
+            }
+        }
+        for (entry, users) in entries {
+            let chosen: Vec<Arc<Agent>> = users.iter().filter_map(|&k| agents[k].as_ref().ok().cloned()).collect();
+            let pushed = self.rt.block_on(push_entry(&chosen, &self.templates, &self.cache, &entry));
+            for ((name, r), &k) in pushed.into_iter().zip(&users) {
+                match r {
+                    Ok(m) => t.note(Some(&name), &format!("template {m}")),
+                    Err(e) => out[remote[k].0] = Err(MachineError::Failed(format!("template {entry}: {e}"))),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What the person running mln chose for where machines are.
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    /// `--connect`: the libvirt connection for hosts without a service host.
+    pub connect: Option<String>,
+    /// The templates directory.
+    pub templates: PathBuf,
+    /// `--fabric`: the service hosts' configuration (else `$MLN_FABRIC`,
+    /// else `fabric.toml` in the state directory).
+    pub fabric: Option<PathBuf>,
+}
+
+impl Target {
+    /// The fabric configuration, with every problem in it.
+    pub fn fabric(&self, state_dir: &std::path::Path) -> Result<Fabric, String> {
+        let f = Fabric::find(self.fabric.as_deref(), state_dir)?;
+        let problems = f.problems();
+        if problems.is_empty() {
+            Ok(f)
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+}
+
+/// The async runtime the fabric's SSH work runs on.
+pub fn async_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Runs `f` with the places of a project: this machine's libvirt (its
+/// connection: as asked, else as recorded, else the embedded driver), and
+/// the service hosts of the fabric configuration when the plan or the
+/// record names any. This is the one place that decides between local and
+/// remote.
+pub fn with_places<R>(
+    state: &crate::state::State,
+    target: &Target,
+    plan: Option<&Plan>,
+    rec: Option<&crate::state::ProjectRecord>,
+    f: impl FnOnce(&dyn Places) -> R,
+) -> Result<R, String> {
+    let uri = crate::runtime::places::local_uri(state, target.connect.as_deref(), rec);
+    let local = LocalPlaces::new(state, uri, target.templates.clone());
+    let remote = plan.is_some_and(|p| p.hosts.iter().any(|h| h.service_host.is_some())) || rec.is_some_and(|r| !r.places.is_empty());
+    if !remote {
+        return Ok(f(&local));
+    }
+    let fabric = target.fabric(state.dir())?;
+    let rt = async_runtime()?;
+    let places = FabricPlaces::new(local, &fabric, &rt, state.dir().join("cache"));
+    Ok(f(&places))
+}

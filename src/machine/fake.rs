@@ -1,0 +1,179 @@
+//! Machines held in memory, for tests of the orchestration: every call is
+//! logged in order, and hosts can be told to fail or to ignore a graceful
+//! shutdown.
+
+use super::*;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Fake {
+    inner: Mutex<Inner>,
+    name: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    machines: BTreeMap<(String, String), PowerState>,
+    log: Vec<String>,
+    fail: HashSet<(String, String)>,
+    ignores_acpi: HashSet<String>,
+    bridges: BTreeMap<String, Vec<String>>,
+}
+
+impl Fake {
+    pub fn new(name: &str) -> Fake {
+        Fake { inner: Mutex::default(), name: name.to_string() }
+    }
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Every call so far, as `op host` lines, in order.
+    pub fn log(&self) -> Vec<String> {
+        self.inner().log.clone()
+    }
+    /// `op` (build, start, stop, remove) fails for `host`.
+    pub fn fail(&self, op: &str, host: &str) {
+        self.inner().fail.insert((op.to_string(), host.to_string()));
+    }
+    /// `host` ignores the ACPI power button.
+    pub fn ignore_acpi(&self, host: &str) {
+        self.inner().ignores_acpi.insert(host.to_string());
+    }
+    pub fn machine(&self, project: &str, host: &str) -> PowerState {
+        self.inner().machines.get(&(project.to_string(), host.to_string())).copied().unwrap_or(PowerState::Absent)
+    }
+    fn step(&self, op: &str, project: &str, host: &str) -> Result<(), MachineError> {
+        let mut i = self.inner();
+        i.log.push(format!("{op} {host}"));
+        if i.fail.contains(&(op.to_string(), host.to_string())) {
+            return Err(MachineError::Failed(format!("{op} {host}: made to fail")));
+        }
+        let _ = project;
+        Ok(())
+    }
+    fn set(&self, project: &str, host: &str, s: PowerState) {
+        let mut i = self.inner();
+        if s == PowerState::Absent {
+            i.machines.remove(&(project.to_string(), host.to_string()));
+        } else {
+            i.machines.insert((project.to_string(), host.to_string()), s);
+        }
+    }
+}
+
+impl Backend for Fake {
+    fn describe(&self) -> String {
+        format!("the fake backend {}", self.name)
+    }
+    fn power(&self) -> Result<&dyn Power, MachineError> {
+        Ok(self)
+    }
+    fn provision(&self) -> Result<&dyn Provision, MachineError> {
+        Ok(self)
+    }
+    fn snapshot(&self) -> Result<&dyn Snapshot, MachineError> {
+        Ok(self)
+    }
+}
+
+impl Power for Fake {
+    fn state(&self, m: &Machine) -> Result<PowerState, MachineError> {
+        Ok(self.machine(m.project, &m.host.name))
+    }
+    fn start(&self, m: &Machine) -> Result<Done, MachineError> {
+        let h = &m.host.name;
+        match self.machine(m.project, h) {
+            PowerState::Absent => Err(MachineError::Refused("not built (run mln build)".into())),
+            PowerState::Running => Ok(Done::ok("already running")),
+            PowerState::Saved => self.restore(m),
+            PowerState::ShutOff => {
+                self.step("start", m.project, h)?;
+                self.set(m.project, h, PowerState::Running);
+                Ok(Done::ok("started"))
+            }
+        }
+    }
+    fn stop(&self, m: &Machine, mode: StopMode) -> Result<Done, MachineError> {
+        let h = &m.host.name;
+        let s = self.machine(m.project, h);
+        if s != PowerState::Running {
+            return Ok(Done::ok(format!("not running ({s})")));
+        }
+        match mode {
+            StopMode::Save => self.save(m),
+            StopMode::Hard => {
+                self.step("stop", m.project, h)?;
+                self.set(m.project, h, PowerState::ShutOff);
+                Ok(Done::ok("forced off"))
+            }
+            StopMode::Graceful { wait } => {
+                self.step("stop", m.project, h)?;
+                self.set(m.project, h, PowerState::ShutOff);
+                if self.inner().ignores_acpi.contains(h) {
+                    let w = wait.map(|w| format!("{} s", w.as_secs())).unwrap_or_else(|| "the wait".into());
+                    Ok(Done::warning(format!("did not shut down within {w}: forced off")))
+                } else {
+                    Ok(Done::ok("shut down"))
+                }
+            }
+        }
+    }
+}
+
+impl Snapshot for Fake {
+    fn save(&self, m: &Machine) -> Result<Done, MachineError> {
+        self.step("save", m.project, &m.host.name)?;
+        self.set(m.project, &m.host.name, PowerState::Saved);
+        Ok(Done::ok("saved"))
+    }
+    fn restore(&self, m: &Machine) -> Result<Done, MachineError> {
+        self.step("restore", m.project, &m.host.name)?;
+        self.set(m.project, &m.host.name, PowerState::Running);
+        Ok(Done::ok("restored"))
+    }
+}
+
+impl Provision for Fake {
+    fn check(&self, _: &Plan, m: &Machine) -> Result<Done, MachineError> {
+        if self.inner().fail.contains(&("build".to_string(), m.host.name.clone())) {
+            return Err(MachineError::Refused(format!("{} would fail", m.host.name)));
+        }
+        Ok(Done::ok(format!("would build from {}", m.host.template)))
+    }
+    fn prepare(&self, plan: &Plan, _: &dyn Telemetry) -> Result<(), MachineError> {
+        let mut i = self.inner();
+        i.log.push(format!("prepare {}", plan.project));
+        let names = plan.switches.iter().map(|s| s.name.clone()).collect();
+        i.bridges.insert(plan.project.clone(), names);
+        Ok(())
+    }
+    fn build(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError> {
+        let h = &m.host.name;
+        if self.machine(&plan.project, h) != PowerState::Absent {
+            self.inner().log.push(format!("build {h} (already built)"));
+            return Ok(Done::ok("already built"));
+        }
+        self.step("build", &plan.project, h)?;
+        self.set(&plan.project, h, PowerState::ShutOff);
+        Ok(Done::ok(format!("built from {}", m.host.template)))
+    }
+    fn remove(&self, project: &str, host: &str) -> Result<Done, MachineError> {
+        self.step("remove", project, host)?;
+        self.set(project, host, PowerState::Absent);
+        Ok(Done::ok("removed"))
+    }
+    fn hosts_of(&self, project: &str) -> Result<Vec<String>, MachineError> {
+        Ok(self.inner().machines.keys().filter(|(p, _)| p == project).map(|(_, h)| h.clone()).collect())
+    }
+    fn finish_remove(&self, project: &str) -> Vec<Outcome> {
+        let mut i = self.inner();
+        i.log.push(format!("finish_remove {project}"));
+        i.bridges
+            .remove(project)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|b| Outcome { host: format!("switch {b}"), place: None, status: Status::Ok, message: "removed".into(), retry: false })
+            .collect()
+    }
+}

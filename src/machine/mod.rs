@@ -1,0 +1,263 @@
+//! What a machine can do, as small capability traits in the spirit of
+//! cloud-hypervisor's `Pausable` / `Snapshottable` / `Migratable`: power
+//! (state, start, stop), provision (build, remove), snapshot (save,
+//! restore), migrate (send, receive). A [`Backend`] offers the ones it
+//! has; asking for another is a typed "not supported by this backend".
+//!
+//! Implementations: libvirt (`crate::backend::machines`, all but migrate
+//! for now), a service host's agent (`crate::fabric::machines`, which
+//! forwards), and an in-memory fake ([`fake`]) for tests. The orchestration
+//! (`crate::runtime`) knows only these traits: a new backend (bare metal,
+//! a power driver) is one new module implementing them.
+
+mod error;
+pub mod fake;
+mod window;
+
+pub use error::{Capability, MachineError};
+pub use window::each;
+
+use crate::plan::{Host, Plan};
+use crate::progress::Telemetry;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildOptions {
+    /// Replace a project built before (remove it first).
+    pub replace: bool,
+    /// The managing machine is finishing an interrupted build: a share
+    /// already built from this very plan counts as done.
+    pub resume: bool,
+}
+
+/// A machine of a project, as planned.
+#[derive(Clone, Copy, Debug)]
+pub struct Machine<'a> {
+    pub project: &'a str,
+    pub host: &'a Host,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerState {
+    Running,
+    /// Memory saved to disk; the next start restores it.
+    Saved,
+    #[serde(rename = "shut off")]
+    ShutOff,
+    /// Not built (or removed).
+    Absent,
+}
+
+impl PowerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::Running => "running",
+            PowerState::Saved => "saved",
+            PowerState::ShutOff => "shut off",
+            PowerState::Absent => "absent",
+        }
+    }
+}
+
+impl std::fmt::Display for PowerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopMode {
+    /// Ask the guest to shut down; force it off after `wait` (None: wait
+    /// as long as it takes).
+    Graceful { wait: Option<Duration> },
+    /// Save memory state to disk; the next start restores it.
+    Save,
+    /// Force off at once.
+    Hard,
+}
+
+/// How one machine's step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    /// Done, but not as asked (a graceful stop that had to force).
+    Warning,
+    Failed,
+}
+
+/// One machine's outcome of an operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub host: String,
+    /// The service host it is on; None: this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    pub status: Status,
+    pub message: String,
+    /// A failure that may go away when tried again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
+}
+
+impl Outcome {
+    pub fn of(host: &str, r: Result<Done, MachineError>) -> Outcome {
+        match r {
+            Ok(d) => Outcome { host: host.to_string(), place: None, status: if d.warning { Status::Warning } else { Status::Ok }, message: d.message, retry: false },
+            Err(e) => Outcome::failed(host, &e),
+        }
+    }
+    pub fn failed(host: &str, e: &MachineError) -> Outcome {
+        Outcome { host: host.to_string(), place: None, status: Status::Failed, message: e.to_string(), retry: e.retryable() }
+    }
+    pub fn ok(&self) -> bool {
+        self.status != Status::Failed
+    }
+    /// `host` or `host@place`.
+    pub fn label(&self) -> String {
+        match &self.place {
+            Some(p) => format!("{}@{p}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
+/// What a step did, for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Done {
+    pub message: String,
+    pub warning: bool,
+}
+
+impl Done {
+    pub fn ok(message: impl Into<String>) -> Done {
+        Done { message: message.into(), warning: false }
+    }
+    pub fn warning(message: impl Into<String>) -> Done {
+        Done { message: message.into(), warning: true }
+    }
+}
+
+pub trait Power: Sync {
+    fn state(&self, m: &Machine) -> Result<PowerState, MachineError>;
+    /// Starts (or restores) the machine; one already running is fine.
+    fn start(&self, m: &Machine) -> Result<Done, MachineError>;
+    /// Stops the machine; one not running is fine.
+    fn stop(&self, m: &Machine, mode: StopMode) -> Result<Done, MachineError>;
+}
+
+pub trait Provision: Sync {
+    /// What `build` would do for one machine, doing nothing; refused as
+    /// `build` would refuse it.
+    fn check(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError>;
+    /// Project-wide preparation before hosts are built (switches, probes).
+    fn prepare(&self, plan: &Plan, t: &dyn Telemetry) -> Result<(), MachineError>;
+    /// Makes one machine (not started); run again after an interruption,
+    /// it finishes what was begun.
+    fn build(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError>;
+    /// Removes everything made for one host of a project; what is gone
+    /// already is fine.
+    fn remove(&self, project: &str, host: &str) -> Result<Done, MachineError>;
+    /// The hosts this backend holds something of for `project`.
+    fn hosts_of(&self, project: &str) -> Result<Vec<String>, MachineError>;
+    /// Project-wide removal once every host is gone (switches' bridges).
+    fn finish_remove(&self, project: &str) -> Vec<Outcome>;
+}
+
+pub trait Snapshot: Sync {
+    fn save(&self, m: &Machine) -> Result<Done, MachineError>;
+    fn restore(&self, m: &Machine) -> Result<Done, MachineError>;
+}
+
+pub trait Migrate: Sync {
+    /// Sends a machine to another place (`to` names it).
+    fn send(&self, m: &Machine, to: &str) -> Result<Done, MachineError>;
+    fn receive(&self, m: &Machine) -> Result<Done, MachineError>;
+}
+
+/// Machines in one place: this machine's libvirt, a service host, a fake.
+/// Each capability is optional. The batch forms are what the
+/// orchestration calls; their defaults run the one-machine calls a window
+/// at a time, and a backend that can do better (a remote one: one request
+/// for the batch) overrides them.
+pub trait Backend: Sync + Send {
+    /// What this backend is, for messages ("libvirt qemu:///embed?...").
+    fn describe(&self) -> String;
+
+    fn power(&self) -> Result<&dyn Power, MachineError> {
+        Err(MachineError::unsupported(Capability::Power, self.describe()))
+    }
+    fn provision(&self) -> Result<&dyn Provision, MachineError> {
+        Err(MachineError::unsupported(Capability::Provision, self.describe()))
+    }
+    fn snapshot(&self) -> Result<&dyn Snapshot, MachineError> {
+        Err(MachineError::unsupported(Capability::Snapshot, self.describe()))
+    }
+    fn migrate(&self) -> Result<&dyn Migrate, MachineError> {
+        Err(MachineError::unsupported(Capability::Migrate, self.describe()))
+    }
+
+    /// Builds every host of `plan` (this place's share of a project).
+    fn build_all(&self, plan: &Plan, opts: BuildOptions, t: &dyn Telemetry) -> Vec<Outcome> {
+        let _ = opts; // the share's record is the orchestration's here
+        let hosts: Vec<&Host> = plan.hosts.iter().collect();
+        let p = match self.provision() {
+            Ok(p) => p,
+            Err(e) => return hosts.iter().map(|h| Outcome::failed(&h.name, &e)).collect(),
+        };
+        if let Err(e) = p.prepare(plan, t) {
+            return hosts.iter().map(|h| Outcome::failed(&h.name, &e)).collect();
+        }
+        each("build", &hosts, t, |h| Outcome::of(&h.name, p.build(plan, &Machine { project: &plan.project, host: h })))
+    }
+
+    /// What building these hosts would do (`build -s`), doing nothing.
+    fn check_all(&self, plan: &Plan, hosts: &[&Host], t: &dyn Telemetry) -> Vec<Outcome> {
+        match self.provision() {
+            Ok(p) => each("check", hosts, t, |h| Outcome::of(&h.name, p.check(plan, &Machine { project: &plan.project, host: h }))),
+            Err(e) => hosts.iter().map(|h| Outcome::failed(&h.name, &e)).collect(),
+        }
+    }
+
+    fn start_all(&self, project: &str, hosts: &[&Host], t: &dyn Telemetry) -> Vec<Outcome> {
+        match self.power() {
+            Ok(p) => each("start", hosts, t, |h| Outcome::of(&h.name, p.start(&Machine { project, host: h }))),
+            Err(e) => hosts.iter().map(|h| Outcome::failed(&h.name, &e)).collect(),
+        }
+    }
+
+    fn stop_all(&self, project: &str, hosts: &[&Host], mode: StopMode, t: &dyn Telemetry) -> Vec<Outcome> {
+        match self.power() {
+            Ok(p) => each("stop", hosts, t, |h| Outcome::of(&h.name, p.stop(&Machine { project, host: h }, mode))),
+            Err(e) => hosts.iter().map(|h| Outcome::failed(&h.name, &e)).collect(),
+        }
+    }
+
+    fn states(&self, project: &str, hosts: &[&Host]) -> Vec<Result<PowerState, MachineError>> {
+        match self.power() {
+            Ok(p) => hosts.iter().map(|h| p.state(&Machine { project, host: h })).collect(),
+            Err(e) => hosts.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// Removes everything of `project` in this place.
+    fn remove_all(&self, project: &str, t: &dyn Telemetry) -> Vec<Outcome> {
+        let p = match self.provision() {
+            Ok(p) => p,
+            Err(e) => return vec![Outcome::failed("(all)", &e)],
+        };
+        let hosts = match p.hosts_of(project) {
+            Ok(h) => h,
+            Err(e) => return vec![Outcome::failed("(all)", &e)],
+        };
+        let refs: Vec<&String> = hosts.iter().collect();
+        let mut out = each("remove", &refs, t, |h| Outcome::of(h, p.remove(project, h)));
+        if out.iter().all(Outcome::ok) {
+            out.extend(p.finish_remove(project));
+        }
+        out
+    }
+}

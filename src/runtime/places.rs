@@ -1,0 +1,71 @@
+//! Where machines are: this machine, or a service host. The orchestration
+//! asks a [`Places`] for the backend of a place and nothing else, so the
+//! decision between local and remote lives here, not in the CLI.
+
+use crate::backend::machines::LibvirtMachines;
+use crate::machine::{Backend, MachineError};
+use crate::plan::Plan;
+use crate::progress::Telemetry;
+use crate::state::{ProjectRecord, State};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub trait Places: Sync {
+    /// The backend of a place (`None`: this machine).
+    fn backend(&self, place: Option<&str>) -> Result<&dyn Backend, MachineError>;
+    /// The libvirt connection recorded with a project built here.
+    fn local_uri(&self) -> String;
+    /// Before a build, what every place needs at once (the fabric: reach
+    /// every service host, check its capacity, send the templates it lacks
+    /// by one relay for all); one result per share.
+    fn before_build(&self, shares: &[(Option<String>, Plan)], t: &dyn Telemetry) -> Vec<Result<(), MachineError>> {
+        let _ = t;
+        shares.iter().map(|_| Ok(())).collect()
+    }
+}
+
+/// The libvirt connection for a project: the one asked for, else the one
+/// it was built with, else the embedded QEMU driver in the state
+/// directory (no daemon needed).
+pub fn local_uri(state: &State, asked: Option<&str>, project: Option<&ProjectRecord>) -> String {
+    asked
+        .map(str::to_string)
+        .or_else(|| project.map(|p| p.connect.clone()).filter(|c| !c.is_empty()))
+        .unwrap_or_else(|| state.embedded_uri())
+}
+
+/// This machine only: libvirt, connected on first use (a project on
+/// service hosts alone never opens it).
+pub struct LocalPlaces<'a> {
+    state: &'a State,
+    uri: String,
+    templates: PathBuf,
+    local: OnceLock<Result<LibvirtMachines<'a>, MachineError>>,
+}
+
+impl<'a> LocalPlaces<'a> {
+    pub fn new(state: &'a State, uri: String, templates: PathBuf) -> LocalPlaces<'a> {
+        LocalPlaces { state, uri, templates, local: OnceLock::new() }
+    }
+    /// The local backend itself (connecting if needed).
+    pub fn libvirt(&self) -> Result<&LibvirtMachines<'a>, MachineError> {
+        self.local.get_or_init(|| LibvirtMachines::connect(self.state, &self.uri, self.templates.clone())).as_ref().map_err(Clone::clone)
+    }
+    pub fn templates(&self) -> &std::path::Path {
+        &self.templates
+    }
+}
+
+impl Places for LocalPlaces<'_> {
+    fn backend(&self, place: Option<&str>) -> Result<&dyn Backend, MachineError> {
+        match place {
+            None => Ok(self.libvirt()? as &dyn Backend),
+            Some(s) => Err(MachineError::Refused(format!(
+                "planned on service host {s}, but no fabric configuration is in use (--fabric FILE, $MLN_FABRIC or fabric.toml in the state directory)"
+            ))),
+        }
+    }
+    fn local_uri(&self) -> String {
+        self.uri.clone()
+    }
+}

@@ -1,0 +1,70 @@
+//! The database schema, versioned with SQLite's `user_version`, and the
+//! migrations from every earlier version. Version 0 is what mln wrote
+//! before the schema had a version (tests/fixtures/state-v0.sql).
+
+use super::error::{db, StateError};
+use rusqlite::Connection;
+
+pub const VERSION: i64 = 1;
+
+const V0: &str = "
+CREATE TABLE IF NOT EXISTS projects (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    file TEXT NOT NULL,
+    connect TEXT NOT NULL,
+    plan_json TEXT NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS resources (
+    project TEXT NOT NULL,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ident TEXT NOT NULL,
+    PRIMARY KEY (project, host, kind, ident)
+);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    project TEXT NOT NULL,
+    op TEXT NOT NULL,
+    host TEXT,
+    ok INTEGER NOT NULL,
+    message TEXT NOT NULL
+);
+";
+
+/// 0 -> 1: one record per project. A project spread over service hosts
+/// was two rows (its whole plan in `fabric_projects`, the local share in
+/// `projects`); now it is one row with the whole plan and its places, and
+/// the local share's resources stay where they are. `state` becomes
+/// `phase`.
+const V1: &str = "
+ALTER TABLE projects RENAME COLUMN state TO phase;
+ALTER TABLE projects ADD COLUMN places_json TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE IF NOT EXISTS fabric_projects (
+    name TEXT PRIMARY KEY, state TEXT NOT NULL, file TEXT NOT NULL,
+    plan_json TEXT NOT NULL, servers_json TEXT NOT NULL, updated INTEGER NOT NULL
+);
+INSERT INTO projects (name, phase, file, connect, plan_json, updated, places_json)
+    SELECT name, state, file, '', plan_json, updated, servers_json FROM fabric_projects WHERE true
+    ON CONFLICT(name) DO UPDATE SET
+        phase = excluded.phase, file = excluded.file, plan_json = excluded.plan_json,
+        updated = excluded.updated, places_json = excluded.places_json;
+DROP TABLE fabric_projects;
+";
+
+/// Brings the database to [`VERSION`], in one transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), StateError> {
+    let tx = conn.transaction().map_err(db("migrate"))?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db("schema version"))?;
+    if found > VERSION {
+        return Err(StateError::TooNew { found, known: VERSION });
+    }
+    if found < 1 {
+        tx.execute_batch(V0).map_err(db("schema"))?;
+        tx.execute_batch(V1).map_err(db("migrate to schema 1"))?;
+    }
+    tx.pragma_update(None, "user_version", VERSION).map_err(db("schema version"))?;
+    tx.commit().map_err(db("migrate"))
+}
