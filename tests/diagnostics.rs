@@ -92,6 +92,7 @@ fn every_problem_in_one_run() {
             ],
         ),
         ("too_deep", &["mln::syntax::too_deep"]),
+        ("names", &["mln::name::invalid"; 13]),
         ("unused", &["mln::switch::unused", "mln::superclass::unused", "mln::disk::size_ignored"]),
     ];
     for (name, want) in cases {

@@ -16,6 +16,7 @@
 //! ```
 
 use crate::diag::Diagnostic;
+use crate::name::NameKind;
 use crate::plan::values;
 use crate::plugin::{Context, Declaration, ExpandCtx, Plugin, PluginBlock};
 use crate::schema::{suggest, Keyword, Kind, LineTy, Schema, Ty};
@@ -209,6 +210,21 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
     };
     let placement = deal(b, n, ctx).unwrap_or_else(|| vec![None; n as usize]);
     let width = n.to_string().len();
+    // Every name is the prefix and a number of the same width, so the last
+    // one stands for all: one report, not one per host.
+    let sample = format!("{prefix}{n:0width$}");
+    if let Some(mut d) = crate::name::diagnose(NameKind::Host, None, &sample, b.span_of("hostprefix")) {
+        d.labels[0].text = format!("autoenum names its hosts `{}` and a number", crate::term::escape(&prefix));
+        ctx.diags.push(d);
+    }
+    let autouser = autouser.and_then(|(hash, span)| match crate::name::diagnose(NameKind::User, None, &sample, span) {
+        Some(mut d) => {
+            d.labels[0].text = "this makes a user named after each host".into();
+            ctx.diags.push(d);
+            None
+        }
+        None => Some((hash, span)),
+    });
     let lit = |t: String, span: Span| ValueDef { text: Text::Literal(t), span, scope: GLOBAL };
     let mut out = Vec::with_capacity(n as usize);
     for i in 1..=n {

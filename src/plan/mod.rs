@@ -9,6 +9,7 @@ pub use model::*;
 pub use typing::{DEFAULT_BOOT_ORDER, DEFAULT_MEMORY_MIB, DEFAULT_SIZE_MIB, DEFAULT_TEMPLATE};
 
 use crate::diag::Diagnostics;
+use crate::name::NameKind;
 use crate::resolve::{ResolvedHost, Resolver};
 use crate::schema::HOOKS;
 use crate::source::FileSystem;
@@ -41,6 +42,11 @@ pub fn build(
                     );
                 }
             }
+            for (key, kind) in [("bridge", NameKind::Interface), ("service_host", NameKind::ServiceHost)] {
+                if let Some(v) = s.value(key).filter(|v| !v.is_broken()) {
+                    diags.extend(crate::name::diagnose(kind, None, &v.text, v.origin.span));
+                }
+            }
             Switch {
                 name: def.name.clone(),
                 bridge: s.text("bridge").map(str::to_string).unwrap_or_else(|| default_bridge(&def.name, &project)),
@@ -49,6 +55,14 @@ pub fn build(
         })
         .collect();
     let global = resolver.plain(&tree.global().section, &tree.core.global, diags);
+    if let Some(v) = global.value("project").filter(|v| !v.is_broken()) {
+        // At the name itself when it was written, not the whole statement.
+        let span = match tree.global().section.value("project").map(|d| &d.text) {
+            Some(crate::tree::Text::Words(w)) if !w.is_empty() => w[0].span.to(w[w.len() - 1].span),
+            _ => v.origin.span,
+        };
+        diags.extend(crate::name::diagnose(NameKind::Project, None, &v.text, span));
+    }
     let mut hooks = IndexMap::new();
     for h in HOOKS {
         let lines = global.lines(h);

@@ -4,6 +4,7 @@
 use super::model::*;
 use super::values::{self, Bad};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::name::{self, NameKind};
 use crate::resolve::{RSection, RValue, ResolvedHost};
 use crate::source::{FileSystem, Span};
 use crate::tree::Tree;
@@ -53,6 +54,20 @@ impl Typer<'_> {
     fn uint(&mut self, s: &RSection, key: &str) -> Option<u64> {
         let v = s.value(key)?;
         self.check(v, values::uint(&v.text), "mln::value::number")
+    }
+
+    /// Checks a name read from the file; false (after reporting) when bad.
+    fn name(&mut self, v: &RValue, kind: NameKind, text: &str, span: Span) -> bool {
+        if v.is_broken() {
+            return true;
+        }
+        match name::diagnose(kind, None, text, span) {
+            Some(d) => {
+                self.diags.push(d);
+                false
+            }
+            None => true,
+        }
     }
 
     fn hash(&mut self, v: &RValue, text: &str) -> Option<String> {
@@ -108,6 +123,11 @@ impl Typer<'_> {
                 None
             }
         });
+        for (key, kind) in [("template", NameKind::Template), ("service_host", NameKind::ServiceHost)] {
+            if let Some(v) = s.value(key) {
+                self.name(v, kind, &v.text, v.origin.span);
+            }
+        }
         let root_password_hash = s.value("root_password").and_then(|v| self.hash(v, &v.text.clone()));
         let interfaces = self.interfaces(&r.name, s);
         let mut nameservers = vec![];
@@ -145,15 +165,7 @@ impl Typer<'_> {
             nameservers,
             root_password_hash,
             users: self.users(s),
-            groups: s
-                .block("groups")
-                .map(|g| {
-                    g.entries
-                        .keys()
-                        .map(|name| Group { name: name.clone(), members: g.lines(name).iter().flat_map(|l| l.words.clone()).collect() })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            groups: self.groups(s),
             startup: s.lines("startup").iter().map(|l| l.text.clone()).collect(),
             shutdown: s.lines("shutdown").iter().map(|l| l.text.clone()).collect(),
             files: self.files(s),
@@ -196,6 +208,12 @@ impl Typer<'_> {
         let Some(nets) = s.named("network") else { return vec![] };
         let mut out = Vec::new();
         for (name, n) in nets {
+            if let Some(d) = name::diagnose(NameKind::Interface, None, name, n.span) {
+                self.diags.push(d);
+            }
+            if let Some(v) = n.value("bridge") {
+                self.name(v, NameKind::Interface, &v.text, v.origin.span);
+            }
             let mut address = None;
             let mut dhcp = false;
             if let Some(v) = n.value("address") {
@@ -284,6 +302,7 @@ impl Typer<'_> {
                 );
                 continue;
             }
+            self.name(l, NameKind::User, &w[0], l.origin.span);
             let Some(hash) = self.hash(l, &w[1]) else { continue };
             let uid = match w.get(3) {
                 Some(u) => self.check(l, values::uint(u), "mln::value::number").map(|n| n as u32),
@@ -298,6 +317,22 @@ impl Typer<'_> {
             // A subclass may redefine a user; the nearest line wins.
             out.retain(|u| u.name != w[0]);
             out.push(User { name: w[0].clone(), password_hash: hash, home: w.get(2).cloned(), uid });
+        }
+        out
+    }
+
+    fn groups(&mut self, s: &RSection) -> Vec<Group> {
+        let Some(g) = s.block("groups") else { return vec![] };
+        let mut out = Vec::new();
+        for name in g.entries.keys() {
+            // The group's own name is checked where it is written (tree).
+            let lines = g.lines(name);
+            for l in lines {
+                for m in &l.words {
+                    self.name(l, NameKind::User, m, l.origin.span);
+                }
+            }
+            out.push(Group { name: name.clone(), members: lines.iter().flat_map(|l| l.words.clone()).collect() });
         }
         out
     }
