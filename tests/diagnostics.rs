@@ -93,6 +93,21 @@ fn every_problem_in_one_run() {
         ),
         ("too_deep", &["mln::syntax::too_deep"]),
         ("names", &["mln::name::invalid"; 13]),
+        (
+            "ranges",
+            &[
+                "mln::value::range",
+                "mln::value::range",
+                "mln::value::range",
+                "mln::value::range",
+                "mln::value::range",
+                "mln::value::range",
+                "mln::value::size",
+                "mln::value::size",
+                "mln::value::size",
+                "mln::users::root_uid",
+            ],
+        ),
         ("unused", &["mln::switch::unused", "mln::superclass::unused", "mln::disk::size_ignored"]),
     ];
     for (name, want) in cases {

@@ -16,6 +16,11 @@ pub const DEFAULT_TEMPLATE: &str = "Debian-4.0.ext3";
 pub const DEFAULT_SIZE_MIB: u64 = 250;
 pub const DEFAULT_MEMORY_MIB: u64 = 128;
 pub const DEFAULT_BOOT_ORDER: u32 = 99;
+pub const MAX_VCPUS: u32 = 1024;
+/// Display N is TCP port 5900 + N.
+pub const MAX_VNC_DISPLAY: u32 = 65535 - 5900;
+/// 4294967295 is (uid_t) -1: "no user" to chown and setuid.
+pub const MAX_UID: u32 = u32::MAX - 1;
 
 pub struct Typer<'a> {
     pub tree: &'a Tree,
@@ -51,9 +56,24 @@ impl Typer<'_> {
         self.check(v, values::size(&v.text), "mln::value::size").map(values::mib)
     }
 
-    fn uint(&mut self, s: &RSection, key: &str) -> Option<u64> {
+    /// A whole number in `lo..=hi`, reported as not a number or out of
+    /// range.
+    fn uint_in(&mut self, v: &RValue, text: &str, lo: u64, hi: u64, what: &str, why: &str) -> Option<u64> {
+        match values::uint_in(text, lo, hi, what, why) {
+            Ok(n) => Some(n),
+            Err(_) if v.is_broken() => None,
+            Err(e) => {
+                let code = e.code();
+                self.report(v.origin.span, e.into_bad(), code);
+                None
+            }
+        }
+    }
+
+    fn uint32(&mut self, s: &RSection, key: &str, lo: u32, hi: u32, why: &str) -> Option<u32> {
         let v = s.value(key)?;
-        self.check(v, values::uint(&v.text), "mln::value::number")
+        let n = self.uint_in(v, &v.text, u64::from(lo), u64::from(hi), key, why)?;
+        Some(u32::try_from(n).expect("checked against a u32 range"))
     }
 
     /// Checks a name read from the file; false (after reporting) when bad.
@@ -85,7 +105,7 @@ impl Typer<'_> {
                 self.report(v.origin.span, Bad { message: "memory must be at least 1M".into(), help: None }, "mln::value::size");
             }
         }
-        let vcpus = self.uint(s, "vcpus").unwrap_or(1) as u32;
+        let vcpus = self.uint32(s, "vcpus", 1, MAX_VCPUS, "a host has from 1 to 1024 virtual CPUs").unwrap_or(1);
         let free_space_mib = self.size_mib(s, "free_space");
         let size_mib = self.size_mib(s, "size");
         if let (Some(_), Some(_), Some(sv), Some(fv)) = (size_mib, free_space_mib, s.value("size"), s.value("free_space")) {
@@ -153,12 +173,14 @@ impl Typer<'_> {
             disk_mode,
             lvm_vg: txt("lvm_vg"),
             lvm_options: s.value("lvm").map(|v| v.text.clone()).filter(|t| !t.is_empty()),
-            boot_order: self.uint(s, "boot_order").map(|n| n as u32).unwrap_or(DEFAULT_BOOT_ORDER),
+            boot_order: self
+                .uint32(s, "boot_order", 0, u32::MAX, "boot orders are 32-bit numbers")
+                .unwrap_or(DEFAULT_BOOT_ORDER),
             term,
             kernel: txt("kernel"),
             ramdisk: txt("ramdisk"),
             hvm: s.has("hvm"),
-            vnc_display: self.uint(s, "vncdisplay").map(|n| n as u32),
+            vnc_display: self.uint32(s, "vncdisplay", 0, MAX_VNC_DISPLAY, "VNC display N listens on TCP port 5900+N, and ports end at 65535"),
             vnc_password: txt("vncpasswd"),
             description: txt("description"),
             interfaces,
@@ -305,9 +327,19 @@ impl Typer<'_> {
             self.name(l, NameKind::User, &w[0], l.origin.span);
             let Some(hash) = self.hash(l, &w[1]) else { continue };
             let uid = match w.get(3) {
-                Some(u) => self.check(l, values::uint(u), "mln::value::number").map(|n| n as u32),
+                Some(u) => self
+                    .uint_in(l, u, 0, MAX_UID.into(), "uid", "4294967295 is (uid_t) -1, which means \"no user\" to the system")
+                    .map(|n| u32::try_from(n).expect("checked against a u32 range")),
                 None => None,
             };
+            // Another name for root is a back door nobody sees in a review.
+            if uid == Some(0) && w[0] != "root" {
+                self.diags.push(
+                    Diagnostic::error("mln::users::root_uid", format!("user `{}` would have uid 0: it would be root", crate::term::escape(&w[0])))
+                        .label(l.origin.span, "uid 0")
+                        .help("only `root` has uid 0; give this user another uid, or none (one is picked)"),
+                );
+            }
             if w.len() > 4 {
                 self.diags.push(
                     Diagnostic::error("mln::users::line", "a user line is `NAME CRYPT-HASH [HOME] [UID]`")

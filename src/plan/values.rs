@@ -12,7 +12,12 @@ fn bad(message: impl Into<String>, help: Option<&str>) -> Bad {
     Bad { message: message.into(), help: help.map(str::to_string) }
 }
 
-/// A size in bytes from `250M`, `1.5G`, `512K`, `4096b` (binary units).
+/// The largest size a project may give (1 PiB): far above any disk or
+/// memory, far below where byte counts overflow downstream.
+pub const MAX_SIZE_BYTES: u64 = 1 << 50;
+
+/// A size in bytes from `250M`, `1.5G`, `512K`, `4096b` (binary units),
+/// computed exactly in integers: no float rounding, no wrap-around.
 pub fn size(s: &str) -> Result<u64, Bad> {
     let s = s.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
@@ -32,12 +37,25 @@ pub fn size(s: &str) -> Result<u64, Bad> {
         }
         u => return Err(bad(format!("unknown size unit `{u}`"), Some("units are b, K/kB/KB, M/MB, G/GB (binary)"))),
     };
-    let n: f64 = num.parse().map_err(|_| bad(format!("`{s}` is not a size"), Some("a size is a number and a unit, e.g. `700M`")))?;
-    let bytes = n * mult as f64;
-    if !bytes.is_finite() || bytes > u64::MAX as f64 / 2.0 {
-        return Err(bad(format!("size `{s}` is too large"), None));
+    let not_a_size = || bad(format!("`{s}` is not a size"), Some("a size is a number and a unit, e.g. `700M`"));
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
+        return Err(not_a_size());
     }
-    Ok(bytes.round() as u64)
+    let too_large = || bad(format!("size `{s}` is too large"), Some("the largest size is 1024T (1 PiB)"));
+    // Digits only, so a failed parse is an overflow.
+    let whole: u128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| too_large())? };
+    // Fraction digits past the 18th cannot change a byte count under 1 PiB.
+    let frac = &frac[..frac.len().min(18)];
+    let scale = 10u128.pow(frac.len() as u32);
+    let part: u128 = if frac.is_empty() { 0 } else { frac.parse().map_err(|_| not_a_size())? };
+    let mult = u128::from(mult);
+    let bytes = whole
+        .checked_mul(mult)
+        .and_then(|b| b.checked_add((part * mult + scale / 2) / scale))
+        .filter(|b| *b <= u128::from(MAX_SIZE_BYTES))
+        .ok_or_else(too_large)?;
+    Ok(u64::try_from(bytes).expect("at most MAX_SIZE_BYTES"))
 }
 
 /// Whole MiB, rounded up.
@@ -129,6 +147,45 @@ pub fn uint(s: &str) -> Result<u64, Bad> {
     s.parse().map_err(|_| bad(format!("`{s}` is not a whole number"), None))
 }
 
+/// Why a number was refused: not a number at all, or outside its range.
+pub enum NumberError {
+    NotANumber(Bad),
+    OutOfRange(Bad),
+}
+
+impl NumberError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            NumberError::NotANumber(_) => "mln::value::number",
+            NumberError::OutOfRange(_) => "mln::value::range",
+        }
+    }
+    pub fn into_bad(self) -> Bad {
+        match self {
+            NumberError::NotANumber(b) | NumberError::OutOfRange(b) => b,
+        }
+    }
+}
+
+/// A whole number in `lo..=hi`; `what` names it in the message and `why`
+/// says where the bounds come from.
+pub fn uint_in(s: &str, lo: u64, hi: u64, what: &str, why: &str) -> Result<u64, NumberError> {
+    let out_of_range = || {
+        NumberError::OutOfRange(bad(format!("{what} `{s}` is out of range: it must be from {lo} to {hi}"), Some(why)))
+    };
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only: a failed parse is a number past u64.
+        let n: u64 = s.parse().map_err(|_| out_of_range())?;
+        if (lo..=hi).contains(&n) {
+            Ok(n)
+        } else {
+            Err(out_of_range())
+        }
+    } else {
+        Err(NumberError::NotANumber(bad(format!("`{s}` is not a whole number"), None)))
+    }
+}
+
 pub fn octal_mode(s: &str) -> Result<(), Bad> {
     if (3..=4).contains(&s.len()) && s.chars().all(|c| ('0'..='7').contains(&c)) {
         Ok(())
@@ -158,6 +215,31 @@ mod tests {
         assert!(size("64").is_err());
         assert!(size("64Q").is_err());
         assert!(size("M").is_err());
+        assert_eq!(size(".5K").ok(), Some(512));
+        assert_eq!(size("0.0000001b").ok(), Some(0));
+        assert!(size("1.2.3M").is_err());
+        assert!(size(".M").is_err());
+    }
+
+    #[test]
+    fn sizes_never_wrap() {
+        assert_eq!(size("1024T").ok(), Some(MAX_SIZE_BYTES));
+        assert!(size("1025T").is_err());
+        assert!(size("99999999999999T").is_err());
+        assert!(size("18446744073709551616b").is_err());
+        assert!(size(&format!("{}M", "9".repeat(60))).is_err());
+        assert!(size(&format!("1.{}G", "9".repeat(60))).is_ok());
+    }
+
+    #[test]
+    fn numbers_in_ranges() {
+        assert_eq!(uint_in("4", 1, 1024, "vcpus", "").ok(), Some(4));
+        for bad in ["0", "1025", "4294967297", "18446744073709551616", "99999999999999999999999"] {
+            assert!(matches!(uint_in(bad, 1, 1024, "vcpus", ""), Err(NumberError::OutOfRange(_))), "{bad}");
+        }
+        for bad in ["", "-1", "+1", "1.0", "two", " 1"] {
+            assert!(matches!(uint_in(bad, 1, 1024, "vcpus", ""), Err(NumberError::NotANumber(_))), "{bad:?}");
+        }
     }
 
     #[test]
