@@ -25,6 +25,11 @@ struct Cli {
     /// (before $MLN_PLUGIN_PATH and $PATH).
     #[arg(long, global = true, value_name = "DIR")]
     plugin_path: Vec<PathBuf>,
+    /// Let project files read from DIR too (`#include`, `files` sources,
+    /// `kernel`, `ramdisk`); by default only from the project file's own
+    /// directory. Repeatable.
+    #[arg(long, global = true, value_name = "DIR")]
+    allow_path: Vec<PathBuf>,
     /// More log output (-v, -vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -96,8 +101,9 @@ fn main() -> ExitCode {
         }
     }
     let fs = DiskFs;
+    let options = mln::CompileOptions { allowed_roots: cli.allow_path.clone() };
     let compile = |file: &Path| {
-        let mut c = mln::compile(file, &fs, Registry::new(plugin_path.clone()));
+        let mut c = mln::compile_with(file, &fs, Registry::new(plugin_path.clone()), &options);
         fabric_commands::check_capacity(&mut c, &cli.place);
         c
     };

@@ -93,6 +93,7 @@ fn every_problem_in_one_run() {
         ),
         ("too_deep", &["mln::syntax::too_deep"]),
         ("names", &["mln::name::invalid"; 13]),
+        ("paths", &["mln::path::outside", "mln::path::outside", "mln::io::not_regular", "mln::path::outside", "mln::path::outside", "mln::path::outside"]),
         (
             "ranges",
             &[

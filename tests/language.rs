@@ -120,3 +120,34 @@ fn a_variable_in_an_unused_superclass_is_still_checked() {
     let c = compile_mem(&[("p.mln", "global {\n project p\n}\nsuperclass s {\n memory $[nope]M\n}\n")]);
     assert_eq!(codes(&c), ["mln::variable::undefined"]);
 }
+
+#[test]
+fn includes_and_files_stay_under_the_project_directory() {
+    let files = [
+        ("proj/main.mln", "global {\n project p\n}\n#include ../secret.txt\n#include lib/../../secret.txt\nhost a {\n files {\n  ../secret.txt /x\n }\n kernel ../vmlinuz\n}\n"),
+        ("secret.txt", "SECRET"),
+        ("vmlinuz", ""),
+    ];
+    let c = compile_mem(&files);
+    assert_eq!(codes(&c), ["mln::path::outside"; 4], "{}", rendered(&c));
+    assert!(!rendered(&c).contains("SECRET\n"));
+    // Allowed by the user: read, and the kernel is relative to the project
+    // file, as `files` sources are.
+    let mut fs = mln::source::MemoryFs::default();
+    for (p, t) in files {
+        fs = fs.with(p, t);
+    }
+    let options = mln::CompileOptions { allowed_roots: vec![".".into()] };
+    let c = mln::compile_with(std::path::Path::new("proj/main.mln"), &fs, mln::plugin::Registry::new(vec![]), &options);
+    assert!(!codes(&c).contains(&"mln::path::outside"), "{}", rendered(&c));
+    assert!(codes(&c).contains(&"mln::unknown_keyword"), "the secret was read as project text: {}", rendered(&c));
+    assert_eq!(c.plan.hosts[0].kernel.as_deref(), Some("vmlinuz"));
+}
+
+#[test]
+fn included_files_over_the_limit_are_refused_at_the_include() {
+    let big = "# padding\n".repeat(mln::syntax::MAX_FILE_BYTES / 10 + 1);
+    let c = compile_mem(&[("p.mln", "global {\n project p\n}\n#include big.mln\n"), ("big.mln", &big)]);
+    assert_eq!(codes(&c), ["mln::syntax::too_large"]);
+    assert_eq!(c.sources.location(c.diags.sorted()[0].primary_span().unwrap()), "p.mln:4:10");
+}

@@ -12,7 +12,7 @@ use crate::diag::Diagnostics;
 use crate::name::NameKind;
 use crate::resolve::{ResolvedHost, Resolver};
 use crate::schema::HOOKS;
-use crate::source::FileSystem;
+use crate::source::{FileSystem, Roots};
 use crate::tree::DefKind;
 use indexmap::IndexMap;
 use std::path::Path;
@@ -22,12 +22,13 @@ pub fn build(
     resolved: &[ResolvedHost],
     project_dir: &Path,
     fs: &dyn FileSystem,
+    roots: &Roots,
     diags: &mut Diagnostics,
 ) -> Plan {
     let tree = resolver.tree;
     let project = resolver.project().to_string();
     let hosts: Vec<Host> = crate::par::map(resolved, diags, |r, diags| {
-        typing::Typer { tree, project: &project, project_dir, fs, diags }.host(r)
+        typing::Typer { tree, project: &project, project_dir, fs, roots, diags }.host(r)
     });
     let switches = tree
         .ids(DefKind::Switch)

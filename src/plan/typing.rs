@@ -6,7 +6,7 @@ use super::values::{self, Bad};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::name::{self, NameKind};
 use crate::resolve::{RSection, RValue, ResolvedHost};
-use crate::source::{FileSystem, Span};
+use crate::source::{normalize, outside_diagnostic, FileSystem, Roots, Span};
 use crate::tree::Tree;
 use indexmap::IndexMap;
 use std::net::Ipv4Addr;
@@ -27,6 +27,7 @@ pub struct Typer<'a> {
     pub project: &'a str,
     pub project_dir: &'a Path,
     pub fs: &'a dyn FileSystem,
+    pub roots: &'a Roots,
     pub diags: &'a mut Diagnostics,
 }
 
@@ -177,8 +178,8 @@ impl Typer<'_> {
                 .uint32(s, "boot_order", 0, u32::MAX, "boot orders are 32-bit numbers")
                 .unwrap_or(DEFAULT_BOOT_ORDER),
             term,
-            kernel: txt("kernel"),
-            ramdisk: txt("ramdisk"),
+            kernel: self.boot_file(s, "kernel"),
+            ramdisk: self.boot_file(s, "ramdisk"),
             hvm: s.has("hvm"),
             vnc_display: self.uint32(s, "vncdisplay", 0, MAX_VNC_DISPLAY, "VNC display N listens on TCP port 5900+N, and ports end at 65535"),
             vnc_password: txt("vncpasswd"),
@@ -353,6 +354,19 @@ impl Typer<'_> {
         out
     }
 
+    /// `kernel` or `ramdisk`: relative to the project file (as `files`
+    /// sources are), and under the project's directory or an allowed one.
+    fn boot_file(&mut self, s: &RSection, key: &str) -> Option<String> {
+        let v = s.value(key)?;
+        let path = normalize(&self.project_dir.join(&v.text));
+        if let Err(resolved) = self.roots.check(self.fs, &path) {
+            if !v.is_broken() {
+                self.diags.push(outside_diagnostic(key, &v.text, &resolved, self.roots, v.origin.span));
+            }
+        }
+        Some(path.display().to_string())
+    }
+
     fn groups(&mut self, s: &RSection) -> Vec<Group> {
         let Some(g) = s.block("groups") else { return vec![] };
         let mut out = Vec::new();
@@ -379,8 +393,10 @@ impl Typer<'_> {
                 );
                 continue;
             }
-            let src = crate::source::normalize(&self.project_dir.join(&w[0]));
-            if !self.fs.exists(&src) {
+            let src = normalize(&self.project_dir.join(&w[0]));
+            if let Err(resolved) = self.roots.check(self.fs, &src) {
+                self.diags.push(outside_diagnostic("file source", &w[0], &resolved, self.roots, l.origin.span));
+            } else if !self.fs.exists(&src) {
                 self.diags.push(
                     Diagnostic::error("mln::files::missing", format!("`{}` does not exist", w[0]))
                         .label(l.origin.span, format!("looked for {}", src.display()))
