@@ -31,11 +31,11 @@ fn statements_end_at_semicolons_and_braces_anywhere() {
 
 #[test]
 fn scalars_repeated_last_wins_and_aliases_work() {
-    let p = plan("global {\n project p\n}\nhost a {\n memory 1M\n memory 2M\n location srv9\n root_passwd VUmaegY1g8q4I\n}\n");
+    let p = plan("global {\n project p\n}\nhost a {\n memory 1M\n memory 2M\n location srv9\n root_passwd $6$saltsalt$o1sgYDV8VZcOve24efNWklRNXcLE3g0hTn.yk/35V.zlJ/bsjDWvvF9ir1i.OPVFTXvpnFTVBuiD2wZ3n9RnQ/\n}\n");
     let h = &p.hosts[0];
     assert_eq!(h.memory_mib, 2);
     assert_eq!(h.service_host.as_deref(), Some("srv9"));
-    assert_eq!(h.root_password_hash.as_deref(), Some("VUmaegY1g8q4I"));
+    assert_eq!(h.root_password_hash.as_deref(), Some("$6$saltsalt$o1sgYDV8VZcOve24efNWklRNXcLE3g0hTn.yk/35V.zlJ/bsjDWvvF9ir1i.OPVFTXvpnFTVBuiD2wZ3n9RnQ/"));
 }
 
 #[test]
@@ -58,11 +58,13 @@ fn deep_chains_inherit_and_lists_do_not_repeat() {
 
 #[test]
 fn crypt_hashes_are_literal_but_a_sole_variable_is_expanded() {
-    let p = plan(
-        "global {\n project p\n $h = \\$6\\$abc\\$defghij\n}\nhost a {\n root_password $h\n users {\n  u $1$salt$hashhash\n }\n}\n",
-    );
-    assert_eq!(p.hosts[0].root_password_hash.as_deref(), Some("$6$abc$defghij"));
-    assert_eq!(p.hosts[0].users[0].password_hash, "$1$salt$hashhash");
+    let sha = "$6$abc$kR2twyDfICz19lmC2EXet9F8qkKf.G4bsS2QKx0s29FmeEiYBuQXnoSrRDpHhNFSdA8iby559AG/cvBXxaV0N1";
+    let p = plan(&format!(
+        "global {{\n project p\n $h = {}\n}}\nhost a {{\n root_password $h\n users {{\n  u $1$salt$XaOznXGk4AYqiN1khFvXg/\n }}\n}}\n",
+        sha.replace('$', "\\$")
+    ));
+    assert_eq!(p.hosts[0].root_password_hash.as_deref(), Some(sha));
+    assert_eq!(p.hosts[0].users[0].password_hash, "$1$salt$XaOznXGk4AYqiN1khFvXg/");
 }
 
 #[test]

@@ -5,6 +5,8 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 
+const HASH: &str = "$6$saltsalt$o1sgYDV8VZcOve24efNWklRNXcLE3g0hTn.yk/35V.zlJ/bsjDWvvF9ir1i.OPVFTXvpnFTVBuiD2wZ3n9RnQ/";
+
 /// A random but valid project, written with random layout choices.
 #[derive(Debug, Clone)]
 struct Gen {
@@ -54,7 +56,7 @@ fn write(g: &Gen) -> String {
         s += &format!("memory   $[m{i}]M");
         s += &sep(&mut pick);
         if *users {
-            s += &format!("users {{\n  u{i} VUmaegY1g8q4I\n}}");
+            s += &format!("users {{\n  u{i} {HASH}\n}}");
             s += &sep(&mut pick);
         }
         s += "network eth0 {\n netmask 255.255.255.0\n gateway $gw }\n";

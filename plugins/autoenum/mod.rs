@@ -202,10 +202,19 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         }
     }
     let autouser = match s.value("autouser") {
-        Some(v) => match values::crypt_hash(&v.text) {
-            Ok(()) => Some((v.text.clone(), v.origin.span)),
-            Err(e) => {
-                let mut d = err("mln::value::plain_password", e.message, v.origin.span);
+        Some(v) => match values::password(&v.text, crate::plan::des_hashes(ctx.tree)) {
+            Ok(warning) => {
+                if let Some(w) = warning {
+                    let mut d = Diagnostic::warning("mln::password::weak", w.message).label(v.origin.span, "");
+                    if let Some(h) = w.help {
+                        d = d.help(h);
+                    }
+                    ctx.diags.push(d);
+                }
+                Some((v.text.clone(), v.origin.span))
+            }
+            Err((code, e)) => {
+                let mut d = err(code, e.message, v.origin.span);
                 if let Some(h) = e.help {
                     d = d.help(h);
                 }

@@ -27,8 +27,9 @@ pub fn build(
 ) -> Plan {
     let tree = resolver.tree;
     let project = resolver.project().to_string();
+    let des_hashes = des_hashes(tree);
     let hosts: Vec<Host> = crate::par::map(resolved, diags, |r, diags| {
-        typing::Typer { tree, project: &project, project_dir, fs, roots, diags }.host(r)
+        typing::Typer { tree, project: &project, project_dir, fs, roots, des_hashes, diags }.host(r)
     });
     let switches = tree
         .ids(DefKind::Switch)
@@ -85,4 +86,10 @@ pub fn build(
 /// characters Linux allows in an interface name.
 pub fn default_bridge(switch: &str, project: &str) -> String {
     format!("{switch}.{project}").chars().take(15).collect()
+}
+
+/// Whether the project opted in to DES password hashes (`des_hashes` in
+/// `global`): accepted then, with a warning each.
+pub fn des_hashes(tree: &crate::tree::Tree) -> bool {
+    tree.global().section.value("des_hashes").is_some()
 }

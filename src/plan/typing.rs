@@ -28,6 +28,8 @@ pub struct Typer<'a> {
     pub project_dir: &'a Path,
     pub fs: &'a dyn FileSystem,
     pub roots: &'a Roots,
+    /// The project accepts DES password hashes (`des_hashes` in `global`).
+    pub des_hashes: bool,
     pub diags: &'a mut Diagnostics,
 }
 
@@ -92,7 +94,23 @@ impl Typer<'_> {
     }
 
     fn hash(&mut self, v: &RValue, text: &str) -> Option<String> {
-        self.check(v, values::crypt_hash(text), "mln::value::plain_password").map(|_| text.to_string())
+        match values::password(text, self.des_hashes) {
+            Ok(warning) => {
+                if let Some(w) = warning {
+                    let mut d = Diagnostic::warning("mln::password::weak", w.message).label(v.origin.span, "");
+                    if let Some(h) = w.help {
+                        d = d.help(h);
+                    }
+                    self.diags.push(d);
+                }
+                Some(text.to_string())
+            }
+            Err(_) if v.is_broken() => None,
+            Err((code, e)) => {
+                self.report(v.origin.span, e, code);
+                None
+            }
+        }
     }
 
     pub fn host(&mut self, r: &ResolvedHost) -> Host {
