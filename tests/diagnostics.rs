@@ -105,6 +105,7 @@ fn every_problem_in_one_run() {
         ),
         ("too_deep", &["mln::syntax::too_deep"]),
         ("names", &["mln::name::invalid"; 13]),
+        ("control", &["mln::name::invalid", "mln::syntax::control_character"]),
         ("paths", &["mln::path::outside", "mln::path::outside", "mln::io::not_regular", "mln::path::outside", "mln::path::outside", "mln::path::outside"]),
         (
             "ranges",
