@@ -134,6 +134,72 @@ proptest! {
     }
 }
 
+/// A piece of a name: plain words mostly (about one project in six then
+/// compiles), and everything that could turn a name into a path elsewhere
+/// or into something else on a terminal.
+fn name_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        24 => "[a-zA-Z0-9]{1,6}",
+        1 => Just("/".to_string()),
+        1 => Just(".".to_string()),
+        1 => Just("..".to_string()),
+        1 => Just(" ".to_string()),
+        1 => Just("-".to_string()),
+        1 => Just("_".to_string()),
+        1 => Just("\"".to_string()),
+        1 => Just("\\".to_string()),
+        1 => Just("é".to_string()),
+        1 => Just("$".to_string()),
+        1 => "[\\x00-\\x1f\\x7f-\\x9f]",
+        1 => "[a-z]{60,70}",
+    ]
+}
+
+fn name() -> impl Strategy<Value = String> {
+    prop::collection::vec(name_piece(), 1..5).prop_map(|v| v.concat())
+}
+
+/// `s` as a quoted word, so that every character reaches the compiler.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Whatever names a project file gives, a project that compiles has
+    /// names that are valid, and paths made from them stay in their root.
+    #[test]
+    fn accepted_names_make_paths_inside_their_root(project in name(), hosts in prop::collection::vec(name(), 1..3)) {
+        let mut text = format!("global {{\n    project {}\n}}\n", quoted(&project));
+        for h in &hosts {
+            text += &format!("host {} {{\n}}\n", quoted(h));
+        }
+        let c = compile_mem(&[("p.mln", &text)]);
+        if c.ok() {
+            let root = tempfile::tempdir().unwrap();
+            let p = &c.plan.project;
+            prop_assert!(mln::name::check(mln::name::NameKind::Project, p).is_ok(), "{p:?}");
+            for h in &c.plan.hosts {
+                prop_assert!(mln::name::check(mln::name::NameKind::Host, &h.name).is_ok(), "{:?}", h.name);
+                let path = mln::name::inside(root.path(), &[p, &h.name]);
+                prop_assert!(path.as_ref().is_ok_and(|x| x.starts_with(root.path())), "{p:?} {:?}: {path:?}", h.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn valid_names_are_accepted_and_bad_ones_refused() {
+    let text = |project: &str, host: &str| format!("global {{\n    project {}\n}}\nhost {} {{\n}}\n", quoted(project), quoted(host));
+    let c = compile_mem(&[("p.mln", &text("lab-1.x", "node_01"))]);
+    assert!(c.ok(), "{}", rendered(&c));
+    for (project, host) in [("/tmp/x/decoy", "a"), ("..", "a"), ("p", ".."), ("p", "a/b"), ("p", "a\u{1b}[2J"), ("p", "a\u{7}"), ("p", &"a".repeat(64))] {
+        let c = compile_mem(&[("p.mln", &text(project, host))]);
+        assert!(codes(&c).contains(&"mln::name::invalid"), "{project:?} {host:?}: {}", rendered(&c));
+    }
+}
+
 #[test]
 fn files_over_the_limit_are_refused_whole() {
     let big = "# padding\n".repeat(mln::syntax::MAX_FILE_BYTES / 10 + 1);
