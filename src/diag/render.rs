@@ -72,7 +72,7 @@ impl Report {
                 message: escape_lines(&message).into_owned(),
                 severity,
                 help: help.map(|h| escape_lines(&h).into_owned()),
-                source: Some(NamedSource::new(escape(&f.name).into_owned(), text)),
+                source: Some(NamedSource::new(escape(&f.name), text)),
                 labels,
                 related: vec![],
             }
