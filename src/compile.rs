@@ -7,11 +7,11 @@ use crate::plan::{self, Plan};
 use crate::plugin::{ConfigureCtx, ExpandCtx, Plugin, PluginBlock, Registry};
 use crate::resolve::{ResolvedHost, Resolver};
 use crate::schema::Kind;
-use crate::source::{FileSystem, SourceMap};
+use crate::source::{FileSystem, Roots, SourceMap};
 use crate::syntax;
 use crate::tree::{self, Item, Tree};
 use indexmap::IndexMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct Compilation {
     pub sources: SourceMap,
@@ -33,10 +33,26 @@ impl Compilation {
     }
 }
 
-pub fn compile(path: &Path, fs: &dyn FileSystem, mut registry: Registry) -> Compilation {
+/// What the person running mln decides, as opposed to the project file.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Directories besides the project file's own from which the project
+    /// may read files (`#include`, `files` sources, `kernel`, `ramdisk`):
+    /// the CLI's `--allow-path DIR`.
+    pub allowed_roots: Vec<PathBuf>,
+}
+
+/// [`compile_with`] the default options: a project reads files only under
+/// its own directory.
+pub fn compile(path: &Path, fs: &dyn FileSystem, registry: Registry) -> Compilation {
+    compile_with(path, fs, registry, &CompileOptions::default())
+}
+
+pub fn compile_with(path: &Path, fs: &dyn FileSystem, mut registry: Registry, options: &CompileOptions) -> Compilation {
     let mut sources = SourceMap::default();
     let mut diags = Diagnostics::default();
-    let loaded = syntax::load(path, fs, &mut sources, &mut diags);
+    let roots = Roots::new(fs, path, &options.allowed_roots);
+    let loaded = syntax::load(path, fs, &roots, &mut sources, &mut diags);
     let mut tree = tree::build(&loaded, &mut registry, &mut diags);
     let has_root = loaded.root.is_some();
     // The tree holds what later stages need; the syntax tree can go.
@@ -73,7 +89,7 @@ pub fn compile(path: &Path, fs: &dyn FileSystem, mut registry: Registry) -> Comp
         resolver.host(id, &mut diags);
     }
     let project_dir = path.parent().unwrap_or(Path::new(""));
-    let mut plan = plan::build(&resolver, &resolved, project_dir, fs, &mut diags);
+    let mut plan = plan::build(&resolver, &resolved, project_dir, fs, &roots, &mut diags);
 
     for p in &plugins {
         let blocks = global_blocks(&resolver, p.name(), &mut diags);

@@ -6,9 +6,22 @@ use crate::compile::Compilation;
 use crate::diag::{render, Diagnostic, RenderStyle};
 use crate::resolve::{RItem, RSection, RValue, VarUse};
 use crate::tree::{DefKind, GLOBAL};
+use crate::term::escape_lines;
 use std::fmt::Write;
 
+/// The explanation, or why there is none. Names, values and paths come
+/// from the project file and the command line: control characters in them
+/// are shown escaped (the rendered snippets escape their own).
 pub fn explain(c: &Compilation, host: &str, path: &str, style: RenderStyle) -> Result<String, String> {
+    match explain_parts(c, host, path, style) {
+        Ok(parts) => Ok(parts.into_iter().map(|(safe, t)| if safe { t } else { escape_lines(&t).into_owned() }).collect()),
+        Err(e) => Err(escape_lines(&e).into_owned()),
+    }
+}
+
+/// Text in pieces: `(true, ..)` is rendered and safe to print as is.
+fn explain_parts(c: &Compilation, host: &str, path: &str, style: RenderStyle) -> Result<Vec<(bool, String)>, String> {
+    let mut parts = Vec::new();
     let Some((_, r)) = c.host(host) else {
         let names = c.plan.hosts.iter().map(|h| h.name.as_str());
         let hint = crate::schema::suggest(host, names).map(|m| format!(" (did you mean `{m}`?)")).unwrap_or_default();
@@ -31,7 +44,8 @@ pub fn explain(c: &Compilation, host: &str, path: &str, style: RenderStyle) -> R
             let _ = writeln!(out, "{host} {path} = {why}");
             let _ = writeln!(out, "  inheritance: {}", chain.join(" <- "));
             let _ = writeln!(out, "  not written in {host} or what it inherits");
-            return Ok(out);
+            parts.push((false, out));
+            return Ok(parts);
         }
     }
     let found = lookup(&r.section, &segments).ok_or_else(|| {
@@ -83,9 +97,11 @@ pub fn explain(c: &Compilation, host: &str, path: &str, style: RenderStyle) -> R
             d = d.label(*s, "overridden");
         }
         out.push('\n');
-        out.push_str(&render(&d, &c.sources, style));
+        parts.push((false, std::mem::take(&mut out)));
+        parts.push((true, render(&d, &c.sources, style)));
     }
-    Ok(out)
+    parts.push((false, out));
+    Ok(parts)
 }
 
 /// A value nobody wrote: a default, or derived from other values.

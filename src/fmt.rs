@@ -99,7 +99,9 @@ mod tests {
     fn fmt(text: &str) -> String {
         let mut d = Diagnostics::default();
         let e = crate::syntax::parse_file(FileId(0), text, &mut d);
-        assert!(d.is_empty(), "{d:?}");
+        // A fuzzer case below holds a vertical tab: an error for the
+        // compiler (and `mln fmt`), but the formatter must still be stable.
+        assert!(d.iter().all(|d| d.code == "mln::syntax::control_character"), "{d:?}");
         super::format(&e, text)
     }
 

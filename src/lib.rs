@@ -31,7 +31,7 @@ pub mod autoenum;
 #[path = "../plugins/cluster/mod.rs"]
 pub mod cluster;
 
-pub use compile::{compile, Compilation};
+pub use compile::{compile, compile_with, Compilation, CompileOptions};
 
 /// The plugins built into mln, in the order they are offered.
 pub fn builtin_plugins() -> Vec<Box<dyn plugin::Plugin>> {

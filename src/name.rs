@@ -114,6 +114,23 @@ pub fn check(kind: NameKind, s: &str) -> Result<(), BadName> {
     Ok(())
 }
 
+/// [`check`] as a diagnostic (`mln::name::invalid`) pointing at `span`,
+/// for a name read from a project file. `noun` replaces the kind's own
+/// word in the message where one grammar serves two things (a superclass
+/// is named like a host).
+pub fn diagnose(kind: NameKind, noun: Option<&str>, s: &str, span: crate::source::Span) -> Option<crate::diag::Diagnostic> {
+    let bad = check(kind, s).err()?;
+    let message = match noun {
+        Some(n) => bad.message.replacen(kind.noun(), n, 1),
+        None => bad.message,
+    };
+    let label = format!("not a valid {}", noun.unwrap_or(kind.noun()));
+    Some(crate::diag::Diagnostic::error(INVALID, message).label(span, label).help(bad.help))
+}
+
+/// The code of every diagnostic about a name.
+pub const INVALID: &str = "mln::name::invalid";
+
 /// Every name of a plan: the check a plan that came over the wire gets
 /// before anything is made from it.
 pub fn check_plan(plan: &crate::plan::Plan) -> Result<(), BadName> {

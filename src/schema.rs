@@ -145,7 +145,9 @@ pub fn network() -> Schema {
 
 pub fn core() -> CoreSchemas {
     use Kind::*;
-    let mut global = Schema::new("global").with("project", Value(Ty::Name));
+    // `des_hashes`: the project accepts DES password hashes (with a
+    // warning each); without it they are refused.
+    let mut global = Schema::new("global").with("project", Value(Ty::Name)).with("des_hashes", Flag);
     for h in HOOKS {
         global = global.with(h, Lines(LineTy::Shell));
     }

@@ -79,23 +79,141 @@ impl SourceMap {
     }
 }
 
+/// Files over this size are refused before they are read (the parser's
+/// limit: a project file is text written by people).
+pub const MAX_READ_BYTES: usize = crate::syntax::MAX_FILE_BYTES;
+
+/// Why a file was refused without reading it. Carried inside the
+/// [`io::Error`] that [`FileSystem::read`] returns; [`refusal`] gets it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A directory, FIFO, socket or device: reading one could hang (a
+    /// FIFO), never end (`/dev/zero`) or do something (a tape, a tty).
+    NotRegular(&'static str),
+    /// Over [`MAX_READ_BYTES`]; the size in bytes.
+    TooLarge(u64),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotRegular(what) => write!(f, "{what}, not a regular file"),
+            Refusal::TooLarge(n) => write!(f, "a file of {n} bytes; the limit is {MAX_READ_BYTES}"),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl Refusal {
+    fn into_io(self) -> io::Error {
+        let kind = match self {
+            Refusal::NotRegular(_) => io::ErrorKind::InvalidInput,
+            Refusal::TooLarge(_) => io::ErrorKind::FileTooLarge,
+        };
+        io::Error::new(kind, self)
+    }
+}
+
+/// The refusal inside an error from [`FileSystem::read`], if it is one.
+pub fn refusal(e: &io::Error) -> Option<&Refusal> {
+    e.get_ref()?.downcast_ref::<Refusal>()
+}
+
 /// What the compiler needs from a file system. `Sync`: hosts are checked
 /// on several threads.
 pub trait FileSystem: Sync {
+    /// A regular file's text, at most [`MAX_READ_BYTES`]; anything else is
+    /// refused (a [`Refusal`]) before it is read.
     fn read(&self, path: &Path) -> io::Result<String>;
     fn exists(&self, path: &Path) -> bool;
+    /// The path as the file system will find it, for deciding whether it
+    /// lies under a directory: `..` and `.` removed and, on a real disk,
+    /// absolute with symbolic links resolved (as far as the path exists).
+    fn resolve(&self, path: &Path) -> PathBuf {
+        normalize(path)
+    }
 }
 
 /// The real disk.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DiskFs;
 
+/// What kind of thing a non-regular file is, for messages.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a special file"
+    }
+}
+
 impl FileSystem for DiskFs {
     fn read(&self, path: &Path) -> io::Result<String> {
-        std::fs::read_to_string(path)
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Refuse what is plainly no file before opening it (opening a
+        // device can do something), then open without blocking (a FIFO
+        // would wait for a writer) and look again at what was opened.
+        let m = std::fs::metadata(path)?;
+        if !m.is_file() {
+            return Err(Refusal::NotRegular(file_kind(m.file_type())).into_io());
+        }
+        let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path)?;
+        let m = file.metadata()?;
+        if !m.is_file() {
+            return Err(Refusal::NotRegular(file_kind(m.file_type())).into_io());
+        }
+        let limit = MAX_READ_BYTES as u64;
+        if m.len() > limit {
+            return Err(Refusal::TooLarge(m.len()).into_io());
+        }
+        // It may grow between the look and the read: read one byte past
+        // the limit at most.
+        let mut buf = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0));
+        file.take(limit + 1).read_to_end(&mut buf)?;
+        if buf.len() > MAX_READ_BYTES {
+            return Err(Refusal::TooLarge(buf.len() as u64).into_io());
+        }
+        String::from_utf8(buf).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+    fn resolve(&self, path: &Path) -> PathBuf {
+        let abs = match path.is_absolute() {
+            true => path.to_path_buf(),
+            false => std::env::current_dir().unwrap_or_default().join(path),
+        };
+        let abs = normalize(&abs);
+        // The longest part that exists, with its links resolved, and the
+        // rest (which cannot be a link: it does not exist) as written.
+        let mut rest = Vec::new();
+        let mut at = abs.as_path();
+        loop {
+            if let Ok(mut real) = std::fs::canonicalize(at) {
+                real.extend(rest.iter().rev());
+                return real;
+            }
+            match (at.parent(), at.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    at = parent;
+                }
+                _ => return abs,
+            }
+        }
     }
 }
 
@@ -114,14 +232,82 @@ impl MemoryFs {
 
 impl FileSystem for MemoryFs {
     fn read(&self, path: &Path) -> io::Result<String> {
-        self.files
-            .get(&normalize(path))
-            .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
+        let text = self.files.get(&normalize(path)).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
+        if text.len() > MAX_READ_BYTES {
+            return Err(Refusal::TooLarge(text.len() as u64).into_io());
+        }
+        Ok(text.clone())
     }
     fn exists(&self, path: &Path) -> bool {
         self.files.contains_key(&normalize(path))
     }
+}
+
+/// Where a project may read files from: the directory of the project file
+/// and directories the person running mln allowed (`--allow-path`). A
+/// project file may be someone else's; without this, `#include
+/// /etc/shadow` would print shadow's lines in diagnostics, and `files`
+/// could copy them into a guest.
+#[derive(Clone, Debug)]
+pub struct Roots {
+    /// Resolved ([`FileSystem::resolve`]); the project's own first.
+    dirs: Vec<PathBuf>,
+    /// The project's directory as the user named it, for messages.
+    shown: PathBuf,
+}
+
+impl Roots {
+    pub fn new(fs: &dyn FileSystem, project_file: &Path, allowed: &[PathBuf]) -> Roots {
+        let project_dir = project_file.parent().unwrap_or(Path::new(""));
+        let dirs = std::iter::once(project_dir).chain(allowed.iter().map(PathBuf::as_path)).map(|d| fs.resolve(d)).collect();
+        let shown = if project_dir.as_os_str().is_empty() { PathBuf::from(".") } else { project_dir.to_path_buf() };
+        Roots { dirs, shown }
+    }
+
+    /// The project's directory, as the user named it.
+    pub fn project_dir(&self) -> &Path {
+        &self.shown
+    }
+
+    /// `path` resolved, if it lies under one of the roots; else the
+    /// resolved path, to show.
+    pub fn check(&self, fs: &dyn FileSystem, path: &Path) -> Result<PathBuf, PathBuf> {
+        let resolved = fs.resolve(path);
+        if self.dirs.iter().any(|d| within(&resolved, d)) {
+            Ok(resolved)
+        } else {
+            Err(resolved)
+        }
+    }
+}
+
+/// Whether `path` lies under `dir` (both resolved). An empty `dir` is the
+/// current directory of a relative, in-memory file system.
+fn within(path: &Path, dir: &Path) -> bool {
+    if dir.as_os_str().is_empty() {
+        path.is_relative() && !matches!(path.components().next(), Some(std::path::Component::ParentDir))
+    } else {
+        path.starts_with(dir)
+    }
+}
+
+/// The diagnostic for a path a project may not read (`mln::path::outside`),
+/// naming the flag that allows it.
+pub fn outside_diagnostic(what: &str, written: &str, resolved: &Path, roots: &Roots, span: Span) -> crate::diag::Diagnostic {
+    let dir = resolved.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(resolved);
+    crate::diag::Diagnostic::error(
+        "mln::path::outside",
+        format!("{what} `{written}` is outside the project's directory"),
+    )
+    .label(span, match Path::new(written) == resolved {
+        true => "not under the project's directory".to_string(),
+        false => format!("this is {}", resolved.display()),
+    })
+    .help(format!(
+        "a project reads files only under its own directory ({}); to allow another, run mln with `--allow-path {}`",
+        roots.project_dir().display(),
+        dir.display()
+    ))
 }
 
 /// Removes `.` and resolves `..` lexically, so that cycle detection sees

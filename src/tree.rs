@@ -282,6 +282,16 @@ impl Builder<'_> {
                 );
             }
             let n = name.unquoted();
+            // A bad name is reported and the definition kept, so that what
+            // refers to it does not fail as well.
+            let (name_kind, noun) = match kind {
+                DefKind::Switch => (crate::name::NameKind::Switch, None),
+                DefKind::Superclass => (crate::name::NameKind::Host, Some("superclass name")),
+                _ => (crate::name::NameKind::Host, None),
+            };
+            if let Some(d) = crate::name::diagnose(name_kind, noun, &n, name.span) {
+                self.diags.push(d);
+            }
             if let Some(prev) = self.tree.find(kind, &n) {
                 self.diags.push(
                     Diagnostic::error("mln::duplicate_definition", format!("{k} `{n}` is defined twice"))
@@ -374,6 +384,12 @@ impl Builder<'_> {
         let canonical = if canonical == "*" { key.as_str() } else { canonical };
         let args = s.args();
         let vdef = |words: &[Word]| ValueDef { text: Text::Words(words.to_vec()), span: s.head_span(), scope: def };
+        // `groups { NAME { members } }`: a group's name is its key.
+        if kw.name == "*" && nested.is_some_and(|n| n.name == "groups") {
+            if let Some(d) = crate::name::diagnose(crate::name::NameKind::Group, None, &key, key_word.span) {
+                self.diags.push(d);
+            }
+        }
         match &kw.kind {
             Kind::Value(_) | Kind::Flag => {
                 if let Some(b) = &s.block {
@@ -533,7 +549,7 @@ impl Builder<'_> {
         let mut d = Diagnostic::error("mln::unknown_keyword", format!("unknown keyword `{key}` in {here}")).label(span, "");
         if let Some(m) = schema.suggest(key) {
             d = d.help(format!("did you mean `{m}`?"));
-        } else if here == "global" || here == "host" {
+        } else if (here == "global" || here == "host") && crate::name::check(crate::name::NameKind::Plugin, key).is_ok() {
             d = d.help(format!(
                 "a plugin block `{key} {{ }}` needs the plugin: an executable `mln-plugin-{key}` on the plugin path"
             ));

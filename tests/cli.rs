@@ -12,7 +12,15 @@ fn mln() -> Command {
 
 #[test]
 fn check_is_silent_on_a_good_file() {
-    mln().args(["check", "examples/mpi_cluster.mln", "examples/oneVM.mln"]).assert().success().stdout("").stderr("");
+    mln().args(["check", "examples/lab.mln", "examples/oneVM.mln"]).assert().success().stdout("").stderr("");
+    // The paper's DES hash, accepted with `des_hashes`: a warning only.
+    mln()
+        .args(["check", "examples/mpi_cluster.mln"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains("mln::password::weak"))
+        .stderr(predicate::str::contains("error").not());
 }
 
 #[test]
@@ -91,8 +99,8 @@ fn explain_names_every_place() {
         .assert()
         .success()
         .stdout(predicate::str::contains("node07 network.eth0.gateway = 128.39.74.1"))
-        .stdout(predicate::str::contains("examples/mpi_cluster.mln:32:9: inherited from superclass hosts"))
-        .stdout(predicate::str::contains("$gateway_address = 128.39.74.1 (defined at examples/mpi_cluster.mln:6:5)"))
+        .stdout(predicate::str::contains("examples/mpi_cluster.mln:37:9: inherited from superclass hosts"))
+        .stdout(predicate::str::contains("$gateway_address = 128.39.74.1 (defined at examples/mpi_cluster.mln:11:5)"))
         .stdout(predicate::str::contains("made by the `autoenum` plugin"));
     mln()
         .args(["explain", "examples/inheritance.mln", "web2", "network.eth0.gateway"])
@@ -145,14 +153,16 @@ fn every_example_is_formatted() {
 fn parse_prints_a_tree_that_compiles_to_the_same_plan() {
     for ex in ["mpi_cluster", "oneVM", "variables", "inheritance", "include", "switches", "lab", "kinds", "autoenum_multi"] {
         let file = format!("examples/{ex}.mln");
-        let out = mln().args(["parse", "-f", &file]).assert().success().get_output().stdout.clone();
+        // kinds.mln has a kernel in /boot.
+        let out = mln().args(["--allow-path", "/boot", "parse", "-f", &file]).assert().success().get_output().stdout.clone();
         let text = String::from_utf8(out).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let resolved = dir.path().join(format!("{ex}.mln"));
         std::fs::write(&resolved, &text).unwrap();
-        let a = common::compile_disk(std::path::Path::new(&file));
-        let b = common::compile_disk(&resolved);
-        assert!(b.diags.is_empty(), "{ex}: parse output does not compile:\n{}\n{text}", common::rendered(&b));
+        let a = common::compile_disk_allowing(std::path::Path::new(&file), &["/boot"]);
+        let b = common::compile_disk_allowing(&resolved, &["/boot"]);
+        // mpi_cluster keeps the paper's DES hash (`des_hashes`): warned about.
+        assert!(b.diags.iter().all(|d| d.code == "mln::password::weak"), "{ex}: parse output does not compile:\n{}\n{text}", common::rendered(&b));
         let strip = |p: &mln::plan::Plan| {
             let mut p = p.clone();
             p.hosts.iter_mut().for_each(|h| h.superclass = None);
@@ -200,4 +210,48 @@ fn an_overcommitted_placement_is_refused_at_plan_time() {
     mln().arg("--fabric").arg(&servers).args(["check"]).arg(&project).assert().failure().stderr(predicate::str::contains("service host `h2` is not in the fabric file"));
     std::fs::write(&servers, "h1 4\nh2\n").unwrap();
     mln().arg("--fabric").arg(&servers).args(["check"]).arg(&project).assert().success();
+}
+
+#[test]
+fn a_project_reads_only_under_its_directory_unless_allowed() {
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("shadow");
+    std::fs::write(&secret, "root:SECRETLINE:19000:0:99999:7:::\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("p.mln");
+    std::fs::write(&project, format!("global {{\n    project p\n}}\n#include {}\n", secret.display())).unwrap();
+    let out = mln().arg("check").arg(&project).assert().failure().get_output().clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mln::path::outside") && err.contains("--allow-path"), "{err}");
+    assert!(!err.contains("SECRETLINE"), "the file was read: {err}");
+    // Through a symbolic link inside the project: the same.
+    std::os::unix::fs::symlink(secret_dir.path(), dir.path().join("link")).unwrap();
+    std::fs::write(&project, "global {\n    project p\n}\n#include link/shadow\n").unwrap();
+    let out = mln().arg("check").arg(&project).assert().failure().get_output().clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mln::path::outside") && !err.contains("SECRETLINE"), "{err}");
+    // Allowed: read (and, being no project text, reported).
+    mln().arg("--allow-path").arg(secret_dir.path()).arg("check").arg(&project).assert().failure().stderr(predicate::str::contains("SECRETLINE"));
+}
+
+#[test]
+fn includes_of_special_files_are_refused_without_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let big = dir.path().join("big.mln");
+    // Sparse: refused by its size, before a byte is read.
+    std::fs::File::create(&big).unwrap().set_len(17 << 20).unwrap();
+    let project = dir.path().join("p.mln");
+    std::fs::write(&project, "global {\n    project p\n}\n#include fifo\n#include /dev/zero\n#include big.mln\n").unwrap();
+    let started = std::time::Instant::now();
+    let out = mln().args(["--allow-path", "/dev", "check"]).arg(&project).timeout(std::time::Duration::from_secs(60)).assert().failure().get_output().clone();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a FIFO, not a regular file"), "{err}");
+    assert!(err.contains("a character device, not a regular file"), "{err}");
+    assert!(err.contains("mln::syntax::too_large"), "{err}");
+    assert_eq!(err.matches("mln::io::not_regular").count(), 2, "{err}");
+    // The project file itself, too.
+    mln().arg("check").arg(&fifo).timeout(std::time::Duration::from_secs(60)).assert().failure().stderr(predicate::str::contains("mln::io::not_regular"));
 }

@@ -42,7 +42,19 @@ fn every_problem_in_one_run() {
         ("include_missing", &["mln::include::missing"]),
         ("include_cycle", &["mln::include::cycle"]),
         ("missing_project", &["mln::missing_project"]),
-        ("passwords", &["mln::value::plain_password", "mln::value::plain_password"]),
+        (
+            "passwords",
+            &[
+                "mln::value::plain_password",
+                "mln::value::plain_password",
+                "mln::password::malformed",
+                "mln::password::des",
+                "mln::password::malformed",
+                "mln::password::malformed",
+                "mln::password::des",
+            ],
+        ),
+        ("passwords_des", &["mln::password::weak", "mln::password::weak", "mln::value::plain_password"]),
         (
             "autoenum_errors",
             &["mln::autoenum::address_overflow", "mln::autoenum::too_few_slots", "mln::autoenum::missing", "mln::superclass::unknown"],
@@ -92,6 +104,24 @@ fn every_problem_in_one_run() {
             ],
         ),
         ("too_deep", &["mln::syntax::too_deep"]),
+        ("names", &["mln::name::invalid"; 13]),
+        ("control", &["mln::name::invalid", "mln::syntax::control_character"]),
+        ("paths", &["mln::path::outside", "mln::path::outside", "mln::io::not_regular", "mln::path::outside", "mln::path::outside", "mln::path::outside"]),
+        (
+            "ranges",
+            &[
+                "mln::value::range",
+                "mln::value::range",
+                "mln::value::range",
+                "mln::value::range",
+                "mln::value::range",
+                "mln::value::range",
+                "mln::value::size",
+                "mln::value::size",
+                "mln::value::size",
+                "mln::users::root_uid",
+            ],
+        ),
         ("unused", &["mln::switch::unused", "mln::superclass::unused", "mln::disk::size_ignored"]),
     ];
     for (name, want) in cases {

@@ -345,7 +345,7 @@ fn filesystem_templates_are_configured_in_place() {
     let project = dir.path().join("fs.mln");
     std::fs::write(
         &project,
-        "global {\n    project fst\n}\nhost web {\n    template mln-testguest-fs\n    memory 96M\n    network eth0 {\n        address 10.44.0.7\n        netmask 255.255.255.0\n    }\n    users {\n        ann VUmaegY1g8q4I\n    }\n    startup {\n        echo hello\n    }\n}\n",
+        "global {\n    project fst\n}\nhost web {\n    template mln-testguest-fs\n    memory 96M\n    network eth0 {\n        address 10.44.0.7\n        netmask 255.255.255.0\n    }\n    users {\n        ann $6$annsalt$LAgkzpFKuw7yFaw7MmvCaXCekwjFvMAwGHWDcwopJSM5f7L4eK8EOP6PAC0vCf.h7tf9D/wPG5flz6JnOBsmw0\n    }\n    startup {\n        echo hello\n    }\n}\n",
     )
     .unwrap();
     let out = m.ok(&["build", "-f", project.to_str().unwrap()]);

@@ -8,16 +8,24 @@ use std::path::Path;
 fn every_example_compiles_cleanly_and_its_plan_is_pinned() {
     insta::glob!("../examples", "*.mln", |path| {
         let rel = path.strip_prefix(root()).unwrap();
-        let c = compile_disk(rel);
-        assert!(c.diags.is_empty(), "{}:\n{}", rel.display(), rendered(&c));
+        // kinds.mln boots a Xen guest from a kernel in /boot, which a
+        // project may read only when the user allows it.
+        let c = compile_disk_allowing(rel, &["/boot"]);
+        assert!(only_the_des_warning(&c), "{}:\n{}", rel.display(), rendered(&c));
         insta::assert_json_snapshot!(c.plan);
     });
+}
+
+/// Nothing to say, except (in mpi_cluster.mln, which keeps the paper's DES
+/// hash and says `des_hashes`) that a DES hash is weak.
+fn only_the_des_warning(c: &mln::Compilation) -> bool {
+    c.diags.iter().all(|d| d.code == "mln::password::weak" && d.severity == mln::diag::Severity::Warning)
 }
 
 #[test]
 fn mpi_cluster_is_figure_3_completed() {
     let c = compile_disk(Path::new("examples/mpi_cluster.mln"));
-    assert!(c.diags.is_empty(), "{}", rendered(&c));
+    assert_eq!(codes(&c), ["mln::password::weak"], "{}", rendered(&c));
     let p = &c.plan;
     assert_eq!(p.project, "mpi_cluster");
     assert_eq!(p.hosts.len(), 36);

@@ -31,11 +31,11 @@ fn statements_end_at_semicolons_and_braces_anywhere() {
 
 #[test]
 fn scalars_repeated_last_wins_and_aliases_work() {
-    let p = plan("global {\n project p\n}\nhost a {\n memory 1M\n memory 2M\n location srv9\n root_passwd VUmaegY1g8q4I\n}\n");
+    let p = plan("global {\n project p\n}\nhost a {\n memory 1M\n memory 2M\n location srv9\n root_passwd $6$saltsalt$o1sgYDV8VZcOve24efNWklRNXcLE3g0hTn.yk/35V.zlJ/bsjDWvvF9ir1i.OPVFTXvpnFTVBuiD2wZ3n9RnQ/\n}\n");
     let h = &p.hosts[0];
     assert_eq!(h.memory_mib, 2);
     assert_eq!(h.service_host.as_deref(), Some("srv9"));
-    assert_eq!(h.root_password_hash.as_deref(), Some("VUmaegY1g8q4I"));
+    assert_eq!(h.root_password_hash.as_deref(), Some("$6$saltsalt$o1sgYDV8VZcOve24efNWklRNXcLE3g0hTn.yk/35V.zlJ/bsjDWvvF9ir1i.OPVFTXvpnFTVBuiD2wZ3n9RnQ/"));
 }
 
 #[test]
@@ -58,11 +58,13 @@ fn deep_chains_inherit_and_lists_do_not_repeat() {
 
 #[test]
 fn crypt_hashes_are_literal_but_a_sole_variable_is_expanded() {
-    let p = plan(
-        "global {\n project p\n $h = \\$6\\$abc\\$defghij\n}\nhost a {\n root_password $h\n users {\n  u $1$salt$hashhash\n }\n}\n",
-    );
-    assert_eq!(p.hosts[0].root_password_hash.as_deref(), Some("$6$abc$defghij"));
-    assert_eq!(p.hosts[0].users[0].password_hash, "$1$salt$hashhash");
+    let sha = "$6$abc$kR2twyDfICz19lmC2EXet9F8qkKf.G4bsS2QKx0s29FmeEiYBuQXnoSrRDpHhNFSdA8iby559AG/cvBXxaV0N1";
+    let p = plan(&format!(
+        "global {{\n project p\n $h = {}\n}}\nhost a {{\n root_password $h\n users {{\n  u $1$salt$XaOznXGk4AYqiN1khFvXg/\n }}\n}}\n",
+        sha.replace('$', "\\$")
+    ));
+    assert_eq!(p.hosts[0].root_password_hash.as_deref(), Some(sha));
+    assert_eq!(p.hosts[0].users[0].password_hash, "$1$salt$XaOznXGk4AYqiN1khFvXg/");
 }
 
 #[test]
@@ -119,4 +121,35 @@ fn hosts_keep_definition_order_with_plugin_hosts_where_global_stands() {
 fn a_variable_in_an_unused_superclass_is_still_checked() {
     let c = compile_mem(&[("p.mln", "global {\n project p\n}\nsuperclass s {\n memory $[nope]M\n}\n")]);
     assert_eq!(codes(&c), ["mln::variable::undefined"]);
+}
+
+#[test]
+fn includes_and_files_stay_under_the_project_directory() {
+    let files = [
+        ("proj/main.mln", "global {\n project p\n}\n#include ../secret.txt\n#include lib/../../secret.txt\nhost a {\n files {\n  ../secret.txt /x\n }\n kernel ../vmlinuz\n}\n"),
+        ("secret.txt", "SECRET"),
+        ("vmlinuz", ""),
+    ];
+    let c = compile_mem(&files);
+    assert_eq!(codes(&c), ["mln::path::outside"; 4], "{}", rendered(&c));
+    assert!(!rendered(&c).contains("SECRET\n"));
+    // Allowed by the user: read, and the kernel is relative to the project
+    // file, as `files` sources are.
+    let mut fs = mln::source::MemoryFs::default();
+    for (p, t) in files {
+        fs = fs.with(p, t);
+    }
+    let options = mln::CompileOptions { allowed_roots: vec![".".into()] };
+    let c = mln::compile_with(std::path::Path::new("proj/main.mln"), &fs, mln::plugin::Registry::new(vec![]), &options);
+    assert!(!codes(&c).contains(&"mln::path::outside"), "{}", rendered(&c));
+    assert!(codes(&c).contains(&"mln::unknown_keyword"), "the secret was read as project text: {}", rendered(&c));
+    assert_eq!(c.plan.hosts[0].kernel.as_deref(), Some("vmlinuz"));
+}
+
+#[test]
+fn included_files_over_the_limit_are_refused_at_the_include() {
+    let big = "# padding\n".repeat(mln::syntax::MAX_FILE_BYTES / 10 + 1);
+    let c = compile_mem(&[("p.mln", "global {\n project p\n}\n#include big.mln\n"), ("big.mln", &big)]);
+    assert_eq!(codes(&c), ["mln::syntax::too_large"]);
+    assert_eq!(c.sources.location(c.diags.sorted()[0].primary_span().unwrap()), "p.mln:4:10");
 }

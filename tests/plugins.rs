@@ -112,3 +112,29 @@ fn plugins_run_in_the_order_their_blocks_appear() {
     assert_eq!(order("cluster", "spare"), ["cluster", "spare"]);
     assert_eq!(order("spare", "cluster"), ["spare", "cluster"]);
 }
+
+#[test]
+fn plugin_names_never_become_paths_with_slashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    // `"a/evil" { }` would be looked up as `mln-plugin-a/evil`: a file in a
+    // subdirectory of the plugin path. It must not be run.
+    std::fs::create_dir(dir.path().join("mln-plugin-a")).unwrap();
+    write_plugin(&dir.path().join("mln-plugin-a"), "x", "");
+    std::fs::rename(dir.path().join("mln-plugin-a/mln-plugin-x"), dir.path().join("mln-plugin-a/evil")).unwrap();
+    std::fs::write(
+        dir.path().join("mln-plugin-a/evil"),
+        format!("#!/bin/sh\ntouch {}\necho '{{\"protocol\":1,\"name\":\"evil\",\"blocks\":[]}}'\n", marker.display()),
+    )
+    .unwrap();
+    // A plugin that declares a name with a slash does not load.
+    write_plugin(dir.path(), "sneaky", r#"echo '{"protocol": 1, "name": "../sneaky", "blocks": [{"name": "sneaky", "context": "global", "keywords": {}}]}'"#);
+    let f = dir.path().join("p.mln");
+    std::fs::write(&f, "global {\n    project p\n    \"a/evil\" {\n    }\n    sneaky {\n    }\n}\n").unwrap();
+    let c = compile_with(&f, &[dir.path().to_path_buf()]);
+    let r = rendered(&c);
+    assert!(!marker.exists(), "a plugin was run from a path with a slash");
+    assert!(codes(&c).contains(&"mln::unknown_keyword"), "{r}");
+    assert!(!r.contains("mln-plugin-a/evil"), "{r}");
+    assert!(codes(&c).contains(&"mln::plugin::load") && r.contains("declares a bad name"), "{r}");
+}

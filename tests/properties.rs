@@ -5,6 +5,8 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 
+const HASH: &str = "$6$saltsalt$o1sgYDV8VZcOve24efNWklRNXcLE3g0hTn.yk/35V.zlJ/bsjDWvvF9ir1i.OPVFTXvpnFTVBuiD2wZ3n9RnQ/";
+
 /// A random but valid project, written with random layout choices.
 #[derive(Debug, Clone)]
 struct Gen {
@@ -54,7 +56,7 @@ fn write(g: &Gen) -> String {
         s += &format!("memory   $[m{i}]M");
         s += &sep(&mut pick);
         if *users {
-            s += &format!("users {{\n  u{i} VUmaegY1g8q4I\n}}");
+            s += &format!("users {{\n  u{i} {HASH}\n}}");
             s += &sep(&mut pick);
         }
         s += "network eth0 {\n netmask 255.255.255.0\n gateway $gw }\n";
@@ -129,6 +131,72 @@ proptest! {
         let servers = std::fs::read_to_string(root().join("examples/servers.txt")).unwrap();
         let c = compile_mem(&[("examples/p.mln", &text), ("examples/servers.txt", &servers)]);
         let _ = rendered(&c);
+    }
+}
+
+/// A piece of a name: plain words mostly (about one project in six then
+/// compiles), and everything that could turn a name into a path elsewhere
+/// or into something else on a terminal.
+fn name_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        24 => "[a-zA-Z0-9]{1,6}",
+        1 => Just("/".to_string()),
+        1 => Just(".".to_string()),
+        1 => Just("..".to_string()),
+        1 => Just(" ".to_string()),
+        1 => Just("-".to_string()),
+        1 => Just("_".to_string()),
+        1 => Just("\"".to_string()),
+        1 => Just("\\".to_string()),
+        1 => Just("é".to_string()),
+        1 => Just("$".to_string()),
+        1 => "[\\x00-\\x1f\\x7f-\\x9f]",
+        1 => "[a-z]{60,70}",
+    ]
+}
+
+fn name() -> impl Strategy<Value = String> {
+    prop::collection::vec(name_piece(), 1..5).prop_map(|v| v.concat())
+}
+
+/// `s` as a quoted word, so that every character reaches the compiler.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Whatever names a project file gives, a project that compiles has
+    /// names that are valid, and paths made from them stay in their root.
+    #[test]
+    fn accepted_names_make_paths_inside_their_root(project in name(), hosts in prop::collection::vec(name(), 1..3)) {
+        let mut text = format!("global {{\n    project {}\n}}\n", quoted(&project));
+        for h in &hosts {
+            text += &format!("host {} {{\n}}\n", quoted(h));
+        }
+        let c = compile_mem(&[("p.mln", &text)]);
+        if c.ok() {
+            let root = tempfile::tempdir().unwrap();
+            let p = &c.plan.project;
+            prop_assert!(mln::name::check(mln::name::NameKind::Project, p).is_ok(), "{p:?}");
+            for h in &c.plan.hosts {
+                prop_assert!(mln::name::check(mln::name::NameKind::Host, &h.name).is_ok(), "{:?}", h.name);
+                let path = mln::name::inside(root.path(), &[p, &h.name]);
+                prop_assert!(path.as_ref().is_ok_and(|x| x.starts_with(root.path())), "{p:?} {:?}: {path:?}", h.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn valid_names_are_accepted_and_bad_ones_refused() {
+    let text = |project: &str, host: &str| format!("global {{\n    project {}\n}}\nhost {} {{\n}}\n", quoted(project), quoted(host));
+    let c = compile_mem(&[("p.mln", &text("lab-1.x", "node_01"))]);
+    assert!(c.ok(), "{}", rendered(&c));
+    for (project, host) in [("/tmp/x/decoy", "a"), ("..", "a"), ("p", ".."), ("p", "a/b"), ("p", "a\u{1b}[2J"), ("p", "a\u{7}"), ("p", &"a".repeat(64))] {
+        let c = compile_mem(&[("p.mln", &text(project, host))]);
+        assert!(codes(&c).contains(&"mln::name::invalid"), "{project:?} {host:?}: {}", rendered(&c));
     }
 }
 

@@ -26,5 +26,5 @@ pub fn explicit(n: usize) -> String {
 }
 
 fn superclass() -> String {
-    "superclass node {\n    memory 256M\n    vcpus 1\n    template debian-12.qcow2\n    size 2G\n    network eth0 {\n        netmask 255.255.0.0\n        gateway $gw\n    }\n    users {\n        admin VUmaegY1g8q4I\n    }\n    startup {\n        echo booted $hostname\n    }\n}\n".to_string()
+    "superclass node {\n    memory 256M\n    vcpus 1\n    template debian-12.qcow2\n    size 2G\n    network eth0 {\n        netmask 255.255.0.0\n        gateway $gw\n    }\n    users {\n        admin $6$admin$9Mkt0MqPlhzBEASCFuUj7uKR9BIbqdld.GkQfxeGwYp0FtCPO.5JcvZFMtayVcHXjvdLUUdBET0yY4zguacd1.\n    }\n    startup {\n        echo booted $hostname\n    }\n}\n".to_string()
 }

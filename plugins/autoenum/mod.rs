@@ -16,6 +16,7 @@
 //! ```
 
 use crate::diag::Diagnostic;
+use crate::name::NameKind;
 use crate::plan::values;
 use crate::plugin::{Context, Declaration, ExpandCtx, Plugin, PluginBlock};
 use crate::schema::{suggest, Keyword, Kind, LineTy, Schema, Ty};
@@ -132,10 +133,17 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
     let n = n?;
     let prefix = s.text("hostprefix").unwrap_or("node").to_string();
     let begin = match s.value("addresses_begin") {
-        Some(v) => match values::uint(&v.text) {
+        // An offset into an IPv4 network: 32 bits at most.
+        Some(v) => match values::uint_in(&v.text, 0, u64::from(u32::MAX), "addresses_begin", "it is an offset into an IPv4 network") {
             Ok(k) => k,
             Err(e) => {
-                ctx.diags.push(err("mln::value::number", e.message, v.origin.span));
+                let code = e.code();
+                let e = e.into_bad();
+                let mut d = err(code, e.message, v.origin.span);
+                if let Some(h) = e.help {
+                    d = d.help(h);
+                }
+                ctx.diags.push(d);
                 ok = false;
                 1
             }
@@ -173,7 +181,8 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
     }
     if let (true, Some((_, mask))) = (auto_address, net) {
         // Offsets 1 ..= size-2: neither the network nor the broadcast address.
-        let usable = (!u32::from(mask) as u64).saturating_sub(1);
+        let usable = u64::from(!u32::from(mask)).saturating_sub(1);
+        // Both at most 2^32: no overflow in u64.
         let last = begin + n - 1;
         if begin == 0 || last > usable {
             let prefix = u32::from(mask).leading_ones();
@@ -193,10 +202,19 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         }
     }
     let autouser = match s.value("autouser") {
-        Some(v) => match values::crypt_hash(&v.text) {
-            Ok(()) => Some((v.text.clone(), v.origin.span)),
-            Err(e) => {
-                let mut d = err("mln::value::plain_password", e.message, v.origin.span);
+        Some(v) => match values::password(&v.text, crate::plan::des_hashes(ctx.tree)) {
+            Ok(warning) => {
+                if let Some(w) = warning {
+                    let mut d = Diagnostic::warning("mln::password::weak", w.message).label(v.origin.span, "");
+                    if let Some(h) = w.help {
+                        d = d.help(h);
+                    }
+                    ctx.diags.push(d);
+                }
+                Some((v.text.clone(), v.origin.span))
+            }
+            Err((code, e)) => {
+                let mut d = err(code, e.message, v.origin.span);
                 if let Some(h) = e.help {
                     d = d.help(h);
                 }
@@ -209,6 +227,21 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
     };
     let placement = deal(b, n, ctx).unwrap_or_else(|| vec![None; n as usize]);
     let width = n.to_string().len();
+    // Every name is the prefix and a number of the same width, so the last
+    // one stands for all: one report, not one per host.
+    let sample = format!("{prefix}{n:0width$}");
+    if let Some(mut d) = crate::name::diagnose(NameKind::Host, None, &sample, b.span_of("hostprefix")) {
+        d.labels[0].text = format!("autoenum names its hosts `{}` and a number", crate::term::escape(&prefix));
+        ctx.diags.push(d);
+    }
+    let autouser = autouser.and_then(|(hash, span)| match crate::name::diagnose(NameKind::User, None, &sample, span) {
+        Some(mut d) => {
+            d.labels[0].text = "this makes a user named after each host".into();
+            ctx.diags.push(d);
+            None
+        }
+        None => Some((hash, span)),
+    });
     let lit = |t: String, span: Span| ValueDef { text: Text::Literal(t), span, scope: GLOBAL };
     let mut out = Vec::with_capacity(n as usize);
     for i in 1..=n {
@@ -218,10 +251,22 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
             section.set_value("superclass", lit(sc.to_string(), b.span_of("superclass")));
         }
         if let (true, true, Some((net, mask))) = (ok, auto_address, net) {
-            let base = u32::from(net) & u32::from(mask);
-            let addr = Ipv4Addr::from(base + (begin + i - 1) as u32);
-            let eth0 = section.named_mut("network", "eth0", b.span);
-            eth0.set_value("address", lit(addr.to_string(), b.span_of("address")));
+            match address_in(net, mask, begin + i - 1) {
+                Some(addr) => {
+                    let eth0 = section.named_mut("network", "eth0", b.span);
+                    eth0.set_value("address", lit(addr.to_string(), b.span_of("address")));
+                }
+                None => {
+                    // The range check above should make this unreachable;
+                    // an address outside the net is never handed out.
+                    ctx.diags.push(err(
+                        "mln::autoenum::address_overflow",
+                        format!("host {i} would get an address outside {net}/{}", u32::from(mask).leading_ones()),
+                        b.span,
+                    ));
+                    ok = false;
+                }
+            }
         }
         if let Some((host, span)) = &placement[(i - 1) as usize] {
             section.set_value("service_host", lit(host.clone(), *span));
@@ -232,6 +277,16 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         out.push(Def { kind: DefKind::Host, name, name_span: b.span, section, vars: IndexMap::new(), plugin: Some("autoenum".into()) });
     }
     Some(out)
+}
+
+/// The host address at `offset` in the network of `net`/`mask`: None
+/// unless it lies inside, and is neither the network nor the broadcast
+/// address.
+fn address_in(net: Ipv4Addr, mask: Ipv4Addr, offset: u64) -> Option<Ipv4Addr> {
+    let (mask, base) = (u32::from(mask), u32::from(net) & u32::from(mask));
+    let addr = base.checked_add(u32::try_from(offset).ok()?)?;
+    let inside = addr & mask == base && addr != base && addr != base | !mask;
+    inside.then(|| Ipv4Addr::from(addr))
 }
 
 /// The service host of each generated host, in order: `host COUNT` takes
@@ -267,7 +322,7 @@ fn deal(b: &PluginBlock, n: u64, ctx: &mut ExpandCtx) -> Option<Vec<Option<(Stri
             }
         };
         let remaining = n as usize - out.len().min(n as usize);
-        let take = count.map(|c| (c as usize).min(remaining)).unwrap_or(remaining);
+        let take = count.map(|c| usize::try_from(c).unwrap_or(usize::MAX).min(remaining)).unwrap_or(remaining);
         out.extend(std::iter::repeat_n(Some((host.clone(), l.origin.span)), take));
     }
     if !ok {
@@ -297,5 +352,23 @@ fn span_of_lines(lines: &[crate::resolve::RValue]) -> Span {
         a.to(b)
     } else {
         a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_in;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn addresses_stay_inside_their_network() {
+        let (net, m24) = (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(address_in(net, m24, 1), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(address_in(net, m24, 254), Some(Ipv4Addr::new(10, 0, 0, 254)));
+        for off in [0, 255, 256, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(address_in(net, m24, off), None, "+{off}");
+        }
+        // The top of the address space: no wrap to 0.0.0.0.
+        assert_eq!(address_in(Ipv4Addr::new(255, 255, 255, 0), m24, 300), None);
     }
 }

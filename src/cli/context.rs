@@ -31,6 +31,10 @@ pub struct Global {
     /// (before $MLN_PLUGIN_PATH and $PATH).
     #[arg(long, global = true, value_name = "DIR")]
     pub plugin_path: Vec<PathBuf>,
+    /// A directory outside the project file's own from which `#include`,
+    /// `files`, `kernel` and `ramdisk` may read (repeat for several).
+    #[arg(long = "allow-path", global = true, value_name = "DIR")]
+    pub allow_path: Vec<PathBuf>,
     /// More log output (-v, -vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -83,7 +87,8 @@ impl Global {
                 plugin_path.extend(std::env::split_paths(&v));
             }
         }
-        let mut c = mln::compile(file, &DiskFs, Registry::new(plugin_path));
+        let options = mln::CompileOptions { allowed_roots: self.allow_path.clone() };
+        let mut c = mln::compile_with(file, &DiskFs, Registry::new(plugin_path), &options);
         if !c.diags.has_errors() && c.plan.hosts.iter().any(|h| h.service_host.is_some()) {
             let target = Target { connect: None, templates: PathBuf::new(), fabric: self.fabric.clone() };
             match target.fabric(&self.state_dir()) {

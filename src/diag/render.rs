@@ -3,6 +3,7 @@
 //! include cycle can point into both files at once.
 
 use super::{Diagnostic, Severity};
+use crate::term::{escape, escape_lines};
 use crate::source::{FileId, SourceMap};
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
 use std::fmt;
@@ -55,21 +56,23 @@ impl Report {
         }
         let part = |file: FileId, message: String, severity: Severity, help: Option<String>, code| {
             let f = sources.file(file);
+            let (text, shifts) = visible(&f.text);
             let labels = d
                 .labels
                 .iter()
                 .filter(|l| l.span.file == file)
                 .map(|l| {
-                    let text = if l.text.is_empty() { None } else { Some(l.text.clone()) };
-                    LabeledSpan::new(text, l.span.start as usize, l.span.len())
+                    let text = if l.text.is_empty() { None } else { Some(escape_lines(&l.text).into_owned()) };
+                    let (start, end) = (shifted(&shifts, l.span.start as usize), shifted(&shifts, l.span.end as usize));
+                    LabeledSpan::new(text, start, end - start)
                 })
                 .collect();
             Report {
                 code,
-                message,
+                message: escape_lines(&message).into_owned(),
                 severity,
-                help,
-                source: Some(NamedSource::new(f.name.clone(), f.text.to_string())),
+                help: help.map(|h| escape_lines(&h).into_owned()),
+                source: Some(NamedSource::new(escape(&f.name), text)),
                 labels,
                 related: vec![],
             }
@@ -77,9 +80,9 @@ impl Report {
         match primary {
             None => Report {
                 code: d.code,
-                message: d.message.clone(),
+                message: escape_lines(&d.message).into_owned(),
                 severity: d.severity,
-                help: d.help.clone(),
+                help: d.help.as_deref().map(|h| escape_lines(h).into_owned()),
                 source: None,
                 labels: vec![],
                 related: vec![],
@@ -93,6 +96,39 @@ impl Report {
                 main
             }
         }
+    }
+}
+
+/// The source as shown: control characters other than line breaks and
+/// tabs written as visible escapes (`\u{1b}`), so a file cannot move the
+/// cursor, retitle the terminal or hide a line; with, for each escaped
+/// character, its offset and the bytes added up to and including it.
+fn visible(text: &str) -> (String, Vec<(usize, usize)>) {
+    let keep = |i: usize, c: char| !c.is_control() || c == '\n' || c == '\t' || (c == '\r' && text[i + 1..].starts_with('\n'));
+    if text.char_indices().all(|(i, c)| keep(i, c)) {
+        return (text.to_string(), vec![]);
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut shifts = Vec::new();
+    let mut added = 0;
+    for (i, c) in text.char_indices() {
+        if keep(i, c) {
+            out.push(c);
+        } else {
+            let before = out.len();
+            out.extend(c.escape_default());
+            added += out.len() - before - c.len_utf8();
+            shifts.push((i, added));
+        }
+    }
+    (out, shifts)
+}
+
+/// An offset in the source, moved past what [`visible`] added before it.
+fn shifted(shifts: &[(usize, usize)], offset: usize) -> usize {
+    match shifts.partition_point(|(at, _)| *at < offset) {
+        0 => offset,
+        n => offset + shifts[n - 1].1,
     }
 }
 
@@ -145,3 +181,40 @@ impl miette::Diagnostic for Report {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{SourceMap, Span};
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let mut sources = SourceMap::default();
+        let text = "host a\u{1b}]0;owned\u{7} {\r\n    memroy 1M\u{1b}[2J\r\n}\n";
+        let id = sources.add("p\u{1b}.mln".into(), "p\u{1b}.mln".into(), text.into());
+        let at = text.find("memroy").unwrap();
+        let d = Diagnostic::error("mln::test", "bad \u{1b}[31mred")
+            .label(Span::new(id, at, at + 6), "here \u{9b}")
+            .help("help \u{7}");
+        for style in [RenderStyle::Plain, RenderStyle::Fancy] {
+            let out = render(&d, &sources, style);
+            let raw: Vec<char> = out.chars().filter(|c| c.is_control() && !matches!(c, '\n' | '\u{1b}')).collect();
+            assert!(raw.is_empty(), "{raw:?} in {out}");
+            if style == RenderStyle::Plain {
+                assert!(!out.contains('\u{1b}'), "{out}");
+                assert!(out.contains("a\\u{1b}]0;owned\\u{7}"), "{out}");
+                assert!(out.contains("bad \\u{1b}[31mred") && out.contains("help \\u{7}") && out.contains("here \\u{9b}"), "{out}");
+                // The label still points at the word, after the escapes.
+                assert!(out.contains("memroy 1M\\u{1b}[2J"), "{out}");
+                let lines: Vec<&str> = out.lines().collect();
+                let i = lines.iter().position(|l| l.contains("memroy")).unwrap();
+                let col = |l: &str, p: &str| l.find(p).map(|b| l[..b].chars().count());
+                assert_eq!(col(lines[i], "memroy"), col(lines[i + 1], "─"), "{out}");
+                assert!(lines[i + 1].contains("───┬──") && !lines[i + 1].contains("───┬───"), "{out}");
+            }
+        }
+        assert_eq!(shifted(&[(3, 5), (10, 8)], 3), 3);
+        assert_eq!(shifted(&[(3, 5), (10, 8)], 4), 9);
+        assert_eq!(shifted(&[(3, 5), (10, 8)], 11), 19);
+    }
+}

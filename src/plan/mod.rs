@@ -9,9 +9,10 @@ pub use model::*;
 pub use typing::{DEFAULT_BOOT_ORDER, DEFAULT_MEMORY_MIB, DEFAULT_SIZE_MIB, DEFAULT_TEMPLATE};
 
 use crate::diag::Diagnostics;
+use crate::name::NameKind;
 use crate::resolve::{ResolvedHost, Resolver};
 use crate::schema::HOOKS;
-use crate::source::FileSystem;
+use crate::source::{FileSystem, Roots};
 use crate::tree::DefKind;
 use indexmap::IndexMap;
 use std::path::Path;
@@ -21,12 +22,14 @@ pub fn build(
     resolved: &[ResolvedHost],
     project_dir: &Path,
     fs: &dyn FileSystem,
+    roots: &Roots,
     diags: &mut Diagnostics,
 ) -> Plan {
     let tree = resolver.tree;
     let project = resolver.project().to_string();
+    let des_hashes = des_hashes(tree);
     let hosts: Vec<Host> = crate::par::map(resolved, diags, |r, diags| {
-        typing::Typer { tree, project: &project, project_dir, fs, diags }.host(r)
+        typing::Typer { tree, project: &project, project_dir, fs, roots, des_hashes, diags }.host(r)
     });
     let switches = tree
         .ids(DefKind::Switch)
@@ -41,6 +44,11 @@ pub fn build(
                     );
                 }
             }
+            for (key, kind) in [("bridge", NameKind::Interface), ("service_host", NameKind::ServiceHost)] {
+                if let Some(v) = s.value(key).filter(|v| !v.is_broken()) {
+                    diags.extend(crate::name::diagnose(kind, None, &v.text, v.origin.span));
+                }
+            }
             Switch {
                 name: def.name.clone(),
                 bridge: s.text("bridge").map(str::to_string).unwrap_or_else(|| default_bridge(&def.name, &project)),
@@ -49,6 +57,14 @@ pub fn build(
         })
         .collect();
     let global = resolver.plain(&tree.global().section, &tree.core.global, diags);
+    if let Some(v) = global.value("project").filter(|v| !v.is_broken()) {
+        // At the name itself when it was written, not the whole statement.
+        let span = match tree.global().section.value("project").map(|d| &d.text) {
+            Some(crate::tree::Text::Words(w)) if !w.is_empty() => w[0].span.to(w[w.len() - 1].span),
+            _ => v.origin.span,
+        };
+        diags.extend(crate::name::diagnose(NameKind::Project, None, &v.text, span));
+    }
     let mut hooks = IndexMap::new();
     for h in HOOKS {
         let lines = global.lines(h);
@@ -70,4 +86,10 @@ pub fn build(
 /// characters Linux allows in an interface name.
 pub fn default_bridge(switch: &str, project: &str) -> String {
     format!("{switch}.{project}").chars().take(15).collect()
+}
+
+/// Whether the project opted in to DES password hashes (`des_hashes` in
+/// `global`): accepted then, with a warning each.
+pub fn des_hashes(tree: &crate::tree::Tree) -> bool {
+    tree.global().section.value("des_hashes").is_some()
 }

@@ -4,8 +4,9 @@
 use super::model::*;
 use super::values::{self, Bad};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::name::{self, NameKind};
 use crate::resolve::{RSection, RValue, ResolvedHost};
-use crate::source::{FileSystem, Span};
+use crate::source::{normalize, outside_diagnostic, FileSystem, Roots, Span};
 use crate::tree::Tree;
 use indexmap::IndexMap;
 use std::net::Ipv4Addr;
@@ -15,12 +16,20 @@ pub const DEFAULT_TEMPLATE: &str = "Debian-4.0.ext3";
 pub const DEFAULT_SIZE_MIB: u64 = 250;
 pub const DEFAULT_MEMORY_MIB: u64 = 128;
 pub const DEFAULT_BOOT_ORDER: u32 = 99;
+pub const MAX_VCPUS: u32 = 1024;
+/// Display N is TCP port 5900 + N.
+pub const MAX_VNC_DISPLAY: u32 = 65535 - 5900;
+/// 4294967295 is (uid_t) -1: "no user" to chown and setuid.
+pub const MAX_UID: u32 = u32::MAX - 1;
 
 pub struct Typer<'a> {
     pub tree: &'a Tree,
     pub project: &'a str,
     pub project_dir: &'a Path,
     pub fs: &'a dyn FileSystem,
+    pub roots: &'a Roots,
+    /// The project accepts DES password hashes (`des_hashes` in `global`).
+    pub des_hashes: bool,
     pub diags: &'a mut Diagnostics,
 }
 
@@ -50,13 +59,58 @@ impl Typer<'_> {
         self.check(v, values::size(&v.text), "mln::value::size").map(values::mib)
     }
 
-    fn uint(&mut self, s: &RSection, key: &str) -> Option<u64> {
+    /// A whole number in `lo..=hi`, reported as not a number or out of
+    /// range.
+    fn uint_in(&mut self, v: &RValue, text: &str, lo: u64, hi: u64, what: &str, why: &str) -> Option<u64> {
+        match values::uint_in(text, lo, hi, what, why) {
+            Ok(n) => Some(n),
+            Err(_) if v.is_broken() => None,
+            Err(e) => {
+                let code = e.code();
+                self.report(v.origin.span, e.into_bad(), code);
+                None
+            }
+        }
+    }
+
+    fn uint32(&mut self, s: &RSection, key: &str, lo: u32, hi: u32, why: &str) -> Option<u32> {
         let v = s.value(key)?;
-        self.check(v, values::uint(&v.text), "mln::value::number")
+        let n = self.uint_in(v, &v.text, u64::from(lo), u64::from(hi), key, why)?;
+        Some(u32::try_from(n).expect("checked against a u32 range"))
+    }
+
+    /// Checks a name read from the file; false (after reporting) when bad.
+    fn name(&mut self, v: &RValue, kind: NameKind, text: &str, span: Span) -> bool {
+        if v.is_broken() {
+            return true;
+        }
+        match name::diagnose(kind, None, text, span) {
+            Some(d) => {
+                self.diags.push(d);
+                false
+            }
+            None => true,
+        }
     }
 
     fn hash(&mut self, v: &RValue, text: &str) -> Option<String> {
-        self.check(v, values::crypt_hash(text), "mln::value::plain_password").map(|_| text.to_string())
+        match values::password(text, self.des_hashes) {
+            Ok(warning) => {
+                if let Some(w) = warning {
+                    let mut d = Diagnostic::warning("mln::password::weak", w.message).label(v.origin.span, "");
+                    if let Some(h) = w.help {
+                        d = d.help(h);
+                    }
+                    self.diags.push(d);
+                }
+                Some(text.to_string())
+            }
+            Err(_) if v.is_broken() => None,
+            Err((code, e)) => {
+                self.report(v.origin.span, e, code);
+                None
+            }
+        }
     }
 
     pub fn host(&mut self, r: &ResolvedHost) -> Host {
@@ -70,7 +124,7 @@ impl Typer<'_> {
                 self.report(v.origin.span, Bad { message: "memory must be at least 1M".into(), help: None }, "mln::value::size");
             }
         }
-        let vcpus = self.uint(s, "vcpus").unwrap_or(1) as u32;
+        let vcpus = self.uint32(s, "vcpus", 1, MAX_VCPUS, "a host has from 1 to 1024 virtual CPUs").unwrap_or(1);
         let free_space_mib = self.size_mib(s, "free_space");
         let size_mib = self.size_mib(s, "size");
         if let (Some(_), Some(_), Some(sv), Some(fv)) = (size_mib, free_space_mib, s.value("size"), s.value("free_space")) {
@@ -108,6 +162,11 @@ impl Typer<'_> {
                 None
             }
         });
+        for (key, kind) in [("template", NameKind::Template), ("service_host", NameKind::ServiceHost)] {
+            if let Some(v) = s.value(key) {
+                self.name(v, kind, &v.text, v.origin.span);
+            }
+        }
         let root_password_hash = s.value("root_password").and_then(|v| self.hash(v, &v.text.clone()));
         let interfaces = self.interfaces(&r.name, s);
         let mut nameservers = vec![];
@@ -133,27 +192,21 @@ impl Typer<'_> {
             disk_mode,
             lvm_vg: txt("lvm_vg"),
             lvm_options: s.value("lvm").map(|v| v.text.clone()).filter(|t| !t.is_empty()),
-            boot_order: self.uint(s, "boot_order").map(|n| n as u32).unwrap_or(DEFAULT_BOOT_ORDER),
+            boot_order: self
+                .uint32(s, "boot_order", 0, u32::MAX, "boot orders are 32-bit numbers")
+                .unwrap_or(DEFAULT_BOOT_ORDER),
             term,
-            kernel: txt("kernel"),
-            ramdisk: txt("ramdisk"),
+            kernel: self.boot_file(s, "kernel"),
+            ramdisk: self.boot_file(s, "ramdisk"),
             hvm: s.has("hvm"),
-            vnc_display: self.uint(s, "vncdisplay").map(|n| n as u32),
+            vnc_display: self.uint32(s, "vncdisplay", 0, MAX_VNC_DISPLAY, "VNC display N listens on TCP port 5900+N, and ports end at 65535"),
             vnc_password: txt("vncpasswd"),
             description: txt("description"),
             interfaces,
             nameservers,
             root_password_hash,
             users: self.users(s),
-            groups: s
-                .block("groups")
-                .map(|g| {
-                    g.entries
-                        .keys()
-                        .map(|name| Group { name: name.clone(), members: g.lines(name).iter().flat_map(|l| l.words.clone()).collect() })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            groups: self.groups(s),
             startup: s.lines("startup").iter().map(|l| l.text.clone()).collect(),
             shutdown: s.lines("shutdown").iter().map(|l| l.text.clone()).collect(),
             files: self.files(s),
@@ -196,6 +249,12 @@ impl Typer<'_> {
         let Some(nets) = s.named("network") else { return vec![] };
         let mut out = Vec::new();
         for (name, n) in nets {
+            if let Some(d) = name::diagnose(NameKind::Interface, None, name, n.span) {
+                self.diags.push(d);
+            }
+            if let Some(v) = n.value("bridge") {
+                self.name(v, NameKind::Interface, &v.text, v.origin.span);
+            }
             let mut address = None;
             let mut dhcp = false;
             if let Some(v) = n.value("address") {
@@ -284,11 +343,22 @@ impl Typer<'_> {
                 );
                 continue;
             }
+            self.name(l, NameKind::User, &w[0], l.origin.span);
             let Some(hash) = self.hash(l, &w[1]) else { continue };
             let uid = match w.get(3) {
-                Some(u) => self.check(l, values::uint(u), "mln::value::number").map(|n| n as u32),
+                Some(u) => self
+                    .uint_in(l, u, 0, MAX_UID.into(), "uid", "4294967295 is (uid_t) -1, which means \"no user\" to the system")
+                    .map(|n| u32::try_from(n).expect("checked against a u32 range")),
                 None => None,
             };
+            // Another name for root is a back door nobody sees in a review.
+            if uid == Some(0) && w[0] != "root" {
+                self.diags.push(
+                    Diagnostic::error("mln::users::root_uid", format!("user `{}` would have uid 0: it would be root", crate::term::escape(&w[0])))
+                        .label(l.origin.span, "uid 0")
+                        .help("only `root` has uid 0; give this user another uid, or none (one is picked)"),
+                );
+            }
             if w.len() > 4 {
                 self.diags.push(
                     Diagnostic::error("mln::users::line", "a user line is `NAME CRYPT-HASH [HOME] [UID]`")
@@ -298,6 +368,35 @@ impl Typer<'_> {
             // A subclass may redefine a user; the nearest line wins.
             out.retain(|u| u.name != w[0]);
             out.push(User { name: w[0].clone(), password_hash: hash, home: w.get(2).cloned(), uid });
+        }
+        out
+    }
+
+    /// `kernel` or `ramdisk`: relative to the project file (as `files`
+    /// sources are), and under the project's directory or an allowed one.
+    fn boot_file(&mut self, s: &RSection, key: &str) -> Option<String> {
+        let v = s.value(key)?;
+        let path = normalize(&self.project_dir.join(&v.text));
+        if let Err(resolved) = self.roots.check(self.fs, &path) {
+            if !v.is_broken() {
+                self.diags.push(outside_diagnostic(key, &v.text, &resolved, self.roots, v.origin.span));
+            }
+        }
+        Some(path.display().to_string())
+    }
+
+    fn groups(&mut self, s: &RSection) -> Vec<Group> {
+        let Some(g) = s.block("groups") else { return vec![] };
+        let mut out = Vec::new();
+        for name in g.entries.keys() {
+            // The group's own name is checked where it is written (tree).
+            let lines = g.lines(name);
+            for l in lines {
+                for m in &l.words {
+                    self.name(l, NameKind::User, m, l.origin.span);
+                }
+            }
+            out.push(Group { name: name.clone(), members: lines.iter().flat_map(|l| l.words.clone()).collect() });
         }
         out
     }
@@ -312,8 +411,10 @@ impl Typer<'_> {
                 );
                 continue;
             }
-            let src = crate::source::normalize(&self.project_dir.join(&w[0]));
-            if !self.fs.exists(&src) {
+            let src = normalize(&self.project_dir.join(&w[0]));
+            if let Err(resolved) = self.roots.check(self.fs, &src) {
+                self.diags.push(outside_diagnostic("file source", &w[0], &resolved, self.roots, l.origin.span));
+            } else if !self.fs.exists(&src) {
                 self.diags.push(
                     Diagnostic::error("mln::files::missing", format!("`{}` does not exist", w[0]))
                         .label(l.origin.span, format!("looked for {}", src.display()))

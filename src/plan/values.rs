@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 
+#[derive(Debug)]
 pub struct Bad {
     pub message: String,
     pub help: Option<String>,
@@ -12,7 +13,12 @@ fn bad(message: impl Into<String>, help: Option<&str>) -> Bad {
     Bad { message: message.into(), help: help.map(str::to_string) }
 }
 
-/// A size in bytes from `250M`, `1.5G`, `512K`, `4096b` (binary units).
+/// The largest size a project may give (1 PiB): far above any disk or
+/// memory, far below where byte counts overflow downstream.
+pub const MAX_SIZE_BYTES: u64 = 1 << 50;
+
+/// A size in bytes from `250M`, `1.5G`, `512K`, `4096b` (binary units),
+/// computed exactly in integers: no float rounding, no wrap-around.
 pub fn size(s: &str) -> Result<u64, Bad> {
     let s = s.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
@@ -32,12 +38,25 @@ pub fn size(s: &str) -> Result<u64, Bad> {
         }
         u => return Err(bad(format!("unknown size unit `{u}`"), Some("units are b, K/kB/KB, M/MB, G/GB (binary)"))),
     };
-    let n: f64 = num.parse().map_err(|_| bad(format!("`{s}` is not a size"), Some("a size is a number and a unit, e.g. `700M`")))?;
-    let bytes = n * mult as f64;
-    if !bytes.is_finite() || bytes > u64::MAX as f64 / 2.0 {
-        return Err(bad(format!("size `{s}` is too large"), None));
+    let not_a_size = || bad(format!("`{s}` is not a size"), Some("a size is a number and a unit, e.g. `700M`"));
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
+        return Err(not_a_size());
     }
-    Ok(bytes.round() as u64)
+    let too_large = || bad(format!("size `{s}` is too large"), Some("the largest size is 1024T (1 PiB)"));
+    // Digits only, so a failed parse is an overflow.
+    let whole: u128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| too_large())? };
+    // Fraction digits past the 18th cannot change a byte count under 1 PiB.
+    let frac = &frac[..frac.len().min(18)];
+    let scale = 10u128.pow(frac.len() as u32);
+    let part: u128 = if frac.is_empty() { 0 } else { frac.parse().map_err(|_| not_a_size())? };
+    let mult = u128::from(mult);
+    let bytes = whole
+        .checked_mul(mult)
+        .and_then(|b| b.checked_add((part * mult + scale / 2) / scale))
+        .filter(|b| *b <= u128::from(MAX_SIZE_BYTES))
+        .ok_or_else(too_large)?;
+    Ok(u64::try_from(bytes).expect("at most MAX_SIZE_BYTES"))
 }
 
 /// Whole MiB, rounded up.
@@ -80,27 +99,133 @@ pub fn mac(s: &str) -> Result<String, Bad> {
     Ok(parts.join(":").to_ascii_lowercase())
 }
 
-/// A crypt(3) hash: DES (13 characters), or `$id$...` (MD5, bcrypt,
-/// SHA-256/512, yescrypt, scrypt); `!` or `*` in front lock the account.
-pub fn crypt_hash(s: &str) -> Result<(), Bad> {
+/// The characters of crypt(3)'s base-64 (salts and hashes).
+fn b64(t: &str) -> bool {
+    t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+}
+
+/// What a valid password hash is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashKind {
+    /// `!` or `*` alone: no password login.
+    Locked,
+    /// Traditional DES crypt: 13 characters, crackable in hours, and
+    /// indistinguishable from a 13-character password.
+    Des,
+    /// `$id$...` in one of the formats Linux's crypt knows, well formed.
+    Modular,
+}
+
+/// A password hash as `/etc/shadow` takes it, or why not; the error
+/// carries its code (`mln::value::plain_password` for what is no hash at
+/// all, `mln::password::malformed` for a `$id$` value of the wrong shape).
+/// `!` or `*` in front lock the account (the hash after them is still
+/// checked). DES is recognised here; whether it is accepted is the
+/// caller's decision ([`password`]).
+pub fn crypt_hash(s: &str) -> Result<HashKind, (&'static str, Bad)> {
     let h = s.trim_start_matches(['!', '*']);
     if h.is_empty() && !s.is_empty() {
-        return Ok(()); // "!" or "*": no password login
+        return Ok(HashKind::Locked);
     }
-    let salt_chars = |t: &str| t.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '/');
-    let des = h.len() == 13 && salt_chars(h);
-    let modular = h.starts_with('$') && {
-        let parts: Vec<&str> = h.split('$').collect();
-        let ids = ["1", "2a", "2b", "2y", "5", "6", "y", "gy", "7", "sha1", "md5"];
-        parts.len() >= 4 && ids.contains(&parts[1]) && parts.last().is_some_and(|p| !p.is_empty())
+    if h.len() == 13 && b64(h) {
+        return Ok(HashKind::Des);
+    }
+    let Some(rest) = h.strip_prefix('$') else {
+        return Err((
+            "mln::value::plain_password",
+            bad(
+                "this looks like a plain-text password, not a crypt hash",
+                Some("store a hash, never the password: make one with `openssl passwd -6` or `mkpasswd -m sha-512`"),
+            ),
+        ));
     };
-    if des || modular {
-        Ok(())
-    } else {
-        Err(bad(
-            "this looks like a plain-text password, not a crypt hash",
-            Some("store a hash, never the password: make one with `openssl passwd -6` or `mkpasswd -m sha-512`"),
-        ))
+    let malformed = |what: &str, why: String| {
+        (
+            "mln::password::malformed",
+            bad(format!("not a valid {what} hash: {why}"), Some("make one with `openssl passwd -6` or `mkpasswd -m sha-512`")),
+        )
+    };
+    let parts: Vec<&str> = rest.split('$').collect();
+    // The hash proper: exactly `len` characters of crypt's alphabet.
+    let tail = |what: &str, hash: &str, len: usize| {
+        if hash.len() == len && b64(hash) {
+            Ok(HashKind::Modular)
+        } else {
+            Err(malformed(what, format!("the hash part must be {len} characters of `./0-9A-Za-z`, not {}", hash.len())))
+        }
+    };
+    match parts.as_slice() {
+        ["1", salt, hash] => {
+            if salt.len() > 8 || !b64(salt) {
+                return Err(malformed("MD5 crypt", "the salt is at most 8 characters of `./0-9A-Za-z`".into()));
+            }
+            tail("MD5 crypt", hash, 22)
+        }
+        [id @ ("5" | "6"), params @ .., hash] if (1..=2).contains(&params.len()) => {
+            let what = if *id == "5" { "SHA-256 crypt" } else { "SHA-512 crypt" };
+            let (rounds, salt) = match params {
+                [salt] => (None, *salt),
+                [rounds, salt] => (Some(*rounds), *salt),
+                _ => unreachable!("1 or 2 parameters"),
+            };
+            if let Some(r) = rounds {
+                let n = r.strip_prefix("rounds=").and_then(|n| n.parse::<u64>().ok());
+                if !n.is_some_and(|n| (1000..=999_999_999).contains(&n)) {
+                    return Err(malformed(what, "rounds are written `rounds=N$`, N from 1000 to 999999999".into()));
+                }
+            }
+            if salt.len() > 16 || !b64(salt) {
+                return Err(malformed(what, "the salt is at most 16 characters of `./0-9A-Za-z`".into()));
+            }
+            tail(what, hash, if *id == "5" { 43 } else { 86 })
+        }
+        ["2a" | "2b" | "2y", cost, body] => {
+            if !(cost.len() == 2 && cost.parse::<u8>().is_ok_and(|c| (4..=31).contains(&c))) {
+                return Err(malformed("bcrypt", "the cost is two digits from 04 to 31".into()));
+            }
+            tail("bcrypt", body, 53)
+        }
+        [id @ ("y" | "gy"), params, salt, hash] => {
+            let what = if *id == "y" { "yescrypt" } else { "gost-yescrypt" };
+            if params.is_empty() || !b64(params) || salt.is_empty() || !b64(salt) {
+                return Err(malformed(what, "parameters and salt are characters of `./0-9A-Za-z`".into()));
+            }
+            tail(what, hash, 43)
+        }
+        ["7", params_salt, hash] => {
+            if params_salt.len() < 11 || !b64(params_salt) {
+                return Err(malformed("scrypt", "11 characters of parameters, then the salt".into()));
+            }
+            tail("scrypt", hash, 43)
+        }
+        [id, ..] => Err((
+            "mln::password::malformed",
+            bad(
+                format!("`${}$` is not a password hash format this mln knows", crate::term::escape(id)),
+                Some("use SHA-512 (`$6$`, `openssl passwd -6`), yescrypt (`$y$`, `mkpasswd -m yescrypt`), SHA-256 (`$5$`), bcrypt (`$2b$`) or MD5 (`$1$`)"),
+            ),
+        )),
+        [] => unreachable!("split yields one part at least"),
+    }
+}
+
+/// A password hash as a project gives it: a valid hash, and DES only when
+/// the project opted in (`des_hashes` in `global`), then with a warning
+/// (`Ok(Some(..))`, code `mln::password::weak`).
+pub fn password(s: &str, des_allowed: bool) -> Result<Option<Bad>, (&'static str, Bad)> {
+    match crypt_hash(s)? {
+        HashKind::Des if des_allowed => Ok(Some(bad(
+            "a DES crypt hash: anyone who sees it can crack it in hours",
+            Some("replace it with a SHA-512 hash (`openssl passwd -6`)"),
+        ))),
+        HashKind::Des => Err((
+            "mln::password::des",
+            bad(
+                "13 characters: a DES crypt hash, or a 13-character password",
+                Some("DES hashes are crackable, and a password of 13 characters looks the same: store a SHA-512 hash (`openssl passwd -6`), or put `des_hashes` in `global { }` to accept DES hashes"),
+            ),
+        )),
+        HashKind::Locked | HashKind::Modular => Ok(None),
     }
 }
 
@@ -117,7 +242,7 @@ pub fn check(ty: crate::schema::Ty, s: &str) -> Result<(), Bad> {
         Ty::Address => ipv4(s).map(drop),
         Ty::Netmask => netmask(s).map(drop),
         Ty::Mac => mac(s).map(drop),
-        Ty::Hash => crypt_hash(s),
+        Ty::Hash => password(s, false).map(drop).map_err(|(_, b)| b),
         Ty::Term if ["xterm", "screen", "none"].contains(&s) => Ok(()),
         Ty::Term => Err(bad(format!("unknown terminal `{s}`"), Some("use `xterm`, `screen` or `none`"))),
         Ty::Name if !s.is_empty() && !s.contains(char::is_whitespace) => Ok(()),
@@ -127,6 +252,45 @@ pub fn check(ty: crate::schema::Ty, s: &str) -> Result<(), Bad> {
 
 pub fn uint(s: &str) -> Result<u64, Bad> {
     s.parse().map_err(|_| bad(format!("`{s}` is not a whole number"), None))
+}
+
+/// Why a number was refused: not a number at all, or outside its range.
+pub enum NumberError {
+    NotANumber(Bad),
+    OutOfRange(Bad),
+}
+
+impl NumberError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            NumberError::NotANumber(_) => "mln::value::number",
+            NumberError::OutOfRange(_) => "mln::value::range",
+        }
+    }
+    pub fn into_bad(self) -> Bad {
+        match self {
+            NumberError::NotANumber(b) | NumberError::OutOfRange(b) => b,
+        }
+    }
+}
+
+/// A whole number in `lo..=hi`; `what` names it in the message and `why`
+/// says where the bounds come from.
+pub fn uint_in(s: &str, lo: u64, hi: u64, what: &str, why: &str) -> Result<u64, NumberError> {
+    let out_of_range = || {
+        NumberError::OutOfRange(bad(format!("{what} `{s}` is out of range: it must be from {lo} to {hi}"), Some(why)))
+    };
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only: a failed parse is a number past u64.
+        let n: u64 = s.parse().map_err(|_| out_of_range())?;
+        if (lo..=hi).contains(&n) {
+            Ok(n)
+        } else {
+            Err(out_of_range())
+        }
+    } else {
+        Err(NumberError::NotANumber(bad(format!("`{s}` is not a whole number"), None)))
+    }
 }
 
 pub fn octal_mode(s: &str) -> Result<(), Bad> {
@@ -158,6 +322,31 @@ mod tests {
         assert!(size("64").is_err());
         assert!(size("64Q").is_err());
         assert!(size("M").is_err());
+        assert_eq!(size(".5K").ok(), Some(512));
+        assert_eq!(size("0.0000001b").ok(), Some(0));
+        assert!(size("1.2.3M").is_err());
+        assert!(size(".M").is_err());
+    }
+
+    #[test]
+    fn sizes_never_wrap() {
+        assert_eq!(size("1024T").ok(), Some(MAX_SIZE_BYTES));
+        assert!(size("1025T").is_err());
+        assert!(size("99999999999999T").is_err());
+        assert!(size("18446744073709551616b").is_err());
+        assert!(size(&format!("{}M", "9".repeat(60))).is_err());
+        assert!(size(&format!("1.{}G", "9".repeat(60))).is_ok());
+    }
+
+    #[test]
+    fn numbers_in_ranges() {
+        assert_eq!(uint_in("4", 1, 1024, "vcpus", "").ok(), Some(4));
+        for bad in ["0", "1025", "4294967297", "18446744073709551616", "99999999999999999999999"] {
+            assert!(matches!(uint_in(bad, 1, 1024, "vcpus", ""), Err(NumberError::OutOfRange(_))), "{bad}");
+        }
+        for bad in ["", "-1", "+1", "1.0", "two", " 1"] {
+            assert!(matches!(uint_in(bad, 1, 1024, "vcpus", ""), Err(NumberError::NotANumber(_))), "{bad:?}");
+        }
     }
 
     #[test]
@@ -177,12 +366,45 @@ mod tests {
 
     #[test]
     fn crypt_hashes_and_plain_text() {
-        assert!(crypt_hash("VUmaegY1g8q4I").is_ok());
-        assert!(crypt_hash("$6$salt$abcdefghijklmnop").is_ok());
-        assert!(crypt_hash("$y$j9T$salt$hash").is_ok());
-        assert!(crypt_hash("!").is_ok());
-        assert!(crypt_hash("secret").is_err());
-        assert!(crypt_hash("jflaA/623(JBGS").is_err());
+        let ok = [
+            "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1",
+            "$6$rounds=5000$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1",
+            "$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA",
+            "$1$saltsalt$9xy1btjgzLYfb7hivXtC//",
+            "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+            "$y$j9T$7mE7JdKbH8xF3lC1rE4pY.$RCe13bWlj5.FfuMdpo9AMS.zU6bVP/Bh1f6/qanW238",
+            "!$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1",
+            "!",
+            "*",
+            "!!",
+        ];
+        for h in ok {
+            assert_eq!(password(h, false).ok().map(|w| w.is_none()), Some(true), "{h} refused");
+        }
+        let refused = [
+            ("secret", "mln::value::plain_password"),
+            ("jflaA/623(JBGS", "mln::value::plain_password"),
+            ("", "mln::value::plain_password"),
+            ("VUmaegY1g8q4I", "mln::password::des"),
+            ("Summer2024abc", "mln::password::des"),
+            ("$6$saltsalt$ZxK3jN1t0Lq2", "mln::password::malformed"),
+            ("$6$abc$defghij", "mln::password::malformed"),
+            ("$6$a(c$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1", "mln::password::malformed"),
+            ("$6$rounds=1$s$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1", "mln::password::malformed"),
+            ("$1$salt$hashhash", "mln::password::malformed"),
+            ("$2b$99$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW", "mln::password::malformed"),
+            ("$2b$12$short", "mln::password::malformed"),
+            ("$y$j9T$salt$hash", "mln::password::malformed"),
+            ("$md5$x$y", "mln::password::malformed"),
+            ("$secret", "mln::password::malformed"),
+            ("*LK*", "mln::value::plain_password"),
+        ];
+        for (h, code) in refused {
+            assert_eq!(password(h, false).err().map(|e| e.0), Some(code), "{h:?}");
+        }
+        // DES with the project's consent: accepted, with a warning.
+        assert!(password("VUmaegY1g8q4I", true).unwrap().is_some());
+        assert!(password("Summer2024ab", true).is_err(), "12 characters are no DES hash");
     }
 
     #[test]

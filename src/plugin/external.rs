@@ -111,6 +111,8 @@ impl External {
         if d.protocol != PROTOCOL_VERSION {
             return Err(format!("it speaks protocol {}, this mln speaks {PROTOCOL_VERSION}", d.protocol));
         }
+        // Its name keys the plan's plugin outputs, which become paths.
+        crate::name::check(crate::name::NameKind::Plugin, &d.name).map_err(|e| format!("it declares a bad name: {e}"))?;
         let mut blocks = Vec::new();
         for b in d.blocks {
             let mut schema = Schema::new(&b.name);
@@ -227,6 +229,11 @@ impl Plugin for External {
         self.report(resp.diagnostics, &ctx.blocks, ctx.diags);
         let span = ctx.blocks.first().map(|b| b.span).unwrap_or_default();
         for h in resp.hosts {
+            if let Some(mut d) = crate::name::diagnose(crate::name::NameKind::Host, None, &h.name, span) {
+                d.labels[0].text = format!("plugin `{}` makes it here", self.name);
+                ctx.diags.push(d);
+                continue;
+            }
             if let Some(prev) = ctx.tree.find(DefKind::Host, &h.name) {
                 ctx.diags.push(
                     Diagnostic::error("mln::duplicate_definition", format!("host `{}` is defined twice", h.name))

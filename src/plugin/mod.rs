@@ -108,7 +108,9 @@ impl Registry {
             })
         };
         let found = find(&self.plugins).or_else(|| {
-            if ctx == Context::Switch {
+            // The keyword becomes a file name on the plugin path: only a
+            // valid plugin name may (no `/`, no `..`).
+            if ctx == Context::Switch || crate::name::check(crate::name::NameKind::Plugin, name).is_err() {
                 return None;
             }
             let exe = format!("mln-plugin-{name}");

@@ -4,7 +4,7 @@
 use super::ast::{Entry, Include};
 use super::parse::parse_file;
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::source::{normalize, FileId, FileSystem, SourceMap, Span};
+use crate::source::{normalize, outside_diagnostic, refusal, FileId, FileSystem, Refusal, Roots, SourceMap, Span};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -15,24 +15,33 @@ pub struct Loaded {
     pub trees: HashMap<FileId, Vec<Entry>>,
 }
 
-pub fn load(path: &Path, fs: &dyn FileSystem, sources: &mut SourceMap, diags: &mut Diagnostics) -> Loaded {
-    let mut loader = Loader { fs, sources, diags, by_path: HashMap::new(), stack: Vec::new(), loaded: Loaded::default() };
+/// Reads the project file at `path` and every file it includes. Includes
+/// must lie under `roots` (the project's directory, or one the user
+/// allowed): checked before anything is read.
+pub fn load(path: &Path, fs: &dyn FileSystem, roots: &Roots, sources: &mut SourceMap, diags: &mut Diagnostics) -> Loaded {
+    let mut loader =
+        Loader { fs, roots, sources, diags, by_path: HashMap::new(), stack: Vec::new(), loaded: Loaded::default() };
     let path = normalize(path);
     match fs.read(&path) {
         Ok(text) => {
             let id = loader.add(path, text);
             loader.loaded.root = Some(id);
         }
-        Err(e) => loader.diags.push(Diagnostic::error(
-            "mln::io::read",
-            format!("cannot read project file {}: {}", path.display(), e),
-        )),
+        Err(e) => {
+            let (code, what) = match refusal(&e) {
+                Some(Refusal::NotRegular(_)) => ("mln::io::not_regular", "cannot read project file"),
+                Some(Refusal::TooLarge(_)) => ("mln::syntax::too_large", "cannot read project file"),
+                None => ("mln::io::read", "cannot read project file"),
+            };
+            loader.diags.push(Diagnostic::error(code, format!("{what} {}: {}", crate::term::escape(&path.display().to_string()), e)))
+        }
     }
     loader.loaded
 }
 
 struct Loader<'a> {
     fs: &'a dyn FileSystem,
+    roots: &'a Roots,
     sources: &'a mut SourceMap,
     diags: &'a mut Diagnostics,
     by_path: HashMap<PathBuf, FileId>,
@@ -85,7 +94,16 @@ impl Loader<'_> {
             inc.file = Some(id);
             return;
         }
-        match self.fs.read(&target) {
+        // Whether it may be read is decided before it is: `#include
+        // /etc/shadow` would show shadow's lines in the diagnostics.
+        let resolved = match self.roots.check(self.fs, &target) {
+            Ok(r) => r,
+            Err(r) => {
+                self.diags.push(outside_diagnostic("include", &inc.path, &r, self.roots, inc.path_span));
+                return;
+            }
+        };
+        match self.fs.read(&resolved) {
             Ok(text) => {
                 if let Some(top) = self.stack.last_mut() {
                     top.1 = Some(inc.path_span);
@@ -95,11 +113,18 @@ impl Loader<'_> {
                     top.1 = None;
                 }
             }
-            Err(e) => self.diags.push(
-                Diagnostic::error("mln::include::missing", format!("cannot include `{}`", inc.path))
-                    .label(inc.path_span, format!("{}: {e}", target.display()))
-                    .help("include paths are relative to the file that includes them"),
-            ),
+            Err(e) => {
+                let (code, help) = match refusal(&e) {
+                    Some(Refusal::NotRegular(_)) => ("mln::io::not_regular", "only regular files can be included"),
+                    Some(Refusal::TooLarge(_)) => ("mln::syntax::too_large", "split it into smaller files"),
+                    None => ("mln::include::missing", "include paths are relative to the file that includes them"),
+                };
+                self.diags.push(
+                    Diagnostic::error(code, format!("cannot include `{}`", inc.path))
+                        .label(inc.path_span, format!("{}: {e}", target.display()))
+                        .help(help),
+                )
+            }
         }
     }
 }

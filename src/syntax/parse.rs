@@ -42,6 +42,7 @@ pub fn parse_file(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Entr
         );
         return vec![];
     }
+    control_characters(file, text, diags);
     if let Some(at) = too_deep(text) {
         diags.push(
             Diagnostic::error("mln::syntax::too_deep", format!("blocks nested more than {MAX_DEPTH} deep"))
@@ -67,6 +68,25 @@ pub fn parse_file(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Entr
     let mut lower = Lower { file, text, diags };
     let file_pair = pairs.into_iter().next().expect("file rule");
     lower.entries(file_pair.into_inner())
+}
+
+/// Control characters (other than tab, line feed and carriage return)
+/// have no place in a project file: in a name or a value they would reach
+/// a guest, a command line or a terminal. One error per file, at the first,
+/// with the count; parsing goes on.
+fn control_characters(file: FileId, text: &str, diags: &mut Diagnostics) {
+    let bad = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+    let Some((at, c)) = text.char_indices().find(|(_, c)| bad(*c)) else { return };
+    let count = text.chars().filter(|c| bad(*c)).count();
+    let more = match count {
+        1 => String::new(),
+        n => format!(" ({} more in this file)", n - 1),
+    };
+    diags.push(
+        Diagnostic::error("mln::syntax::control_character", format!("control character U+{:04X} in the source{more}", u32::from(c)))
+            .label(Span::new(file, at, at + c.len_utf8()), "here")
+            .help("a project file is text: remove it (write escape sequences in shell lines as `\\e` or `\\033`, which the shell expands)"),
+    );
 }
 
 /// Offset of the first `{` that opens a block deeper than [`MAX_DEPTH`],

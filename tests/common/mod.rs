@@ -8,6 +8,13 @@ pub fn compile_disk(path: &Path) -> mln::Compilation {
     mln::compile(path, &DiskFs, Registry::new(vec![]))
 }
 
+/// As `mln --allow-path DIR... check`: the project may also read files
+/// under `roots`.
+pub fn compile_disk_allowing(path: &Path, roots: &[&str]) -> mln::Compilation {
+    let options = mln::CompileOptions { allowed_roots: roots.iter().map(PathBuf::from).collect() };
+    mln::compile_with(path, &DiskFs, Registry::new(vec![]), &options)
+}
+
 pub fn compile_mem(files: &[(&str, &str)]) -> mln::Compilation {
     let mut fs = MemoryFs::default();
     for (p, t) in files {
