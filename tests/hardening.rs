@@ -128,7 +128,7 @@ fn state_is_private_and_secrets_are_not_recorded_in_clear() {
     let places = LocalPlaces::new(&state, "test:///default".into(), templates(d.path()));
     let env = Runtime { state: &state, places: &places, hooks: &NoHooks, telemetry: &Quiet };
     let plan = plan_of(
-        "global { project sec }\nhost a {\n template t\n vncdisplay 3\n vncpasswd Sup3rSecretVnc\n users {\n  bob $6$salt$abcdefghijklmnopqrstuv\n }\n}\n",
+        "global { project sec }\nhost a {\n template t\n vncdisplay 3\n vncpasswd Sup3rSecretVnc\n users {\n  bob $6$stud$T1qxsIAkoJxCEehrQthdbY4kAgXdBKfWWNSdoV4KnhuRcrxC3aBr1ZkG4hP.Lvh1hDeRJ0hNIgZTyxE8oo2kG/\n }\n}\n",
     );
     let outcomes = env.build(&plan, Path::new("p.mln"), BuildOptions::default()).unwrap();
     assert!(outcomes.iter().all(Outcome::ok), "{outcomes:?}");
@@ -186,7 +186,7 @@ fn a_hosts_own_kernel_is_booted_from_a_private_copy() {
 
 #[test]
 fn user_ids_never_wrap_into_root_in_a_filesystem_template() {
-    let mut plan = plan_of("global { project fst }\nhost a {\n users {\n  svc $6$salt$abcdefghijklmnopqrstuv /home/svc\n  intern $6$salt$abcdefghijklmnopqrstuv\n }\n}\n");
+    let mut plan = plan_of("global { project fst }\nhost a {\n users {\n  svc $6$stud$T1qxsIAkoJxCEehrQthdbY4kAgXdBKfWWNSdoV4KnhuRcrxC3aBr1ZkG4hP.Lvh1hDeRJ0hNIgZTyxE8oo2kG/ /home/svc\n  intern $6$stud$T1qxsIAkoJxCEehrQthdbY4kAgXdBKfWWNSdoV4KnhuRcrxC3aBr1ZkG4hP.Lvh1hDeRJ0hNIgZTyxE8oo2kG/\n }\n}\n");
     let none = Path::new("/nonexistent/image");
     plan.hosts[0].users[0].uid = Some(u32::MAX);
     let err = mln::guest::fstemplate::files(&plan, &plan.hosts[0], none, &[]).unwrap_err();
