@@ -16,12 +16,15 @@ mkdir -p "$root"/{bin,proc,sys,dev,etc,tmp,modules,seed}
 cp /bin/busybox "$root/bin/busybox"
 cp "$here/init" "$root/init"
 
-# Modules for virtio disks and network and the FAT seed, with their
-# dependencies first (from modules.dep), loaded in this order by init.
-want="virtio_pci virtio_blk virtio_net vfat nls_cp437 nls_iso8859-1 nls_ascii"
+# Modules for virtio disks and network, the FAT seed and the ACPI power
+# button as an input device (for acpid), with their dependencies first (from
+# modules.dep), loaded in this order by init.
+want="virtio_pci virtio_blk virtio_net vfat nls_cp437 nls_iso8859-1 nls_ascii button evdev"
 : > "$root/modules.list"
 add() {
     local path deps
+    # Built into this kernel: nothing to load.
+    grep -q "/$1\.ko\(\.[a-z]*\)\{0,1\}$" "$mods/modules.builtin" 2>/dev/null && return
     path=$(awk -F: -v m="/$1.ko" '{ i = index($1, m); if (i > 0 && i == length($1) - length(m) + 1) print $1 }' "$mods/modules.dep" | head -n1)
     [ -n "$path" ] || { echo "module $1 not found" >&2; exit 1; }
     grep -qx "$(basename "$path")" "$root/modules.list" && return
