@@ -10,6 +10,9 @@ use std::sync::Mutex;
 pub struct Fake {
     inner: Mutex<Inner>,
     name: String,
+    /// Where calls are logged too, shared with others (hooks, other
+    /// fakes) so a test sees one order of everything.
+    shared: Option<std::sync::Arc<Mutex<Vec<String>>>>,
 }
 
 #[derive(Default)]
@@ -23,7 +26,18 @@ struct Inner {
 
 impl Fake {
     pub fn new(name: &str) -> Fake {
-        Fake { inner: Mutex::default(), name: name.to_string() }
+        Fake { inner: Mutex::default(), name: name.to_string(), shared: None }
+    }
+    /// Logs every call also into `log`, as `NAME: op host`.
+    pub fn logging_to(mut self, log: std::sync::Arc<Mutex<Vec<String>>>) -> Fake {
+        self.shared = Some(log);
+        self
+    }
+    fn push(&self, i: &mut Inner, line: String) {
+        if let Some(l) = &self.shared {
+            l.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{}: {line}", self.name));
+        }
+        i.log.push(line);
     }
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -36,6 +50,10 @@ impl Fake {
     pub fn fail(&self, op: &str, host: &str) {
         self.inner().fail.insert((op.to_string(), host.to_string()));
     }
+    /// `op` works again for `host`.
+    pub fn heal(&self, op: &str, host: &str) {
+        self.inner().fail.remove(&(op.to_string(), host.to_string()));
+    }
     /// `host` ignores the ACPI power button.
     pub fn ignore_acpi(&self, host: &str) {
         self.inner().ignores_acpi.insert(host.to_string());
@@ -45,7 +63,7 @@ impl Fake {
     }
     fn step(&self, op: &str, project: &str, host: &str) -> Result<(), MachineError> {
         let mut i = self.inner();
-        i.log.push(format!("{op} {host}"));
+        self.push(&mut i, format!("{op} {host}"));
         if i.fail.contains(&(op.to_string(), host.to_string())) {
             return Err(MachineError::Failed(format!("{op} {host}: made to fail")));
         }
@@ -143,7 +161,7 @@ impl Provision for Fake {
     }
     fn prepare(&self, plan: &Plan, _: &dyn Telemetry) -> Result<(), MachineError> {
         let mut i = self.inner();
-        i.log.push(format!("prepare {}", plan.project));
+        self.push(&mut i, format!("prepare {}", plan.project));
         let names = plan.switches.iter().map(|s| s.name.clone()).collect();
         i.bridges.insert(plan.project.clone(), names);
         Ok(())
@@ -151,7 +169,8 @@ impl Provision for Fake {
     fn build(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError> {
         let h = &m.host.name;
         if self.machine(&plan.project, h) != PowerState::Absent {
-            self.inner().log.push(format!("build {h} (already built)"));
+            let mut i = self.inner();
+            self.push(&mut i, format!("build {h} (already built)"));
             return Ok(Done::ok("already built"));
         }
         self.step("build", &plan.project, h)?;
@@ -168,7 +187,7 @@ impl Provision for Fake {
     }
     fn finish_remove(&self, project: &str) -> Vec<Outcome> {
         let mut i = self.inner();
-        i.log.push(format!("finish_remove {project}"));
+        self.push(&mut i, format!("finish_remove {project}"));
         i.bridges
             .remove(project)
             .unwrap_or_default()

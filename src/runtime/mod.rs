@@ -311,8 +311,9 @@ impl Runtime<'_> {
     fn remove_locked(&self, rec: &ProjectRecord) -> Result<Vec<Outcome>, RuntimeError> {
         let project = rec.name.as_str();
         let mut places: Vec<Option<String>> = rec.places.iter().cloned().map(Some).collect();
-        // Here: whatever this state directory recorded for the project.
-        if !self.state.resources(project)?.is_empty() {
+        // Here: the plan's hosts without a service host, and whatever this
+        // state directory recorded for the project.
+        if rec.plan.hosts.iter().any(|h| h.service_host.is_none()) || !self.state.resources(project)?.is_empty() {
             places.insert(0, None);
         }
         let outcomes: Vec<Outcome> = std::thread::scope(|s| {

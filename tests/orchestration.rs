@@ -1,0 +1,291 @@
+//! The orchestration on in-memory machines: boot order, hooks, the
+//! journal, resuming, removing, stop modes and per-host outcomes, for
+//! machines here and on a service host alike, without QEMU.
+
+mod common;
+use common::*;
+use mln::machine::fake::Fake;
+use mln::machine::{Backend, MachineError, Outcome, PowerState, Status, StopMode};
+use mln::plan::Plan;
+use mln::progress::{Collect, Event};
+use mln::runtime::hooks::Hooks;
+use mln::runtime::{BuildOptions, Places, Runtime, StartOptions};
+use mln::state::{Phase, State};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// This machine and one service host, `s1`, each a fake.
+struct TwoPlaces {
+    here: Fake,
+    s1: Fake,
+}
+
+impl Places for TwoPlaces {
+    fn backend(&self, place: Option<&str>) -> Result<&dyn Backend, MachineError> {
+        match place {
+            None => Ok(&self.here),
+            Some("s1") => Ok(&self.s1),
+            Some(other) => Err(MachineError::Refused(format!("no place {other}"))),
+        }
+    }
+    fn local_uri(&self) -> String {
+        "fake://".into()
+    }
+}
+
+/// Hooks that log where they ran and fail when told to.
+struct LogHooks {
+    log: Log,
+    failing: Option<&'static str>,
+}
+
+impl Hooks for LogHooks {
+    fn run(&self, plan: &Plan, hook: &str) -> Result<(), String> {
+        if !plan.hooks.contains_key(hook) {
+            return Ok(());
+        }
+        self.log.lock().unwrap().push(format!("hook {hook}"));
+        if self.failing == Some(hook) {
+            return Err(format!("hook {hook} failed"));
+        }
+        Ok(())
+    }
+}
+
+const PROJECT: &str = "global {
+    project lab
+    beforeProjectStart { true }
+    beforeHostsStart { true }
+    afterHostsStart { true }
+    afterProjectStart { true }
+    beforeProjectStop { true }
+    beforeHostsStop { true }
+    afterHostsStop { true }
+    afterProjectStop { true }
+}
+host router { template t\n boot_order 1 }
+host a1 { template t\n boot_order 2 }
+host a2 { template t\n boot_order 2\n service_host s1 }
+host b1 { template t\n boot_order 3\n service_host s1 }
+";
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    state: State,
+    places: TwoPlaces,
+    log: Log,
+    plan: Plan,
+}
+
+fn rig() -> Rig {
+    let c = compile_mem(&[("/p/lab.mln", PROJECT)]);
+    assert!(c.ok(), "{}", rendered(&c));
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(dir.path()).unwrap();
+    let log: Log = Arc::default();
+    let places = TwoPlaces { here: Fake::new("here").logging_to(log.clone()), s1: Fake::new("s1").logging_to(log.clone()) };
+    Rig { _dir: dir, state, places, log, plan: c.plan }
+}
+
+impl Rig {
+    fn run<R>(&self, failing: Option<&'static str>, f: impl FnOnce(&Runtime) -> R) -> R {
+        let hooks = LogHooks { log: self.log.clone(), failing };
+        let t = Collect::default();
+        f(&Runtime { state: &self.state, places: &self.places, hooks: &hooks, telemetry: &t })
+    }
+    fn build(&self) -> Vec<Outcome> {
+        self.run(None, |rt| rt.build(&self.plan, Path::new("lab.mln"), BuildOptions::default()).unwrap())
+    }
+    fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+    fn state_of(&self, host: &str) -> PowerState {
+        let h = self.plan.hosts.iter().find(|h| h.name == host).unwrap();
+        match &h.service_host {
+            None => self.places.here.machine("lab", host),
+            Some(_) => self.places.s1.machine("lab", host),
+        }
+    }
+}
+
+fn pos(log: &[String], line: &str) -> usize {
+    log.iter().position(|l| l == line).unwrap_or_else(|| panic!("no `{line}` in {log:#?}"))
+}
+
+#[test]
+fn start_and_stop_go_by_boot_order_across_places_between_the_hooks() {
+    let r = rig();
+    assert!(r.build().iter().all(Outcome::ok));
+    r.take_log();
+    let out = r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    let log = r.take_log();
+    // Hooks in their places, machines in boot-order groups; a group's
+    // hosts on both places before the next group.
+    let order = ["hook beforeProjectStart", "hook beforeHostsStart", "here: start router", "hook afterHostsStart", "hook afterProjectStart"];
+    for w in order.windows(2) {
+        assert!(pos(&log, w[0]) < pos(&log, w[1]), "{w:?} in {log:#?}");
+    }
+    assert!(pos(&log, "here: start router") < pos(&log, "here: start a1"));
+    assert!(pos(&log, "here: start router") < pos(&log, "s1: start a2"));
+    assert!(pos(&log, "here: start a1").max(pos(&log, "s1: start a2")) < pos(&log, "s1: start b1"));
+    assert!(pos(&log, "s1: start b1") < pos(&log, "hook afterHostsStart"));
+    // The outcomes say where each host is.
+    let b1 = out.iter().find(|o| o.host == "b1").unwrap();
+    assert_eq!(b1.place.as_deref(), Some("s1"));
+    assert_eq!(out.iter().find(|o| o.host == "a1").unwrap().place, None);
+
+    let out = r.run(None, |rt| rt.stop("lab", &[], StopMode::Graceful { wait: None }).unwrap());
+    assert!(out.iter().all(|o| o.status == Status::Ok), "{out:?}");
+    let log = r.take_log();
+    assert!(pos(&log, "hook beforeProjectStop") < pos(&log, "hook beforeHostsStop"));
+    assert!(pos(&log, "hook beforeHostsStop") < pos(&log, "s1: stop b1"), "reverse boot order: b1 first");
+    assert!(pos(&log, "s1: stop b1") < pos(&log, "here: stop a1"));
+    assert!(pos(&log, "here: stop a1") < pos(&log, "here: stop router"));
+    assert!(pos(&log, "here: stop router") < pos(&log, "hook afterHostsStop"));
+    assert!(pos(&log, "hook afterHostsStop") < pos(&log, "hook afterProjectStop"));
+    // Both are journaled.
+    let ops: Vec<String> = r.state.journal_of("lab").unwrap().into_iter().map(|(op, _, _)| op).collect();
+    assert_eq!(ops, ["build", "start", "stop"]);
+}
+
+#[test]
+fn only_host_hooks_run_for_some_hosts_and_a_failing_before_hook_starts_nothing() {
+    let r = rig();
+    r.build();
+    r.take_log();
+    r.run(None, |rt| rt.start("lab", &StartOptions { hosts: vec!["a1".into()], pause: None }).unwrap());
+    let log = r.take_log();
+    assert_eq!(log, ["hook beforeHostsStart", "here: start a1", "hook afterHostsStart"]);
+    let err = r.run(Some("beforeProjectStart"), |rt| rt.start("lab", &StartOptions::default()).unwrap_err());
+    assert!(err.to_string().contains("beforeProjectStart"), "{err}");
+    assert_eq!(r.take_log(), ["hook beforeProjectStart"], "nothing started");
+    assert_eq!(r.state_of("router"), PowerState::ShutOff);
+}
+
+#[test]
+fn a_failing_host_fails_alone_and_a_rerun_resumes_the_build() {
+    let r = rig();
+    r.places.s1.fail("build", "b1");
+    let out = r.build();
+    let failed: Vec<&str> = out.iter().filter(|o| !o.ok()).map(|o| o.host.as_str()).collect();
+    assert_eq!(failed, ["b1"]);
+    assert_eq!(r.state.project("lab").unwrap().unwrap().phase, Phase::Failed);
+    assert_eq!(r.state_of("a2"), PowerState::ShutOff, "the other hosts were built");
+    // Run again without -r: what was built stays, the rest is built.
+    r.places.s1.heal("build", "b1");
+    r.take_log();
+    let out = r.build();
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    let log = r.take_log();
+    assert!(log.contains(&"here: build router (already built)".to_string()), "{log:#?}");
+    assert!(log.contains(&"s1: build b1".to_string()), "{log:#?}");
+    assert_eq!(r.state.project("lab").unwrap().unwrap().phase, Phase::Built);
+    // Built: a plain build is refused, -r replaces.
+    let err = r.run(None, |rt| rt.build(&r.plan, Path::new("lab.mln"), BuildOptions::default()).unwrap_err());
+    assert!(err.to_string().contains("already built"), "{err}");
+}
+
+#[test]
+fn an_interrupted_build_is_resumed_where_it_stopped() {
+    let r = rig();
+    // As if mln was killed after recording the project and building two
+    // hosts: the record says `building`.
+    r.places.here.fail("build", "a1");
+    r.places.s1.fail("build", "b1");
+    r.build();
+    r.state.set_phase("lab", Phase::Building).unwrap();
+    r.places.here.heal("build", "a1");
+    r.places.s1.heal("build", "b1");
+    r.take_log();
+    assert!(r.build().iter().all(Outcome::ok));
+    let built: Vec<String> = r.take_log().into_iter().filter(|l| l.contains(": build ") && !l.contains("already")).collect();
+    assert_eq!(built.len(), 2, "only the two missing hosts: {built:?}");
+}
+
+#[test]
+fn remove_after_a_partial_build_removes_what_exists_everywhere_and_forgets_the_project() {
+    let r = rig();
+    r.places.s1.fail("build", "b1");
+    r.build();
+    r.take_log();
+    let out = r.run(None, |rt| rt.remove("lab").unwrap());
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    for h in ["router", "a1", "a2", "b1"] {
+        assert_eq!(r.state_of(h), PowerState::Absent, "{h}");
+    }
+    let log = r.take_log();
+    assert!(log.contains(&"s1: remove a2".to_string()) && !log.iter().any(|l| l.contains("remove b1")), "{log:#?}");
+    assert!(r.state.project("lab").unwrap().is_none());
+}
+
+#[test]
+fn a_place_that_cannot_remove_keeps_the_record_for_a_rerun() {
+    let r = rig();
+    r.build();
+    r.places.s1.fail("remove", "a2");
+    let out = r.run(None, |rt| rt.remove("lab").unwrap());
+    assert!(out.iter().any(|o| o.host == "a2" && !o.ok()), "{out:?}");
+    assert!(r.state.project("lab").unwrap().is_some(), "kept: a re-run finishes");
+    r.places.s1.heal("remove", "a2");
+    assert!(r.run(None, |rt| rt.remove("lab").unwrap()).iter().all(Outcome::ok));
+    assert!(r.state.project("lab").unwrap().is_none());
+}
+
+#[test]
+fn stop_modes_and_a_forced_graceful_stop_is_a_warning() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    r.places.here.ignore_acpi("router");
+    let out = r.run(None, |rt| rt.stop("lab", &["router".into(), "a1".into()], StopMode::Graceful { wait: Some(std::time::Duration::from_secs(5)) }).unwrap());
+    let router = out.iter().find(|o| o.host == "router").unwrap();
+    assert_eq!((router.status, router.message.as_str()), (Status::Warning, "did not shut down within 5 s: forced off"));
+    assert_eq!(out.iter().find(|o| o.host == "a1").unwrap().status, Status::Ok);
+    let out = r.run(None, |rt| rt.stop("lab", &["b1".into()], StopMode::Save).unwrap());
+    assert_eq!(out[0].message, "saved");
+    assert_eq!(r.state_of("b1"), PowerState::Saved);
+    let out = r.run(None, |rt| rt.stop("lab", &["a2".into()], StopMode::Hard).unwrap());
+    assert_eq!(out[0].message, "forced off");
+    let out = r.run(None, |rt| rt.start("lab", &StartOptions { hosts: vec!["b1".into()], pause: None }).unwrap());
+    assert_eq!(out[0].message, "restored");
+    let (summary, ok) = mln::runtime::summary("stop", &[router.clone()]);
+    assert!(ok && summary.contains("WARNING"), "{summary}");
+}
+
+#[test]
+fn status_asks_every_place_and_progress_comes_as_events() {
+    let r = rig();
+    r.build();
+    let t = Collect::default();
+    let hooks = LogHooks { log: r.log.clone(), failing: None };
+    let rt = Runtime { state: &r.state, places: &r.places, hooks: &hooks, telemetry: &t };
+    rt.start("lab", &StartOptions { hosts: vec!["b1".into()], pause: None }).unwrap();
+    let s = rt.status("lab", &[]).unwrap();
+    let states: Vec<(&str, &str, Option<&str>)> = s.iter().map(|s| (s.host.as_str(), s.state.as_str(), s.service_host.as_deref())).collect();
+    assert_eq!(states, [("router", "shut off", None), ("a1", "shut off", None), ("a2", "shut off", Some("s1")), ("b1", "running", Some("s1"))]);
+    let only = rt.status("lab", &["a2".into()]).unwrap();
+    assert_eq!(only.len(), 1);
+    assert!(rt.status("lab", &["nope".into()]).is_err());
+    assert!(rt.status("nope", &[]).is_err(), "an unknown project is an error");
+    let events = t.events();
+    assert!(events.iter().any(|e| matches!(e, Event::Done { op, outcome } if op == "start" && outcome.host == "b1")), "{events:#?}");
+    assert!(events.iter().any(|e| matches!(e, Event::Hook { name, ok: true } if name == "beforeHostsStart")));
+}
+
+#[test]
+fn a_place_that_cannot_be_reached_fails_its_hosts_only() {
+    let c = compile_mem(&[("/p/x.mln", "global { project x }\nhost a { template t }\nhost b { template t\n service_host gone }\n")]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(dir.path()).unwrap();
+    let places = TwoPlaces { here: Fake::new("here"), s1: Fake::new("s1") };
+    let t = Collect::default();
+    let rt = Runtime { state: &state, places: &places, hooks: &mln::runtime::hooks::NoHooks, telemetry: &t };
+    let out = rt.build(&c.plan, Path::new("x.mln"), BuildOptions::default()).unwrap();
+    let a = out.iter().find(|o| o.host == "a").unwrap();
+    let b = out.iter().find(|o| o.host == "b").unwrap();
+    assert!(a.ok() && !b.ok() && b.message.contains("no place gone"), "{out:?}");
+    assert_eq!(b.place.as_deref(), Some("gone"));
+}
