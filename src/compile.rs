@@ -9,14 +9,14 @@ use crate::resolve::{ResolvedHost, Resolver};
 use crate::schema::Kind;
 use crate::source::{FileSystem, Roots, SourceMap};
 use crate::syntax;
-use crate::tree::{self, Item, Tree};
+use crate::definitions::{self, Item, Definitions};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
 pub struct Compilation {
     pub sources: SourceMap,
     pub diags: Diagnostics,
-    pub tree: Tree,
+    pub tree: Definitions,
     pub resolved: Vec<ResolvedHost>,
     /// Present even with errors: what could be planned. Check
     /// `diags.has_errors()` before acting on it.
@@ -53,7 +53,7 @@ pub fn compile_with(path: &Path, fs: &dyn FileSystem, mut registry: Registry, op
     let mut diags = Diagnostics::default();
     let roots = Roots::new(fs, path, &options.allowed_roots);
     let loaded = syntax::load(path, fs, &roots, &mut sources, &mut diags);
-    let mut tree = tree::build(&loaded, &mut registry, &mut diags);
+    let mut tree = definitions::build(&loaded, &mut registry, &mut diags);
     let has_root = loaded.root.is_some();
     // The tree holds what later stages need; the syntax tree can go.
     drop(loaded);
@@ -82,10 +82,10 @@ pub fn compile_with(path: &Path, fs: &dyn FileSystem, mut registry: Registry, op
 
     let resolver = Resolver::new(&tree, &mut diags);
     resolver.unused_variables(&mut diags);
-    let resolved: Vec<ResolvedHost> = crate::par::map(&tree.hosts, &mut diags, |id, d| resolver.host(*id, d));
+    let resolved: Vec<ResolvedHost> = crate::parallel::map(&tree.hosts, &mut diags, |id, d| resolver.host(*id, d));
     // Superclasses are resolved too, as if they were hosts, so a bad
     // reference is reported even where no host inherits it yet.
-    for id in tree.ids(crate::tree::DefKind::Superclass) {
+    for id in tree.ids(crate::definitions::DefKind::Superclass) {
         resolver.host(id, &mut diags);
     }
     let project_dir = path.parent().unwrap_or(Path::new(""));

@@ -5,7 +5,7 @@
 use crate::compile::Compilation;
 use crate::diag::{render, Diagnostic, RenderStyle};
 use crate::resolve::{RItem, RSection, RValue, VarUse};
-use crate::tree::{DefKind, GLOBAL};
+use crate::definitions::{DefKind, GLOBAL};
 use crate::term::escape_lines;
 use std::fmt::Write;
 

@@ -12,11 +12,11 @@ pub mod fmt;
 pub mod guest;
 pub mod machine;
 pub mod name;
-mod par;
+mod parallel;
 pub mod plan;
 pub mod plugin;
 pub mod progress;
-pub mod render;
+pub mod display;
 pub mod resolve;
 pub mod runtime;
 pub mod schema;
@@ -24,7 +24,7 @@ pub mod source;
 pub mod state;
 pub mod syntax;
 pub mod term;
-pub mod tree;
+pub mod definitions;
 
 #[path = "../plugins/autoenum/mod.rs"]
 pub mod autoenum;

@@ -216,7 +216,9 @@ fn a_build_killed_halfway_resumes_with_nothing_twice_and_nothing_left_over() {
         files.sort();
         assert_eq!(files, ["disk.qcow2", "seed.img"], "node{i}: no half-made or temporary files");
     }
-    assert!(m.ok(&["list"]).contains("built"));
+    // Built, and what its machines are doing (none started yet).
+    let list: serde_json::Value = serde_json::from_str(&m.ok(&["list", "--json"])).unwrap();
+    assert_eq!((list[0]["phase"].as_str(), list[0]["state"].as_str()), (Some("built"), Some("shut off")), "{list}");
     m.ok(&["remove", "-p", "six"]);
     assert!(domains(&m).is_empty());
 }
@@ -384,4 +386,38 @@ fn filesystem_templates_are_configured_in_place() {
     let after = &console[console.find(POWER_BUTTON).unwrap_or_else(|| panic!("no power button: {console}"))..];
     assert!(after.contains("web is going down"), "the shutdown commands did not run: {console}");
     m.ok(&["remove", "-p", "fst"]);
+}
+
+/// Turns a state database back into the previous release's format (the
+/// schema of tests/fixtures/state-v0.sql): what an upgrade finds.
+fn downgrade_to_release_0(state: &std::path::Path) {
+    let c = rusqlite::Connection::open(state.join("mln.db")).unwrap();
+    c.execute_batch(
+        "ALTER TABLE projects RENAME COLUMN phase TO state;
+         ALTER TABLE projects DROP COLUMN places_json;
+         CREATE TABLE fabric_projects (name TEXT PRIMARY KEY, state TEXT NOT NULL, file TEXT NOT NULL,
+             plan_json TEXT NOT NULL, servers_json TEXT NOT NULL, updated INTEGER NOT NULL);
+         PRAGMA user_version = 0;",
+    )
+    .unwrap();
+}
+
+#[test]
+#[ignore = "slow: boots QEMU guests; run with --ignored"]
+fn a_project_built_before_the_schema_change_is_started_stopped_and_removed() {
+    let m = Mln::new();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("up.mln");
+    std::fs::write(&project, "global {\n    project up\n}\nhost u1 {\n    template mln-testguest\n    memory 96M\n}\n").unwrap();
+    m.ok(&["build", "-f", project.to_str().unwrap()]);
+    downgrade_to_release_0(m.state.path());
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "up", "--json"])).unwrap();
+    assert_eq!(status[0]["state"], "shut off", "{status}");
+    m.ok(&["start", "-p", "up"]);
+    m.wait_all("up", &["u1"], 180, |c| applied(c).is_some());
+    let out = m.ok(&["stop", "-p", "up", "-w", "120"]);
+    assert_eq!(outcome(&out, "u1"), "ok shut down", "{out}");
+    m.ok(&["remove", "-p", "up"]);
+    assert!(domains(&m).is_empty());
+    assert!(!m.state.path().join("projects/up").exists());
 }

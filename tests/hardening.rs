@@ -205,7 +205,7 @@ fn control_characters_in_a_plan_never_reach_the_terminal() {
     let mut plan = plan_of("global { project term }\nhost a { template t }\n");
     plan.hosts[0].name = "a\u{1b}]0;owned\u{7}".into();
     plan.hosts[0].template = "t\u{1b}[2J".into();
-    let table = mln::render::plan_table(&plan);
+    let table = mln::display::plan_table(&plan);
     assert!(!table.contains('\u{1b}') && !table.contains('\u{7}'), "{table:?}");
     assert!(table.contains("\\u{1b}]0;owned"), "{table}");
     let (summary, _) = mln::runtime::summary("build", &[Outcome { host: "x\u{1b}[1m".into(), place: None, status: Status::Failed, message: "bad\u{9b}31m".into(), retry: false }]);

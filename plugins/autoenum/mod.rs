@@ -21,7 +21,7 @@ use crate::plan::values;
 use crate::plugin::{Context, Declaration, ExpandCtx, Plugin, PluginBlock};
 use crate::schema::{suggest, Keyword, Kind, LineTy, Schema, Ty};
 use crate::source::Span;
-use crate::tree::{Def, DefKind, Section, Text, ValueDef, GLOBAL};
+use crate::definitions::{Def, DefKind, Section, Text, ValueDef, GLOBAL};
 use indexmap::IndexMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;

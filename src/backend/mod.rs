@@ -1,7 +1,8 @@
 //! Backends: what turns a plan into running machines: libvirt domain
 //! definitions, a connection to libvirt (embedded QEMU driver by default),
 //! the switches' bridges, templates, and the KVM probe. The lifecycle that
-//! drives them is `crate::lifecycle`.
+//! drives them is `crate::runtime`, through the machine traits that
+//! `machines` implements.
 
 pub mod bridge;
 pub mod domain;

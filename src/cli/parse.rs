@@ -24,12 +24,12 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
     let global = resolver.plain(&c.tree.global().section, &c.tree.core.global, &mut scratch);
     let switches: Vec<_> = c
         .tree
-        .ids(mln::tree::DefKind::Switch)
+        .ids(mln::definitions::DefKind::Switch)
         .map(|id| {
             let d = c.tree.def(id);
             (d.name.clone(), resolver.plain(&d.section, &c.tree.core.switch, &mut scratch))
         })
         .collect();
-    print!("{}", mln::render::resolved_tree(&c.tree, &global, &switches, &c.resolved));
+    print!("{}", mln::display::resolved_tree(&c.tree, &global, &switches, &c.resolved));
     ExitCode::SUCCESS
 }

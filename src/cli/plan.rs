@@ -22,7 +22,7 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
     let written = if a.json {
         serde_json::to_writer_pretty(&mut out, &c.plan).map_err(std::io::Error::from).and_then(|_| writeln!(out))
     } else {
-        write!(out, "{}", mln::render::plan_table(&c.plan))
+        write!(out, "{}", mln::display::plan_table(&c.plan))
     };
     // A large plan takes a while to free, and the process ends here.
     std::mem::forget(c);

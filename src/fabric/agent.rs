@@ -1,5 +1,5 @@
 //! `mln agent`: the service-host side. It reads one request from stdin,
-//! does it with the same lifecycle code a local `mln` uses, and answers on
+//! does it with the same orchestration a local `mln` uses, and answers on
 //! stdout. When its stdin closes (the SSH channel went away) it stops: an
 //! interrupted build is resumed by the next one, as locally.
 

@@ -6,12 +6,12 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::resolve::ResolvedHost;
 use crate::schema::suggest;
 use crate::source::Span;
-use crate::tree::{DefKind, Tree};
+use crate::definitions::{DefKind, Definitions};
 use std::collections::HashMap;
 
 /// Warnings for definitions nothing uses: a superclass no host inherits
 /// from (directly or not), a switch no interface is on.
-pub fn unused(plan: &Plan, resolved: &[ResolvedHost], tree: &Tree, diags: &mut Diagnostics) {
+pub fn unused(plan: &Plan, resolved: &[ResolvedHost], tree: &Definitions, diags: &mut Diagnostics) {
     let mut inherited = std::collections::HashSet::new();
     for r in resolved {
         inherited.extend(r.chain.iter().skip(1).copied());

@@ -13,7 +13,7 @@ use crate::name::NameKind;
 use crate::resolve::{ResolvedHost, Resolver};
 use crate::schema::HOOKS;
 use crate::source::{FileSystem, Roots};
-use crate::tree::DefKind;
+use crate::definitions::DefKind;
 use indexmap::IndexMap;
 use std::path::Path;
 
@@ -28,7 +28,7 @@ pub fn build(
     let tree = resolver.tree;
     let project = resolver.project().to_string();
     let des_hashes = des_hashes(tree);
-    let hosts: Vec<Host> = crate::par::map(resolved, diags, |r, diags| {
+    let hosts: Vec<Host> = crate::parallel::map(resolved, diags, |r, diags| {
         typing::Typer { tree, project: &project, project_dir, fs, roots, des_hashes, diags }.host(r)
     });
     let switches = tree
@@ -60,7 +60,7 @@ pub fn build(
     if let Some(v) = global.value("project").filter(|v| !v.is_broken()) {
         // At the name itself when it was written, not the whole statement.
         let span = match tree.global().section.value("project").map(|d| &d.text) {
-            Some(crate::tree::Text::Words(w)) if !w.is_empty() => w[0].span.to(w[w.len() - 1].span),
+            Some(crate::definitions::Text::Words(w)) if !w.is_empty() => w[0].span.to(w[w.len() - 1].span),
             _ => v.origin.span,
         };
         diags.extend(crate::name::diagnose(NameKind::Project, None, &v.text, span));
@@ -90,6 +90,6 @@ pub fn default_bridge(switch: &str, project: &str) -> String {
 
 /// Whether the project opted in to DES password hashes (`des_hashes` in
 /// `global`): accepted then, with a warning each.
-pub fn des_hashes(tree: &crate::tree::Tree) -> bool {
+pub fn des_hashes(tree: &crate::definitions::Definitions) -> bool {
     tree.global().section.value("des_hashes").is_some()
 }

@@ -7,7 +7,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::name::{self, NameKind};
 use crate::resolve::{RSection, RValue, ResolvedHost};
 use crate::source::{normalize, outside_diagnostic, FileSystem, Roots, Span};
-use crate::tree::Tree;
+use crate::definitions::Definitions;
 use indexmap::IndexMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -23,7 +23,7 @@ pub const MAX_VNC_DISPLAY: u32 = 65535 - 5900;
 pub const MAX_UID: u32 = u32::MAX - 1;
 
 pub struct Typer<'a> {
-    pub tree: &'a Tree,
+    pub tree: &'a Definitions,
     pub project: &'a str,
     pub project_dir: &'a Path,
     pub fs: &'a dyn FileSystem,

@@ -6,7 +6,7 @@ use super::{ConfigureCtx, Context, Declaration, ExpandCtx, Plugin, PluginBlock};
 use crate::diag::{Diagnostic, Severity};
 use crate::plan::PluginOutput;
 use crate::schema::{Keyword, Kind, LineTy, Schema, Ty};
-use crate::tree::{Def, DefKind, Section, Text, ValueDef, GLOBAL};
+use crate::definitions::{Def, DefKind, Section, Text, ValueDef, GLOBAL};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

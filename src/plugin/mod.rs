@@ -10,7 +10,7 @@ use crate::plan::{Plan, PluginOutput};
 use crate::resolve::RSection;
 use crate::schema::Keyword;
 use crate::source::Span;
-use crate::tree::{Def, DefId, Tree};
+use crate::definitions::{Def, DefId, Definitions};
 use indexmap::IndexMap;
 use std::path::PathBuf;
 
@@ -49,7 +49,7 @@ impl PluginBlock {
 }
 
 pub struct ExpandCtx<'a> {
-    pub tree: &'a mut Tree,
+    pub tree: &'a mut Definitions,
     pub blocks: Vec<PluginBlock>,
     pub diags: &'a mut Diagnostics,
 }

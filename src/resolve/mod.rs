@@ -8,7 +8,7 @@ pub use interpolate::{pieces, referenced_names, sole_reference, Piece};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::schema::{suggest, Kind, LineTy, Schema, Ty};
 use crate::source::Span;
-use crate::tree::{DefId, DefKind, Item, Section, Text, Tree, ValueDef, GLOBAL};
+use crate::definitions::{DefId, DefKind, Item, Section, Text, Definitions, ValueDef, GLOBAL};
 use indexmap::IndexMap;
 
 pub const BUILTINS: [&str; 2] = ["hostname", "project"];
@@ -147,7 +147,7 @@ pub struct ResolvedHost {
 }
 
 pub struct Resolver<'t> {
-    pub tree: &'t Tree,
+    pub tree: &'t Definitions,
     parents: Vec<Option<DefId>>,
     project: String,
 }
@@ -161,7 +161,7 @@ struct HostCtx<'a> {
 impl<'t> Resolver<'t> {
     /// Links every host and superclass to its parent, reporting unknown
     /// superclasses and cycles.
-    pub fn new(tree: &'t Tree, diags: &mut Diagnostics) -> Resolver<'t> {
+    pub fn new(tree: &'t Definitions, diags: &mut Diagnostics) -> Resolver<'t> {
         let mut parents = vec![None; tree.defs.len()];
         for (i, def) in tree.defs.iter().enumerate() {
             if !matches!(def.kind, DefKind::Host | DefKind::Superclass) {
@@ -414,7 +414,7 @@ impl<'t> Resolver<'t> {
 
     /// Finds a variable from the definition a value is written in: its own
     /// variables, then up its superclass chain, then global.
-    fn lookup(&self, name: &str, scope: DefId) -> Option<&crate::tree::VarDef> {
+    fn lookup(&self, name: &str, scope: DefId) -> Option<&crate::definitions::VarDef> {
         let mut at = Some(scope);
         // Chains are cycle-free (cycles were cut in `new`), but bound the
         // walk anyway.

@@ -4,7 +4,7 @@
 use crate::plan::{Host, Plan};
 use crate::resolve::{RItem, RSection, ResolvedHost};
 use crate::schema::{Kind, LineTy, Schema, Ty};
-use crate::tree::Tree;
+use crate::definitions::Definitions;
 use std::fmt::Write;
 
 /// One row per host.
@@ -77,7 +77,7 @@ fn row(h: &Host) -> Vec<String> {
 
 /// The resolved project in MLN syntax: every host with everything it
 /// inherits written out, no superclasses, no variables.
-pub fn resolved_tree(tree: &Tree, global: &RSection, switches: &[(String, RSection)], hosts: &[ResolvedHost]) -> String {
+pub fn resolved_tree(tree: &Definitions, global: &RSection, switches: &[(String, RSection)], hosts: &[ResolvedHost]) -> String {
     let mut out = String::from("global {\n");
     for (k, item) in &global.entries {
         let kw = tree.core.global.get(k);

@@ -112,7 +112,7 @@ pub struct Def {
 }
 
 #[derive(Clone, Debug)]
-pub struct Tree {
+pub struct Definitions {
     pub defs: Vec<Def>,
     pub core: CoreSchemas,
     /// Hosts in plan order: as defined, with plugin-made hosts where the
@@ -126,7 +126,7 @@ pub struct Tree {
 
 pub const GLOBAL: DefId = DefId(0);
 
-impl Tree {
+impl Definitions {
     pub fn def(&self, id: DefId) -> &Def {
         &self.defs[id.0]
     }
@@ -162,7 +162,7 @@ impl Tree {
 }
 
 /// Lowers the syntax tree of a loaded project into definitions.
-pub fn build(trees: &FileIdTrees, registry: &mut Registry, diags: &mut Diagnostics) -> Tree {
+pub fn build(trees: &FileIdTrees, registry: &mut Registry, diags: &mut Diagnostics) -> Definitions {
     let core = crate::schema::core();
     let global = Def {
         kind: DefKind::Global,
@@ -172,7 +172,7 @@ pub fn build(trees: &FileIdTrees, registry: &mut Registry, diags: &mut Diagnosti
         vars: IndexMap::new(),
         plugin: None,
     };
-    let mut tree = Tree { defs: vec![], core, hosts: vec![], anchor: 0, by_name: Default::default() };
+    let mut tree = Definitions { defs: vec![], core, hosts: vec![], anchor: 0, by_name: Default::default() };
     tree.add(global);
     let mut b = Builder { tree, trees, registry, diags, global_seen: false };
     if let Some(root) = trees.root {
@@ -182,7 +182,7 @@ pub fn build(trees: &FileIdTrees, registry: &mut Registry, diags: &mut Diagnosti
 }
 
 struct Builder<'a> {
-    tree: Tree,
+    tree: Definitions,
     trees: &'a FileIdTrees,
     registry: &'a mut Registry,
     diags: &'a mut Diagnostics,
@@ -265,7 +265,7 @@ impl Builder<'_> {
                 self.tree.anchor = self.tree.hosts.len();
             }
             self.global_seen = true;
-            crate::tree::GLOBAL
+            crate::definitions::GLOBAL
         } else {
             let Some(name) = args.first() else {
                 self.diags.push(
