@@ -1,9 +1,7 @@
 //! `mln build -f FILE [-r] [-s]`: every VM of a project, made (not started).
 
-use super::context::{fail, Global};
-use super::output::{outcomes, Progress};
-use mln::fabric::places::with_places;
-use mln::runtime::{hooks::Shell, BuildOptions, Runtime};
+use super::context::Global;
+use mln::runtime::BuildOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,19 +30,9 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let target = g.target(&state);
-    let progress = Progress::new(a.json);
     let rec = state.project(&c.plan.project).ok().flatten();
-    let r = with_places(&state, &target, Some(&c.plan), rec.as_ref(), |places| {
-        let rt = Runtime { state: &state, places, hooks: &Shell, telemetry: &progress };
-        if a.dry_run {
-            Ok(rt.check_build(&c.plan))
-        } else {
-            rt.build(&c.plan, &a.file, BuildOptions { replace: a.replace, resume: false })
-        }
-    });
-    match r {
-        Ok(r) => outcomes(if a.dry_run { "build -s" } else { "build" }, r, a.json),
-        Err(e) => fail(e),
+    if a.dry_run {
+        return g.act("build -s", &state, Some(&c.plan), rec.as_ref(), a.json, |rt| Ok(rt.check_build(&c.plan)));
     }
+    g.act("build", &state, Some(&c.plan), rec.as_ref(), a.json, |rt| rt.build(&c.plan, &a.file, BuildOptions { replace: a.replace, resume: false }))
 }

@@ -28,13 +28,9 @@ fn write(out: &mut impl Write, text: &str) -> std::io::Result<()> {
 }
 
 pub fn run(a: Args, g: &Global) -> ExitCode {
-    let state = match g.open_state() {
-        Ok(s) => s,
+    let (state, rec) = match g.open_project(&a.project) {
+        Ok(x) => x,
         Err(code) => return code,
-    };
-    let rec = match state.require(&a.project) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
     };
     let Some(host) = rec.plan.hosts.iter().find(|h| h.name == a.host) else {
         return fail(format!("project {} has no host {}", a.project, a.host));
@@ -49,13 +45,9 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
             Box::new(move |offset| mln::fabric::agent::console_chunk(&path, offset))
         }
         Some(server) => {
-            let fabric = match g.target(&state).fabric(state.dir()) {
-                Ok(f) => f,
-                Err(e) => return fail(e),
-            };
-            let rt = match mln::fabric::places::async_runtime() {
-                Ok(r) => r,
-                Err(e) => return fail(e),
+            let (fabric, rt) = match g.fabric(&state) {
+                Ok(x) => x,
+                Err(code) => return code,
             };
             let remote = mln::fabric::machines::RemoteMachines::new(fabric.server(server), rt.handle().clone(), state.templates_dir());
             let (project, name) = (a.project.clone(), a.host.clone());

@@ -116,6 +116,43 @@ impl Global {
     }
 }
 
+impl Global {
+    /// The state directory and a project recorded in it.
+    pub fn open_project(&self, name: &str) -> Result<(State, mln::state::ProjectRecord), ExitCode> {
+        let state = self.open_state()?;
+        let rec = state.require(name).map_err(fail)?;
+        Ok((state, rec))
+    }
+
+    /// Runs `op` on the project's machines, wherever they are (hooks in the
+    /// shell, progress on stderr), and reports the outcomes.
+    pub fn act(
+        &self,
+        op: &str,
+        state: &State,
+        plan: Option<&mln::plan::Plan>,
+        rec: Option<&mln::state::ProjectRecord>,
+        json: bool,
+        f: impl FnOnce(&mln::runtime::Runtime) -> Result<Vec<mln::machine::Outcome>, mln::runtime::RuntimeError>,
+    ) -> ExitCode {
+        let progress = super::output::Progress::new(json);
+        let r = mln::fabric::places::with_places(state, &self.target(state), plan, rec, |places| {
+            f(&mln::runtime::Runtime { state, places, hooks: &mln::runtime::hooks::Shell, telemetry: &progress })
+        });
+        match r {
+            Ok(r) => super::output::outcomes(op, r, json),
+            Err(e) => fail(e),
+        }
+    }
+
+    /// The fabric configuration and an async runtime for talking to it.
+    pub fn fabric(&self, state: &State) -> Result<(mln::fabric::Fabric, tokio::runtime::Runtime), ExitCode> {
+        let fabric = self.target(state).fabric(state.dir()).map_err(fail)?;
+        let rt = mln::fabric::places::async_runtime().map_err(fail)?;
+        Ok((fabric, rt))
+    }
+}
+
 pub fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""

@@ -1,10 +1,8 @@
 //! `mln start -p PROJECT [-h HOST]... [-s SECONDS]`: in boot order; saved
 //! machines are restored.
 
-use super::context::{fail, Global};
-use super::output::{outcomes, Progress};
-use mln::fabric::places::with_places;
-use mln::runtime::{hooks::Shell, Runtime, StartOptions};
+use super::context::Global;
+use mln::runtime::StartOptions;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -26,21 +24,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args, g: &Global) -> ExitCode {
-    let state = match g.open_state() {
-        Ok(s) => s,
+    let (state, rec) = match g.open_project(&a.project) {
+        Ok(x) => x,
         Err(code) => return code,
     };
-    let rec = match state.require(&a.project) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let progress = Progress::new(a.json);
     let opts = StartOptions { hosts: a.hosts, pause: a.pause.map(Duration::from_secs) };
-    let r = with_places(&state, &g.target(&state), None, Some(&rec), |places| {
-        Runtime { state: &state, places, hooks: &Shell, telemetry: &progress }.start(&a.project, &opts)
-    });
-    match r {
-        Ok(r) => outcomes("start", r, a.json),
-        Err(e) => fail(e),
-    }
+    g.act("start", &state, None, Some(&rec), a.json, |rt| rt.start(&a.project, &opts))
 }

@@ -1,11 +1,8 @@
 //! `mln stop -p PROJECT [-h HOST]... [-S | -H] [-w SECONDS|i]`: in reverse
 //! boot order.
 
-use super::context::{fail, usage, Global};
-use super::output::{outcomes, Progress};
-use mln::fabric::places::with_places;
+use super::context::{usage, Global};
 use mln::machine::StopMode;
-use mln::runtime::{hooks::Shell, Runtime};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -52,20 +49,9 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         Ok(m) => m,
         Err(e) => return usage(e),
     };
-    let state = match g.open_state() {
-        Ok(s) => s,
+    let (state, rec) = match g.open_project(&a.project) {
+        Ok(x) => x,
         Err(code) => return code,
     };
-    let rec = match state.require(&a.project) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    let progress = Progress::new(a.json);
-    let r = with_places(&state, &g.target(&state), None, Some(&rec), |places| {
-        Runtime { state: &state, places, hooks: &Shell, telemetry: &progress }.stop(&a.project, &a.hosts, mode)
-    });
-    match r {
-        Ok(r) => outcomes("stop", r, a.json),
-        Err(e) => fail(e),
-    }
+    g.act("stop", &state, None, Some(&rec), a.json, |rt| rt.stop(&a.project, &a.hosts, mode))
 }

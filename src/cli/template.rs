@@ -24,10 +24,9 @@ pub fn run(cmd: Command, g: &Global) -> ExitCode {
         Err(code) => return code,
     };
     let target = g.target(&state);
-    let r = (|| Ok::<_, String>((target.fabric(state.dir())?, mln::fabric::places::async_runtime()?)))();
-    let (fab, rt) = match r {
+    let (fab, rt) = match g.fabric(&state) {
         Ok(x) => x,
-        Err(e) => return fail(e),
+        Err(code) => return code,
     };
     let list = match super::fabric::servers(&fab, hosts.as_deref()) {
         Ok(l) => l,
