@@ -66,7 +66,7 @@ impl Global {
     }
 
     pub fn open_state(&self) -> Result<State, ExitCode> {
-        State::open(&self.state_dir()).map_err(|e| fail(e))
+        State::open(&self.state_dir()).map_err(|e| fail_diagnostic(e.into()))
     }
 
     pub fn target(&self, state: &State) -> Target {
@@ -120,7 +120,7 @@ impl Global {
     /// The state directory and a project recorded in it.
     pub fn open_project(&self, name: &str) -> Result<(State, mln::state::ProjectRecord), ExitCode> {
         let state = self.open_state()?;
-        let rec = state.require(name).map_err(fail)?;
+        let rec = state.require(name).map_err(|e| fail_diagnostic(e.into()))?;
         Ok((state, rec))
     }
 
@@ -164,6 +164,14 @@ pub fn plural(n: usize) -> &'static str {
 /// Prints an error (escaped) and returns the failure exit code.
 pub fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("mln: {}", mln::term::escape_lines(&e.to_string()));
+    ExitCode::FAILURE
+}
+
+/// Shows one diagnostic (a runtime error, rendered as the compiler's are)
+/// and returns the failure exit code.
+pub fn fail_diagnostic(d: mln::diag::Diagnostic) -> ExitCode {
+    let style = if std::io::stderr().is_terminal() { RenderStyle::Fancy } else { RenderStyle::Plain };
+    eprint!("{}", render_all(vec![&d], &mln::source::SourceMap::default(), style));
     ExitCode::FAILURE
 }
 

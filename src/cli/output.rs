@@ -90,9 +90,9 @@ impl Telemetry for Progress {
 
 /// Prints the outcomes of `op` (a summary table, or JSON) and gives the
 /// exit status: 0 when every host succeeded (warnings included).
-pub fn outcomes(op: &str, r: Result<Vec<Outcome>, impl std::fmt::Display>, json: bool) -> ExitCode {
+pub fn outcomes(op: &str, r: Result<Vec<Outcome>, mln::runtime::RuntimeError>, json: bool) -> ExitCode {
     match r {
-        Err(e) => super::context::fail(e),
+        Err(e) => super::context::fail_diagnostic(e.diagnostic()),
         Ok(outcomes) => {
             let ok = outcomes.iter().all(Outcome::ok);
             if json {

@@ -40,5 +40,5 @@ pub fn run(cmd: Command, g: &Global) -> ExitCode {
             Err(e) => Outcome::failed(&host, &mln::fabric::machines::classify(e)),
         })
         .collect();
-    super::output::outcomes("push", Ok::<_, String>(outcomes), json)
+    super::output::outcomes("push", Ok(outcomes), json)
 }

@@ -25,3 +25,38 @@ impl RuntimeError {
         }
     }
 }
+
+impl RuntimeError {
+    /// The error as a diagnostic of the same model as the compiler's: a
+    /// code per kind, and a help line that says whether to try again.
+    pub fn diagnostic(&self) -> crate::diag::Diagnostic {
+        use crate::machine::MachineError as M;
+        use crate::state::StateError as S;
+        let code = match self {
+            RuntimeError::State(S::Locked { .. }) => "mln::state::locked",
+            RuntimeError::State(S::NoProject(_)) => "mln::state::no_project",
+            RuntimeError::State(S::TooNew { .. }) => "mln::state::too_new",
+            RuntimeError::State(S::Unreadable { .. }) => "mln::state::unreadable",
+            RuntimeError::State(S::Escape(_)) => "mln::state::path_outside",
+            RuntimeError::State(_) => "mln::state::io",
+            RuntimeError::Machine(M::Unsupported { .. }) => "mln::machine::unsupported",
+            RuntimeError::Machine(M::Refused(_)) => "mln::machine::refused",
+            RuntimeError::Machine(M::Transient(_)) => "mln::machine::transient",
+            RuntimeError::Machine(M::Failed(_)) => "mln::machine::failed",
+            RuntimeError::Hook(_) => "mln::runtime::hook",
+            RuntimeError::Refused(_) => "mln::runtime::refused",
+        };
+        let d = crate::diag::Diagnostic::error(code, crate::term::escape_lines(&self.to_string()).into_owned());
+        if self.retryable() {
+            d.help("this may pass: run the same command again")
+        } else {
+            d
+        }
+    }
+}
+
+impl From<crate::state::StateError> for crate::diag::Diagnostic {
+    fn from(e: crate::state::StateError) -> Self {
+        RuntimeError::State(e).diagnostic()
+    }
+}
