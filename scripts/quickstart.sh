@@ -9,6 +9,15 @@ cargo build --release --quiet
 mln=target/release/mln
 state=${MLN_STATE_DIR:-/var/lib/mln}
 
+echo "== mln, its shell completions and its man page installed"
+install -m 755 "$mln" /usr/local/bin/mln
+mkdir -p /usr/share/bash-completion/completions /usr/share/zsh/vendor-completions \
+  /usr/share/fish/vendor_completions.d /usr/local/share/man/man1
+$mln completions bash > /usr/share/bash-completion/completions/mln
+$mln completions zsh > /usr/share/zsh/vendor-completions/_mln
+$mln completions fish > /usr/share/fish/vendor_completions.d/mln.fish
+$mln completions man > /usr/local/share/man/man1/mln.1
+
 echo "== mln plan examples/mpi_cluster.mln (the paper's Figure 3)"
 $mln plan examples/mpi_cluster.mln | head -6
 echo "   ..."

@@ -255,3 +255,69 @@ fn includes_of_special_files_are_refused_without_reading() {
     // The project file itself, too.
     mln().arg("check").arg(&fifo).timeout(std::time::Duration::from_secs(60)).assert().failure().stderr(predicate::str::contains("mln::io::not_regular"));
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_definitions() {
+    for (shell, marker) in [("bash", "_mln()"), ("zsh", "#compdef mln"), ("fish", "complete -c mln")] {
+        let out = mln().args(["completions", shell]).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(out.status.success() && text.contains(marker), "{shell}: {text}");
+        for sub in ["build", "start", "stop", "status", "remove", "console"] {
+            assert!(text.contains(sub), "{shell} completions lack {sub}");
+        }
+    }
+    let man = mln().args(["completions", "man"]).output().unwrap();
+    let man = String::from_utf8(man.stdout).unwrap();
+    assert!(man.contains(".TH mln 1") && man.contains("state\\-dir"), "{man}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_a_missing_project_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    mln().args(["--state-dir", state, "stop", "-p", "x", "-S", "-H"]).assert().code(2);
+    mln().args(["--state-dir", state, "stop", "-p", "x", "-w", "soon"]).assert().code(2).stderr(predicate::str::contains("-w takes"));
+    mln().args(["--state-dir", state, "status", "-h", "a"]).assert().code(2);
+    for cmd in [&["status", "-p", "nope"][..], &["start", "-p", "nope"], &["remove", "-p", "nope"], &["console", "-p", "nope", "-h", "a"]] {
+        mln().args(["--state-dir", state]).args(cmd).assert().code(1).stderr(predicate::str::contains("no project nope"));
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_mln_quietly() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mln"))
+        .args(["completions", "zsh"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(101), "no panic");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_dry_run_refuses_what_a_build_would_refuse_and_a_relative_state_dir_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("rel/templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    let st = std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(templates.join("t")).arg("16M").status().unwrap();
+    assert!(st.success());
+    std::fs::write(dir.path().join("p.mln"), "global { project dry }\nhost a { template t }\nhost b { template t\n lvm }\nhost c { template missing }\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mln"))
+        .current_dir(dir.path())
+        .args(["--state-dir", "rel", "build", "-s", "-f", "p.mln"])
+        .env("MLN_KVM", "0")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let line = |h: &str| text.lines().find(|l| l.split_whitespace().next() == Some(h)).unwrap_or_else(|| panic!("{h}: {text}")).to_string();
+    assert!(line("a").contains("ok") && line("a").contains("would build from t"), "{text}");
+    assert!(line("b").contains("FAILED") && line("b").contains("LVM"), "{text}");
+    assert!(line("c").contains("FAILED") && line("c").contains("missing"), "{text}");
+    assert!(!dir.path().join("rel/projects/dry").exists(), "nothing made");
+}

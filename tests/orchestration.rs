@@ -289,3 +289,28 @@ fn a_place_that_cannot_be_reached_fails_its_hosts_only() {
     assert!(a.ok() && !b.ok() && b.message.contains("no place gone"), "{out:?}");
     assert_eq!(b.place.as_deref(), Some("gone"));
 }
+
+#[test]
+fn start_with_a_pause_starts_one_host_at_a_time_in_boot_order() {
+    let r = rig();
+    r.build();
+    r.take_log();
+    let opts = StartOptions { hosts: vec![], pause: Some(std::time::Duration::from_millis(5)) };
+    assert!(r.run(None, |rt| rt.start("lab", &opts).unwrap()).iter().all(Outcome::ok));
+    let starts: Vec<String> = r.take_log().into_iter().filter(|l| l.contains(": start ")).collect();
+    assert_eq!(starts.first().map(String::as_str), Some("here: start router"));
+    assert_eq!(starts.last().map(String::as_str), Some("s1: start b1"));
+    assert_eq!(starts.len(), 4);
+}
+
+#[test]
+fn the_summary_counts_machines_not_switches() {
+    let ok = |h: &str| Outcome { host: h.into(), place: None, status: Status::Ok, message: "removed".into(), retry: false };
+    let (one, _) = mln::runtime::summary("remove", &[ok("a")]);
+    assert!(one.starts_with("remove: 1 host\n"), "{one}");
+    let (two, _) = mln::runtime::summary("remove", &[ok("a"), ok("b"), ok("switch bridge mln0123")]);
+    assert!(two.starts_with("remove: 2 hosts\n"), "{two}");
+    let failed = Outcome { retry: true, ..Outcome::failed("c", &MachineError::Transient("connection lost".into())) };
+    let (text, all_ok) = mln::runtime::summary("start", &[failed]);
+    assert!(!all_ok && text.contains("FAILED") && text.contains("worth retrying"), "{text}");
+}
