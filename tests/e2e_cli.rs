@@ -140,6 +140,10 @@ fn lab_lifecycle() {
     assert!(domains(&m).is_empty());
     assert_eq!(std::fs::read_dir(m.state.path().join("projects")).unwrap().count(), 0);
     assert!(bridges.iter().all(|b| !mln::backend::bridge::exists(b)), "switch bridges left behind");
+    // Nor lock files, nor libvirt's logs of the project's domains.
+    assert_eq!(std::fs::read_dir(m.state.path().join("locks")).unwrap().count(), 0);
+    let logs: Vec<_> = std::fs::read_dir(m.state.path().join("libvirt/log/qemu")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(logs.is_empty(), "{logs:?}");
 }
 
 #[test]

@@ -160,7 +160,16 @@ impl Provision for LibvirtMachines<'_> {
         for r in mine {
             let path = std::path::Path::new(&r.ident);
             match r.kind {
-                ResourceKind::Domain => self.lv.destroy_and_undefine(&r.ident).map_err(failed)?,
+                ResourceKind::Domain => {
+                    self.lv.destroy_and_undefine(&r.ident).map_err(failed)?;
+                    // QEMU's log of the domain, kept by the embedded driver
+                    // in our own root (a daemon keeps its own elsewhere).
+                    if self.lv.uri == self.state.embedded_uri() {
+                        if let Ok(log) = crate::name::inside(&self.state.libvirt_root(), &["log", "qemu", &format!("{}.log", r.ident)]) {
+                            let _ = std::fs::remove_file(log);
+                        }
+                    }
+                }
                 // A path outside the project's directories (recorded by an
                 // older mln from a name it should have refused) is
                 // forgotten, never followed.
