@@ -168,7 +168,11 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
         nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
     };
     env.lv.define(&domain_xml(&spec)).map_err(failed)?;
-    Ok(Done::ok(format!("built from {}{}", t.name, if fs_template { " (filesystem template, configured in place)" } else { "" })))
+    // Said at every build: such a guest reaches nothing but QEMU's own
+    // services, which is rarely what was meant.
+    let user: Vec<&str> = h.interfaces.iter().zip(&spec.nics).filter(|(_, n)| **n == Nic::User).map(|(i, _)| i.name.as_str()).collect();
+    let user = if user.is_empty() { String::new() } else { format!("; {} on user-mode networking (no switch or bridge)", user.join(", ")) };
+    Ok(Done::ok(format!("built from {}{}{user}", t.name, if fs_template { " (filesystem template, configured in place)" } else { "" })))
 }
 
 /// The host's own kernel settings win over the template's. A host's own
