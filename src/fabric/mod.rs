@@ -6,6 +6,7 @@ pub mod agent;
 pub mod capacity;
 pub mod config;
 pub mod exec;
+pub mod known_hosts;
 pub mod project;
 pub mod proto;
 pub mod push;
