@@ -104,13 +104,14 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
             let out: Vec<Result<Vec<FileSum>, String>> = entries.iter().map(|e| sums(&opts.templates, e, &cache)).collect();
             json(out)
         }
-        Request::Receive { path, size, sha256, token } => {
+        Request::Receive { path, size, sha256, token, bind } => {
             if path.split('/').any(|p| p == ".." || p.is_empty()) || path.starts_with('/') {
                 return Err(format!("refusing to write outside the templates directory: {path}"));
             }
             let target = opts.templates.join(&path);
-            let r = super::relay::receive(&target, size, &sha256, &token, |port| {
-                say(&Line::Listening(port));
+            let ip = super::relay::bind_address(std::env::var("SSH_CONNECTION").ok().as_deref(), bind.as_deref())?;
+            let r = super::relay::receive(&target, size, &sha256, &token, ip, |addr| {
+                say(&Line::Listening(addr.port()));
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
                 let d: Downstream = serde_json::from_str(&line).map_err(|e| format!("cannot read the downstream plan: {e}"))?;

@@ -109,7 +109,7 @@ impl Agent {
         let name = &self.conn.server.name;
         let exe = std::fs::read("/proc/self/exe").map_err(|e| format!("cannot read our own binary: {e}"))?;
         let dir = self.path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");
-        let tmp = format!("{}.tmp{}", self.path, &super::relay::token()[..8]);
+        let tmp = format!("{}.tmp{}", self.path, &super::relay::token()?[..8]);
         let cmd = format!(
             "mkdir -p {d} && cat > {t} && chmod 755 {t} && sha256sum {t}",
             d = quote(dir),
