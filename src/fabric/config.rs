@@ -233,42 +233,122 @@ impl Fabric {
     }
 }
 
-/// Expands a host list as clush writes it: `h1,h2`, `h[1-3,7]`, `node[01-12]`.
+/// The most names one node set may expand to.
+pub const MAX_NODESET: u64 = 100_000;
+
+/// One piece of a node-set word: literal text, or a bracketed list of
+/// ranges (`from`, `to`, the width to pad to).
+enum Piece<'a> {
+    Text(&'a str),
+    Ranges(Vec<(u64, u64, usize)>),
+}
+
+/// Expands a host list as clush writes it: `h1,h2`, `h[1-3,7]`,
+/// `node[01-12]`, `r[1-2]n[1-4]` (every combination). Total: any input
+/// gives the names or an error saying what is wrong (unbalanced or nested
+/// brackets, empty names or ranges, reversed ranges, numbers that do not
+/// fit, more than [`MAX_NODESET`] names, names that are not service host
+/// names). Names come once each, in the order first given.
 pub fn expand_nodeset(spec: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut depth = 0;
-    let mut part = String::new();
-    let mut parts = Vec::new();
-    for c in spec.chars() {
+    let shown = crate::term::escape(spec);
+    let msg = |m: String| format!("host set `{shown}`: {m}");
+    let err = |m: String| Err(msg(m));
+    // Words split at commas outside brackets; brackets balanced, not nested.
+    let mut words = Vec::new();
+    let (mut open, mut start) = (None, 0);
+    for (i, c) in spec.char_indices() {
         match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(std::mem::take(&mut part));
-                continue;
+            '[' if open.is_some() => return err(format!("`[` inside `[...]` at column {}", i + 1)),
+            '[' => open = Some(i),
+            ']' if open.is_none() => return err(format!("`]` without `[` at column {}", i + 1)),
+            ']' => open = None,
+            ',' if open.is_none() => {
+                words.push(&spec[start..i]);
+                start = i + 1;
             }
             _ => {}
         }
-        part.push(c);
     }
-    parts.push(part);
-    for p in parts.into_iter().filter(|p| !p.is_empty()) {
-        let Some(open) = p.find('[') else {
-            out.push(p);
-            continue;
-        };
-        let close = p.rfind(']').ok_or_else(|| format!("`{p}`: `[` without `]`"))?;
-        let (prefix, suffix) = (&p[..open], &p[close + 1..]);
-        for r in p[open + 1..close].split(',') {
-            let (a, b) = r.split_once('-').unwrap_or((r, r));
-            let (x, y) = (a.parse::<u64>().map_err(|_| format!("`{p}`: `{a}` is not a number"))?, b.parse::<u64>().map_err(|_| format!("`{p}`: `{b}` is not a number"))?);
-            if y < x || y - x > 100_000 {
-                return Err(format!("`{p}`: bad range {r}"));
-            }
-            for n in x..=y {
-                out.push(format!("{prefix}{n:0width$}{suffix}", width = a.len()));
-            }
+    if let Some(i) = open {
+        return err(format!("`[` at column {} without `]`", i + 1));
+    }
+    words.push(&spec[start..]);
+    let mut parsed = Vec::new();
+    let mut total: u64 = 0;
+    for w in words {
+        if w.is_empty() {
+            return err("an empty name (a comma at an end, or two in a row)".into());
         }
+        let pieces = pieces(w).map_err(|m| msg(format!("`{}`: {m}", crate::term::escape(w))))?;
+        let count = pieces.iter().fold(1u64, |n, p| match p {
+            Piece::Text(_) => n,
+            Piece::Ranges(r) => n.saturating_mul(r.iter().fold(0u64, |k, &(a, b, _)| k.saturating_add((b - a).saturating_add(1)))),
+        });
+        total = total.saturating_add(count);
+        if total > MAX_NODESET {
+            return err(format!("more than {MAX_NODESET} names"));
+        }
+        parsed.push(pieces);
+    }
+    let mut out = indexmap::IndexSet::new();
+    for pieces in parsed {
+        let mut names = vec![String::new()];
+        for p in &pieces {
+            names = match p {
+                Piece::Text(t) => names.into_iter().map(|n| n + t).collect(),
+                Piece::Ranges(rs) => names
+                    .iter()
+                    .flat_map(|n| rs.iter().flat_map(move |&(a, b, width)| (a..=b).map(move |k| format!("{n}{k:0width$}"))))
+                    .collect(),
+            };
+        }
+        for n in names {
+            if let Err(e) = crate::name::check(crate::name::NameKind::ServiceHost, &n) {
+                return err(e.to_string());
+            }
+            out.insert(n);
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// The pieces of one word (brackets known to be balanced and flat).
+fn pieces(w: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut out = Vec::new();
+    let mut rest = w;
+    while let Some(open) = rest.find('[') {
+        if open > 0 {
+            out.push(Piece::Text(&rest[..open]));
+        }
+        let close = open + rest[open..].find(']').ok_or("`[` without `]`")?;
+        let inner = &rest[open + 1..close];
+        if inner.is_empty() {
+            return Err("empty `[]`".into());
+        }
+        let mut ranges = Vec::new();
+        for r in inner.split(',') {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            let num = |x: &str| -> Result<u64, String> {
+                if x.is_empty() {
+                    return Err(format!("`{r}` is not a number or a range (`1`, `1-4`, `01-12`)"));
+                }
+                if !x.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(format!("`{}` is not a number", crate::term::escape(x)));
+                }
+                x.parse::<u64>().map_err(|_| format!("{x} is too large"))
+            };
+            let (x, y) = (num(a)?, num(b)?);
+            if y < x {
+                return Err(format!("the range {r} goes backwards (write {b}-{a})"));
+            }
+            // Zero-padded as written: `01-12` gives 01 .. 12.
+            ranges.push((x, y, a.len()));
+        }
+        out.push(Piece::Ranges(ranges));
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest));
     }
     Ok(out)
 }
@@ -295,8 +375,13 @@ pub fn fold_nodeset(names: &[String]) -> String {
             plain.push(n.clone());
             continue;
         }
+        // Digits that do not fit a number stay as they are.
+        let Ok(value) = num.parse::<u64>() else {
+            plain.push(n.clone());
+            continue;
+        };
         let width = if padded.contains(&(prefix.clone(), num.len())) { num.len() } else { 0 };
-        groups.entry((prefix, width)).or_default().push(num.parse().unwrap_or(0));
+        groups.entry((prefix, width)).or_default().push(value);
     }
     let mut out = plain;
     for ((prefix, width), mut nums) in groups {
@@ -346,6 +431,49 @@ mod tests {
         assert_eq!(fold_nodeset(&hosts), "x,h[1-3,7],node[08-10]");
         assert!(expand_nodeset("h[3-1]").is_err());
         assert!(expand_nodeset("h[1-").is_err());
+        assert_eq!(expand_nodeset("r[1-2]n[08-09]x,h1,h1").unwrap(), ["r1n08x", "r1n09x", "r2n08x", "r2n09x", "h1"]);
+        let big = ["h99999999999999999999999".to_string(), "h18446744073709551615".to_string(), "h18446744073709551614".to_string()];
+        assert_eq!(fold_nodeset(&big), "h99999999999999999999999,h[18446744073709551614-18446744073709551615]");
+    }
+
+    /// Row 10: `-w 'x]1[2'` panicked (begin > end). Every malformed set is
+    /// an error that says what is wrong.
+    #[test]
+    fn malformed_node_sets_are_errors_not_panics() {
+        let cases = [
+            ("x]1[2", "`]` without `[` at column 2"),
+            ("h[1-2", "`[` at column 2 without `]`"),
+            ("h[1[2]]", "`[` inside `[...]`"),
+            ("h]", "`]` without `[`"),
+            ("[", "without `]`"),
+            ("h[]", "empty `[]`"),
+            ("h[1,]", "`` is not a number or a range"),
+            ("h[-3]", "is not a number or a range"),
+            ("h[1-]", "is not a number or a range"),
+            ("h[a-b]", "`a` is not a number"),
+            ("h[+1-2]", "`+1` is not a number"),
+            ("h[1-2-3]", "`2-3` is not a number"),
+            ("h[3-1]", "the range 3-1 goes backwards"),
+            ("h[99999999999999999999-1]", "99999999999999999999 is too large"),
+            ("h[0-18446744073709551615]", "more than 100000 names"),
+            ("h[1-100001]", "more than 100000 names"),
+            ("a[1-60000],b[1-60000]", "more than 100000 names"),
+            ("a[1-1000]b[1-1000]", "more than 100000 names"),
+            ("", "an empty name"),
+            ("a,,b", "an empty name"),
+            ("a,", "an empty name"),
+            (",a", "an empty name"),
+            ("a b", "holds a space"),
+            ("-oProxy", "starts with `-`"),
+            ("h\u{1b}[31m", "h\\u{1b}"),
+        ];
+        for (spec, want) in cases {
+            let e = expand_nodeset(spec).expect_err(spec);
+            assert!(e.contains(want), "{spec:?}: {e}");
+            assert!(!e.contains('\u{1b}'), "{spec:?}: {e}");
+        }
+        assert_eq!(expand_nodeset("h[1-100000]").unwrap().len(), 100_000);
+        assert_eq!(expand_nodeset("h[18446744073709551615]").unwrap(), ["h18446744073709551615"]);
     }
 
     #[test]
