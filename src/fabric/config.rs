@@ -89,7 +89,8 @@ fn expand(p: &Path) -> PathBuf {
     }
 }
 
-/// `8G`, `512M`, `1024` (MiB) as MiB.
+/// `8G`, `512M`, `1T`, `1024` (MiB) as MiB; None when it is not a size
+/// or does not fit.
 pub fn parse_mib(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mult) = match s.chars().last()? {
@@ -98,8 +99,21 @@ pub fn parse_mib(s: &str) -> Option<u64> {
         'T' | 't' => (&s[..s.len() - 1], 1024 * 1024),
         _ => (s, 1),
     };
-    num.trim().parse::<u64>().ok().map(|n| n * mult)
+    let num = num.trim();
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
+
+/// Limits on the fabric's numbers: anything outside is a mistake (and
+/// could overflow the sums made from it).
+pub const MAX_VMS_PER_HOST: u32 = 100_000;
+/// 1 PiB, in MiB.
+pub const MAX_MEMORY_MIB: u64 = 1 << 30;
+pub const MAX_VCPUS: u32 = 1 << 20;
+pub const MAX_FANOUT: usize = 4096;
+pub const MAX_CONNECT_TIMEOUT: u64 = 3600;
 
 /// MLN's servers file: `host [max-vms]` per line; `#` starts a comment.
 pub fn parse_servers(text: &str, file: &Path) -> Result<Vec<(String, Option<u32>)>, String> {
@@ -110,11 +124,27 @@ pub fn parse_servers(text: &str, file: &Path) -> Result<Vec<(String, Option<u32>
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             [] => {}
+            [h, ..] if crate::name::check(crate::name::NameKind::ServiceHost, h).is_err() => {
+                let e = crate::name::check(crate::name::NameKind::ServiceHost, h).unwrap_err();
+                errors.push(format!("{}:{}:1: {e}", file.display(), i + 1));
+            }
             [h] => out.push((h.to_string(), None)),
             [h, "all"] => out.push((h.to_string(), None)),
             [h, n] => match n.parse::<u32>() {
-                Ok(n) => out.push((h.to_string(), Some(n))),
-                Err(_) => errors.push(format!("{}:{}:{}: `{n}` is not a number of VMs (a line is `host [max-vms]`)", file.display(), i + 1, line.find(n).unwrap_or(0) + 1)),
+                Ok(v) if v <= MAX_VMS_PER_HOST => out.push((h.to_string(), Some(v))),
+                Ok(_) => errors.push(format!(
+                    "{}:{}:{}: {n} VMs is over the limit of {MAX_VMS_PER_HOST} per host",
+                    file.display(),
+                    i + 1,
+                    line.find(n).unwrap_or(0) + 1
+                )),
+                Err(_) => errors.push(format!(
+                    "{}:{}:{}: `{}` is not a number of VMs (a line is `host [max-vms]`)",
+                    file.display(),
+                    i + 1,
+                    line.find(n).unwrap_or(0) + 1,
+                    crate::term::escape(n)
+                )),
             },
             _ => errors.push(format!("{}:{}:1: a line is `host [max-vms]`, this one has {} words", file.display(), i + 1, words.len())),
         }
@@ -130,12 +160,20 @@ impl Fabric {
     /// A TOML fabric configuration (`.toml`) or a servers file (anything else).
     pub fn load(path: &Path) -> Result<Fabric, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read fabric file {}: {e}", path.display()))?;
+        Fabric::parse(&text, path, |p| std::fs::read_to_string(p).map_err(|e| format!("cannot read servers file {}: {e}", p.display())))
+    }
+
+    /// The fabric in `text`, read from `path` (a TOML configuration when
+    /// it ends in `.toml`, else a servers file); a servers file the TOML
+    /// names is read with `read`. Every setting is checked: a fabric that
+    /// loads has only names and numbers in range.
+    pub fn parse(text: &str, path: &Path, read: impl FnOnce(&Path) -> Result<String, String>) -> Result<Fabric, String> {
         let mut fabric = Fabric { fanout: DEFAULT_FANOUT, origin: Some(path.to_path_buf()), ..Fabric::default() };
         if path.extension().is_some_and(|e| e == "toml") {
-            let file: FabricFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file: FabricFile = toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
             if let Some(servers) = &file.servers {
                 let p = path.parent().unwrap_or(Path::new(".")).join(expand(servers));
-                let text = std::fs::read_to_string(&p).map_err(|e| format!("cannot read servers file {}: {e}", p.display()))?;
+                let text = read(&p)?;
                 for (h, max) in parse_servers(&text, &p)? {
                     fabric.hosts.entry(h).or_default().max_vms = max;
                 }
@@ -148,17 +186,22 @@ impl Fabric {
             }
             fabric.defaults = file.defaults;
             if let Some(f) = file.fanout {
-                if f == 0 {
-                    return Err(format!("{}: fanout must be at least 1", path.display()));
+                if !(1..=MAX_FANOUT).contains(&f) {
+                    return Err(format!("{}: fanout must be from 1 to {MAX_FANOUT}, not {f}", path.display()));
                 }
                 fabric.fanout = f;
             }
         } else {
-            for (h, max) in parse_servers(&text, path)? {
+            for (h, max) in parse_servers(text, path)? {
                 fabric.hosts.entry(h).or_default().max_vms = max;
             }
         }
-        Ok(fabric)
+        let problems = fabric.problems();
+        if problems.is_empty() {
+            Ok(fabric)
+        } else {
+            Err(format!("{}: {}", path.display(), problems.join(&format!("\n{}: ", path.display()))))
+        }
     }
 
     /// The fabric from `--fabric`, else `$MLN_FABRIC`, else
@@ -219,13 +262,42 @@ impl Fabric {
         }
     }
 
-    /// Settings that do not parse, reported before anything connects.
+    /// Settings that do not parse or are out of range, reported before
+    /// anything connects.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for name in self.hosts.keys() {
+            if let Err(e) = crate::name::check(crate::name::NameKind::ServiceHost, name) {
+                out.push(e.to_string());
+            }
+        }
         for (name, s) in std::iter::once(("defaults", &self.defaults)).chain(self.hosts.iter().map(|(k, v)| (k.as_str(), v))) {
+            let name = crate::term::escape(name);
             if let Some(m) = &s.memory {
-                if parse_mib(m).is_none() {
-                    out.push(format!("{name}: memory `{m}` is not a size (e.g. 8G, 512M)"));
+                match parse_mib(m) {
+                    None => out.push(format!("{name}: memory `{}` is not a size (e.g. 8G, 512M)", crate::term::escape(m))),
+                    Some(v) if !(1..=MAX_MEMORY_MIB).contains(&v) => {
+                        out.push(format!("{name}: memory `{}` is out of range (1M to {} G)", crate::term::escape(m), MAX_MEMORY_MIB / 1024))
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some(v) = s.max_vms.filter(|&v| v > MAX_VMS_PER_HOST) {
+                out.push(format!("{name}: max_vms {v} is over the limit of {MAX_VMS_PER_HOST}"));
+            }
+            if let Some(v) = s.vcpus.filter(|v| !(1..=MAX_VCPUS).contains(v)) {
+                out.push(format!("{name}: vcpus {v} is out of range (1 to {MAX_VCPUS})"));
+            }
+            if s.port == Some(0) {
+                out.push(format!("{name}: port 0 is not a port (1 to 65535)"));
+            }
+            if let Some(v) = s.connect_timeout.filter(|v| !(1..=MAX_CONNECT_TIMEOUT).contains(v)) {
+                out.push(format!("{name}: connect_timeout {v} is out of range (1 to {MAX_CONNECT_TIMEOUT} seconds)"));
+            }
+            if let Some(a) = &s.address {
+                let ok = !a.is_empty() && !a.starts_with('-') && a.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:%".contains(c));
+                if !ok {
+                    out.push(format!("{name}: address `{}` is not a host name or an IP address", crate::term::escape(a)));
                 }
             }
         }
@@ -474,6 +546,61 @@ mod tests {
         }
         assert_eq!(expand_nodeset("h[1-100000]").unwrap().len(), 100_000);
         assert_eq!(expand_nodeset("h[18446744073709551615]").unwrap(), ["h18446744073709551615"]);
+    }
+
+    #[test]
+    fn sizes_parse_without_overflow() {
+        assert_eq!(parse_mib("8G"), Some(8192));
+        assert_eq!(parse_mib(" 512m "), Some(512));
+        assert_eq!(parse_mib("1T"), Some(1 << 20));
+        assert_eq!(parse_mib("1024"), Some(1024));
+        assert_eq!(parse_mib("18446744073709551615"), Some(u64::MAX));
+        for bad in ["18446744073709551615G", "17592186044416T", "99999999999999999999", "", "G", "-1G", "+5", "1.5G", "8 GB", "é"] {
+            assert_eq!(parse_mib(bad), None, "{bad}");
+        }
+    }
+
+    fn toml(text: &str) -> Result<Fabric, String> {
+        Fabric::parse(text, Path::new("f.toml"), |p| if p.ends_with("servers.txt") { Ok("h9 2\n".into()) } else { Err(format!("no {}", p.display())) })
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_with_the_setting_named() {
+        let cases = [
+            ("[defaults]\nmemory = \"18446744073709551615G\"\n", "defaults: memory `18446744073709551615G` is not a size"),
+            ("[hosts.h1]\nmemory = \"2000000T\"\n", "h1: memory `2000000T` is out of range"),
+            ("[hosts.h1]\nmemory = \"0\"\n", "h1: memory `0` is out of range"),
+            ("[hosts.h1]\nmax_vms = 4000000000\n", "h1: max_vms 4000000000 is over the limit of 100000"),
+            ("[hosts.h1]\nmax_vms = 5000000000\n", "max_vms"),
+            ("[hosts.h1]\nvcpus = 0\n", "h1: vcpus 0 is out of range"),
+            ("[defaults]\nvcpus = 4294967295\n", "defaults: vcpus 4294967295 is out of range"),
+            ("[defaults]\nport = 0\n", "defaults: port 0 is not a port"),
+            ("[defaults]\nport = 65536\n", "port"),
+            ("[defaults]\nport = -1\n", "port"),
+            ("[hosts.h1]\nconnect_timeout = 0\n", "h1: connect_timeout 0 is out of range"),
+            ("[hosts.h1]\nconnect_timeout = 18446744073709551615\n", "h1: connect_timeout 18446744073709551615 is out of range"),
+            ("fanout = 0\n", "fanout must be from 1 to 4096, not 0"),
+            ("fanout = 100000\n", "fanout must be from 1 to 4096, not 100000"),
+            ("fanout = -3\n", "fanout"),
+            ("[hosts.\"-oProxyCommand=x\"]\n", "service host name `-oProxyCommand=x` holds `=`"),
+            ("[hosts.\"a b\"]\n", "holds a space"),
+            ("[hosts.h1]\naddress = \"-oProxyCommand=x\"\n", "h1: address `-oProxyCommand=x` is not a host name"),
+            ("[hosts.h1]\naddress = \"a\\u001b[2J\"\n", "address `a\\u{1b}[2J`"),
+            ("servers = \"missing.txt\"\n", "no missing.txt"),
+        ];
+        for (text, want) in cases {
+            let e = toml(text).expect_err(text);
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(e.starts_with("f.toml: ") || e.starts_with("no "), "{text}: {e}");
+        }
+        let f = toml("servers = \"servers.txt\"\nfanout = 4096\n[defaults]\nport = 65535\nmemory = \"1048576G\"\nvcpus = 1048576\nconnect_timeout = 3600\n[hosts.h1]\nmax_vms = 100000\naddress = \"fe80::1%eth0\"\n").unwrap();
+        assert_eq!(f.names(), ["h9", "h1"]);
+        let h1 = f.server("h1");
+        assert_eq!((h1.port, h1.memory_mib, h1.vcpus, h1.max_vms, h1.connect_timeout), (65535, Some(MAX_MEMORY_MIB), Some(MAX_VCPUS), Some(100_000), 3600));
+        let e = parse_servers("h1 100001\nh2 99999999999\n-x 2\nok 100000\n", Path::new("s.txt")).unwrap_err();
+        assert!(e.contains("s.txt:1:4: 100001 VMs is over the limit of 100000"), "{e}");
+        assert!(e.contains("s.txt:2:4: `99999999999` is not a number of VMs"), "{e}");
+        assert!(e.contains("s.txt:3:1: service host name `-x` starts with `-`"), "{e}");
     }
 
     #[test]

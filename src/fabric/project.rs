@@ -175,7 +175,7 @@ async fn build_remote(shares: Vec<(Server, Plan)>, file: String, replace: bool, 
                     .iter()
                     .filter(|h| !info.domains.iter().any(|d| d.name == crate::backend::domain::domain_name(project, &h.name)))
                     .collect();
-                let need: u64 = new.iter().map(|h| h.memory_mib).sum();
+                let need = super::capacity::total(&new, |h| h.memory_mib);
                 if need > info.memory_available_mib {
                     failed[i] = Some(format!(
                         "not enough memory: {} new VMs need {need} MiB, {} has {} MiB available",
