@@ -10,6 +10,7 @@ use mln::fabric::proto::StopMode as WireStop;
 use mln::fabric::{config, Fabric, Server};
 use mln::lifecycle::{Env, HostStatus, StopMode};
 use mln::state::{FabricRow, State};
+use mln::term::escape;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -119,19 +120,20 @@ pub fn fabric(cmd: FabricCommand, w: &Where) -> ExitCode {
                 println!("{:12} {:9} {:8} {:8} {:5} {:>10} {:>10} {:>4}  projects", "host", "reachable", "mln", "libvirt", "cpus", "mem MiB", "free MiB", "vms");
                 for (n, a) in &answers {
                     match a {
+                        // What a service host reports: escaped for the terminal.
                         Ok(i) => println!(
                             "{:12} {:9} {:8} {:8} {:5} {:>10} {:>10} {:>4}  {}",
-                            n,
+                            escape(n),
                             "yes",
-                            i.mln_version,
-                            i.libvirt_version,
+                            escape(&i.mln_version),
+                            escape(&i.libvirt_version),
                             i.cpus,
                             i.memory_total_mib,
                             i.memory_available_mib,
                             i.domains.len(),
-                            i.projects.join(",")
+                            escape(&i.projects.join(","))
                         ),
-                        Err(e) => println!("{n:12} no        {e}"),
+                        Err(e) => println!("{:12} no        {}", escape(n), escape(e)),
                     }
                 }
             }

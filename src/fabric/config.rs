@@ -435,7 +435,7 @@ pub fn fold_nodeset(names: &[String]) -> String {
         (p.to_string(), d.to_string())
     };
     // Zero-padded widths in use per prefix: `node10` joins `node[08-09]`.
-    let padded: Vec<(String, usize)> = names
+    let padded: std::collections::HashSet<(String, usize)> = names
         .iter()
         .map(|n| split(n))
         .filter(|(_, d)| d.len() > 1 && d.starts_with('0'))

@@ -14,6 +14,7 @@ use crate::state::{FabricRow, State};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use crate::term::{escape, escape_lines};
 
 pub struct Ctx<'a> {
     pub fabric: &'a Fabric,
@@ -59,8 +60,14 @@ fn by_server<'p>(hosts: &[&'p Host]) -> IndexMap<Option<String>, Vec<&'p Host>> 
     m
 }
 
+/// A service host's outcomes, named `vm@server`; its text escaped for the
+/// terminal (it came from elsewhere).
 fn tag(outcomes: Vec<Outcome>, server: &str) -> Vec<Outcome> {
-    outcomes.into_iter().map(|o| Outcome { host: format!("{}@{server}", o.host), result: o.result }).collect()
+    let esc = |s: String| escape_lines(&s).into_owned();
+    outcomes
+        .into_iter()
+        .map(|o| Outcome { host: format!("{}@{server}", escape(&o.host)), result: o.result.map(esc).map_err(esc) })
+        .collect()
 }
 
 fn failed_all(hosts: &[String], server: &str, e: &str) -> Vec<Outcome> {
@@ -353,6 +360,10 @@ pub fn status(ctx: &Ctx, local: Option<&Env>, project: &str) -> Result<Vec<HostS
             Ok(list) => {
                 for mut s in list {
                     s.service_host = Some(n.clone());
+                    // Printed as a table: nothing in it may move the cursor.
+                    s.project = project.to_string();
+                    s.state = escape(&s.state).into_owned();
+                    s.addresses = s.addresses.iter().map(|a| escape(a).into_owned()).collect();
                     known.insert(s.host.clone(), s);
                 }
             }

@@ -180,7 +180,7 @@ async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Ve
     for (i, w) in waiting {
         out[i] = match w.await.unwrap_or_else(|e| Err(e.to_string())) {
             Ok(r) if r.ok => Ok(()),
-            Ok(r) => Err((true, r.message)),
+            Ok(r) => Err((true, crate::term::escape_lines(&r.message).into_owned())),
             Err(e) => Err((true, e)),
         };
     }

@@ -143,7 +143,7 @@ async fn connect_inner(server: &Server) -> Result<Conn, String> {
             if let Some(why) = verdict.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 return Err(why);
             }
-            return Err(format!("cannot connect to {} ({}:{}): {e}", server.name, server.address, server.port));
+            return Err(format!("cannot connect to {} ({}:{}): {}", server.name, server.address, server.port, crate::term::escape(&e.to_string())));
         }
     };
     let mut tried = Vec::new();
@@ -176,7 +176,7 @@ async fn connect_inner(server: &Server) -> Result<Conn, String> {
         let r = handle
             .authenticate_publickey(&server.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
             .await
-            .map_err(|e| format!("{}: authentication failed: {e}", server.name))?;
+            .map_err(|e| format!("{}: authentication failed: {}", server.name, crate::term::escape(&e.to_string())))?;
         if r.success() {
             return Ok(Conn { handle, server: server.clone() });
         }
