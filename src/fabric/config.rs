@@ -17,8 +17,9 @@ pub struct Settings {
     /// Private key files to try after the ssh-agent's keys.
     pub identity: Option<Vec<PathBuf>>,
     pub known_hosts: Option<PathBuf>,
-    /// Record host keys not seen before instead of refusing them. A changed
-    /// key is refused whatever this says.
+    /// Record the key of a host with no recorded key instead of refusing
+    /// it. A host with any recorded key (of any type) offering another is
+    /// a changed key, refused whatever this says.
     pub accept_new_host_keys: Option<bool>,
     /// libvirt URI on the service host.
     pub libvirt: Option<String>,

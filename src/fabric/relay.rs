@@ -127,8 +127,8 @@ fn send_to(file: &File, size: u64, progress: &Progress, token: &str, peer: &Peer
 /// How long a connection may take to send the whole token line; one that
 /// has not is dropped (an idle connection must not hold up the sender).
 pub const HANDSHAKE: Duration = Duration::from_secs(2);
-/// Connections at most waiting to show their token; more are dropped as
-/// they come.
+/// Connections at most waiting to show their token; beyond that the
+/// oldest is dropped.
 const MAX_PENDING: usize = 64;
 
 /// The address a receiver listens on: the one the peers use. Under sshd,
@@ -299,8 +299,13 @@ fn gatekeeper(listener: TcpListener, token: &[u8], tx: &mpsc::Sender<TcpStream>,
         loop {
             match listener.accept() {
                 Ok((s, _)) => {
-                    if pending.len() >= MAX_PENDING || s.set_nonblocking(true).is_err() {
+                    if s.set_nonblocking(true).is_err() {
                         continue; // dropped
+                    }
+                    // Full: the oldest goes (a flood of idle connections
+                    // cannot keep a new sender out; it shows its token at once).
+                    if pending.len() >= MAX_PENDING {
+                        pending.remove(0);
                     }
                     let _ = s.set_nodelay(true);
                     pending.push((s, Vec::with_capacity(token.len() + 1), Instant::now() + HANDSHAKE));
@@ -558,6 +563,25 @@ mod tests {
         for s in idle {
             assert!(closed_by_the_receiver(s), "an idle connection was answered");
         }
+    }
+
+    /// More idle connections than the receiver keeps waiting: the oldest
+    /// go, and the sender, coming last, still gets in.
+    #[test]
+    fn a_flood_of_idle_connections_does_not_keep_the_sender_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![3u8; 100_000];
+        let tok = token().unwrap();
+        let (addr, down, h) = start(dir.path(), "t", &data, &tok);
+        let idle: Vec<TcpStream> = (0..3 * MAX_PENDING).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        down.send(Downstream { links: vec![] }).unwrap();
+        let src = dir.path().join("src");
+        std::fs::write(&src, &data).unwrap();
+        let done = Progress::new(data.len() as u64, Some(true));
+        let (sent, _) = forward(&File::open(&src).unwrap(), data.len() as u64, &done, &tok, &[Peer { name: "t".into(), addr: addr.to_string() }]);
+        assert_eq!(sent.as_deref(), Some("t"));
+        assert!(h.join().unwrap().ok);
+        drop(idle);
     }
 
     /// A connection that does not show the token within the handshake
