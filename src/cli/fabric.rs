@@ -19,15 +19,22 @@ pub enum Command {
         /// Hosts (`h1,h2`, `h[1-16]`); default: every host of the fabric.
         #[arg(short = 'w', value_name = "HOSTS")]
         hosts: Option<String>,
-        /// Seconds each host may take.
-        #[arg(short = 't', long)]
+        /// Seconds each host may take (1 to 86400).
+        #[arg(short = 't', long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         timeout: Option<u64>,
-        /// Hosts worked on at once (default: the fabric's, 64).
-        #[arg(short = 'f', long)]
+        /// Hosts worked on at once (default: the fabric's, 64; at most 4096).
+        #[arg(short = 'f', long, value_parser = fanout_arg)]
         fanout: Option<usize>,
         #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+}
+
+fn fanout_arg(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=config::MAX_FANOUT).contains(&n) => Ok(n),
+        _ => Err(format!("the fanout is a number of hosts from 1 to {}", config::MAX_FANOUT)),
+    }
 }
 
 /// The hosts named with -w, else every host of the fabric.

@@ -111,11 +111,12 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
             let path = state.host_dir(&project, &host).map_err(|e| e.to_string())?.join("console.log");
             json(console_chunk(&path, offset)?)
         }
-        Request::Receive { path, size, sha256, token } => {
+        Request::Receive { path, size, sha256, token, bind } => {
             let parts: Vec<&str> = path.split('/').collect();
             let target = crate::name::inside(&opts.templates, &parts).map_err(|e| e.to_string())?;
-            let r = super::relay::receive(&target, size, &sha256, &token, |port| {
-                say(&Line::Listening(port));
+            let ip = super::relay::bind_address(std::env::var("SSH_CONNECTION").ok().as_deref(), bind.as_deref())?;
+            let r = super::relay::receive(&target, size, &sha256, &token, ip, |addr| {
+                say(&Line::Listening(addr.port()));
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
                 let d: Downstream = serde_json::from_str(&line).map_err(|e| format!("cannot read the downstream plan: {e}"))?;

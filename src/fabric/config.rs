@@ -17,8 +17,9 @@ pub struct Settings {
     /// Private key files to try after the ssh-agent's keys.
     pub identity: Option<Vec<PathBuf>>,
     pub known_hosts: Option<PathBuf>,
-    /// Record host keys not seen before instead of refusing them. A changed
-    /// key is refused whatever this says.
+    /// Record the key of a host with no recorded key instead of refusing
+    /// it. A host with any recorded key (of any type) offering another is
+    /// a changed key, refused whatever this says.
     pub accept_new_host_keys: Option<bool>,
     /// libvirt URI on the service host.
     pub libvirt: Option<String>,
@@ -89,7 +90,8 @@ fn expand(p: &Path) -> PathBuf {
     }
 }
 
-/// `8G`, `512M`, `1024` (MiB) as MiB.
+/// `8G`, `512M`, `1T`, `1024` (MiB) as MiB; None when it is not a size
+/// or does not fit.
 pub fn parse_mib(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mult) = match s.chars().last()? {
@@ -98,8 +100,21 @@ pub fn parse_mib(s: &str) -> Option<u64> {
         'T' | 't' => (&s[..s.len() - 1], 1024 * 1024),
         _ => (s, 1),
     };
-    num.trim().parse::<u64>().ok().map(|n| n * mult)
+    let num = num.trim();
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
+
+/// Limits on the fabric's numbers: anything outside is a mistake (and
+/// could overflow the sums made from it).
+pub const MAX_VMS_PER_HOST: u32 = 100_000;
+/// 1 PiB, in MiB.
+pub const MAX_MEMORY_MIB: u64 = 1 << 30;
+pub const MAX_VCPUS: u32 = 1 << 20;
+pub const MAX_FANOUT: usize = 4096;
+pub const MAX_CONNECT_TIMEOUT: u64 = 3600;
 
 /// MLN's servers file: `host [max-vms]` per line; `#` starts a comment.
 pub fn parse_servers(text: &str, file: &Path) -> Result<Vec<(String, Option<u32>)>, String> {
@@ -110,11 +125,27 @@ pub fn parse_servers(text: &str, file: &Path) -> Result<Vec<(String, Option<u32>
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             [] => {}
+            [h, ..] if crate::name::check(crate::name::NameKind::ServiceHost, h).is_err() => {
+                let e = crate::name::check(crate::name::NameKind::ServiceHost, h).unwrap_err();
+                errors.push(format!("{}:{}:1: {e}", file.display(), i + 1));
+            }
             [h] => out.push((h.to_string(), None)),
             [h, "all"] => out.push((h.to_string(), None)),
             [h, n] => match n.parse::<u32>() {
-                Ok(n) => out.push((h.to_string(), Some(n))),
-                Err(_) => errors.push(format!("{}:{}:{}: `{n}` is not a number of VMs (a line is `host [max-vms]`)", file.display(), i + 1, line.find(n).unwrap_or(0) + 1)),
+                Ok(v) if v <= MAX_VMS_PER_HOST => out.push((h.to_string(), Some(v))),
+                Ok(_) => errors.push(format!(
+                    "{}:{}:{}: {n} VMs is over the limit of {MAX_VMS_PER_HOST} per host",
+                    file.display(),
+                    i + 1,
+                    line.find(n).unwrap_or(0) + 1
+                )),
+                Err(_) => errors.push(format!(
+                    "{}:{}:{}: `{}` is not a number of VMs (a line is `host [max-vms]`)",
+                    file.display(),
+                    i + 1,
+                    line.find(n).unwrap_or(0) + 1,
+                    crate::term::escape(n)
+                )),
             },
             _ => errors.push(format!("{}:{}:1: a line is `host [max-vms]`, this one has {} words", file.display(), i + 1, words.len())),
         }
@@ -130,12 +161,20 @@ impl Fabric {
     /// A TOML fabric configuration (`.toml`) or a servers file (anything else).
     pub fn load(path: &Path) -> Result<Fabric, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read fabric file {}: {e}", path.display()))?;
+        Fabric::parse(&text, path, |p| std::fs::read_to_string(p).map_err(|e| format!("cannot read servers file {}: {e}", p.display())))
+    }
+
+    /// The fabric in `text`, read from `path` (a TOML configuration when
+    /// it ends in `.toml`, else a servers file); a servers file the TOML
+    /// names is read with `read`. Every setting is checked: a fabric that
+    /// loads has only names and numbers in range.
+    pub fn parse(text: &str, path: &Path, read: impl FnOnce(&Path) -> Result<String, String>) -> Result<Fabric, String> {
         let mut fabric = Fabric { fanout: DEFAULT_FANOUT, origin: Some(path.to_path_buf()), ..Fabric::default() };
         if path.extension().is_some_and(|e| e == "toml") {
-            let file: FabricFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file: FabricFile = toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
             if let Some(servers) = &file.servers {
                 let p = path.parent().unwrap_or(Path::new(".")).join(expand(servers));
-                let text = std::fs::read_to_string(&p).map_err(|e| format!("cannot read servers file {}: {e}", p.display()))?;
+                let text = read(&p)?;
                 for (h, max) in parse_servers(&text, &p)? {
                     fabric.hosts.entry(h).or_default().max_vms = max;
                 }
@@ -148,17 +187,22 @@ impl Fabric {
             }
             fabric.defaults = file.defaults;
             if let Some(f) = file.fanout {
-                if f == 0 {
-                    return Err(format!("{}: fanout must be at least 1", path.display()));
+                if !(1..=MAX_FANOUT).contains(&f) {
+                    return Err(format!("{}: fanout must be from 1 to {MAX_FANOUT}, not {f}", path.display()));
                 }
                 fabric.fanout = f;
             }
         } else {
-            for (h, max) in parse_servers(&text, path)? {
+            for (h, max) in parse_servers(text, path)? {
                 fabric.hosts.entry(h).or_default().max_vms = max;
             }
         }
-        Ok(fabric)
+        let problems = fabric.problems();
+        if problems.is_empty() {
+            Ok(fabric)
+        } else {
+            Err(format!("{}: {}", path.display(), problems.join(&format!("\n{}: ", path.display()))))
+        }
     }
 
     /// The fabric from `--fabric`, else `$MLN_FABRIC`, else
@@ -219,13 +263,42 @@ impl Fabric {
         }
     }
 
-    /// Settings that do not parse, reported before anything connects.
+    /// Settings that do not parse or are out of range, reported before
+    /// anything connects.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        for name in self.hosts.keys() {
+            if let Err(e) = crate::name::check(crate::name::NameKind::ServiceHost, name) {
+                out.push(e.to_string());
+            }
+        }
         for (name, s) in std::iter::once(("defaults", &self.defaults)).chain(self.hosts.iter().map(|(k, v)| (k.as_str(), v))) {
+            let name = crate::term::escape(name);
             if let Some(m) = &s.memory {
-                if parse_mib(m).is_none() {
-                    out.push(format!("{name}: memory `{m}` is not a size (e.g. 8G, 512M)"));
+                match parse_mib(m) {
+                    None => out.push(format!("{name}: memory `{}` is not a size (e.g. 8G, 512M)", crate::term::escape(m))),
+                    Some(v) if !(1..=MAX_MEMORY_MIB).contains(&v) => {
+                        out.push(format!("{name}: memory `{}` is out of range (1M to {} G)", crate::term::escape(m), MAX_MEMORY_MIB / 1024))
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some(v) = s.max_vms.filter(|&v| v > MAX_VMS_PER_HOST) {
+                out.push(format!("{name}: max_vms {v} is over the limit of {MAX_VMS_PER_HOST}"));
+            }
+            if let Some(v) = s.vcpus.filter(|v| !(1..=MAX_VCPUS).contains(v)) {
+                out.push(format!("{name}: vcpus {v} is out of range (1 to {MAX_VCPUS})"));
+            }
+            if s.port == Some(0) {
+                out.push(format!("{name}: port 0 is not a port (1 to 65535)"));
+            }
+            if let Some(v) = s.connect_timeout.filter(|v| !(1..=MAX_CONNECT_TIMEOUT).contains(v)) {
+                out.push(format!("{name}: connect_timeout {v} is out of range (1 to {MAX_CONNECT_TIMEOUT} seconds)"));
+            }
+            if let Some(a) = &s.address {
+                let ok = !a.is_empty() && !a.starts_with('-') && a.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:%".contains(c));
+                if !ok {
+                    out.push(format!("{name}: address `{}` is not a host name or an IP address", crate::term::escape(a)));
                 }
             }
         }
@@ -233,42 +306,122 @@ impl Fabric {
     }
 }
 
-/// Expands a host list as clush writes it: `h1,h2`, `h[1-3,7]`, `node[01-12]`.
+/// The most names one node set may expand to.
+pub const MAX_NODESET: u64 = 100_000;
+
+/// One piece of a node-set word: literal text, or a bracketed list of
+/// ranges (`from`, `to`, the width to pad to).
+enum Piece<'a> {
+    Text(&'a str),
+    Ranges(Vec<(u64, u64, usize)>),
+}
+
+/// Expands a host list as clush writes it: `h1,h2`, `h[1-3,7]`,
+/// `node[01-12]`, `r[1-2]n[1-4]` (every combination). Total: any input
+/// gives the names or an error saying what is wrong (unbalanced or nested
+/// brackets, empty names or ranges, reversed ranges, numbers that do not
+/// fit, more than [`MAX_NODESET`] names, names that are not service host
+/// names). Names come once each, in the order first given.
 pub fn expand_nodeset(spec: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut depth = 0;
-    let mut part = String::new();
-    let mut parts = Vec::new();
-    for c in spec.chars() {
+    let shown = crate::term::escape(spec);
+    let msg = |m: String| format!("host set `{shown}`: {m}");
+    let err = |m: String| Err(msg(m));
+    // Words split at commas outside brackets; brackets balanced, not nested.
+    let mut words = Vec::new();
+    let (mut open, mut start) = (None, 0);
+    for (i, c) in spec.char_indices() {
         match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(std::mem::take(&mut part));
-                continue;
+            '[' if open.is_some() => return err(format!("`[` inside `[...]` at column {}", i + 1)),
+            '[' => open = Some(i),
+            ']' if open.is_none() => return err(format!("`]` without `[` at column {}", i + 1)),
+            ']' => open = None,
+            ',' if open.is_none() => {
+                words.push(&spec[start..i]);
+                start = i + 1;
             }
             _ => {}
         }
-        part.push(c);
     }
-    parts.push(part);
-    for p in parts.into_iter().filter(|p| !p.is_empty()) {
-        let Some(open) = p.find('[') else {
-            out.push(p);
-            continue;
-        };
-        let close = p.rfind(']').ok_or_else(|| format!("`{p}`: `[` without `]`"))?;
-        let (prefix, suffix) = (&p[..open], &p[close + 1..]);
-        for r in p[open + 1..close].split(',') {
-            let (a, b) = r.split_once('-').unwrap_or((r, r));
-            let (x, y) = (a.parse::<u64>().map_err(|_| format!("`{p}`: `{a}` is not a number"))?, b.parse::<u64>().map_err(|_| format!("`{p}`: `{b}` is not a number"))?);
-            if y < x || y - x > 100_000 {
-                return Err(format!("`{p}`: bad range {r}"));
-            }
-            for n in x..=y {
-                out.push(format!("{prefix}{n:0width$}{suffix}", width = a.len()));
-            }
+    if let Some(i) = open {
+        return err(format!("`[` at column {} without `]`", i + 1));
+    }
+    words.push(&spec[start..]);
+    let mut parsed = Vec::new();
+    let mut total: u64 = 0;
+    for w in words {
+        if w.is_empty() {
+            return err("an empty name (a comma at an end, or two in a row)".into());
         }
+        let pieces = pieces(w).map_err(|m| msg(format!("`{}`: {m}", crate::term::escape(w))))?;
+        let count = pieces.iter().fold(1u64, |n, p| match p {
+            Piece::Text(_) => n,
+            Piece::Ranges(r) => n.saturating_mul(r.iter().fold(0u64, |k, &(a, b, _)| k.saturating_add((b - a).saturating_add(1)))),
+        });
+        total = total.saturating_add(count);
+        if total > MAX_NODESET {
+            return err(format!("more than {MAX_NODESET} names"));
+        }
+        parsed.push(pieces);
+    }
+    let mut out = indexmap::IndexSet::new();
+    for pieces in parsed {
+        let mut names = vec![String::new()];
+        for p in &pieces {
+            names = match p {
+                Piece::Text(t) => names.into_iter().map(|n| n + t).collect(),
+                Piece::Ranges(rs) => names
+                    .iter()
+                    .flat_map(|n| rs.iter().flat_map(move |&(a, b, width)| (a..=b).map(move |k| format!("{n}{k:0width$}"))))
+                    .collect(),
+            };
+        }
+        for n in names {
+            if let Err(e) = crate::name::check(crate::name::NameKind::ServiceHost, &n) {
+                return err(e.to_string());
+            }
+            out.insert(n);
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// The pieces of one word (brackets known to be balanced and flat).
+fn pieces(w: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut out = Vec::new();
+    let mut rest = w;
+    while let Some(open) = rest.find('[') {
+        if open > 0 {
+            out.push(Piece::Text(&rest[..open]));
+        }
+        let close = open + rest[open..].find(']').ok_or("`[` without `]`")?;
+        let inner = &rest[open + 1..close];
+        if inner.is_empty() {
+            return Err("empty `[]`".into());
+        }
+        let mut ranges = Vec::new();
+        for r in inner.split(',') {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            let num = |x: &str| -> Result<u64, String> {
+                if x.is_empty() {
+                    return Err(format!("`{r}` is not a number or a range (`1`, `1-4`, `01-12`)"));
+                }
+                if !x.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(format!("`{}` is not a number", crate::term::escape(x)));
+                }
+                x.parse::<u64>().map_err(|_| format!("{x} is too large"))
+            };
+            let (x, y) = (num(a)?, num(b)?);
+            if y < x {
+                return Err(format!("the range {r} goes backwards (write {b}-{a})"));
+            }
+            // Zero-padded as written: `01-12` gives 01 .. 12.
+            ranges.push((x, y, a.len()));
+        }
+        out.push(Piece::Ranges(ranges));
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest));
     }
     Ok(out)
 }
@@ -283,7 +436,7 @@ pub fn fold_nodeset(names: &[String]) -> String {
         (p.to_string(), d.to_string())
     };
     // Zero-padded widths in use per prefix: `node10` joins `node[08-09]`.
-    let padded: Vec<(String, usize)> = names
+    let padded: std::collections::HashSet<(String, usize)> = names
         .iter()
         .map(|n| split(n))
         .filter(|(_, d)| d.len() > 1 && d.starts_with('0'))
@@ -295,8 +448,13 @@ pub fn fold_nodeset(names: &[String]) -> String {
             plain.push(n.clone());
             continue;
         }
+        // Digits that do not fit a number stay as they are.
+        let Ok(value) = num.parse::<u64>() else {
+            plain.push(n.clone());
+            continue;
+        };
         let width = if padded.contains(&(prefix.clone(), num.len())) { num.len() } else { 0 };
-        groups.entry((prefix, width)).or_default().push(num.parse().unwrap_or(0));
+        groups.entry((prefix, width)).or_default().push(value);
     }
     let mut out = plain;
     for ((prefix, width), mut nums) in groups {
@@ -346,6 +504,104 @@ mod tests {
         assert_eq!(fold_nodeset(&hosts), "x,h[1-3,7],node[08-10]");
         assert!(expand_nodeset("h[3-1]").is_err());
         assert!(expand_nodeset("h[1-").is_err());
+        assert_eq!(expand_nodeset("r[1-2]n[08-09]x,h1,h1").unwrap(), ["r1n08x", "r1n09x", "r2n08x", "r2n09x", "h1"]);
+        let big = ["h99999999999999999999999".to_string(), "h18446744073709551615".to_string(), "h18446744073709551614".to_string()];
+        assert_eq!(fold_nodeset(&big), "h99999999999999999999999,h[18446744073709551614-18446744073709551615]");
+    }
+
+    /// Row 10: `-w 'x]1[2'` panicked (begin > end). Every malformed set is
+    /// an error that says what is wrong.
+    #[test]
+    fn malformed_node_sets_are_errors_not_panics() {
+        let cases = [
+            ("x]1[2", "`]` without `[` at column 2"),
+            ("h[1-2", "`[` at column 2 without `]`"),
+            ("h[1[2]]", "`[` inside `[...]`"),
+            ("h]", "`]` without `[`"),
+            ("[", "without `]`"),
+            ("h[]", "empty `[]`"),
+            ("h[1,]", "`` is not a number or a range"),
+            ("h[-3]", "is not a number or a range"),
+            ("h[1-]", "is not a number or a range"),
+            ("h[a-b]", "`a` is not a number"),
+            ("h[+1-2]", "`+1` is not a number"),
+            ("h[1-2-3]", "`2-3` is not a number"),
+            ("h[3-1]", "the range 3-1 goes backwards"),
+            ("h[99999999999999999999-1]", "99999999999999999999 is too large"),
+            ("h[0-18446744073709551615]", "more than 100000 names"),
+            ("h[1-100001]", "more than 100000 names"),
+            ("a[1-60000],b[1-60000]", "more than 100000 names"),
+            ("a[1-1000]b[1-1000]", "more than 100000 names"),
+            ("", "an empty name"),
+            ("a,,b", "an empty name"),
+            ("a,", "an empty name"),
+            (",a", "an empty name"),
+            ("a b", "holds a space"),
+            ("-oProxy", "starts with `-`"),
+            ("h\u{1b}[31m", "h\\u{1b}"),
+        ];
+        for (spec, want) in cases {
+            let e = expand_nodeset(spec).expect_err(spec);
+            assert!(e.contains(want), "{spec:?}: {e}");
+            assert!(!e.contains('\u{1b}'), "{spec:?}: {e}");
+        }
+        assert_eq!(expand_nodeset("h[1-100000]").unwrap().len(), 100_000);
+        assert_eq!(expand_nodeset("h[18446744073709551615]").unwrap(), ["h18446744073709551615"]);
+    }
+
+    #[test]
+    fn sizes_parse_without_overflow() {
+        assert_eq!(parse_mib("8G"), Some(8192));
+        assert_eq!(parse_mib(" 512m "), Some(512));
+        assert_eq!(parse_mib("1T"), Some(1 << 20));
+        assert_eq!(parse_mib("1024"), Some(1024));
+        assert_eq!(parse_mib("18446744073709551615"), Some(u64::MAX));
+        for bad in ["18446744073709551615G", "17592186044416T", "99999999999999999999", "", "G", "-1G", "+5", "1.5G", "8 GB", "é"] {
+            assert_eq!(parse_mib(bad), None, "{bad}");
+        }
+    }
+
+    fn toml(text: &str) -> Result<Fabric, String> {
+        Fabric::parse(text, Path::new("f.toml"), |p| if p.ends_with("servers.txt") { Ok("h9 2\n".into()) } else { Err(format!("no {}", p.display())) })
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_with_the_setting_named() {
+        let cases = [
+            ("[defaults]\nmemory = \"18446744073709551615G\"\n", "defaults: memory `18446744073709551615G` is not a size"),
+            ("[hosts.h1]\nmemory = \"2000000T\"\n", "h1: memory `2000000T` is out of range"),
+            ("[hosts.h1]\nmemory = \"0\"\n", "h1: memory `0` is out of range"),
+            ("[hosts.h1]\nmax_vms = 4000000000\n", "h1: max_vms 4000000000 is over the limit of 100000"),
+            ("[hosts.h1]\nmax_vms = 5000000000\n", "max_vms"),
+            ("[hosts.h1]\nvcpus = 0\n", "h1: vcpus 0 is out of range"),
+            ("[defaults]\nvcpus = 4294967295\n", "defaults: vcpus 4294967295 is out of range"),
+            ("[defaults]\nport = 0\n", "defaults: port 0 is not a port"),
+            ("[defaults]\nport = 65536\n", "port"),
+            ("[defaults]\nport = -1\n", "port"),
+            ("[hosts.h1]\nconnect_timeout = 0\n", "h1: connect_timeout 0 is out of range"),
+            ("[hosts.h1]\nconnect_timeout = 18446744073709551615\n", "h1: connect_timeout 18446744073709551615 is out of range"),
+            ("fanout = 0\n", "fanout must be from 1 to 4096, not 0"),
+            ("fanout = 100000\n", "fanout must be from 1 to 4096, not 100000"),
+            ("fanout = -3\n", "fanout"),
+            ("[hosts.\"-oProxyCommand=x\"]\n", "service host name `-oProxyCommand=x` holds `=`"),
+            ("[hosts.\"a b\"]\n", "holds a space"),
+            ("[hosts.h1]\naddress = \"-oProxyCommand=x\"\n", "h1: address `-oProxyCommand=x` is not a host name"),
+            ("[hosts.h1]\naddress = \"a\\u001b[2J\"\n", "address `a\\u{1b}[2J`"),
+            ("servers = \"missing.txt\"\n", "no missing.txt"),
+        ];
+        for (text, want) in cases {
+            let e = toml(text).expect_err(text);
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(e.starts_with("f.toml: ") || e.starts_with("no "), "{text}: {e}");
+        }
+        let f = toml("servers = \"servers.txt\"\nfanout = 4096\n[defaults]\nport = 65535\nmemory = \"1048576G\"\nvcpus = 1048576\nconnect_timeout = 3600\n[hosts.h1]\nmax_vms = 100000\naddress = \"fe80::1%eth0\"\n").unwrap();
+        assert_eq!(f.names(), ["h9", "h1"]);
+        let h1 = f.server("h1");
+        assert_eq!((h1.port, h1.memory_mib, h1.vcpus, h1.max_vms, h1.connect_timeout), (65535, Some(MAX_MEMORY_MIB), Some(MAX_VCPUS), Some(100_000), 3600));
+        let e = parse_servers("h1 100001\nh2 99999999999\n-x 2\nok 100000\n", Path::new("s.txt")).unwrap_err();
+        assert!(e.contains("s.txt:1:4: 100001 VMs is over the limit of 100000"), "{e}");
+        assert!(e.contains("s.txt:2:4: `99999999999` is not a number of VMs"), "{e}");
+        assert!(e.contains("s.txt:3:1: service host name `-x` starts with `-`"), "{e}");
     }
 
     #[test]

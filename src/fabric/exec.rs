@@ -4,6 +4,7 @@
 use super::config::{fold_nodeset, Server};
 use super::remote::fan_out;
 use super::ssh;
+use crate::term::{escape, escape_lines};
 use indexmap::IndexMap;
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ pub fn report(ran: &[Ran]) -> (String, u8) {
     for r in ran {
         match &r.result {
             Ok((out, status)) => groups.entry((out.clone(), *status)).or_default().push(r.host.clone()),
-            Err(e) => failed.push(format!("{}: {e}", r.host)),
+            Err(e) => failed.push(format!("{}: {}", escape(&r.host), escape(e))),
         }
     }
     let mut text = String::new();
@@ -59,8 +60,9 @@ pub fn report(ran: &[Ran]) -> (String, u8) {
         if out.is_empty() && tail.is_empty() {
             continue;
         }
-        text += &format!("---------------\n{} ({}{tail})\n---------------\n", fold_nodeset(hosts), hosts.len());
-        text += &String::from_utf8_lossy(out);
+        // Names and output from elsewhere: no escape sequence reaches the terminal.
+        text += &format!("---------------\n{} ({}{tail})\n---------------\n", escape(&fold_nodeset(hosts)), hosts.len());
+        text += &escape_lines(&String::from_utf8_lossy(out));
         if !out.is_empty() && !out.ends_with(b"\n") {
             text.push('\n');
         }
@@ -93,6 +95,16 @@ mod tests {
         assert!(text.contains("h[1-2,5] (3)\n---------------\nLinux\n"), "{text}");
         assert!(text.contains("h3 (1, exit 2)"), "{text}");
         assert!(text.contains("mln: h4: cannot connect"), "{text}");
+        let (quiet, code) = report(&[r("h1", "", 0)]);
+        assert_eq!((quiet.as_str(), code), ("", 0));
+        // A host's output (or error) cannot move the cursor or retitle the window.
+        let (text, _) = report(&[
+            r("h1", "ok\u{1b}]0;owned\u{7}\n\u{1b}[2Jline\ttab\n", 0),
+            Ran { host: "h2".into(), result: Err("bad\u{1b}[1A\nfake".into()) },
+        ]);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "{text:?}");
+        assert!(text.contains("ok\\u{1b}]0;owned\\u{7}\n\\u{1b}[2Jline\ttab\n"), "{text}");
+        assert!(text.contains("mln: h2: bad\\u{1b}[1A\\nfake\n"), "{text}");
         let (quiet, code) = report(&[r("h1", "", 0)]);
         assert_eq!((quiet.as_str(), code), ("", 0));
     }

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod inventory;
 pub mod machines;
 pub mod places;
+pub mod known_hosts;
 pub mod proto;
 pub mod push;
 pub mod relay;

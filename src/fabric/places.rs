@@ -102,7 +102,7 @@ impl Places for FabricPlaces<'_> {
                         .iter()
                         .filter(|h| !info.domains.iter().any(|d| d.name == crate::backend::domain::domain_name(&share.project, &h.name)))
                         .collect();
-                    let need: u64 = new.iter().map(|h| h.memory_mib).fold(0, u64::saturating_add);
+                    let need = super::capacity::total(&new, |h| h.memory_mib);
                     if need > info.memory_available_mib {
                         out[*i] = Err(MachineError::Refused(format!(
                             "not enough memory: {} new VMs need {need} MiB, {} has {} MiB available",

@@ -29,8 +29,17 @@ pub enum Request {
     Templates { entries: Vec<String> },
     /// Receive one file into the templates directory: listen, answer
     /// `listening`, read the downstream plan as the next stdin line, then
-    /// take the data from whoever connects with the token.
-    Receive { path: String, size: u64, sha256: String, token: String },
+    /// take the data from whoever connects with the token. The agent
+    /// listens on the address the manager reached it at (SSH_CONNECTION),
+    /// else on `bind`, the address the manager and the peers use for it.
+    Receive {
+        path: String,
+        size: u64,
+        sha256: String,
+        token: String,
+        #[serde(default)]
+        bind: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

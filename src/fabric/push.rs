@@ -92,15 +92,33 @@ pub async fn broadcast(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> 
     out
 }
 
+/// `address:port`, with an IPv6 address in brackets.
+fn host_port(address: &str, port: u16) -> String {
+    if address.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
 /// One relay over all `agents`. An error's flag says whether the host is
 /// worth a direct retry (it answered, but the data did not reach it).
 async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Vec<Result<(), (bool, String)>> {
-    let token = relay::token();
-    let req = Request::Receive { path: file.path.clone(), size: file.size, sha256: file.sha256.clone(), token: token.clone() };
+    let token = match relay::token() {
+        Ok(t) => t,
+        Err(e) => return agents.iter().map(|_| Err((false, format!("cannot make a transfer token: {e}")))).collect(),
+    };
     // Every receiver set up at once.
     let mut opening = Vec::new();
     for a in agents {
-        let (a, req) = (a.clone(), req.clone());
+        let req = Request::Receive {
+            path: file.path.clone(),
+            size: file.size,
+            sha256: file.sha256.clone(),
+            token: token.clone(),
+            bind: Some(a.conn.server.address.clone()),
+        };
+        let a = a.clone();
         opening.push(tokio::spawn(async move {
             let mut s = a.open(&req).await?;
             let progress = |l: &str| eprintln!("{}: {l}", a.name());
@@ -118,7 +136,7 @@ async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Ve
     for (i, o) in opening.into_iter().enumerate() {
         match o.await.unwrap_or_else(|e| Err(e.to_string())) {
             Ok((s, port)) => {
-                live.push((i, s, Peer { name: agents[i].name().to_string(), addr: format!("{}:{port}", agents[i].conn.server.address) }));
+                live.push((i, s, Peer { name: agents[i].name().to_string(), addr: host_port(&agents[i].conn.server.address, port) }));
                 out.push(Ok(()));
             }
             Err(e) => out.push(Err((false, e))),
@@ -162,7 +180,7 @@ async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Ve
     for (i, w) in waiting {
         out[i] = match w.await.unwrap_or_else(|e| Err(e.to_string())) {
             Ok(r) if r.ok => Ok(()),
-            Ok(r) => Err((true, r.message)),
+            Ok(r) => Err((true, crate::term::escape_lines(&r.message).into_owned())),
             Err(e) => Err((true, e)),
         };
     }

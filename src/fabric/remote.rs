@@ -6,6 +6,7 @@ use super::agent::self_sha256;
 use super::config::Server;
 use super::proto::{Hello, Line, Request, PROTOCOL};
 use super::ssh::{self, quote, Conn, Event, Proc};
+use crate::term::{escape, escape_lines};
 
 pub struct Agent {
     pub conn: Conn,
@@ -51,7 +52,13 @@ impl Session {
         loop {
             if let Some(i) = self.out.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.out.drain(..=i).collect();
-                return serde_json::from_slice(&line).map_err(|e| format!("{}: unreadable answer from the agent ({e}): {}", self.host, String::from_utf8_lossy(&line).trim()));
+                let got: Line = serde_json::from_slice(&line)
+                    .map_err(|e| format!("{}: unreadable answer from the agent ({e}): {}", self.host, escape(String::from_utf8_lossy(&line).trim())))?;
+                // What a service host says reaches a terminal: no escape sequences.
+                return Ok(match got {
+                    Line::Error(e) => Line::Error(escape_lines(&e).into_owned()),
+                    other => other,
+                });
             }
             match self.proc.next().await {
                 Some(Event::Stdout(d)) => self.out.extend(d),
@@ -59,11 +66,11 @@ impl Session {
                     self.err.extend(d);
                     while let Some(i) = self.err.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = self.err.drain(..=i).collect();
-                        progress(String::from_utf8_lossy(&line).trim_end());
+                        progress(&escape(String::from_utf8_lossy(&line).trim_end()));
                     }
                 }
                 Some(Event::Exit(s)) if s != 0 && self.out.is_empty() => {
-                    let err = String::from_utf8_lossy(&self.err).trim().to_string();
+                    let err = escape_lines(String::from_utf8_lossy(&self.err).trim()).into_owned();
                     return Err(format!("{}: the agent exited with status {s}{}", self.host, if err.is_empty() { String::new() } else { format!(": {err}") }));
                 }
                 Some(Event::Exit(_)) => {}
@@ -109,7 +116,7 @@ impl Agent {
         let name = &self.conn.server.name;
         let exe = std::fs::read("/proc/self/exe").map_err(|e| format!("cannot read our own binary: {e}"))?;
         let dir = self.path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");
-        let tmp = format!("{}.tmp{}", self.path, &super::relay::token()[..8]);
+        let tmp = format!("{}.tmp{}", self.path, &super::relay::token()?[..8]);
         let cmd = format!(
             "mkdir -p {d} && cat > {t} && chmod 755 {t} && sha256sum {t}",
             d = quote(dir),
@@ -123,13 +130,13 @@ impl Agent {
                 "{name}: copying the agent to {} failed (status {:?}, checksum {}): {}",
                 self.path,
                 out.status,
-                got.split_whitespace().next().unwrap_or("none"),
-                String::from_utf8_lossy(&out.stderr).trim()
+                escape(got.split_whitespace().next().unwrap_or("none")),
+                escape_lines(String::from_utf8_lossy(&out.stderr).trim())
             ));
         }
         let out = self.conn.exec(&format!("mv -f {} {}", quote(&tmp), quote(&self.path)), b"").await?;
         if out.status != Some(0) {
-            return Err(format!("{name}: cannot place the agent: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!("{name}: cannot place the agent: {}", escape_lines(String::from_utf8_lossy(&out.stderr).trim())));
         }
         eprintln!("mln: {name}: agent installed at {} (sha256 {})", self.path, &sha[..16]);
         Ok(())

@@ -1,9 +1,11 @@
 //! SSH to service hosts with russh: host keys checked against known_hosts
-//! (unknown keys refused unless the fabric says to record them; changed
-//! keys always refused), keys from ssh-agent then key files, keepalives so
-//! a dead peer is noticed.
+//! (see `known_hosts`: unknown hosts refused unless the fabric says to
+//! record their key; a host with any recorded key is never given another,
+//! and revoked keys are refused), keys from ssh-agent then key files,
+//! keepalives so a dead peer is noticed.
 
 use super::config::Server;
+use super::known_hosts::{self, Verdict};
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::ChannelMsg;
@@ -30,38 +32,62 @@ impl client::Handler for Checker {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             return self.refuse(format!("{} offered a host certificate; mln checks plain host keys against {}", s.name, s.known_hosts.display()));
         };
-        let fp = key.fingerprint(HashAlg::Sha256);
-        let at = if s.port == 22 { s.address.clone() } else { format!("[{}]:{}", s.address, s.port) };
-        match russh::keys::check_known_hosts_path(&s.address, s.port, key, &s.known_hosts) {
-            Ok(true) => Ok(true),
-            Err(russh::keys::Error::KeyChanged { line }) => self.refuse(format!(
-                "HOST KEY CHANGED for {} ({at}): it now offers {} {fp}, but line {line} of {} records a different key. \
-                 Someone may be intercepting the connection, or the host was reinstalled; if the change is expected, \
-                 remove line {line} and connect again",
-                s.name,
-                key.algorithm(),
-                s.known_hosts.display()
-            )),
-            Ok(false) if s.accept_new_host_keys => match russh::keys::known_hosts::learn_known_hosts_path(&s.address, s.port, key, &s.known_hosts) {
-                Ok(()) => {
-                    eprintln!("mln: {}: recorded new host key {} {fp} in {}", s.name, key.algorithm(), s.known_hosts.display());
-                    Ok(true)
-                }
-                Err(e) => self.refuse(format!("cannot record the host key of {} in {}: {e}", s.name, s.known_hosts.display())),
-            },
-            Ok(false) => self.refuse(format!(
-                "unknown host key for {} ({at}): {} {fp} is not in {}. Check the fingerprint, then add the key \
-                 (ssh-keyscan -p {} {} >> {}) or set accept_new_host_keys in the fabric configuration",
-                s.name,
-                key.algorithm(),
-                s.known_hosts.display(),
-                s.port,
-                s.address,
-                s.known_hosts.display()
-            )),
-            Err(e) => self.refuse(format!("cannot read {}: {e}", s.known_hosts.display())),
+        match judge(s, key) {
+            Ok(()) => Ok(true),
+            Err(why) => self.refuse(why),
         }
     }
+}
+
+/// Whether `s` may be talked to with the host key it offers: checked
+/// against its known_hosts file, and recorded there when the host has no
+/// recorded key and the fabric says to accept new ones.
+fn judge(s: &Server, key: &russh::keys::PublicKey) -> Result<(), String> {
+        let fp = key.fingerprint(HashAlg::Sha256);
+        let alg = crate::term::escape(key.algorithm().as_str()).into_owned();
+        let at = known_hosts::lookup_name(&s.address, s.port);
+        let file = s.known_hosts.display();
+        let text = match std::fs::read(&s.known_hosts) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(format!("cannot read {file}: {e}")),
+        };
+        let mut verdict = known_hosts::check(&text, &s.address, s.port, key);
+        if verdict == Verdict::Unknown && s.accept_new_host_keys {
+            match known_hosts::record_new(&s.known_hosts, &s.address, s.port, key) {
+                Ok(Verdict::Unknown) => {
+                    eprintln!("mln: {}: recorded new host key {alg} {fp} in {file}", s.name);
+                    return Ok(());
+                }
+                Ok(v) => verdict = v,
+                Err(e) => return Err(format!("cannot record the host key of {}: {e}", s.name)),
+            }
+        }
+        match verdict {
+            Verdict::Known { .. } => Ok(()),
+            Verdict::Revoked { line } => Err(format!(
+                "REVOKED HOST KEY for {} ({at}): it offers {alg} {fp}, which line {line} of {file} marks @revoked. \
+                 Refused whatever the fabric configuration says; the host needs a new key",
+                s.name
+            )),
+            Verdict::Changed { recorded } => {
+                let lines: Vec<String> = recorded.iter().map(|(l, k)| format!("line {l} ({})", crate::term::escape(k))).collect();
+                let (them, it) = if recorded.len() == 1 { ("that line", "a different key") } else { ("those lines", "different keys") };
+                Err(format!(
+                    "HOST KEY CHANGED for {} ({at}): it now offers {alg} {fp}, but {file} records {it} for it: {}. \
+                     Someone may be intercepting the connection, or the host was reinstalled. The key is refused \
+                     (accept_new_host_keys applies only to hosts with no recorded key); if the change is expected, \
+                     check the new fingerprint out of band, remove {them} (ssh-keygen -R '{at}' -f {file}) and connect again",
+                    s.name,
+                    lines.join(", ")
+                ))
+            }
+            Verdict::Unknown => Err(format!(
+                "unknown host key for {} ({at}): {alg} {fp} is not in {file}. Check the fingerprint, then add the key \
+                 (ssh-keyscan -p {} {} >> {file}) or set accept_new_host_keys in the fabric configuration",
+                s.name, s.port, s.address,
+            )),
+        }
 }
 
 pub struct Conn {
@@ -117,7 +143,7 @@ async fn connect_inner(server: &Server) -> Result<Conn, String> {
             if let Some(why) = verdict.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 return Err(why);
             }
-            return Err(format!("cannot connect to {} ({}:{}): {e}", server.name, server.address, server.port));
+            return Err(format!("cannot connect to {} ({}:{}): {}", server.name, server.address, server.port, crate::term::escape(&e.to_string())));
         }
     };
     let mut tried = Vec::new();
@@ -150,7 +176,7 @@ async fn connect_inner(server: &Server) -> Result<Conn, String> {
         let r = handle
             .authenticate_publickey(&server.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
             .await
-            .map_err(|e| format!("{}: authentication failed: {e}", server.name))?;
+            .map_err(|e| format!("{}: authentication failed: {}", server.name, crate::term::escape(&e.to_string())))?;
         if r.success() {
             return Ok(Conn { handle, server: server.clone() });
         }
@@ -232,6 +258,63 @@ impl Proc {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    const ED_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOuQ2cUnB/Ypta5WOjHM180DBUOygvm9a0nmmXIkf8CV";
+    const ED_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMjxytv0oono87TIPQZDetWAMzJuW0nd10m28tYqO+RK";
+    const EC_A: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBKPbULXc3si53+R3734DDdIooUaLf97q1mEk3p8eQ9vtUoe0ybYMSo3TKhMIYMpj2zmyk0fDOwyQbUn/kGGwa9M=";
+
+    fn server(dir: &std::path::Path, accept: bool) -> Server {
+        let mut s = crate::fabric::Fabric::default().server("h1");
+        s.address = "10.1.2.3".into();
+        s.known_hosts = dir.join("known_hosts");
+        s.accept_new_host_keys = accept;
+        s
+    }
+
+    fn key(s: &str) -> russh::keys::PublicKey {
+        russh::keys::PublicKey::from_openssh(s).unwrap()
+    }
+
+    #[test]
+    fn an_unknown_host_is_refused_with_advice_or_recorded_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = judge(&server(dir.path(), false), &key(EC_A)).unwrap_err();
+        assert!(e.contains("unknown host key for h1 (10.1.2.3)") && e.contains("ssh-keyscan -p 22 10.1.2.3 >>") && e.contains("SHA256:"), "{e}");
+        assert!(!dir.path().join("known_hosts").exists());
+        judge(&server(dir.path(), true), &key(EC_A)).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("known_hosts")).unwrap(), format!("10.1.2.3 {EC_A}\n"));
+        judge(&server(dir.path(), false), &key(EC_A)).unwrap();
+    }
+
+    #[test]
+    fn a_changed_key_is_refused_whatever_the_setting_and_nothing_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let kh = dir.path().join("known_hosts");
+        let text = format!("# mine\n10.1.2.3 {ED_A}\n");
+        std::fs::write(&kh, &text).unwrap();
+        for accept in [false, true] {
+            // The issue: ed25519 recorded, only ECDSA offered; and a plain change.
+            for offered in [EC_A, ED_B] {
+                let e = judge(&server(dir.path(), accept), &key(offered)).unwrap_err();
+                assert!(e.contains("HOST KEY CHANGED for h1 (10.1.2.3)") && e.contains("line 2 (ssh-ed25519)"), "{e}");
+                assert!(!e.contains(">>") && !e.contains("ssh-keyscan"), "never suggests appending: {e}");
+                assert_eq!(std::fs::read_to_string(&kh).unwrap(), text);
+            }
+        }
+        judge(&server(dir.path(), false), &key(ED_A)).unwrap();
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused_with_its_own_message() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("known_hosts"), format!("@revoked * {EC_A}\n")).unwrap();
+        for accept in [false, true] {
+            let e = judge(&server(dir.path(), accept), &key(EC_A)).unwrap_err();
+            assert!(e.contains("REVOKED HOST KEY for h1") && e.contains("line 1"), "{e}");
+        }
+    }
+
     #[test]
     fn quoting() {
         assert_eq!(super::quote("/var/lib/mln"), "/var/lib/mln");
