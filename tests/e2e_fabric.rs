@@ -51,10 +51,23 @@ impl Manager {
 }
 
 fn project(dir: &Path, name: &str, slots: &[(&str, u32)]) -> PathBuf {
+    project_with(dir, name, slots, "")
+}
+
+/// Every hook of a project appends its name to `log` on the managing
+/// machine.
+fn hooks_logging_to(log: &Path) -> String {
+    ["beforeProjectStart", "beforeHostsStart", "afterHostsStart", "afterProjectStart", "beforeProjectStop", "beforeHostsStop", "afterHostsStop", "afterProjectStop"]
+        .iter()
+        .map(|h| format!("    {h} {{\n        echo {h} >> {}\n    }}\n", log.display()))
+        .collect()
+}
+
+fn project_with(dir: &Path, name: &str, slots: &[(&str, u32)], extra_global: &str) -> PathBuf {
     let total: u32 = slots.iter().map(|s| s.1).sum();
     let slots: String = slots.iter().map(|(h, n)| format!("            {h} {n}\n")).collect();
     let text = format!(
-        "global {{\n    project {name}\n    autoenum {{\n        superclass node\n        numhosts {total}\n        hostprefix node\n        \
+        "global {{\n    project {name}\n{extra_global}    autoenum {{\n        superclass node\n        numhosts {total}\n        hostprefix node\n        \
          address auto\n        net 10.99.0.0\n        addresses_begin 10\n        service_hosts {{\n{slots}        }}\n    }}\n}}\n\n\
          superclass node {{\n    memory 96M\n    template mln-testguest\n    network eth0 {{\n        netmask 255.255.255.0\n    }}\n}}\n"
     );
@@ -88,7 +101,8 @@ fn twelve_vms_over_three_service_hosts() {
     let m = Manager::new(&lab, "");
     // The template is on h1 only: h2 and h3 must get it before the build.
     copy_dir(&m.template(), &lab.state_dir("h1").join("templates/mln-testguest"));
-    let file = project(m.state.path(), "fab", &[("h1", 4), ("h2", 4), ("h3", 4)]);
+    let hooks = m.state.path().join("hooks.log");
+    let file = project_with(m.state.path(), "fab", &[("h1", 4), ("h2", 4), ("h3", 4)], &hooks_logging_to(&hooks));
     let (ok, out, err) = m.run(&["build", "-f", file.to_str().unwrap()]);
     assert!(ok, "build failed:\n{out}{err}");
     assert!(err.contains("h2: template mln-testguest: sent") && err.contains("h3: template mln-testguest: sent"), "{err}");
@@ -139,7 +153,19 @@ fn twelve_vms_over_three_service_hosts() {
     // `mln status` without -p lists the fabric project's hosts too.
     let all = m.ok(&["status"]);
     assert_eq!(all.lines().filter(|l| l.starts_with("fab ")).count(), 12, "{all}");
+    // A guest's console, from its service host.
+    let console = m.ok(&["console", "-p", "fab", "-h", "node06", "--no-follow"]);
+    assert!(applied(&console).is_some_and(|a| a["hostname"] == "node06"), "{console}");
     m.ok(&["stop", "-p", "fab", "-H"]);
+    // The project's hooks ran on the managing machine, each in its place,
+    // and start and stop were journaled there.
+    let ran: Vec<String> = std::fs::read_to_string(&hooks).unwrap().lines().map(str::to_string).collect();
+    assert_eq!(
+        ran,
+        ["beforeProjectStart", "beforeHostsStart", "afterHostsStart", "afterProjectStart", "beforeProjectStop", "beforeHostsStop", "afterHostsStop", "afterProjectStop"]
+    );
+    let journal: Vec<String> = mln::state::State::open(m.state.path()).unwrap().journal_of("fab").unwrap().into_iter().map(|(op, _, _)| op).collect();
+    assert_eq!(journal, ["build", "start", "stop"], "{journal:?}");
     let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "fab", "--json"])).unwrap();
     assert!(status.as_array().unwrap().iter().all(|s| s["state"] == "shut off"), "{status}");
     for h in ["h1", "h2", "h3"] {
