@@ -129,6 +129,7 @@ fn lab_lifecycle() {
     assert_eq!(outcome(&out, "a1"), "ok shut down", "{out}");
     assert!(!out.contains("forced"), "{out}");
     let console = m.ok(&["console", "-p", "lab", "-h", "a1", "--no-follow"]);
+    assert!(!console.contains("\r\n"), "console lines end in LF, not the tty's CRLF");
     assert!(console.contains(POWER_BUTTON), "{console}");
     m.ok(&["stop", "-p", "lab", "-H"]);
     let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "lab", "--json"])).unwrap();

@@ -356,7 +356,8 @@ pub fn summary(op: &str, outcomes: &[Outcome]) -> (String, bool) {
         s += &format!("  {:width$}  {word:7} {}{}\n", o.label(), o.message, if o.retry { " (worth retrying)" } else { "" });
     }
     if failed > 0 {
-        s += &format!("{failed} of {} failed\n", outcomes.len());
+        let n = outcomes.len();
+        s += &format!("{failed} of {n} {} failed\n", if machines == n { if n == 1 { "host" } else { "hosts" } } else { "steps" });
     }
     (crate::term::escape_lines(&s).into_owned(), failed == 0)
 }
