@@ -12,15 +12,29 @@ fn mln() -> Command {
 
 #[test]
 fn check_is_silent_on_a_good_file() {
-    mln().args(["check", "examples/lab.mln", "examples/oneVM.mln"]).assert().success().stdout("").stderr("");
-    // The paper's DES hash, accepted with `des_hashes`: a warning only.
+    mln().args(["check", "examples/lab.mln", "examples/quickstart.mln"]).assert().success().stdout("").stderr("");
+    // The paper's DES hash, accepted with `des_hashes`, and its nodes on
+    // no switch: warnings only.
     mln()
         .args(["check", "examples/mpi_cluster.mln"])
         .assert()
         .success()
         .stdout("")
         .stderr(predicate::str::contains("mln::password::weak"))
+        .stderr(predicate::str::contains("mln::network::user_mode"))
+        // At the superclass's `network eth0`, where a `switch` would go,
+        // not at the autoenum block that gave each node its address.
+        .stderr(predicate::str::contains("examples/mpi_cluster.mln:34:5"))
         .stderr(predicate::str::contains("error").not());
+    // An interface on no switch: said at its block, once however many
+    // hosts inherit it.
+    mln()
+        .args(["check", "examples/oneVM.mln"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains("interface `eth0` has neither `switch` nor `bridge`: it gets user-mode networking"))
+        .stderr(predicate::str::contains("examples/oneVM.mln:15:5"));
 }
 
 #[test]
@@ -31,7 +45,7 @@ fn check_reports_every_problem_and_fails() {
         .failure()
         .stderr(predicate::str::contains("9 errors, 0 warnings"))
         .stderr(predicate::str::contains("tests/diagnostics/bad_values.mln:5:5"))
-        .stderr(predicate::str::contains("tests/diagnostics/bad_values.mln:15:9"));
+        .stderr(predicate::str::contains("tests/diagnostics/bad_values.mln:16:9"));
 }
 
 #[test]
@@ -57,7 +71,9 @@ fn plan_json_has_the_documented_fields() {
     assert_eq!(h["vcpus"], 1);
     assert_eq!(h["template"], "ubuntu-server-cluster.ext3");
     assert_eq!(h["disk_mib"], 700);
-    assert_eq!(h["term"], "screen");
+    // MLN's `term` has no effect, and is not in the plan.
+    assert!(!h.as_object().unwrap().contains_key("term"));
+    assert!(!h.as_object().unwrap().contains_key("xen_extra"));
     let i = &h["interfaces"][0];
     assert_eq!(i["name"], "eth0");
     assert_eq!(i["address"], "128.39.74.156");
@@ -100,7 +116,7 @@ fn explain_names_every_place() {
         .success()
         .stdout(predicate::str::contains("node07 network.eth0.gateway = 128.39.74.1"))
         .stdout(predicate::str::contains("examples/mpi_cluster.mln:37:9: inherited from superclass hosts"))
-        .stdout(predicate::str::contains("$gateway_address = 128.39.74.1 (defined at examples/mpi_cluster.mln:11:5)"))
+        .stdout(predicate::str::contains("$gateway_address = 128.39.74.1 (defined at examples/mpi_cluster.mln:10:5)"))
         .stdout(predicate::str::contains("made by the `autoenum` plugin"));
     mln()
         .args(["explain", "examples/inheritance.mln", "web2", "network.eth0.gateway"])
