@@ -383,6 +383,9 @@ impl Builder<'_> {
         let canonical = kw.alias_of.unwrap_or(kw.name);
         let canonical = if canonical == "*" { key.as_str() } else { canonical };
         let args = s.args();
+        if ctx == Context::Host && nested.is_none() && kw.plugin.is_none() {
+            self.host_keyword(canonical, s);
+        }
         let vdef = |words: &[Word]| ValueDef { text: Text::Words(words.to_vec()), span: s.head_span(), scope: def };
         // `groups { NAME { members } }`: a group's name is its key.
         if kw.name == "*" && nested.is_some_and(|n| n.name == "groups") {
@@ -482,6 +485,34 @@ impl Builder<'_> {
                 };
                 *target = sec;
             }
+        }
+    }
+
+    /// MLN keywords mln accepts only to say what becomes of them: where
+    /// they are written, whether or not a host inherits them.
+    fn host_keyword(&mut self, key: &str, s: &Statement) {
+        let args = s.args();
+        let value_span = match (args.first(), args.last()) {
+            (Some(a), Some(b)) => a.span.to(b.span),
+            _ => s.head_span(),
+        };
+        match key {
+            "term" => self.diags.push(
+                Diagnostic::warning("mln::term::no_effect", "`term` has no effect: it chose the terminal of User-Mode Linux consoles")
+                    .label(s.head_span(), "ignored")
+                    .help("KVM and Xen guests have a serial console, which `mln console HOST` reads; remove `term`"),
+            ),
+            "filepath" if !args.is_empty() => self.diags.push(
+                Diagnostic::error("mln::filepath::refused", "`filepath` is refused: a project file does not choose where disks go")
+                    .label(value_span, "a disk here would be written wherever the project file says")
+                    .help("disks are kept in mln's state directory, in a directory per project and host; `--state-dir` moves it; remove `filepath`"),
+            ),
+            "xen_extra" if s.block.is_some() || !args.is_empty() => self.diags.push(
+                Diagnostic::error("mln::xen_extra::refused", "`xen_extra` is refused: raw Xen configuration lines have no place in a libvirt domain")
+                    .label(s.head_span(), "these lines would be dropped")
+                    .help("mln defines Xen guests through libvirt, whose domain XML has no way to pass `xl` configuration lines; remove `xen_extra`, or say in an issue which setting you need"),
+            ),
+            _ => {}
         }
     }
 

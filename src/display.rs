@@ -76,7 +76,9 @@ fn row(h: &Host) -> Vec<String> {
 }
 
 /// The resolved project in MLN syntax: every host with everything it
-/// inherits written out, no superclasses, no variables.
+/// inherits written out, no variables. A host still names its nearest
+/// superclass, which stands empty before the hosts: the plan records it,
+/// and the output compiles to the same plan.
 pub fn resolved_tree(tree: &Definitions, global: &RSection, switches: &[(String, RSection)], hosts: &[ResolvedHost]) -> String {
     let mut out = String::from("global {\n");
     for (k, item) in &global.entries {
@@ -94,11 +96,22 @@ pub fn resolved_tree(tree: &Definitions, global: &RSection, switches: &[(String,
         section_out(s, &tree.core.switch, 1, &mut out);
         out.push_str("}\n");
     }
+    let nearest = |h: &ResolvedHost| h.chain.get(1).map(|id| tree.def(*id).name.as_str());
+    let mut parents: Vec<&str> = Vec::new();
+    for p in hosts.iter().filter_map(nearest) {
+        if !parents.contains(&p) {
+            parents.push(p);
+        }
+    }
+    for p in parents {
+        let _ = writeln!(out, "superclass {} {{\n    # what it gives is written out in each host\n}}", quote(p, true));
+    }
     for h in hosts {
         let _ = writeln!(out, "host {} {{", quote(&h.name, true));
         let mut s = h.section.clone();
-        if let Some(RItem::Value(v)) = s.entries.shift_remove("superclass") {
-            let _ = writeln!(out, "    # inherits from {} (written out below)", v.text);
+        s.entries.shift_remove("superclass");
+        if let Some(p) = nearest(h) {
+            let _ = writeln!(out, "    superclass {}", quote(p, true));
         }
         section_out(&s, &tree.core.host, 1, &mut out);
         out.push_str("}\n");

@@ -22,7 +22,8 @@ pub enum Ty {
     /// A crypt(3) hash. Taken literally (`$6$...` is no variable) unless the
     /// whole value is one variable reference.
     Hash,
-    /// `xterm`, `screen` or `none`.
+    /// `xterm`, `screen` or `none` (for plugins; the core's `term` is
+    /// ignored with a warning).
     Term,
     /// A single name without spaces.
     Name,
@@ -161,6 +162,8 @@ pub fn core() -> CoreSchemas {
         .with("size", Value(Ty::Size))
         .with("free_space", Value(Ty::Size))
         .with("swap", Value(Ty::Size))
+        // Refused where written (definitions.rs): known, so the message
+        // says why rather than "unknown keyword".
         .with("filepath", Value(Ty::Text))
         .with("clone", Value(Ty::Name))
         .with("lvm", Flag)
@@ -169,7 +172,8 @@ pub fn core() -> CoreSchemas {
         .with("memory", Value(Ty::Size))
         .with("vcpus", Value(Ty::Int))
         .with("cpus", Value(Ty::Text))
-        .with("term", Value(Ty::Term))
+        // Accepted with a warning (no effect): definitions.rs.
+        .with("term", Value(Ty::Text))
         .with("boot_order", Value(Ty::Int))
         .with("kernel", Value(Ty::Text))
         .with("ramdisk", Value(Ty::Text))

@@ -123,6 +123,19 @@ fn every_problem_in_one_run() {
             ],
         ),
         ("unused", &["mln::switch::unused", "mln::superclass::unused", "mln::disk::size_ignored"]),
+        (
+            "keywords",
+            &[
+                "mln::term::no_effect",
+                "mln::xen_extra::refused",
+                "mln::value::cpuset",
+                "mln::value::size",
+                "mln::filepath::refused",
+                "mln::value::cpuset",
+                "mln::network::user_mode",
+                "mln::value::range",
+            ],
+        ),
     ];
     for (name, want) in cases {
         let c = compile_disk(&std::path::Path::new("tests/diagnostics").join(format!("{name}.mln")));

@@ -15,6 +15,7 @@ fn spec<'a>(plan: &mln::plan::Plan, h: &'a mln::plan::Host, kvm_works: bool) -> 
         domain_type: t,
         disk: Some((dir.join(if t == DomainType::Xen { "disk.img" } else { "disk.qcow2" }), if t == DomainType::Xen { "raw" } else { "qcow2" })),
         seed: Some(dir.join("seed.img")),
+        swap: h.swap_mib.map(|_| dir.join("swap.img")),
         kernel: h.kernel.as_ref().map(|k| (PathBuf::from(k), h.ramdisk.as_ref().map(PathBuf::from), "root=/dev/xvda ro console=hvc0".into())),
         console_log: dir.join("console.log"),
         nics: h.interfaces.iter().map(|i| match &i.switch {
@@ -64,6 +65,30 @@ fn xen_hvm_domain() {
     assert!(xml.contains("<type>hvm</type>") && xml.contains("hvmloader") && xml.contains("port='5905'"));
     validate(&xml);
     insta::assert_snapshot!(xml);
+}
+
+#[test]
+fn pinned_cpus_and_a_swap_disk() {
+    let c = compile_mem(&[(
+        "/p/p.mln",
+        "global { project pin }\nswitch lan { }\nhost a {\n vcpus 2\n cpus 0-3, ^2\n swap 512M\n network eth0 { switch lan }\n}\nhost x {\n xen\n hvm\n cpus 1\n swap 1G\n}\n",
+    )]);
+    assert!(c.diags.is_empty(), "{}", rendered(&c));
+    let h = &c.plan.hosts[0];
+    assert_eq!((h.cpus.as_deref(), h.swap_mib), (Some("0-3,^2"), Some(512)));
+    let xml = domain_xml(&spec(&c.plan, h, true));
+    assert!(xml.contains("<vcpu placement='static' cpuset='0-3,^2'>2</vcpu>"), "{xml}");
+    // The root disk, the seed, then the swap disk: writable, raw.
+    let at = |f: &str| xml.find(f).unwrap_or_else(|| panic!("{f} in {xml}"));
+    assert!(at("disk.qcow2") < at("seed.img") && at("seed.img") < at("swap.img"));
+    assert!(xml.contains("<driver name='qemu' type='raw'/>\n      <source file='/var/lib/mln/pin/a/swap.img'/>\n      <target dev='vdc' bus='virtio'/>\n    </disk>"), "{xml}");
+    validate(&xml);
+    insta::assert_snapshot!(xml);
+    // Xen: the same pinning; the swap disk on the Xen bus.
+    let x = &c.plan.hosts[1];
+    let xml = domain_xml(&spec(&c.plan, x, false));
+    assert!(xml.contains("<vcpu placement='static' cpuset='1'>1</vcpu>") && xml.contains("<target dev='xvdc' bus='xen'/>"), "{xml}");
+    validate(&xml);
 }
 
 #[test]

@@ -51,6 +51,7 @@ fn guests_boot_with_their_planned_configuration() {
             domain_type: DomainType::for_host(h, false).unwrap(),
             disk: None,
             seed: Some(dir.join("seed.img")),
+            swap: None,
             kernel: Some((guest.join("vmlinuz"), Some(guest.join("initrd.gz")), "console=ttyS0 quiet".into())),
             console_log: dir.join("console.log"),
             nics: h.interfaces.iter().map(|_| Nic::User).collect(),

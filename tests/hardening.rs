@@ -185,6 +185,34 @@ fn a_hosts_own_kernel_is_booted_from_a_private_copy() {
 }
 
 #[test]
+fn a_swap_disk_is_made_private_formatted_recorded_and_attached() {
+    no_kvm();
+    let d = tempfile::tempdir().unwrap();
+    let state = State::open(&d.path().join("state")).unwrap();
+    let places = LocalPlaces::new(&state, "test:///default".into(), templates(d.path()));
+    let env = Runtime { state: &state, places: &places, hooks: &NoHooks, telemetry: &Quiet };
+    let plan = plan_of("global { project swp }\nhost a {\n template t\n swap 32M\n}\n");
+    let outcomes = env.build(&plan, Path::new("p.mln"), BuildOptions::default()).unwrap();
+    assert!(outcomes.iter().all(Outcome::ok), "{outcomes:?}");
+    let swap = state.host_dir("swp", "a").unwrap().join("swap.img");
+    let meta = std::fs::metadata(&swap).unwrap();
+    assert_eq!(mode(&swap), 0o600);
+    assert_eq!(meta.len(), 32 << 20);
+    assert!(meta.blocks() * 512 < meta.len() / 4, "sparse: {} blocks", meta.blocks());
+    // mkswap's signature ends the first 4 KiB page; the label follows the
+    // header (struct swap_header_v1_2: 1 KiB boot block, then version,
+    // last page, bad pages, 16 bytes of UUID, then the 16-byte label).
+    let bytes = std::fs::read(&swap).unwrap();
+    assert_eq!(&bytes[4086..4096], b"SWAPSPACE2");
+    assert_eq!(&bytes[1024 + 12 + 16..1024 + 12 + 16 + 9], b"mln-swap\0");
+    assert!(state.resources("swp").unwrap().iter().any(|r| r.kind == ResourceKind::Disk && r.ident == swap.display().to_string()));
+    let xml = places.libvirt().unwrap().connection().domain("a.swp").unwrap().xml_desc(0).unwrap();
+    assert!(xml.contains(&format!("<source file='{}'", swap.display())), "{xml}");
+    env.remove("swp").unwrap();
+    assert!(!swap.exists(), "removed with the host");
+}
+
+#[test]
 fn user_ids_never_wrap_into_root_in_a_filesystem_template() {
     let mut plan = plan_of("global { project fst }\nhost a {\n users {\n  svc $6$stud$T1qxsIAkoJxCEehrQthdbY4kAgXdBKfWWNSdoV4KnhuRcrxC3aBr1ZkG4hP.Lvh1hDeRJ0hNIgZTyxE8oo2kG/ /home/svc\n  intern $6$stud$T1qxsIAkoJxCEehrQthdbY4kAgXdBKfWWNSdoV4KnhuRcrxC3aBr1ZkG4hP.Lvh1hDeRJ0hNIgZTyxE8oo2kG/\n }\n}\n");
     let none = Path::new("/nonexistent/image");

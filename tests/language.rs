@@ -25,8 +25,8 @@ fn includes_are_relative_to_the_including_file() {
 
 #[test]
 fn statements_end_at_semicolons_and_braces_anywhere() {
-    let p = plan("global { project p }\nhost a{memory 64M; vcpus 2; term none}");
-    assert_eq!((p.hosts[0].memory_mib, p.hosts[0].vcpus, p.hosts[0].term.as_deref()), (64, 2, Some("none")));
+    let p = plan("global { project p }\nhost a{memory 64M; vcpus 2; boot_order 3}");
+    assert_eq!((p.hosts[0].memory_mib, p.hosts[0].vcpus, p.hosts[0].boot_order), (64, 2, 3));
 }
 
 #[test]

@@ -48,6 +48,8 @@ pub struct DomainSpec<'a> {
     pub disk: Option<(PathBuf, &'static str)>,
     /// The NoCloud seed image, attached read-only.
     pub seed: Option<PathBuf>,
+    /// The swap disk (raw, `mkswap`ed), attached after the others.
+    pub swap: Option<PathBuf>,
     /// Direct kernel boot: kernel, initrd and command line.
     pub kernel: Option<(PathBuf, Option<PathBuf>, String)>,
     /// Where the serial console is written.
@@ -85,7 +87,15 @@ pub fn domain_xml(s: &DomainSpec) -> String {
         let _ = writeln!(x, "  <description>{}</description>", esc(d));
     }
     let _ = writeln!(x, "  <memory unit='MiB'>{}</memory>", h.memory_mib);
-    let _ = writeln!(x, "  <vcpu>{}</vcpu>", h.vcpus);
+    match &h.cpus {
+        // Pinned: every virtual CPU runs on the set's physical CPUs.
+        Some(set) => {
+            let _ = writeln!(x, "  <vcpu placement='static' cpuset='{}'>{}</vcpu>", esc(set), h.vcpus);
+        }
+        None => {
+            let _ = writeln!(x, "  <vcpu>{}</vcpu>", h.vcpus);
+        }
+    }
     x.push_str("  <os>\n");
     if pv {
         x.push_str("    <type>linux</type>\n");
@@ -131,6 +141,9 @@ pub fn domain_xml(s: &DomainSpec) -> String {
     }
     if let Some(seed) = &s.seed {
         disk(&mut x, seed, "raw", true);
+    }
+    if let Some(swap) = &s.swap {
+        disk(&mut x, swap, "raw", false);
     }
     for (iface, nic) in h.interfaces.iter().zip(&s.nics) {
         let (t, source) = match nic {

@@ -101,6 +101,7 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
     let dir = env.state.host_dir(&plan.project, &h.name)?;
     let name = domain_name(&plan.project, &h.name);
     let seed_path = dir.join("seed.img");
+    let swap_path = h.swap_mib.map(|_| dir.join("swap.img"));
     // A filesystem template is copied raw and configured by writing into
     // it; any other disk template is the backing of an overlay (or copied).
     let fs_template = t.disk.as_ref().is_some_and(|(p, _)| crate::guest::fstemplate::is_ext(p));
@@ -118,6 +119,9 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
     ];
     if t.disk.is_some() {
         rs.push(res(ResourceKind::Disk, disk_path.display().to_string()));
+    }
+    if let Some(p) = &swap_path {
+        rs.push(res(ResourceKind::Disk, p.display().to_string()));
     }
     env.state.record_all(&plan.project, &rs)?;
     std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
@@ -151,6 +155,11 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
         }
         None => None,
     };
+    if let (Some(p), Some(mib)) = (&swap_path, h.swap_mib) {
+        if !p.exists() {
+            make_swap(p, mib).map_err(failed)?;
+        }
+    }
     if !fs_template {
         let seed = crate::guest::seed_files(plan, h, &contents);
         let files: Vec<(&str, &[u8])> = seed.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
@@ -163,6 +172,7 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
         domain_type: DomainType::for_host(h, kvm_works).expect("bare metal was refused above"),
         disk,
         seed: (!fs_template).then_some(seed_path),
+        swap: swap_path,
         kernel: kernel_of(h, t, &dir).map_err(failed)?,
         console_log: dir.join("console.log"),
         nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
@@ -206,12 +216,10 @@ fn private_copy(from: &Path, to: &Path) -> Result<std::path::PathBuf, String> {
     Ok(to.to_path_buf())
 }
 
-fn qemu_img(args: &[&str]) -> Result<String, String> {
+/// If mln is killed, a tool it runs must not go on writing a disk that the
+/// next run will make again (found by the kill -9 test).
+fn dies_with_mln(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new("qemu-img");
-    cmd.args(args);
-    // If mln is killed, its qemu-img must not go on writing a disk that the
-    // next run will make again (found by the kill -9 test).
     // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
     unsafe {
         cmd.pre_exec(|| {
@@ -221,6 +229,50 @@ fn qemu_img(args: &[&str]) -> Result<String, String> {
             Ok(())
         });
     }
+}
+
+/// The swap disk: a sparse raw file of `mib` MiB, formatted on this machine
+/// by util-linux's `mkswap` with the label the guest mounts it by
+/// (`mln-swap`) and 4 KiB pages (an x86-64 guest's). Private, made under a
+/// temporary name and renamed, so an interrupted build leaves no half disk.
+fn make_swap(path: &Path, mib: u64) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.set_len(mib << 20).map_err(|e| format!("cannot size {}: {e}", tmp.display()))?;
+    drop(f);
+    crate::state::make_private(&tmp).map_err(|e| e.to_string())?;
+    // mkswap lives in sbin, which a user's PATH may lack.
+    let mut last = String::new();
+    for exe in ["mkswap", "/usr/sbin/mkswap", "/sbin/mkswap"] {
+        let mut cmd = Command::new(exe);
+        cmd.args(["-L", "mln-swap", "-p", "4096"]).arg(&tmp);
+        dies_with_mln(&mut cmd);
+        match cmd.output() {
+            Ok(out) if out.status.success() => {
+                return std::fs::rename(&tmp, path).map_err(|e| format!("cannot place {}: {e}", path.display()));
+            }
+            Ok(out) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(format!("mkswap: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    let _ = std::fs::remove_file(&tmp);
+    Err(format!("cannot run mkswap (util-linux): {last}"))
+}
+
+fn qemu_img(args: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(args);
+    dies_with_mln(&mut cmd);
     let out = cmd.output().map_err(|e| format!("cannot run qemu-img: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())

@@ -121,6 +121,14 @@ pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Result
     if !h.shutdown.is_empty() {
         out.push(("/etc/mln/shutdown.sh".into(), format!("#!/bin/sh\n{}\n", h.shutdown.join("\n")), 0o755));
     }
+    if h.swap_mib.is_some() {
+        // The image's own fstab, with the swap disk's line once (a build
+        // run again finds the line it wrote).
+        let spec = crate::guest::SWAP_SPEC;
+        let mut fstab: String = base("/etc/fstab").lines().filter(|l| l.split_whitespace().next() != Some(spec)).map(|l| format!("{l}\n")).collect();
+        fstab += &format!("{spec}\tnone\tswap\tsw\t0\t0\n");
+        out.push(("/etc/fstab".into(), fstab, 0o644));
+    }
     if !h.modules.is_empty() {
         out.push(("/etc/modules".into(), format!("{}{}\n", base("/etc/modules"), h.modules.join("\n")), 0o644));
     }

@@ -9,6 +9,10 @@ use crate::plan::{Host, Plan};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+/// How a guest finds its swap disk: the label `mkswap -L` gives it at
+/// build.
+pub const SWAP_SPEC: &str = "LABEL=mln-swap";
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeedFiles {
     pub meta_data: String,
@@ -124,13 +128,21 @@ fn user_data(h: &Host, files: &[String]) -> Value {
     if !h.shutdown.is_empty() {
         ud.insert("runcmd".into(), json!(["systemctl enable --now mln-shutdown.service || true"]));
     }
-    if !h.mounts.is_empty() {
-        let m: Vec<Value> = h
-            .mounts
-            .iter()
-            .map(|m| json!([m.source, m.mountpoint, m.fstype, m.options.clone().unwrap_or_else(|| "defaults".into())]))
-            .collect();
-        ud.insert("mounts".into(), Value::Array(m));
+    // fstab entries in fstab's field order; cloud-init fills the two it is
+    // not given with `0` and `2`.
+    let mut mounts: Vec<Value> = h
+        .mounts
+        .iter()
+        .map(|m| json!([m.source, m.mountpoint, m.fstype, m.options.clone().unwrap_or_else(|| "defaults".into())]))
+        .collect();
+    if h.swap_mib.is_some() {
+        // The swap disk, found by the label mkswap gave it (whatever the
+        // disk's name in the guest); no fsck pass for swap. cloud-init runs
+        // `swapon -a` when it writes a swap entry.
+        mounts.push(json!([SWAP_SPEC, "none", "swap", "sw", "0", "0"]));
+    }
+    if !mounts.is_empty() {
+        ud.insert("mounts".into(), Value::Array(mounts));
     }
     Value::Object(ud)
 }

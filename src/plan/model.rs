@@ -43,18 +43,21 @@ pub struct Host {
     pub service_host: Option<String>,
     pub memory_mib: u64,
     pub vcpus: u32,
-    /// Physical CPUs to pin to (Xen `cpus`), as written.
+    /// Physical CPUs the virtual CPUs are pinned to (`cpus`, Xen's
+    /// syntax, which is libvirt's `cpuset`): `0-3,^2`, checked and written
+    /// without spaces.
     pub cpus: Option<String>,
     pub template: String,
     /// Planned disk size; None when `free_space` asks for template + N.
     pub disk_mib: Option<u64>,
     pub free_space_mib: Option<u64>,
+    /// A swap disk of this size (at least 1), attached after the root disk
+    /// and the seed, labelled `mln-swap`.
     pub swap_mib: Option<u64>,
     pub disk_mode: DiskMode,
     pub lvm_vg: Option<String>,
     pub lvm_options: Option<String>,
     pub boot_order: u32,
-    pub term: Option<String>,
     pub kernel: Option<String>,
     pub ramdisk: Option<String>,
     pub hvm: bool,
@@ -71,7 +74,6 @@ pub struct Host {
     pub files: Vec<FileCopy>,
     pub mounts: Vec<Mount>,
     pub modules: Vec<String>,
-    pub xen_extra: Vec<String>,
     /// What each plugin's configure hook produced for this host, by plugin
     /// name, in plugin order.
     pub plugins: IndexMap<String, PluginOutput>,

@@ -154,21 +154,27 @@ impl Typer<'_> {
                 None => DiskMode::Linked,
             }
         };
-        let term = s.value("term").and_then(|v| match v.text.as_str() {
-            "xterm" | "screen" | "none" => Some(v.text.clone()),
-            _ => {
-                let e = Bad { message: format!("unknown terminal `{}`", v.text), help: Some("use `xterm`, `screen` or `none`".into()) };
-                self.report(v.origin.span, e, "mln::value::choice");
+        let cpus = s.value("cpus").and_then(|v| match values::cpuset(&v.text) {
+            Ok(c) => Some(c),
+            Err(_) if v.is_broken() => None,
+            Err((code, e)) => {
+                self.report(v.origin.span, e, code);
                 None
             }
         });
+        let swap_mib = self.size_mib(s, "swap");
+        if swap_mib == Some(0) {
+            if let Some(v) = s.value("swap") {
+                self.report(v.origin.span, Bad { message: "swap must be at least 1M".into(), help: Some("leave `swap` out for no swap disk".into()) }, "mln::value::size");
+            }
+        }
         for (key, kind) in [("template", NameKind::Template), ("service_host", NameKind::ServiceHost)] {
             if let Some(v) = s.value(key) {
                 self.name(v, kind, &v.text, v.origin.span);
             }
         }
         let root_password_hash = s.value("root_password").and_then(|v| self.hash(v, &v.text.clone()));
-        let interfaces = self.interfaces(&r.name, s);
+        let interfaces = self.interfaces(r, kind);
         let mut nameservers = vec![];
         if let Some(v) = s.value("nameserver") {
             for w in &v.words {
@@ -184,18 +190,17 @@ impl Typer<'_> {
             service_host: txt("service_host"),
             memory_mib,
             vcpus,
-            cpus: txt("cpus"),
+            cpus,
             template: txt("template").unwrap_or_else(|| DEFAULT_TEMPLATE.to_string()),
             disk_mib,
             free_space_mib,
-            swap_mib: self.size_mib(s, "swap"),
+            swap_mib: swap_mib.filter(|m| *m > 0),
             disk_mode,
             lvm_vg: txt("lvm_vg"),
             lvm_options: s.value("lvm").map(|v| v.text.clone()).filter(|t| !t.is_empty()),
             boot_order: self
                 .uint32(s, "boot_order", 0, u32::MAX, "boot orders are 32-bit numbers")
                 .unwrap_or(DEFAULT_BOOT_ORDER),
-            term,
             kernel: self.boot_file(s, "kernel"),
             ramdisk: self.boot_file(s, "ramdisk"),
             hvm: s.has("hvm"),
@@ -212,7 +217,6 @@ impl Typer<'_> {
             files: self.files(s),
             mounts: self.mounts(s),
             modules: s.lines("modules").iter().flat_map(|l| l.words.clone()).collect(),
-            xen_extra: s.lines("xen_extra").iter().map(|l| l.text.clone()).collect(),
             plugins: IndexMap::new(),
             plugin_settings: self.plugin_settings(s),
         }
@@ -245,7 +249,23 @@ impl Typer<'_> {
         }
     }
 
-    fn interfaces(&mut self, host: &str, s: &RSection) -> Vec<Interface> {
+    /// Where the user wrote a host's `network LABEL` block: in the host or
+    /// the nearest superclass that has one; a plugin's (autoenum's) only
+    /// when no one else wrote it.
+    fn network_block_span(&self, r: &ResolvedHost, label: &str, resolved: Span) -> Span {
+        r.chain
+            .iter()
+            .map(|id| self.tree.def(*id))
+            .filter(|d| d.plugin.is_none())
+            .find_map(|d| match d.section.entries.get("network") {
+                Some(crate::definitions::Item::Named(m)) => m.get(label).map(|n| n.span).filter(|s| !s.is_empty()),
+                _ => None,
+            })
+            .unwrap_or(resolved)
+    }
+
+    fn interfaces(&mut self, r: &ResolvedHost, kind: HostKind) -> Vec<Interface> {
+        let (host, s) = (r.name.as_str(), &r.section);
         let Some(nets) = s.named("network") else { return vec![] };
         let mut out = Vec::new();
         for (name, n) in nets {
@@ -254,6 +274,15 @@ impl Typer<'_> {
             }
             if let Some(v) = n.value("bridge") {
                 self.name(v, NameKind::Interface, &v.text, v.origin.span);
+            }
+            // What the backend does then (provision.rs, `nic`); bare-metal
+            // hosts are not built on libvirt.
+            if n.value("switch").is_none() && n.value("bridge").is_none() && kind != HostKind::Baremetal {
+                self.diags.push(
+                    Diagnostic::warning("mln::network::user_mode", format!("interface `{}` has neither `switch` nor `bridge`: it gets user-mode networking", crate::term::escape(name)))
+                        .label(self.network_block_span(r, name, n.span), "on no switch")
+                        .help("a guest on QEMU's user-mode networking reaches nothing but QEMU's own services (DHCP, DNS, outgoing NAT): not the other hosts, and nothing reaches it; give it `switch NAME`, or `bridge NAME` for an existing host bridge"),
+                );
             }
             let mut address = None;
             let mut dhcp = false;

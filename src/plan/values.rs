@@ -229,6 +229,53 @@ pub fn password(s: &str, des_allowed: bool) -> Result<Option<Bad>, (&'static str
     }
 }
 
+/// The highest CPU number a `cpus` set may name.
+pub const MAX_CPU: u64 = 4095;
+
+/// A set of physical CPUs in Xen's `cpus` syntax, which is libvirt's
+/// `cpuset`: numbers, ranges `A-B` (A at most B) and exclusions `^N`,
+/// separated by commas (`0-3,^2`), each number at most [`MAX_CPU`]. An
+/// exclusion takes out a CPU named before it, and at least one CPU must be
+/// left. Returned without spaces; the error carries its code
+/// (`mln::value::cpuset`, or `mln::value::range` for a number too high).
+pub fn cpuset(s: &str) -> Result<String, (&'static str, Bad)> {
+    let syntax = |m: String| ("mln::value::cpuset", bad(m, Some("write CPU numbers, ranges and exclusions separated by commas, e.g. `0-3,^2`")));
+    let number = |t: &str| -> Result<u64, (&'static str, Bad)> {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(syntax(format!("`{t}` is not a CPU number")));
+        }
+        t.parse::<u64>().ok().filter(|n| *n <= MAX_CPU).ok_or_else(|| {
+            ("mln::value::range", bad(format!("CPU `{t}` is out of range: it must be from 0 to {MAX_CPU}"), Some("libvirt numbers a machine's CPUs from 0")))
+        })
+    };
+    let mut set = std::collections::BTreeSet::new();
+    let mut parts = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(syntax(format!("`{s}` has an empty item between commas")));
+        }
+        if let Some(n) = part.strip_prefix('^') {
+            let n = number(n)?;
+            if !set.remove(&n) {
+                return Err(("mln::value::cpuset", bad(format!("`^{n}` excludes CPU {n}, which nothing before it names"), Some("an exclusion takes a CPU out of the numbers and ranges before it: `0-3,^2`"))));
+            }
+        } else if let Some((a, b)) = part.split_once('-') {
+            let (a, b) = (number(a.trim())?, number(b.trim())?);
+            if a > b {
+                return Err(syntax(format!("the range `{a}-{b}` runs backwards")));
+            }
+            set.extend(a..=b);
+        } else {
+            set.insert(number(part)?);
+        }
+        parts.push(part.split_whitespace().collect::<String>());
+    }
+    if set.is_empty() {
+        return Err(("mln::value::cpuset", bad(format!("`{s}` leaves no CPU"), Some("name at least one CPU that no exclusion takes out"))));
+    }
+    Ok(parts.join(","))
+}
+
 /// Checks a value against a declared type (for plugin blocks, whose
 /// values mln passes on as text).
 pub fn check(ty: crate::schema::Ty, s: &str) -> Result<(), Bad> {
@@ -405,6 +452,19 @@ mod tests {
         // DES with the project's consent: accepted, with a warning.
         assert!(password("VUmaegY1g8q4I", true).unwrap().is_some());
         assert!(password("Summer2024ab", true).is_err(), "12 characters are no DES hash");
+    }
+
+    #[test]
+    fn cpusets_are_xen_and_libvirt_syntax() {
+        for (ok, norm) in [("0", "0"), ("0-3,^2", "0-3,^2"), ("1, 3-5 ,^4", "1,3-5,^4"), ("4095", "4095"), ("2-2", "2-2"), ("0-1,7", "0-1,7")] {
+            assert_eq!(cpuset(ok).map_err(|e| e.1.message).as_deref(), Ok(norm), "{ok}");
+        }
+        for bad in ["", "a", "1,,2", "1,", "3-1", "-1", "1-", "^2", "0-3,^7", "^2,0-3", "0,^0", "1.5", "0x1", "all", "0-3 ^2", "+1"] {
+            assert_eq!(cpuset(bad).map_err(|e| e.0), Err("mln::value::cpuset"), "{bad:?}");
+        }
+        for high in ["4096", "0-4096", "0,^99999999999999999999999"] {
+            assert_eq!(cpuset(high).map_err(|e| e.0), Err("mln::value::range"), "{high:?}");
+        }
     }
 
     #[test]
