@@ -251,7 +251,7 @@ fn stop_modes_and_a_forced_graceful_stop_is_a_warning() {
     assert_eq!(out[0].message, "forced off");
     let out = r.run(None, |rt| rt.start("lab", &StartOptions { hosts: vec!["b1".into()], pause: None }).unwrap());
     assert_eq!(out[0].message, "restored");
-    let (summary, ok) = mln::runtime::summary("stop", &[router.clone()]);
+    let (summary, ok) = mln::runtime::summary("stop", std::slice::from_ref(router));
     assert!(ok && summary.contains("WARNING"), "{summary}");
 }
 

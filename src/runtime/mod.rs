@@ -19,7 +19,7 @@ pub use places::{LocalPlaces, Places};
 pub use status::HostStatus;
 
 pub use crate::machine::BuildOptions;
-use crate::machine::{Backend, Outcome, Status, StopMode};
+use crate::machine::{Backend, MachineError, Outcome, Status, StopMode};
 use crate::plan::{Host, Plan};
 use crate::progress::{Event, Telemetry};
 use crate::state::{Phase, ProjectRecord, State};
@@ -27,6 +27,9 @@ use hooks::Hooks;
 use indexmap::IndexMap;
 use std::path::Path;
 use std::time::Duration;
+
+/// One machine's state, or why it could not be asked.
+type PowerAnswer = Result<crate::machine::PowerState, MachineError>;
 
 pub struct Runtime<'a> {
     pub state: &'a State,
@@ -266,7 +269,7 @@ impl Runtime<'_> {
         let rec = self.state.require(project)?;
         let chosen = self.chosen(&rec, only)?;
         let places = by_place(&chosen);
-        let answers: Vec<(Option<String>, Vec<&Host>, Result<Vec<Result<crate::machine::PowerState, crate::machine::MachineError>>, crate::machine::MachineError>)> =
+        let answers: Vec<(Option<String>, Vec<&Host>, Result<Vec<PowerAnswer>, MachineError>)> =
             std::thread::scope(|s| {
                 let running: Vec<_> = places
                     .iter()
@@ -283,7 +286,7 @@ impl Runtime<'_> {
         for (place, hs, r) in answers {
             for (i, h) in hs.iter().enumerate() {
                 let state = match &r {
-                    Ok(states) => states.get(i).cloned().unwrap_or_else(|| Err(crate::machine::MachineError::Failed("no answer".into()))),
+                    Ok(states) => states.get(i).cloned().unwrap_or_else(|| Err(MachineError::Failed("no answer".into()))),
                     Err(e) => Err(e.clone()),
                 };
                 by_host.insert(h.name.clone(), HostStatus::new(project, h, place.clone(), state));
