@@ -30,6 +30,8 @@ use std::time::Duration;
 
 /// One machine's state, or why it could not be asked.
 type PowerAnswer = Result<crate::machine::PowerState, MachineError>;
+/// A place's hosts and what the place said of them.
+type PlaceAnswer<'p> = (Option<String>, Vec<&'p Host>, Result<Vec<PowerAnswer>, MachineError>);
 
 pub struct Runtime<'a> {
     pub state: &'a State,
@@ -269,7 +271,7 @@ impl Runtime<'_> {
         let rec = self.state.require(project)?;
         let chosen = self.chosen(&rec, only)?;
         let places = by_place(&chosen);
-        let answers: Vec<(Option<String>, Vec<&Host>, Result<Vec<PowerAnswer>, MachineError>)> =
+        let answers: Vec<PlaceAnswer> =
             std::thread::scope(|s| {
                 let running: Vec<_> = places
                     .iter()
