@@ -35,7 +35,7 @@ fn embed_lock(root: &Path) -> Result<std::fs::File, String> {
             return Err(format!("another mln has been using {} for {} s; giving up", root.display(), EMBED_WAIT.as_secs()));
         }
         if !said {
-            eprintln!("mln: waiting for another mln using {}", root.display());
+            tracing::info!("waiting for another mln using {}", root.display());
             said = true;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

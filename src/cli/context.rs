@@ -41,16 +41,21 @@ pub struct Global {
 }
 
 impl Global {
+    /// The library logs what people should know but is not progress
+    /// (an agent installed, a host key recorded, waiting for another mln)
+    /// at `info`: shown as plain `mln: ...` lines by default; `-v` shows
+    /// more, with levels and sources.
     pub fn init_logging(&self) {
-        let level = match self.verbose {
-            0 => "warn",
-            1 => "info",
-            _ => "debug",
-        };
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MLN_LOG").unwrap_or_else(|_| level.into()))
-            .with_writer(std::io::stderr)
-            .init();
+        let filter = |level: &str| tracing_subscriber::EnvFilter::try_from_env("MLN_LOG").unwrap_or_else(|_| level.into());
+        let plain = tracing_subscriber::fmt::format().without_time().with_target(false).with_level(false);
+        match self.verbose {
+            0 => tracing_subscriber::fmt()
+                .event_format(plain)
+                .with_env_filter(filter("warn,mln=info"))
+                .with_writer(std::io::stderr)
+                .init(),
+            v => tracing_subscriber::fmt().with_env_filter(filter(if v == 1 { "info" } else { "debug" })).with_writer(std::io::stderr).init(),
+        }
     }
 
     pub fn style(&self) -> RenderStyle {

@@ -28,7 +28,7 @@ pub async fn run(servers: &[Server], cmd: &str, window: usize, limit: Option<Dur
         }
     })
     .await;
-    servers.iter().zip(results).map(|(s, result)| Ran { host: s.name.clone(), result }).collect()
+    servers.iter().zip(results).map(|(s, result)| Ran { host: s.name.clone(), result: result.map_err(|e| e.to_string()) }).collect()
 }
 
 /// Folded report: one block per distinct output, hosts named as a node

@@ -24,7 +24,7 @@ pub fn fabric_status(ctx: &Ctx, servers: &[Server]) -> Vec<(String, Result<Info,
         let a = attach(&s).await?;
         a.call_as::<Info>(&Request::Info, &|_| {}).await
     }));
-    servers.iter().map(|s| s.name.clone()).zip(answers).collect()
+    servers.iter().map(|s| s.name.clone()).zip(answers.into_iter().map(|a| a.map_err(|e| e.to_string()))).collect()
 }
 
 /// The template push of `mln template push`.
@@ -38,7 +38,7 @@ pub fn push(ctx: &Ctx, servers: &[Server], entry: &str) -> Vec<(String, Result<S
     let fanout = ctx.fabric.fanout;
     let servers = servers.to_vec();
     ctx.rt.block_on(async move {
-        let agents: Vec<Result<Arc<Agent>, String>> = fan_out(&servers, fanout, None, |s| async move { attach(&s).await.map(Arc::new) }).await;
+        let agents: Vec<Result<Arc<Agent>, super::FabricError>> = fan_out(&servers, fanout, None, |s| async move { attach(&s).await.map(Arc::new) }).await;
         let live: Vec<Arc<Agent>> = agents.iter().filter_map(|a| a.as_ref().ok().cloned()).collect();
         let mut pushed = push_entry(&live, &templates, &cache, &entry).await.into_iter();
         servers
@@ -46,7 +46,7 @@ pub fn push(ctx: &Ctx, servers: &[Server], entry: &str) -> Vec<(String, Result<S
             .zip(agents)
             .map(|(s, a)| match a {
                 Ok(_) => pushed.next().unwrap_or_else(|| (s.name.clone(), Err("lost".into()))),
-                Err(e) => (s.name.clone(), Err(e)),
+                Err(e) => (s.name.clone(), Err(e.to_string())),
             })
             .collect()
     })

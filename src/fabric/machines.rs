@@ -22,16 +22,6 @@ pub struct RemoteMachines {
     templates: PathBuf,
 }
 
-/// Whether an error from reaching a host may pass when tried again.
-pub fn classify(e: String) -> MachineError {
-    let permanent = ["HOST KEY", "host key", "no key was accepted", "not ours", "certificate"];
-    if permanent.iter().any(|p| e.contains(p)) {
-        MachineError::Refused(e)
-    } else {
-        MachineError::Transient(e)
-    }
-}
-
 impl RemoteMachines {
     pub fn new(server: Server, rt: tokio::runtime::Handle, templates: PathBuf) -> RemoteMachines {
         RemoteMachines { server, rt, agent: Mutex::new(None), templates }
@@ -43,7 +33,7 @@ impl RemoteMachines {
         if let Some(a) = &*a {
             return Ok(a.clone());
         }
-        let got = Arc::new(self.rt.block_on(attach(&self.server)).map_err(classify)?);
+        let got = Arc::new(self.rt.block_on(attach(&self.server)).map_err(MachineError::from)?);
         *a = Some(got.clone());
         Ok(got)
     }
@@ -61,7 +51,7 @@ impl RemoteMachines {
             Ok(e) => tagged.event(&e),
             Err(_) => tagged.note(None, line),
         };
-        self.rt.block_on(agent.call_as::<T>(req, &progress)).map_err(classify)
+        self.rt.block_on(agent.call_as::<T>(req, &progress)).map_err(MachineError::from)
     }
 
     /// What a host's console printed from `offset` on.

@@ -5,6 +5,7 @@
 //! its protocol, the relay, placement, and the remote backend.
 
 pub mod agent;
+mod error;
 pub mod capacity;
 pub mod config;
 pub mod exec;
@@ -19,3 +20,4 @@ pub mod remote;
 pub mod ssh;
 
 pub use config::{Fabric, Server};
+pub use error::FabricError;

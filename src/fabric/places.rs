@@ -5,7 +5,7 @@
 //! relay for all hosts (not one transfer per host).
 
 use super::config::{Fabric, Server};
-use super::machines::{classify, RemoteMachines};
+use super::machines::RemoteMachines;
 use super::proto::{Info, Request};
 use super::push::push_entry;
 use super::remote::{attach, fan_out, Agent};
@@ -70,10 +70,10 @@ impl Places for FabricPlaces<'_> {
             return out;
         }
         let servers: Vec<Server> = remote.iter().map(|(_, r, _)| r.server.clone()).collect();
-        let agents: Vec<Result<Arc<Agent>, String>> =
+        let agents: Vec<Result<Arc<Agent>, super::FabricError>> =
             self.rt.block_on(fan_out(&servers, self.fanout, None, |s| async move { attach(&s).await.map(Arc::new) }));
         // Live capacity: memory for the VMs not there yet.
-        let infos: Vec<Result<Info, String>> = self.rt.block_on(async {
+        let infos: Vec<Result<Info, super::FabricError>> = self.rt.block_on(async {
             let handles: Vec<_> = agents
                 .iter()
                 .map(|a| {
@@ -88,13 +88,13 @@ impl Places for FabricPlaces<'_> {
                 .collect();
             let mut v = Vec::new();
             for h in handles {
-                v.push(h.await.unwrap_or_else(|e| Err(e.to_string())));
+                v.push(h.await.unwrap_or_else(|e| Err(super::FabricError::Protocol(e.to_string()))));
             }
             v
         });
         for (k, ((i, r, share), info)) in remote.iter().zip(infos).enumerate() {
             match (&agents[k], &info) {
-                (Err(e), _) | (Ok(_), Err(e)) => out[*i] = Err(classify(e.clone())),
+                (Err(e), _) | (Ok(_), Err(e)) => out[*i] = Err(MachineError::from(e.clone())),
                 (Ok(a), Ok(info)) => {
                     r.adopt(a.clone());
                     let new: Vec<&Host> = share

@@ -30,8 +30,8 @@ pub async fn push_entry(agents: &[Arc<Agent>], templates: &Path, cache: &Path, e
         let a = a.clone();
         let entry = entry.to_string();
         holdings.push(tokio::spawn(async move {
-            let r: Result<Vec<Result<Vec<FileSum>, String>>, String> = a.call_as(&Request::Templates { entries: vec![entry] }, &|_| {}).await;
-            r.map(|mut v| v.pop().and_then(Result::ok).unwrap_or_default())
+            let r: Result<Vec<Result<Vec<FileSum>, String>>, _> = a.call_as(&Request::Templates { entries: vec![entry] }, &|_| {}).await;
+            r.map(|mut v| v.pop().and_then(Result::ok).unwrap_or_default()).map_err(|e| e.to_string())
         }));
     }
     let mut outcome: BTreeMap<usize, Result<Vec<String>, String>> = BTreeMap::new();
@@ -120,13 +120,13 @@ async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Ve
         };
         let a = a.clone();
         opening.push(tokio::spawn(async move {
-            let mut s = a.open(&req).await?;
-            let progress = |l: &str| eprintln!("{}: {l}", a.name());
+            let mut s = a.open(&req).await.map_err(|e| e.to_string())?;
+            let progress = |l: &str| tracing::info!("{}: {l}", a.name());
             match tokio::time::timeout(Duration::from_secs(30), s.next(&progress)).await {
                 Ok(Ok(Line::Listening(port))) => Ok((s, port)),
                 Ok(Ok(Line::Error(e))) => Err(e),
                 Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
-                Ok(Err(e)) => Err(e),
+                Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("the receiver did not start within 30 s".into()),
             }
         }));
@@ -162,9 +162,9 @@ async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Ve
         waiting.push((
             i,
             tokio::spawn(async move {
-                s.send_line(&down).await?;
-                let progress = |l: &str| eprintln!("{name}: {l}");
-                let v = s.answer(&progress).await?;
+                s.send_line(&down).await.map_err(|e| e.to_string())?;
+                let progress = |l: &str| tracing::info!("{name}: {l}");
+                let v = s.answer(&progress).await.map_err(|e| e.to_string())?;
                 serde_json::from_value::<Received>(v).map_err(|e| e.to_string())
             }),
         ));

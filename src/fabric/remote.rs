@@ -6,6 +6,7 @@ use super::agent::self_sha256;
 use super::config::Server;
 use super::proto::{Hello, Line, Request, PROTOCOL};
 use super::ssh::{self, quote, Conn, Event, Proc};
+use super::FabricError;
 use crate::term::{escape, escape_lines};
 
 pub struct Agent {
@@ -14,9 +15,9 @@ pub struct Agent {
 }
 
 /// Connects to `server` and makes sure its agent is ours.
-pub async fn attach(server: &Server) -> Result<Agent, String> {
+pub async fn attach(server: &Server) -> Result<Agent, FabricError> {
     let conn = ssh::connect(server).await?;
-    let sha = self_sha256()?;
+    let sha = self_sha256().map_err(FabricError::Agent)?;
     let path = format!("{}/mln-{}", server.agent_dir, &sha[..16]);
     let agent = Agent { conn, path };
     if let Ok(h) = agent.hello().await {
@@ -27,7 +28,10 @@ pub async fn attach(server: &Server) -> Result<Agent, String> {
     agent.upload(&sha).await?;
     let h = agent.hello().await?;
     if h.sha256 != sha || h.protocol != PROTOCOL {
-        return Err(format!("{}: the agent copied to {} reports {} (protocol {}), not ours", server.name, agent.path, h.sha256, h.protocol));
+        return Err(FabricError::Agent(format!(
+            "{}: the agent copied to {} reports {} (protocol {}), not ours",
+            server.name, agent.path, h.sha256, h.protocol
+        )));
     }
     Ok(agent)
 }
@@ -42,18 +46,18 @@ pub struct Session {
 }
 
 impl Session {
-    pub async fn send_line(&mut self, v: &impl serde::Serialize) -> Result<(), String> {
-        let mut line = serde_json::to_vec(v).map_err(|e| e.to_string())?;
+    pub async fn send_line(&mut self, v: &impl serde::Serialize) -> Result<(), FabricError> {
+        let mut line = serde_json::to_vec(v).map_err(|e| FabricError::Protocol(e.to_string()))?;
         line.push(b'\n');
         self.proc.send(&line).await
     }
 
-    pub async fn next(&mut self, progress: &(dyn Fn(&str) + Sync)) -> Result<Line, String> {
+    pub async fn next(&mut self, progress: &(dyn Fn(&str) + Sync)) -> Result<Line, FabricError> {
         loop {
             if let Some(i) = self.out.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.out.drain(..=i).collect();
                 let got: Line = serde_json::from_slice(&line)
-                    .map_err(|e| format!("{}: unreadable answer from the agent ({e}): {}", self.host, escape(String::from_utf8_lossy(&line).trim())))?;
+                    .map_err(|e| FabricError::Protocol(format!("{}: unreadable answer from the agent ({e}): {}", self.host, escape(String::from_utf8_lossy(&line).trim()))))?;
                 // What a service host says reaches a terminal: no escape sequences.
                 return Ok(match got {
                     Line::Error(e) => Line::Error(escape_lines(&e).into_owned()),
@@ -71,20 +75,24 @@ impl Session {
                 }
                 Some(Event::Exit(s)) if s != 0 && self.out.is_empty() => {
                     let err = escape_lines(String::from_utf8_lossy(&self.err).trim()).into_owned();
-                    return Err(format!("{}: the agent exited with status {s}{}", self.host, if err.is_empty() { String::new() } else { format!(": {err}") }));
+                    return Err(FabricError::Remote(format!(
+                        "{}: the agent exited with status {s}{}",
+                        self.host,
+                        if err.is_empty() { String::new() } else { format!(": {err}") }
+                    )));
                 }
                 Some(Event::Exit(_)) => {}
-                None => return Err(format!("{}: the connection closed before the agent answered", self.host)),
+                None => return Err(FabricError::Unreachable(format!("{}: the connection closed before the agent answered", self.host))),
             }
         }
     }
 
     /// Reads to the final answer.
-    pub async fn answer(&mut self, progress: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value, String> {
+    pub async fn answer(&mut self, progress: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value, FabricError> {
         loop {
             match self.next(progress).await? {
                 Line::Ok(v) => return Ok(v),
-                Line::Error(e) => return Err(e),
+                Line::Error(e) => return Err(FabricError::Remote(e)),
                 Line::Listening(_) => {}
             }
         }
@@ -107,16 +115,16 @@ impl Agent {
         &self.conn.server.name
     }
 
-    async fn hello(&self) -> Result<Hello, String> {
+    async fn hello(&self) -> Result<Hello, FabricError> {
         let v = self.call(&Request::Hello, &|_| {}).await?;
-        serde_json::from_value(v).map_err(|e| e.to_string())
+        serde_json::from_value(v).map_err(|e| FabricError::Protocol(e.to_string()))
     }
 
-    async fn upload(&self, sha: &str) -> Result<(), String> {
+    async fn upload(&self, sha: &str) -> Result<(), FabricError> {
         let name = &self.conn.server.name;
-        let exe = std::fs::read("/proc/self/exe").map_err(|e| format!("cannot read our own binary: {e}"))?;
+        let exe = std::fs::read("/proc/self/exe").map_err(|e| FabricError::Agent(format!("cannot read our own binary: {e}")))?;
         let dir = self.path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");
-        let tmp = format!("{}.tmp{}", self.path, &super::relay::token()?[..8]);
+        let tmp = format!("{}.tmp{}", self.path, &super::relay::token().map_err(FabricError::Agent)?[..8]);
         let cmd = format!(
             "mkdir -p {d} && cat > {t} && chmod 755 {t} && sha256sum {t}",
             d = quote(dir),
@@ -126,23 +134,23 @@ impl Agent {
         let got = String::from_utf8_lossy(&out.stdout);
         if out.status != Some(0) || got.split_whitespace().next() != Some(sha) {
             let _ = self.conn.exec(&format!("rm -f {}", quote(&tmp)), b"").await;
-            return Err(format!(
+            return Err(FabricError::Agent(format!(
                 "{name}: copying the agent to {} failed (status {:?}, checksum {}): {}",
                 self.path,
                 out.status,
                 escape(got.split_whitespace().next().unwrap_or("none")),
                 escape_lines(String::from_utf8_lossy(&out.stderr).trim())
-            ));
+            )));
         }
         let out = self.conn.exec(&format!("mv -f {} {}", quote(&tmp), quote(&self.path)), b"").await?;
         if out.status != Some(0) {
-            return Err(format!("{name}: cannot place the agent: {}", escape_lines(String::from_utf8_lossy(&out.stderr).trim())));
+            return Err(FabricError::Agent(format!("{name}: cannot place the agent: {}", escape_lines(String::from_utf8_lossy(&out.stderr).trim()))));
         }
-        eprintln!("mln: {name}: agent installed at {} (sha256 {})", self.path, &sha[..16]);
+        tracing::info!("{name}: agent installed at {} (sha256 {})", self.path, &sha[..16]);
         Ok(())
     }
 
-    pub async fn open(&self, req: &Request) -> Result<Session, String> {
+    pub async fn open(&self, req: &Request) -> Result<Session, FabricError> {
         let proc = self.conn.open(&self.command()).await?;
         let mut s = Session { proc, out: Vec::new(), err: Vec::new(), host: self.name().to_string() };
         s.send_line(req).await?;
@@ -150,24 +158,24 @@ impl Agent {
     }
 
     /// Sends one request and waits for its answer.
-    pub async fn call(&self, req: &Request, progress: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value, String> {
+    pub async fn call(&self, req: &Request, progress: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value, FabricError> {
         let mut s = self.open(req).await?;
         s.answer(progress).await
     }
 
-    pub async fn call_as<T: serde::de::DeserializeOwned>(&self, req: &Request, progress: &(dyn Fn(&str) + Sync)) -> Result<T, String> {
+    pub async fn call_as<T: serde::de::DeserializeOwned>(&self, req: &Request, progress: &(dyn Fn(&str) + Sync)) -> Result<T, FabricError> {
         let v = self.call(req, progress).await?;
-        serde_json::from_value(v).map_err(|e| format!("{}: unexpected answer: {e}", self.name()))
+        serde_json::from_value(v).map_err(|e| FabricError::Protocol(format!("{}: unexpected answer: {e}", self.name())))
     }
 }
 
 /// Runs `f` for every server, at most `window` at once, each within
 /// `limit` when given; results in the servers' order. One slow or dead
 /// host holds only its own slot.
-pub async fn fan_out<T, F, Fut>(servers: &[Server], window: usize, limit: Option<std::time::Duration>, f: F) -> Vec<Result<T, String>>
+pub async fn fan_out<T, F, Fut>(servers: &[Server], window: usize, limit: Option<std::time::Duration>, f: F) -> Vec<Result<T, FabricError>>
 where
     F: Fn(Server) -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, FabricError>> + Send + 'static,
     T: Send + 'static,
 {
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(window.max(1)));
@@ -176,16 +184,16 @@ where
         let fut = f(s.clone());
         let sem = sem.clone();
         handles.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.map_err(|e| e.to_string())?;
+            let _permit = sem.acquire_owned().await.map_err(|e| FabricError::Unreachable(e.to_string()))?;
             match limit {
-                Some(l) => tokio::time::timeout(l, fut).await.unwrap_or_else(|_| Err(format!("no answer within {} s", l.as_secs()))),
+                Some(l) => tokio::time::timeout(l, fut).await.unwrap_or_else(|_| Err(FabricError::Unreachable(format!("no answer within {} s", l.as_secs())))),
                 None => fut.await,
             }
         }));
     }
     let mut out = Vec::new();
     for h in handles {
-        out.push(h.await.unwrap_or_else(|e| Err(format!("internal error: {e}"))));
+        out.push(h.await.unwrap_or_else(|e| Err(FabricError::Protocol(format!("internal error: {e}")))));
     }
     out
 }

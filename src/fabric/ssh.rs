@@ -5,6 +5,7 @@
 //! keepalives so a dead peer is noticed.
 
 use super::config::Server;
+use super::FabricError;
 use super::known_hosts::{self, Verdict};
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
@@ -56,7 +57,7 @@ fn judge(s: &Server, key: &russh::keys::PublicKey) -> Result<(), String> {
         if verdict == Verdict::Unknown && s.accept_new_host_keys {
             match known_hosts::record_new(&s.known_hosts, &s.address, s.port, key) {
                 Ok(Verdict::Unknown) => {
-                    eprintln!("mln: {}: recorded new host key {alg} {fp} in {file}", s.name);
+                    tracing::info!("{}: recorded new host key {alg} {fp} in {file}", s.name);
                     return Ok(());
                 }
                 Ok(v) => verdict = v,
@@ -125,15 +126,18 @@ fn config() -> Arc<client::Config> {
 
 /// Connects, checks the host key and logs in; the whole within the host's
 /// connect timeout.
-pub async fn connect(server: &Server) -> Result<Conn, String> {
+pub async fn connect(server: &Server) -> Result<Conn, FabricError> {
     let limit = Duration::from_secs(server.connect_timeout);
     match tokio::time::timeout(limit, connect_inner(server)).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no SSH session with {} ({}:{}) within {} s", server.name, server.address, server.port, server.connect_timeout)),
+        Err(_) => Err(FabricError::Unreachable(format!(
+            "no SSH session with {} ({}:{}) within {} s",
+            server.name, server.address, server.port, server.connect_timeout
+        ))),
     }
 }
 
-async fn connect_inner(server: &Server) -> Result<Conn, String> {
+async fn connect_inner(server: &Server) -> Result<Conn, FabricError> {
     let verdict = Arc::new(Mutex::new(None));
     let checker = Checker { server: server.clone(), verdict: verdict.clone() };
     let addr = (server.address.as_str(), server.port);
@@ -141,9 +145,15 @@ async fn connect_inner(server: &Server) -> Result<Conn, String> {
         Ok(h) => h,
         Err(e) => {
             if let Some(why) = verdict.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                return Err(why);
+                return Err(FabricError::HostKey(why));
             }
-            return Err(format!("cannot connect to {} ({}:{}): {}", server.name, server.address, server.port, crate::term::escape(&e.to_string())));
+            return Err(FabricError::Unreachable(format!(
+                "cannot connect to {} ({}:{}): {}",
+                server.name,
+                server.address,
+                server.port,
+                crate::term::escape(&e.to_string())
+            )));
         }
     };
     let mut tried = Vec::new();
@@ -176,22 +186,22 @@ async fn connect_inner(server: &Server) -> Result<Conn, String> {
         let r = handle
             .authenticate_publickey(&server.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
             .await
-            .map_err(|e| format!("{}: authentication failed: {}", server.name, crate::term::escape(&e.to_string())))?;
+            .map_err(|e| FabricError::Unreachable(format!("{}: authentication failed: {}", server.name, crate::term::escape(&e.to_string()))))?;
         if r.success() {
             return Ok(Conn { handle, server: server.clone() });
         }
         tried.push(path.display().to_string());
     }
     if handle.is_closed() {
-        return Err(format!("{}: the connection closed during authentication", server.name));
+        return Err(FabricError::Unreachable(format!("{}: the connection closed during authentication", server.name)));
     }
-    Err(format!(
+    Err(FabricError::Auth(format!(
         "{}: no key was accepted for {}@{} (tried: {})",
         server.name,
         server.user,
         server.address,
         if tried.is_empty() { "none found: no ssh-agent and no key file".to_string() } else { tried.join(", ") }
-    ))
+    )))
 }
 
 /// Single-quotes a word for the remote shell.
@@ -204,14 +214,15 @@ pub fn quote(s: &str) -> String {
 }
 
 impl Conn {
-    pub async fn open(&self, cmd: &str) -> Result<Proc, String> {
-        let ch = self.handle.channel_open_session().await.map_err(|e| format!("{}: cannot open a channel: {e}", self.server.name))?;
-        ch.exec(true, cmd).await.map_err(|e| format!("{}: cannot run a command: {e}", self.server.name))?;
+    pub async fn open(&self, cmd: &str) -> Result<Proc, FabricError> {
+        let lost = |what: &str, e: russh::Error| FabricError::Unreachable(format!("{}: cannot {what}: {e}", self.server.name));
+        let ch = self.handle.channel_open_session().await.map_err(|e| lost("open a channel", e))?;
+        ch.exec(true, cmd).await.map_err(|e| lost("run a command", e))?;
         Ok(Proc { ch })
     }
 
     /// Runs `cmd` with `input` on its stdin and collects everything.
-    pub async fn exec(&self, cmd: &str, input: &[u8]) -> Result<Output, String> {
+    pub async fn exec(&self, cmd: &str, input: &[u8]) -> Result<Output, FabricError> {
         let mut p = self.open(cmd).await?;
         if !input.is_empty() {
             p.send(input).await?;
@@ -234,12 +245,12 @@ impl Conn {
 }
 
 impl Proc {
-    pub async fn send(&mut self, data: &[u8]) -> Result<(), String> {
-        self.ch.data(data).await.map_err(|e| format!("cannot send: {e}"))
+    pub async fn send(&mut self, data: &[u8]) -> Result<(), FabricError> {
+        self.ch.data(data).await.map_err(|e| FabricError::Unreachable(format!("cannot send: {e}")))
     }
 
-    pub async fn eof(&mut self) -> Result<(), String> {
-        self.ch.eof().await.map_err(|e| format!("cannot send: {e}"))
+    pub async fn eof(&mut self) -> Result<(), FabricError> {
+        self.ch.eof().await.map_err(|e| FabricError::Unreachable(format!("cannot send: {e}")))
     }
 
     /// The next thing the command did; None once its channel closed. Data
