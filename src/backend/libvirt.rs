@@ -18,7 +18,7 @@ pub struct Libvirt {
     _watch: Option<std::process::ChildStdin>,
 }
 
-fn embed_lock(root: &Path) -> Result<std::fs::File, String> {
+fn embed_lock(root: &Path) -> Result<std::fs::File, LibvirtError> {
     use std::os::unix::io::AsRawFd;
     let path = root.join("mln.lock");
     let f = std::fs::OpenOptions::new()
@@ -26,13 +26,17 @@ fn embed_lock(root: &Path) -> Result<std::fs::File, String> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(|e| LibvirtError::local(format!("cannot open {}", path.display()), e))?;
     let deadline = std::time::Instant::now() + EMBED_WAIT;
     let mut said = false;
     // SAFETY: flock on a descriptor we own.
     while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         if std::time::Instant::now() > deadline {
-            return Err(format!("another mln has been using {} for {} s; giving up", root.display(), EMBED_WAIT.as_secs()));
+            return Err(LibvirtError {
+                what: format!("another mln has been using {} for {} s", root.display(), EMBED_WAIT.as_secs()),
+                message: "giving up".into(),
+                retry: true,
+            });
         }
         if !said {
             tracing::info!("waiting for another mln using {}", root.display());
@@ -61,20 +65,50 @@ fn event_loop() {
     });
 }
 
-fn err(what: &str, e: virt::error::Error) -> String {
-    format!("{what}: {e}")
+/// A libvirt call that failed: what was asked, libvirt's message, and
+/// whether the same call may succeed later (a lost or busy connection, a
+/// time-out) as opposed to failing again.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct LibvirtError {
+    pub what: String,
+    pub message: String,
+    pub retry: bool,
+}
+
+impl LibvirtError {
+    /// An error of mln's own around libvirt (a file it could not make).
+    fn local(what: String, message: impl std::fmt::Display) -> LibvirtError {
+        LibvirtError { what, message: message.to_string(), retry: false }
+    }
+}
+
+fn err(what: &str, e: virt::error::Error) -> LibvirtError {
+    use virt::error::ErrorNumber as N;
+    let retry = e.code().is_any(vec![N::NoConnect, N::Rpc, N::OperationTimeout, N::ResourceBusy, N::AgentUnresponsive, N::SystemError]);
+    LibvirtError { what: what.to_string(), message: e.message().to_string(), retry }
+}
+
+impl From<LibvirtError> for crate::machine::MachineError {
+    fn from(e: LibvirtError) -> Self {
+        if e.retry {
+            crate::machine::MachineError::Transient(e.to_string())
+        } else {
+            crate::machine::MachineError::Failed(e.to_string())
+        }
+    }
 }
 
 impl Libvirt {
     /// `qemu:///embed?root=DIR` runs the QEMU driver inside this process:
     /// no daemon. Only one embed root per process (a libvirt limit).
-    pub fn embedded(root: &Path) -> Result<Libvirt, String> {
+    pub fn embedded(root: &Path) -> Result<Libvirt, LibvirtError> {
         let etc = root.join("etc");
-        std::fs::create_dir_all(&etc).map_err(|e| format!("cannot create {}: {e}", etc.display()))?;
+        std::fs::create_dir_all(&etc).map_err(|e| LibvirtError::local(format!("cannot create {}", etc.display()), e))?;
         // QEMU's own output goes to a file, not to virtlogd: no daemon.
         let conf = etc.join("qemu.conf");
         if !conf.exists() {
-            std::fs::write(&conf, "stdio_handler = \"file\"\nremember_owner = 0\n").map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+            std::fs::write(&conf, "stdio_handler = \"file\"\nremember_owner = 0\n").map_err(|e| LibvirtError::local(format!("cannot write {}", conf.display()), e))?;
         }
         // libvirt lets one process at a time use an embedded root, and a
         // process that fails to start the driver cannot try again: so mln
@@ -106,14 +140,14 @@ impl Libvirt {
     }
 
     /// Any URI; an embedded one gets its root prepared as in `embedded`.
-    pub fn connect(uri: &str) -> Result<Libvirt, String> {
+    pub fn connect(uri: &str) -> Result<Libvirt, LibvirtError> {
         match uri.strip_prefix("qemu:///embed?root=") {
             Some(root) => Libvirt::embedded(Path::new(root)),
             None => Libvirt::open(uri),
         }
     }
 
-    pub fn open(uri: &str) -> Result<Libvirt, String> {
+    pub fn open(uri: &str) -> Result<Libvirt, LibvirtError> {
         // libvirt prints errors to stderr by default; we report them.
         virt::error::clear_error_callback();
         event_loop();
@@ -121,26 +155,26 @@ impl Libvirt {
         Ok(Libvirt { conn, uri: uri.to_string(), _embed_lock: None, _watch: None })
     }
 
-    pub fn define(&self, xml: &str) -> Result<Domain, String> {
+    pub fn define(&self, xml: &str) -> Result<Domain, LibvirtError> {
         self.conn.define_domain_xml(xml).map_err(|e| err("cannot define the domain", e))
     }
 
-    pub fn start(&self, name: &str) -> Result<(), String> {
+    pub fn start(&self, name: &str) -> Result<(), LibvirtError> {
         self.domain(name)?.create().map_err(|e| err(&format!("cannot start {name}"), e))
     }
 
-    pub fn domain(&self, name: &str) -> Result<Domain, String> {
+    pub fn domain(&self, name: &str) -> Result<Domain, LibvirtError> {
         self.conn.lookup_domain_by_name(name).map_err(|e| err(&format!("no domain {name}"), e))
     }
 
-    pub fn is_active(&self, name: &str) -> Result<bool, String> {
+    pub fn is_active(&self, name: &str) -> Result<bool, LibvirtError> {
         self.domain(name)?.is_active().map_err(|e| err(name, e))
     }
 
     /// Stops (forcefully) and forgets a domain, with any saved memory
     /// image; a domain already gone is fine, so this can be run again after
     /// an interruption.
-    pub fn destroy_and_undefine(&self, name: &str) -> Result<(), String> {
+    pub fn destroy_and_undefine(&self, name: &str) -> Result<(), LibvirtError> {
         let Ok(d) = self.conn.lookup_domain_by_name(name) else { return Ok(()) };
         if d.is_active().unwrap_or(false) {
             d.destroy().map_err(|e| err(&format!("cannot stop {name}"), e))?;
@@ -154,16 +188,16 @@ impl Libvirt {
     }
 
     /// Asks the guest to shut down (ACPI power button).
-    pub fn shutdown(&self, name: &str) -> Result<(), String> {
+    pub fn shutdown(&self, name: &str) -> Result<(), LibvirtError> {
         self.domain(name)?.shutdown().map_err(|e| err(&format!("cannot shut down {name}"), e))
     }
 
-    pub fn destroy(&self, name: &str) -> Result<(), String> {
+    pub fn destroy(&self, name: &str) -> Result<(), LibvirtError> {
         self.domain(name)?.destroy().map_err(|e| err(&format!("cannot stop {name}"), e))
     }
 
     /// Saves memory state to disk and stops; the next start restores it.
-    pub fn save(&self, name: &str) -> Result<(), String> {
+    pub fn save(&self, name: &str) -> Result<(), LibvirtError> {
         self.domain(name)?.managed_save(0).map_err(|e| err(&format!("cannot save {name}"), e))
     }
 
@@ -178,13 +212,13 @@ impl Libvirt {
     }
 
     /// Names of all domains, running or not.
-    pub fn domains(&self) -> Result<Vec<String>, String> {
+    pub fn domains(&self) -> Result<Vec<String>, LibvirtError> {
         let all = self.conn.list_all_domains(0).map_err(|e| err("cannot list domains", e))?;
         Ok(all.iter().filter_map(|d| d.name().ok()).collect())
     }
 
     /// libvirt's version and every domain with its state.
-    pub fn inventory(&self) -> Result<(String, Vec<(String, String)>), String> {
+    pub fn inventory(&self) -> Result<(String, Vec<(String, String)>), LibvirtError> {
         let v = self.conn.lib_version().map_err(|e| err("cannot ask libvirt's version", e))?;
         let version = format!("{}.{}.{}", v / 1_000_000, v / 1000 % 1000, v % 1000);
         let names = self.domains()?;

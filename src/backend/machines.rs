@@ -42,7 +42,7 @@ impl<'a> LibvirtMachines<'a> {
     }
     /// Connects to `uri` (an embedded one is prepared first).
     pub fn connect(state: &'a State, uri: &str, templates: PathBuf) -> Result<LibvirtMachines<'a>, MachineError> {
-        Ok(LibvirtMachines::new(state, Libvirt::connect(uri).map_err(MachineError::Transient)?, templates))
+        Ok(LibvirtMachines::new(state, Libvirt::connect(uri)?, templates))
     }
     pub fn uri(&self) -> &str {
         &self.lv.uri
@@ -81,7 +81,7 @@ impl Power for LibvirtMachines<'_> {
             PowerState::Absent => Err(MachineError::Refused("not built (run mln build)".into())),
             PowerState::Saved => self.restore(m),
             PowerState::ShutOff => {
-                self.lv.start(&Self::domain(m)).map_err(failed)?;
+                self.lv.start(&Self::domain(m)).map_err(MachineError::from)?;
                 Ok(Done::ok("started"))
             }
         }
@@ -95,17 +95,17 @@ impl Power for LibvirtMachines<'_> {
         }
         match mode {
             StopMode::Save => self.save(m),
-            StopMode::Hard => self.lv.destroy(&name).map(|_| Done::ok("forced off")).map_err(failed),
+            StopMode::Hard => self.lv.destroy(&name).map(|_| Done::ok("forced off")).map_err(MachineError::from),
             StopMode::Graceful { wait } => {
-                self.lv.shutdown(&name).map_err(failed)?;
+                self.lv.shutdown(&name).map_err(MachineError::from)?;
                 let deadline = wait.map(|w| Instant::now() + w);
                 while deadline.is_none_or(|d| Instant::now() < d) {
-                    if !self.lv.is_active(&name).map_err(failed)? {
+                    if !self.lv.is_active(&name).map_err(MachineError::from)? {
                         return Ok(Done::ok("shut down"));
                     }
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                self.lv.destroy(&name).map_err(failed)?;
+                self.lv.destroy(&name).map_err(MachineError::from)?;
                 Ok(Done::warning(format!("did not shut down within {} s: forced off", wait.unwrap_or_default().as_secs())))
             }
         }
@@ -114,11 +114,11 @@ impl Power for LibvirtMachines<'_> {
 
 impl Snapshot for LibvirtMachines<'_> {
     fn save(&self, m: &Machine) -> Result<Done, MachineError> {
-        self.lv.save(&Self::domain(m)).map(|_| Done::ok("saved")).map_err(failed)
+        self.lv.save(&Self::domain(m)).map(|_| Done::ok("saved")).map_err(MachineError::from)
     }
     fn restore(&self, m: &Machine) -> Result<Done, MachineError> {
         // libvirt starts a domain with a managed save image from it.
-        self.lv.start(&Self::domain(m)).map(|_| Done::ok("restored")).map_err(failed)
+        self.lv.start(&Self::domain(m)).map(|_| Done::ok("restored")).map_err(MachineError::from)
     }
 }
 
@@ -161,7 +161,7 @@ impl Provision for LibvirtMachines<'_> {
             let path = std::path::Path::new(&r.ident);
             match r.kind {
                 ResourceKind::Domain => {
-                    self.lv.destroy_and_undefine(&r.ident).map_err(failed)?;
+                    self.lv.destroy_and_undefine(&r.ident).map_err(MachineError::from)?;
                     // QEMU's log of the domain, kept by the embedded driver
                     // in our own root (a daemon keeps its own elsewhere).
                     if self.lv.uri == self.state.embedded_uri() {

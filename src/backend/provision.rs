@@ -177,7 +177,7 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
         console_log: dir.join("console.log"),
         nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
     };
-    env.lv.define(&domain_xml(&spec)).map_err(failed)?;
+    env.lv.define(&domain_xml(&spec)).map_err(MachineError::from)?;
     // Said at every build: such a guest reaches nothing but QEMU's own
     // services, which is rarely what was meant.
     let user: Vec<&str> = h.interfaces.iter().zip(&spec.nics).filter(|(_, n)| **n == Nic::User).map(|(i, _)| i.name.as_str()).collect();
