@@ -158,6 +158,31 @@ impl Global {
     }
 }
 
+impl Global {
+    /// The status of one project's hosts (`status`, `list`).
+    pub fn status_of(&self, state: &State, project: &str, hosts: &[String]) -> Result<Vec<mln::runtime::HostStatus>, String> {
+        let rec = state.require(project).map_err(|e| e.to_string())?;
+        mln::fabric::places::with_places(state, &self.target(state), None, Some(&rec), |places| {
+            mln::runtime::Runtime { state, places, hooks: &mln::runtime::hooks::Shell, telemetry: &mln::progress::Quiet }
+                .status(project, hosts)
+                .map_err(|e| e.to_string())
+        })?
+    }
+}
+
+/// The hosts named with -w, else every host of the fabric.
+pub fn servers(fabric: &mln::fabric::Fabric, hosts: Option<&str>) -> Result<Vec<mln::fabric::Server>, String> {
+    let names = match hosts {
+        Some(h) => mln::fabric::config::expand_nodeset(h)?,
+        None => fabric.names(),
+    };
+    if names.is_empty() {
+        return Err("no service hosts: name them with -w, or list them in a fabric file (--fabric, $MLN_FABRIC)".into());
+    }
+    Ok(names.iter().map(|n| fabric.server(n)).collect())
+}
+
+
 pub fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""

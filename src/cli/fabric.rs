@@ -1,7 +1,7 @@
 //! `mln fabric status|exec`: every service host at once.
 
 use super::context::{fail, Global};
-use mln::fabric::{config, Fabric, Server};
+use mln::fabric::config;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -37,18 +37,6 @@ fn fanout_arg(s: &str) -> Result<usize, String> {
     }
 }
 
-/// The hosts named with -w, else every host of the fabric.
-pub fn servers(fabric: &Fabric, hosts: Option<&str>) -> Result<Vec<Server>, String> {
-    let names = match hosts {
-        Some(h) => config::expand_nodeset(h)?,
-        None => fabric.names(),
-    };
-    if names.is_empty() {
-        return Err("no service hosts: name them with -w, or list them in a fabric file (--fabric, $MLN_FABRIC)".into());
-    }
-    Ok(names.iter().map(|n| fabric.server(n)).collect())
-}
-
 pub fn run(cmd: Command, g: &Global) -> ExitCode {
     let state = match g.open_state() {
         Ok(s) => s,
@@ -61,7 +49,7 @@ pub fn run(cmd: Command, g: &Global) -> ExitCode {
     };
     match cmd {
         Command::Exec { hosts, timeout, fanout, command } => {
-            let list = match servers(&fab, hosts.as_deref()) {
+            let list = match super::context::servers(&fab, hosts.as_deref()) {
                 Ok(l) => l,
                 Err(e) => return fail(e),
             };
@@ -73,7 +61,7 @@ pub fn run(cmd: Command, g: &Global) -> ExitCode {
             ExitCode::from(code)
         }
         Command::Status { hosts, json } => {
-            let list = match servers(&fab, hosts.as_deref()) {
+            let list = match super::context::servers(&fab, hosts.as_deref()) {
                 Ok(l) => l,
                 Err(e) => return fail(e),
             };

@@ -34,7 +34,7 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         // Built: what the machines are doing now. Otherwise the build's
         // phase says it all (`building`: interrupted or running; `failed`).
         let summary = if rec.phase == Phase::Built {
-            match super::status::of(g, &state, &rec.name, &[]) {
+            match g.status_of(&state, &rec.name, &[]) {
                 Ok(list) => {
                     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
                     for s in &list {

@@ -2,8 +2,6 @@
 //! service host and addresses, asked of every place at once.
 
 use super::context::{fail, Global};
-use mln::fabric::places::with_places;
-use mln::runtime::{hooks::Shell, HostStatus, Runtime};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -21,14 +19,6 @@ pub struct Args {
     pub help: Option<bool>,
 }
 
-/// The status of one project's hosts.
-pub fn of(g: &Global, state: &mln::state::State, project: &str, hosts: &[String]) -> Result<Vec<HostStatus>, String> {
-    let rec = state.require(project).map_err(|e| e.to_string())?;
-    with_places(state, &g.target(state), None, Some(&rec), |places| {
-        Runtime { state, places, hooks: &Shell, telemetry: &mln::progress::Quiet }.status(project, hosts).map_err(|e| e.to_string())
-    })?
-}
-
 pub fn run(a: Args, g: &Global) -> ExitCode {
     let state = match g.open_state() {
         Ok(s) => s,
@@ -44,7 +34,7 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
     let mut all = Vec::new();
     let mut ok = true;
     for p in &projects {
-        match of(g, &state, p, &a.hosts) {
+        match g.status_of(&state, p, &a.hosts) {
             Ok(s) => all.extend(s),
             Err(e) => {
                 ok = false;

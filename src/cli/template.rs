@@ -28,7 +28,7 @@ pub fn run(cmd: Command, g: &Global) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let list = match super::fabric::servers(&fab, hosts.as_deref()) {
+    let list = match super::context::servers(&fab, hosts.as_deref()) {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
