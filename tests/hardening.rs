@@ -256,13 +256,18 @@ fn capability_probes_die_with_mln_even_after_kill_9() {
     let d = tempfile::tempdir().unwrap();
     let state = d.path().join("state");
     let root = state.join("libvirt");
-    let mln = || {
+    let t = templates(d.path());
+    let project = d.path().join("p.mln");
+    std::fs::write(&project, "global { project probe }\nhost a { template t }\n").unwrap();
+    let mln = |args: &[&str]| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mln"));
-        c.arg("--state-dir").arg(&state).arg("status").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c.arg("--state-dir").arg(&state).arg("--templates").arg(&t).args(args).arg("-f").arg(&project);
+        c.env("MLN_KVM", "0").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
         c
     };
     // A probe left by an mln killed earlier, as libvirt starts one: the
-    // next mln to use the root ends it.
+    // next mln to open the root (here a dry run, which opens the driver)
+    // ends it.
     let qmp = root.join("lib/qemu/qmp-left");
     std::fs::create_dir_all(&qmp).unwrap();
     let mut left = std::process::Command::new("qemu-system-x86_64")
@@ -272,26 +277,12 @@ fn capability_probes_die_with_mln_even_after_kill_9() {
         .spawn()
         .unwrap();
     eventually("the planted probe runs", || probes::find(&root).len() == 1);
-    assert!(mln().status().unwrap().success());
+    assert!(mln(&["build", "-s"]).status().unwrap().success());
     eventually("the planted probe is gone", || left.try_wait().unwrap().is_some());
     // kill -9 while libvirt probes (defining a domain needs QEMU's
     // capabilities, and the cache is empty): the watcher ends the probe.
     let _ = std::fs::remove_dir_all(root.join("cache"));
-    let t = templates(d.path());
-    std::fs::write(d.path().join("p.mln"), "global { project probe }\nhost a { template t }\n").unwrap();
-    let mut m = std::process::Command::new(env!("CARGO_BIN_EXE_mln"))
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--templates")
-        .arg(&t)
-        .arg("build")
-        .arg("-f")
-        .arg(d.path().join("p.mln"))
-        .env("MLN_KVM", "0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut m = mln(&["build"]).spawn().unwrap();
     let mut seen = false;
     eventually("a probe starts or mln finishes", || {
         seen = !probes::find(&root).is_empty();
