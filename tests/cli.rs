@@ -359,3 +359,18 @@ fn a_dry_run_refuses_what_a_build_would_refuse_and_a_relative_state_dir_works() 
     assert!(line("c").contains("FAILED") && line("c").contains("missing"), "{text}");
     assert!(!dir.path().join("rel/projects/dry").exists(), "nothing made");
 }
+
+#[test]
+fn a_malformed_host_set_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = dir.path().join("servers.txt");
+    std::fs::write(&servers, "h1\n").unwrap();
+    let state = dir.path().join("state");
+    for set in ["x]1[2", "h[3-1]", "h[1-99999999]"] {
+        mln()
+            .args(["--state-dir", state.to_str().unwrap(), "--fabric", servers.to_str().unwrap(), "fabric", "exec", "-w", set, "--", "true"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("panicked").not());
+    }
+}
