@@ -174,6 +174,17 @@ fn a_failing_host_fails_alone_and_a_rerun_resumes_the_build() {
     assert_eq!(failed, ["b1"]);
     assert_eq!(r.state.project("lab").unwrap().unwrap().phase, Phase::Failed);
     assert_eq!(r.state_of("a2"), PowerState::ShutOff, "the other hosts were built");
+    // Each host's own record: where it is, how far it got.
+    let hosts: Vec<(String, Option<String>, Phase)> = r.state.hosts("lab").unwrap().into_iter().map(|h| (h.host, h.place, h.phase)).collect();
+    assert_eq!(
+        hosts,
+        [
+            ("a1".to_string(), None, Phase::Built),
+            ("a2".to_string(), Some("s1".to_string()), Phase::Built),
+            ("b1".to_string(), Some("s1".to_string()), Phase::Failed),
+            ("router".to_string(), None, Phase::Built),
+        ]
+    );
     // Run again without -r: what was built stays, the rest is built.
     r.places.s1.heal("build", "b1");
     r.take_log();
@@ -183,6 +194,7 @@ fn a_failing_host_fails_alone_and_a_rerun_resumes_the_build() {
     assert!(log.contains(&"here: build router (already built)".to_string()), "{log:#?}");
     assert!(log.contains(&"s1: build b1".to_string()), "{log:#?}");
     assert_eq!(r.state.project("lab").unwrap().unwrap().phase, Phase::Built);
+    assert!(r.state.hosts("lab").unwrap().iter().all(|h| h.phase == Phase::Built));
     // Built: a plain build is refused, -r replaces.
     let err = r.run(None, |rt| rt.build(&r.plan, Path::new("lab.mln"), BuildOptions::default()).unwrap_err());
     assert!(err.to_string().contains("already built"), "{err}");
@@ -219,6 +231,7 @@ fn remove_after_a_partial_build_removes_what_exists_everywhere_and_forgets_the_p
     let log = r.take_log();
     assert!(log.contains(&"s1: remove a2".to_string()) && !log.iter().any(|l| l.contains("remove b1")), "{log:#?}");
     assert!(r.state.project("lab").unwrap().is_none());
+    assert!(r.state.hosts("lab").unwrap().is_empty(), "host records go with the project");
 }
 
 #[test]

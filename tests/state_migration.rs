@@ -34,6 +34,10 @@ fn a_release_0_database_is_migrated_on_open() {
     assert_eq!(mixed.connect, "test:///default");
     assert_eq!(state.resources("mixed").unwrap().len(), 1, "the local share's resources are kept");
     assert_eq!(state.project_names().unwrap(), ["mixed", "old"]);
+    // Every host got a record of its own: where it is, its phase.
+    let hosts: Vec<(String, Option<String>, Phase)> = state.hosts("mixed").unwrap().into_iter().map(|h| (h.host, h.place, h.phase)).collect();
+    assert_eq!(hosts, [("a".to_string(), None, Phase::Built), ("b".to_string(), Some("h1".to_string()), Phase::Built)]);
+    assert_eq!(state.hosts("old").unwrap().len(), 2);
     drop(state);
     let c = rusqlite::Connection::open(d.path().join("mln.db")).unwrap();
     let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();

@@ -22,7 +22,7 @@ pub use crate::machine::BuildOptions;
 use crate::machine::{Backend, MachineError, Outcome, Status, StopMode};
 use crate::plan::{Host, Plan};
 use crate::progress::{Event, Telemetry};
-use crate::state::{Phase, ProjectRecord, State};
+use crate::state::{HostRecord, Phase, ProjectRecord, State};
 use hooks::Hooks;
 use indexmap::IndexMap;
 use std::path::Path;
@@ -162,6 +162,15 @@ impl Runtime<'_> {
             plan: plan.clone(),
             places: recorded,
         })?;
+        // Each host where it goes, before anything is made there; hosts
+        // already built keep their phase until this build says otherwise.
+        let known: std::collections::HashMap<String, Phase> = self.state.hosts(&plan.project)?.into_iter().map(|h| (h.host, h.phase)).collect();
+        let records: Vec<HostRecord> = plan
+            .hosts
+            .iter()
+            .map(|h| HostRecord { host: h.name.clone(), place: h.service_host.clone(), phase: known.get(&h.name).copied().unwrap_or(Phase::Building) })
+            .collect();
+        self.state.record_hosts(&plan.project, &records)?;
         let shares: Vec<(Option<String>, Plan)> = places.iter().map(|(p, hs)| (p.clone(), share(plan, hs))).collect();
         let ready = self.places.before_build(&shares, self.telemetry);
         let resume = opts.resume || old.as_ref().is_some_and(|o| o.phase != Phase::Built);
@@ -186,6 +195,15 @@ impl Runtime<'_> {
                 outcomes.extend(r.join().unwrap_or_default());
             }
         });
+        let done: Vec<HostRecord> = plan
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let o = outcomes.iter().find(|o| o.host == h.name)?;
+                Some(HostRecord { host: h.name.clone(), place: h.service_host.clone(), phase: if o.ok() { Phase::Built } else { Phase::Failed } })
+            })
+            .collect();
+        self.state.record_hosts(&plan.project, &done)?;
         let ok = outcomes.iter().all(Outcome::ok);
         self.state.journal(&plan.project, "build", None, ok, if ok { "built" } else { "some hosts failed" });
         self.state.set_phase(&plan.project, if ok { Phase::Built } else { Phase::Failed })?;
@@ -294,7 +312,15 @@ impl Runtime<'_> {
                 by_host.insert(h.name.clone(), HostStatus::new(project, h, place.clone(), state));
             }
         }
-        Ok(chosen.iter().filter_map(|h| by_host.remove(&h.name)).collect())
+        let phases: std::collections::HashMap<String, Phase> = self.state.hosts(project)?.into_iter().map(|h| (h.host, h.phase)).collect();
+        Ok(chosen
+            .iter()
+            .filter_map(|h| by_host.remove(&h.name))
+            .map(|mut s| {
+                s.phase = phases.get(&s.host).copied();
+                s
+            })
+            .collect())
     }
 
     /// Removes everything of the project from every place that may hold

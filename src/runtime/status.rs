@@ -13,6 +13,9 @@ pub struct HostStatus {
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How far its build got, as recorded: `building`, `failed`, `built`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<crate::state::Phase>,
     /// The service host it is on; null: this machine.
     pub service_host: Option<String>,
     /// `ethN=ADDRESS` (or `=dhcp`) per interface.
@@ -30,6 +33,7 @@ impl HostStatus {
             host: h.name.clone(),
             state,
             error,
+            phase: None,
             service_host: place,
             addresses: h
                 .interfaces

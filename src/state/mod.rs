@@ -13,7 +13,7 @@ mod schema;
 pub use error::StateError;
 pub use lock::ProjectLock;
 pub use private::{make_private, write_private};
-pub use records::{redacted, Phase, ProjectRecord, Resource, ResourceKind};
+pub use records::{redacted, HostRecord, Phase, ProjectRecord, Resource, ResourceKind};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 use error::db;
@@ -201,6 +201,39 @@ impl State {
             .map_err(db("set phase"))
     }
 
+    /// Records where hosts are and how far their build got (one
+    /// transaction).
+    pub fn record_hosts(&self, project: &str, hosts: &[HostRecord]) -> Result<(), StateError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(error::db("record hosts"))?;
+        for h in hosts {
+            tx.execute(
+                "INSERT INTO hosts (project, host, place, phase) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(project, host) DO UPDATE SET place = ?3, phase = ?4",
+                params![project, h.host, h.place.as_deref().unwrap_or(""), h.phase.as_str()],
+            )
+            .map_err(error::db("record hosts"))?;
+        }
+        tx.commit().map_err(error::db("record hosts"))
+    }
+
+    /// The hosts recorded for a project, by name.
+    pub fn hosts(&self, project: &str) -> Result<Vec<HostRecord>, StateError> {
+        let db = self.db();
+        let mut st = db.prepare("SELECT host, place, phase FROM hosts WHERE project = ?1 ORDER BY host").map_err(error::db("hosts"))?;
+        let rows = st
+            .query_map([project], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .map_err(error::db("hosts"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (host, place, phase) = row.map_err(error::db("hosts"))?;
+            let phase = Phase::parse(&phase)
+                .ok_or_else(|| StateError::Unreadable { project: project.to_string(), what: "hosts", why: format!("unknown phase `{phase}`") })?;
+            out.push(HostRecord { host, place: (!place.is_empty()).then_some(place), phase });
+        }
+        Ok(out)
+    }
+
     /// Records a resource *before* it is made, so an interruption leaves a
     /// record of everything that may exist (remove tolerates what does not).
     pub fn record(&self, project: &str, r: &Resource) -> Result<(), StateError> {
@@ -265,6 +298,7 @@ impl State {
     pub fn forget_project(&self, project: &str) -> Result<(), StateError> {
         let db = self.db();
         db.execute("DELETE FROM resources WHERE project = ?1", [project]).map_err(error::db("forget"))?;
+        db.execute("DELETE FROM hosts WHERE project = ?1", [project]).map_err(error::db("forget"))?;
         db.execute("DELETE FROM projects WHERE name = ?1", [project]).map_err(error::db("forget"))?;
         Ok(())
     }

@@ -57,6 +57,16 @@ pub struct ProjectRecord {
     pub places: Vec<String>,
 }
 
+/// One host of a project as this state directory knows it: where it is
+/// and how far its build got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostRecord {
+    pub host: String,
+    /// The service host it is on; None: this machine.
+    pub place: Option<String>,
+    pub phase: Phase,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceKind {
     /// A domain, by name.

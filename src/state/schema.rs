@@ -34,11 +34,12 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 ";
 
-/// 0 -> 1: one record per project. A project spread over service hosts
+/// 0 -> 1: one record per project and one per host. A project spread over service hosts
 /// was two rows (its whole plan in `fabric_projects`, the local share in
 /// `projects`); now it is one row with the whole plan and its places, and
 /// the local share's resources stay where they are. `state` becomes
-/// `phase`.
+/// `phase`. Each host gets a record of its own (where it is, its phase),
+/// from its project's plan and phase.
 const V1: &str = "
 ALTER TABLE projects RENAME COLUMN state TO phase;
 ALTER TABLE projects ADD COLUMN places_json TEXT NOT NULL DEFAULT '[]';
@@ -52,6 +53,17 @@ INSERT INTO projects (name, phase, file, connect, plan_json, updated, places_jso
         phase = excluded.phase, file = excluded.file, plan_json = excluded.plan_json,
         updated = excluded.updated, places_json = excluded.places_json;
 DROP TABLE fabric_projects;
+CREATE TABLE IF NOT EXISTS hosts (
+    project TEXT NOT NULL,
+    host TEXT NOT NULL,
+    place TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    PRIMARY KEY (project, host)
+);
+INSERT INTO hosts (project, host, place, phase)
+    SELECT p.name, json_extract(h.value, '$.name'), coalesce(json_extract(h.value, '$.service_host'), ''), p.phase
+    FROM projects p, json_each(p.plan_json, '$.hosts') h WHERE true
+    ON CONFLICT DO NOTHING;
 ";
 
 /// Brings the database to [`VERSION`], in one transaction.
