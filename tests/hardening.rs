@@ -256,6 +256,14 @@ fn capability_probes_die_with_mln_even_after_kill_9() {
     let d = tempfile::tempdir().unwrap();
     let state = d.path().join("state");
     let root = state.join("libvirt");
+    // Whatever happens, no probe of this test is left for the others.
+    struct ReapOnDrop(std::path::PathBuf);
+    impl Drop for ReapOnDrop {
+        fn drop(&mut self) {
+            probes::reap(&self.0);
+        }
+    }
+    let _reap = ReapOnDrop(root.clone());
     let t = templates(d.path());
     let project = d.path().join("p.mln");
     std::fs::write(&project, "global { project probe }\nhost a { template t }\n").unwrap();
@@ -270,15 +278,23 @@ fn capability_probes_die_with_mln_even_after_kill_9() {
     // ends it.
     let qmp = root.join("lib/qemu/qmp-left");
     std::fs::create_dir_all(&qmp).unwrap();
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut left = std::process::Command::new("qemu-system-x86_64")
         .args(["-S", "-no-user-config", "-nodefaults", "-nographic", "-machine", "none,accel=tcg", "-qmp"])
         .arg(format!("unix:{}/qmp.monitor,server=on,wait=off", qmp.display()))
         .stdout(std::process::Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     eventually("the planted probe runs", || probes::find(&root).len() == 1);
     assert!(mln(&["build", "-s"]).status().unwrap().success());
-    eventually("the planted probe is gone", || left.try_wait().unwrap().is_some());
+    eventually("the planted probe is gone", || left.0.try_wait().unwrap().is_some());
     // kill -9 while libvirt probes (defining a domain needs QEMU's
     // capabilities, and the cache is empty): the watcher ends the probe.
     let _ = std::fs::remove_dir_all(root.join("cache"));

@@ -74,8 +74,10 @@ pub fn watch(root: &Path) -> Option<std::process::ChildStdin> {
     stdin
 }
 
-/// The watcher's whole life: wait for the pipe to close, then clean up
-/// if no other mln holds the root.
+/// The watcher's whole life: wait for the pipe to close, then, as soon as
+/// no mln holds the root (another may have taken it meanwhile, or another
+/// watcher be cleaning up), end the probes left there: with the root's lock
+/// held, none of them can belong to a live mln.
 pub fn run_watcher(root: PathBuf) -> std::process::ExitCode {
     use std::io::Read;
     use std::os::unix::io::AsRawFd;
@@ -85,9 +87,18 @@ pub fn run_watcher(root: PathBuf) -> std::process::ExitCode {
     let Ok(lock) = std::fs::OpenOptions::new().write(true).open(root.join("mln.lock")) else {
         return std::process::ExitCode::SUCCESS;
     };
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        reap(&root);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            reap(&root);
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            // The next mln to take the root ends them instead.
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     std::process::ExitCode::SUCCESS
 }

@@ -25,8 +25,19 @@ impl ProjectLock {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
                 .map_err(|e| super::StateError::io(path, "open lock", e))?;
-            // SAFETY: flock on a file descriptor we own.
-            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            // A lock just released can still be held for a moment by a
+            // child forked in between (until its exec closes the copy of
+            // the descriptor): look again for a short while before saying
+            // another mln has it.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            let r = loop {
+                // SAFETY: flock on a file descriptor we own.
+                let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+                if r == 0 || std::time::Instant::now() > deadline {
+                    break r;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            };
             if r != 0 {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
