@@ -414,7 +414,17 @@ fn a_project_built_before_the_schema_change_is_started_stopped_and_removed() {
     let m = Mln::new();
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("up.mln");
-    std::fs::write(&project, "global {\n    project up\n}\nhost u1 {\n    template mln-testguest\n    memory 96M\n}\n").unwrap();
+    // The host boots its own kernel and ramdisk, owned by someone else:
+    // libvirt gets private copies, the originals keep their owner.
+    for f in ["vmlinuz", "initrd.gz"] {
+        std::fs::copy(m.state.path().join("templates/mln-testguest").join(f), dir.path().join(f)).unwrap();
+        std::os::unix::fs::chown(dir.path().join(f), Some(12345), Some(12345)).unwrap();
+    }
+    std::fs::write(
+        &project,
+        "global {\n    project up\n}\nhost u1 {\n    template mln-testguest\n    memory 96M\n    kernel vmlinuz\n    ramdisk initrd.gz\n}\n",
+    )
+    .unwrap();
     m.ok(&["build", "-f", project.to_str().unwrap()]);
     downgrade_to_release_0(m.state.path());
     let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "up", "--json"])).unwrap();
@@ -423,6 +433,10 @@ fn a_project_built_before_the_schema_change_is_started_stopped_and_removed() {
     m.wait_all("up", &["u1"], 180, |c| applied(c).is_some());
     let out = m.ok(&["stop", "-p", "up", "-w", "120"]);
     assert_eq!(outcome(&out, "u1"), "ok shut down", "{out}");
+    for f in ["vmlinuz", "initrd.gz"] {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(dir.path().join(f)).unwrap().uid(), 12345, "{f} changed owner");
+    }
     m.ok(&["remove", "-p", "up"]);
     assert!(domains(&m).is_empty());
     assert!(!m.state.path().join("projects/up").exists());

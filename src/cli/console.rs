@@ -36,6 +36,8 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         return fail(format!("project {} has no host {}", a.project, a.host));
     };
     let mut out = std::io::stdout().lock();
+    // Kept here: the async runtime must outlive every remote read.
+    let mut _rt = None;
     let read: Box<dyn Fn(u64) -> Result<mln::fabric::proto::ConsoleChunk, String>> = match &host.service_host {
         None => {
             let path = match state.host_dir(&a.project, &a.host) {
@@ -45,18 +47,14 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
             Box::new(move |offset| mln::fabric::agent::console_chunk(&path, offset))
         }
         Some(server) => {
-            let (fabric, rt) = match g.fabric(&state) {
+            let (fabric, runtime) = match g.fabric(&state) {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            let remote = mln::fabric::machines::RemoteMachines::new(fabric.server(server), rt.handle().clone(), state.templates_dir());
+            let remote = mln::fabric::machines::RemoteMachines::new(fabric.server(server), runtime.handle().clone(), state.templates_dir());
+            _rt = Some(runtime);
             let (project, name) = (a.project.clone(), a.host.clone());
-            // The runtime must outlive every read.
-            let rt = std::sync::Arc::new(rt);
-            Box::new(move |offset| {
-                let _keep = &rt;
-                remote.console(&project, &name, offset).map_err(|e| e.to_string())
-            })
+            Box::new(move |offset| remote.console(&project, &name, offset).map_err(|e| e.to_string()))
         }
     };
     let mut offset = 0;

@@ -115,20 +115,15 @@ impl Backend for RemoteMachines {
 
     fn states(&self, project: &str, hosts: &[&Host]) -> Vec<Result<PowerState, MachineError>> {
         let req = Request::Status { project: project.to_string(), hosts: vec![] };
-        match self.call::<Vec<serde_json::Value>>(&req, &crate::progress::Quiet) {
+        match self.call::<Vec<HostStatusWire>>(&req, &crate::progress::Quiet) {
             Ok(list) => {
-                let known: std::collections::HashMap<String, String> = list
-                    .iter()
-                    .filter_map(|s| Some((s["host"].as_str()?.to_string(), s["state"].as_str()?.to_string())))
-                    .collect();
+                let known: std::collections::HashMap<String, String> = list.into_iter().map(|s| (s.host, s.state)).collect();
                 hosts
                     .iter()
-                    .map(|h| match known.get(&h.name).map(String::as_str) {
-                        None | Some("absent") => Ok(PowerState::Absent),
-                        Some("running") => Ok(PowerState::Running),
-                        Some("saved") => Ok(PowerState::Saved),
-                        Some("shut off") => Ok(PowerState::ShutOff),
-                        Some(other) => Err(MachineError::Failed(format!("the agent reports `{other}`"))),
+                    .map(|h| match known.get(&h.name) {
+                        // Not in the agent's record: never built there.
+                        None => Ok(PowerState::Absent),
+                        Some(s) => PowerState::parse(s).ok_or_else(|| MachineError::Failed(format!("the agent reports `{}`", crate::term::escape(s)))),
                     })
                     .collect()
             }
@@ -185,4 +180,5 @@ impl Provision for RemoteMachines {
 #[derive(serde::Deserialize)]
 struct HostStatusWire {
     host: String,
+    state: String,
 }

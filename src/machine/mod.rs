@@ -51,6 +51,11 @@ pub enum PowerState {
 }
 
 impl PowerState {
+    /// The state a `status` line names (`as_str`'s inverse).
+    pub fn parse(s: &str) -> Option<PowerState> {
+        [PowerState::Running, PowerState::Saved, PowerState::ShutOff, PowerState::Absent].into_iter().find(|p| p.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PowerState::Running => "running",
