@@ -83,7 +83,7 @@ impl LibvirtError {
     }
 }
 
-fn err(what: &str, e: virt::error::Error) -> LibvirtError {
+pub(super) fn err(what: &str, e: virt::error::Error) -> LibvirtError {
     use virt::error::ErrorNumber as N;
     let retry = e.code().is_any(vec![N::NoConnect, N::Rpc, N::OperationTimeout, N::ResourceBusy, N::AgentUnresponsive, N::SystemError]);
     LibvirtError { what: what.to_string(), message: e.message().to_string(), retry }
@@ -153,6 +153,11 @@ impl Libvirt {
         event_loop();
         let conn = Connect::open(Some(uri)).map_err(|e| err(&format!("cannot connect to {uri}"), e))?;
         Ok(Libvirt { conn, uri: uri.to_string(), _embed_lock: None, _watch: None })
+    }
+
+    /// The connection itself, for calls that need two (migration).
+    pub(super) fn conn(&self) -> &Connect {
+        &self.conn
     }
 
     pub fn define(&self, xml: &str) -> Result<Domain, LibvirtError> {

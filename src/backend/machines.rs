@@ -1,7 +1,7 @@
 //! The libvirt backend: power, provisioning and saving of machines that
 //! are libvirt domains (KVM, QEMU's emulation, Xen), through any libvirt
-//! connection (the embedded QEMU driver by default). Migration is not
-//! written yet: asking for it says so.
+//! connection (the embedded QEMU driver by default); live migration in
+//! `super::migrate`.
 
 use super::domain::domain_name;
 use super::libvirt::Libvirt;
@@ -50,7 +50,18 @@ impl<'a> LibvirtMachines<'a> {
     pub fn connection(&self) -> &Libvirt {
         &self.lv
     }
-    fn domain(m: &Machine) -> String {
+    /// What `prepare` found for `plan`'s project, prepared now if not yet.
+    pub(super) fn prepared_for(&self, plan: &Plan) -> Result<std::sync::Arc<Prepared>, MachineError> {
+        let p = self.prepared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match p {
+            Some(p) if p.project == plan.project => Ok(p),
+            _ => {
+                self.prepare(plan, &crate::progress::Quiet)?;
+                Ok(self.prepared.lock().unwrap_or_else(|p| p.into_inner()).clone().expect("prepared above"))
+            }
+        }
+    }
+    pub(super) fn domain(m: &Machine) -> String {
         domain_name(m.project, &m.host.name)
     }
 }
@@ -66,6 +77,9 @@ impl Backend for LibvirtMachines<'_> {
         Ok(self)
     }
     fn snapshot(&self) -> Result<&dyn Snapshot, MachineError> {
+        Ok(self)
+    }
+    fn migrate(&self) -> Result<&dyn crate::machine::Migrate, MachineError> {
         Ok(self)
     }
 }
@@ -137,14 +151,7 @@ impl Provision for LibvirtMachines<'_> {
     }
 
     fn build(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError> {
-        let p = self.prepared.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let p = match p {
-            Some(p) if p.project == plan.project => p,
-            _ => {
-                self.prepare(plan, &crate::progress::Quiet)?;
-                self.prepared.lock().unwrap_or_else(|p| p.into_inner()).clone().expect("prepared above")
-            }
-        };
+        let p = self.prepared_for(plan)?;
         super::provision::build_host(self, &p, plan, m.host)
     }
 

@@ -92,6 +92,45 @@ pub(super) fn refused(h: &Host) -> Result<(), MachineError> {
 
 /// Builds one host (see the module's comment).
 pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> Result<Done, MachineError> {
+    let made = make_host(m, p, plan, h, Making::Build)?;
+    m.lv.define(&domain_xml(&made.spec)).map_err(MachineError::from)?;
+    // Said at every build: such a guest reaches nothing but QEMU's own
+    // services, which is rarely what was meant.
+    let user: Vec<&str> = h.interfaces.iter().zip(&made.spec.nics).filter(|(_, n)| **n == Nic::User).map(|(i, _)| i.name.as_str()).collect();
+    let user = if user.is_empty() { String::new() } else { format!("; {} on user-mode networking (no switch or bridge)", user.join(", ")) };
+    Ok(Done::ok(format!("built from {}{}{user}", made.template, if made.fs_template { " (filesystem template, configured in place)" } else { "" })))
+}
+
+/// The files of a host about to arrive by live migration: its directory,
+/// seed and kernel as a build makes them, and its disks empty but the
+/// size of the sender's, for the sender's data to be copied into (an
+/// overlay on this place's copy of the template: only the sender's own
+/// writes travel). Defines nothing: the migration does. Returns the
+/// host's directory.
+pub(super) fn incoming_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> Result<std::path::PathBuf, MachineError> {
+    let name = domain_name(&plan.project, &h.name);
+    if m.lv.exists(&name) {
+        return Err(MachineError::Refused(format!("a domain named {name} exists here already")));
+    }
+    Ok(make_host(m, p, plan, h, Making::Incoming)?.dir)
+}
+
+/// Whether a host's files are made for a build or for a machine arriving
+/// by migration (disks left empty for the sender's data).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Making {
+    Build,
+    Incoming,
+}
+
+struct Made<'a> {
+    spec: DomainSpec<'a>,
+    dir: std::path::PathBuf,
+    template: String,
+    fs_template: bool,
+}
+
+fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: Making) -> Result<Made<'a>, MachineError> {
     refused(h)?;
     let (t, base_mib) = match &p.templates[&h.template] {
         Ok(t) => t,
@@ -133,6 +172,12 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
         .collect::<Result<Vec<_>, _>>()?;
 
     let disk = match &t.disk {
+        Some(_) if making == Making::Incoming => {
+            if !disk_path.exists() {
+                empty_disk(env, h, t, *base_mib, fs_template, &disk_path)?;
+            }
+            Some((disk_path, if fs_template { "raw" } else { "qcow2" }))
+        }
         Some((tpath, _)) if fs_template => {
             if !disk_path.exists() {
                 let tmp = disk_path.with_extension("tmp");
@@ -157,7 +202,10 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
     };
     if let (Some(p), Some(mib)) = (&swap_path, h.swap_mib) {
         if !p.exists() {
-            make_swap(p, mib).map_err(failed)?;
+            match making {
+                Making::Build => make_swap(p, mib).map_err(failed)?,
+                Making::Incoming => sparse_file(p, mib).map_err(failed)?,
+            }
         }
     }
     if !fs_template {
@@ -177,12 +225,53 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
         console_log: dir.join("console.log"),
         nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
     };
-    env.lv.define(&domain_xml(&spec)).map_err(MachineError::from)?;
-    // Said at every build: such a guest reaches nothing but QEMU's own
-    // services, which is rarely what was meant.
-    let user: Vec<&str> = h.interfaces.iter().zip(&spec.nics).filter(|(_, n)| **n == Nic::User).map(|(i, _)| i.name.as_str()).collect();
-    let user = if user.is_empty() { String::new() } else { format!("; {} on user-mode networking (no switch or bridge)", user.join(", ")) };
-    Ok(Done::ok(format!("built from {}{}{user}", t.name, if fs_template { " (filesystem template, configured in place)" } else { "" })))
+    Ok(Made { spec, dir, template: t.name.clone(), fs_template })
+}
+
+/// An empty disk the size a build would make for `h`: an overlay on the
+/// template when disks are linked (the receiving side's copy of the
+/// template supplies what the sender did not write), otherwise a blank
+/// image, as the sender's disk has no backing and is copied whole.
+fn empty_disk(env: &Machines, h: &Host, t: &Template, base_mib: u64, fs_template: bool, disk: &Path) -> Result<(), MachineError> {
+    let Some((tpath, fmt)) = &t.disk else { return Ok(()) };
+    if fs_template {
+        let bytes = std::fs::metadata(tpath).map_err(|e| failed(format!("template {}: {e}", tpath.display())))?.len();
+        return sparse_file(disk, bytes.div_ceil(1 << 20)).map_err(failed);
+    }
+    if h.disk_mode == DiskMode::Linked {
+        return make_disk(env, h, tpath, fmt, base_mib, disk).map_err(failed);
+    }
+    let tmp = disk.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    qemu_img(&["create", "-q", "-f", "qcow2", &tmp.to_string_lossy(), &format!("{}M", disk_mib(h, base_mib))]).map_err(failed)?;
+    crate::state::make_private(&tmp)?;
+    std::fs::rename(&tmp, disk).map_err(|e| failed(format!("cannot place {}: {e}", disk.display())))
+}
+
+/// A private sparse file of `mib` MiB, made under a temporary name.
+fn sparse_file(path: &Path, mib: u64) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.set_len(mib << 20).map_err(|e| format!("cannot size {}: {e}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot place {}: {e}", path.display()))
+}
+
+/// The size of `h`'s disk in MiB: the template's, grown by `free_space`
+/// or to `size`.
+fn disk_mib(h: &Host, base_mib: u64) -> u64 {
+    match (h.disk_mib, h.free_space_mib) {
+        (_, Some(free)) => base_mib + free,
+        (Some(m), None) => m.max(base_mib),
+        (None, None) => base_mib,
+    }
 }
 
 /// The host's own kernel settings win over the template's. A host's own
@@ -319,11 +408,7 @@ fn virtual_mib(path: &Path, fmt: &str) -> Result<u64, String> {
 fn make_disk(env: &Machines, h: &Host, template: &Path, fmt: &str, base_mib: u64, disk: &Path) -> Result<(), String> {
     let tpath = template.canonicalize().map_err(|e| format!("template {}: {e}", template.display()))?;
     let t = tpath.to_string_lossy();
-    let want_mib = match (h.disk_mib, h.free_space_mib) {
-        (_, Some(free)) => base_mib + free,
-        (Some(m), None) => m.max(base_mib),
-        (None, None) => base_mib,
-    };
+    let want_mib = disk_mib(h, base_mib);
     let tmp = disk.with_extension("tmp");
     // Left by an interrupted run.
     let _ = std::fs::remove_file(&tmp);

@@ -93,6 +93,9 @@ impl Backend for Fake {
     fn snapshot(&self) -> Result<&dyn Snapshot, MachineError> {
         Ok(self)
     }
+    fn migrate(&self) -> Result<&dyn Migrate, MachineError> {
+        Ok(self)
+    }
 }
 
 impl Power for Fake {
@@ -194,5 +197,31 @@ impl Provision for Fake {
             .into_iter()
             .map(|b| Outcome { host: format!("switch {b}"), place: None, status: Status::Ok, message: "removed".into(), retry: false })
             .collect()
+    }
+}
+
+/// A fake machine "arrives" at the fake that prepared for it when told so
+/// by `finish_incoming`; the sender only forgets it.
+impl Migrate for Fake {
+    fn prepare_incoming(&self, plan: &Plan, m: &Machine, address: &str) -> Result<Incoming, MachineError> {
+        if self.machine(&plan.project, &m.host.name) != PowerState::Absent {
+            return Err(MachineError::Refused(format!("{} is here already", m.host.name)));
+        }
+        self.step("prepare_incoming", &plan.project, &m.host.name)?;
+        Ok(Incoming { connect: format!("fake://{}", self.name), address: address.to_string(), dir: Default::default(), templates: Default::default() })
+    }
+    fn send(&self, m: &Machine, to: &Incoming) -> Result<Done, MachineError> {
+        let s = self.machine(m.project, &m.host.name);
+        if s != PowerState::Running {
+            return Err(MachineError::Refused(format!("{s}: only a running machine migrates live")));
+        }
+        self.step("send", m.project, &m.host.name)?;
+        self.set(m.project, &m.host.name, PowerState::Absent);
+        Ok(Done::ok(format!("migrated live to {}", to.connect)))
+    }
+    fn finish_incoming(&self, plan: &Plan, m: &Machine, arrived: bool) -> Result<Done, MachineError> {
+        self.step(if arrived { "arrived" } else { "not_arrived" }, &plan.project, &m.host.name)?;
+        self.set(&plan.project, &m.host.name, if arrived { PowerState::Running } else { PowerState::Absent });
+        Ok(Done::ok(if arrived { "arrived" } else { "removed what was prepared" }))
     }
 }

@@ -4,8 +4,8 @@
 //! restore), migrate (send, receive). A [`Backend`] offers the ones it
 //! has; asking for another is a typed "not supported by this backend".
 //!
-//! Implementations: libvirt (`crate::backend::machines`, all but migrate
-//! for now), a service host's agent (`crate::fabric::machines`, which
+//! Implementations: libvirt (`crate::backend::machines`, all of them), a
+//! service host's agent (`crate::fabric::machines`, which
 //! forwards), and an in-memory fake ([`fake`]) for tests. The orchestration
 //! (`crate::runtime`) knows only these traits: a new backend (bare metal,
 //! a power driver) is one new module implementing them.
@@ -177,10 +177,37 @@ pub trait Snapshot: Sync {
     fn restore(&self, m: &Machine) -> Result<Done, MachineError>;
 }
 
+/// A place made ready to receive a machine: what the receiving side
+/// answers to [`Migrate::prepare_incoming`] and the sending side needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incoming {
+    /// The receiving side's machine manager, as the sender can reach it
+    /// (a libvirt URI).
+    pub connect: String,
+    /// The receiving host's address the streams go to (memory, disks);
+    /// it listens there only, and only while the migration runs.
+    pub address: String,
+    /// The machine's directory there: the sender's paths under its own
+    /// directory are rewritten to it.
+    pub dir: std::path::PathBuf,
+    /// Where templates are there (paths under the sender's templates
+    /// directory are rewritten to it).
+    pub templates: std::path::PathBuf,
+}
+
+/// Moving a running machine between places while it runs: the receiving
+/// side prepares (its files, empty where the sender's will be copied),
+/// the sender sends (memory and its own disks; the template must already
+/// be there), the receiving side finishes (records the machine, or
+/// removes what it prepared when the send failed). A machine that is not
+/// running moves cold: its files are copied by whoever orchestrates.
 pub trait Migrate: Sync {
-    /// Sends a machine to another place (`to` names it).
-    fn send(&self, m: &Machine, to: &str) -> Result<Done, MachineError>;
-    fn receive(&self, m: &Machine) -> Result<Done, MachineError>;
+    fn prepare_incoming(&self, plan: &Plan, m: &Machine, address: &str) -> Result<Incoming, MachineError>;
+    /// On success the machine runs at `to` and is gone from here but for
+    /// its files (removed by [`Provision::remove`]); on failure it goes on
+    /// running here.
+    fn send(&self, m: &Machine, to: &Incoming) -> Result<Done, MachineError>;
+    fn finish_incoming(&self, plan: &Plan, m: &Machine, arrived: bool) -> Result<Done, MachineError>;
 }
 
 /// Machines in one place: this machine's libvirt, a service host, a fake.

@@ -1,0 +1,134 @@
+//! Live migration of libvirt domains between two libvirts (each a
+//! service host's daemon): the receiving side makes the machine's files
+//! with its disks empty, the sender has libvirt copy memory and the
+//! machine's own disks (copy-storage-inc: an overlay's template is
+//! already there and does not travel) straight between the two QEMUs,
+//! to the receiving host's address only. This process holds both
+//! connections (libvirt's managed migration), so neither libvirt needs
+//! to reach the other, and neither listens for more than the migration.
+
+use super::libvirt::{err, Libvirt};
+use super::machines::LibvirtMachines;
+use crate::machine::{Done, Incoming, Machine, MachineError, Migrate, PowerState, Power, Provision};
+use crate::plan::Plan;
+use std::net::IpAddr;
+use std::path::Path;
+
+impl Migrate for LibvirtMachines<'_> {
+    fn prepare_incoming(&self, plan: &Plan, m: &Machine, address: &str) -> Result<Incoming, MachineError> {
+        let ip = address_of(address)?;
+        if self.uri().starts_with("qemu:///embed") {
+            return Err(MachineError::Refused(format!(
+                "{} is libvirt's embedded driver, which no other process can reach: a machine migrates live only to a libvirt daemon",
+                self.uri()
+            )));
+        }
+        let p = self.prepared_for(plan)?;
+        let dir = super::provision::incoming_host(self, &p, plan, m.host)?;
+        Ok(Incoming { connect: self.uri().to_string(), address: ip.to_string(), dir, templates: self.templates.clone() })
+    }
+
+    fn send(&self, m: &Machine, to: &Incoming) -> Result<Done, MachineError> {
+        let name = Self::domain(m);
+        match self.state(m)? {
+            PowerState::Running => {}
+            s => {
+                return Err(MachineError::Refused(format!(
+                    "{s}: only a running machine migrates live (one that is not running moves cold, with its files)"
+                )))
+            }
+        }
+        let ip = address_of(&to.address)?;
+        let dst = Libvirt::open(&to.connect).map_err(MachineError::from)?;
+        let dom = self.lv.domain(&name).map_err(MachineError::from)?;
+        let xml = dom
+            .xml_desc(virt::sys::VIR_DOMAIN_XML_MIGRATABLE | virt::sys::VIR_DOMAIN_XML_SECURE)
+            .map_err(|e| MachineError::from(err(&format!("cannot read {name}'s definition"), e)))?;
+        let here = self.state.host_dir(m.project, &m.host.name)?;
+        let xml = rewrite_paths(&xml, &[(&here, &to.dir), (&self.templates, &to.templates)]);
+        let host = match ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        let params = virt::domain::MigrateParameters {
+            uri: Some(format!("tcp://{host}")),
+            listen_address: Some(ip.to_string()),
+            disks_uri: Some(format!("tcp://{host}")),
+            dest_xml: Some(xml.clone()),
+            persist_xml: Some(xml),
+            ..Default::default()
+        };
+        let flags = virt::sys::VIR_MIGRATE_LIVE
+            | virt::sys::VIR_MIGRATE_PERSIST_DEST
+            | virt::sys::VIR_MIGRATE_UNDEFINE_SOURCE
+            | virt::sys::VIR_MIGRATE_NON_SHARED_INC;
+        dom.migrate3(dst.conn(), params, flags)
+            .map_err(|e| MachineError::from(err(&format!("cannot migrate {name} to {}", to.connect), e)))?;
+        Ok(Done::ok(format!("migrated live to {}", to.address)))
+    }
+
+    fn finish_incoming(&self, plan: &Plan, m: &Machine, arrived: bool) -> Result<Done, MachineError> {
+        if !arrived {
+            // What was prepared, and recorded, goes; a domain here would
+            // mean it did arrive after all, and is left alone.
+            if self.lv.exists(&Self::domain(m)) {
+                return Err(MachineError::Refused(format!("{} is defined here: it arrived", Self::domain(m))));
+            }
+            self.remove(&plan.project, &m.host.name)?;
+            return Ok(Done::ok("did not arrive: what was prepared for it is removed"));
+        }
+        match self.state(m)? {
+            PowerState::Running => Ok(Done::ok("arrived, running")),
+            s => Err(MachineError::Failed(format!("expected it running here after the migration, found it {s}"))),
+        }
+    }
+}
+
+/// The address streams go to: an IP address, never a name to resolve.
+fn address_of(address: &str) -> Result<IpAddr, MachineError> {
+    address.parse().map_err(|_| MachineError::Refused(format!("{}: not an IP address", crate::term::escape(address))))
+}
+
+/// `xml` with every path under one of `moves`' first directories moved
+/// under its second: in attributes (`file='…'`) and in elements
+/// (`<kernel>…</kernel>`), compared whole component by component.
+fn rewrite_paths(xml: &str, moves: &[(&Path, &Path)]) -> String {
+    let mut out = xml.to_string();
+    for (from, to) in moves {
+        let (from, to) = (escape_xml(&from.to_string_lossy()), escape_xml(&to.to_string_lossy()));
+        for (open, close) in [("'", "'"), ("\"", "\""), (">", "<")] {
+            for sep in ["/", close] {
+                out = out.replace(&format!("{open}{from}{sep}"), &format!("{open}{to}{sep}"));
+            }
+        }
+    }
+    out
+}
+
+fn escape_xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\'', "&apos;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_move_whole_components_only() {
+        let xml = "<disk><source file='/a/p/h/disk.qcow2'/></disk><kernel>/t/k/vmlinuz</kernel>\
+                   <serial><source path=\"/a/p/h/console.log\"/></serial><x file='/a/p/h2/disk'/><y>/a/p/h</y>";
+        let out = rewrite_paths(xml, &[(Path::new("/a/p/h"), Path::new("/b/q/h")), (Path::new("/t"), Path::new("/u"))]);
+        assert_eq!(
+            out,
+            "<disk><source file='/b/q/h/disk.qcow2'/></disk><kernel>/u/k/vmlinuz</kernel>\
+             <serial><source path=\"/b/q/h/console.log\"/></serial><x file='/a/p/h2/disk'/><y>/b/q/h</y>"
+        );
+    }
+
+    #[test]
+    fn an_address_is_an_ip_address() {
+        assert!(address_of("10.1.2.3").is_ok());
+        assert!(address_of("::1").is_ok());
+        assert!(matches!(address_of("evil.example; rm -rf /"), Err(MachineError::Refused(_))));
+    }
+}
