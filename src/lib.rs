@@ -10,6 +10,7 @@ pub mod explain;
 pub mod fabric;
 pub mod fmt;
 pub mod guest;
+pub mod local_error;
 pub mod machine;
 pub mod name;
 mod parallel;

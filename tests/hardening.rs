@@ -217,7 +217,7 @@ fn user_ids_never_wrap_into_root_in_a_filesystem_template() {
     let mut plan = plan_of("global { project fst }\nhost a {\n users {\n  svc $6$stud$T1qxsIAkoJxCEehrQthdbY4kAgXdBKfWWNSdoV4KnhuRcrxC3aBr1ZkG4hP.Lvh1hDeRJ0hNIgZTyxE8oo2kG/ /home/svc\n  intern $6$stud$T1qxsIAkoJxCEehrQthdbY4kAgXdBKfWWNSdoV4KnhuRcrxC3aBr1ZkG4hP.Lvh1hDeRJ0hNIgZTyxE8oo2kG/\n }\n}\n");
     let none = Path::new("/nonexistent/image");
     plan.hosts[0].users[0].uid = Some(u32::MAX);
-    let err = mln::guest::fstemplate::files(&plan, &plan.hosts[0], none, &[]).unwrap_err();
+    let err = mln::guest::fstemplate::files(&plan, &plan.hosts[0], none, &[]).unwrap_err().to_string();
     assert!(err.contains("not a valid id"), "{err}");
     plan.hosts[0].users[0].uid = Some(u32::MAX - 1);
     let files = mln::guest::fstemplate::files(&plan, &plan.hosts[0], none, &[]).unwrap();
@@ -225,7 +225,7 @@ fn user_ids_never_wrap_into_root_in_a_filesystem_template() {
     assert!(passwd.contains("svc:x:4294967294:"), "{passwd}");
     assert!(passwd.contains("intern:x:1000:1000:"), "{passwd}");
     plan.hosts[0].users[1].uid = Some(0);
-    assert!(mln::guest::fstemplate::files(&plan, &plan.hosts[0], none, &[]).unwrap_err().contains("root"));
+    assert!(mln::guest::fstemplate::files(&plan, &plan.hosts[0], none, &[]).unwrap_err().to_string().contains("root"));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use mln::machine::fake::Fake;
 use mln::machine::{Backend, MachineError, Outcome, PowerState, Status, StopMode};
 use mln::plan::Plan;
 use mln::progress::{Collect, Event};
-use mln::runtime::hooks::Hooks;
+use mln::runtime::hooks::{HookError, Hooks};
 use mln::runtime::{BuildOptions, Places, Runtime, StartOptions};
 use mln::state::{Phase, State};
 use std::path::Path;
@@ -42,13 +42,13 @@ struct LogHooks {
 }
 
 impl Hooks for LogHooks {
-    fn run(&self, plan: &Plan, hook: &str) -> Result<(), String> {
+    fn run(&self, plan: &Plan, hook: &str) -> Result<(), HookError> {
         if !plan.hooks.contains_key(hook) {
             return Ok(());
         }
         self.log.lock().unwrap().push(format!("hook {hook}"));
         if self.failing == Some(hook) {
-            return Err(format!("hook {hook} failed"));
+            return Err(HookError::Failed { hook: hook.to_string(), status: "exit status: 1".into(), output: String::new() });
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! makes the bridges itself (this needs root) and libvirt plugs each
 //! guest's tap into its bridge.
 
+use crate::local_error::LocalError;
 use sha2::{Digest, Sha256};
 use std::process::Command;
 
@@ -13,12 +14,12 @@ pub fn name(project: &str, switch: &str) -> String {
     format!("mln{}", d[..5].iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+fn ip(args: &[&str]) -> Result<(), LocalError> {
+    let out = Command::new("ip").args(args).output().map_err(|source| LocalError::Missing { tool: "ip", source })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(LocalError::Tool { tool: format!("ip {}", args.join(" ")), message: String::from_utf8_lossy(&out.stderr).trim().to_string() })
     }
 }
 
@@ -28,7 +29,7 @@ pub fn exists(name: &str) -> bool {
 
 /// Makes the bridge unless it exists. No IPv6 address on the host side
 /// either: the host takes no part in the switch.
-pub fn ensure(name: &str) -> Result<(), String> {
+pub fn ensure(name: &str) -> Result<(), LocalError> {
     if exists(name) {
         return Ok(());
     }
@@ -38,7 +39,7 @@ pub fn ensure(name: &str) -> Result<(), String> {
 }
 
 /// Removes the bridge; one already gone is fine.
-pub fn remove(name: &str) -> Result<(), String> {
+pub fn remove(name: &str) -> Result<(), LocalError> {
     if !exists(name) {
         return Ok(());
     }

@@ -29,7 +29,7 @@ pub struct Prepared {
     /// Switch name to its bridge (None: user-mode networking).
     pub switches: HashMap<String, Option<String>>,
     /// Template name to the template and its size in MiB.
-    pub templates: HashMap<String, Result<(Template, u64), String>>,
+    pub templates: HashMap<String, Result<(Template, u64), MachineError>>,
 }
 
 fn failed(e: impl std::fmt::Display) -> MachineError {
@@ -140,7 +140,7 @@ impl Provision for LibvirtMachines<'_> {
     fn check(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError> {
         let h = m.host;
         super::provision::refused(h)?;
-        let t = super::template::find(&self.templates, &h.template).map_err(MachineError::Refused)?;
+        let t = super::template::find(&self.templates, &h.template)?;
         let disk = if t.disk.is_some() { format!("{:?} disk", h.disk_mode).to_lowercase() } else { "direct kernel boot".into() };
         Ok(Done::ok(format!("would build from {} ({disk}), a NoCloud seed, and domain {}", t.name, domain_name(&plan.project, &h.name))))
     }

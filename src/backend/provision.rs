@@ -7,6 +7,7 @@
 use super::domain::{domain_name, domain_xml, DomainSpec, DomainType, Nic};
 use super::machines::{LibvirtMachines as Machines, Prepared};
 use super::template::{self, Template};
+use crate::local_error::LocalError;
 use crate::machine::{Done, MachineError};
 use crate::plan::{DiskMode, Host, HostKind, Plan};
 use crate::progress::Telemetry;
@@ -34,7 +35,7 @@ pub(super) fn prepare(m: &Machines, plan: &Plan, t: &dyn Telemetry) -> Result<Pr
     if wants_kvm && !kvm {
         t.note(None, "KVM does not work on this machine (probed): kvm hosts run under QEMU's software emulation");
     }
-    let mut templates: HashMap<String, Result<(Template, u64), String>> = HashMap::new();
+    let mut templates: HashMap<String, Result<(Template, u64), MachineError>> = HashMap::new();
     for h in &plan.hosts {
         templates.entry(h.template.clone()).or_insert_with(|| {
             let t = template::find(&m.templates, &h.template)?;
@@ -134,7 +135,7 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
     refused(h)?;
     let (t, base_mib) = match &p.templates[&h.template] {
         Ok(t) => t,
-        Err(e) => return Err(MachineError::Refused(e.clone())),
+        Err(e) => return Err(e.clone()),
     };
     let (kvm_works, switches, env) = (p.kvm, &p.switches, m);
     let dir = env.state.host_dir(&plan.project, &h.name)?;
@@ -163,12 +164,12 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
         rs.push(res(ResourceKind::Disk, p.display().to_string()));
     }
     env.state.record_all(&plan.project, &rs)?;
-    std::fs::create_dir_all(&dir).map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
 
     let contents = h
         .files
         .iter()
-        .map(|f| std::fs::read_to_string(&f.source).map_err(|e| failed(format!("cannot read {}: {e}", f.source))))
+        .map(|f| std::fs::read_to_string(&f.source).map_err(LocalError::io("read", &f.source)))
         .collect::<Result<Vec<_>, _>>()?;
 
     let disk = match &t.disk {
@@ -181,20 +182,20 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
         Some((tpath, _)) if fs_template => {
             if !disk_path.exists() {
                 let tmp = disk_path.with_extension("tmp");
-                std::fs::copy(tpath, &tmp).map_err(|e| failed(format!("cannot copy {}: {e}", tpath.display())))?;
+                std::fs::copy(tpath, &tmp).map_err(LocalError::io("copy", tpath))?;
                 crate::state::make_private(&tmp)?;
-                std::fs::rename(&tmp, &disk_path).map_err(|e| failed(format!("cannot place {}: {e}", disk_path.display())))?;
+                std::fs::rename(&tmp, &disk_path).map_err(LocalError::io("place", &disk_path))?;
             }
             // Written on every build: idempotent, and a resumed build
             // finishes what an interrupted one began.
-            let files = crate::guest::fstemplate::files(plan, h, &disk_path, &contents).map_err(MachineError::Refused)?;
-            crate::guest::fstemplate::inject(&disk_path, &files).map_err(failed)?;
+            let files = crate::guest::fstemplate::files(plan, h, &disk_path, &contents)?;
+            crate::guest::fstemplate::inject(&disk_path, &files)?;
             Some((disk_path, "raw"))
         }
         Some((tpath, fmt)) => {
             let disk = disk_path;
             if !disk.exists() {
-                make_disk(env, h, tpath, fmt, *base_mib, &disk).map_err(failed)?;
+                make_disk(env, h, tpath, fmt, *base_mib, &disk)?;
             }
             Some((disk, "qcow2"))
         }
@@ -203,8 +204,8 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
     if let (Some(p), Some(mib)) = (&swap_path, h.swap_mib) {
         if !p.exists() {
             match making {
-                Making::Build => make_swap(p, mib).map_err(failed)?,
-                Making::Incoming => sparse_file(p, mib).map_err(failed)?,
+                Making::Build => make_swap(p, mib)?,
+                Making::Incoming => sparse_file(p, mib)?,
             }
         }
     }
@@ -221,7 +222,7 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
         disk,
         seed: (!fs_template).then_some(seed_path),
         swap: swap_path,
-        kernel: kernel_of(h, t, &dir).map_err(failed)?,
+        kernel: kernel_of(h, t, &dir)?,
         console_log: dir.join("console.log"),
         nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
     };
@@ -232,36 +233,37 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
 /// template when disks are linked (the receiving side's copy of the
 /// template supplies what the sender did not write), otherwise a blank
 /// image, as the sender's disk has no backing and is copied whole.
-fn empty_disk(env: &Machines, h: &Host, t: &Template, base_mib: u64, fs_template: bool, disk: &Path) -> Result<(), MachineError> {
+fn empty_disk(env: &Machines, h: &Host, t: &Template, base_mib: u64, fs_template: bool, disk: &Path) -> Result<(), LocalError> {
     let Some((tpath, fmt)) = &t.disk else { return Ok(()) };
     if fs_template {
-        let bytes = std::fs::metadata(tpath).map_err(|e| failed(format!("template {}: {e}", tpath.display())))?.len();
-        return sparse_file(disk, bytes.div_ceil(1 << 20)).map_err(failed);
+        let bytes = std::fs::metadata(tpath).map_err(LocalError::io("measure", tpath))?.len();
+        return sparse_file(disk, bytes.div_ceil(1 << 20));
     }
     if h.disk_mode == DiskMode::Linked {
-        return make_disk(env, h, tpath, fmt, base_mib, disk).map_err(failed);
+        return make_disk(env, h, tpath, fmt, base_mib, disk);
     }
     let tmp = disk.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    qemu_img(&["create", "-q", "-f", "qcow2", &tmp.to_string_lossy(), &format!("{}M", disk_mib(h, base_mib))]).map_err(failed)?;
+    qemu_img(&["create", "-q", "-f", "qcow2", &tmp.to_string_lossy(), &format!("{}M", disk_mib(h, base_mib))])?;
     crate::state::make_private(&tmp)?;
-    std::fs::rename(&tmp, disk).map_err(|e| failed(format!("cannot place {}: {e}", disk.display())))
+    std::fs::rename(&tmp, disk).map_err(LocalError::io("place", disk))
 }
 
 /// A private sparse file of `mib` MiB, made under a temporary name.
-fn sparse_file(path: &Path, mib: u64) -> Result<(), String> {
+fn sparse_file(path: &Path, mib: u64) -> Result<(), LocalError> {
+    let tmp = sparse_tmp(path, mib)?;
+    std::fs::rename(&tmp, path).map_err(LocalError::io("place", path))
+}
+
+/// A private sparse file of `mib` MiB beside `path`, under a temporary
+/// name (one left by an interrupted run is replaced).
+fn sparse_tmp(path: &Path, mib: u64) -> Result<std::path::PathBuf, LocalError> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.set_len(mib << 20).map_err(|e| format!("cannot size {}: {e}", tmp.display()))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot place {}: {e}", path.display()))
+    let f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(LocalError::io("write", &tmp))?;
+    f.set_len(mib << 20).map_err(LocalError::io("size", &tmp))?;
+    Ok(tmp)
 }
 
 /// The size of `h`'s disk in MiB: the template's, grown by `free_space`
@@ -278,7 +280,7 @@ fn disk_mib(h: &Host, base_mib: u64) -> u64 {
 /// kernel and ramdisk are files outside mln's directories: libvirt hands
 /// what it boots to the QEMU user (and, with `remember_owner = 0`, does not
 /// give it back), so the guest boots a private copy in its directory.
-fn kernel_of(h: &Host, t: &Template, dir: &Path) -> Result<Option<(std::path::PathBuf, Option<std::path::PathBuf>, String)>, String> {
+fn kernel_of(h: &Host, t: &Template, dir: &Path) -> Result<Option<(std::path::PathBuf, Option<std::path::PathBuf>, String)>, LocalError> {
     let Some(k) = &h.kernel else { return Ok(t.kernel.clone()) };
     let kernel = private_copy(Path::new(k), &dir.join("kernel"))?;
     let ramdisk = match &h.ramdisk {
@@ -289,19 +291,14 @@ fn kernel_of(h: &Host, t: &Template, dir: &Path) -> Result<Option<(std::path::Pa
 }
 
 /// Copies `from` to `to` (under a temporary name, then renamed).
-fn private_copy(from: &Path, to: &Path) -> Result<std::path::PathBuf, String> {
+fn private_copy(from: &Path, to: &Path) -> Result<std::path::PathBuf, LocalError> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = to.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    let mut src = std::fs::File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
-    let mut dst = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::io::copy(&mut src, &mut dst).map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
-    std::fs::rename(&tmp, to).map_err(|e| format!("cannot place {}: {e}", to.display()))?;
+    let mut src = std::fs::File::open(from).map_err(LocalError::io("read", from))?;
+    let mut dst = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(LocalError::io("write", &tmp))?;
+    std::io::copy(&mut src, &mut dst).map_err(LocalError::io("copy", from))?;
+    std::fs::rename(&tmp, to).map_err(LocalError::io("place", to))?;
     Ok(to.to_path_buf())
 }
 
@@ -324,49 +321,38 @@ fn dies_with_mln(cmd: &mut Command) {
 /// by util-linux's `mkswap` with the label the guest mounts it by
 /// (`mln-swap`) and 4 KiB pages (an x86-64 guest's). Private, made under a
 /// temporary name and renamed, so an interrupted build leaves no half disk.
-fn make_swap(path: &Path, mib: u64) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.set_len(mib << 20).map_err(|e| format!("cannot size {}: {e}", tmp.display()))?;
-    drop(f);
-    crate::state::make_private(&tmp).map_err(|e| e.to_string())?;
+fn make_swap(path: &Path, mib: u64) -> Result<(), LocalError> {
+    let tmp = sparse_tmp(path, mib)?;
     // mkswap lives in sbin, which a user's PATH may lack.
-    let mut last = String::new();
+    let mut last = None;
     for exe in ["mkswap", "/usr/sbin/mkswap", "/sbin/mkswap"] {
         let mut cmd = Command::new(exe);
         cmd.args(["-L", "mln-swap", "-p", "4096"]).arg(&tmp);
         dies_with_mln(&mut cmd);
         match cmd.output() {
             Ok(out) if out.status.success() => {
-                return std::fs::rename(&tmp, path).map_err(|e| format!("cannot place {}: {e}", path.display()));
+                return std::fs::rename(&tmp, path).map_err(LocalError::io("place", path));
             }
             Ok(out) => {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(format!("mkswap: {}", String::from_utf8_lossy(&out.stderr).trim()));
+                return Err(LocalError::Tool { tool: "mkswap".into(), message: String::from_utf8_lossy(&out.stderr).trim().to_string() });
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = Some(e),
         }
     }
     let _ = std::fs::remove_file(&tmp);
-    Err(format!("cannot run mkswap (util-linux): {last}"))
+    Err(LocalError::Missing { tool: "mkswap (util-linux)", source: last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()) })
 }
 
-fn qemu_img(args: &[&str]) -> Result<String, String> {
+fn qemu_img(args: &[&str]) -> Result<String, LocalError> {
     let mut cmd = Command::new("qemu-img");
     cmd.args(args);
     dies_with_mln(&mut cmd);
-    let out = cmd.output().map_err(|e| format!("cannot run qemu-img: {e}"))?;
+    let out = cmd.output().map_err(|source| LocalError::Missing { tool: "qemu-img", source })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!("qemu-img {}: {}", args[0], String::from_utf8_lossy(&out.stderr).trim()))
+        Err(LocalError::Tool { tool: format!("qemu-img {}", args[0]), message: String::from_utf8_lossy(&out.stderr).trim().to_string() })
     }
 }
 
@@ -378,7 +364,7 @@ fn qemu_img(args: &[&str]) -> Result<String, String> {
 /// copying it costs microseconds, running qemu-img ~10 ms. Prototypes live
 /// in the state directory's cache, keyed by template, its modification
 /// time, format and size.
-fn overlay_prototype(env: &Machines, template: &Path, fmt: &str, mib: u64) -> Result<std::path::PathBuf, String> {
+fn overlay_prototype(env: &Machines, template: &Path, fmt: &str, mib: u64) -> Result<std::path::PathBuf, LocalError> {
     use sha2::{Digest, Sha256};
     static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let mtime = std::fs::metadata(template).and_then(|m| m.modified()).map(|t| format!("{t:?}")).unwrap_or_default();
@@ -388,25 +374,25 @@ fn overlay_prototype(env: &Machines, template: &Path, fmt: &str, mib: u64) -> Re
     let proto = dir.join(format!("overlay-{key}.qcow2"));
     let _one_at_a_time = MAKING.lock().unwrap_or_else(|p| p.into_inner());
     if !proto.exists() {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(LocalError::io("create", &dir))?;
         let tmp = proto.with_extension("tmp");
         let _ = std::fs::remove_file(&tmp);
         qemu_img(&["create", "-q", "-f", "qcow2", "-F", fmt, "-b", &template.to_string_lossy(), &tmp.to_string_lossy(), &format!("{mib}M")])?;
-        std::fs::rename(&tmp, &proto).map_err(|e| format!("cannot place {}: {e}", proto.display()))?;
+        std::fs::rename(&tmp, &proto).map_err(LocalError::io("place", &proto))?;
     }
     Ok(proto)
 }
 
 /// A disk image's virtual size in MiB.
-fn virtual_mib(path: &Path, fmt: &str) -> Result<u64, String> {
+fn virtual_mib(path: &Path, fmt: &str) -> Result<u64, LocalError> {
     let p = path.to_string_lossy();
-    let info: serde_json::Value =
-        serde_json::from_str(&qemu_img(&["info", "--output=json", "-f", fmt, &p])?).map_err(|e| e.to_string())?;
+    let info: serde_json::Value = serde_json::from_str(&qemu_img(&["info", "--output=json", "-f", fmt, &p])?)
+        .map_err(|e| LocalError::Tool { tool: "qemu-img info".into(), message: format!("unreadable answer: {e}") })?;
     Ok(info["virtual-size"].as_u64().unwrap_or(0).div_ceil(1 << 20))
 }
 
-fn make_disk(env: &Machines, h: &Host, template: &Path, fmt: &str, base_mib: u64, disk: &Path) -> Result<(), String> {
-    let tpath = template.canonicalize().map_err(|e| format!("template {}: {e}", template.display()))?;
+fn make_disk(env: &Machines, h: &Host, template: &Path, fmt: &str, base_mib: u64, disk: &Path) -> Result<(), LocalError> {
+    let tpath = template.canonicalize().map_err(LocalError::io("find template", template))?;
     let t = tpath.to_string_lossy();
     let want_mib = disk_mib(h, base_mib);
     let tmp = disk.with_extension("tmp");
@@ -417,15 +403,15 @@ fn make_disk(env: &Machines, h: &Host, template: &Path, fmt: &str, base_mib: u64
     match h.disk_mode {
         DiskMode::Linked => {
             let proto = overlay_prototype(env, &tpath, fmt, want_mib)?;
-            std::fs::copy(&proto, &tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            std::fs::copy(&proto, &tmp).map_err(LocalError::io("write", &tmp))?;
             String::new()
         }
         DiskMode::Full => {
             qemu_img(&["convert", "-q", "-f", fmt, "-O", "qcow2", &t, &tmp_s])?;
             qemu_img(&["resize", "-q", &tmp_s, &size])?
         }
-        DiskMode::Lvm => return Err("LVM disks are not supported yet".into()),
+        DiskMode::Lvm => return Err(LocalError::Refused("LVM disks are not supported".into())),
     };
-    crate::state::make_private(&tmp).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, disk).map_err(|e| format!("cannot place {}: {e}", disk.display()))
+    crate::state::make_private(&tmp)?;
+    std::fs::rename(&tmp, disk).map_err(LocalError::io("place", disk))
 }

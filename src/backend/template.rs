@@ -7,6 +7,7 @@
 //! As in MLN, `NAME` also finds `NAME-VERSION` entries and takes the latest
 //! version.
 
+use crate::local_error::LocalError;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,9 +58,11 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
     out
 }
 
-pub fn find(dir: &Path, name: &str) -> Result<Template, String> {
+/// The template `name` in `dir`; one that is not there, or not whole, is
+/// refused with what the directory has.
+pub fn find(dir: &Path, name: &str) -> Result<Template, LocalError> {
     let entries: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read templates directory {}: {e}", dir.display()))?
+        .map_err(LocalError::io("read templates directory", dir))?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
     let chosen = if entries.iter().any(|e| e == name) {
@@ -74,18 +77,18 @@ pub fn find(dir: &Path, name: &str) -> Result<Template, String> {
             .ok_or_else(|| {
                 let mut all = entries.clone();
                 all.sort();
-                format!(
+                LocalError::Refused(format!(
                     "template `{name}` is not in {} (it has: {})",
                     dir.display(),
                     if all.is_empty() { "nothing".to_string() } else { all.join(", ") }
-                )
+                ))
             })?
     };
-    let path = crate::name::inside(dir, &[&chosen]).map_err(|e| e.to_string())?;
+    let path = crate::name::inside(dir, &[&chosen]).map_err(|e| LocalError::Refused(e.to_string()))?;
     if path.is_dir() {
         let k = path.join("vmlinuz");
         if !k.exists() {
-            return Err(format!("template directory {} has no vmlinuz", path.display()));
+            return Err(LocalError::Refused(format!("template directory {} has no vmlinuz", path.display())));
         }
         let initrd = ["initrd.gz", "initrd.img"].iter().map(|f| path.join(f)).find(|p| p.exists());
         let cmdline = std::fs::read_to_string(path.join("cmdline")).map(|s| s.trim().to_string()).unwrap_or_else(|_| DEFAULT_CMDLINE.into());
@@ -116,7 +119,7 @@ mod tests {
         let u = find(d.path(), "ubuntu.qcow2").unwrap();
         assert_eq!(u.disk.unwrap().1, "qcow2");
         let err = find(d.path(), "centos").unwrap_err();
-        assert!(err.contains("debian-10.2.ext3"), "{err}");
+        assert!(matches!(&err, LocalError::Refused(m) if m.contains("debian-10.2.ext3")), "{err}");
     }
 
     #[test]

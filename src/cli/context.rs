@@ -101,7 +101,7 @@ impl Global {
                     let ds = mln::fabric::capacity::check(&c, &f);
                     c.diags.extend(ds);
                 }
-                Err(e) => c.diags.push(mln::diag::Diagnostic::error("mln::fabric::file", e)),
+                Err(e) => c.diags.push(mln::diag::Diagnostic::error("mln::fabric::file", e.to_string())),
             }
         }
         c
@@ -166,7 +166,8 @@ impl Global {
             mln::runtime::Runtime { state, places, hooks: &mln::runtime::hooks::Shell, telemetry: &mln::progress::Quiet }
                 .status(project, hosts)
                 .map_err(|e| e.to_string())
-        })?
+        })
+        .map_err(|e| e.to_string())?
     }
 }
 

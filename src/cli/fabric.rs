@@ -73,7 +73,7 @@ pub fn run(cmd: Command, g: &Global) -> ExitCode {
                     .iter()
                     .map(|(n, a)| match a {
                         Ok(i) => serde_json::json!({"host": n, "reachable": true, "info": i}),
-                        Err(e) => serde_json::json!({"host": n, "reachable": false, "error": e}),
+                        Err(e) => serde_json::json!({"host": n, "reachable": false, "error": e.to_string(), "retry": e.retryable()}),
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&items).expect("status serializes"));

@@ -37,7 +37,7 @@ pub fn run(cmd: Command, g: &Global) -> ExitCode {
         .into_iter()
         .map(|(host, r)| match r {
             Ok(m) => Outcome { host, place: None, status: Status::Ok, message: m, retry: false },
-            Err(e) => Outcome::failed(&host, &mln::machine::MachineError::Failed(e)),
+            Err(e) => Outcome::failed(&host, &e.into()),
         })
         .collect();
     super::output::outcomes("push", Ok(outcomes), json)

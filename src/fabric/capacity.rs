@@ -92,7 +92,7 @@ mod tests {
     }
 
     fn fabric(text: &str) -> Fabric {
-        Fabric::parse(text, std::path::Path::new("f.toml"), |_| Err("none".into())).unwrap()
+        Fabric::parse(text, std::path::Path::new("f.toml"), |_| Err(crate::fabric::config::ConfigError::Invalid(vec!["none".into()]))).unwrap()
     }
 
     fn messages(c: &Compilation, f: &Fabric) -> Vec<String> {

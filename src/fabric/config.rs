@@ -117,7 +117,7 @@ pub const MAX_FANOUT: usize = 4096;
 pub const MAX_CONNECT_TIMEOUT: u64 = 3600;
 
 /// MLN's servers file: `host [max-vms]` per line; `#` starts a comment.
-pub fn parse_servers(text: &str, file: &Path) -> Result<Vec<(String, Option<u32>)>, String> {
+pub fn parse_servers(text: &str, file: &Path) -> Result<Vec<(String, Option<u32>)>, ConfigError> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -153,25 +153,42 @@ pub fn parse_servers(text: &str, file: &Path) -> Result<Vec<(String, Option<u32>
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(errors.join("\n"))
+        Err(ConfigError::Invalid(errors))
+    }
+}
+
+/// A fabric configuration that cannot be used: never worth retrying as it
+/// stands.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {what} {}: {message}", path.display())]
+    Unreadable { what: &'static str, path: PathBuf, message: String },
+    /// Every problem found, each `file[:line:column]: what`.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl ConfigError {
+    fn unreadable<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ConfigError + 'a {
+        move |e| ConfigError::Unreadable { what, path: path.to_path_buf(), message: e.to_string() }
     }
 }
 
 impl Fabric {
     /// A TOML fabric configuration (`.toml`) or a servers file (anything else).
-    pub fn load(path: &Path) -> Result<Fabric, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read fabric file {}: {e}", path.display()))?;
-        Fabric::parse(&text, path, |p| std::fs::read_to_string(p).map_err(|e| format!("cannot read servers file {}: {e}", p.display())))
+    pub fn load(path: &Path) -> Result<Fabric, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(ConfigError::unreadable("fabric file", path))?;
+        Fabric::parse(&text, path, |p| std::fs::read_to_string(p).map_err(ConfigError::unreadable("servers file", p)))
     }
 
     /// The fabric in `text`, read from `path` (a TOML configuration when
     /// it ends in `.toml`, else a servers file); a servers file the TOML
     /// names is read with `read`. Every setting is checked: a fabric that
     /// loads has only names and numbers in range.
-    pub fn parse(text: &str, path: &Path, read: impl FnOnce(&Path) -> Result<String, String>) -> Result<Fabric, String> {
+    pub fn parse(text: &str, path: &Path, read: impl FnOnce(&Path) -> Result<String, ConfigError>) -> Result<Fabric, ConfigError> {
         let mut fabric = Fabric { fanout: DEFAULT_FANOUT, origin: Some(path.to_path_buf()), ..Fabric::default() };
         if path.extension().is_some_and(|e| e == "toml") {
-            let file: FabricFile = toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file: FabricFile = toml::from_str(text).map_err(|e| ConfigError::Invalid(vec![format!("{}: {e}", path.display())]))?;
             if let Some(servers) = &file.servers {
                 let p = path.parent().unwrap_or(Path::new(".")).join(expand(servers));
                 let text = read(&p)?;
@@ -188,7 +205,7 @@ impl Fabric {
             fabric.defaults = file.defaults;
             if let Some(f) = file.fanout {
                 if !(1..=MAX_FANOUT).contains(&f) {
-                    return Err(format!("{}: fanout must be from 1 to {MAX_FANOUT}, not {f}", path.display()));
+                    return Err(ConfigError::Invalid(vec![format!("{}: fanout must be from 1 to {MAX_FANOUT}, not {f}", path.display())]));
                 }
                 fabric.fanout = f;
             }
@@ -201,14 +218,14 @@ impl Fabric {
         if problems.is_empty() {
             Ok(fabric)
         } else {
-            Err(format!("{}: {}", path.display(), problems.join(&format!("\n{}: ", path.display()))))
+            Err(ConfigError::Invalid(problems.iter().map(|p| format!("{}: {p}", path.display())).collect()))
         }
     }
 
     /// The fabric from `--fabric`, else `$MLN_FABRIC`, else
     /// `STATE_DIR/fabric.toml` when it exists, else an empty one (every
     /// service host reached by name with the defaults).
-    pub fn find(explicit: Option<&Path>, state_dir: &Path) -> Result<Fabric, String> {
+    pub fn find(explicit: Option<&Path>, state_dir: &Path) -> Result<Fabric, ConfigError> {
         let path = explicit
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("MLN_FABRIC").map(PathBuf::from))
@@ -492,7 +509,7 @@ mod tests {
     fn servers_file() {
         let s = parse_servers("# comment\nsrv1 4\nsrv2\n\nsrv3 all # rest\n", Path::new("s.txt")).unwrap();
         assert_eq!(s, vec![("srv1".into(), Some(4)), ("srv2".into(), None), ("srv3".into(), None)]);
-        let e = parse_servers("a 4\nb x\nc 1 2\n", Path::new("s.txt")).unwrap_err();
+        let e = parse_servers("a 4\nb x\nc 1 2\n", Path::new("s.txt")).unwrap_err().to_string();
         assert!(e.contains("s.txt:2:3: `x` is not a number"), "{e}");
         assert!(e.contains("s.txt:3:1"), "{e}");
     }
@@ -561,8 +578,8 @@ mod tests {
         }
     }
 
-    fn toml(text: &str) -> Result<Fabric, String> {
-        Fabric::parse(text, Path::new("f.toml"), |p| if p.ends_with("servers.txt") { Ok("h9 2\n".into()) } else { Err(format!("no {}", p.display())) })
+    fn toml(text: &str) -> Result<Fabric, ConfigError> {
+        Fabric::parse(text, Path::new("f.toml"), |p| if p.ends_with("servers.txt") { Ok("h9 2\n".into()) } else { Err(ConfigError::Invalid(vec![format!("no {}", p.display())])) })
     }
 
     #[test]
@@ -590,7 +607,7 @@ mod tests {
             ("servers = \"missing.txt\"\n", "no missing.txt"),
         ];
         for (text, want) in cases {
-            let e = toml(text).expect_err(text);
+            let e = toml(text).expect_err(text).to_string();
             assert!(e.contains(want), "{text}: {e}");
             assert!(e.starts_with("f.toml: ") || e.starts_with("no "), "{text}: {e}");
         }
@@ -598,7 +615,7 @@ mod tests {
         assert_eq!(f.names(), ["h9", "h1"]);
         let h1 = f.server("h1");
         assert_eq!((h1.port, h1.memory_mib, h1.vcpus, h1.max_vms, h1.connect_timeout), (65535, Some(MAX_MEMORY_MIB), Some(MAX_VCPUS), Some(100_000), 3600));
-        let e = parse_servers("h1 100001\nh2 99999999999\n-x 2\nok 100000\n", Path::new("s.txt")).unwrap_err();
+        let e = parse_servers("h1 100001\nh2 99999999999\n-x 2\nok 100000\n", Path::new("s.txt")).unwrap_err().to_string();
         assert!(e.contains("s.txt:1:4: 100001 VMs is over the limit of 100000"), "{e}");
         assert!(e.contains("s.txt:2:4: `99999999999` is not a number of VMs"), "{e}");
         assert!(e.contains("s.txt:3:1: service host name `-x` starts with `-`"), "{e}");
@@ -622,7 +639,7 @@ mod tests {
         assert_eq!(fab.server("h2").address, "h2");
         assert_eq!(fab.server("h3").max_vms, Some(1));
         std::fs::write(&f, "[hosts.h1]\nadress = \"x\"\n").unwrap();
-        let e = Fabric::load(&f).unwrap_err();
+        let e = Fabric::load(&f).unwrap_err().to_string();
         assert!(e.contains("adress"), "{e}");
     }
 }

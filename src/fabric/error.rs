@@ -22,9 +22,32 @@ pub enum FabricError {
     /// The agent did what it was asked and it failed there.
     #[error("{0}")]
     Remote(String),
+    /// The fabric configuration cannot be used.
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
+    /// This machine could not do its part (read a template, start the
+    /// async runtime).
+    #[error("{0}")]
+    Local(String),
 }
 
 impl FabricError {
+    /// The same error, its message saying what it was about.
+    pub fn about(self, what: &str) -> FabricError {
+        use FabricError as F;
+        let m = |m: String| format!("{what}: {m}");
+        match self {
+            F::Unreachable(s) => F::Unreachable(m(s)),
+            F::HostKey(s) => F::HostKey(m(s)),
+            F::Auth(s) => F::Auth(m(s)),
+            F::Agent(s) => F::Agent(m(s)),
+            F::Protocol(s) => F::Protocol(m(s)),
+            F::Remote(s) => F::Remote(m(s)),
+            F::Local(s) => F::Local(m(s)),
+            F::Config(c) => F::Config(c),
+        }
+    }
+
     pub fn retryable(&self) -> bool {
         matches!(self, FabricError::Unreachable(_))
     }
@@ -36,7 +59,8 @@ impl From<FabricError> for crate::machine::MachineError {
         match e {
             FabricError::Unreachable(m) => M::Transient(m),
             FabricError::HostKey(m) | FabricError::Auth(m) | FabricError::Agent(m) => M::Refused(m),
-            FabricError::Protocol(m) | FabricError::Remote(m) => M::Failed(m),
+            FabricError::Config(e) => M::Refused(e.to_string()),
+            FabricError::Protocol(m) | FabricError::Remote(m) | FabricError::Local(m) => M::Failed(m),
         }
     }
 }

@@ -152,7 +152,7 @@ impl Power for RemoteMachines {
 impl Provision for RemoteMachines {
     fn check(&self, _: &Plan, m: &Machine) -> Result<Done, MachineError> {
         // The template goes from here; the rest is the service host's.
-        let t = crate::backend::template::find(&self.templates, &m.host.template).map_err(MachineError::Refused)?;
+        let t = crate::backend::template::find(&self.templates, &m.host.template)?;
         Ok(Done::ok(format!("would build from {} on {} (sent there if it lacks it)", t.name, self.server.name)))
     }
     fn prepare(&self, _: &Plan, _: &dyn Telemetry) -> Result<(), MachineError> {

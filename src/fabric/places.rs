@@ -4,6 +4,7 @@
 //! once, its live capacity checked, and the templates it lacks sent by one
 //! relay for all hosts (not one transfer per host).
 
+use super::FabricError;
 use super::config::{Fabric, Server};
 use super::machines::RemoteMachines;
 use super::proto::{Info, Request};
@@ -154,20 +155,20 @@ pub struct Target {
 
 impl Target {
     /// The fabric configuration, with every problem in it.
-    pub fn fabric(&self, state_dir: &std::path::Path) -> Result<Fabric, String> {
+    pub fn fabric(&self, state_dir: &std::path::Path) -> Result<Fabric, super::config::ConfigError> {
         let f = Fabric::find(self.fabric.as_deref(), state_dir)?;
         let problems = f.problems();
         if problems.is_empty() {
             Ok(f)
         } else {
-            Err(problems.join("\n"))
+            Err(super::config::ConfigError::Invalid(problems))
         }
     }
 }
 
 /// The async runtime the fabric's SSH work runs on.
-pub fn async_runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the async runtime: {e}"))
+pub fn async_runtime() -> Result<tokio::runtime::Runtime, FabricError> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| FabricError::Local(format!("cannot start the async runtime: {e}")))
 }
 
 /// Runs `f` with the places of a project: this machine's libvirt (its
@@ -181,7 +182,7 @@ pub fn with_places<R>(
     plan: Option<&Plan>,
     rec: Option<&crate::state::ProjectRecord>,
     f: impl FnOnce(&dyn Places) -> R,
-) -> Result<R, String> {
+) -> Result<R, FabricError> {
     let uri = crate::runtime::places::local_uri(state, target.connect.as_deref(), rec);
     let local = LocalPlaces::new(state, uri, target.templates.clone());
     let remote = plan.is_some_and(|p| p.hosts.iter().any(|h| h.service_host.is_some())) || rec.is_some_and(|r| !r.places.is_empty());

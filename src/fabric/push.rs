@@ -5,6 +5,7 @@
 
 use super::proto::{Downstream, FileSum, Line, Peer, Received, Request};
 use super::relay;
+use super::FabricError;
 use super::remote::Agent;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,14 +16,17 @@ use std::time::Duration;
 pub const CHAIN_FROM: u64 = 16 << 20;
 
 /// Per host: what was sent, or why it failed.
-pub type PushOutcome = (String, Result<String, String>);
+pub type PushOutcome = (String, Result<String, FabricError>);
 
 /// Sends template `entry` from `templates` to every agent that lacks it
 /// or holds a different copy.
 pub async fn push_entry(agents: &[Arc<Agent>], templates: &Path, cache: &Path, entry: &str) -> Vec<PushOutcome> {
     let local = match super::agent::sums(templates, entry, cache) {
         Ok(l) => l,
-        Err(e) => return agents.iter().map(|a| (a.name().to_string(), Err(e.clone()))).collect(),
+        Err(e) => {
+            let e = FabricError::Local(e);
+            return agents.iter().map(|a| (a.name().to_string(), Err(e.clone()))).collect();
+        }
     };
     // What each host has.
     let mut holdings = Vec::new();
@@ -31,13 +35,13 @@ pub async fn push_entry(agents: &[Arc<Agent>], templates: &Path, cache: &Path, e
         let entry = entry.to_string();
         holdings.push(tokio::spawn(async move {
             let r: Result<Vec<Result<Vec<FileSum>, String>>, _> = a.call_as(&Request::Templates { entries: vec![entry] }, &|_| {}).await;
-            r.map(|mut v| v.pop().and_then(Result::ok).unwrap_or_default()).map_err(|e| e.to_string())
+            r.map(|mut v| v.pop().and_then(Result::ok).unwrap_or_default())
         }));
     }
-    let mut outcome: BTreeMap<usize, Result<Vec<String>, String>> = BTreeMap::new();
+    let mut outcome: BTreeMap<usize, Result<Vec<String>, FabricError>> = BTreeMap::new();
     let mut needs: Vec<Vec<usize>> = vec![Vec::new(); local.len()];
     for (i, h) in holdings.into_iter().enumerate() {
-        match h.await.unwrap_or_else(|e| Err(e.to_string())) {
+        match h.await.unwrap_or_else(|e| Err(FabricError::Local(e.to_string()))) {
             Err(e) => {
                 outcome.insert(i, Err(e));
             }
@@ -61,7 +65,7 @@ pub async fn push_entry(agents: &[Arc<Agent>], templates: &Path, cache: &Path, e
         for (&i, r) in targets.iter().zip(results) {
             match (outcome.get_mut(&i), r) {
                 (Some(Ok(sent)), Ok(())) => sent.push(file.path.clone()),
-                (Some(o), Err(e)) => *o = Err(format!("{}: {e}", file.path)),
+                (Some(o), Err(e)) => *o = Err(e.about(&file.path)),
                 _ => {}
             }
         }
@@ -70,7 +74,7 @@ pub async fn push_entry(agents: &[Arc<Agent>], templates: &Path, cache: &Path, e
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let r = outcome.remove(&i).unwrap_or_else(|| Err("not reached".into()));
+            let r = outcome.remove(&i).unwrap_or_else(|| Err(FabricError::Unreachable("not reached".into())));
             (
                 a.name().to_string(),
                 r.map(|sent| if sent.is_empty() { format!("{entry}: up to date") } else { format!("{entry}: sent {}", sent.join(", ")) }),
@@ -81,13 +85,13 @@ pub async fn push_entry(agents: &[Arc<Agent>], templates: &Path, cache: &Path, e
 
 /// Sends one file to every agent; hosts a relay failed to serve get it
 /// once more straight from here.
-pub async fn broadcast(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Vec<Result<(), String>> {
+pub async fn broadcast(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Vec<Result<(), FabricError>> {
     let first = relay_round(agents, source, file).await;
     let retry: Vec<usize> = first.iter().enumerate().filter(|(_, r)| matches!(r, Err((true, _)))).map(|(i, _)| i).collect();
-    let mut out: Vec<Result<(), String>> = first.into_iter().map(|r| r.map_err(|(_, e)| e)).collect();
+    let mut out: Vec<Result<(), FabricError>> = first.into_iter().map(|r| r.map_err(|(_, e)| e)).collect();
     for i in retry {
         let again = relay_round(&agents[i..=i], source, file).await;
-        out[i] = again.into_iter().next().unwrap_or(Err((false, "lost".into()))).map_err(|(_, e)| e);
+        out[i] = again.into_iter().next().unwrap_or(Err((false, FabricError::Protocol("no answer".into())))).map_err(|(_, e)| e);
     }
     out
 }
@@ -103,10 +107,10 @@ fn host_port(address: &str, port: u16) -> String {
 
 /// One relay over all `agents`. An error's flag says whether the host is
 /// worth a direct retry (it answered, but the data did not reach it).
-async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Vec<Result<(), (bool, String)>> {
+async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Vec<Result<(), (bool, FabricError)>> {
     let token = match relay::token() {
         Ok(t) => t,
-        Err(e) => return agents.iter().map(|_| Err((false, format!("cannot make a transfer token: {e}")))).collect(),
+        Err(e) => return agents.iter().map(|_| Err((false, FabricError::Local(format!("cannot make a transfer token: {e}"))))).collect(),
     };
     // Every receiver set up at once.
     let mut opening = Vec::new();
@@ -120,21 +124,21 @@ async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Ve
         };
         let a = a.clone();
         opening.push(tokio::spawn(async move {
-            let mut s = a.open(&req).await.map_err(|e| e.to_string())?;
+            let mut s = a.open(&req).await?;
             let progress = |l: &str| tracing::info!("{}: {l}", a.name());
             match tokio::time::timeout(Duration::from_secs(30), s.next(&progress)).await {
                 Ok(Ok(Line::Listening(port))) => Ok((s, port)),
-                Ok(Ok(Line::Error(e))) => Err(e),
-                Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("the receiver did not start within 30 s".into()),
+                Ok(Ok(Line::Error(e))) => Err(FabricError::Remote(e)),
+                Ok(Ok(other)) => Err(FabricError::Protocol(format!("unexpected answer {other:?}"))),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(FabricError::Unreachable("the receiver did not start within 30 s".into())),
             }
         }));
     }
-    let mut out: Vec<Result<(), (bool, String)>> = Vec::new();
+    let mut out: Vec<Result<(), (bool, FabricError)>> = Vec::new();
     let mut live = Vec::new();
     for (i, o) in opening.into_iter().enumerate() {
-        match o.await.unwrap_or_else(|e| Err(e.to_string())) {
+        match o.await.unwrap_or_else(|e| Err(FabricError::Local(e.to_string()))) {
             Ok((s, port)) => {
                 live.push((i, s, Peer { name: agents[i].name().to_string(), addr: host_port(&agents[i].conn.server.address, port) }));
                 out.push(Ok(()));
@@ -162,10 +166,10 @@ async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Ve
         waiting.push((
             i,
             tokio::spawn(async move {
-                s.send_line(&down).await.map_err(|e| e.to_string())?;
+                s.send_line(&down).await?;
                 let progress = |l: &str| tracing::info!("{name}: {l}");
-                let v = s.answer(&progress).await.map_err(|e| e.to_string())?;
-                serde_json::from_value::<Received>(v).map_err(|e| e.to_string())
+                let v = s.answer(&progress).await?;
+                serde_json::from_value::<Received>(v).map_err(|e| FabricError::Protocol(e.to_string()))
             }),
         ));
     }
@@ -178,15 +182,15 @@ async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Ve
         Ok::<_, String>(relay::forward(&f, size, &done, &token, &source_links))
     });
     for (i, w) in waiting {
-        out[i] = match w.await.unwrap_or_else(|e| Err(e.to_string())) {
+        out[i] = match w.await.unwrap_or_else(|e| Err(FabricError::Local(e.to_string()))) {
             Ok(r) if r.ok => Ok(()),
-            Ok(r) => Err((true, crate::term::escape_lines(&r.message).into_owned())),
+            Ok(r) => Err((true, FabricError::Remote(crate::term::escape_lines(&r.message).into_owned()))),
             Err(e) => Err((true, e)),
         };
     }
     if let Ok(Err(e)) = sending.await {
         for o in out.iter_mut().filter(|o| o.is_ok()) {
-            *o = Err((false, e.clone()));
+            *o = Err((false, FabricError::Local(e.clone())));
         }
     }
     out

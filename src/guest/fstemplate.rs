@@ -3,6 +3,7 @@
 //! copy of the image with debugfs, without mounting it, in the files a
 //! Debian system reads at boot.
 
+use crate::local_error::LocalError;
 use crate::plan::{Host, Plan};
 use std::path::Path;
 use std::process::Command;
@@ -20,17 +21,17 @@ pub fn is_ext(path: &Path) -> bool {
         && magic == [0x53, 0xEF]
 }
 
-fn debugfs(image: &Path, cmds: &str, write: bool) -> Result<String, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+fn debugfs(image: &Path, cmds: &str, write: bool) -> Result<String, LocalError> {
+    let dir = tempfile::tempdir().map_err(LocalError::io("make a temporary directory in", std::env::temp_dir()))?;
     let f = dir.path().join("cmds");
-    std::fs::write(&f, cmds).map_err(|e| e.to_string())?;
+    std::fs::write(&f, cmds).map_err(LocalError::io("write", &f))?;
     let mut c = Command::new("debugfs");
     if write {
         c.arg("-w");
     }
-    let out = c.arg("-f").arg(&f).arg(image).output().map_err(|e| format!("cannot run debugfs: {e}"))?;
+    let out = c.arg("-f").arg(&f).arg(image).output().map_err(|source| LocalError::Missing { tool: "debugfs", source })?;
     if !out.status.success() {
-        return Err(format!("debugfs: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(LocalError::Tool { tool: "debugfs".into(), message: String::from_utf8_lossy(&out.stderr).trim().to_string() });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -43,7 +44,7 @@ pub fn read(image: &Path, path: &str) -> Option<String> {
 }
 
 /// The files a host gets: (path, content, mode).
-pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Result<Vec<(String, String, u32)>, String> {
+pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Result<Vec<(String, String, u32)>, LocalError> {
     let mut out = vec![(String::from("/etc/hostname"), format!("{}\n", h.name), 0o644)];
     let mut hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{}\n", h.name);
     for other in &plan.hosts {
@@ -77,9 +78,9 @@ pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Result
     let mut used: std::collections::BTreeSet<u32> = passwd.lines().chain(group.lines()).filter_map(|l| l.split(':').nth(2)?.parse().ok()).collect();
     used.extend(h.users.iter().filter_map(|u| u.uid));
     let mut next = 1000u32;
-    let mut fresh = || -> Result<u32, String> {
+    let mut fresh = || -> Result<u32, LocalError> {
         while used.contains(&next) {
-            next = next.checked_add(1).filter(|n| *n < u32::MAX).ok_or("no free user or group id is left")?;
+            next = next.checked_add(1).filter(|n| *n < u32::MAX).ok_or_else(|| LocalError::Refused("no free user or group id is left".into()))?;
         }
         used.insert(next);
         Ok(next)
@@ -91,8 +92,8 @@ pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Result
         group = keep(&group);
         let id = match u.uid {
             // (uid_t)-1 means "no change" to chown and friends.
-            Some(u32::MAX) => return Err(format!("user {}: uid 4294967295 is not a valid id", u.name)),
-            Some(0) if u.name != "root" => return Err(format!("user {}: uid 0 would make it root", u.name)),
+            Some(u32::MAX) => return Err(LocalError::Refused(format!("user {}: uid 4294967295 is not a valid id", u.name))),
+            Some(0) if u.name != "root" => return Err(LocalError::Refused(format!("user {}: uid 0 would make it root", u.name))),
             Some(id) => id,
             None => fresh()?,
         };
@@ -147,16 +148,16 @@ pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Result
 
 /// Writes the files into the image (replacing existing ones, making
 /// parent directories), without mounting it.
-pub fn inject(image: &Path, files: &[(String, String, u32)]) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+pub fn inject(image: &Path, files: &[(String, String, u32)]) -> Result<(), LocalError> {
+    let dir = tempfile::tempdir().map_err(LocalError::io("make a temporary directory in", std::env::temp_dir()))?;
     let mut cmds = String::new();
     let mut made = std::collections::BTreeSet::new();
     for (i, (path, content, mode)) in files.iter().enumerate() {
         if !path.starts_with('/') || path.contains(['\n', '"']) {
-            return Err(format!("cannot write {path:?} into a filesystem template"));
+            return Err(LocalError::Refused(format!("cannot write {path:?} into a filesystem template")));
         }
         let local = dir.path().join(format!("f{i}"));
-        std::fs::write(&local, content).map_err(|e| e.to_string())?;
+        std::fs::write(&local, content).map_err(LocalError::io("write", &local))?;
         // Parents, outermost first (debugfs mkdir does one level).
         let mut parent = String::new();
         for part in path.trim_start_matches('/').split('/').collect::<Vec<_>>().split_last().map(|(_, p)| p.to_vec()).unwrap_or_default() {

@@ -8,8 +8,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     Machine(#[from] crate::machine::MachineError),
     /// A hook failed: nothing after it was done.
-    #[error("{0}")]
-    Hook(String),
+    #[error(transparent)]
+    Hook(#[from] super::hooks::HookError),
     /// What was asked cannot be done as it stands.
     #[error("{0}")]
     Refused(String),

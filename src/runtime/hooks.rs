@@ -8,14 +8,25 @@ use std::process::Command;
 /// be tested without a shell.
 pub trait Hooks: Sync {
     /// Runs `hook` of `plan` if it has one.
-    fn run(&self, plan: &Plan, hook: &str) -> Result<(), String>;
+    fn run(&self, plan: &Plan, hook: &str) -> Result<(), HookError>;
+}
+
+/// A hook that could not run or failed: the operation stops before what
+/// the hook guards. A person decides whether to try again.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    #[error("hook {hook}: cannot run sh: {message}")]
+    NoShell { hook: String, message: String },
+    /// Its exit status and output (escaped for the terminal).
+    #[error("hook {hook} failed ({status}):\n{output}")]
+    Failed { hook: String, status: String, output: String },
 }
 
 /// Each hook as `sh -e -c LINES` with `MLN_PROJECT` set.
 pub struct Shell;
 
 impl Hooks for Shell {
-    fn run(&self, plan: &Plan, hook: &str) -> Result<(), String> {
+    fn run(&self, plan: &Plan, hook: &str) -> Result<(), HookError> {
         let Some(lines) = plan.hooks.get(hook) else { return Ok(()) };
         let script = lines.join("\n");
         let out = Command::new("sh")
@@ -24,16 +35,19 @@ impl Hooks for Shell {
             .arg(&script)
             .env("MLN_PROJECT", &plan.project)
             .output()
-            .map_err(|e| format!("hook {hook}: cannot run sh: {e}"))?;
+            .map_err(|e| HookError::NoShell { hook: hook.to_string(), message: e.to_string() })?;
         if out.status.success() {
             return Ok(());
         }
-        Err(format!(
-            "hook {hook} failed ({}):\n{}{}",
-            out.status,
-            crate::term::escape_lines(&String::from_utf8_lossy(&out.stdout)),
-            crate::term::escape_lines(&String::from_utf8_lossy(&out.stderr))
-        ))
+        Err(HookError::Failed {
+            hook: hook.to_string(),
+            status: out.status.to_string(),
+            output: format!(
+                "{}{}",
+                crate::term::escape_lines(&String::from_utf8_lossy(&out.stdout)),
+                crate::term::escape_lines(&String::from_utf8_lossy(&out.stderr))
+            ),
+        })
     }
 }
 
@@ -42,7 +56,7 @@ impl Hooks for Shell {
 pub struct NoHooks;
 
 impl Hooks for NoHooks {
-    fn run(&self, _: &Plan, _: &str) -> Result<(), String> {
+    fn run(&self, _: &Plan, _: &str) -> Result<(), HookError> {
         Ok(())
     }
 }

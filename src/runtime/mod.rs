@@ -119,7 +119,7 @@ impl Runtime<'_> {
         if plan.hooks.contains_key(name) {
             self.telemetry.event(&Event::Hook { name: name.to_string(), ok: r.is_ok() });
         }
-        r.map_err(RuntimeError::Hook)
+        Ok(r?)
     }
 
     /// Builds every host of `plan` in its place. A project built before is
