@@ -3,6 +3,7 @@
 //! stdout. When its stdin closes (the SSH channel went away) it stops: an
 //! interrupted build is resumed by the next one, as locally.
 
+use crate::machine::MachineError;
 use super::proto::{DomainInfo, Downstream, FileSum, Hello, Info, Line, Request, PROTOCOL};
 use crate::backend::libvirt::Libvirt;
 use crate::runtime::{Runtime, StartOptions};
@@ -51,13 +52,13 @@ pub fn serve(opts: &Options) -> i32 {
     let stdin = std::io::stdin();
     let mut first = String::new();
     if stdin.lock().read_line(&mut first).is_err() || first.trim().is_empty() {
-        say(&Line::Error("no request on stdin".into()));
+        say(&Line::Error(MachineError::Refused("no request on stdin".into())));
         return 2;
     }
     let req: Request = match serde_json::from_str(&first) {
         Ok(r) => r,
         Err(e) => {
-            say(&Line::Error(format!("cannot read the request (protocol {PROTOCOL}): {e}")));
+            say(&Line::Error(MachineError::Refused(format!("cannot read the request (protocol {PROTOCOL}): {e}"))));
             return 2;
         }
     };
@@ -89,14 +90,17 @@ fn watch_stdin() {
     });
 }
 
-fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, String> {
-    serde_json::to_value(v).map_err(|e| e.to_string())
+fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, MachineError> {
+    serde_json::to_value(v).map_err(|e| MachineError::Failed(e.to_string()))
 }
 
-fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
+/// A request's answer, or why the request as a whole failed.
+fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineError> {
     let state = || State::open(&opts.state_dir);
     match req {
-        Request::Hello => json(Hello { protocol: PROTOCOL, version: env!("CARGO_PKG_VERSION").into(), sha256: own_sum(&opts.state_dir.join("cache"))? }),
+        Request::Hello => {
+            json(Hello { protocol: PROTOCOL, version: env!("CARGO_PKG_VERSION").into(), sha256: own_sum(&opts.state_dir.join("cache")).map_err(MachineError::Failed)? })
+        }
         Request::Info => json(info(opts)?),
         Request::Templates { entries } => {
             let cache = opts.state_dir.join("cache");
@@ -107,14 +111,14 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
             json(out)
         }
         Request::Console { project, host, offset } => {
-            let state = state().map_err(|e| e.to_string())?;
-            let path = state.host_dir(&project, &host).map_err(|e| e.to_string())?.join("console.log");
-            json(console_chunk(&path, offset)?)
+            let state = state()?;
+            let path = state.host_dir(&project, &host).map_err(|e| MachineError::Refused(e.to_string()))?.join("console.log");
+            json(console_chunk(&path, offset).map_err(MachineError::Failed)?)
         }
         Request::Receive { path, size, sha256, token, bind } => {
             let parts: Vec<&str> = path.split('/').collect();
-            let target = crate::name::inside(&opts.templates, &parts).map_err(|e| e.to_string())?;
-            let ip = super::relay::bind_address(std::env::var("SSH_CONNECTION").ok().as_deref(), bind.as_deref())?;
+            let target = crate::name::inside(&opts.templates, &parts).map_err(|e| MachineError::Refused(e.to_string()))?;
+            let ip = super::relay::bind_address(std::env::var("SSH_CONNECTION").ok().as_deref(), bind.as_deref()).map_err(MachineError::Refused)?;
             let r = super::relay::receive(&target, size, &sha256, &token, ip, |addr| {
                 say(&Line::Listening(addr.port()));
                 let mut line = String::new();
@@ -126,18 +130,18 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, String> {
             json(r)
         }
         op => {
-            let state = state().map_err(|e| e.to_string())?;
+            let state = state()?;
             let places = crate::runtime::LocalPlaces::new(&state, opts.connect.clone(), opts.templates.clone());
             let rt = Runtime { state: &state, places: &places, hooks: &crate::runtime::hooks::NoHooks, telemetry: &Forward };
-            let known = state.project(op_project(&op)).map_err(|e| e.to_string())?.is_some();
+            let known = state.project(op_project(&op))?.is_some();
             match op {
-                Request::Build { plan, file, opts } => json(rt.build(&plan, Path::new(&file), opts).map_err(|e| e.to_string())?),
-                Request::Start { project, hosts } => json(rt.start(&project, &StartOptions { hosts, pause: None }).map_err(|e| e.to_string())?),
-                Request::Stop { project, hosts, mode } => json(rt.stop(&project, &hosts, mode).map_err(|e| e.to_string())?),
+                Request::Build { plan, file, opts } => json(rt.build(&plan, Path::new(&file), opts)?),
+                Request::Start { project, hosts } => json(rt.start(&project, &StartOptions { hosts, pause: None })?),
+                Request::Stop { project, hosts, mode } => json(rt.stop(&project, &hosts, mode)?),
                 // Nothing of the project here (never built, or removed).
                 Request::Status { .. } | Request::Remove { .. } if !known => json(Vec::<()>::new()),
-                Request::Status { project, hosts } => json(rt.status(&project, &hosts).map_err(|e| e.to_string())?),
-                Request::Remove { project } => json(rt.remove(&project).map_err(|e| e.to_string())?),
+                Request::Status { project, hosts } => json(rt.status(&project, &hosts)?),
+                Request::Remove { project } => json(rt.remove(&project)?),
                 _ => unreachable!("handled above"),
             }
         }
@@ -220,14 +224,14 @@ fn meminfo(key: &str) -> u64 {
         / 1024
 }
 
-fn info(opts: &Options) -> Result<Info, String> {
+fn info(opts: &Options) -> Result<Info, MachineError> {
     // A host whose libvirt is down is still worth describing.
     let (libvirt_version, domains) = match Libvirt::connect(&opts.connect).and_then(|lv| lv.inventory()) {
         Ok(x) => x,
         Err(e) => (format!("unavailable: {e}"), Vec::new()),
     };
     let projects = match State::open(&opts.state_dir) {
-        Ok(s) => s.project_names().map_err(|e| e.to_string())?,
+        Ok(s) => s.project_names()?,
         Err(_) => Vec::new(),
     };
     Ok(Info {

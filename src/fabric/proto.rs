@@ -8,7 +8,7 @@
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
 
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -105,7 +105,10 @@ pub struct Received {
 pub enum Line {
     Listening(u16),
     Ok(serde_json::Value),
-    Error(String),
+    /// The request as a whole failed there (one machine's failure is an
+    /// outcome inside `Ok` instead); typed, so a manager can tell whether
+    /// to try again.
+    Error(crate::machine::MachineError),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

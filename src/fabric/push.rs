@@ -184,7 +184,7 @@ async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Ve
     for (i, w) in waiting {
         out[i] = match w.await.unwrap_or_else(|e| Err(FabricError::Local(e.to_string()))) {
             Ok(r) if r.ok => Ok(()),
-            Ok(r) => Err((true, FabricError::Remote(crate::term::escape_lines(&r.message).into_owned()))),
+            Ok(r) => Err((true, FabricError::Remote(crate::machine::MachineError::Failed(crate::term::escape_lines(&r.message).into_owned())))),
             Err(e) => Err((true, e)),
         };
     }

@@ -60,7 +60,7 @@ impl Session {
                     .map_err(|e| FabricError::Protocol(format!("{}: unreadable answer from the agent ({e}): {}", self.host, escape(String::from_utf8_lossy(&line).trim()))))?;
                 // What a service host says reaches a terminal: no escape sequences.
                 return Ok(match got {
-                    Line::Error(e) => Line::Error(escape_lines(&e).into_owned()),
+                    Line::Error(e) => Line::Error(e.map_message(|m| escape_lines(&m).into_owned())),
                     other => other,
                 });
             }
@@ -75,11 +75,11 @@ impl Session {
                 }
                 Some(Event::Exit(s)) if s != 0 && self.out.is_empty() => {
                     let err = escape_lines(String::from_utf8_lossy(&self.err).trim()).into_owned();
-                    return Err(FabricError::Remote(format!(
+                    return Err(FabricError::Remote(crate::machine::MachineError::Failed(format!(
                         "{}: the agent exited with status {s}{}",
                         self.host,
                         if err.is_empty() { String::new() } else { format!(": {err}") }
-                    )));
+                    ))));
                 }
                 Some(Event::Exit(_)) => {}
                 None => return Err(FabricError::Unreachable(format!("{}: the connection closed before the agent answered", self.host))),

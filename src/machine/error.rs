@@ -49,6 +49,16 @@ impl MachineError {
     pub fn retryable(&self) -> bool {
         matches!(self, MachineError::Transient(_))
     }
+    /// The same error with its message passed through `f` (escaped for a
+    /// terminal, or saying where it happened).
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> MachineError {
+        match self {
+            MachineError::Unsupported { capability, backend } => MachineError::Unsupported { capability, backend: f(backend) },
+            MachineError::Refused(m) => MachineError::Refused(f(m)),
+            MachineError::Failed(m) => MachineError::Failed(f(m)),
+            MachineError::Transient(m) => MachineError::Transient(f(m)),
+        }
+    }
 }
 
 impl From<crate::state::StateError> for MachineError {

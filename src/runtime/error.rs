@@ -15,6 +15,20 @@ pub enum RuntimeError {
     Refused(String),
 }
 
+/// The whole of an operation failed, as one machine's error (what an agent
+/// sends back to its manager).
+impl From<RuntimeError> for crate::machine::MachineError {
+    fn from(e: RuntimeError) -> Self {
+        use crate::machine::MachineError as M;
+        match e {
+            RuntimeError::State(e) => e.into(),
+            RuntimeError::Machine(e) => e,
+            RuntimeError::Hook(e) => M::Failed(e.to_string()),
+            RuntimeError::Refused(m) => M::Refused(m),
+        }
+    }
+}
+
 impl RuntimeError {
     /// Whether trying again later can help.
     pub fn retryable(&self) -> bool {
