@@ -25,6 +25,7 @@ pub mod source;
 pub mod state;
 pub mod syntax;
 pub mod term;
+pub mod upgrade;
 pub mod definitions;
 
 #[path = "../plugins/autoenum/mod.rs"]

@@ -8,6 +8,7 @@ mod check;
 mod completions;
 mod console;
 mod context;
+mod diff;
 mod explain;
 mod fabric;
 mod fmt;
@@ -49,6 +50,8 @@ pub enum Command {
     Parse(parse::Args),
     /// Create every VM of a project (not started).
     Build(build::Args),
+    /// What changing one project file into another would do, host by host.
+    Diff(diff::Args),
     /// Start a project's VMs in boot order; saved VMs are restored.
     Start(start::Args),
     /// Stop a project's VMs in reverse boot order: shut down, wait, then force off.
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => fmt::run(a, g),
         Command::Parse(a) => parse::run(a, g),
         Command::Build(a) => build::run(a, g),
+        Command::Diff(a) => diff::run(a, g),
         Command::Start(a) => start::run(a, g),
         Command::Stop(a) => stop::run(a, g),
         Command::Status(a) => status::run(a, g),

@@ -106,3 +106,14 @@ pub fn outcomes(op: &str, r: Result<Vec<Outcome>, mln::runtime::RuntimeError>, j
         }
     }
 }
+
+/// An upgrade's preview (text), or its hosts as a JSON array of
+/// `{"host", "class", "changes", "why"}`.
+pub fn upgrade(u: &mln::upgrade::Upgrade, json: bool) -> ExitCode {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&u.hosts).expect("an upgrade serializes"));
+    } else {
+        print!("{}", mln::upgrade::preview(u));
+    }
+    ExitCode::SUCCESS
+}
