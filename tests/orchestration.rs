@@ -327,3 +327,95 @@ fn the_summary_counts_machines_not_switches() {
     let (text, all_ok) = mln::runtime::summary("start", &[failed]);
     assert!(!all_ok && text.contains("FAILED") && text.contains("worth retrying"), "{text}");
 }
+
+/// The rig's project edited: a1 with less memory (live), b1 with a user
+/// (guest-config), router unchanged, a2 gone, c1 new on s1.
+fn edited() -> Plan {
+    let text = PROJECT
+        .replace("host a1 { template t\n boot_order 2 }", "host a1 { template t\n boot_order 2\n memory 64M }")
+        .replace("host a2 { template t\n boot_order 2\n service_host s1 }\n", "host c1 { template t\n service_host s1 }\n")
+        .replace(
+            "host b1 { template t\n boot_order 3\n service_host s1 }",
+            "host b1 { template t\n boot_order 3\n service_host s1\n users { ann $6$saltsalt$qFmFH.bQmmtXzyBY0s9v7Oicd2z4XSIecDzlB5KiA2/jctKu9YterLp8wwnSq.qc.eoxqOmSuNp2xS0ktL3nh/ } }",
+        );
+    let c = compile_mem(&[("/p/lab.mln", &text)]);
+    assert!(c.ok(), "{}", rendered(&c));
+    c.plan
+}
+
+#[test]
+fn an_upgrade_does_per_host_what_its_class_says_and_nothing_for_the_unchanged() {
+    use mln::upgrade::Class;
+    let r = rig();
+    r.build();
+    r.take_log();
+    let new = edited();
+    // The base memory of the rig is the default; a1 goes down to 64M.
+    let (u, out) = r.run(None, |rt| rt.upgrade(&new, Path::new("lab2.mln"), &Default::default()).unwrap());
+    let class = |h: &str| u.hosts.iter().find(|d| d.host == h).unwrap().class;
+    assert_eq!(
+        [class("router"), class("a1"), class("a2"), class("b1"), class("c1")],
+        [Class::Unchanged, Class::Live, Class::Remove, Class::GuestConfig, Class::Add]
+    );
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    let log = r.take_log();
+    // Not one call for the unchanged host.
+    assert!(!log.iter().any(|l| l.contains("router")), "{log:#?}");
+    for line in ["here: update a1 live", "s1: retire a2", "s1: update b1 guest-config", "s1: build c1"] {
+        pos(&log, line);
+    }
+    // The record is the new plan; the removed host is forgotten.
+    let rec = r.state.require("lab").unwrap();
+    assert_eq!(rec.plan, mln::state::redacted(&new));
+    assert_eq!(rec.file, "lab2.mln");
+    let hosts: Vec<String> = r.state.hosts("lab").unwrap().into_iter().map(|h| h.host).collect();
+    assert!(!hosts.contains(&"a2".to_string()) && hosts.contains(&"c1".to_string()), "{hosts:?}");
+    // Applied: the same file again changes nothing and calls nothing.
+    let (u, out) = r.run(None, |rt| rt.upgrade(&new, Path::new("lab2.mln"), &Default::default()).unwrap());
+    assert!(u.is_empty() && out.is_empty(), "{u:?} {out:?}");
+    assert!(r.take_log().is_empty());
+}
+
+#[test]
+fn a_failed_change_keeps_the_old_entry_and_a_rerun_finishes_it() {
+    let r = rig();
+    r.build();
+    let new = edited();
+    r.places.s1.fail("update", "b1");
+    r.places.s1.fail("build", "c1");
+    let (_, out) = r.run(None, |rt| rt.upgrade(&new, Path::new("lab2.mln"), &Default::default()).unwrap());
+    let failed: Vec<&str> = out.iter().filter(|o| !o.ok()).map(|o| o.host.as_str()).collect();
+    assert_eq!(failed, ["b1", "c1"], "{out:?}");
+    let rec = r.state.require("lab").unwrap();
+    let old_b1 = r.plan.hosts.iter().find(|h| h.name == "b1").unwrap();
+    assert_eq!(rec.plan.hosts.iter().find(|h| h.name == "b1"), Some(old_b1), "b1 is recorded as it still is");
+    assert!(!rec.plan.hosts.iter().any(|h| h.name == "c1"), "a host whose build failed is not recorded as there");
+    assert!(rec.plan.hosts.iter().any(|h| h.name == "a1" && h.memory_mib == 64), "what worked is recorded");
+    r.places.s1.heal("update", "b1");
+    r.places.s1.heal("build", "c1");
+    r.take_log();
+    let (u, out) = r.run(None, |rt| rt.upgrade(&new, Path::new("lab2.mln"), &Default::default()).unwrap());
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    let changed: Vec<&str> = u.hosts.iter().filter(|d| d.class != mln::upgrade::Class::Unchanged).map(|d| d.host.as_str()).collect();
+    assert_eq!(changed, ["b1", "c1"], "only what was left is done again");
+    assert_eq!(r.state.require("lab").unwrap().plan, mln::state::redacted(&new));
+}
+
+#[test]
+fn an_upgrade_refuses_another_project_and_does_not_move_hosts_yet() {
+    let r = rig();
+    r.build();
+    let other = compile_mem(&[("/p/x.mln", "global { project other }\nhost a { template t }\n")]).plan;
+    let e = r.run(None, |rt| rt.upgrade(&other, Path::new("x.mln"), &Default::default())).unwrap_err();
+    assert!(matches!(e, mln::runtime::RuntimeError::State(mln::state::StateError::NoProject(_))), "a file of another project finds no such project: {e}");
+    // a2 moves from s1 to this machine: refused for that host only, which
+    // stays recorded where it is.
+    let moved = compile_mem(&[("/p/lab.mln", &PROJECT.replace("host a2 { template t\n boot_order 2\n service_host s1 }", "host a2 { template t\n boot_order 2 }"))]).plan;
+    let (u, out) = r.run(None, |rt| rt.upgrade(&moved, Path::new("lab.mln"), &Default::default()).unwrap());
+    assert_eq!(u.hosts.iter().find(|d| d.host == "a2").unwrap().class, mln::upgrade::Class::Migrate);
+    let a2 = out.iter().find(|o| o.host == "a2").unwrap();
+    assert!(!a2.ok() && a2.message.contains("migration") && a2.place.as_deref() == Some("s1"), "{a2:?}");
+    let rec = r.state.require("lab").unwrap();
+    assert_eq!(rec.plan.hosts.iter().find(|h| h.name == "a2").unwrap().service_host.as_deref(), Some("s1"));
+    assert_eq!(r.places.s1.machine("lab", "a2"), PowerState::ShutOff);
+}

@@ -13,3 +13,4 @@ mod migrate;
 pub mod probes;
 mod provision;
 pub mod template;
+mod update;

@@ -102,6 +102,41 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
     Ok(Done::ok(format!("built from {}{}{user}", made.template, if made.fs_template { " (filesystem template, configured in place)" } else { "" })))
 }
 
+/// A built host's files written again from `plan` (its seed, or its
+/// filesystem template's files; disks that exist are kept) and the domain
+/// definition it now has.
+pub(super) fn reconfigure(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> Result<String, MachineError> {
+    Ok(domain_xml(&make_host(m, p, plan, h, Making::Build)?.spec))
+}
+
+/// Whether `h` is built from a filesystem template (configured by writing
+/// into its disk).
+pub(super) fn uses_fs_template(p: &Prepared, h: &Host) -> bool {
+    matches!(&p.templates.get(&h.template), Some(Ok((t, _))) if t.disk.as_ref().is_some_and(|(d, _)| crate::guest::fstemplate::is_ext(d)))
+}
+
+/// A built host's root disk and the size the plan gives it, in MiB.
+pub(super) fn disk_of(m: &Machines, p: &Prepared, project: &str, h: &Host) -> Result<(std::path::PathBuf, u64), MachineError> {
+    let (_, base_mib) = match p.templates.get(&h.template) {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return Err(e.clone()),
+        None => return Err(MachineError::Refused(format!("template {} was not looked up", h.template))),
+    };
+    let dir = m.state.host_dir(project, &h.name)?;
+    let disk = if uses_fs_template(p, h) { dir.join("disk.img") } else { dir.join("disk.qcow2") };
+    if !disk.exists() {
+        return Err(MachineError::Refused(format!("{} has no disk of its own to grow", h.name)));
+    }
+    Ok((disk, disk_mib(h, *base_mib)))
+}
+
+/// Grows a disk image that no guest is using to `mib` MiB.
+pub(super) fn resize(disk: &Path, mib: u64) -> Result<(), MachineError> {
+    let fmt = template::format_of(disk);
+    qemu_img(&["resize", "-q", "-f", fmt, &disk.to_string_lossy(), &format!("{mib}M")])?;
+    Ok(())
+}
+
 /// The files of a host about to arrive by live migration: its directory,
 /// seed and kernel as a build makes them, and its disks empty but the
 /// size of the sender's, for the sender's data to be copied into (an

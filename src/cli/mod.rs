@@ -21,6 +21,7 @@ mod start;
 mod status;
 mod stop;
 mod template;
+mod upgrade;
 
 pub use context::Global;
 
@@ -64,6 +65,8 @@ pub enum Command {
     Console(console::Args),
     /// Remove everything a project created.
     Remove(remove::Args),
+    /// Apply an edited project file to what is built (preview with -s).
+    Upgrade(upgrade::Args),
     /// Service hosts: status, parallel commands.
     #[command(subcommand)]
     Fabric(fabric::Command),
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Parse(a) => parse::run(a, g),
         Command::Build(a) => build::run(a, g),
         Command::Diff(a) => diff::run(a, g),
+        Command::Upgrade(a) => upgrade::run(a, g),
         Command::Start(a) => start::run(a, g),
         Command::Stop(a) => stop::run(a, g),
         Command::Status(a) => status::run(a, g),

@@ -64,7 +64,7 @@ pub fn serve(opts: &Options) -> i32 {
     };
     // Work that changes things stops when the manager goes; questions
     // just get answered.
-    if matches!(req, Request::Build { .. } | Request::Start { .. } | Request::Stop { .. } | Request::Remove { .. }) {
+    if matches!(req, Request::Build { .. } | Request::Start { .. } | Request::Stop { .. } | Request::Remove { .. } | Request::Upgrade { .. }) {
         watch_stdin();
     }
     let answer = handle(opts, req);
@@ -142,6 +142,7 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineErro
                 Request::Status { .. } | Request::Remove { .. } if !known => json(Vec::<()>::new()),
                 Request::Status { project, hosts } => json(rt.status(&project, &hosts)?),
                 Request::Remove { project } => json(rt.remove(&project)?),
+                Request::Upgrade { plan, file, opts } => json(rt.upgrade_or_build(&plan, Path::new(&file), &opts)?),
                 _ => unreachable!("handled above"),
             }
         }
@@ -161,6 +162,7 @@ pub fn console_chunk(path: &Path, offset: u64) -> Result<super::proto::ConsoleCh
 fn op_project(r: &Request) -> &str {
     match r {
         Request::Build { plan, .. } => &plan.project,
+        Request::Upgrade { plan, .. } => &plan.project,
         Request::Start { project, .. } | Request::Stop { project, .. } | Request::Status { project, .. } | Request::Remove { project } => project,
         _ => "",
     }

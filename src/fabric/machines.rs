@@ -67,6 +67,21 @@ impl RemoteMachines {
         hosts.iter().map(|h| Outcome::failed(&h.name, e)).collect()
     }
 
+    /// A share as the agent keeps it: on its own machine, each template
+    /// named by the exact entry that was sent (looked up once).
+    fn for_agent(&self, plan: &Plan) -> Plan {
+        let mut share = plan.clone();
+        let mut found: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
+        for h in &mut share.hosts {
+            h.service_host = None;
+            let e = found.entry(h.template.clone()).or_insert_with(|| crate::backend::template::find(&self.templates, &h.template).ok().map(|t| t.name));
+            if let Some(e) = e {
+                h.template = e.clone();
+            }
+        }
+        share
+    }
+
     fn one(outcomes: Vec<Outcome>) -> Result<Done, MachineError> {
         match outcomes.into_iter().next() {
             Some(o) if o.status == Status::Failed => Err(if o.retry { MachineError::Transient(o.message) } else { MachineError::Failed(o.message) }),
@@ -88,19 +103,21 @@ impl Backend for RemoteMachines {
     }
 
     fn build_all(&self, plan: &Plan, opts: BuildOptions, t: &dyn Telemetry) -> Vec<Outcome> {
-        let mut share = plan.clone();
-        // Each template named by the exact entry that was sent, looked up once.
-        let mut found: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
-        for h in &mut share.hosts {
-            h.service_host = None;
-            let e = found.entry(h.template.clone()).or_insert_with(|| crate::backend::template::find(&self.templates, &h.template).ok().map(|t| t.name));
-            if let Some(e) = e {
-                h.template = e.clone();
-            }
-        }
-        let req = Request::Build { plan: share, file: String::new(), opts };
+        let req = Request::Build { plan: self.for_agent(plan), file: String::new(), opts };
         let hosts: Vec<&Host> = plan.hosts.iter().collect();
         self.call::<Vec<Outcome>>(&req, t).unwrap_or_else(|e| Self::each_failed(&hosts, &e))
+    }
+
+    /// One request: the agent compares the new share with the one it
+    /// recorded and applies the difference (its classes are the
+    /// manager's: a host's comparison does not depend on the others).
+    fn upgrade_all(&self, old: &Plan, new: &Plan, classes: &[(String, crate::upgrade::Class)], opts: &crate::machine::UpgradeOptions, t: &dyn Telemetry) -> Vec<Outcome> {
+        let _ = old;
+        let req = Request::Upgrade { plan: self.for_agent(new), file: String::new(), opts: opts.clone() };
+        match self.call::<(serde_json::Value, Vec<Outcome>)>(&req, t) {
+            Ok((_, outcomes)) => outcomes,
+            Err(e) => classes.iter().filter(|(_, c)| *c != crate::upgrade::Class::Unchanged).map(|(h, _)| Outcome::failed(h, &e)).collect(),
+        }
     }
 
     fn start_all(&self, project: &str, hosts: &[&Host], t: &dyn Telemetry) -> Vec<Outcome> {

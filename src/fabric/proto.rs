@@ -23,6 +23,9 @@ pub enum Request {
     Stop { project: String, hosts: Vec<String>, mode: crate::machine::StopMode },
     Status { project: String, hosts: Vec<String> },
     Remove { project: String },
+    /// Bring the service host's share to this one (the agent compares it
+    /// with the share it has recorded; none recorded: it builds it).
+    Upgrade { plan: Plan, file: String, opts: crate::machine::UpgradeOptions },
     /// What a host's serial console printed from byte `offset` on.
     Console { project: String, host: String, offset: u64 },
     /// Sizes and SHA-256 of template entries (exact names).

@@ -10,6 +10,7 @@ pub enum Capability {
     Provision,
     Snapshot,
     Migrate,
+    Update,
 }
 
 impl std::fmt::Display for Capability {
@@ -19,6 +20,7 @@ impl std::fmt::Display for Capability {
             Capability::Provision => "provisioning",
             Capability::Snapshot => "saving and restoring",
             Capability::Migrate => "migration",
+            Capability::Update => "upgrading a built machine",
         })
     }
 }

@@ -96,6 +96,37 @@ impl Backend for Fake {
     fn migrate(&self) -> Result<&dyn Migrate, MachineError> {
         Ok(self)
     }
+    fn update(&self) -> Result<&dyn Update, MachineError> {
+        Ok(self)
+    }
+}
+
+/// An update is logged with its class (`update HOST CLASS`); a restart
+/// leaves a running machine running.
+impl Update for Fake {
+    fn update(&self, plan: &Plan, _: &Host, m: &Machine, class: crate::upgrade::Class, opts: &UpgradeOptions) -> Result<Done, MachineError> {
+        let h = &m.host.name;
+        let s = self.machine(&plan.project, h);
+        if s == PowerState::Absent {
+            return Err(MachineError::Refused("not built (run mln build)".into()));
+        }
+        {
+            let mut i = self.inner();
+            self.push(&mut i, format!("update {h} {class}"));
+            if i.fail.contains(&("update".to_string(), h.clone())) {
+                return Err(MachineError::Failed(format!("update {h}: made to fail")));
+            }
+        }
+        if opts.start_changed && class != crate::upgrade::Class::Live {
+            self.set(&plan.project, h, PowerState::Running);
+        }
+        Ok(Done::ok(format!("{class} applied")))
+    }
+    fn retire(&self, project: &str, host: &str, _: &UpgradeOptions) -> Result<Done, MachineError> {
+        self.step("retire", project, host)?;
+        self.set(project, host, PowerState::Absent);
+        Ok(Done::ok("removed"))
+    }
 }
 
 impl Power for Fake {

@@ -172,6 +172,30 @@ pub trait Provision: Sync {
     fn finish_remove(&self, project: &str) -> Vec<Outcome>;
 }
 
+/// How an upgrade is applied (MLN's `upgrade` flags).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeOptions {
+    /// `-S`: start the hosts that were changed (a guest-config change is
+    /// applied by restarting the guest).
+    pub start_changed: bool,
+    /// `-k`: keep the disks of removed hosts.
+    pub keep_disks: bool,
+    /// `-l`: hosts to migrate live.
+    pub live: Vec<String>,
+}
+
+/// Bringing a built machine to a new plan: one host's part of an upgrade,
+/// classified before (`crate::upgrade`).
+pub trait Update: Sync {
+    /// Brings `m` (as the new plan has it) from `old` (as it was built),
+    /// doing what `class` says and nothing more: a running machine keeps
+    /// running unless the class needs a restart.
+    fn update(&self, plan: &Plan, old: &Host, m: &Machine, class: crate::upgrade::Class, opts: &UpgradeOptions) -> Result<Done, MachineError>;
+    /// Removes a host the new plan no longer has; with `keep_disks` its
+    /// disks are kept (moved out of the project) and named.
+    fn retire(&self, project: &str, host: &str, opts: &UpgradeOptions) -> Result<Done, MachineError>;
+}
+
 pub trait Snapshot: Sync {
     fn save(&self, m: &Machine) -> Result<Done, MachineError>;
     fn restore(&self, m: &Machine) -> Result<Done, MachineError>;
@@ -230,6 +254,37 @@ pub trait Backend: Sync + Send {
     }
     fn migrate(&self) -> Result<&dyn Migrate, MachineError> {
         Err(MachineError::unsupported(Capability::Migrate, self.describe()))
+    }
+    fn update(&self) -> Result<&dyn Update, MachineError> {
+        Err(MachineError::unsupported(Capability::Update, self.describe()))
+    }
+
+    /// Applies an upgrade to this place's share: `old` as it was built,
+    /// `new` as it is to be, each host's class given. Hosts added are
+    /// built, hosts gone are retired, the others updated.
+    fn upgrade_all(&self, old: &Plan, new: &Plan, classes: &[(String, crate::upgrade::Class)], opts: &UpgradeOptions, t: &dyn Telemetry) -> Vec<Outcome> {
+        use crate::upgrade::Class;
+        let (p, u) = match (self.provision(), self.update()) {
+            (Ok(p), Ok(u)) => (p, u),
+            (Err(e), _) | (_, Err(e)) => return classes.iter().map(|(h, _)| Outcome::failed(h, &e)).collect(),
+        };
+        if classes.iter().any(|(_, c)| *c != Class::Remove && *c != Class::Unchanged) {
+            if let Err(e) = p.prepare(new, t) {
+                return classes.iter().map(|(h, _)| Outcome::failed(h, &e)).collect();
+            }
+        }
+        let items: Vec<&(String, Class)> = classes.iter().filter(|(_, c)| *c != Class::Unchanged).collect();
+        each("upgrade", &items, t, |(h, class)| {
+            let newh = new.hosts.iter().find(|x| &x.name == h);
+            let oldh = old.hosts.iter().find(|x| &x.name == h);
+            let r = match (class, newh, oldh) {
+                (Class::Remove, _, _) => u.retire(&old.project, h, opts),
+                (Class::Add, Some(n), _) => p.build(new, &Machine { project: &new.project, host: n }),
+                (c, Some(n), Some(o)) => u.update(new, o, &Machine { project: &new.project, host: n }, *c, opts),
+                _ => Err(MachineError::Refused(format!("{h}: not in both plans"))),
+            };
+            Outcome::of(h, r)
+        })
     }
 
     /// Builds every host of `plan` (this place's share of a project).

@@ -13,6 +13,9 @@ pub enum RuntimeError {
     /// What was asked cannot be done as it stands.
     #[error("{0}")]
     Refused(String),
+    /// A new file that cannot be applied to what is deployed.
+    #[error(transparent)]
+    Upgrade(crate::upgrade::UpgradeError),
 }
 
 /// The whole of an operation failed, as one machine's error (what an agent
@@ -25,6 +28,7 @@ impl From<RuntimeError> for crate::machine::MachineError {
             RuntimeError::Machine(e) => e,
             RuntimeError::Hook(e) => M::Failed(e.to_string()),
             RuntimeError::Refused(m) => M::Refused(m),
+            RuntimeError::Upgrade(e) => M::Refused(e.to_string()),
         }
     }
 }
@@ -35,7 +39,7 @@ impl RuntimeError {
         match self {
             RuntimeError::State(e) => e.retryable(),
             RuntimeError::Machine(e) => e.retryable(),
-            RuntimeError::Hook(_) | RuntimeError::Refused(_) => false,
+            RuntimeError::Hook(_) | RuntimeError::Refused(_) | RuntimeError::Upgrade(_) => false,
         }
     }
 }
@@ -59,6 +63,8 @@ impl RuntimeError {
             RuntimeError::Machine(M::Failed(_)) => "mln::machine::failed",
             RuntimeError::Hook(_) => "mln::runtime::hook",
             RuntimeError::Refused(_) => "mln::runtime::refused",
+            RuntimeError::Upgrade(crate::upgrade::UpgradeError::OtherProject { .. }) => "mln::upgrade::other_project",
+            RuntimeError::Upgrade(crate::upgrade::UpgradeError::Impossible(_)) => "mln::upgrade::impossible",
         };
         let d = crate::diag::Diagnostic::error(code, crate::term::escape_lines(&self.to_string()).into_owned());
         if self.retryable() {

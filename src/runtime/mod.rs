@@ -13,6 +13,7 @@ mod error;
 pub mod hooks;
 pub mod places;
 mod status;
+mod upgrade;
 
 pub use error::RuntimeError;
 pub use places::{LocalPlaces, Places};
@@ -127,6 +128,11 @@ impl Runtime<'_> {
     pub fn build(&self, plan: &Plan, file: &Path, opts: BuildOptions) -> Result<Vec<Outcome>, RuntimeError> {
         crate::name::check_plan(plan).map_err(|e| RuntimeError::Refused(format!("refusing the plan: {e}")))?;
         let _lock = self.state.lock(&plan.project)?;
+        self.build_locked(plan, file, opts)
+    }
+
+    /// `build`, the project's lock held by the caller.
+    fn build_locked(&self, plan: &Plan, file: &Path, opts: BuildOptions) -> Result<Vec<Outcome>, RuntimeError> {
         let old = self.state.project(&plan.project)?;
         let mut outcomes = Vec::new();
         if let Some(old) = &old {

@@ -295,6 +295,15 @@ impl State {
             .map_err(db("forget resource"))
     }
 
+    /// Forgets these hosts of a project (removed by an upgrade).
+    pub fn forget_hosts(&self, project: &str, hosts: &[String]) -> Result<(), StateError> {
+        let db = self.db();
+        for h in hosts {
+            db.execute("DELETE FROM hosts WHERE project = ?1 AND host = ?2", params![project, h]).map_err(error::db("forget hosts"))?;
+        }
+        Ok(())
+    }
+
     pub fn forget_project(&self, project: &str) -> Result<(), StateError> {
         let db = self.db();
         db.execute("DELETE FROM resources WHERE project = ?1", [project]).map_err(error::db("forget"))?;

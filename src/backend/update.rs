@@ -1,0 +1,264 @@
+//! Upgrading built libvirt machines in place: what a running domain takes
+//! is applied to it (memory and vCPUs down, pinning, interfaces plugged
+//! and unplugged) and to its definition; the guest's configuration is
+//! written anew (a new seed, or the filesystem template's files, never
+//! while that file system is mounted); what QEMU starts with needs a
+//! restart; a grown disk grows under the running guest. Each step is
+//! safe to run again: a re-run after an interruption finishes the rest.
+
+use super::domain::domain_name;
+use super::libvirt::err;
+use super::machines::LibvirtMachines;
+use crate::machine::{Done, Machine, MachineError, Power, PowerState, Provision, StopMode, Update, UpgradeOptions};
+use crate::plan::{Host, Plan};
+use crate::state::ResourceKind;
+use crate::upgrade::Class;
+use std::time::Duration;
+
+/// How long a guest gets to shut down for a restart an upgrade needs.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(120);
+
+impl Update for LibvirtMachines<'_> {
+    fn update(&self, plan: &Plan, old: &Host, m: &Machine, class: Class, opts: &UpgradeOptions) -> Result<Done, MachineError> {
+        let h = m.host;
+        let was = self.state(m)?;
+        if was == PowerState::Absent {
+            return Err(MachineError::Refused("not built (run mln build)".into()));
+        }
+        match class {
+            Class::Unchanged => return Ok(Done::ok("unchanged")),
+            Class::Migrate => {
+                return Err(MachineError::Refused(format!(
+                    "moving from {} to {} is a migration, which upgrade does not do yet",
+                    old.service_host.as_deref().unwrap_or("this machine"),
+                    h.service_host.as_deref().unwrap_or("this machine")
+                )))
+            }
+            Class::Add | Class::Remove => return Err(MachineError::Refused(format!("{class} is not an update of a built host"))),
+            _ => {}
+        }
+        let p = self.prepared_for(plan)?;
+        if class == Class::Disk {
+            new_disk_refused(old, h)?;
+        }
+        let running = was == PowerState::Running;
+        let fs_template = super::provision::uses_fs_template(&p, h);
+        // A filesystem template's files are written into the disk itself:
+        // never under a running guest.
+        let stop_first = running && (class == Class::Restart || (class == Class::GuestConfig && fs_template));
+        let mut said = Vec::new();
+        if stop_first {
+            let d = self.stop(m, StopMode::Graceful { wait: Some(SHUTDOWN_WAIT) })?;
+            said.push(format!("stopped ({})", d.message));
+        }
+        if class == Class::Disk {
+            said.push(self.grow_disk(&p, m, running && !stop_first)?);
+        }
+        let xml = super::provision::reconfigure(self, &p, plan, h)?;
+        let name = domain_name(m.project, &h.name);
+        let uuid = self.lv.domain(&name).and_then(|d| d.uuid_string().map_err(|e| err(&format!("cannot read {name}'s uuid"), e))).map_err(MachineError::from)?;
+        self.lv.define(&with_uuid(&xml, &uuid)).map_err(MachineError::from)?;
+        if running && !stop_first {
+            said.extend(self.apply_live(&name, old, h, &xml)?);
+        }
+        let restart_for_config = running && !stop_first && class == Class::GuestConfig && opts.start_changed;
+        if restart_for_config {
+            self.stop(m, StopMode::Graceful { wait: Some(SHUTDOWN_WAIT) })?;
+        }
+        let start = stop_first || restart_for_config || (!running && opts.start_changed && class != Class::Live);
+        if start {
+            self.start(m)?;
+            said.push("started".into());
+        } else if class == Class::GuestConfig {
+            said.push("new configuration: the guest applies it at its next boot (-S restarts it)".into());
+        }
+        if said.is_empty() {
+            said.push("definition updated".into());
+        }
+        Ok(Done::ok(said.join("; ")))
+    }
+
+    fn retire(&self, project: &str, host: &str, opts: &UpgradeOptions) -> Result<Done, MachineError> {
+        let mut kept = Vec::new();
+        if opts.keep_disks {
+            let name = domain_name(project, host);
+            self.lv.destroy_and_undefine(&name).map_err(MachineError::from)?;
+            let dir = crate::name::inside(&self.state.dir().join("kept"), &[project, host]).map_err(|e| MachineError::Refused(e.to_string()))?;
+            for r in self.state.resources(project)?.into_iter().filter(|r| r.host == host && r.kind == ResourceKind::Disk) {
+                let from = std::path::Path::new(&r.ident);
+                if !self.state.owns_path(from) {
+                    continue;
+                }
+                if from.exists() {
+                    std::fs::create_dir_all(&dir).map_err(|e| MachineError::Failed(format!("cannot create {}: {e}", dir.display())))?;
+                    let to = dir.join(from.file_name().unwrap_or_default());
+                    std::fs::rename(from, &to).map_err(|e| MachineError::Failed(format!("cannot keep {}: {e}", from.display())))?;
+                    kept.push(to.display().to_string());
+                }
+                self.state.forget_resource(project, &r)?;
+            }
+        }
+        self.remove(project, host)?;
+        Ok(Done::ok(if kept.is_empty() { "removed".into() } else { format!("removed; disks kept: {}", kept.join(", ")) }))
+    }
+}
+
+impl LibvirtMachines<'_> {
+    /// The root disk to the new plan's size: under a running guest (which
+    /// sees its disk grow), or with qemu-img.
+    fn grow_disk(&self, p: &super::machines::Prepared, m: &Machine, live: bool) -> Result<String, MachineError> {
+        let (disk, mib) = super::provision::disk_of(self, p, m.project, m.host)?;
+        if live {
+            let d = self.lv.domain(&domain_name(m.project, &m.host.name)).map_err(MachineError::from)?;
+            d.block_resize(&disk.to_string_lossy(), mib << 20, virt::sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+                .map_err(|e| MachineError::from(err("cannot grow the disk", e)))?;
+        } else {
+            super::provision::resize(&disk, mib)?;
+        }
+        Ok(format!("disk grown to {mib} MiB"))
+    }
+
+    /// What the running domain takes of the change from `old` to `new`.
+    fn apply_live(&self, name: &str, old: &Host, new: &Host, new_xml: &str) -> Result<Vec<String>, MachineError> {
+        let live = virt::sys::VIR_DOMAIN_AFFECT_LIVE;
+        let d = self.lv.domain(name).map_err(MachineError::from)?;
+        fn fail(what: &str) -> impl FnOnce(virt::error::Error) -> MachineError + '_ {
+            move |e| MachineError::from(err(what, e))
+        }
+        let mut said = Vec::new();
+        if new.memory_mib < old.memory_mib {
+            d.set_memory_flags(new.memory_mib << 10, live).map_err(fail("cannot lower the memory"))?;
+            said.push(format!("memory {} MiB", new.memory_mib));
+        }
+        if new.vcpus < old.vcpus {
+            d.set_vcpus_flags(new.vcpus, live).map_err(fail("cannot lower the vCPUs"))?;
+            said.push(format!("{} vCPUs", new.vcpus));
+        }
+        if new.cpus != old.cpus {
+            let map = cpumap(new.cpus.as_deref());
+            for v in 0..new.vcpus {
+                d.pin_vcpu_flags(v, &map, live).map_err(fail("cannot pin the vCPUs"))?;
+            }
+            said.push(format!("pinned to {}", new.cpus.as_deref().unwrap_or("all CPUs")));
+        }
+        let running_xml = d.xml_desc(0).map_err(fail("cannot read the domain"))?;
+        for o in &old.interfaces {
+            let n = new.interfaces.iter().find(|n| n.name == o.name);
+            if n.is_some_and(|n| n.mac == o.mac && n.switch == o.switch && n.bridge == o.bridge) {
+                continue;
+            }
+            if let Some(block) = interface_block(&running_xml, &o.mac) {
+                d.detach_device_flags(&block, live).map_err(fail(&format!("cannot unplug {}", o.name)))?;
+                said.push(format!("{} unplugged", o.name));
+            }
+        }
+        for n in &new.interfaces {
+            let o = old.interfaces.iter().find(|o| o.name == n.name);
+            if o.is_some_and(|o| n.mac == o.mac && n.switch == o.switch && n.bridge == o.bridge) {
+                continue;
+            }
+            if let Some(block) = interface_block(new_xml, &n.mac) {
+                d.attach_device_flags(&block, live).map_err(fail(&format!("cannot plug {} in", n.name)))?;
+                said.push(format!("{} plugged in", n.name));
+            }
+        }
+        Ok(said)
+    }
+}
+
+/// Only a grown disk is made in place; a disk from another template, or
+/// of another kind, would be a new disk (not built yet).
+fn new_disk_refused(old: &Host, new: &Host) -> Result<(), MachineError> {
+    let changed: Vec<&str> = [
+        ("template", old.template != new.template),
+        ("free_space", old.free_space_mib != new.free_space_mib),
+        ("swap", old.swap_mib != new.swap_mib),
+        ("disk mode", old.disk_mode != new.disk_mode),
+        ("lvm", old.lvm_vg != new.lvm_vg || old.lvm_options != new.lvm_options),
+    ]
+    .into_iter()
+    .filter(|(_, c)| *c)
+    .map(|(n, _)| n)
+    .collect();
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(MachineError::Refused(format!(
+            "{} changed: that needs a new disk, which upgrade does not make yet (only a grown `size` is applied in place)",
+            changed.join(", ")
+        )))
+    }
+}
+
+/// `xml` with the domain's existing UUID, so a redefinition replaces the
+/// domain instead of colliding with it.
+fn with_uuid(xml: &str, uuid: &str) -> String {
+    match xml.find("</name>") {
+        Some(i) => format!("{}\n  <uuid>{uuid}</uuid>{}", &xml[..i + "</name>".len()], &xml[i + "</name>".len()..]),
+        None => xml.to_string(),
+    }
+}
+
+/// The `<interface>` element of `xml` with MAC address `mac`.
+fn interface_block(xml: &str, mac: &str) -> Option<String> {
+    let mut rest = xml;
+    while let Some(start) = rest.find("<interface") {
+        let end = rest[start..].find("</interface>")? + start + "</interface>".len();
+        let block = &rest[start..end];
+        if block.contains(&format!("address='{mac}'")) || block.contains(&format!("address=\"{mac}\"")) {
+            return Some(block.to_string());
+        }
+        rest = &rest[end..];
+    }
+    None
+}
+
+/// A CPU set (`0-3,^2`, checked by the compiler) as libvirt's CPU map,
+/// one bit per physical CPU; none means every CPU.
+fn cpumap(set: Option<&str>) -> Vec<u8> {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+    let mut on = vec![set.is_none(); cpus.max(64)];
+    if let Some(set) = set {
+        for item in set.split(',') {
+            let (neg, item) = match item.strip_prefix('^') {
+                Some(i) => (true, i),
+                None => (false, item),
+            };
+            let (a, b) = item.split_once('-').unwrap_or((item, item));
+            if let (Ok(a), Ok(b)) = (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+                for c in a..=b.min(on.len() - 1) {
+                    on[c] = !neg;
+                }
+            }
+        }
+    }
+    on.truncate(cpus);
+    on.chunks(8).map(|c| c.iter().enumerate().fold(0u8, |b, (i, &x)| b | ((x as u8) << i))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redefinition_keeps_the_uuid() {
+        let x = with_uuid("<domain type='qemu'>\n  <name>a.p</name>\n  <memory>1</memory>\n</domain>\n", "0-1-2");
+        assert_eq!(x, "<domain type='qemu'>\n  <name>a.p</name>\n  <uuid>0-1-2</uuid>\n  <memory>1</memory>\n</domain>\n");
+    }
+
+    #[test]
+    fn interfaces_are_found_by_mac() {
+        let xml = "<devices><interface type='user'><mac address='52:54:00:00:00:01'/></interface>\
+                   <interface type='bridge'><mac address='52:54:00:00:00:02'/><source bridge='b'/></interface></devices>";
+        assert_eq!(interface_block(xml, "52:54:00:00:00:02").unwrap(), "<interface type='bridge'><mac address='52:54:00:00:00:02'/><source bridge='b'/></interface>");
+        assert!(interface_block(xml, "52:54:00:00:00:03").is_none());
+    }
+
+    #[test]
+    fn cpu_sets_become_maps() {
+        if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) >= 2 {
+            assert_eq!(cpumap(Some("0-1,^0"))[0], 0b10);
+            assert_eq!(cpumap(None)[0] & 0b11, 0b11);
+        }
+    }
+}

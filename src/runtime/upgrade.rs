@@ -1,0 +1,166 @@
+//! `upgrade`: a built project brought to a new plan, host by host, through
+//! the same places and machines as a build. The comparison is
+//! `crate::upgrade`'s; here each place gets its part at once (a service
+//! host's agent runs this same code on its share), and the record says
+//! after each run what is deployed: a host whose change failed keeps its
+//! old entry, so a re-run tries it again and nothing is done twice.
+
+use super::{all_failed, by_place, share, tag, Runtime, RuntimeError};
+use crate::machine::{Outcome, UpgradeOptions};
+use crate::plan::{Host, Plan};
+use crate::state::{HostRecord, Phase, ProjectRecord};
+use crate::upgrade::{Class, Upgrade};
+use std::path::Path;
+
+impl Runtime<'_> {
+    /// Applies `new` to the project it names, built before; returns what
+    /// was compared and each changed host's outcome.
+    pub fn upgrade(&self, new: &Plan, file: &Path, opts: &UpgradeOptions) -> Result<(Upgrade, Vec<Outcome>), RuntimeError> {
+        self.upgrade_share(new, file, opts, false)
+    }
+
+    /// `upgrade` of a service host's share: a host that has none of the
+    /// project yet builds it (its first hosts are new).
+    pub fn upgrade_or_build(&self, new: &Plan, file: &Path, opts: &UpgradeOptions) -> Result<(Upgrade, Vec<Outcome>), RuntimeError> {
+        self.upgrade_share(new, file, opts, true)
+    }
+
+    fn upgrade_share(&self, new: &Plan, file: &Path, opts: &UpgradeOptions, or_build: bool) -> Result<(Upgrade, Vec<Outcome>), RuntimeError> {
+        crate::name::check_plan(new).map_err(|e| RuntimeError::Refused(format!("refusing the plan: {e}")))?;
+        let _lock = self.state.lock(&new.project)?;
+        let rec = match self.state.project(&new.project)? {
+            Some(rec) => rec,
+            None if or_build => {
+                let outcomes = self.build_locked(new, file, Default::default())?;
+                let u = crate::upgrade::diff(&Plan { hosts: vec![], ..new.clone() }, new).map_err(RuntimeError::Upgrade)?;
+                return Ok((u, outcomes));
+            }
+            None => return Err(crate::state::StateError::NoProject(new.project.clone()).into()),
+        };
+        if rec.phase == Phase::Building {
+            return Err(RuntimeError::Refused(format!("project {} is still being built: finish that first (mln build -f {})", rec.name, rec.file)));
+        }
+        let u = crate::upgrade::diff(&rec.plan, new).map_err(RuntimeError::Upgrade)?;
+        let class_of = |h: &str| u.hosts.iter().find(|d| d.host == h).map(|d| d.class).unwrap_or(Class::Unchanged);
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        // A host that moves stays where it is, as it was, for now.
+        let moving: Vec<&str> = u.hosts.iter().filter(|d| d.class == Class::Migrate).map(|d| d.host.as_str()).collect();
+        for h in &moving {
+            let from = rec.plan.hosts.iter().find(|x| x.name == *h).and_then(|x| x.service_host.clone());
+            outcomes.extend(tag(
+                vec![Outcome::failed(h, &crate::machine::MachineError::Refused("moving a host to another service host (a migration) is not done by upgrade yet".into()))],
+                &from,
+            ));
+        }
+        let old_hosts: Vec<&Host> = rec.plan.hosts.iter().filter(|h| !moving.contains(&h.name.as_str())).collect();
+        let new_hosts: Vec<&Host> = new.hosts.iter().filter(|h| !moving.contains(&h.name.as_str())).collect();
+        let (old_places, new_places) = (by_place(&old_hosts), by_place(&new_hosts));
+        let mut places: Vec<Option<String>> = old_places.keys().cloned().collect();
+        places.extend(new_places.keys().filter(|p| !old_places.contains_key(*p)).cloned());
+        // The new place's share is recorded before anything is made there.
+        let mut recorded = rec.places.clone();
+        for p in places.iter().flatten() {
+            if !recorded.contains(p) {
+                recorded.push(p.clone());
+            }
+        }
+        self.state.save_project(&ProjectRecord { places: recorded.clone(), ..rec.clone() })?;
+        let parts: Vec<(Option<String>, Plan, Plan, Vec<(String, Class)>)> = places
+            .iter()
+            .map(|p| {
+                let o = share(&rec.plan, old_places.get(p).map(Vec::as_slice).unwrap_or(&[]));
+                let n = share(new, new_places.get(p).map(Vec::as_slice).unwrap_or(&[]));
+                let mut names: Vec<&str> = o.hosts.iter().map(|h| h.name.as_str()).collect();
+                names.extend(n.hosts.iter().map(|h| h.name.as_str()).filter(|h| !o.hosts.iter().any(|x| x.name == *h)));
+                let classes = names.into_iter().map(|h| (h.to_string(), class_of(h))).collect();
+                (p.clone(), o, n, classes)
+            })
+            .collect();
+        // Places that get new hosts get what a build needs first (the
+        // templates they lack).
+        let adding: Vec<(Option<String>, Plan)> = parts
+            .iter()
+            .filter(|(_, _, _, cs)| cs.iter().any(|(_, c)| *c == Class::Add))
+            .map(|(p, _, n, cs)| {
+                let mut only = n.clone();
+                only.hosts.retain(|h| cs.iter().any(|(x, c)| *x == h.name && *c == Class::Add));
+                (p.clone(), only)
+            })
+            .collect();
+        let ready = self.places.before_build(&adding, self.telemetry);
+        std::thread::scope(|s| {
+            let running: Vec<_> = parts
+                .iter()
+                .map(|(place, o, n, classes)| {
+                    let not_ready = adding.iter().zip(&ready).find(|((p, _), _)| p == place).and_then(|(_, r)| r.as_ref().err().cloned());
+                    s.spawn(move || {
+                        let changed: Vec<&Host> = n.hosts.iter().chain(&o.hosts).filter(|h| classes.iter().any(|(x, c)| *x == h.name && *c != Class::Unchanged)).collect();
+                        if changed.is_empty() {
+                            return Vec::new();
+                        }
+                        if let Some(e) = not_ready {
+                            return all_failed(&changed, place, &e);
+                        }
+                        match self.places.backend(place.as_deref()) {
+                            Ok(b) => tag(b.upgrade_all(o, n, classes, opts, self.telemetry), place),
+                            Err(e) => all_failed(&changed, place, &e),
+                        }
+                    })
+                })
+                .collect();
+            for r in running {
+                outcomes.extend(r.join().unwrap_or_default());
+            }
+        });
+        self.record_upgrade(&rec, new, file, &u, &outcomes, recorded)?;
+        Ok((u, outcomes))
+    }
+
+    /// What is deployed now: the new plan's entries for hosts whose change
+    /// worked (or that had none), the old ones for the rest; an added host
+    /// that failed is left out, so the next run builds it again.
+    fn record_upgrade(&self, rec: &ProjectRecord, new: &Plan, file: &Path, u: &Upgrade, outcomes: &[Outcome], places: Vec<String>) -> Result<(), RuntimeError> {
+        let worked = |h: &str| outcomes.iter().filter(|o| o.host == h).all(Outcome::ok);
+        let mut plan = new.clone();
+        plan.hosts.clear();
+        let mut gone = Vec::new();
+        for d in &u.hosts {
+            let old = rec.plan.hosts.iter().find(|h| h.name == d.host);
+            let newh = new.hosts.iter().find(|h| h.name == d.host);
+            match (d.class, worked(&d.host)) {
+                (Class::Remove, true) => gone.push(d.host.clone()),
+                (Class::Add, false) => {}
+                (_, true) => plan.hosts.extend(newh.cloned()),
+                (_, false) => plan.hosts.extend(old.cloned()),
+            }
+        }
+        // Plan order: the new file's, then hosts kept from the old one.
+        plan.hosts.sort_by_key(|h| new.hosts.iter().position(|n| n.name == h.name).unwrap_or(usize::MAX));
+        let ok = outcomes.iter().all(Outcome::ok);
+        if plan.hosts.is_empty() && ok {
+            // A service host whose whole share went away.
+            self.state.forget_project(&rec.name)?;
+            return Ok(());
+        }
+        self.state.save_project(&ProjectRecord {
+            name: rec.name.clone(),
+            phase: rec.phase,
+            file: if ok { file.display().to_string() } else { rec.file.clone() },
+            connect: rec.connect.clone(),
+            plan: plan.clone(),
+            places,
+        })?;
+        let phases: std::collections::HashMap<String, Phase> = self.state.hosts(&rec.name)?.into_iter().map(|h| (h.host, h.phase)).collect();
+        let records: Vec<HostRecord> = plan
+            .hosts
+            .iter()
+            .map(|h| HostRecord { host: h.name.clone(), place: h.service_host.clone(), phase: phases.get(&h.name).copied().unwrap_or(Phase::Built) })
+            .collect();
+        self.state.record_hosts(&rec.name, &records)?;
+        self.state.forget_hosts(&rec.name, &gone)?;
+        let changed = u.hosts.iter().filter(|d| d.class != Class::Unchanged).count();
+        let failed = outcomes.iter().filter(|o| !o.ok()).count();
+        self.state.journal(&rec.name, "upgrade", None, ok, &format!("{changed} hosts changed, {failed} failed"));
+        Ok(())
+    }
+}
