@@ -16,10 +16,11 @@ mkdir -p "$root"/{bin,proc,sys,dev,etc,tmp,modules,seed}
 cp /bin/busybox "$root/bin/busybox"
 cp "$here/init" "$root/init"
 
-# Modules for virtio disks and network, the FAT seed and the ACPI power
-# button as an input device (for acpid), with their dependencies first (from
-# modules.dep), loaded in this order by init.
-want="virtio_pci virtio_blk virtio_net vfat nls_cp437 nls_iso8859-1 nls_ascii button evdev"
+# Modules for virtio disks and network, the FAT seed, the ACPI power
+# button as an input device (for acpid) and the memory balloon (a live
+# memory change), with their dependencies first (from modules.dep), loaded
+# in this order by init.
+want="virtio_pci virtio_blk virtio_net vfat nls_cp437 nls_iso8859-1 nls_ascii button evdev virtio_balloon"
 : > "$root/modules.list"
 add() {
     local path deps

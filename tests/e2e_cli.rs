@@ -441,3 +441,124 @@ fn a_project_built_before_the_schema_change_is_started_stopped_and_removed() {
     assert!(domains(&m).is_empty());
     assert!(!m.state.path().join("projects/up").exists());
 }
+
+/// What the test guest last said it sees: memory (KiB) and disk sizes.
+fn sees(console: &str) -> Option<serde_json::Value> {
+    console.lines().rev().find_map(|l| l.trim().strip_prefix("MLN-SEES ")).and_then(|j| serde_json::from_str(j).ok())
+}
+
+fn disk_sectors(seen: &serde_json::Value, disk: &str) -> u64 {
+    let disks = seen["disks"].as_str().unwrap_or_default();
+    disks.split_whitespace().find_map(|d| d.strip_prefix(&format!("{disk}="))?.parse().ok()).unwrap_or(0)
+}
+
+fn domid(m: &Mln, domain: &str) -> String {
+    let uri = format!("qemu:///embed?root={}", m.state.path().join("libvirt").display());
+    let out = std::process::Command::new("virsh").args(["-c", &uri, "domid", domain]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Every class of change an upgrade applies, each checked from inside the
+/// guest (what it says on its console), and the host it did not touch
+/// running on undisturbed.
+#[test]
+#[ignore = "slow: boots QEMU guests; run with --ignored"]
+fn an_upgrade_applies_each_class_and_leaves_the_rest_running() {
+    let m = Mln::new();
+    // A kernel bundle with a disk of its own (the test guest's root as
+    // qcow2): a host with a disk to grow.
+    let src = m.state.path().join("templates/mln-testguest");
+    let with_disk = m.state.path().join("templates/mln-testguest-disk");
+    std::fs::create_dir_all(&with_disk).unwrap();
+    for f in ["vmlinuz", "initrd.gz"] {
+        std::fs::copy(src.join(f), with_disk.join(f)).unwrap();
+    }
+    let st = std::process::Command::new("qemu-img")
+        .args(["convert", "-q", "-O", "qcow2"])
+        .arg(src.join("rootfs.ext4"))
+        .arg(with_disk.join("disk.qcow2"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let base_mib = std::fs::metadata(src.join("rootfs.ext4")).unwrap().len().div_ceil(1 << 20);
+    let host = |name: &str, n: u8, extra: &str| {
+        format!("host {name} {{\n    superclass node\n    network eth0 {{\n        address 10.5.0.{n}\n    }}\n{extra}}}\n")
+    };
+    let head = "global {\n    project up\n}\nswitch lan {\n}\nsuperclass node {\n    template mln-testguest\n    memory 160M\n    network eth0 {\n        switch lan\n        netmask 255.255.255.0\n    }\n}\n";
+    let ann = "    users {\n        ann $6$annsalt$LAgkzpFKuw7yFaw7MmvCaXCekwjFvMAwGHWDcwopJSM5f7L4eK8EOP6PAC0vCf.h7tf9D/wPG5flz6JnOBsmw0\n    }\n";
+    let v1 = [
+        head.to_string(),
+        host("keep", 1, ""),
+        host("mem", 2, ""),
+        host("cfg", 3, ""),
+        host("gone", 4, ""),
+        host("grow", 6, &format!("    template mln-testguest-disk\n    size {}M\n", base_mib + 16)),
+    ]
+    .concat();
+    let v2 = [
+        head.to_string(),
+        host("keep", 1, ""),
+        host("mem", 2, "    memory 128M\n"),
+        host("cfg", 3, ann),
+        host("fresh", 5, ""),
+        host("grow", 6, &format!("    template mln-testguest-disk\n    size {}M\n", base_mib + 48)),
+    ]
+    .concat();
+    let dir = tempfile::tempdir().unwrap();
+    let (f1, f2) = (dir.path().join("up.mln"), dir.path().join("up2.mln"));
+    std::fs::write(&f1, v1).unwrap();
+    std::fs::write(&f2, v2).unwrap();
+    let (f1, f2) = (f1.to_str().unwrap(), f2.to_str().unwrap());
+    m.ok(&["build", "-f", f1]);
+    m.ok(&["start", "-p", "up"]);
+    let all = ["keep", "mem", "cfg", "gone", "grow"];
+    m.wait_all("up", &all, 240, |c| applied(c).is_some() && sees(c).is_some());
+    let keep_id = domid(&m, "keep.up");
+    let mem_before = sees(&m.console("up", "mem")).unwrap()["mem_kib"].as_u64().unwrap();
+    let grow_before = disk_sectors(&sees(&m.console("up", "grow")).unwrap(), "vda");
+    assert!(grow_before > 0, "{}", m.console("up", "grow"));
+
+    // The preview changes nothing and says what each host takes.
+    let preview: serde_json::Value = serde_json::from_str(&m.ok(&["upgrade", "-f", f2, "-s", "--json"])).unwrap();
+    let class = |h: &str| preview.as_array().unwrap().iter().find(|d| d["host"] == h).map(|d| d["class"].as_str().unwrap().to_string());
+    assert_eq!(
+        ["keep", "mem", "cfg", "gone", "fresh", "grow"].map(|h| class(h).unwrap_or_default()),
+        ["unchanged", "live", "guest-config", "remove", "add", "disk"]
+    );
+    assert_eq!(domains(&m), ["cfg.up", "gone.up", "grow.up", "keep.up", "mem.up"]);
+
+    let out = m.ok(&["upgrade", "-f", f2, "-S"]);
+    assert!(out.contains("~ mem") && out.contains("+ fresh"), "the preview comes first:\n{out}");
+    assert_eq!(domains(&m), ["cfg.up", "fresh.up", "grow.up", "keep.up", "mem.up"]);
+    // live: the guest gives memory back to the balloon.
+    m.wait_all("up", &["mem"], 60, |c| sees(c).and_then(|s| s["mem_kib"].as_u64()).is_some_and(|k| k < mem_before));
+    // guest-config with -S: restarted, it applied its new configuration.
+    m.wait_all("up", &["cfg"], 180, |c| c.lines().filter(|l| l.contains("MLN-APPLIED")).count() >= 2);
+    let a = c_applied_last(&m.console("up", "cfg"));
+    assert_eq!(a["users"], serde_json::json!(["ann"]), "{a}");
+    // disk: the running guest sees its disk grow.
+    m.wait_all("up", &["grow"], 60, |c| sees(c).is_some_and(|s| disk_sectors(&s, "vda") > grow_before));
+    assert_eq!(disk_sectors(&sees(&m.console("up", "grow")).unwrap(), "vda"), (base_mib + 48) << 11);
+    // add: built and started (-S), configured.
+    m.wait_all("up", &["fresh"], 180, |c| applied(c).is_some());
+    assert_eq!(applied(&m.console("up", "fresh")).unwrap()["hostname"], "fresh");
+    // remove: gone, its files too.
+    assert!(!m.state.path().join("projects/up/gone").exists());
+    // unchanged: the same domain, never restarted, still counting.
+    assert_eq!(domid(&m, "keep.up"), keep_id);
+    let keep = m.console("up", "keep");
+    assert_eq!(keep.matches("MLN-GUEST-UP").count(), 1, "{keep}");
+    let n = last_counter(&keep).unwrap();
+    m.wait_all("up", &["keep"], 30, |c| last_counter(c).is_some_and(|k| k > n));
+    // Applied: the same file again has nothing to do.
+    let again = m.ok(&["upgrade", "-f", f2]);
+    assert!(again.contains("nothing to do"), "{again}");
+    let status = m.ok(&["status", "-p", "up"]);
+    assert!(status.contains("fresh") && !status.contains("gone"), "{status}");
+    m.ok(&["remove", "-p", "up"]);
+}
+
+/// The last configuration the guest reported applying.
+fn c_applied_last(console: &str) -> serde_json::Value {
+    console.lines().rev().find_map(|l| l.trim().strip_prefix("MLN-APPLIED ")).and_then(|j| serde_json::from_str(j).ok()).unwrap()
+}

@@ -279,7 +279,16 @@ pub trait Backend: Sync + Send {
             let oldh = old.hosts.iter().find(|x| &x.name == h);
             let r = match (class, newh, oldh) {
                 (Class::Remove, _, _) => u.retire(&old.project, h, opts),
-                (Class::Add, Some(n), _) => p.build(new, &Machine { project: &new.project, host: n }),
+                (Class::Add, Some(n), _) => {
+                    let m = Machine { project: &new.project, host: n };
+                    match p.build(new, &m) {
+                        Ok(built) if opts.start_changed => match self.power().and_then(|pw| pw.start(&m)) {
+                            Ok(_) => Ok(Done::ok(format!("{}; started", built.message))),
+                            Err(e) => Err(e),
+                        },
+                        other => other,
+                    }
+                }
                 (c, Some(n), Some(o)) => u.update(new, o, &Machine { project: &new.project, host: n }, *c, opts),
                 _ => Err(MachineError::Refused(format!("{h}: not in both plans"))),
             };
