@@ -541,3 +541,53 @@ fn a_running_guest_migrates_live_between_two_libvirt_daemons() {
     b.provision().unwrap().remove("mig", "m1").unwrap();
     assert!(lab.domains("h2").is_empty());
 }
+
+/// An upgrade over service hosts: each agent applies its share's part; a
+/// service host new to the project builds its share, one whose share is
+/// gone forgets the project.
+#[test]
+#[ignore = "slow, root: service hosts in namespaces, boots QEMU guests; run with --ignored"]
+fn an_upgrade_reaches_every_service_host() {
+    let _one = one_at_a_time();
+    let lab = Lab::new(3, true);
+    let m = Manager::new(&lab, "");
+    let host = |name: &str, on: &str, extra: &str| format!("host {name} {{\n    template mln-testguest\n    memory 96M\n    service_host {on}\n{extra}}}\n");
+    let ann = "    users {\n        ann $6$annsalt$LAgkzpFKuw7yFaw7MmvCaXCekwjFvMAwGHWDcwopJSM5f7L4eK8EOP6PAC0vCf.h7tf9D/wPG5flz6JnOBsmw0\n    }\n";
+    let head = "global {\n    project grow\n}\n";
+    let v1 = m.state.path().join("grow.mln");
+    let v2 = m.state.path().join("grow2.mln");
+    std::fs::write(&v1, [head.to_string(), host("a", "h1", ""), host("b", "h2", "")].concat()).unwrap();
+    std::fs::write(&v2, [head.to_string(), host("a", "h1", ann), host("c", "h3", "")].concat()).unwrap();
+    let (v1, v2) = (v1.to_str().unwrap(), v2.to_str().unwrap());
+    m.ok(&["build", "-f", v1]);
+    m.ok(&["start", "-p", "grow"]);
+    let console = |h: &str, n: &str| std::fs::read_to_string(lab.state_dir(h).join(format!("projects/grow/{n}/console.log"))).unwrap_or_default();
+    let wait = |h: &str, n: &str, pred: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        while !pred(&console(h, n)) {
+            assert!(Instant::now() < deadline, "{n} on {h}:\n{}", console(h, n));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    wait("h1", "a", &|c| applied(c).is_some());
+    let out = m.ok(&["upgrade", "-f", v2, "-S"]);
+    assert!(out.contains("~ a") && out.contains("- b") && out.contains("+ c"), "{out}");
+    assert_eq!(lab.domains("h1"), ["a.grow"]);
+    assert!(lab.domains("h2").is_empty() && !lab.state_dir("h2").join("projects/grow").exists(), "h2 keeps {:?}", lab.domains("h2"));
+    assert_eq!(lab.domains("h3"), ["c.grow"]);
+    wait("h1", "a", &|c| c.matches("MLN-APPLIED").count() >= 2);
+    let last = console("h1", "a").lines().rev().find_map(|l| l.trim().strip_prefix("MLN-APPLIED ").map(str::to_string)).unwrap();
+    assert!(last.contains("\"users\":[\"ann\"]"), "{last}");
+    wait("h3", "c", &|c| applied(c).is_some_and(|a| a["hostname"] == "c"));
+    let fabric: serde_json::Value = serde_json::from_str(&m.ok(&["fabric", "status", "--json"])).unwrap();
+    let projects = |i: usize| fabric[i]["info"]["projects"].clone();
+    assert_eq!([projects(0), projects(1), projects(2)], [serde_json::json!(["grow"]), serde_json::json!([]), serde_json::json!(["grow"])]);
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "grow", "--json"])).unwrap();
+    let rows: Vec<(String, String)> = status.as_array().unwrap().iter().map(|r| (r["host"].as_str().unwrap().into(), r["state"].as_str().unwrap().into())).collect();
+    assert_eq!(rows, [("a".to_string(), "running".to_string()), ("c".into(), "running".into())]);
+    assert!(m.ok(&["upgrade", "-f", v2]).contains("nothing to do"));
+    m.ok(&["remove", "-p", "grow"]);
+    for h in ["h1", "h2", "h3"] {
+        assert!(lab.domains(h).is_empty(), "{h} keeps {:?}", lab.domains(h));
+    }
+}

@@ -274,7 +274,7 @@ pub trait Backend: Sync + Send {
             }
         }
         let items: Vec<&(String, Class)> = classes.iter().filter(|(_, c)| *c != Class::Unchanged).collect();
-        each("upgrade", &items, t, |(h, class)| {
+        let mut out = each("upgrade", &items, t, |(h, class)| {
             let newh = new.hosts.iter().find(|x| &x.name == h);
             let oldh = old.hosts.iter().find(|x| &x.name == h);
             let r = match (class, newh, oldh) {
@@ -293,7 +293,12 @@ pub trait Backend: Sync + Send {
                 _ => Err(MachineError::Refused(format!("{h}: not in both plans"))),
             };
             Outcome::of(h, r)
-        })
+        });
+        // Nothing of the project left here: what is project-wide goes too.
+        if new.hosts.is_empty() && out.iter().all(Outcome::ok) {
+            out.extend(p.finish_remove(&old.project));
+        }
+        out
     }
 
     /// Builds every host of `plan` (this place's share of a project).

@@ -31,7 +31,20 @@ impl Runtime<'_> {
         let rec = match self.state.project(&new.project)? {
             Some(rec) => rec,
             None if or_build => {
-                let outcomes = self.build_locked(new, file, Default::default())?;
+                let mut outcomes = self.build_locked(new, file, Default::default())?;
+                if opts.start_changed {
+                    let built: Vec<&Host> = new.hosts.iter().filter(|h| outcomes.iter().any(|o| o.host == h.name && o.ok())).collect();
+                    let started = self.per_place(&built, |b, hs| b.start_all(&new.project, hs, self.telemetry));
+                    for s in started {
+                        if let Some(o) = outcomes.iter_mut().find(|o| o.host == s.host) {
+                            o.message = format!("{}; {}", o.message, s.message);
+                            if !s.ok() {
+                                o.status = s.status;
+                                o.retry = s.retry;
+                            }
+                        }
+                    }
+                }
                 let u = crate::upgrade::diff(&Plan { hosts: vec![], ..new.clone() }, new).map_err(RuntimeError::Upgrade)?;
                 return Ok((u, outcomes));
             }
