@@ -356,7 +356,7 @@ fn filesystem_templates_are_configured_in_place() {
     let src = m.state.path().join("templates/mln-testguest");
     let fs = m.state.path().join("templates/mln-testguest-fs");
     std::fs::create_dir_all(&fs).unwrap();
-    for f in ["vmlinuz", "initrd.gz"] {
+    for f in ["vmlinuz", "initrd.gz", "cmdline"] {
         std::fs::copy(src.join(f), fs.join(f)).unwrap();
     }
     std::fs::copy(src.join("rootfs.ext4"), fs.join("disk.img")).unwrap();
@@ -416,7 +416,7 @@ fn a_project_built_before_the_schema_change_is_started_stopped_and_removed() {
     let project = dir.path().join("up.mln");
     // The host boots its own kernel and ramdisk, owned by someone else:
     // libvirt gets private copies, the originals keep their owner.
-    for f in ["vmlinuz", "initrd.gz"] {
+    for f in ["vmlinuz", "initrd.gz", "cmdline"] {
         std::fs::copy(m.state.path().join("templates/mln-testguest").join(f), dir.path().join(f)).unwrap();
         std::os::unix::fs::chown(dir.path().join(f), Some(12345), Some(12345)).unwrap();
     }
@@ -433,7 +433,7 @@ fn a_project_built_before_the_schema_change_is_started_stopped_and_removed() {
     m.wait_all("up", &["u1"], 180, |c| applied(c).is_some());
     let out = m.ok(&["stop", "-p", "up", "-w", "120"]);
     assert_eq!(outcome(&out, "u1"), "ok shut down", "{out}");
-    for f in ["vmlinuz", "initrd.gz"] {
+    for f in ["vmlinuz", "initrd.gz", "cmdline"] {
         use std::os::unix::fs::MetadataExt;
         assert_eq!(std::fs::metadata(dir.path().join(f)).unwrap().uid(), 12345, "{f} changed owner");
     }
@@ -470,7 +470,7 @@ fn an_upgrade_applies_each_class_and_leaves_the_rest_running() {
     let src = m.state.path().join("templates/mln-testguest");
     let with_disk = m.state.path().join("templates/mln-testguest-disk");
     std::fs::create_dir_all(&with_disk).unwrap();
-    for f in ["vmlinuz", "initrd.gz"] {
+    for f in ["vmlinuz", "initrd.gz", "cmdline"] {
         std::fs::copy(src.join(f), with_disk.join(f)).unwrap();
     }
     let st = std::process::Command::new("qemu-img")
@@ -550,6 +550,13 @@ fn an_upgrade_applies_each_class_and_leaves_the_rest_running() {
     assert_eq!(keep.matches("MLN-GUEST-UP").count(), 1, "{keep}");
     let n = last_counter(&keep).unwrap();
     m.wait_all("up", &["keep"], 30, |c| last_counter(c).is_some_and(|k| k > n));
+    // reconfigure: a host whose configuration drifted (its seed spoiled)
+    // is configured again from the recorded plan and restarted to apply it.
+    std::fs::write(m.state.path().join("projects/up/keep/seed.img"), b"spoiled").unwrap();
+    let out = m.ok(&["reconfigure", "-p", "up", "-h", "keep"]);
+    assert!(out.contains("keep") && !out.contains("cfg"), "only the host asked for: {out}");
+    m.wait_all("up", &["keep"], 180, |c| c.matches("MLN-APPLIED").count() >= 2);
+    assert_eq!(c_applied_last(&m.console("up", "keep"))["hostname"], "keep");
     // Applied: the same file again has nothing to do.
     let again = m.ok(&["upgrade", "-f", f2]);
     assert!(again.contains("nothing to do"), "{again}");

@@ -419,3 +419,22 @@ fn an_upgrade_refuses_another_project_and_does_not_move_hosts_yet() {
     assert_eq!(rec.plan.hosts.iter().find(|h| h.name == "a2").unwrap().service_host.as_deref(), Some("s1"));
     assert_eq!(r.places.s1.machine("lab", "a2"), PowerState::ShutOff);
 }
+
+#[test]
+fn reconfigure_writes_the_chosen_hosts_again_and_restarts_only_running_ones() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions { hosts: vec!["a1".into()], pause: None }).unwrap());
+    r.take_log();
+    let out = r.run(None, |rt| rt.reconfigure("lab", &["a1".into(), "b1".into()]).unwrap());
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    let log = r.take_log();
+    let mut updates: Vec<&String> = log.iter().filter(|l| !l.ends_with("prepare lab")).collect();
+    updates.sort();
+    assert_eq!(updates, ["here: update a1 guest-config", "s1: update b1 guest-config"], "nothing else is touched");
+    assert_eq!(r.state_of("a1"), PowerState::Running);
+    assert_eq!(r.state_of("b1"), PowerState::ShutOff, "a stopped host is not started");
+    assert_eq!(r.state.require("lab").unwrap().plan, mln::state::redacted(&r.plan), "the record is unchanged");
+    let e = r.run(None, |rt| rt.reconfigure("lab", &["nope".into()])).unwrap_err();
+    assert!(e.to_string().contains("no host nope"), "{e}");
+}

@@ -61,7 +61,9 @@ impl Update for LibvirtMachines<'_> {
         if running && !stop_first {
             said.extend(self.apply_live(&name, old, h, &xml)?);
         }
-        let restart_for_config = running && !stop_first && class == Class::GuestConfig && opts.start_changed;
+        // A running guest reads its configuration at boot: restarted when
+        // asked (-S), or when it is being configured again on purpose.
+        let restart_for_config = running && !stop_first && class == Class::GuestConfig && (opts.start_changed || opts.reconfigure.contains(&h.name));
         if restart_for_config {
             self.stop(m, StopMode::Graceful { wait: Some(SHUTDOWN_WAIT) })?;
         }

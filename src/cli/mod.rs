@@ -16,6 +16,7 @@ mod list;
 mod output;
 mod parse;
 mod plan;
+mod reconfigure;
 mod remove;
 mod start;
 mod status;
@@ -67,6 +68,8 @@ pub enum Command {
     Remove(remove::Args),
     /// Apply an edited project file to what is built (preview with -s).
     Upgrade(upgrade::Args),
+    /// Bring built hosts back to the recorded plan (configuration written anew).
+    Reconfigure(reconfigure::Args),
     /// Service hosts: status, parallel commands.
     #[command(subcommand)]
     Fabric(fabric::Command),
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Build(a) => build::run(a, g),
         Command::Diff(a) => diff::run(a, g),
         Command::Upgrade(a) => upgrade::run(a, g),
+        Command::Reconfigure(a) => reconfigure::run(a, g),
         Command::Start(a) => start::run(a, g),
         Command::Stop(a) => stop::run(a, g),
         Command::Status(a) => status::run(a, g),

@@ -49,6 +49,6 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
     if !a.json {
         print!("{}", mln::upgrade::preview(&u));
     }
-    let opts = UpgradeOptions { start_changed: a.start_changed, keep_disks: a.keep_disks, live: a.live.clone() };
+    let opts = UpgradeOptions { start_changed: a.start_changed, keep_disks: a.keep_disks, live: a.live.clone(), reconfigure: vec![] };
     g.act("upgrade", &state, Some(&c.plan), Some(&rec), a.json, |rt| rt.upgrade(&c.plan, &a.file, &opts).map(|(_, o)| o))
 }

@@ -117,7 +117,7 @@ impl Update for Fake {
                 return Err(MachineError::Failed(format!("update {h}: made to fail")));
             }
         }
-        if opts.start_changed && class != crate::upgrade::Class::Live {
+        if (opts.start_changed && class != crate::upgrade::Class::Live) || (s == PowerState::Running && opts.reconfigure.contains(h)) {
             self.set(&plan.project, h, PowerState::Running);
         }
         Ok(Done::ok(format!("{class} applied")))

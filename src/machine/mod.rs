@@ -182,6 +182,10 @@ pub struct UpgradeOptions {
     pub keep_disks: bool,
     /// `-l`: hosts to migrate live.
     pub live: Vec<String>,
+    /// Hosts whose configuration is written anew even if unchanged
+    /// (`mln reconfigure`: back to the recorded plan).
+    #[serde(default)]
+    pub reconfigure: Vec<String>,
 }
 
 /// Bringing a built machine to a new plan: one host's part of an upgrade,

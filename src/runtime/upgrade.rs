@@ -19,6 +19,16 @@ impl Runtime<'_> {
         self.upgrade_share(new, file, opts, false)
     }
 
+    /// Brings built hosts back to the recorded plan: their configuration
+    /// written anew (seed, or filesystem template), their definition too,
+    /// running ones restarted to apply it.
+    pub fn reconfigure(&self, project: &str, only: &[String]) -> Result<Vec<Outcome>, RuntimeError> {
+        let rec = self.state.require(project)?;
+        let hosts: Vec<String> = self.chosen(&rec, only)?.iter().map(|h| h.name.clone()).collect();
+        let opts = UpgradeOptions { reconfigure: hosts, ..Default::default() };
+        Ok(self.upgrade_share(&rec.plan, Path::new(&rec.file), &opts, false)?.1)
+    }
+
     /// `upgrade` of a service host's share: a host that has none of the
     /// project yet builds it (its first hosts are new).
     pub fn upgrade_or_build(&self, new: &Plan, file: &Path, opts: &UpgradeOptions) -> Result<(Upgrade, Vec<Outcome>), RuntimeError> {
@@ -53,7 +63,12 @@ impl Runtime<'_> {
         if rec.phase == Phase::Building {
             return Err(RuntimeError::Refused(format!("project {} is still being built: finish that first (mln build -f {})", rec.name, rec.file)));
         }
-        let u = crate::upgrade::diff(&rec.plan, new).map_err(RuntimeError::Upgrade)?;
+        let mut u = crate::upgrade::diff(&rec.plan, new).map_err(RuntimeError::Upgrade)?;
+        for d in u.hosts.iter_mut().filter(|d| d.class == Class::Unchanged && opts.reconfigure.contains(&d.host)) {
+            d.class = Class::GuestConfig;
+            d.why = "configured again from the recorded plan".into();
+        }
+        let u = u;
         let class_of = |h: &str| u.hosts.iter().find(|d| d.host == h).map(|d| d.class).unwrap_or(Class::Unchanged);
         let mut outcomes: Vec<Outcome> = Vec::new();
         // A host that moves stays where it is, as it was, for now.
