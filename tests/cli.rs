@@ -374,3 +374,45 @@ fn a_malformed_host_set_is_an_error_not_a_panic() {
             .stderr(predicate::str::contains("panicked").not());
     }
 }
+
+#[test]
+fn diff_classifies_each_host_and_refuses_what_no_action_can_do() {
+    let d = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = d.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let base = "global {\n    project lab\n}\nsuperclass n {\n    template t\n    memory 256M\n    vncdisplay 1\n    vncpasswd sekrit\n}\n";
+    let a = write("a.mln", &format!("{base}host a {{\n    superclass n\n}}\nhost b {{\n    superclass n\n    size 2G\n}}\nhost c {{\n    superclass n\n}}\n"));
+    // a: less memory (live); b: a bigger disk (disk); c gone; d new; the
+    // VNC password changes for every host (restart), and is never shown.
+    let b = write(
+        "b.mln",
+        &format!("{}host a {{\n    superclass n\n    memory 128M\n}}\nhost b {{\n    superclass n\n    size 3G\n}}\nhost d {{\n    superclass n\n}}\n", base.replace("sekrit", "other")),
+    );
+    let out = mln().args(["diff", "--json", &a, &b]).assert().success().get_output().stdout.clone();
+    let hosts: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let class = |h: &str| hosts.as_array().unwrap().iter().find(|x| x["host"] == h).unwrap()["class"].as_str().unwrap().to_string();
+    assert_eq!(["a", "b", "c", "d"].map(class), ["restart", "disk", "remove", "add"]);
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("sekrit") && !text.contains("other\""), "a secret is shown: {text}");
+    mln().args(["diff", &a, &b]).assert().success().stdout(predicate::str::contains("- c  remove")).stdout(predicate::str::contains("+ d  add"));
+    // The same file: nothing to do.
+    mln().args(["diff", &a, &a]).assert().success().stdout(predicate::str::contains("nothing to do"));
+    // A disk never shrinks; another project is not an edit of this one.
+    let shrink = write("s.mln", &format!("{base}host a {{\n    superclass n\n}}\nhost b {{\n    superclass n\n    size 1G\n}}\nhost c {{\n    superclass n\n}}\n"));
+    mln().args(["diff", &a, &shrink]).assert().failure().stderr(predicate::str::contains("mln::upgrade::impossible")).stderr(predicate::str::contains("cannot shrink"));
+    let other = write("o.mln", &base.replace("project lab", "project other"));
+    mln().args(["diff", &a, &other]).assert().failure().stderr(predicate::str::contains("mln::upgrade::other_project"));
+}
+
+#[test]
+fn upgrade_of_a_project_never_built_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    mln()
+        .args(["--state-dir", d.path().to_str().unwrap(), "upgrade", "-s", "-f", "examples/lab.mln"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("mln::state::no_project"));
+}

@@ -38,20 +38,24 @@ impl Update for LibvirtMachines<'_> {
             _ => {}
         }
         let p = self.prepared_for(plan)?;
-        if class == Class::Disk {
+        // The host's class is its heaviest change; it may have lighter
+        // ones of other kinds too (a disk grown and a kernel changed).
+        let mut has = crate::upgrade::classes_of(old, h);
+        has.insert(class);
+        if has.contains(&Class::Disk) {
             new_disk_refused(old, h)?;
         }
         let running = was == PowerState::Running;
         let fs_template = super::provision::uses_fs_template(&p, h);
         // A filesystem template's files are written into the disk itself:
         // never under a running guest.
-        let stop_first = running && (class == Class::Restart || (class == Class::GuestConfig && fs_template));
+        let stop_first = running && (has.contains(&Class::Restart) || (has.contains(&Class::GuestConfig) && fs_template));
         let mut said = Vec::new();
         if stop_first {
             let d = self.stop(m, StopMode::Graceful { wait: Some(SHUTDOWN_WAIT) })?;
             said.push(format!("stopped ({})", d.message));
         }
-        if class == Class::Disk {
+        if has.contains(&Class::Disk) {
             said.push(self.grow_disk(&p, m, running && !stop_first)?);
         }
         let xml = super::provision::reconfigure(self, &p, plan, h)?;
@@ -63,7 +67,7 @@ impl Update for LibvirtMachines<'_> {
         }
         // A running guest reads its configuration at boot: restarted when
         // asked (-S), or when it is being configured again on purpose.
-        let restart_for_config = running && !stop_first && class == Class::GuestConfig && (opts.start_changed || opts.reconfigure.contains(&h.name));
+        let restart_for_config = running && !stop_first && has.contains(&Class::GuestConfig) && (opts.start_changed || opts.reconfigure.contains(&h.name));
         if restart_for_config {
             self.stop(m, StopMode::Graceful { wait: Some(SHUTDOWN_WAIT) })?;
         }
@@ -71,7 +75,7 @@ impl Update for LibvirtMachines<'_> {
         if start {
             self.start(m)?;
             said.push("started".into());
-        } else if class == Class::GuestConfig {
+        } else if has.contains(&Class::GuestConfig) {
             said.push("new configuration: the guest applies it at its next boot (-S restarts it)".into());
         }
         if said.is_empty() {

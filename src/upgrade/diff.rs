@@ -115,7 +115,22 @@ fn to_map<T: Serialize>(v: &T) -> Map<String, Value> {
 
 type Classified = (Class, Vec<Change>, String);
 
+/// Every class of change between two versions of one host (a host that
+/// takes `disk` may need a restart too). What no action can do yields
+/// nothing here: `diff` refuses it first.
+pub fn classes_of(old: &crate::plan::Host, new: &crate::plan::Host) -> std::collections::BTreeSet<Class> {
+    found(&to_map(old), &to_map(new)).map(|f| f.into_iter().map(|(c, _, _)| c).collect()).unwrap_or_default()
+}
+
 fn host(old: &Map<String, Value>, new: &Map<String, Value>) -> Result<Classified, Impossible> {
+    let found = found(old, new)?;
+    let class = found.iter().map(|f| f.0).max().unwrap_or(Class::Unchanged);
+    let mut why: Vec<String> = found.iter().filter(|f| f.0 == class).map(|f| f.2.clone()).collect();
+    why.dedup();
+    Ok((class, found.into_iter().map(|f| f.1).collect(), why.join("; ")))
+}
+
+fn found(old: &Map<String, Value>, new: &Map<String, Value>) -> Result<Vec<(Class, Change, String)>, Impossible> {
     let mut found: Vec<(Class, Change, String)> = Vec::new();
     for k in keys(old, new) {
         let (o, n) = (old.get(&k).unwrap_or(&Value::Null), new.get(&k).unwrap_or(&Value::Null));
@@ -137,10 +152,7 @@ fn host(old: &Map<String, Value>, new: &Map<String, Value>) -> Result<Classified
         };
         found.push((class, change, why));
     }
-    let class = found.iter().map(|f| f.0).max().unwrap_or(Class::Unchanged);
-    let mut why: Vec<String> = found.iter().filter(|f| f.0 == class).map(|f| f.2.clone()).collect();
-    why.dedup();
-    Ok((class, found.into_iter().map(|f| f.1).collect(), why.join("; ")))
+    Ok(found)
 }
 
 /// Every key of either map, in the old map's order, then new ones.

@@ -8,5 +8,5 @@ mod diff;
 mod preview;
 
 pub use classify::Class;
-pub use diff::{diff, Change, HostDiff, ProjectChange, Upgrade, UpgradeError};
+pub use diff::{classes_of, diff, Change, HostDiff, ProjectChange, Upgrade, UpgradeError};
 pub use preview::preview;
