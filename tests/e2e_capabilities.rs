@@ -1,0 +1,109 @@
+//! libvirt's cache of what QEMU can do, under the embedded root, is made
+//! once (probing QEMU costs seconds) and then read by every later command,
+//! whatever process opens the root: mln, another mln binary, virsh, on any
+//! CPU. Issue 10: half of the commands of a benchmark probed again.
+//!
+//! Slow (boots VMs): `cargo test --test e2e_capabilities -- --ignored`.
+
+mod common;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+/// What identifies one writing of the cache file: libvirt writes it afresh
+/// (a new mtime) whenever it probes.
+#[derive(Debug, PartialEq)]
+struct Written {
+    name: PathBuf,
+    modified: SystemTime,
+    text: String,
+}
+
+fn cache(root: &Path) -> Vec<Written> {
+    let dir = root.join("libvirt/cache/qemu/capabilities");
+    let mut v: Vec<Written> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| Written {
+            name: e.path(),
+            modified: e.metadata().unwrap().modified().unwrap(),
+            text: std::fs::read_to_string(e.path()).unwrap(),
+        })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+fn run(mut c: Command, what: &str) -> String {
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn mln(exe: &Path, state: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(exe);
+    c.current_dir(common::root()).arg("--state-dir").arg(state).args(args).env("MLN_KVM", "0");
+    c
+}
+
+#[test]
+#[ignore = "slow: boots QEMU guests through the embedded libvirt driver; run with --ignored"]
+fn the_capability_cache_is_probed_once_and_then_read_by_every_command() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    common::test_guest(&s.join("templates"));
+    let project = s.join("cap.mln");
+    std::fs::write(&project, "global {\n    project cap\n}\nhost a {\n    template mln-testguest\n    memory 128M\n}\nhost b {\n    template mln-testguest\n    memory 128M\n}\n").unwrap();
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_mln"));
+    run(mln(&exe, s, &["build", "-f", project.to_str().unwrap()]), "build");
+    run(mln(&exe, s, &["start", "-p", "cap"]), "start");
+    let first = cache(s);
+    assert_eq!(first.len(), 1, "one QEMU binary, one cache file: {:?}", first.iter().map(|w| &w.name).collect::<Vec<_>>());
+
+    // Another mln binary (as a rebuild makes): a file with a new ctime.
+    let other = s.join("mln-rebuilt");
+    std::fs::copy(&exe, &other).unwrap();
+    let uri = format!("qemu:///embed?root={}", s.join("libvirt").display());
+    let virsh = || {
+        let mut c = Command::new("virsh");
+        c.args(["-q", "-c", &uri, "list", "--all"]);
+        c
+    };
+    let mut steps: Vec<(String, Command)> = vec![
+        ("mln status".into(), mln(&exe, s, &["status", "-p", "cap"])),
+        ("a second mln status".into(), mln(&exe, s, &["status", "-p", "cap"])),
+        ("virsh list".into(), virsh()),
+        ("mln status after virsh".into(), mln(&exe, s, &["status", "-p", "cap"])),
+        ("mln status from another binary".into(), mln(&other, s, &["status", "-p", "cap"])),
+        ("mln status after the other binary".into(), mln(&exe, s, &["status", "-p", "cap"])),
+    ];
+    // Each CPU in turn: libvirt compares the host's CPUID with the one it
+    // probed with, and some CPUID leaves differ between CPUs.
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if Command::new("taskset").arg("-V").output().is_ok() {
+        for cpu in 0..cpus {
+            let mut c = Command::new("taskset");
+            c.current_dir(common::root()).args(["-c", &cpu.to_string()]).arg(&exe).arg("--state-dir").arg(s).args(["status", "-p", "cap"]).env("MLN_KVM", "0");
+            steps.push((format!("mln status on CPU {cpu}"), c));
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string(), "virsh", "-q", "-c", &uri, "list", "--all"]);
+            steps.push((format!("virsh list on CPU {cpu}"), c));
+        }
+    }
+    for (what, c) in steps {
+        let out = run(c, &what);
+        assert!(out.contains("running"), "{what}: {out}");
+        assert!(cache(s) == first, "{what} probed QEMU again: the capability cache was rewritten");
+    }
+    // The check sees a probe when there is one: a cache stamped by another
+    // libvirt is one libvirt must throw away and make again.
+    let stale = first[0].text.replacen("<selfctime>", "<selfctime>1", 1);
+    assert_ne!(stale, first[0].text, "the cache names the libvirt that wrote it");
+    std::fs::write(&first[0].name, &stale).unwrap();
+    let before = cache(s);
+    run(mln(&exe, s, &["status", "-p", "cap"]), "status with a stale cache");
+    let after = cache(s);
+    assert!(after != before && after[0].text != stale, "a stale cache was kept");
+    run(mln(&exe, s, &["stop", "-p", "cap", "-H"]), "stop");
+    run(mln(&exe, s, &["remove", "-p", "cap"]), "remove");
+}
