@@ -438,3 +438,106 @@ fn reconfigure_writes_the_chosen_hosts_again_and_restarts_only_running_ones() {
     let e = r.run(None, |rt| rt.reconfigure("lab", &["nope".into()])).unwrap_err();
     assert!(e.to_string().contains("no host nope"), "{e}");
 }
+
+/// A service host as its agent serves it: its own state and machines, and
+/// the same orchestration run on the share it is sent (as `mln agent`
+/// does), so its own comparison of shares is what runs.
+struct AgentLike {
+    _dir: tempfile::TempDir,
+    state: State,
+    machines: Fake,
+}
+
+struct Only<'a>(&'a Fake);
+
+impl Places for Only<'_> {
+    fn backend(&self, _: Option<&str>) -> Result<&dyn Backend, MachineError> {
+        Ok(self.0)
+    }
+    fn local_uri(&self) -> String {
+        "fake://".into()
+    }
+}
+
+impl AgentLike {
+    fn new() -> AgentLike {
+        let dir = tempfile::tempdir().unwrap();
+        AgentLike { state: State::open(dir.path()).unwrap(), _dir: dir, machines: Fake::new("agent") }
+    }
+    /// A share as the manager sends it: on the agent's own machine.
+    fn as_sent(plan: &Plan) -> Plan {
+        let mut p = plan.clone();
+        for h in &mut p.hosts {
+            h.service_host = None;
+        }
+        p
+    }
+    fn runtime<'a>(&'a self, only: &'a Only<'a>, t: &'a dyn mln::progress::Telemetry) -> Runtime<'a> {
+        Runtime { state: &self.state, places: only, hooks: &mln::runtime::hooks::NoHooks, telemetry: t }
+    }
+}
+
+impl Backend for AgentLike {
+    fn describe(&self) -> String {
+        "an agent".into()
+    }
+    fn power(&self) -> Result<&dyn mln::machine::Power, MachineError> {
+        self.machines.power()
+    }
+    fn build_all(&self, plan: &Plan, opts: BuildOptions, t: &dyn mln::progress::Telemetry) -> Vec<Outcome> {
+        let only = Only(&self.machines);
+        self.runtime(&only, t).build(&Self::as_sent(plan), Path::new(""), opts).unwrap()
+    }
+    fn upgrade_all(&self, _: &Plan, new: &Plan, _: &[(String, mln::upgrade::Class)], opts: &mln::machine::UpgradeOptions, t: &dyn mln::progress::Telemetry) -> Vec<Outcome> {
+        let only = Only(&self.machines);
+        self.runtime(&only, t).upgrade_or_build(&Self::as_sent(new), Path::new(""), opts).unwrap().1
+    }
+}
+
+struct HereAndAgent {
+    here: Fake,
+    s1: AgentLike,
+}
+
+impl Places for HereAndAgent {
+    fn backend(&self, place: Option<&str>) -> Result<&dyn Backend, MachineError> {
+        match place {
+            None => Ok(&self.here),
+            Some("s1") => Ok(&self.s1),
+            Some(other) => Err(MachineError::Refused(format!("no place {other}"))),
+        }
+    }
+    fn local_uri(&self) -> String {
+        "fake://".into()
+    }
+}
+
+#[test]
+fn a_host_that_would_move_is_left_alone_by_its_service_host_while_others_there_change() {
+    let c = compile_mem(&[("/p/lab.mln", PROJECT)]);
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(dir.path()).unwrap();
+    let places = HereAndAgent { here: Fake::new("here"), s1: AgentLike::new() };
+    let hooks = LogHooks { log: Log::default(), failing: None };
+    let t = Collect::default();
+    let rt = Runtime { state: &state, places: &places, hooks: &hooks, telemetry: &t };
+    assert!(rt.build(&c.plan, Path::new("lab.mln"), BuildOptions::default()).unwrap().iter().all(Outcome::ok));
+    assert_eq!(places.s1.machines.machine("lab", "a2"), PowerState::ShutOff);
+    // a2 would move from s1 to here; b1, also on s1, gets a user.
+    let text = PROJECT.replace("host a2 { template t\n boot_order 2\n service_host s1 }", "host a2 { template t\n boot_order 2 }").replace(
+        "host b1 { template t\n boot_order 3\n service_host s1 }",
+        "host b1 { template t\n boot_order 3\n service_host s1\n users { ann $6$saltsalt$qFmFH.bQmmtXzyBY0s9v7Oicd2z4XSIecDzlB5KiA2/jctKu9YterLp8wwnSq.qc.eoxqOmSuNp2xS0ktL3nh/ } }",
+    );
+    let new = compile_mem(&[("/p/lab.mln", &text)]).plan;
+    let (_, out) = rt.upgrade(&new, Path::new("lab.mln"), &Default::default()).unwrap();
+    let of = |h: &str| out.iter().find(|o| o.host == h).unwrap_or_else(|| panic!("no outcome for {h}: {out:?}"));
+    assert!(!of("a2").ok() && of("a2").message.contains("migration"), "{out:?}");
+    assert!(of("b1").ok(), "{out:?}");
+    assert_eq!(places.s1.machines.machine("lab", "a2"), PowerState::ShutOff, "the service host kept a2: {:?}", places.s1.machines.log());
+    assert!(places.s1.machines.log().iter().any(|l| l == "update b1 guest-config"), "{:?}", places.s1.machines.log());
+    assert!(!places.s1.machines.log().iter().any(|l| l.contains("retire")), "{:?}", places.s1.machines.log());
+    // The agent's record still has a2; the manager's keeps it on s1.
+    assert!(places.s1.state.require("lab").unwrap().plan.hosts.iter().any(|h| h.name == "a2"));
+    let rec = state.require("lab").unwrap();
+    assert_eq!(rec.plan.hosts.iter().find(|h| h.name == "a2").unwrap().service_host.as_deref(), Some("s1"));
+}

@@ -39,6 +39,8 @@ impl Migrate for LibvirtMachines<'_> {
             }
         }
         let ip = address_of(&to.address)?;
+        // The receiving side names the URI: never one that runs a command.
+        safe_uri(&to.connect)?;
         let dst = Libvirt::open(&to.connect).map_err(MachineError::from)?;
         let dom = self.lv.domain(&name).map_err(MachineError::from)?;
         let xml = dom
@@ -84,6 +86,24 @@ impl Migrate for LibvirtMachines<'_> {
     }
 }
 
+/// A libvirt URI this process may open on a peer's word: a local socket,
+/// TCP, TLS or SSH without options that run a command or name a key.
+fn safe_uri(uri: &str) -> Result<(), MachineError> {
+    let refuse = |why: &str| Err(MachineError::Refused(format!("{}: {why}", crate::term::escape(uri))));
+    let scheme = uri.split("://").next().unwrap_or("");
+    if !matches!(scheme, "qemu" | "qemu+unix" | "qemu+tcp" | "qemu+tls" | "qemu+ssh") {
+        return refuse("not a libvirt URI mln opens for a migration (qemu, qemu+unix, qemu+tcp, qemu+tls, qemu+ssh)");
+    }
+    let query = uri.split_once('?').map(|(_, q)| q).unwrap_or("");
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        let key = kv.split('=').next().unwrap_or("");
+        if !matches!(key, "socket" | "no_verify" | "no_tty" | "mode") {
+            return refuse(&format!("option `{}` is not accepted", crate::term::escape(key)));
+        }
+    }
+    Ok(())
+}
+
 /// The address streams go to: an IP address, never a name to resolve.
 fn address_of(address: &str) -> Result<IpAddr, MachineError> {
     address.parse().map_err(|_| MachineError::Refused(format!("{}: not an IP address", crate::term::escape(address))))
@@ -123,6 +143,15 @@ mod tests {
             "<disk><source file='/b/q/h/disk.qcow2'/></disk><kernel>/u/k/vmlinuz</kernel>\
              <serial><source path=\"/b/q/h/console.log\"/></serial><x file='/a/p/h2/disk'/><y>/b/q/h</y>"
         );
+    }
+
+    #[test]
+    fn a_peer_cannot_make_us_run_a_command() {
+        assert!(safe_uri("qemu+unix:///system?socket=/run/libvirt/libvirt-sock").is_ok());
+        assert!(safe_uri("qemu+tcp://10.0.0.2/system").is_ok());
+        for bad in ["qemu+ext:///system?command=/bin/sh", "qemu+ssh://h/system?netcat=/tmp/x", "qemu+ssh://h/system?keyfile=/root/.ssh/id", "lxc:///"] {
+            assert!(matches!(safe_uri(bad), Err(MachineError::Refused(_))), "{bad}");
+        }
     }
 
     #[test]

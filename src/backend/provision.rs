@@ -94,7 +94,7 @@ pub(super) fn refused(h: &Host) -> Result<(), MachineError> {
 /// Builds one host (see the module's comment).
 pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> Result<Done, MachineError> {
     let made = make_host(m, p, plan, h, Making::Build)?;
-    m.lv.define(&domain_xml(&made.spec)).map_err(MachineError::from)?;
+    m.lv.define(&keeping_uuid(m, &plan.project, h, &domain_xml(&made.spec))).map_err(MachineError::from)?;
     // Said at every build: such a guest reaches nothing but QEMU's own
     // services, which is rarely what was meant.
     let user: Vec<&str> = h.interfaces.iter().zip(&made.spec.nics).filter(|(_, n)| **n == Nic::User).map(|(i, _)| i.name.as_str()).collect();
@@ -102,11 +102,45 @@ pub(super) fn build_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
     Ok(Done::ok(format!("built from {}{}{user}", made.template, if made.fs_template { " (filesystem template, configured in place)" } else { "" })))
 }
 
+/// `xml` with the UUID of the host's domain if it exists already (a build
+/// finishing an interrupted one, an upgrade redefining it), so the
+/// definition replaces the domain instead of colliding with it.
+pub(super) fn keeping_uuid(m: &Machines, project: &str, h: &Host, xml: &str) -> String {
+    match m.lv.domain(&domain_name(project, &h.name)).ok().and_then(|d| d.uuid_string().ok()) {
+        Some(uuid) => with_uuid(xml, &uuid),
+        None => xml.to_string(),
+    }
+}
+
+/// `xml` with `<uuid>` after its `<name>`.
+pub(super) fn with_uuid(xml: &str, uuid: &str) -> String {
+    match xml.find("</name>") {
+        Some(i) => format!("{}\n  <uuid>{uuid}</uuid>{}", &xml[..i + "</name>".len()], &xml[i + "</name>".len()..]),
+        None => xml.to_string(),
+    }
+}
+
+/// A disk image's virtual size now, in MiB.
+/// (`-U`: the running guest's QEMU holds the image's lock; its size is
+/// only read.)
+pub(super) fn disk_mib_now(disk: &Path) -> Result<u64, MachineError> {
+    let out = qemu_img(&["info", "-U", "--output=json", "-f", template::format_of(disk), &disk.to_string_lossy()])?;
+    let info: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| LocalError::Tool { tool: "qemu-img info".into(), message: format!("unreadable answer: {e}") })?;
+    Ok(info["virtual-size"].as_u64().unwrap_or(0).div_ceil(1 << 20))
+}
+
 /// A built host's files written again from `plan` (its seed, or its
 /// filesystem template's files; disks that exist are kept) and the domain
 /// definition it now has.
 pub(super) fn reconfigure(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> Result<String, MachineError> {
     Ok(domain_xml(&make_host(m, p, plan, h, Making::Build)?.spec))
+}
+
+/// A built host's domain definition from `plan`, writing nothing of the
+/// guest's (for a running guest whose configuration lives in its disk).
+pub(super) fn definition(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> Result<String, MachineError> {
+    Ok(domain_xml(&make_host(m, p, plan, h, Making::Definition)?.spec))
 }
 
 /// Whether `h` is built from a filesystem template (configured by writing
@@ -151,12 +185,14 @@ pub(super) fn incoming_host(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -
     Ok(make_host(m, p, plan, h, Making::Incoming)?.dir)
 }
 
-/// Whether a host's files are made for a build or for a machine arriving
-/// by migration (disks left empty for the sender's data).
+/// Whether a host's files are made for a build, for a machine arriving
+/// by migration (disks left empty for the sender's data), or only its
+/// definition is wanted (nothing of the guest's written).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Making {
     Build,
     Incoming,
+    Definition,
 }
 
 struct Made<'a> {
@@ -168,9 +204,10 @@ struct Made<'a> {
 
 fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: Making) -> Result<Made<'a>, MachineError> {
     refused(h)?;
-    let (t, base_mib) = match &p.templates[&h.template] {
-        Ok(t) => t,
-        Err(e) => return Err(e.clone()),
+    let (t, base_mib) = match p.templates.get(&h.template) {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => return Err(e.clone()),
+        None => return Err(MachineError::Failed(format!("template {} was not looked up for this plan", h.template))),
     };
     let (kvm_works, switches, env) = (p.kvm, &p.switches, m);
     let dir = env.state.host_dir(&plan.project, &h.name)?;
@@ -223,8 +260,10 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
             }
             // Written on every build: idempotent, and a resumed build
             // finishes what an interrupted one began.
-            let files = crate::guest::fstemplate::files(plan, h, &disk_path, &contents)?;
-            crate::guest::fstemplate::inject(&disk_path, &files)?;
+            if making == Making::Build {
+                let files = crate::guest::fstemplate::files(plan, h, &disk_path, &contents)?;
+                crate::guest::fstemplate::inject(&disk_path, &files)?;
+            }
             Some((disk_path, "raw"))
         }
         Some((tpath, fmt)) => {
@@ -239,12 +278,12 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
     if let (Some(p), Some(mib)) = (&swap_path, h.swap_mib) {
         if !p.exists() {
             match making {
-                Making::Build => make_swap(p, mib)?,
+                Making::Build | Making::Definition => make_swap(p, mib)?,
                 Making::Incoming => sparse_file(p, mib)?,
             }
         }
     }
-    if !fs_template {
+    if !fs_template && (making != Making::Definition || !seed_path.exists()) {
         let seed = crate::guest::seed_files(plan, h, &contents);
         let files: Vec<(&str, &[u8])> = seed.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
         let image = crate::guest::fat_image("cidata", &files).map_err(|e| failed(format!("cannot make the seed: {e}")))?;

@@ -25,6 +25,11 @@ impl Update for LibvirtMachines<'_> {
         if was == PowerState::Absent {
             return Err(MachineError::Refused("not built (run mln build)".into()));
         }
+        // Its memory image holds the old machine (and a mounted file
+        // system): restored, it would undo the change or be corrupted by it.
+        if was == PowerState::Saved && class != Class::Unchanged {
+            return Err(MachineError::Refused("saved to disk: start it (or stop it with -H) before upgrading it".into()));
+        }
         match class {
             Class::Unchanged => return Ok(Done::ok("unchanged")),
             Class::Migrate => {
@@ -58,10 +63,16 @@ impl Update for LibvirtMachines<'_> {
         if has.contains(&Class::Disk) {
             said.push(self.grow_disk(&p, m, running && !stop_first)?);
         }
-        let xml = super::provision::reconfigure(self, &p, plan, h)?;
+        // The guest's configuration is written only when it is to be
+        // applied, and never into the disk of a running guest.
+        let xml = if running && !stop_first && fs_template {
+            super::provision::definition(self, &p, plan, h)?
+        } else {
+            super::provision::reconfigure(self, &p, plan, h)?
+        };
         let name = domain_name(m.project, &h.name);
-        let uuid = self.lv.domain(&name).and_then(|d| d.uuid_string().map_err(|e| err(&format!("cannot read {name}'s uuid"), e))).map_err(MachineError::from)?;
-        self.lv.define(&with_uuid(&xml, &uuid)).map_err(MachineError::from)?;
+        let xml = self.keep_vnc_secret(&name, h, xml)?;
+        self.lv.define(&super::provision::keeping_uuid(self, m.project, h, &xml)).map_err(MachineError::from)?;
         if running && !stop_first {
             said.extend(self.apply_live(&name, old, h, &xml)?);
         }
@@ -89,7 +100,10 @@ impl Update for LibvirtMachines<'_> {
         if opts.keep_disks {
             let name = domain_name(project, host);
             self.lv.destroy_and_undefine(&name).map_err(MachineError::from)?;
-            let dir = crate::name::inside(&self.state.dir().join("kept"), &[project, host]).map_err(|e| MachineError::Refused(e.to_string()))?;
+            // Each removal keeps into a directory of its own: a host of the
+        // same name removed again later keeps its disks beside these.
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let dir = crate::name::inside(&self.state.dir().join("kept"), &[project, &format!("{host}-{stamp}")]).map_err(|e| MachineError::Refused(e.to_string()))?;
             for r in self.state.resources(project)?.into_iter().filter(|r| r.host == host && r.kind == ResourceKind::Disk) {
                 let from = std::path::Path::new(&r.ident);
                 if !self.state.owns_path(from) {
@@ -98,6 +112,9 @@ impl Update for LibvirtMachines<'_> {
                 if from.exists() {
                     std::fs::create_dir_all(&dir).map_err(|e| MachineError::Failed(format!("cannot create {}: {e}", dir.display())))?;
                     let to = dir.join(from.file_name().unwrap_or_default());
+                    if to.exists() {
+                        return Err(MachineError::Refused(format!("{} exists: not overwriting a kept disk", to.display())));
+                    }
                     std::fs::rename(from, &to).map_err(|e| MachineError::Failed(format!("cannot keep {}: {e}", from.display())))?;
                     kept.push(to.display().to_string());
                 }
@@ -114,6 +131,13 @@ impl LibvirtMachines<'_> {
     /// sees its disk grow), or with qemu-img.
     fn grow_disk(&self, p: &super::machines::Prepared, m: &Machine, live: bool) -> Result<String, MachineError> {
         let (disk, mib) = super::provision::disk_of(self, p, m.project, m.host)?;
+        let now = super::provision::disk_mib_now(&disk)?;
+        if mib < now {
+            return Err(MachineError::Refused(format!("the disk is {now} MiB: it cannot shrink to {mib} MiB")));
+        }
+        if mib == now {
+            return Ok(format!("disk already {mib} MiB"));
+        }
         if live {
             let d = self.lv.domain(&domain_name(m.project, &m.host.name)).map_err(MachineError::from)?;
             d.block_resize(&disk.to_string_lossy(), mib << 20, virt::sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES)
@@ -136,39 +160,67 @@ impl LibvirtMachines<'_> {
             d.set_memory_flags(new.memory_mib << 10, live).map_err(fail("cannot lower the memory"))?;
             said.push(format!("memory {} MiB", new.memory_mib));
         }
-        if new.vcpus < old.vcpus {
-            d.set_vcpus_flags(new.vcpus, live).map_err(fail("cannot lower the vCPUs"))?;
-            said.push(format!("{} vCPUs", new.vcpus));
-        }
         if new.cpus != old.cpus {
-            let map = cpumap(new.cpus.as_deref());
+            let cpus = self.lv.conn().node_info().map(|n| n.cpus as usize).unwrap_or(1).max(1);
+            let map = cpumap(new.cpus.as_deref(), cpus).ok_or_else(|| MachineError::Refused(format!("cpus {} names no CPU of this machine's {cpus}", new.cpus.as_deref().unwrap_or(""))))?;
             for v in 0..new.vcpus {
                 d.pin_vcpu_flags(v, &map, live).map_err(fail("cannot pin the vCPUs"))?;
             }
             said.push(format!("pinned to {}", new.cpus.as_deref().unwrap_or("all CPUs")));
         }
+        // Interfaces as the running domain has them now, so a re-run after
+        // an interruption does only what is left.
         let running_xml = d.xml_desc(0).map_err(fail("cannot read the domain"))?;
+        let plugged = |mac: &str| interface_block(&running_xml, mac).is_some();
         for o in &old.interfaces {
-            let n = new.interfaces.iter().find(|n| n.name == o.name);
-            if n.is_some_and(|n| n.mac == o.mac && n.switch == o.switch && n.bridge == o.bridge) {
-                continue;
-            }
-            if let Some(block) = interface_block(&running_xml, &o.mac) {
+            let stays = new.interfaces.iter().any(|n| n.mac == o.mac);
+            if !stays && plugged(&o.mac) {
+                let block = interface_block(&running_xml, &o.mac).unwrap_or_default();
                 d.detach_device_flags(&block, live).map_err(fail(&format!("cannot unplug {}", o.name)))?;
                 said.push(format!("{} unplugged", o.name));
             }
         }
         for n in &new.interfaces {
-            let o = old.interfaces.iter().find(|o| o.name == n.name);
-            if o.is_some_and(|o| n.mac == o.mac && n.switch == o.switch && n.bridge == o.bridge) {
-                continue;
-            }
-            if let Some(block) = interface_block(new_xml, &n.mac) {
-                d.attach_device_flags(&block, live).map_err(fail(&format!("cannot plug {} in", n.name)))?;
-                said.push(format!("{} plugged in", n.name));
+            let Some(block) = interface_block(new_xml, &n.mac) else { continue };
+            match old.interfaces.iter().find(|o| o.mac == n.mac) {
+                // The same card moved to another switch or bridge: its
+                // link changes in place.
+                Some(o) if o.switch != n.switch || o.bridge != n.bridge => {
+                    d.update_device_flags(&block, live).map_err(fail(&format!("cannot move {}", n.name)))?;
+                    said.push(format!("{} moved", n.name));
+                }
+                Some(_) => {}
+                None if !plugged(&n.mac) => {
+                    d.attach_device_flags(&block, live).map_err(fail(&format!("cannot plug {} in", n.name)))?;
+                    said.push(format!("{} plugged in", n.name));
+                }
+                None => {}
             }
         }
         Ok(said)
+    }
+}
+
+impl LibvirtMachines<'_> {
+    /// A plan read back from the record holds the VNC password's hash
+    /// only: the domain keeps the password it has.
+    fn keep_vnc_secret(&self, name: &str, h: &Host, xml: String) -> Result<String, MachineError> {
+        let Some(pw) = h.vnc_password.as_deref().filter(|p| p.starts_with("sha256:")) else { return Ok(xml) };
+        let current = self
+            .lv
+            .domain(name)
+            .and_then(|d| d.xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE).map_err(|e| err(&format!("cannot read {name}"), e)))
+            .map_err(MachineError::from)?;
+        let attr = |x: &str| -> Option<String> {
+            let i = x.find("<graphics")?;
+            let rest = &x[i..x[i..].find('>').map(|e| i + e)?];
+            let p = rest.find("passwd='")? + "passwd='".len();
+            Some(rest[p..p + rest[p..].find('\'')?].to_string())
+        };
+        match attr(&current) {
+            Some(keep) => Ok(xml.replace(&format!("passwd='{pw}'"), &format!("passwd='{keep}'"))),
+            None => Ok(xml.replace(&format!(" passwd='{pw}'"), "")),
+        }
     }
 }
 
@@ -196,15 +248,6 @@ fn new_disk_refused(old: &Host, new: &Host) -> Result<(), MachineError> {
     }
 }
 
-/// `xml` with the domain's existing UUID, so a redefinition replaces the
-/// domain instead of colliding with it.
-fn with_uuid(xml: &str, uuid: &str) -> String {
-    match xml.find("</name>") {
-        Some(i) => format!("{}\n  <uuid>{uuid}</uuid>{}", &xml[..i + "</name>".len()], &xml[i + "</name>".len()..]),
-        None => xml.to_string(),
-    }
-}
-
 /// The `<interface>` element of `xml` with MAC address `mac`.
 fn interface_block(xml: &str, mac: &str) -> Option<String> {
     let mut rest = xml;
@@ -219,10 +262,10 @@ fn interface_block(xml: &str, mac: &str) -> Option<String> {
     None
 }
 
-/// A CPU set (`0-3,^2`, checked by the compiler) as libvirt's CPU map,
-/// one bit per physical CPU; none means every CPU.
-fn cpumap(set: Option<&str>) -> Vec<u8> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+/// A CPU set (`0-3,^2`, checked by the compiler) as libvirt's CPU map
+/// for a machine of `cpus` CPUs, one bit each; none means every CPU. None
+/// when the set names none of them.
+fn cpumap(set: Option<&str>, cpus: usize) -> Option<Vec<u8>> {
     let mut on = vec![set.is_none(); cpus.max(64)];
     if let Some(set) = set {
         for item in set.split(',') {
@@ -239,7 +282,10 @@ fn cpumap(set: Option<&str>) -> Vec<u8> {
         }
     }
     on.truncate(cpus);
-    on.chunks(8).map(|c| c.iter().enumerate().fold(0u8, |b, (i, &x)| b | ((x as u8) << i))).collect()
+    if !on.iter().any(|&x| x) {
+        return None;
+    }
+    Some(on.chunks(8).map(|c| c.iter().enumerate().fold(0u8, |b, (i, &x)| b | ((x as u8) << i))).collect())
 }
 
 #[cfg(test)]
@@ -248,7 +294,7 @@ mod tests {
 
     #[test]
     fn a_redefinition_keeps_the_uuid() {
-        let x = with_uuid("<domain type='qemu'>\n  <name>a.p</name>\n  <memory>1</memory>\n</domain>\n", "0-1-2");
+        let x = super::super::provision::with_uuid("<domain type='qemu'>\n  <name>a.p</name>\n  <memory>1</memory>\n</domain>\n", "0-1-2");
         assert_eq!(x, "<domain type='qemu'>\n  <name>a.p</name>\n  <uuid>0-1-2</uuid>\n  <memory>1</memory>\n</domain>\n");
     }
 
@@ -262,9 +308,8 @@ mod tests {
 
     #[test]
     fn cpu_sets_become_maps() {
-        if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) >= 2 {
-            assert_eq!(cpumap(Some("0-1,^0"))[0], 0b10);
-            assert_eq!(cpumap(None)[0] & 0b11, 0b11);
-        }
+        assert_eq!(cpumap(Some("0-1,^0"), 4), Some(vec![0b10]));
+        assert_eq!(cpumap(None, 10), Some(vec![0xff, 0b11]));
+        assert_eq!(cpumap(Some("8-9"), 4), None, "a set naming no CPU of the machine");
     }
 }

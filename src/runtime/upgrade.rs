@@ -16,7 +16,7 @@ impl Runtime<'_> {
     /// Applies `new` to the project it names, built before; returns what
     /// was compared and each changed host's outcome.
     pub fn upgrade(&self, new: &Plan, file: &Path, opts: &UpgradeOptions) -> Result<(Upgrade, Vec<Outcome>), RuntimeError> {
-        self.upgrade_share(new, file, opts, false)
+        self.upgrade_share(&new.project, Some((new, file)), opts, false)
     }
 
     /// Brings built hosts back to the recorded plan: their configuration
@@ -26,21 +26,27 @@ impl Runtime<'_> {
         let rec = self.state.require(project)?;
         let hosts: Vec<String> = self.chosen(&rec, only)?.iter().map(|h| h.name.clone()).collect();
         let opts = UpgradeOptions { reconfigure: hosts, ..Default::default() };
-        Ok(self.upgrade_share(&rec.plan, Path::new(&rec.file), &opts, false)?.1)
+        // The plan is read again under the lock: an upgrade finished in
+        // between is not undone.
+        Ok(self.upgrade_share(project, None, &opts, false)?.1)
     }
 
     /// `upgrade` of a service host's share: a host that has none of the
     /// project yet builds it (its first hosts are new).
     pub fn upgrade_or_build(&self, new: &Plan, file: &Path, opts: &UpgradeOptions) -> Result<(Upgrade, Vec<Outcome>), RuntimeError> {
-        self.upgrade_share(new, file, opts, true)
+        self.upgrade_share(&new.project, Some((new, file)), opts, true)
     }
 
-    fn upgrade_share(&self, new: &Plan, file: &Path, opts: &UpgradeOptions, or_build: bool) -> Result<(Upgrade, Vec<Outcome>), RuntimeError> {
-        crate::name::check_plan(new).map_err(|e| RuntimeError::Refused(format!("refusing the plan: {e}")))?;
-        let _lock = self.state.lock(&new.project)?;
-        let rec = match self.state.project(&new.project)? {
-            Some(rec) => rec,
-            None if or_build => {
+    /// `to`: the new plan and its file; None: the recorded ones, as read
+    /// under the lock.
+    fn upgrade_share(&self, project: &str, to: Option<(&Plan, &Path)>, opts: &UpgradeOptions, or_build: bool) -> Result<(Upgrade, Vec<Outcome>), RuntimeError> {
+        if let Some((new, _)) = to {
+            crate::name::check_plan(new).map_err(|e| RuntimeError::Refused(format!("refusing the plan: {e}")))?;
+        }
+        let _lock = self.state.lock(project)?;
+        let rec = match (self.state.project(project)?, to) {
+            (Some(rec), _) => rec,
+            (None, Some((new, file))) if or_build && !new.hosts.is_empty() => {
                 let mut outcomes = self.build_locked(new, file, Default::default())?;
                 if opts.start_changed {
                     let built: Vec<&Host> = new.hosts.iter().filter(|h| outcomes.iter().any(|o| o.host == h.name && o.ok())).collect();
@@ -58,7 +64,14 @@ impl Runtime<'_> {
                 let u = crate::upgrade::diff(&Plan { hosts: vec![], ..new.clone() }, new).map_err(RuntimeError::Upgrade)?;
                 return Ok((u, outcomes));
             }
-            None => return Err(crate::state::StateError::NoProject(new.project.clone()).into()),
+            // A share with nothing, where nothing is: nothing to do.
+            (None, Some((new, _))) if or_build => return Ok((crate::upgrade::diff(new, new).map_err(RuntimeError::Upgrade)?, Vec::new())),
+            (None, _) => return Err(crate::state::StateError::NoProject(project.to_string()).into()),
+        };
+        let recorded_plan = rec.plan.clone();
+        let (new, file): (&Plan, &Path) = match to {
+            Some(t) => t,
+            None => (&recorded_plan, Path::new(&rec.file)),
         };
         if rec.phase == Phase::Building {
             return Err(RuntimeError::Refused(format!("project {} is still being built: finish that first (mln build -f {})", rec.name, rec.file)));
@@ -69,7 +82,12 @@ impl Runtime<'_> {
             d.why = "configured again from the recorded plan".into();
         }
         let u = u;
-        let class_of = |h: &str| u.hosts.iter().find(|d| d.host == h).map(|d| d.class).unwrap_or(Class::Unchanged);
+        // A moving host stays where it is, as it is, in every share (an
+        // agent must not take it for removed): unchanged there.
+        let class_of = |h: &str| match u.hosts.iter().find(|d| d.host == h).map(|d| d.class).unwrap_or(Class::Unchanged) {
+            Class::Migrate => Class::Unchanged,
+            c => c,
+        };
         let mut outcomes: Vec<Outcome> = Vec::new();
         // A host that moves stays where it is, as it was, for now.
         let moving: Vec<&str> = u.hosts.iter().filter(|d| d.class == Class::Migrate).map(|d| d.host.as_str()).collect();
@@ -80,8 +98,9 @@ impl Runtime<'_> {
                 &from,
             ));
         }
-        let old_hosts: Vec<&Host> = rec.plan.hosts.iter().filter(|h| !moving.contains(&h.name.as_str())).collect();
-        let new_hosts: Vec<&Host> = new.hosts.iter().filter(|h| !moving.contains(&h.name.as_str())).collect();
+        let old_hosts: Vec<&Host> = rec.plan.hosts.iter().collect();
+        let mut new_hosts: Vec<&Host> = new.hosts.iter().filter(|h| !moving.contains(&h.name.as_str())).collect();
+        new_hosts.extend(rec.plan.hosts.iter().filter(|h| moving.contains(&h.name.as_str())));
         let (old_places, new_places) = (by_place(&old_hosts), by_place(&new_hosts));
         let mut places: Vec<Option<String>> = old_places.keys().cloned().collect();
         places.extend(new_places.keys().filter(|p| !old_places.contains_key(*p)).cloned());
@@ -136,8 +155,16 @@ impl Runtime<'_> {
                     })
                 })
                 .collect();
-            for r in running {
-                outcomes.extend(r.join().unwrap_or_default());
+            for (r, (place, o, n, classes)) in running.into_iter().zip(&parts) {
+                match r.join() {
+                    Ok(got) => outcomes.extend(got),
+                    // Whatever that place did is unknown: none of its
+                    // changes counts as made.
+                    Err(_) => {
+                        let changed: Vec<&Host> = n.hosts.iter().chain(&o.hosts).filter(|h| classes.iter().any(|(x, c)| *x == h.name && *c != Class::Unchanged)).collect();
+                        outcomes.extend(all_failed(&changed, place, &crate::machine::MachineError::Failed("the work on this place stopped unexpectedly".into())));
+                    }
+                }
             }
         });
         self.record_upgrade(&rec, new, file, &u, &outcomes, recorded)?;
@@ -148,14 +175,18 @@ impl Runtime<'_> {
     /// worked (or that had none), the old ones for the rest; an added host
     /// that failed is left out, so the next run builds it again.
     fn record_upgrade(&self, rec: &ProjectRecord, new: &Plan, file: &Path, u: &Upgrade, outcomes: &[Outcome], places: Vec<String>) -> Result<(), RuntimeError> {
-        let worked = |h: &str| outcomes.iter().filter(|o| o.host == h).all(Outcome::ok);
+        // A changed host worked when it has outcomes and all are ok (no
+        // outcome at all: nothing is known to have been done).
+        let worked = |h: &str, class: Class| {
+            class == Class::Unchanged || (outcomes.iter().any(|o| o.host == h) && outcomes.iter().filter(|o| o.host == h).all(Outcome::ok))
+        };
         let mut plan = new.clone();
         plan.hosts.clear();
         let mut gone = Vec::new();
         for d in &u.hosts {
             let old = rec.plan.hosts.iter().find(|h| h.name == d.host);
             let newh = new.hosts.iter().find(|h| h.name == d.host);
-            match (d.class, worked(&d.host)) {
+            match (d.class, worked(&d.host, d.class)) {
                 (Class::Remove, true) => gone.push(d.host.clone()),
                 (Class::Add, false) => {}
                 (_, true) => plan.hosts.extend(newh.cloned()),

@@ -66,7 +66,9 @@ pub fn key(name: &str, old: &Value, new: &Value) -> Result<(Class, String), Impo
     };
     match name {
         "memory_mib" => grows("memory"),
-        "vcpus" => grows("vCPUs"),
+        // Every vCPU of a domain is there from its start: none can be
+        // unplugged from the running guest.
+        "vcpus" => Ok((Class::Restart, "the number of vCPUs is what QEMU starts with".into())),
         "cpus" => Ok((Class::Live, "vCPU pinning changes on the running domain".into())),
         "boot_order" | "description" => Ok((Class::Live, format!("{name} is recorded; nothing on the machine changes"))),
         "service_host" => Ok((Class::Migrate, "the host belongs on another service host".into())),
@@ -110,9 +112,10 @@ pub fn label(name: &str) -> &str {
     }
 }
 
-/// Values that are secrets (hashes of passwords) are never shown.
+/// Values that are secrets (hashes of passwords) or may hold some (what
+/// plugins wrote) are never shown.
 pub fn secret(name: &str) -> bool {
-    matches!(name, "root_password_hash" | "vnc_password" | "users")
+    matches!(name, "root_password_hash" | "vnc_password" | "users" | "plugins" | "plugin_settings")
 }
 
 /// A value for a person: strings unquoted, absent as `-`.
@@ -137,7 +140,7 @@ mod tests {
     fn memory_down_is_live_and_up_needs_a_restart() {
         assert_eq!(key("memory_mib", &json!(512), &json!(256)).unwrap().0, Class::Live);
         assert_eq!(key("memory_mib", &json!(512), &json!(1024)).unwrap().0, Class::Restart);
-        assert_eq!(key("vcpus", &json!(2), &json!(1)).unwrap().0, Class::Live);
+        assert_eq!(key("vcpus", &json!(2), &json!(1)).unwrap().0, Class::Restart);
     }
 
     #[test]

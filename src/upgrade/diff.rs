@@ -146,7 +146,7 @@ fn found(old: &Map<String, Value>, new: &Map<String, Value>) -> Result<Vec<(Clas
             continue;
         }
         let change = if classify::secret(&k) {
-            Change { key: classify::label(&k).into(), old: hidden(&k, o), new: hidden(&k, n) }
+            Change { key: classify::label(&k).into(), old: hidden(&k, o, &Value::Null), new: hidden(&k, n, o) }
         } else {
             Change { key: classify::label(&k).into(), old: o.clone(), new: n.clone() }
         };
@@ -184,19 +184,32 @@ fn interfaces(old: &Value, new: &Value) -> Vec<(Class, Change, String)> {
             }
         }
     }
+    // Plugged in live, but only the guest gives it its address, at boot.
     for (name, n) in new.iter().filter(|(n, _)| !old.iter().any(|(o, _)| o == n)) {
-        out.push((Class::Live, Change { key: format!("network {name}"), old: Value::Null, new: Value::Object(n.clone()) }, format!("interface {name} is plugged in")));
+        out.push((
+            Class::GuestConfig,
+            Change { key: format!("network {name}"), old: Value::Null, new: Value::Object(n.clone()) },
+            format!("interface {name} is plugged in; the guest configures it at boot"),
+        ));
     }
     out
 }
 
-/// A secret's stand-in: users by name only, anything else as "(set)".
-fn hidden(key: &str, v: &Value) -> Value {
+/// A secret's stand-in: users by name (a changed password said so),
+/// plugins by name, anything else as "(set, hidden)".
+fn hidden(key: &str, v: &Value, other: &Value) -> Value {
+    let name = |u: &Value| u.get("name").and_then(Value::as_str).unwrap_or("?").to_string();
     match (key, v) {
         (_, Value::Null) => Value::Null,
-        ("users", Value::Array(us)) => {
-            Value::Array(us.iter().map(|u| Value::String(u.get("name").and_then(Value::as_str).unwrap_or("?").to_string())).collect())
-        }
+        ("users", Value::Array(us)) => Value::Array(
+            us.iter()
+                .map(|u| {
+                    let changed = other.as_array().and_then(|o| o.iter().find(|x| name(x) == name(u))).is_some_and(|x| x != u);
+                    Value::String(if changed { format!("{} (password changed)", name(u)) } else { name(u) })
+                })
+                .collect(),
+        ),
+        ("plugins" | "plugin_settings", Value::Object(m)) => Value::Array(m.keys().map(|k| Value::String(k.clone())).collect()),
         _ => Value::String("(set, hidden)".into()),
     }
 }
