@@ -22,7 +22,8 @@ fn quick() -> bool {
 }
 
 fn mln_bin() -> PathBuf {
-    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/mln");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let release = target.join("release/mln");
     assert!(release.exists(), "build the release binary first: cargo build --release");
     release
 }
@@ -61,54 +62,117 @@ fn mln(state: &Path, fabric: &Path) -> Command {
     c
 }
 
+/// The key exchange every tool is held to in the fair tables: the best one
+/// that both russh and Debian 12's OpenSSH 9.2 have. Left to themselves,
+/// OpenSSH clients pick `sntrup761x25519-sha512@openssh.com` (which russh
+/// lacks, and which costs far more CPU per connection).
+const KEX: &str = "curve25519-sha256";
+
+/// A tool's command line, timed as `sh -c`.
+struct Tool {
+    name: String,
+    cmd: String,
+}
+
+fn tool(name: &str, cmd: String) -> Tool {
+    Tool { name: name.into(), cmd }
+}
+
+/// Median, fastest and slowest.
+fn spread(v: &[Duration]) -> (Duration, Duration, Duration) {
+    let mut s = v.to_vec();
+    s.sort();
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+/// Runs every tool `runs` times, interleaved (drift on the machine hits
+/// every tool alike), after one untimed round (caches, ARP).
+fn race(tools: &[Tool], runs: usize) -> Vec<Vec<Duration>> {
+    for t in tools {
+        time(&t.name, sh(&t.cmd));
+    }
+    let mut samples = vec![Vec::new(); tools.len()];
+    for _ in 0..runs {
+        for (i, t) in tools.iter().enumerate() {
+            samples[i].push(time(&t.name, sh(&t.cmd)));
+        }
+    }
+    samples
+}
+
+fn table(title: &str, rows: &[(&str, &str, &Vec<Duration>)]) {
+    println!("\n## {title}");
+    println!("| tool | key exchange | median | spread |\n|---|---|---|---|");
+    for (name, kex, v) in rows {
+        let (m, lo, hi) = spread(v);
+        println!("| {name} | {kex} | {:.2} s | {:.2}-{:.2} s |", m.as_secs_f64(), lo.as_secs_f64(), hi.as_secs_f64());
+    }
+    let mln = spread(rows[0].2).0.as_secs_f64();
+    let (best, name) = rows[1..].iter().map(|r| (spread(r.2).0, r.0)).min().unwrap();
+    println!("mln / fastest peer ({name}): {:.2}", mln / best.as_secs_f64());
+}
+
+/// The key exchange OpenSSH negotiates with `extra` options, as `ssh -v` says.
+fn openssh_kex(lab: &Lab, extra: &str) -> String {
+    let out = sh(&format!("ssh -v {} {extra} -l root {} true 2>&1", ssh_opts(lab), lab.hosts[0].addr)).output().unwrap();
+    kex_of(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The key exchange mln negotiates, from its timing log.
+fn mln_kex(lab: &Lab, state: &Path, fabric: &Path) -> String {
+    let mut c = mln(state, fabric);
+    c.env("MLN_LOG", "mln::fabric::timing=debug").args(["fabric", "exec", "-w", &lab.hosts[0].name, "--", "true"]);
+    let out = c.output().unwrap();
+    kex_of(&String::from_utf8_lossy(&out.stderr))
+}
+
+fn kex_of(log: &str) -> String {
+    log.lines()
+        .find_map(|l| l.split("kex: algorithm: ").nth(1))
+        .map(|k| k.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The OpenSSH-based peers, each with the same window and ssh options;
+/// `kex` adds `-o KexAlgorithms=...` (empty: each tool's default).
+fn peers(lab: &Lab, set: &str, window: usize, kex: &str) -> Vec<Tool> {
+    let opts = format!("{} {kex}", ssh_opts(lab));
+    let ms: Vec<String> = lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
+    let tag = if kex.is_empty() { " (defaults)" } else { "" };
+    vec![
+        tool(&format!("clush -f {window}{tag}"), format!("clush -b -f {window} -l root -o '{opts}' -w {set} true")),
+        tool(&format!("pdsh -f {window}{tag}"), format!("PDSH_SSH_ARGS_APPEND='{opts}' pdsh -R ssh -f {window} -l root -w {set} true")),
+        // Flat tree (no work stealing), no logical numbering (no global
+        // synchronisation at the end of the deployment), the same window.
+        tool(
+            &format!("taktuk -n -d -1 -w {window}{tag}"),
+            format!("taktuk -n -d -1 -w {window} -c 'ssh {opts} -l root' {} broadcast exec [ true ]", ms.join(" ")),
+        ),
+    ]
+}
+
 fn exec_bench() {
     let n = if quick() { 4 } else { 16 };
     let runs = if quick() { 3 } else { 11 };
+    let window = 64;
     let lab = Lab::new(n, false);
     let state = tempfile::tempdir().unwrap();
     let fabric = lab.fabric("");
-    let addrs: Vec<String> = lab.hosts.iter().map(|h| h.addr.clone()).collect();
-    let prefix = addrs[0].rsplit_once('.').unwrap().0.to_string();
+    let prefix = lab.hosts[0].addr.rsplit_once('.').unwrap().0.to_string();
     let set = format!("{prefix}.[11-{}]", 10 + n);
-    let opts = ssh_opts(&lab);
-    let ms: Vec<String> = addrs.iter().map(|a| format!("-m {a}")).collect();
-    let peers: Vec<(&str, String)> = vec![
-        ("clush", format!("clush -b -f 64 -l root -o '{opts}' -w {set} true")),
-        ("pdsh", format!("PDSH_SSH_ARGS_APPEND='{opts}' pdsh -R ssh -f 64 -l root -w {set} true")),
-        ("taktuk", format!("taktuk -c 'ssh {opts} -l root' {} broadcast exec [ true ]", ms.join(" "))),
-    ];
-    // Every tool once before timing (caches, ARP).
-    time("mln", {
-        let mut c = mln(state.path(), &fabric);
-        c.args(["fabric", "exec", "--", "true"]);
-        c
-    });
-    for (name, cmd) in &peers {
-        time(name, sh(cmd));
-    }
-    let mut results: Vec<(String, Duration)> = Vec::new();
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); peers.len() + 1];
-    // Interleaved, so drift on the machine hits every tool alike.
-    for _ in 0..runs {
-        samples[0].push(time("mln", {
-            let mut c = mln(state.path(), &fabric);
-            c.args(["fabric", "exec", "--", "true"]);
-            c
-        }));
-        for (i, (name, cmd)) in peers.iter().enumerate() {
-            samples[i + 1].push(time(name, sh(cmd)));
-        }
-    }
-    results.push(("mln fabric exec".into(), median(samples[0].clone())));
-    for (i, (name, _)) in peers.iter().enumerate() {
-        results.push((name.to_string(), median(samples[i + 1].clone())));
-    }
-    let best_peer = results[1..].iter().map(|r| r.1).min().unwrap();
-    println!("\n## parallel `true` on {n} service hosts (median of {runs})");
-    for (name, d) in &results {
-        println!("{name:18} {:8.1} ms", d.as_secs_f64() * 1000.0);
-    }
-    println!("ratio mln / fastest peer: {:.2}", results[0].1.as_secs_f64() / best_peer.as_secs_f64());
+    let fair_kex = format!("-o KexAlgorithms={KEX}");
+    let mut tools = vec![tool("mln fabric exec", format!("{} --state-dir {} --fabric {} fabric exec -f {window} -- true", mln_bin().display(), state.path().display(), fabric.display()))];
+    tools.extend(peers(&lab, &set, window, &fair_kex));
+    tools.extend(peers(&lab, &set, window, ""));
+    let ms: Vec<String> = lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
+    tools.push(tool("taktuk (all defaults)", format!("taktuk -c 'ssh {} -l root' {} broadcast exec [ true ]", ssh_opts(&lab), ms.join(" "))));
+    let (k_mln, k_fair, k_default) = (mln_kex(&lab, state.path(), &fabric), openssh_kex(&lab, &fair_kex), openssh_kex(&lab, ""));
+    let s = race(&tools, runs);
+    let conditions = format!("`true` on {n} service hosts, median of {runs} interleaved runs, window {window}");
+    let fair = [(0, &k_mln), (1, &k_fair), (2, &k_fair), (3, &k_fair)];
+    table(&format!("{conditions}; every tool held to one key exchange"), &fair.map(|(i, k)| (tools[i].name.as_str(), k.as_str(), &s[i])));
+    let defaults = [(0, &k_mln), (4, &k_default), (5, &k_default), (6, &k_default), (7, &k_default)];
+    table(&format!("{conditions}; each tool's default key exchange"), &defaults.map(|(i, k)| (tools[i].name.as_str(), k.as_str(), &s[i])));
 }
 
 fn broadcast_bench(tmpfs: bool) {
