@@ -1,12 +1,15 @@
 //! Fabric benchmarks, each side by side with its peers in one run, on
 //! service hosts in network namespaces (root needed; peers from Debian:
 //! `apt-get install clustershell pdsh taktuk`):
-//! * parallel command: `mln fabric exec -- true` vs clush, pdsh, taktuk on 16 hosts;
+//! * parallel command: `mln fabric exec -- true` vs clush, pdsh, taktuk on
+//!   16 hosts, every tool held to one key exchange, then with each tool's
+//!   default one (`exec`); where mln's time goes per connection (`phases`);
+//!   flat against tree fan-out on 200 hosts (`many`);
 //! * broadcast of a 1 GiB template to 8 hosts on 1 Gbit/s links: mln's
 //!   chain vs sequential scp vs taktuk's broadcast put;
 //! * build scaling, the paper's Figure 4: 12 VMs as 1x12, 2x6, 3x4.
 //!
-//! `cargo bench --bench fabric [exec|broadcast|scaling]`; MLN_BENCH_QUICK=1
+//! `cargo bench --bench fabric [exec|phases|many|broadcast|scaling]`; MLN_BENCH_QUICK=1
 //! makes everything smaller (to check the bench itself).
 
 #[path = "../tests/support/testhosts.rs"]
@@ -85,30 +88,48 @@ fn spread(v: &[Duration]) -> (Duration, Duration, Duration) {
     (s[s.len() / 2], s[0], s[s.len() - 1])
 }
 
+/// CPU time (user and system) of every finished child process so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Wall and CPU samples of every tool.
+struct Samples {
+    wall: Vec<Vec<Duration>>,
+    /// The tool's own processes on this machine (not the hosts' sshd).
+    cpu: Vec<Vec<Duration>>,
+}
+
 /// Runs every tool `runs` times, interleaved (drift on the machine hits
 /// every tool alike), after one untimed round (caches, ARP).
-fn race(tools: &[Tool], runs: usize) -> Vec<Vec<Duration>> {
+fn race(tools: &[Tool], runs: usize) -> Samples {
     for t in tools {
         time(&t.name, sh(&t.cmd));
     }
-    let mut samples = vec![Vec::new(); tools.len()];
+    let mut s = Samples { wall: vec![Vec::new(); tools.len()], cpu: vec![Vec::new(); tools.len()] };
     for _ in 0..runs {
         for (i, t) in tools.iter().enumerate() {
-            samples[i].push(time(&t.name, sh(&t.cmd)));
+            let before = children_cpu();
+            s.wall[i].push(time(&t.name, sh(&t.cmd)));
+            s.cpu[i].push(children_cpu().saturating_sub(before));
         }
     }
-    samples
+    s
 }
 
-fn table(title: &str, rows: &[(&str, &str, &Vec<Duration>)]) {
+fn table(title: &str, rows: &[(&str, &str, &Vec<Duration>, &Vec<Duration>)]) {
     println!("\n## {title}");
-    println!("| tool | key exchange | median | spread |\n|---|---|---|---|");
-    for (name, kex, v) in rows {
+    println!("| tool | key exchange | median | spread | CPU here |\n|---|---|---|---|---|");
+    for (name, kex, v, cpu) in rows {
         let (m, lo, hi) = spread(v);
-        println!("| {name} | {kex} | {:.2} s | {:.2}-{:.2} s |", m.as_secs_f64(), lo.as_secs_f64(), hi.as_secs_f64());
+        println!("| {name} | {kex} | {:.2} s | {:.2}-{:.2} s | {:.2} s |", m.as_secs_f64(), lo.as_secs_f64(), hi.as_secs_f64(), spread(cpu).0.as_secs_f64());
     }
     let mln = spread(rows[0].2).0.as_secs_f64();
-    let (best, name) = rows[1..].iter().map(|r| (spread(r.2).0, r.0)).min().unwrap();
+    let (best, name) = rows[1..].iter().filter(|r| !r.0.starts_with("mln")).map(|r| (spread(r.2).0, r.0)).min().unwrap();
     println!("mln / fastest peer ({name}): {:.2}", mln / best.as_secs_f64());
 }
 
@@ -126,8 +147,27 @@ fn mln_kex(lab: &Lab, state: &Path, fabric: &Path) -> String {
     kex_of(&String::from_utf8_lossy(&out.stderr))
 }
 
+/// The log without its colours (tracing's fields are styled even into a pipe).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn kex_of(log: &str) -> String {
-    log.lines()
+    strip_ansi(log)
+        .lines()
         .find_map(|l| l.split("kex: algorithm: ").nth(1))
         .map(|k| k.split_whitespace().next().unwrap_or("").to_string())
         .unwrap_or_else(|| "?".into())
@@ -155,7 +195,7 @@ fn exec_bench() {
     let n = if quick() { 4 } else { 16 };
     let runs = if quick() { 3 } else { 11 };
     let window = 64;
-    let lab = Lab::new(n, false);
+    let lab = Lab::plain(n);
     let state = tempfile::tempdir().unwrap();
     let fabric = lab.fabric("");
     let prefix = lab.hosts[0].addr.rsplit_once('.').unwrap().0.to_string();
@@ -170,9 +210,90 @@ fn exec_bench() {
     let s = race(&tools, runs);
     let conditions = format!("`true` on {n} service hosts, median of {runs} interleaved runs, window {window}");
     let fair = [(0, &k_mln), (1, &k_fair), (2, &k_fair), (3, &k_fair)];
-    table(&format!("{conditions}; every tool held to one key exchange"), &fair.map(|(i, k)| (tools[i].name.as_str(), k.as_str(), &s[i])));
+    table(&format!("{conditions}; every tool held to one key exchange"), &fair.map(|(i, k)| (tools[i].name.as_str(), k.as_str(), &s.wall[i], &s.cpu[i])));
     let defaults = [(0, &k_mln), (4, &k_default), (5, &k_default), (6, &k_default), (7, &k_default)];
-    table(&format!("{conditions}; each tool's default key exchange"), &defaults.map(|(i, k)| (tools[i].name.as_str(), k.as_str(), &s[i])));
+    table(&format!("{conditions}; each tool's default key exchange"), &defaults.map(|(i, k)| (tools[i].name.as_str(), k.as_str(), &s.wall[i], &s.cpu[i])));
+}
+
+/// Where mln's time goes per connection: its timing events (ms since
+/// that host's TCP connect began), median over hosts and runs, for one
+/// host alone and for all hosts at once; and the whole command's time.
+fn phases_bench() {
+    let n = if quick() { 4 } else { 16 };
+    let runs = if quick() { 2 } else { 7 };
+    let lab = Lab::plain(n);
+    let state = tempfile::tempdir().unwrap();
+    let fabric = lab.fabric("");
+    let events = ["tcp connected", "kex: algorithm", "host key checked", "ssh session keyed", "authenticated", "channel open", "exit status", "disconnected"];
+    println!("\n## where `mln fabric exec -- true` spends its time (median ms since the host's connect began; {runs} runs)");
+    println!("| event | 1 host | {n} hosts at once |\n|---|---|---|");
+    let mut cols: Vec<Vec<Vec<f64>>> = Vec::new();
+    let mut walls = Vec::new();
+    for hosts in [lab.hosts[0].name.clone(), format!("h[1-{n}]")] {
+        let mut per: Vec<Vec<f64>> = vec![Vec::new(); events.len()];
+        let mut wall = Vec::new();
+        for _ in 0..=runs {
+            let mut c = mln(state.path(), &fabric);
+            c.env("MLN_LOG", "mln::fabric::timing=debug").args(["fabric", "exec", "-w", &hosts, "--", "true"]);
+            let t = Instant::now();
+            let out = c.output().unwrap();
+            wall.push(t.elapsed());
+            assert!(out.status.success());
+            for line in strip_ansi(&String::from_utf8_lossy(&out.stderr)).lines() {
+                let Some(i) = events.iter().position(|e| line.contains(e)) else { continue };
+                if let Some(ms) = line.split_whitespace().find_map(|w| w.strip_prefix("ms=")).and_then(|v| v.parse::<f64>().ok()) {
+                    per[i].push(ms);
+                }
+            }
+        }
+        cols.push(per);
+        walls.push(spread(&wall[1..]).0);
+    }
+    let med = |v: &[f64]| -> String {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        if v.is_empty() { "-".into() } else { format!("{:.1}", v[v.len() / 2]) }
+    };
+    for (i, e) in events.iter().enumerate() {
+        println!("| {e} | {} | {} |", med(&cols[0][i]), med(&cols[1][i]));
+    }
+    println!("| whole command (wall) | {:.1} | {:.1} |", walls[0].as_secs_f64() * 1000.0, walls[1].as_secs_f64() * 1000.0);
+}
+
+/// Flat against tree fan-out on many hosts, every tool held to one key
+/// exchange: mln flat and with `--tree`, taktuk flat and with its own
+/// work-stealing tree, pdsh and clush (flat).
+fn many_bench() {
+    let n: usize = std::env::var("MLN_BENCH_HOSTS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick() { 12 } else { 200 });
+    let runs = if quick() { 2 } else { 3 };
+    let window = 64;
+    // About the square root: two levels, each machine reaching ~14 hosts.
+    let arity = ((n as f64).sqrt().ceil() as usize).max(2);
+    let started = Instant::now();
+    let lab = Lab::plain(n);
+    println!("\n{n} service hosts up in {:.1} s", started.elapsed().as_secs_f64());
+    let state = tempfile::tempdir().unwrap();
+    let fabric = lab.fabric("");
+    let prefix = lab.hosts[0].addr.rsplit_once('.').unwrap().0.to_string();
+    let set = format!("{prefix}.[11-{}]", 10 + n);
+    let kex = format!("-o KexAlgorithms={KEX}");
+    let opts = format!("{} {kex}", ssh_opts(&lab));
+    let ms: Vec<String> = lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
+    let mln_cmd = |extra: &str| format!("{} --state-dir {} --fabric {} fabric exec -f {window} {extra} -- true", mln_bin().display(), state.path().display(), fabric.display());
+    let mut tools = vec![tool(&format!("mln fabric exec -f {window}"), mln_cmd("")), tool(&format!("mln fabric exec --tree {arity}"), mln_cmd(&format!("--tree {arity}")))];
+    tools.extend(peers(&lab, &set, window, &kex));
+    tools.push(tool("taktuk -n (work-stealing tree, window 10)", format!("taktuk -n -c 'ssh {opts} -l root' {} broadcast exec [ true ]", ms.join(" "))));
+    tools.push(tool(
+        &format!("taktuk -n -d {arity} -w {arity} (tree, arity {arity})"),
+        format!("taktuk -n -d {arity} -w {arity} -c 'ssh {opts} -l root' {} broadcast exec [ true ]", ms.join(" ")),
+    ));
+    // The untimed first round also puts mln on the tree's heads.
+    let s = race(&tools, runs);
+    let kex_mln = mln_kex(&lab, state.path(), &fabric);
+    let rows: Vec<_> = tools.iter().enumerate().map(|(i, t)| (t.name.as_str(), if i < 2 { kex_mln.as_str() } else { KEX }, &s.wall[i], &s.cpu[i])).collect();
+    table(&format!("`true` on {n} service hosts, median of {runs} interleaved runs, window {window}, one key exchange for all"), &rows);
+    let flat = spread(&s.wall[0]).0.as_secs_f64();
+    println!("mln tree / mln flat: {:.2}", spread(&s.wall[1]).0.as_secs_f64() / flat);
 }
 
 fn broadcast_bench(tmpfs: bool) {
@@ -341,6 +462,12 @@ fn main() {
     let want = |n: &str| which.is_empty() || which.iter().any(|w| w == n);
     if want("exec") {
         exec_bench();
+    }
+    if want("phases") {
+        phases_bench();
+    }
+    if want("many") {
+        many_bench();
     }
     if want("broadcast") {
         broadcast_bench(true);

@@ -152,10 +152,11 @@ pub fn run(servers: Vec<Server>, cmd: String, window: usize, limit: Option<Durat
         if servers.len() <= arity.max(1) {
             return exec::run(&servers, &cmd, window, limit).await;
         }
-        let subtrees: Vec<_> = split(servers.len(), arity)
-            .into_iter()
-            .map(|r| tokio::spawn(subtree(servers[r].to_vec(), cmd.clone(), window, limit, arity)))
-            .collect();
+        let parts = split(servers.len(), arity);
+        // The window is the whole tree's: the heads share it, so no more
+        // handshakes are under way at once than flat fan-out would have.
+        let share = window.div_ceil(parts.len()).max(1);
+        let subtrees: Vec<_> = parts.into_iter().map(|r| tokio::spawn(subtree(servers[r].to_vec(), cmd.clone(), share, limit, arity))).collect();
         let mut out = Vec::with_capacity(servers.len());
         for (t, r) in subtrees.into_iter().zip(split(servers.len(), arity)) {
             match t.await {
