@@ -170,6 +170,10 @@ pub fn run(servers: Vec<Server>, cmd: String, window: usize, limit: Option<Durat
 
 /// The head (first server) runs `cmd` and relays it to the others.
 async fn subtree(group: Vec<Server>, cmd: String, window: usize, limit: Option<Duration>, arity: usize) -> Vec<Ran> {
+    // A head with nobody to relay to is just a host: no copy of mln needed.
+    if group.len() == 1 {
+        return exec::run(&group, &cmd, window, limit).await;
+    }
     let head = group[0].clone();
     let rest: Vec<Server> = group[1..].to_vec();
     let agent = match remote::attach(&head).await {
