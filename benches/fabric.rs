@@ -281,6 +281,7 @@ fn many_bench() {
     let arity = ((n as f64).sqrt().ceil() as usize).max(2);
     let started = Instant::now();
     let lab = Lab::plain(n);
+    lab.pin_neighbours();
     println!("\n{n} service hosts up in {:.1} s", started.elapsed().as_secs_f64());
     let state = tempfile::tempdir().unwrap();
     // 200 handshakes on 2 shared cores: 10 s per connection is too short

@@ -210,6 +210,27 @@ impl Lab {
         p
     }
 
+    /// Fixed neighbour entries for every host, on this machine and in
+    /// every host: with hundreds of hosts on one busy machine, ARP on the
+    /// bridge fails now and then (`No route to host`).
+    pub fn pin_neighbours(&self) {
+        let macs: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| must(&format!("ip netns exec {} cat /sys/class/net/{}p/address", h.ns, h.veth)).trim().to_string())
+            .collect();
+        let lines = |dev: &str| -> String {
+            self.hosts.iter().zip(&macs).map(|(h, m)| format!("neigh replace {} lladdr {m} dev {dev} nud permanent\n", h.addr)).collect()
+        };
+        let batch = self.dir.path().join("neigh.batch");
+        std::fs::write(&batch, lines(&self.bridge)).unwrap();
+        must(&format!("ip -batch {}", batch.display()));
+        for h in &self.hosts {
+            std::fs::write(&batch, lines(&format!("{}p", h.veth))).unwrap();
+            must(&format!("ip netns exec {} ip -batch {}", h.ns, batch.display()));
+        }
+    }
+
     pub fn host(&self, name: &str) -> &TestHost {
         self.hosts.iter().find(|h| h.name == name).unwrap()
     }
