@@ -1,12 +1,15 @@
 //! Fabric benchmarks, each side by side with its peers in one run, on
 //! service hosts in network namespaces (root needed; peers from Debian:
 //! `apt-get install clustershell pdsh taktuk`):
-//! * parallel command: `mln fabric exec -- true` vs clush, pdsh, taktuk on 16 hosts;
+//! * parallel command: `mln fabric exec -- true` vs clush, pdsh, taktuk on
+//!   16 hosts, every tool held to one key exchange, then with each tool's
+//!   default one (`exec`); where mln's time goes per connection (`phases`);
+//!   flat against tree fan-out on 200 hosts (`many`);
 //! * broadcast of a 1 GiB template to 8 hosts on 1 Gbit/s links: mln's
 //!   chain vs sequential scp vs taktuk's broadcast put;
 //! * build scaling, the paper's Figure 4: 12 VMs as 1x12, 2x6, 3x4.
 //!
-//! `cargo bench --bench fabric [exec|broadcast|scaling]`; MLN_BENCH_QUICK=1
+//! `cargo bench --bench fabric [exec|phases|many|broadcast|scaling]`; MLN_BENCH_QUICK=1
 //! makes everything smaller (to check the bench itself).
 
 #[path = "../tests/support/testhosts.rs"]
@@ -22,7 +25,8 @@ fn quick() -> bool {
 }
 
 fn mln_bin() -> PathBuf {
-    let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/mln");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let release = target.join("release/mln");
     assert!(release.exists(), "build the release binary first: cargo build --release");
     release
 }
@@ -61,54 +65,250 @@ fn mln(state: &Path, fabric: &Path) -> Command {
     c
 }
 
+/// The key exchange every tool is held to in the fair tables: the best one
+/// that both russh and Debian 12's OpenSSH 9.2 have. Left to themselves,
+/// OpenSSH clients pick `sntrup761x25519-sha512@openssh.com` (which russh
+/// lacks, and which costs far more CPU per connection).
+const KEX: &str = "curve25519-sha256";
+
+/// A tool's command line, timed as `sh -c`.
+struct Tool {
+    name: String,
+    cmd: String,
+}
+
+fn tool(name: &str, cmd: String) -> Tool {
+    Tool { name: name.into(), cmd }
+}
+
+/// Median, fastest and slowest.
+fn spread(v: &[Duration]) -> (Duration, Duration, Duration) {
+    let mut s = v.to_vec();
+    s.sort();
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+/// CPU time (user and system) of every finished child process so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Wall and CPU samples of every tool.
+struct Samples {
+    wall: Vec<Vec<Duration>>,
+    /// The tool's own processes on this machine (not the hosts' sshd).
+    cpu: Vec<Vec<Duration>>,
+}
+
+/// Runs every tool `runs` times, interleaved (drift on the machine hits
+/// every tool alike), after one untimed round (caches, ARP).
+fn race(tools: &[Tool], runs: usize) -> Samples {
+    // Twice for the tree, whose first round also copies mln to its heads;
+    // a host that timed out while 15 copies were under way is not a result.
+    for t in tools.iter().chain(tools.iter().filter(|t| t.cmd.contains("--tree"))) {
+        let _ = sh(&t.cmd).env_remove("SSH_AUTH_SOCK").output();
+    }
+    let mut s = Samples { wall: vec![Vec::new(); tools.len()], cpu: vec![Vec::new(); tools.len()] };
+    for _ in 0..runs {
+        for (i, t) in tools.iter().enumerate() {
+            let before = children_cpu();
+            s.wall[i].push(time(&t.name, sh(&t.cmd)));
+            s.cpu[i].push(children_cpu().saturating_sub(before));
+        }
+    }
+    s
+}
+
+fn table(title: &str, rows: &[(&str, &str, &Vec<Duration>, &Vec<Duration>)]) {
+    println!("\n## {title}");
+    println!("| tool | key exchange | median | spread | CPU here |\n|---|---|---|---|---|");
+    for (name, kex, v, cpu) in rows {
+        let (m, lo, hi) = spread(v);
+        println!("| {name} | {kex} | {:.2} s | {:.2}-{:.2} s | {:.2} s |", m.as_secs_f64(), lo.as_secs_f64(), hi.as_secs_f64(), spread(cpu).0.as_secs_f64());
+    }
+    let mln = spread(rows[0].2).0.as_secs_f64();
+    let (best, name) = rows[1..].iter().filter(|r| !r.0.starts_with("mln")).map(|r| (spread(r.2).0, r.0)).min().unwrap();
+    println!("mln / fastest peer ({name}): {:.2}", mln / best.as_secs_f64());
+}
+
+/// The key exchange OpenSSH negotiates with `extra` options, as `ssh -v` says.
+fn openssh_kex(lab: &Lab, extra: &str) -> String {
+    let out = sh(&format!("ssh -v {} {extra} -l root {} true 2>&1", ssh_opts(lab), lab.hosts[0].addr)).output().unwrap();
+    kex_of(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The key exchange mln negotiates, from its timing log.
+fn mln_kex(lab: &Lab, state: &Path, fabric: &Path) -> String {
+    let mut c = mln(state, fabric);
+    c.env("MLN_LOG", "mln::fabric::timing=debug").args(["fabric", "exec", "-w", &lab.hosts[0].name, "--", "true"]);
+    let out = c.output().unwrap();
+    kex_of(&String::from_utf8_lossy(&out.stderr))
+}
+
+/// The log without its colours (tracing's fields are styled even into a pipe).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn kex_of(log: &str) -> String {
+    strip_ansi(log)
+        .lines()
+        .find_map(|l| l.split("kex: algorithm: ").nth(1))
+        .map(|k| k.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The lab's ssh options and `extra`; OpenSSH takes an option's first
+/// value, so a ConnectTimeout in `extra` replaces the lab's.
+fn with_opts(lab: &Lab, extra: &str) -> String {
+    let base = ssh_opts(lab);
+    let base = if extra.contains("ConnectTimeout") { base.replace(" -o ConnectTimeout=10", "") } else { base };
+    format!("{base} {extra}")
+}
+
+/// The OpenSSH-based peers, each with the same window and ssh options;
+/// `kex` adds `-o KexAlgorithms=...` (empty: each tool's default).
+fn peers(lab: &Lab, set: &str, window: usize, kex: &str) -> Vec<Tool> {
+    let opts = with_opts(lab, kex);
+    let ms: Vec<String> = lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
+    let tag = if kex.is_empty() { " (defaults)" } else { "" };
+    vec![
+        tool(&format!("clush -f {window}{tag}"), format!("clush -b -f {window} -l root -o '{opts}' -w {set} true")),
+        tool(&format!("pdsh -f {window}{tag}"), format!("PDSH_SSH_ARGS_APPEND='{opts}' pdsh -R ssh -f {window} -l root -w {set} true")),
+        // Flat tree (no work stealing), no logical numbering (no global
+        // synchronisation at the end of the deployment), the same window.
+        tool(
+            &format!("taktuk -n -d -1 -w {window}{tag}"),
+            format!("taktuk -n -d -1 -w {window} -c 'ssh {opts} -l root' {} broadcast exec [ true ]", ms.join(" ")),
+        ),
+    ]
+}
+
 fn exec_bench() {
     let n = if quick() { 4 } else { 16 };
     let runs = if quick() { 3 } else { 11 };
-    let lab = Lab::new(n, false);
+    let window = 64;
+    let lab = Lab::plain(n);
     let state = tempfile::tempdir().unwrap();
     let fabric = lab.fabric("");
-    let addrs: Vec<String> = lab.hosts.iter().map(|h| h.addr.clone()).collect();
-    let prefix = addrs[0].rsplit_once('.').unwrap().0.to_string();
+    let prefix = lab.hosts[0].addr.rsplit_once('.').unwrap().0.to_string();
     let set = format!("{prefix}.[11-{}]", 10 + n);
-    let opts = ssh_opts(&lab);
-    let ms: Vec<String> = addrs.iter().map(|a| format!("-m {a}")).collect();
-    let peers: Vec<(&str, String)> = vec![
-        ("clush", format!("clush -b -f 64 -l root -o '{opts}' -w {set} true")),
-        ("pdsh", format!("PDSH_SSH_ARGS_APPEND='{opts}' pdsh -R ssh -f 64 -l root -w {set} true")),
-        ("taktuk", format!("taktuk -c 'ssh {opts} -l root' {} broadcast exec [ true ]", ms.join(" "))),
-    ];
-    // Every tool once before timing (caches, ARP).
-    time("mln", {
-        let mut c = mln(state.path(), &fabric);
-        c.args(["fabric", "exec", "--", "true"]);
-        c
-    });
-    for (name, cmd) in &peers {
-        time(name, sh(cmd));
-    }
-    let mut results: Vec<(String, Duration)> = Vec::new();
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); peers.len() + 1];
-    // Interleaved, so drift on the machine hits every tool alike.
-    for _ in 0..runs {
-        samples[0].push(time("mln", {
+    let fair_kex = format!("-o KexAlgorithms={KEX}");
+    let mut tools = vec![tool("mln fabric exec", format!("{} --state-dir {} --fabric {} fabric exec -f {window} -- true", mln_bin().display(), state.path().display(), fabric.display()))];
+    tools.extend(peers(&lab, &set, window, &fair_kex));
+    tools.extend(peers(&lab, &set, window, ""));
+    let ms: Vec<String> = lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
+    tools.push(tool("taktuk (all defaults)", format!("taktuk -c 'ssh {} -l root' {} broadcast exec [ true ]", ssh_opts(&lab), ms.join(" "))));
+    let (k_mln, k_fair, k_default) = (mln_kex(&lab, state.path(), &fabric), openssh_kex(&lab, &fair_kex), openssh_kex(&lab, ""));
+    let s = race(&tools, runs);
+    let conditions = format!("`true` on {n} service hosts, median of {runs} interleaved runs, window {window}");
+    let fair = [(0, &k_mln), (1, &k_fair), (2, &k_fair), (3, &k_fair)];
+    table(&format!("{conditions}; every tool held to one key exchange"), &fair.map(|(i, k)| (tools[i].name.as_str(), k.as_str(), &s.wall[i], &s.cpu[i])));
+    let defaults = [(0, &k_mln), (4, &k_default), (5, &k_default), (6, &k_default), (7, &k_default)];
+    table(&format!("{conditions}; each tool's default key exchange"), &defaults.map(|(i, k)| (tools[i].name.as_str(), k.as_str(), &s.wall[i], &s.cpu[i])));
+}
+
+/// Where mln's time goes per connection: its timing events (ms since
+/// that host's TCP connect began), median over hosts and runs, for one
+/// host alone and for all hosts at once; and the whole command's time.
+fn phases_bench() {
+    let n = if quick() { 4 } else { 16 };
+    let runs = if quick() { 2 } else { 7 };
+    let lab = Lab::plain(n);
+    let state = tempfile::tempdir().unwrap();
+    let fabric = lab.fabric("");
+    let events = ["tcp connected", "kex: algorithm", "host key checked", "ssh session keyed", "authenticated", "channel open", "exit status", "disconnected"];
+    println!("\n## where `mln fabric exec -- true` spends its time (median ms since the host's connect began; {runs} runs)");
+    println!("| event | 1 host | {n} hosts at once |\n|---|---|---|");
+    let mut cols: Vec<Vec<Vec<f64>>> = Vec::new();
+    let mut walls = Vec::new();
+    for hosts in [lab.hosts[0].name.clone(), format!("h[1-{n}]")] {
+        let mut per: Vec<Vec<f64>> = vec![Vec::new(); events.len()];
+        let mut wall = Vec::new();
+        for _ in 0..=runs {
             let mut c = mln(state.path(), &fabric);
-            c.args(["fabric", "exec", "--", "true"]);
-            c
-        }));
-        for (i, (name, cmd)) in peers.iter().enumerate() {
-            samples[i + 1].push(time(name, sh(cmd)));
+            c.env("MLN_LOG", "mln::fabric::timing=debug").args(["fabric", "exec", "-w", &hosts, "--", "true"]);
+            let t = Instant::now();
+            let out = c.output().unwrap();
+            wall.push(t.elapsed());
+            assert!(out.status.success());
+            for line in strip_ansi(&String::from_utf8_lossy(&out.stderr)).lines() {
+                let Some(i) = events.iter().position(|e| line.contains(e)) else { continue };
+                if let Some(ms) = line.split_whitespace().find_map(|w| w.strip_prefix("ms=")).and_then(|v| v.parse::<f64>().ok()) {
+                    per[i].push(ms);
+                }
+            }
         }
+        cols.push(per);
+        walls.push(spread(&wall[1..]).0);
     }
-    results.push(("mln fabric exec".into(), median(samples[0].clone())));
-    for (i, (name, _)) in peers.iter().enumerate() {
-        results.push((name.to_string(), median(samples[i + 1].clone())));
+    let med = |v: &[f64]| -> String {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        if v.is_empty() { "-".into() } else { format!("{:.1}", v[v.len() / 2]) }
+    };
+    for (i, e) in events.iter().enumerate() {
+        println!("| {e} | {} | {} |", med(&cols[0][i]), med(&cols[1][i]));
     }
-    let best_peer = results[1..].iter().map(|r| r.1).min().unwrap();
-    println!("\n## parallel `true` on {n} service hosts (median of {runs})");
-    for (name, d) in &results {
-        println!("{name:18} {:8.1} ms", d.as_secs_f64() * 1000.0);
-    }
-    println!("ratio mln / fastest peer: {:.2}", results[0].1.as_secs_f64() / best_peer.as_secs_f64());
+    println!("| whole command (wall) | {:.1} | {:.1} |", walls[0].as_secs_f64() * 1000.0, walls[1].as_secs_f64() * 1000.0);
+}
+
+/// Flat against tree fan-out on many hosts, every tool held to one key
+/// exchange: mln flat and with `--tree`, taktuk flat and with its own
+/// work-stealing tree, pdsh and clush (flat).
+fn many_bench() {
+    let n: usize = std::env::var("MLN_BENCH_HOSTS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick() { 12 } else { 200 });
+    let runs = if quick() { 2 } else { 3 };
+    let window = 64;
+    // About the square root: two levels, each machine reaching ~14 hosts.
+    let arity = ((n as f64).sqrt().ceil() as usize).max(2);
+    let started = Instant::now();
+    let lab = Lab::plain(n);
+    lab.pin_neighbours();
+    println!("\n{n} service hosts up in {:.1} s", started.elapsed().as_secs_f64());
+    let state = tempfile::tempdir().unwrap();
+    // 200 handshakes on 2 shared cores: 10 s per connection is too short
+    // for the last ones whoever makes them; every tool gets 60 s.
+    let fabric = lab.fabric("");
+    let text = std::fs::read_to_string(&fabric).unwrap().replace("connect_timeout = 10", "connect_timeout = 60");
+    std::fs::write(&fabric, text).unwrap();
+    let prefix = lab.hosts[0].addr.rsplit_once('.').unwrap().0.to_string();
+    let set = format!("{prefix}.[11-{}]", 10 + n);
+    let kex = format!("-o KexAlgorithms={KEX} -o ConnectTimeout=60");
+    let opts = with_opts(&lab, &kex);
+    let ms: Vec<String> = lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
+    let mln_cmd = |extra: &str| format!("{} --state-dir {} --fabric {} fabric exec -f {window} {extra} -- true", mln_bin().display(), state.path().display(), fabric.display());
+    let mut tools = vec![tool(&format!("mln fabric exec -f {window}"), mln_cmd("")), tool(&format!("mln fabric exec --tree {arity}"), mln_cmd(&format!("--tree {arity}")))];
+    tools.extend(peers(&lab, &set, window, &kex));
+    tools.push(tool("taktuk -n (work-stealing tree, window 10)", format!("taktuk -n -c 'ssh {opts} -l root' {} broadcast exec [ true ]", ms.join(" "))));
+    tools.push(tool(
+        &format!("taktuk -n -d {arity} -w {arity} (tree, arity {arity})"),
+        format!("taktuk -n -d {arity} -w {arity} -c 'ssh {opts} -l root' {} broadcast exec [ true ]", ms.join(" ")),
+    ));
+    // The untimed first round also puts mln on the tree's heads.
+    let s = race(&tools, runs);
+    let kex_mln = mln_kex(&lab, state.path(), &fabric);
+    let rows: Vec<_> = tools.iter().enumerate().map(|(i, t)| (t.name.as_str(), if i < 2 { kex_mln.as_str() } else { KEX }, &s.wall[i], &s.cpu[i])).collect();
+    table(&format!("`true` on {n} service hosts, median of {runs} interleaved runs, window {window}, one key exchange for all"), &rows);
+    let flat = spread(&s.wall[0]).0.as_secs_f64();
+    println!("mln tree / mln flat: {:.2}", spread(&s.wall[1]).0.as_secs_f64() / flat);
 }
 
 fn broadcast_bench(tmpfs: bool) {
@@ -277,6 +477,12 @@ fn main() {
     let want = |n: &str| which.is_empty() || which.iter().any(|w| w == n);
     if want("exec") {
         exec_bench();
+    }
+    if want("phases") {
+        phases_bench();
+    }
+    if want("many") {
+        many_bench();
     }
     if want("broadcast") {
         broadcast_bench(true);

@@ -25,9 +25,18 @@ pub enum Command {
         /// Hosts worked on at once (default: the fabric's, 64; at most 4096).
         #[arg(short = 'f', long, value_parser = fanout_arg)]
         fanout: Option<usize>,
+        /// Tree fan-out: reach at most ARITY hosts from here, each of which
+        /// relays to a share of the others (with mln's agent copy there,
+        /// and the same key and known_hosts paths, which must exist there).
+        #[arg(long, value_name = "ARITY", value_parser = fanout_arg)]
+        tree: Option<usize>,
         #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// A head of `exec --tree`: reads its share (JSON) on stdin, answers
+    /// for every host of it (JSON) on stdout.
+    #[command(hide = true)]
+    Relay,
 }
 
 fn fanout_arg(s: &str) -> Result<usize, String> {
@@ -38,6 +47,10 @@ fn fanout_arg(s: &str) -> Result<usize, String> {
 }
 
 pub fn run(cmd: Command, g: &Global) -> ExitCode {
+    // A head needs no state of its own: its share comes on stdin.
+    if let Command::Relay = cmd {
+        return relay();
+    }
     let state = match g.open_state() {
         Ok(s) => s,
         Err(code) => return code,
@@ -48,14 +61,19 @@ pub fn run(cmd: Command, g: &Global) -> ExitCode {
         Err(code) => return code,
     };
     match cmd {
-        Command::Exec { hosts, timeout, fanout, command } => {
+        Command::Relay => relay(),
+        Command::Exec { hosts, timeout, fanout, tree, command } => {
             let list = match super::context::servers(&fab, hosts.as_deref()) {
                 Ok(l) => l,
                 Err(e) => return fail(e),
             };
             // Words are passed as the remote shell reads them, as ssh does.
             let cmd = command.join(" ");
-            let ran = rt.block_on(mln::fabric::exec::run(&list, &cmd, fanout.unwrap_or(fab.fanout), timeout.map(Duration::from_secs)));
+            let (window, limit) = (fanout.unwrap_or(fab.fanout), timeout.map(Duration::from_secs));
+            let ran = match tree {
+                Some(arity) => rt.block_on(mln::fabric::tree::run(list, cmd, window, limit, arity)),
+                None => rt.block_on(mln::fabric::exec::run(&list, &cmd, window, limit)),
+            };
             let (text, code) = mln::fabric::exec::report(&ran);
             print!("{}", mln::term::escape_lines(&text));
             ExitCode::from(code)
@@ -101,4 +119,31 @@ pub fn run(cmd: Command, g: &Global) -> ExitCode {
             super::context::exit(ok)
         }
     }
+}
+
+/// `mln fabric relay`: the head's side of `exec --tree`.
+fn relay() -> ExitCode {
+    use std::io::{Read, Write};
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        return fail(format!("cannot read the relay job: {e}"));
+    }
+    let job: mln::fabric::tree::Job = match serde_json::from_slice(&input) {
+        Ok(j) => j,
+        Err(e) => return fail(format!("unreadable relay job: {e}")),
+    };
+    let rt = match mln::fabric::places::async_runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let answers = rt.block_on(mln::fabric::tree::serve(job));
+    let text = match serde_json::to_vec(&answers) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot write the relay answer: {e}")),
+    };
+    let mut out = std::io::stdout().lock();
+    if out.write_all(&text).and_then(|_| out.flush()).is_err() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

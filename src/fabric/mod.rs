@@ -18,6 +18,7 @@ pub mod push;
 pub mod relay;
 pub mod remote;
 pub mod ssh;
+pub mod tree;
 
 pub use config::{Fabric, Server};
 pub use error::FabricError;

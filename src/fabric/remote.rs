@@ -115,6 +115,11 @@ impl Agent {
         &self.conn.server.name
     }
 
+    /// Where our binary is on the host.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     async fn hello(&self) -> Result<Hello, FabricError> {
         let v = self.call(&Request::Hello, &|_| {}).await?;
         serde_json::from_value(v).map_err(|e| FabricError::Protocol(e.to_string()))

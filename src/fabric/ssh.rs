@@ -10,12 +10,20 @@ use super::known_hosts::{self, Verdict};
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::ChannelMsg;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Where a connection's time goes (TCP, key exchange, host key, login,
+/// channel, command, exit), as debug events of this target:
+/// `MLN_LOG=mln::fabric::timing=debug`.
+const TIMING: &str = "mln::fabric::timing";
 
 struct Checker {
     server: Server,
     verdict: Arc<Mutex<Option<String>>>,
+    start: Instant,
 }
 
 impl Checker {
@@ -33,11 +41,23 @@ impl client::Handler for Checker {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             return self.refuse(format!("{} offered a host certificate; mln checks plain host keys against {}", s.name, s.known_hosts.display()));
         };
-        match judge(s, key) {
+        let r = match judge(s, key) {
             Ok(()) => Ok(true),
             Err(why) => self.refuse(why),
-        }
+        };
+        tracing::debug!(target: TIMING, host = %s.name, ms = ms(self.start), "host key checked");
+        r
     }
+
+    async fn kex_done(&mut self, _secret: Option<&[u8]>, names: &russh::Names, _session: &mut client::Session) -> Result<(), Self::Error> {
+        // The same words as `ssh -v` ("kex: algorithm: ..."), to compare with peers.
+        tracing::debug!(target: TIMING, host = %self.server.name, ms = ms(self.start), "kex: algorithm: {}", names.kex.as_ref());
+        Ok(())
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Whether `s` may be talked to with the host key it offers: checked
@@ -94,6 +114,7 @@ fn judge(s: &Server, key: &russh::keys::PublicKey) -> Result<(), String> {
 pub struct Conn {
     handle: client::Handle<Checker>,
     pub server: Server,
+    start: Instant,
 }
 
 pub struct Output {
@@ -112,16 +133,36 @@ pub enum Event {
 /// A remote command in progress.
 pub struct Proc {
     ch: russh::Channel<client::Msg>,
+    host: String,
+    start: Instant,
 }
 
+/// One configuration for every connection of this process.
 fn config() -> Arc<client::Config> {
-    Arc::new(client::Config {
-        keepalive_interval: Some(Duration::from_secs(5)),
-        keepalive_max: 3,
-        nodelay: true,
-        window_size: 8 << 20,
-        ..Default::default()
-    })
+    static CONFIG: OnceLock<Arc<client::Config>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            Arc::new(client::Config {
+                keepalive_interval: Some(Duration::from_secs(5)),
+                keepalive_max: 3,
+                nodelay: true,
+                window_size: 8 << 20,
+                ..Default::default()
+            })
+        })
+        .clone()
+}
+
+/// A key file read and parsed once per process, however many hosts use it.
+fn secret_key(path: &Path) -> Result<Arc<russh::keys::PrivateKey>, russh::keys::Error> {
+    static KEYS: OnceLock<Mutex<HashMap<PathBuf, Arc<russh::keys::PrivateKey>>>> = OnceLock::new();
+    let keys = KEYS.get_or_init(Default::default);
+    if let Some(k) = keys.lock().unwrap_or_else(|p| p.into_inner()).get(path) {
+        return Ok(k.clone());
+    }
+    let k = Arc::new(russh::keys::load_secret_key(path, None)?);
+    keys.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), k.clone());
+    Ok(k)
 }
 
 /// Connects, checks the host key and logs in; the whole within the host's
@@ -138,23 +179,35 @@ pub async fn connect(server: &Server) -> Result<Conn, FabricError> {
 }
 
 async fn connect_inner(server: &Server) -> Result<Conn, FabricError> {
+    let start = Instant::now();
     let verdict = Arc::new(Mutex::new(None));
-    let checker = Checker { server: server.clone(), verdict: verdict.clone() };
-    let addr = (server.address.as_str(), server.port);
-    let mut handle = match client::connect(config(), addr, checker).await {
+    let checker = Checker { server: server.clone(), verdict: verdict.clone(), start };
+    let unreachable = |e: &dyn std::fmt::Display| {
+        FabricError::Unreachable(format!(
+            "cannot connect to {} ({}:{}): {}",
+            server.name,
+            server.address,
+            server.port,
+            crate::term::escape(&e.to_string())
+        ))
+    };
+    let tcp = tokio::net::TcpStream::connect((server.address.as_str(), server.port)).await.map_err(|e| unreachable(&e))?;
+    // Every message of the handshake is small and waited for: never delay one.
+    let _ = tcp.set_nodelay(true);
+    tracing::debug!(target: TIMING, host = %server.name, ms = ms(start), "tcp connected");
+    let mut handle = match client::connect_stream(config(), tcp, checker).await {
         Ok(h) => h,
         Err(e) => {
             if let Some(why) = verdict.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 return Err(FabricError::HostKey(why));
             }
-            return Err(FabricError::Unreachable(format!(
-                "cannot connect to {} ({}:{}): {}",
-                server.name,
-                server.address,
-                server.port,
-                crate::term::escape(&e.to_string())
-            )));
+            return Err(unreachable(&e));
         }
+    };
+    tracing::debug!(target: TIMING, host = %server.name, ms = ms(start), "ssh session keyed");
+    let done = |handle| {
+        tracing::debug!(target: TIMING, host = %server.name, ms = ms(start), "authenticated");
+        Ok(Conn { handle, server: server.clone(), start })
     };
     let mut tried = Vec::new();
     if let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await {
@@ -164,7 +217,7 @@ async fn connect_inner(server: &Server) -> Result<Conn, FabricError> {
                 let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
                 if let Ok(r) = handle.authenticate_publickey_with(&server.user, key, hash, &mut agent).await {
                     if r.success() {
-                        return Ok(Conn { handle, server: server.clone() });
+                        return done(handle);
                     }
                 }
                 tried.push("an ssh-agent key".to_string());
@@ -175,20 +228,21 @@ async fn connect_inner(server: &Server) -> Result<Conn, FabricError> {
         if !path.exists() {
             continue;
         }
-        let key = match russh::keys::load_secret_key(path, None) {
+        let key = match secret_key(path) {
             Ok(k) => k,
             Err(e) => {
                 tried.push(format!("{} (unusable: {e}; encrypted keys need ssh-agent)", path.display()));
                 continue;
             }
         };
-        let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+        // Only RSA signs with a hash the server chooses; other keys need not wait for its list.
+        let hash = if key.algorithm().is_rsa() { handle.best_supported_rsa_hash().await.ok().flatten().flatten() } else { None };
         let r = handle
-            .authenticate_publickey(&server.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .authenticate_publickey(&server.user, PrivateKeyWithHashAlg::new(key, hash))
             .await
             .map_err(|e| FabricError::Unreachable(format!("{}: authentication failed: {}", server.name, crate::term::escape(&e.to_string()))))?;
         if r.success() {
-            return Ok(Conn { handle, server: server.clone() });
+            return done(handle);
         }
         tried.push(path.display().to_string());
     }
@@ -217,8 +271,9 @@ impl Conn {
     pub async fn open(&self, cmd: &str) -> Result<Proc, FabricError> {
         let lost = |what: &str, e: russh::Error| FabricError::Unreachable(format!("{}: cannot {what}: {e}", self.server.name));
         let ch = self.handle.channel_open_session().await.map_err(|e| lost("open a channel", e))?;
+        tracing::debug!(target: TIMING, host = %self.server.name, ms = ms(self.start), "channel open");
         ch.exec(true, cmd).await.map_err(|e| lost("run a command", e))?;
-        Ok(Proc { ch })
+        Ok(Proc { ch, host: self.server.name.clone(), start: self.start })
     }
 
     /// Runs `cmd` with `input` on its stdin and collects everything.
@@ -241,6 +296,7 @@ impl Conn {
 
     pub async fn close(self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        tracing::debug!(target: TIMING, host = %self.server.name, ms = ms(self.start), "disconnected");
     }
 }
 
@@ -260,7 +316,10 @@ impl Proc {
             match self.ch.wait().await? {
                 ChannelMsg::Data { data } => return Some(Event::Stdout(data.to_vec())),
                 ChannelMsg::ExtendedData { data, ext: 1 } => return Some(Event::Stderr(data.to_vec())),
-                ChannelMsg::ExitStatus { exit_status } => return Some(Event::Exit(exit_status)),
+                ChannelMsg::ExitStatus { exit_status } => {
+                    tracing::debug!(target: TIMING, host = %self.host, ms = ms(self.start), "exit status");
+                    return Some(Event::Exit(exit_status));
+                }
                 _ => {}
             }
         }

@@ -30,6 +30,10 @@ pub struct Lab {
     /// Each host's /var/lib/mln is a tmpfs (benchmarks: on one machine the
     /// hosts share one disk, which real hosts do not).
     tmpfs: bool,
+    /// Each host's /root is its own empty directory, as on a fresh host:
+    /// bash run by sshd reads ~/.bashrc, and this machine's (pyenv, cargo)
+    /// would cost every command half a second of CPU on every host.
+    own_home: bool,
 }
 
 fn sh(cmd: &str) -> Result<String, String> {
@@ -63,6 +67,17 @@ impl Lab {
     }
 
     pub fn with_storage(n: usize, libvirt: bool, tmpfs: bool) -> Lab {
+        Lab::build(n, libvirt, tmpfs, false)
+    }
+
+    /// `n` hosts as fresh machines running only sshd, each with its own
+    /// empty home (fan-out benchmarks: what a command costs is then the
+    /// command's, not this machine's shell start-up files).
+    pub fn plain(n: usize) -> Lab {
+        Lab::build(n, false, false, true)
+    }
+
+    fn build(n: usize, libvirt: bool, tmpfs: bool, own_home: bool) -> Lab {
         use std::os::unix::fs::PermissionsExt;
         let s = slot();
         // QEMU runs as another user under libvirtd: the tree must be traversable.
@@ -74,7 +89,7 @@ impl Lab {
         let key = dir.path().join("id_ed25519");
         must(&format!("ssh-keygen -q -t ed25519 -N '' -C mln-test -f {}", key.display()));
         std::fs::copy(dir.path().join("id_ed25519.pub"), dir.path().join("authorized_keys")).unwrap();
-        let mut lab = Lab { known_hosts: dir.path().join("known_hosts"), dir, bridge, hosts: Vec::new(), key, gateway: format!("{net}.1"), tmpfs };
+        let mut lab = Lab { known_hosts: dir.path().join("known_hosts"), dir, bridge, hosts: Vec::new(), key, gateway: format!("{net}.1"), tmpfs, own_home };
         for i in 1..=n {
             let h = lab.start_host(s, i, libvirt);
             lab.hosts.push(h);
@@ -92,7 +107,7 @@ impl Lab {
         let veth = format!("mlt{s}v{i}");
         let addr = format!("10.77.{s}.{}", 10 + i);
         let root = self.dir.path().join(&name);
-        for d in ["run", "lib", "cache", "log", "etc", "mln"] {
+        for d in ["run", "lib", "cache", "log", "etc", "mln", "home"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         must(&format!("cp -a /etc/libvirt/. {}/etc/", root.display()));
@@ -117,13 +132,14 @@ impl Lab {
         )
         .unwrap();
         let daemons = if libvirt { "virtlogd -d; libvirtd -d;" } else { "" };
+        let home = if self.own_home { "mount --bind $R/home /root\n" } else { "" };
         std::fs::write(
             root.join("start.sh"),
             format!(
                 "set -e\nR={r}\nmount --make-rprivate /\nmount --bind $R/run /run\nmkdir -p /run/libvirt /run/sshd\n\
                  mount --bind $R/lib /var/lib/libvirt\nmount --bind $R/cache /var/cache/libvirt\nmount --bind $R/log /var/log/libvirt\n\
                  mount --bind $R/etc /etc/libvirt\nmkdir -p /var/lib/mln\nmount --bind $R/mln /var/lib/mln\nhostname {name}\n\
-                 {daemons}\n/usr/sbin/sshd -f $R/sshd_config\ntouch $R/ready\nexec sleep infinity\n",
+                 {home}{daemons}\n/usr/sbin/sshd -f $R/sshd_config\ntouch $R/ready\nexec sleep infinity\n",
                 r = root.display()
             ),
         )
@@ -192,6 +208,27 @@ impl Lab {
         let p = self.dir.path().join("fabric.toml");
         std::fs::write(&p, t).unwrap();
         p
+    }
+
+    /// Fixed neighbour entries for every host, on this machine and in
+    /// every host: with hundreds of hosts on one busy machine, ARP on the
+    /// bridge fails now and then (`No route to host`).
+    pub fn pin_neighbours(&self) {
+        let macs: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| must(&format!("ip netns exec {} cat /sys/class/net/{}p/address", h.ns, h.veth)).trim().to_string())
+            .collect();
+        let lines = |dev: &str| -> String {
+            self.hosts.iter().zip(&macs).map(|(h, m)| format!("neigh replace {} lladdr {m} dev {dev} nud permanent\n", h.addr)).collect()
+        };
+        let batch = self.dir.path().join("neigh.batch");
+        std::fs::write(&batch, lines(&self.bridge)).unwrap();
+        must(&format!("ip -batch {}", batch.display()));
+        for h in &self.hosts {
+            std::fs::write(&batch, lines(&format!("{}p", h.veth))).unwrap();
+            must(&format!("ip netns exec {} ip -batch {}", h.ns, batch.display()));
+        }
     }
 
     pub fn host(&self, name: &str) -> &TestHost {

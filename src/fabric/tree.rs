@@ -1,0 +1,318 @@
+//! Tree fan-out, as TakTuk deploys itself: the managing machine reaches
+//! only a few hosts (the heads); each runs the command for itself and,
+//! with its copy of this same binary (the agent's, installed when missing),
+//! relays the command to its share of the other hosts, which may relay
+//! again. The answers come back up the tree.
+//!
+//! A head reaches its share as the managing machine would: the same user,
+//! key files and known_hosts paths, which must therefore exist on the heads
+//! too (a shared home directory, as clusters have; TakTuk's connectors need
+//! the same). A head that cannot be reached, or whose relay fails, costs
+//! only time: its share is then reached from the machine above it.
+
+use super::config::Server;
+use super::exec::{self, Ran};
+use super::remote;
+use super::ssh::quote;
+use super::FabricError;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Splits hosts `0..n` into at most `arity` subtrees of neighbouring
+/// hosts whose sizes differ by at most one; a subtree's first host is its
+/// head, which relays to the rest.
+pub fn split(n: usize, arity: usize) -> Vec<Range<usize>> {
+    let k = arity.max(1).min(n);
+    if k == 0 {
+        return Vec::new();
+    }
+    let (base, extra) = (n / k, n % k);
+    let mut at = 0;
+    (0..k)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            at += len;
+            at - len..at
+        })
+        .collect()
+}
+
+/// How many SSH hops the farthest of `n` hosts is from the managing
+/// machine with this arity (1: reached directly).
+pub fn depth(n: usize, arity: usize) -> usize {
+    if n <= arity.max(1) {
+        return usize::from(n > 0);
+    }
+    1 + split(n, arity).iter().map(|r| depth(r.len() - 1, arity)).max().unwrap_or(0)
+}
+
+/// What a head is asked to do for its share: `mln fabric relay` reads it
+/// on its stdin.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Job {
+    pub cmd: String,
+    pub window: usize,
+    pub limit_secs: Option<u64>,
+    pub arity: usize,
+    pub hosts: Vec<Host>,
+}
+
+/// A service host as a head needs it to reach it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub user: String,
+    pub port: u16,
+    pub identity: Vec<PathBuf>,
+    pub known_hosts: PathBuf,
+    pub accept_new_host_keys: bool,
+    pub state_dir: String,
+    pub templates: String,
+    pub libvirt: String,
+    pub agent_dir: String,
+    pub connect_timeout: u64,
+}
+
+impl From<&Server> for Host {
+    fn from(s: &Server) -> Host {
+        Host {
+            name: s.name.clone(),
+            address: s.address.clone(),
+            user: s.user.clone(),
+            port: s.port,
+            identity: s.identity.clone(),
+            known_hosts: s.known_hosts.clone(),
+            accept_new_host_keys: s.accept_new_host_keys,
+            state_dir: s.state_dir.clone(),
+            templates: s.templates.clone(),
+            libvirt: s.libvirt.clone(),
+            agent_dir: s.agent_dir.clone(),
+            connect_timeout: s.connect_timeout,
+        }
+    }
+}
+
+impl From<Host> for Server {
+    fn from(h: Host) -> Server {
+        Server {
+            name: h.name,
+            address: h.address,
+            user: h.user,
+            port: h.port,
+            identity: h.identity,
+            known_hosts: h.known_hosts,
+            accept_new_host_keys: h.accept_new_host_keys,
+            libvirt: h.libvirt,
+            state_dir: h.state_dir,
+            templates: h.templates,
+            agent_dir: h.agent_dir,
+            max_vms: None,
+            memory_mib: None,
+            vcpus: None,
+            connect_timeout: h.connect_timeout,
+        }
+    }
+}
+
+/// One host's answer as a head sends it up.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct Answer {
+    pub host: String,
+    pub output: Vec<u8>,
+    pub status: Option<u32>,
+    pub error: Option<String>,
+}
+
+impl From<Ran> for Answer {
+    fn from(r: Ran) -> Answer {
+        match r.result {
+            Ok((output, status)) => Answer { host: r.host, output, status, error: None },
+            Err(e) => Answer { host: r.host, output: Vec::new(), status: None, error: Some(e) },
+        }
+    }
+}
+
+impl From<Answer> for Ran {
+    fn from(a: Answer) -> Ran {
+        Ran { host: a.host, result: match a.error { Some(e) => Err(e), None => Ok((a.output, a.status)) } }
+    }
+}
+
+type Boxed = Pin<Box<dyn Future<Output = Vec<Ran>> + Send>>;
+
+/// Runs `cmd` on every server, reaching at most `arity` of them from here
+/// and the rest through them; results in the servers' order.
+pub fn run(servers: Vec<Server>, cmd: String, window: usize, limit: Option<Duration>, arity: usize) -> Boxed {
+    Box::pin(async move {
+        if servers.len() <= arity.max(1) {
+            return exec::run(&servers, &cmd, window, limit).await;
+        }
+        let parts = split(servers.len(), arity);
+        // The window is the whole tree's: the heads share it, so no more
+        // handshakes are under way at once than flat fan-out would have.
+        let share = window.div_ceil(parts.len()).max(1);
+        let subtrees: Vec<_> = parts.into_iter().map(|r| tokio::spawn(subtree(servers[r].to_vec(), cmd.clone(), share, limit, arity))).collect();
+        let mut out = Vec::with_capacity(servers.len());
+        for (t, r) in subtrees.into_iter().zip(split(servers.len(), arity)) {
+            match t.await {
+                Ok(v) => out.extend(v),
+                Err(e) => out.extend(servers[r].iter().map(|s| Ran { host: s.name.clone(), result: Err(format!("internal error: {e}")) })),
+            }
+        }
+        out
+    })
+}
+
+/// The head (first server) runs `cmd` and relays it to the others.
+async fn subtree(group: Vec<Server>, cmd: String, window: usize, limit: Option<Duration>, arity: usize) -> Vec<Ran> {
+    // A head with nobody to relay to is just a host: no copy of mln needed.
+    if group.len() == 1 {
+        return exec::run(&group, &cmd, window, limit).await;
+    }
+    let head = group[0].clone();
+    let rest: Vec<Server> = group[1..].to_vec();
+    let agent = match remote::attach(&head).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("{}: cannot relay through it ({e}); reaching its {} hosts from here", head.name, rest.len());
+            let mut out = vec![Ran { host: head.name.clone(), result: Err(e.to_string()) }];
+            out.extend(run(rest, cmd, window, limit, arity).await);
+            return out;
+        }
+    };
+    let own = async {
+        let ran = agent.conn.exec(&cmd, b"");
+        let r = match limit {
+            Some(l) => tokio::time::timeout(l, ran).await.unwrap_or_else(|_| Err(FabricError::Unreachable(format!("no answer within {} s", l.as_secs())))),
+            None => ran.await,
+        };
+        let result = r
+            .map(|o| {
+                let mut text = o.stdout;
+                text.extend(o.stderr);
+                (text, o.status)
+            })
+            .map_err(|e| e.to_string());
+        Ran { host: head.name.clone(), result }
+    };
+    let job = Job { cmd: cmd.clone(), window, limit_secs: limit.map(|l| l.as_secs()), arity, hosts: rest.iter().map(Host::from).collect() };
+    let (own, relayed) = tokio::join!(own, relay(&agent, &job));
+    agent.conn.close().await;
+    let mut out = vec![own];
+    match relayed {
+        Ok(v) if v.len() == rest.len() && v.iter().zip(&rest).all(|(a, s)| a.host == s.name) => out.extend(v.into_iter().map(Ran::from)),
+        Ok(_) => {
+            tracing::warn!("{}: its relay answered for other hosts than asked; reaching its {} hosts from here", head.name, rest.len());
+            out.extend(run(rest, cmd, window, limit, arity).await);
+        }
+        Err(e) => {
+            tracing::warn!("{}: relaying failed ({e}); reaching its {} hosts from here", head.name, rest.len());
+            out.extend(run(rest, cmd, window, limit, arity).await);
+        }
+    }
+    out
+}
+
+/// Asks the head's mln to do `job`; its answers, in the job's order.
+async fn relay(agent: &remote::Agent, job: &Job) -> Result<Vec<Answer>, FabricError> {
+    let input = serde_json::to_vec(job).map_err(|e| FabricError::Protocol(e.to_string()))?;
+    let command = format!("{} fabric relay", quote(agent.path()));
+    let out = agent.conn.exec(&command, &input).await?;
+    if out.status != Some(0) {
+        return Err(FabricError::Remote(format!(
+            "`mln fabric relay` exited with {:?}: {}",
+            out.status,
+            crate::term::escape_lines(String::from_utf8_lossy(&out.stderr).trim())
+        )));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| FabricError::Protocol(format!("{}: unreadable relay answer: {e}", agent.name())))
+}
+
+/// The head's side (`mln fabric relay`): the job's hosts, reached from here.
+pub async fn serve(job: Job) -> Vec<Answer> {
+    let servers: Vec<Server> = job.hosts.into_iter().map(Server::from).collect();
+    let limit = job.limit_secs.map(Duration::from_secs);
+    run(servers, job.cmd, job.window.max(1), limit, job.arity.max(1)).await.into_iter().map(Answer::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtrees_cover_every_host_once_in_order_and_are_balanced() {
+        for n in 0..300 {
+            for arity in 1..20 {
+                let parts = split(n, arity);
+                assert_eq!(parts.len(), arity.min(n), "n={n} arity={arity}");
+                let flat: Vec<usize> = parts.iter().flat_map(|r| r.clone()).collect();
+                assert_eq!(flat, (0..n).collect::<Vec<_>>(), "n={n} arity={arity}");
+                let (lo, hi) = (parts.iter().map(|r| r.len()).min(), parts.iter().map(|r| r.len()).max());
+                if let (Some(lo), Some(hi)) = (lo, hi) {
+                    assert!(lo >= 1 && hi - lo <= 1, "n={n} arity={arity}: {parts:?}");
+                }
+            }
+        }
+        assert_eq!(split(200, 14)[0], 0..15);
+        assert_eq!(split(200, 14)[13], 186..200);
+        // Arity 0 is read as 1 (a chain), never a division by zero.
+        assert_eq!(split(5, 0), vec![0..5]);
+    }
+
+    #[test]
+    fn depth_is_hops_to_the_farthest_host() {
+        assert_eq!(depth(0, 8), 0);
+        assert_eq!(depth(8, 8), 1);
+        assert_eq!(depth(9, 8), 2);
+        // 200 hosts through 14 heads of 14 or 15: each head reaches 13 or 14 directly.
+        assert_eq!(depth(200, 14), 2);
+        assert_eq!(depth(200, 4), 4);
+        // A chain.
+        assert_eq!(depth(5, 1), 5);
+    }
+
+    #[test]
+    fn answers_keep_output_status_and_errors_across_the_wire() {
+        let ran = vec![
+            Ran { host: "h1".into(), result: Ok((b"\xffbinary\n".to_vec(), Some(3))) },
+            Ran { host: "h2".into(), result: Ok((Vec::new(), None)) },
+            Ran { host: "h3".into(), result: Err("cannot connect".into()) },
+        ];
+        let wire: Vec<Answer> = ran.into_iter().map(Answer::from).collect();
+        let text = serde_json::to_string(&wire).unwrap();
+        let back: Vec<Ran> = serde_json::from_str::<Vec<Answer>>(&text).unwrap().into_iter().map(Ran::from).collect();
+        assert_eq!(back[0].result, Ok((b"\xffbinary\n".to_vec(), Some(3))));
+        assert_eq!(back[1].result, Ok((Vec::new(), None)));
+        assert_eq!(back[2].result, Err("cannot connect".to_string()));
+        assert_eq!(back.iter().map(|r| r.host.as_str()).collect::<Vec<_>>(), ["h1", "h2", "h3"]);
+    }
+
+    #[test]
+    fn a_job_names_every_host_of_the_share_and_reads_back() {
+        let h = Host {
+            name: "h7".into(),
+            address: "10.0.0.7".into(),
+            user: "root".into(),
+            port: 2222,
+            identity: vec!["/k".into()],
+            known_hosts: "/kh".into(),
+            accept_new_host_keys: false,
+            state_dir: "/var/lib/mln".into(),
+            templates: "/var/lib/mln/templates".into(),
+            libvirt: "qemu:///system".into(),
+            agent_dir: "/var/lib/mln/agent".into(),
+            connect_timeout: 10,
+        };
+        let s = Server::from(h);
+        assert_eq!(Server::from(Host::from(&s)), s);
+        let job = Job { cmd: "uname -r".into(), window: 8, limit_secs: Some(5), arity: 4, hosts: vec![Host::from(&s)] };
+        let back: Job = serde_json::from_slice(&serde_json::to_vec(&job).unwrap()).unwrap();
+        let got = Server::from(back.hosts[0].clone());
+        assert_eq!((got.name.as_str(), got.address.as_str(), got.port, back.cmd.as_str(), back.arity), ("h7", "10.0.0.7", 2222, "uname -r", 4));
+    }
+}
