@@ -224,11 +224,11 @@ async fn relay(agent: &remote::Agent, job: &Job) -> Result<Vec<Answer>, FabricEr
     let command = format!("{} fabric relay", quote(agent.path()));
     let out = agent.conn.exec(&command, &input).await?;
     if out.status != Some(0) {
-        return Err(FabricError::Remote(format!(
+        return Err(FabricError::Remote(crate::machine::MachineError::Failed(format!(
             "`mln fabric relay` exited with {:?}: {}",
             out.status,
             crate::term::escape_lines(String::from_utf8_lossy(&out.stderr).trim())
-        )));
+        ))));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| FabricError::Protocol(format!("{}: unreadable relay answer: {e}", agent.name())))
 }
