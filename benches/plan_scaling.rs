@@ -211,6 +211,7 @@ fn main() {
                 }
             }
             let (c, p) = (summarize(&check), summarize(&plan));
+            eprintln!("plan_scaling: {case} {n}: check {:.1} ms, plan --json {:.1} ms (medians)", c.wall.median, p.wall.median);
             per_host.push((case.to_string(), n, c.wall.median / n as f64));
             rows.push(format!(
                 "| {case} | {n} | `check` | {} | {}–{} | {} | {:.0} | {:.1} |",
