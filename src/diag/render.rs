@@ -73,7 +73,7 @@ impl Report {
                 .filter(|l| l.span.file == file)
                 .map(|l| {
                     let text = if l.text.is_empty() { None } else { Some(escape_lines(&l.text).into_owned()) };
-                    let (start, end) = (shifted(&shifts, l.span.start as usize), shifted(&shifts, l.span.end as usize));
+                    let (start, end) = (shifted(shifts, l.span.start as usize), shifted(shifts, l.span.end as usize));
                     LabeledSpan::new(text, start, end - start)
                 })
                 .collect();

@@ -167,8 +167,11 @@ pub struct Resolver<'t> {
 #[derive(Default)]
 struct Shared {
     values: RwLock<HashMap<usize, (Typed, Arc<RValue>)>>,
-    lines: RwLock<HashMap<usize, (Vec<usize>, Option<LineTy>, Arc<Vec<RValue>>)>>,
+    lines: RwLock<HashMap<usize, SharedLines>>,
 }
+
+/// A key's lines: the statements they came from, their type, the result.
+type SharedLines = (Vec<usize>, Option<LineTy>, Arc<Vec<RValue>>);
 
 /// The type a value was resolved as: it decides quoting and expansion.
 #[derive(Clone, Copy, PartialEq, Eq)]
