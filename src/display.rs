@@ -139,7 +139,7 @@ fn item_out(key: &str, item: &RItem, kind: Option<&Kind>, depth: usize, out: &mu
         }
         RItem::Lines(lines) => {
             let _ = writeln!(out, "{pad}{key} {{");
-            for l in lines {
+            for l in lines.iter() {
                 let text = match kind {
                     // The hash word stays literal; the rest is escaped.
                     Some(Kind::Lines(LineTy::Users)) => {
@@ -166,7 +166,7 @@ fn item_out(key: &str, item: &RItem, kind: Option<&Kind>, depth: usize, out: &mu
                 Some(Kind::Block(s)) | Some(Kind::Named { schema: s, .. }) => s.as_ref().clone(),
                 _ => Schema::default(),
             };
-            for (label, b) in map {
+            for (label, b) in map.iter() {
                 if label.is_empty() {
                     let _ = writeln!(out, "{pad}{key} {{");
                 } else {

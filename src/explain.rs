@@ -57,7 +57,7 @@ fn explain_parts(c: &Compilation, host: &str, path: &str, style: RenderStyle) ->
         )
     })?;
     let values: Vec<&RValue> = match found {
-        RItem::Value(v) => vec![v],
+        RItem::Value(v) => vec![&**v],
         RItem::Lines(ls) => ls.iter().collect(),
         RItem::Block(_) | RItem::Named(_) => {
             return Err(format!("`{path}` is a block; name a value inside it, e.g. `{path}.KEY`"))

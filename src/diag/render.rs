@@ -5,8 +5,10 @@
 use super::{Diagnostic, Severity};
 use crate::term::{escape, escape_lines};
 use crate::source::{FileId, SourceMap};
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RenderStyle {
@@ -17,7 +19,11 @@ pub enum RenderStyle {
 }
 
 pub fn render(d: &Diagnostic, sources: &SourceMap, style: RenderStyle) -> String {
-    let report = Report::build(d, sources);
+    render_with(d, sources, style, &mut Shown::default())
+}
+
+fn render_with(d: &Diagnostic, sources: &SourceMap, style: RenderStyle, shown: &mut Shown) -> String {
+    let report = Report::build(d, sources, shown);
     let handler = match style {
         RenderStyle::Fancy => GraphicalReportHandler::new(),
         RenderStyle::Plain => GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
@@ -32,7 +38,10 @@ pub fn render(d: &Diagnostic, sources: &SourceMap, style: RenderStyle) -> String
 }
 
 pub fn render_all<'a>(ds: impl IntoIterator<Item = &'a Diagnostic>, sources: &SourceMap, style: RenderStyle) -> String {
-    ds.into_iter().map(|d| render(d, sources, style)).collect::<Vec<_>>().join("")
+    // Each file is made visible and indexed once, not once per diagnostic:
+    // a project of 10,000 hosts can have 10,000 warnings.
+    let mut shown = Shown::default();
+    ds.into_iter().map(|d| render_with(d, sources, style, &mut shown)).collect::<Vec<_>>().join("")
 }
 
 struct Report {
@@ -40,13 +49,13 @@ struct Report {
     message: String,
     severity: Severity,
     help: Option<String>,
-    source: Option<NamedSource<String>>,
+    source: Option<Source>,
     labels: Vec<LabeledSpan>,
     related: Vec<Report>,
 }
 
 impl Report {
-    fn build(d: &Diagnostic, sources: &SourceMap) -> Report {
+    fn build(d: &Diagnostic, sources: &SourceMap, shown: &mut Shown) -> Report {
         let primary = d.labels.first().map(|l| l.span.file);
         let mut files: Vec<FileId> = Vec::new();
         for l in &d.labels {
@@ -54,16 +63,17 @@ impl Report {
                 files.push(l.span.file);
             }
         }
-        let part = |file: FileId, message: String, severity: Severity, help: Option<String>, code| {
+        let mut part = |file: FileId, message: String, severity: Severity, help: Option<String>, code| {
             let f = sources.file(file);
-            let (text, shifts) = visible(&f.text);
+            let v = shown.0.entry(file).or_insert_with(|| Arc::new(Visible::new(&f.text))).clone();
+            let shifts = &v.shifts;
             let labels = d
                 .labels
                 .iter()
                 .filter(|l| l.span.file == file)
                 .map(|l| {
                     let text = if l.text.is_empty() { None } else { Some(escape_lines(&l.text).into_owned()) };
-                    let (start, end) = (shifted(&shifts, l.span.start as usize), shifted(&shifts, l.span.end as usize));
+                    let (start, end) = (shifted(shifts, l.span.start as usize), shifted(shifts, l.span.end as usize));
                     LabeledSpan::new(text, start, end - start)
                 })
                 .collect();
@@ -72,7 +82,7 @@ impl Report {
                 message: escape_lines(&message).into_owned(),
                 severity,
                 help: help.map(|h| escape_lines(&h).into_owned()),
-                source: Some(NamedSource::new(escape(&f.name), text)),
+                source: Some(Source { name: escape(&f.name).into_owned(), text: v }),
                 labels,
                 related: vec![],
             }
@@ -96,6 +106,76 @@ impl Report {
                 main
             }
         }
+    }
+}
+
+/// Files as shown, by id, for the diagnostics rendered together.
+#[derive(Default)]
+struct Shown(HashMap<FileId, Arc<Visible>>);
+
+/// A file's [`visible`] text, where each line starts (as miette counts
+/// lines: `\n`, `\r\n` or a lone `\r` ends one) and the escapes' shifts.
+struct Visible {
+    text: String,
+    lines: Vec<usize>,
+    shifts: Vec<(usize, usize)>,
+}
+
+impl Visible {
+    fn new(text: &str) -> Visible {
+        let (text, shifts) = visible(text);
+        let b = text.as_bytes();
+        let mut lines = vec![0];
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
+                i += 1;
+            }
+            if matches!(b[i], b'\r' | b'\n') {
+                lines.push(i + 1);
+            }
+            i += 1;
+        }
+        Visible { text, lines, shifts }
+    }
+
+    /// The line holding byte `at`, counted from 0.
+    fn line_of(&self, at: usize) -> usize {
+        self.lines.partition_point(|s| *s <= at).saturating_sub(1)
+    }
+}
+
+/// A named source that hands miette only the lines around a span, so
+/// that finding them does not scan the file from its start each time
+/// (which made 10,000 diagnostics in one large file take minutes).
+struct Source {
+    name: String,
+    text: Arc<Visible>,
+}
+
+impl SourceCode for Source {
+    fn read_span<'a>(&'a self, span: &SourceSpan, before: usize, after: usize) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let v = &self.text;
+        let end = span.offset() + span.len();
+        if end > v.text.len() {
+            return Err(MietteError::OutOfBounds);
+        }
+        // Two lines more on each side than asked for: miette then stops
+        // inside the window exactly where it would have in the whole file.
+        let first = v.line_of(span.offset()).saturating_sub(before + 2);
+        let last = v.line_of(end) + after + 3;
+        let (from, to) = (v.lines[first], v.lines.get(last).copied().unwrap_or(v.text.len()));
+        let window = &v.text.as_bytes()[from..to];
+        let inner = SourceSpan::new((span.offset() - from).into(), span.len());
+        let c = <[u8] as SourceCode>::read_span(window, &inner, before, after)?;
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            c.data(),
+            SourceSpan::new((c.span().offset() + from).into(), c.span().len()),
+            c.line() + first,
+            c.column(),
+            c.line_count() + first,
+        )))
     }
 }
 

@@ -10,6 +10,8 @@ use crate::schema::{suggest, Kind, LineTy, Schema, Ty};
 use crate::source::Span;
 use crate::definitions::{DefId, DefKind, Item, Section, Text, Definitions, ValueDef, GLOBAL};
 use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 pub const BUILTINS: [&str; 2] = ["hostname", "project"];
 
@@ -65,12 +67,18 @@ impl RValue {
     }
 }
 
+/// Values and lines are shared (`Arc`) between the hosts that inherit the
+/// same statement, when the result is the same for every host (no
+/// `$hostname` in it, nothing reported): 100,000 hosts of one superclass
+/// then hold one copy of its `memory`, not 100,000.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RItem {
-    Value(RValue),
-    Lines(Vec<RValue>),
-    Block(RSection),
-    Named(IndexMap<String, RSection>),
+    Value(Arc<RValue>),
+    Lines(Arc<Vec<RValue>>),
+    // Boxed: every entry of every host's map is as large as the largest
+    // variant, and most entries are values.
+    Block(Box<RSection>),
+    Named(Box<IndexMap<String, RSection>>),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -97,13 +105,13 @@ impl RSection {
     }
     pub fn block(&self, key: &str) -> Option<&RSection> {
         match self.entries.get(key) {
-            Some(RItem::Block(b)) => Some(b),
+            Some(RItem::Block(b)) => Some(&**b),
             _ => None,
         }
     }
     pub fn named(&self, key: &str) -> Option<&IndexMap<String, RSection>> {
         match self.entries.get(key) {
-            Some(RItem::Named(m)) => Some(m),
+            Some(RItem::Named(m)) => Some(&**m),
             _ => None,
         }
     }
@@ -150,12 +158,59 @@ pub struct Resolver<'t> {
     pub tree: &'t Definitions,
     parents: Vec<Option<DefId>>,
     project: String,
+    shared: Shared,
+}
+
+/// What a value or a list of lines resolved to, where that does not depend
+/// on the host, by the address of its first statement (the tree is
+/// borrowed, so addresses are stable while the resolver lives).
+#[derive(Default)]
+struct Shared {
+    values: RwLock<HashMap<usize, (Typed, Arc<RValue>)>>,
+    lines: RwLock<HashMap<usize, SharedLines>>,
+}
+
+/// A key's lines: the statements they came from, their type, the result.
+type SharedLines = (Vec<usize>, Option<LineTy>, Arc<Vec<RValue>>);
+
+/// The type a value was resolved as: it decides quoting and expansion.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Typed(Option<Ty>);
+
+fn addr<T>(t: &T) -> usize {
+    t as *const T as usize
+}
+
+/// True when the value used `$hostname` anywhere (directly or through a
+/// variable): then it differs per host.
+fn uses_hostname(vars: &[VarUse]) -> bool {
+    vars.iter().any(|u| (u.name == "hostname" && u.defined.is_none()) || uses_hostname(&u.inner))
 }
 
 /// The host a value is being resolved for (for `$hostname`).
 #[derive(Clone, Copy)]
 struct HostCtx<'a> {
     name: &'a str,
+    /// The statements written in the host itself (their addresses): only
+    /// inherited ones are worth sharing with other hosts.
+    own: &'a [usize],
+}
+
+impl HostCtx<'_> {
+    fn inherits(&self, d: &ValueDef) -> bool {
+        !self.own.contains(&addr(d))
+    }
+}
+
+/// The addresses of every statement in a section, nested ones included.
+fn own_statements(s: &Section, out: &mut Vec<usize>) {
+    for item in s.entries.values() {
+        match item {
+            Item::Value(vs) | Item::Lines(vs) => out.extend(vs.iter().map(addr)),
+            Item::Block(b) => own_statements(b, out),
+            Item::Named(m) => m.values().for_each(|b| own_statements(b, out)),
+        }
+    }
 }
 
 impl<'t> Resolver<'t> {
@@ -243,7 +298,7 @@ impl<'t> Resolver<'t> {
             }
         }
         // Break cycles reachable from hosts too: a chain never revisits.
-        let mut r = Resolver { tree, parents, project: String::new() };
+        let mut r = Resolver { tree, parents, project: String::new(), shared: Shared::default() };
         r.project = tree
             .global()
             .section
@@ -283,7 +338,9 @@ impl<'t> Resolver<'t> {
             merged.merge(&self.tree.def(*d).section);
         }
         merged.span = self.tree.def(id).section.span;
-        let section = self.section(&merged, &self.tree.core.host, Some(HostCtx { name: &name }), diags);
+        let mut own = Vec::new();
+        own_statements(&self.tree.def(id).section, &mut own);
+        let section = self.section(&merged, &self.tree.core.host, Some(HostCtx { name: &name, own: &own }), diags);
         ResolvedHost { def: id, name, chain, section }
     }
 
@@ -296,7 +353,7 @@ impl<'t> Resolver<'t> {
     }
 
     fn section(&self, m: &MSection, schema: &Schema, host: Option<HostCtx>, diags: &mut Diagnostics) -> RSection {
-        let mut out = RSection { span: m.span, entries: IndexMap::new() };
+        let mut out = RSection { span: m.span, entries: IndexMap::with_capacity(m.entries.len()) };
         for (key, item) in &m.entries {
             let kind = schema.get(key).or_else(|| schema.get("*")).map(|k| &k.kind);
             let r = match item {
@@ -309,8 +366,10 @@ impl<'t> Resolver<'t> {
                     // `superclass` names were checked when linking (no
                     // variables there): do not report them twice.
                     let ty = if *key == "superclass" { Some(Ty::Hash) } else { ty };
-                    let mut v = self.value_text(win, host, ty, diags);
-                    v.origin.shadowed = rest.iter().rev().map(|d| d.span).collect();
+                    let mut v = self.shared_value(win, host, ty, diags);
+                    if !rest.is_empty() {
+                        Arc::make_mut(&mut v).origin.shadowed = rest.iter().rev().map(|d| d.span).collect();
+                    }
                     RItem::Value(v)
                 }
                 MItem::Lines(lines) => {
@@ -318,31 +377,84 @@ impl<'t> Resolver<'t> {
                         Some(Kind::Lines(t)) => Some(*t),
                         _ => None,
                     };
-                    let mut out: Vec<RValue> = Vec::with_capacity(lines.len());
-                    for l in lines {
-                        let v = self.line(l, host, lt, diags);
-                        if !out.iter().any(|o| o.text == v.text) {
-                            out.push(v);
-                        }
-                    }
-                    RItem::Lines(out)
+                    RItem::Lines(self.shared_lines(lines, host, lt, diags))
                 }
                 MItem::Block(b) => {
                     let s = match kind {
                         Some(Kind::Block(s)) | Some(Kind::Named { schema: s, .. }) => s.as_ref(),
                         _ => &EMPTY,
                     };
-                    RItem::Block(self.section(b, s, host, diags))
+                    RItem::Block(Box::new(self.section(b, s, host, diags)))
                 }
                 MItem::Named(map) => {
                     let s = match kind {
                         Some(Kind::Block(s)) | Some(Kind::Named { schema: s, .. }) => s.as_ref(),
                         _ => &EMPTY,
                     };
-                    RItem::Named(map.iter().map(|(k, b)| (k.to_string(), self.section(b, s, host, diags))).collect())
+                    RItem::Named(Box::new(map.iter().map(|(k, b)| (k.to_string(), self.section(b, s, host, diags))).collect()))
                 }
             };
             out.entries.insert(key.to_string(), r);
+        }
+        out
+    }
+
+    /// [`Self::value_text`], shared with every host that gets the same.
+    fn shared_value(&self, d: &ValueDef, host: Option<HostCtx>, ty: Option<Ty>, diags: &mut Diagnostics) -> Arc<RValue> {
+        if !host.is_some_and(|h| h.inherits(d)) {
+            return Arc::new(self.value_text(d, host, ty, diags));
+        }
+        let key = addr(d);
+        if let Some((t, v)) = self.shared.values.read().expect("no panics while held").get(&key) {
+            if *t == Typed(ty) {
+                return v.clone();
+            }
+        }
+        // Resolved aside: a value that reports something is not shared, so
+        // each host reports (and deduplicates) as it did.
+        let mut local = Diagnostics::default();
+        let v = Arc::new(self.value_text(d, host, ty, &mut local));
+        if local.is_empty() && !uses_hostname(&v.origin.vars) {
+            self.shared.values.write().expect("no panics while held").insert(key, (Typed(ty), v.clone()));
+        } else {
+            diags.extend(local.into_vec());
+        }
+        v
+    }
+
+    /// A key's lines, each once (the first of equal lines is kept); shared
+    /// as [`Self::shared_value`] is.
+    fn shared_lines(&self, lines: &[&ValueDef], host: Option<HostCtx>, lt: Option<LineTy>, diags: &mut Diagnostics) -> Arc<Vec<RValue>> {
+        if !host.is_some_and(|h| lines.iter().all(|l| h.inherits(l))) {
+            let mut out: Vec<RValue> = Vec::with_capacity(lines.len());
+            for l in lines {
+                let v = self.line(l, host, lt, diags);
+                if !out.iter().any(|o| o.text == v.text) {
+                    out.push(v);
+                }
+            }
+            return Arc::new(out);
+        }
+        let ids: Vec<usize> = lines.iter().map(|l| addr(*l)).collect();
+        let key = ids.first().copied().unwrap_or(0);
+        if let Some((k, t, v)) = self.shared.lines.read().expect("no panics while held").get(&key) {
+            if *k == ids && *t == lt {
+                return v.clone();
+            }
+        }
+        let mut local = Diagnostics::default();
+        let mut out: Vec<RValue> = Vec::with_capacity(lines.len());
+        for l in lines {
+            let v = self.line(l, host, lt, &mut local);
+            if !out.iter().any(|o| o.text == v.text) {
+                out.push(v);
+            }
+        }
+        let out = Arc::new(out);
+        if !ids.is_empty() && local.is_empty() && !out.iter().any(|v| uses_hostname(&v.origin.vars)) {
+            self.shared.lines.write().expect("no panics while held").insert(key, (ids, lt, out.clone()));
+        } else {
+            diags.extend(local.into_vec());
         }
         out
     }
@@ -363,6 +475,8 @@ impl<'t> Resolver<'t> {
             Text::Literal(s) => s.clone(),
             Text::Words(ws) => join(ws, &words),
         };
+        // Kept per host: no room for more references than were found.
+        vars.shrink_to_fit();
         RValue { words, text, origin: Origin { span: d.span, scope: d.scope, vars, shadowed: vec![] } }
     }
 
@@ -405,6 +519,8 @@ impl<'t> Resolver<'t> {
         } else {
             join(ws, &words)
         };
+        // Kept per host: no room for more references than were found.
+        vars.shrink_to_fit();
         RValue { words, text, origin: Origin { span: d.span, scope: d.scope, vars, shadowed: vec![] } }
     }
 
