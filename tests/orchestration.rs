@@ -16,13 +16,14 @@ use std::sync::{Arc, Mutex};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
-/// This machine and one service host, `s1`, each a fake.
-struct TwoPlaces {
+/// This machine and one service host, `s1`: fakes, or for `s1` anything
+/// that serves as one.
+struct TwoPlaces<S: Backend = Fake> {
     here: Fake,
-    s1: Fake,
+    s1: S,
 }
 
-impl Places for TwoPlaces {
+impl<S: Backend> Places for TwoPlaces<S> {
     fn backend(&self, place: Option<&str>) -> Result<&dyn Backend, MachineError> {
         match place {
             None => Ok(&self.here),
@@ -494,30 +495,12 @@ impl Backend for AgentLike {
     }
 }
 
-struct HereAndAgent {
-    here: Fake,
-    s1: AgentLike,
-}
-
-impl Places for HereAndAgent {
-    fn backend(&self, place: Option<&str>) -> Result<&dyn Backend, MachineError> {
-        match place {
-            None => Ok(&self.here),
-            Some("s1") => Ok(&self.s1),
-            Some(other) => Err(MachineError::Refused(format!("no place {other}"))),
-        }
-    }
-    fn local_uri(&self) -> String {
-        "fake://".into()
-    }
-}
-
 #[test]
 fn a_host_that_would_move_is_left_alone_by_its_service_host_while_others_there_change() {
     let c = compile_mem(&[("/p/lab.mln", PROJECT)]);
     let dir = tempfile::tempdir().unwrap();
     let state = State::open(dir.path()).unwrap();
-    let places = HereAndAgent { here: Fake::new("here"), s1: AgentLike::new() };
+    let places = TwoPlaces { here: Fake::new("here"), s1: AgentLike::new() };
     let hooks = LogHooks { log: Log::default(), failing: None };
     let t = Collect::default();
     let rt = Runtime { state: &state, places: &places, hooks: &hooks, telemetry: &t };

@@ -120,14 +120,9 @@ pub(super) fn with_uuid(xml: &str, uuid: &str) -> String {
     }
 }
 
-/// A disk image's virtual size now, in MiB.
-/// (`-U`: the running guest's QEMU holds the image's lock; its size is
-/// only read.)
+/// A disk image's virtual size now, in MiB (a running guest's too).
 pub(super) fn disk_mib_now(disk: &Path) -> Result<u64, MachineError> {
-    let out = qemu_img(&["info", "-U", "--output=json", "-f", template::format_of(disk), &disk.to_string_lossy()])?;
-    let info: serde_json::Value =
-        serde_json::from_str(&out).map_err(|e| LocalError::Tool { tool: "qemu-img info".into(), message: format!("unreadable answer: {e}") })?;
-    Ok(info["virtual-size"].as_u64().unwrap_or(0).div_ceil(1 << 20))
+    Ok(virtual_mib(disk, template::format_of(disk))?)
 }
 
 /// A built host's files written again from `plan` (its seed, or its
@@ -143,6 +138,21 @@ pub(super) fn definition(m: &Machines, p: &Prepared, plan: &Plan, h: &Host) -> R
     Ok(domain_xml(&make_host(m, p, plan, h, Making::Definition)?.spec))
 }
 
+/// The template `h` is built from and its size, as `prepare` found them.
+fn template_of<'p>(p: &'p Prepared, h: &Host) -> Result<&'p (Template, u64), MachineError> {
+    match p.templates.get(&h.template) {
+        Some(Ok(t)) => Ok(t),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(MachineError::Failed(format!("template {} was not looked up for this plan", h.template))),
+    }
+}
+
+/// A host's root disk in its directory: a raw copy of a filesystem
+/// template, else a qcow2 image.
+fn disk_path(dir: &Path, fs_template: bool) -> std::path::PathBuf {
+    dir.join(if fs_template { "disk.img" } else { "disk.qcow2" })
+}
+
 /// Whether `h` is built from a filesystem template (configured by writing
 /// into its disk).
 pub(super) fn uses_fs_template(p: &Prepared, h: &Host) -> bool {
@@ -151,13 +161,8 @@ pub(super) fn uses_fs_template(p: &Prepared, h: &Host) -> bool {
 
 /// A built host's root disk and the size the plan gives it, in MiB.
 pub(super) fn disk_of(m: &Machines, p: &Prepared, project: &str, h: &Host) -> Result<(std::path::PathBuf, u64), MachineError> {
-    let (_, base_mib) = match p.templates.get(&h.template) {
-        Some(Ok(t)) => t,
-        Some(Err(e)) => return Err(e.clone()),
-        None => return Err(MachineError::Refused(format!("template {} was not looked up", h.template))),
-    };
-    let dir = m.state.host_dir(project, &h.name)?;
-    let disk = if uses_fs_template(p, h) { dir.join("disk.img") } else { dir.join("disk.qcow2") };
+    let (_, base_mib) = template_of(p, h)?;
+    let disk = disk_path(&m.state.host_dir(project, &h.name)?, uses_fs_template(p, h));
     if !disk.exists() {
         return Err(MachineError::Refused(format!("{} has no disk of its own to grow", h.name)));
     }
@@ -204,11 +209,7 @@ struct Made<'a> {
 
 fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: Making) -> Result<Made<'a>, MachineError> {
     refused(h)?;
-    let (t, base_mib) = match p.templates.get(&h.template) {
-        Some(Ok(t)) => t,
-        Some(Err(e)) => return Err(e.clone()),
-        None => return Err(MachineError::Failed(format!("template {} was not looked up for this plan", h.template))),
-    };
+    let (t, base_mib) = template_of(p, h)?;
     let (kvm_works, switches, env) = (p.kvm, &p.switches, m);
     let dir = env.state.host_dir(&plan.project, &h.name)?;
     let name = domain_name(&plan.project, &h.name);
@@ -217,7 +218,7 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
     // A filesystem template is copied raw and configured by writing into
     // it; any other disk template is the backing of an overlay (or copied).
     let fs_template = t.disk.as_ref().is_some_and(|(p, _)| crate::guest::fstemplate::is_ext(p));
-    let disk_path = dir.join(if fs_template { "disk.img" } else { "disk.qcow2" });
+    let disk_path = disk_path(&dir, fs_template);
     let ours = env.state.has_resource(&plan.project, ResourceKind::Domain, &name)?;
     if env.lv.exists(&name) && !ours {
         return Err(MachineError::Refused(format!("a domain named {name} exists and was not made by mln for this project")));
@@ -458,9 +459,11 @@ fn overlay_prototype(env: &Machines, template: &Path, fmt: &str, mib: u64) -> Re
 }
 
 /// A disk image's virtual size in MiB.
+/// (`-U`: a running guest's QEMU holds its image's lock; the size is only
+/// read.)
 fn virtual_mib(path: &Path, fmt: &str) -> Result<u64, LocalError> {
     let p = path.to_string_lossy();
-    let info: serde_json::Value = serde_json::from_str(&qemu_img(&["info", "--output=json", "-f", fmt, &p])?)
+    let info: serde_json::Value = serde_json::from_str(&qemu_img(&["info", "-U", "--output=json", "-f", fmt, &p])?)
         .map_err(|e| LocalError::Tool { tool: "qemu-img info".into(), message: format!("unreadable answer: {e}") })?;
     Ok(info["virtual-size"].as_u64().unwrap_or(0).div_ceil(1 << 20))
 }

@@ -1,6 +1,6 @@
 //! Upgrading built libvirt machines in place: what a running domain takes
-//! is applied to it (memory and vCPUs down, pinning, interfaces plugged
-//! and unplugged) and to its definition; the guest's configuration is
+//! is applied to it (memory down, pinning, interfaces plugged, unplugged
+//! and moved) and to its definition; the guest's configuration is
 //! written anew (a new seed, or the filesystem template's files, never
 //! while that file system is mounted); what QEMU starts with needs a
 //! restart; a grown disk grows under the running guest. Each step is
@@ -101,9 +101,10 @@ impl Update for LibvirtMachines<'_> {
             let name = domain_name(project, host);
             self.lv.destroy_and_undefine(&name).map_err(MachineError::from)?;
             // Each removal keeps into a directory of its own: a host of the
-        // same name removed again later keeps its disks beside these.
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let dir = crate::name::inside(&self.state.dir().join("kept"), &[project, &format!("{host}-{stamp}")]).map_err(|e| MachineError::Refused(e.to_string()))?;
+            // same name removed again later keeps its disks beside these.
+            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let dir = crate::name::inside(&self.state.dir().join("kept"), &[project, &format!("{host}-{stamp}")])
+                .map_err(|e| MachineError::Refused(e.to_string()))?;
             for r in self.state.resources(project)?.into_iter().filter(|r| r.host == host && r.kind == ResourceKind::Disk) {
                 let from = std::path::Path::new(&r.ident);
                 if !self.state.owns_path(from) {
@@ -171,11 +172,9 @@ impl LibvirtMachines<'_> {
         // Interfaces as the running domain has them now, so a re-run after
         // an interruption does only what is left.
         let running_xml = d.xml_desc(0).map_err(fail("cannot read the domain"))?;
-        let plugged = |mac: &str| interface_block(&running_xml, mac).is_some();
-        for o in &old.interfaces {
-            let stays = new.interfaces.iter().any(|n| n.mac == o.mac);
-            if !stays && plugged(&o.mac) {
-                let block = interface_block(&running_xml, &o.mac).unwrap_or_default();
+        let plugged = |mac: &str| interface_block(&running_xml, mac);
+        for o in old.interfaces.iter().filter(|o| !new.interfaces.iter().any(|n| n.mac == o.mac)) {
+            if let Some(block) = plugged(&o.mac) {
                 d.detach_device_flags(&block, live).map_err(fail(&format!("cannot unplug {}", o.name)))?;
                 said.push(format!("{} unplugged", o.name));
             }
@@ -190,7 +189,7 @@ impl LibvirtMachines<'_> {
                     said.push(format!("{} moved", n.name));
                 }
                 Some(_) => {}
-                None if !plugged(&n.mac) => {
+                None if plugged(&n.mac).is_none() => {
                     d.attach_device_flags(&block, live).map_err(fail(&format!("cannot plug {} in", n.name)))?;
                     said.push(format!("{} plugged in", n.name));
                 }
@@ -199,9 +198,7 @@ impl LibvirtMachines<'_> {
         }
         Ok(said)
     }
-}
 
-impl LibvirtMachines<'_> {
     /// A plan read back from the record holds the VNC password's hash
     /// only: the domain keeps the password it has.
     fn keep_vnc_secret(&self, name: &str, h: &Host, xml: String) -> Result<String, MachineError> {

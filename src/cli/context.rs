@@ -122,6 +122,21 @@ impl Global {
 }
 
 impl Global {
+    /// Runs `op` on the machines of a recorded project (`act` with its
+    /// record), or says why the project cannot be opened.
+    pub fn act_on(
+        &self,
+        op: &str,
+        project: &str,
+        json: bool,
+        f: impl FnOnce(&mln::runtime::Runtime) -> Result<Vec<mln::machine::Outcome>, mln::runtime::RuntimeError>,
+    ) -> ExitCode {
+        match self.open_project(project) {
+            Ok((state, rec)) => self.act(op, &state, None, Some(&rec), json, f),
+            Err(code) => code,
+        }
+    }
+
     /// The state directory and a project recorded in it.
     pub fn open_project(&self, name: &str) -> Result<(State, mln::state::ProjectRecord), ExitCode> {
         let state = self.open_state()?;

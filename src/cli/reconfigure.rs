@@ -21,9 +21,5 @@ pub struct Args {
 }
 
 pub fn run(a: Args, g: &Global) -> ExitCode {
-    let (state, rec) = match g.open_project(&a.project) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    g.act("reconfigure", &state, None, Some(&rec), a.json, |rt| rt.reconfigure(&a.project, &a.hosts))
+    g.act_on("reconfigure", &a.project, a.json, |rt| rt.reconfigure(&a.project, &a.hosts))
 }

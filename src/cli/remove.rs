@@ -13,9 +13,5 @@ pub struct Args {
 }
 
 pub fn run(a: Args, g: &Global) -> ExitCode {
-    let (state, rec) = match g.open_project(&a.project) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    g.act("remove", &state, None, Some(&rec), a.json, |rt| rt.remove(&a.project))
+    g.act_on("remove", &a.project, a.json, |rt| rt.remove(&a.project))
 }

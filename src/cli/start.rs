@@ -24,10 +24,6 @@ pub struct Args {
 }
 
 pub fn run(a: Args, g: &Global) -> ExitCode {
-    let (state, rec) = match g.open_project(&a.project) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
     let opts = StartOptions { hosts: a.hosts, pause: a.pause.map(Duration::from_secs) };
-    g.act("start", &state, None, Some(&rec), a.json, |rt| rt.start(&a.project, &opts))
+    g.act_on("start", &a.project, a.json, |rt| rt.start(&a.project, &opts))
 }

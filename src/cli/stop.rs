@@ -49,9 +49,5 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         Ok(m) => m,
         Err(e) => return usage(e),
     };
-    let (state, rec) = match g.open_project(&a.project) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    g.act("stop", &state, None, Some(&rec), a.json, |rt| rt.stop(&a.project, &a.hosts, mode))
+    g.act_on("stop", &a.project, a.json, |rt| rt.stop(&a.project, &a.hosts, mode))
 }

@@ -47,8 +47,9 @@ struct FabricFile {
     hosts: IndexMap<String, Settings>,
 }
 
-/// One service host with every setting decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One service host with every setting decided (sent as it is to a head
+/// of a tree fan-out).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Server {
     pub name: String,
     pub address: String,

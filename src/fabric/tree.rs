@@ -18,7 +18,6 @@ use super::FabricError;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -58,65 +57,8 @@ pub struct Job {
     pub window: usize,
     pub limit_secs: Option<u64>,
     pub arity: usize,
-    pub hosts: Vec<Host>,
-}
-
-/// A service host as a head needs it to reach it.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct Host {
-    pub name: String,
-    pub address: String,
-    pub user: String,
-    pub port: u16,
-    pub identity: Vec<PathBuf>,
-    pub known_hosts: PathBuf,
-    pub accept_new_host_keys: bool,
-    pub state_dir: String,
-    pub templates: String,
-    pub libvirt: String,
-    pub agent_dir: String,
-    pub connect_timeout: u64,
-}
-
-impl From<&Server> for Host {
-    fn from(s: &Server) -> Host {
-        Host {
-            name: s.name.clone(),
-            address: s.address.clone(),
-            user: s.user.clone(),
-            port: s.port,
-            identity: s.identity.clone(),
-            known_hosts: s.known_hosts.clone(),
-            accept_new_host_keys: s.accept_new_host_keys,
-            state_dir: s.state_dir.clone(),
-            templates: s.templates.clone(),
-            libvirt: s.libvirt.clone(),
-            agent_dir: s.agent_dir.clone(),
-            connect_timeout: s.connect_timeout,
-        }
-    }
-}
-
-impl From<Host> for Server {
-    fn from(h: Host) -> Server {
-        Server {
-            name: h.name,
-            address: h.address,
-            user: h.user,
-            port: h.port,
-            identity: h.identity,
-            known_hosts: h.known_hosts,
-            accept_new_host_keys: h.accept_new_host_keys,
-            libvirt: h.libvirt,
-            state_dir: h.state_dir,
-            templates: h.templates,
-            agent_dir: h.agent_dir,
-            max_vms: None,
-            memory_mib: None,
-            vcpus: None,
-            connect_timeout: h.connect_timeout,
-        }
-    }
+    /// The hosts of the head's share, each as the manager reaches it.
+    pub hosts: Vec<Server>,
 }
 
 /// One host's answer as a head sends it up.
@@ -200,7 +142,7 @@ async fn subtree(group: Vec<Server>, cmd: String, window: usize, limit: Option<D
             .map_err(|e| e.to_string());
         Ran { host: head.name.clone(), result }
     };
-    let job = Job { cmd: cmd.clone(), window, limit_secs: limit.map(|l| l.as_secs()), arity, hosts: rest.iter().map(Host::from).collect() };
+    let job = Job { cmd: cmd.clone(), window, limit_secs: limit.map(|l| l.as_secs()), arity, hosts: rest.clone() };
     let (own, relayed) = tokio::join!(own, relay(&agent, &job));
     agent.conn.close().await;
     let mut out = vec![own];
@@ -235,7 +177,7 @@ async fn relay(agent: &remote::Agent, job: &Job) -> Result<Vec<Answer>, FabricEr
 
 /// The head's side (`mln fabric relay`): the job's hosts, reached from here.
 pub async fn serve(job: Job) -> Vec<Answer> {
-    let servers: Vec<Server> = job.hosts.into_iter().map(Server::from).collect();
+    let servers = job.hosts;
     let limit = job.limit_secs.map(Duration::from_secs);
     run(servers, job.cmd, job.window.max(1), limit, job.arity.max(1)).await.into_iter().map(Answer::from).collect()
 }
@@ -294,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_job_names_every_host_of_the_share_and_reads_back() {
-        let h = Host {
+        let s = Server {
             name: "h7".into(),
             address: "10.0.0.7".into(),
             user: "root".into(),
@@ -306,13 +248,15 @@ mod tests {
             templates: "/var/lib/mln/templates".into(),
             libvirt: "qemu:///system".into(),
             agent_dir: "/var/lib/mln/agent".into(),
+            max_vms: None,
+            memory_mib: None,
+            vcpus: None,
             connect_timeout: 10,
         };
-        let s = Server::from(h);
-        assert_eq!(Server::from(Host::from(&s)), s);
-        let job = Job { cmd: "uname -r".into(), window: 8, limit_secs: Some(5), arity: 4, hosts: vec![Host::from(&s)] };
+        let job = Job { cmd: "uname -r".into(), window: 8, limit_secs: Some(5), arity: 4, hosts: vec![s.clone()] };
         let back: Job = serde_json::from_slice(&serde_json::to_vec(&job).unwrap()).unwrap();
-        let got = Server::from(back.hosts[0].clone());
+        assert_eq!(back.hosts[0], s);
+        let got = back.hosts[0].clone();
         assert_eq!((got.name.as_str(), got.address.as_str(), got.port, back.cmd.as_str(), back.arity), ("h7", "10.0.0.7", 2222, "uname -r", 4));
     }
 }

@@ -278,20 +278,18 @@ pub trait Backend: Sync + Send {
             }
         }
         let items: Vec<&(String, Class)> = classes.iter().filter(|(_, c)| *c != Class::Unchanged).collect();
+        let (old_at, new_at) = (old.hosts_by_name(), new.hosts_by_name());
         let mut out = each("upgrade", &items, t, |(h, class)| {
-            let newh = new.hosts.iter().find(|x| &x.name == h);
-            let oldh = old.hosts.iter().find(|x| &x.name == h);
+            let newh = new_at.get(h.as_str()).copied();
+            let oldh = old_at.get(h.as_str()).copied();
             let r = match (class, newh, oldh) {
                 (Class::Remove, _, _) => u.retire(&old.project, h, opts),
                 (Class::Add, Some(n), _) => {
                     let m = Machine { project: &new.project, host: n };
-                    match p.build(new, &m) {
-                        Ok(built) if opts.start_changed => match self.power().and_then(|pw| pw.start(&m)) {
-                            Ok(_) => Ok(Done::ok(format!("{}; started", built.message))),
-                            Err(e) => Err(e),
-                        },
-                        other => other,
-                    }
+                    p.build(new, &m).and_then(|built| match opts.start_changed {
+                        true => self.power()?.start(&m).map(|_| Done::ok(format!("{}; started", built.message))),
+                        false => Ok(built),
+                    })
                 }
                 (c, Some(n), Some(o)) => u.update(new, o, &Machine { project: &new.project, host: n }, *c, opts),
                 _ => Err(MachineError::Refused(format!("{h}: not in both plans"))),

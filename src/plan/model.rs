@@ -14,6 +14,13 @@ pub struct Plan {
     pub hooks: IndexMap<String, Vec<String>>,
 }
 
+impl Plan {
+    /// Its hosts by name (a lookup per host of a large plan stays cheap).
+    pub fn hosts_by_name(&self) -> std::collections::HashMap<&str, &Host> {
+        self.hosts.iter().map(|h| (h.name.as_str(), h)).collect()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HostKind {

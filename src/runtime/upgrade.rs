@@ -84,7 +84,8 @@ impl Runtime<'_> {
         let u = u;
         // A moving host stays where it is, as it is, in every share (an
         // agent must not take it for removed): unchanged there.
-        let class_of = |h: &str| match u.hosts.iter().find(|d| d.host == h).map(|d| d.class).unwrap_or(Class::Unchanged) {
+        let classes: std::collections::HashMap<&str, Class> = u.hosts.iter().map(|d| (d.host.as_str(), d.class)).collect();
+        let class_of = |h: &str| match classes.get(h).copied().unwrap_or(Class::Unchanged) {
             Class::Migrate => Class::Unchanged,
             c => c,
         };
@@ -112,58 +113,59 @@ impl Runtime<'_> {
             }
         }
         self.state.save_project(&ProjectRecord { places: recorded.clone(), ..rec.clone() })?;
-        let parts: Vec<(Option<String>, Plan, Plan, Vec<(String, Class)>)> = places
+        let parts: Vec<Part> = places
             .iter()
             .map(|p| {
-                let o = share(&rec.plan, old_places.get(p).map(Vec::as_slice).unwrap_or(&[]));
-                let n = share(new, new_places.get(p).map(Vec::as_slice).unwrap_or(&[]));
-                let mut names: Vec<&str> = o.hosts.iter().map(|h| h.name.as_str()).collect();
-                names.extend(n.hosts.iter().map(|h| h.name.as_str()).filter(|h| !o.hosts.iter().any(|x| x.name == *h)));
+                let old = share(&rec.plan, old_places.get(p).map(Vec::as_slice).unwrap_or(&[]));
+                let new = share(new, new_places.get(p).map(Vec::as_slice).unwrap_or(&[]));
+                let mut names: Vec<&str> = old.hosts.iter().map(|h| h.name.as_str()).collect();
+                names.extend(new.hosts.iter().map(|h| h.name.as_str()).filter(|h| !old.hosts.iter().any(|x| x.name == *h)));
                 let classes = names.into_iter().map(|h| (h.to_string(), class_of(h))).collect();
-                (p.clone(), o, n, classes)
+                Part { place: p.clone(), old, new, classes }
             })
             .collect();
         // Places that get new hosts get what a build needs first (the
         // templates they lack).
         let adding: Vec<(Option<String>, Plan)> = parts
             .iter()
-            .filter(|(_, _, _, cs)| cs.iter().any(|(_, c)| *c == Class::Add))
-            .map(|(p, _, n, cs)| {
-                let mut only = n.clone();
-                only.hosts.retain(|h| cs.iter().any(|(x, c)| *x == h.name && *c == Class::Add));
-                (p.clone(), only)
+            .filter(|p| p.classes.iter().any(|(_, c)| *c == Class::Add))
+            .map(|p| {
+                let mut only = p.new.clone();
+                only.hosts.retain(|h| p.classes.iter().any(|(x, c)| *x == h.name && *c == Class::Add));
+                (p.place.clone(), only)
             })
             .collect();
         let ready = self.places.before_build(&adding, self.telemetry);
         std::thread::scope(|s| {
             let running: Vec<_> = parts
                 .iter()
-                .map(|(place, o, n, classes)| {
-                    let not_ready = adding.iter().zip(&ready).find(|((p, _), _)| p == place).and_then(|(_, r)| r.as_ref().err().cloned());
+                .map(|part| {
+                    let not_ready = adding.iter().zip(&ready).find(|((p, _), _)| *p == part.place).and_then(|(_, r)| r.as_ref().err().cloned());
                     s.spawn(move || {
-                        let changed: Vec<&Host> = n.hosts.iter().chain(&o.hosts).filter(|h| classes.iter().any(|(x, c)| *x == h.name && *c != Class::Unchanged)).collect();
+                        let changed = part.changed();
                         if changed.is_empty() {
                             return Vec::new();
                         }
                         if let Some(e) = not_ready {
-                            return all_failed(&changed, place, &e);
+                            return all_failed(&changed, &part.place, &e);
                         }
-                        match self.places.backend(place.as_deref()) {
-                            Ok(b) => tag(b.upgrade_all(o, n, classes, opts, self.telemetry), place),
-                            Err(e) => all_failed(&changed, place, &e),
+                        match self.places.backend(part.place.as_deref()) {
+                            Ok(b) => tag(b.upgrade_all(&part.old, &part.new, &part.classes, opts, self.telemetry), &part.place),
+                            Err(e) => all_failed(&changed, &part.place, &e),
                         }
                     })
                 })
                 .collect();
-            for (r, (place, o, n, classes)) in running.into_iter().zip(&parts) {
+            for (r, part) in running.into_iter().zip(&parts) {
                 match r.join() {
                     Ok(got) => outcomes.extend(got),
                     // Whatever that place did is unknown: none of its
                     // changes counts as made.
-                    Err(_) => {
-                        let changed: Vec<&Host> = n.hosts.iter().chain(&o.hosts).filter(|h| classes.iter().any(|(x, c)| *x == h.name && *c != Class::Unchanged)).collect();
-                        outcomes.extend(all_failed(&changed, place, &crate::machine::MachineError::Failed("the work on this place stopped unexpectedly".into())));
-                    }
+                    Err(_) => outcomes.extend(all_failed(
+                        &part.changed(),
+                        &part.place,
+                        &crate::machine::MachineError::Failed("the work on this place stopped unexpectedly".into()),
+                    )),
                 }
             }
         });
@@ -177,15 +179,19 @@ impl Runtime<'_> {
     fn record_upgrade(&self, rec: &ProjectRecord, new: &Plan, file: &Path, u: &Upgrade, outcomes: &[Outcome], places: Vec<String>) -> Result<(), RuntimeError> {
         // A changed host worked when it has outcomes and all are ok (no
         // outcome at all: nothing is known to have been done).
-        let worked = |h: &str, class: Class| {
-            class == Class::Unchanged || (outcomes.iter().any(|o| o.host == h) && outcomes.iter().filter(|o| o.host == h).all(Outcome::ok))
-        };
+        let mut all_ok: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+        for o in outcomes {
+            *all_ok.entry(o.host.as_str()).or_insert(true) &= o.ok();
+        }
+        let worked = |h: &str, class: Class| class == Class::Unchanged || all_ok.get(h).copied().unwrap_or(false);
+        let (old_at, new_at) = (rec.plan.hosts_by_name(), new.hosts_by_name());
+        let order: std::collections::HashMap<&str, usize> = new.hosts.iter().enumerate().map(|(i, h)| (h.name.as_str(), i)).collect();
         let mut plan = new.clone();
         plan.hosts.clear();
         let mut gone = Vec::new();
         for d in &u.hosts {
-            let old = rec.plan.hosts.iter().find(|h| h.name == d.host);
-            let newh = new.hosts.iter().find(|h| h.name == d.host);
+            let old = old_at.get(d.host.as_str()).copied();
+            let newh = new_at.get(d.host.as_str()).copied();
             match (d.class, worked(&d.host, d.class)) {
                 (Class::Remove, true) => gone.push(d.host.clone()),
                 (Class::Add, false) => {}
@@ -194,7 +200,7 @@ impl Runtime<'_> {
             }
         }
         // Plan order: the new file's, then hosts kept from the old one.
-        plan.hosts.sort_by_key(|h| new.hosts.iter().position(|n| n.name == h.name).unwrap_or(usize::MAX));
+        plan.hosts.sort_by_key(|h| order.get(h.name.as_str()).copied().unwrap_or(usize::MAX));
         let ok = outcomes.iter().all(Outcome::ok);
         if plan.hosts.is_empty() && ok {
             // A service host whose whole share went away.
@@ -221,5 +227,26 @@ impl Runtime<'_> {
         let failed = outcomes.iter().filter(|o| !o.ok()).count();
         self.state.journal(&rec.name, "upgrade", None, ok, &format!("{changed} hosts changed, {failed} failed"));
         Ok(())
+    }
+}
+
+/// One place's part of an upgrade: its share as built and as it is to be,
+/// and each of its hosts' class.
+struct Part {
+    place: Option<String>,
+    old: Plan,
+    new: Plan,
+    classes: Vec<(String, Class)>,
+}
+
+impl Part {
+    /// The hosts something is done to, each once: changed or added ones as
+    /// they are to be, removed ones as they were.
+    fn changed(&self) -> Vec<&Host> {
+        let classes: std::collections::HashMap<&str, Class> = self.classes.iter().map(|(h, c)| (h.as_str(), *c)).collect();
+        let class = |h: &Host| classes.get(h.name.as_str()).copied().unwrap_or(Class::Unchanged);
+        let mut out: Vec<&Host> = self.new.hosts.iter().filter(|h| class(h) != Class::Unchanged).collect();
+        out.extend(self.old.hosts.iter().filter(|h| class(h) == Class::Remove));
+        out
     }
 }

@@ -13,7 +13,7 @@ mod schema;
 pub use error::StateError;
 pub use lock::ProjectLock;
 pub use private::{make_private, write_private};
-pub use records::{redacted, HostRecord, Phase, ProjectRecord, Resource, ResourceKind};
+pub use records::{redacted, redacted_host, HostRecord, Phase, ProjectRecord, Resource, ResourceKind};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 use error::db;

@@ -115,15 +115,24 @@ pub struct Resource {
 /// replaced by their SHA-256, so a record still tells whether a later plan
 /// changed them.
 pub fn redacted(plan: &Plan) -> Plan {
-    use sha2::{Digest, Sha256};
     let mut p = plan.clone();
-    for h in &mut p.hosts {
-        if let Some(pw) = &mut h.vnc_password {
-            if !pw.starts_with("sha256:") {
-                let d = Sha256::digest(pw.as_bytes());
-                *pw = format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>());
-            }
+    p.hosts.iter_mut().for_each(redact);
+    p
+}
+
+/// One host as `redacted` records it.
+pub fn redacted_host(h: &crate::plan::Host) -> crate::plan::Host {
+    let mut h = h.clone();
+    redact(&mut h);
+    h
+}
+
+fn redact(h: &mut crate::plan::Host) {
+    use sha2::{Digest, Sha256};
+    if let Some(pw) = &mut h.vnc_password {
+        if !pw.starts_with("sha256:") {
+            let d = Sha256::digest(pw.as_bytes());
+            *pw = format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>());
         }
     }
-    p
 }

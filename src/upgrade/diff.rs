@@ -79,8 +79,9 @@ pub fn diff(old: &Plan, new: &Plan) -> Result<Upgrade, UpgradeError> {
     let (old, new) = (crate::state::redacted(old), crate::state::redacted(new));
     let mut hosts = Vec::new();
     let mut impossible = Vec::new();
+    let (old_at, new_at) = (old.hosts_by_name(), new.hosts_by_name());
     for o in &old.hosts {
-        match new.hosts.iter().find(|n| n.name == o.name) {
+        match new_at.get(o.name.as_str()) {
             None => hosts.push(HostDiff { host: o.name.clone(), class: Class::Remove, changes: Vec::new(), why: "not in the new file".into() }),
             Some(n) => match host(&to_map(o), &to_map(n)) {
                 Ok((class, changes, why)) => hosts.push(HostDiff { host: o.name.clone(), class, changes, why }),
@@ -88,7 +89,7 @@ pub fn diff(old: &Plan, new: &Plan) -> Result<Upgrade, UpgradeError> {
             },
         }
     }
-    for n in new.hosts.iter().filter(|n| !old.hosts.iter().any(|o| o.name == n.name)) {
+    for n in new.hosts.iter().filter(|n| !old_at.contains_key(n.name.as_str())) {
         hosts.push(HostDiff { host: n.name.clone(), class: Class::Add, changes: Vec::new(), why: "new in the file".into() });
     }
     if !impossible.is_empty() {
@@ -119,7 +120,8 @@ type Classified = (Class, Vec<Change>, String);
 /// takes `disk` may need a restart too). What no action can do yields
 /// nothing here: `diff` refuses it first.
 pub fn classes_of(old: &crate::plan::Host, new: &crate::plan::Host) -> std::collections::BTreeSet<Class> {
-    found(&to_map(old), &to_map(new)).map(|f| f.into_iter().map(|(c, _, _)| c).collect()).unwrap_or_default()
+    let (old, new) = (crate::state::redacted_host(old), crate::state::redacted_host(new));
+    found(&to_map(&old), &to_map(&new)).map(|f| f.into_iter().map(|(c, _, _)| c).collect()).unwrap_or_default()
 }
 
 fn host(old: &Map<String, Value>, new: &Map<String, Value>) -> Result<Classified, Impossible> {
