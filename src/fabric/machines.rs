@@ -109,8 +109,10 @@ impl Backend for RemoteMachines {
     }
 
     /// One request: the agent compares the new share with the one it
-    /// recorded and applies the difference (its classes are the
-    /// manager's: a host's comparison does not depend on the others).
+    /// recorded and applies the difference. Both sides of its comparison
+    /// name templates by the exact entry sent (`for_agent`), and a host's
+    /// class depends on that host alone, so it classes each host as the
+    /// manager did.
     fn upgrade_all(&self, old: &Plan, new: &Plan, classes: &[(String, crate::upgrade::Class)], opts: &crate::machine::UpgradeOptions, t: &dyn Telemetry) -> Vec<Outcome> {
         let _ = old;
         let req = Request::Upgrade { plan: self.for_agent(new), file: String::new(), opts: opts.clone() };
