@@ -66,7 +66,9 @@ fn the_capability_cache_is_probed_once_and_then_read_by_every_command() {
     let uri = format!("qemu:///embed?root={}", s.join("libvirt").display());
     let virsh = || {
         let mut c = Command::new("virsh");
-        c.args(["-q", "-c", &uri, "list", "--all"]);
+        // The balloon query waits for the driver to reconnect to the running
+        // guests: a virsh that exits during that can crash.
+        c.args(["-q", "-c", &uri, "domstats --list-active --balloon; list --all"]);
         c
     };
     let mut steps: Vec<(String, Command)> = vec![
@@ -86,7 +88,7 @@ fn the_capability_cache_is_probed_once_and_then_read_by_every_command() {
             c.current_dir(common::root()).args(["-c", &cpu.to_string()]).arg(&exe).arg("--state-dir").arg(s).args(["status", "-p", "cap"]).env("MLN_KVM", "0");
             steps.push((format!("mln status on CPU {cpu}"), c));
             let mut c = Command::new("taskset");
-            c.args(["-c", &cpu.to_string(), "virsh", "-q", "-c", &uri, "list", "--all"]);
+            c.args(["-c", &cpu.to_string(), "virsh", "-q", "-c", &uri, "domstats --list-active --balloon; list --all"]);
             steps.push((format!("virsh list on CPU {cpu}"), c));
         }
     }

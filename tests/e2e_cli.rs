@@ -43,13 +43,25 @@ impl Mln {
     }
 }
 
-/// The project's domains, asked of libvirt by virsh in its own process (a
-/// process can hold one embedded root only, and the test runs several).
+/// virsh on the test's embedded root, in its own process (a process can
+/// hold one embedded root only, and the test runs several). It takes mln's
+/// lock on the root, as a second mln would, and first waits (a balloon
+/// query needs each domain's job) until the driver has reconnected to every
+/// running guest: a process that exits during those reconnections can crash
+/// and can have libvirt kill the guests.
+fn virsh(m: &Mln, command: &str) -> String {
+    let root = m.state.path().join("libvirt");
+    let uri = format!("qemu:///embed?root={}", root.display());
+    let script = format!("domstats --list-active --balloon; echo MLN-TEST-SETTLED; {command}");
+    let out = std::process::Command::new("flock").arg(root.join("mln.lock")).args(["virsh", "-q", "-c", &uri, &script]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "virsh {command}: {}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    stdout.split_once("MLN-TEST-SETTLED").map(|(_, rest)| rest.to_string()).unwrap_or_default()
+}
+
+/// The project's domains, asked of libvirt.
 fn domains(m: &Mln) -> Vec<String> {
-    let uri = format!("qemu:///embed?root={}", m.state.path().join("libvirt").display());
-    let out = std::process::Command::new("virsh").args(["-c", &uri, "list", "--all", "--name"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let mut v: Vec<String> = virsh(m, "list --all --name").lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     v.sort();
     v
 }
@@ -453,9 +465,7 @@ fn disk_sectors(seen: &serde_json::Value, disk: &str) -> u64 {
 }
 
 fn domid(m: &Mln, domain: &str) -> String {
-    let uri = format!("qemu:///embed?root={}", m.state.path().join("libvirt").display());
-    let out = std::process::Command::new("virsh").args(["-c", &uri, "domid", domain]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    virsh(m, &format!("domid {domain}")).trim().to_string()
 }
 
 /// Every class of change an upgrade applies, each checked from inside the
