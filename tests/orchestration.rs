@@ -524,3 +524,64 @@ fn a_host_that_would_move_is_left_alone_by_its_service_host_while_others_there_c
     let rec = state.require("lab").unwrap();
     assert_eq!(rec.plan.hosts.iter().find(|h| h.name == "a2").unwrap().service_host.as_deref(), Some("s1"));
 }
+
+/// Places that join switches across them as the fabric does, here at
+/// 10.0.0.1 and s1 at 10.0.0.2.
+struct Joined(TwoPlaces);
+
+impl Places for Joined {
+    fn backend(&self, place: Option<&str>) -> Result<&dyn Backend, MachineError> {
+        self.0.backend(place)
+    }
+    fn local_uri(&self) -> String {
+        self.0.local_uri()
+    }
+    fn join_segments(&self, shares: &mut [(Option<String>, Plan)], _: &dyn mln::progress::Telemetry) {
+        let at = |p: &Option<String>| Some(if p.is_none() { "10.0.0.1" } else { "10.0.0.2" }.parse().unwrap());
+        let addresses: Vec<_> = shares.iter().map(|(p, _)| at(p)).collect();
+        mln::fabric::segment::join(shares, &addresses);
+    }
+}
+
+#[test]
+fn a_switch_on_two_places_is_joined_on_both_and_an_upgrade_joins_it_anew_where_nothing_else_changed() {
+    let net = |extra: &str| {
+        let text = format!(
+            "global {{\n project net\n}}\nswitch lan {{\n}}\nswitch solo {{\n}}\n\
+             host a {{\n template t\n network eth0 {{\n switch lan\n }}\n network eth1 {{\n switch solo\n }}\n}}\n\
+             host b {{\n template t\n service_host s1\n network eth0 {{\n switch lan\n }}\n}}\n{extra}"
+        );
+        let c = compile_mem(&[("/p/net.mln", &text)]);
+        assert!(c.ok(), "{}", rendered(&c));
+        c.plan
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(dir.path()).unwrap();
+    let log: Log = Arc::default();
+    let places = Joined(TwoPlaces { here: Fake::new("here").logging_to(log.clone()), s1: Fake::new("s1").logging_to(log.clone()) });
+    let t = Collect::default();
+    let rt = Runtime { state: &state, places: &places, hooks: &mln::runtime::hooks::NoHooks, telemetry: &t };
+    let out = rt.build(&net(""), Path::new("net.mln"), BuildOptions::default()).unwrap();
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    let joins = |log: &[String]| -> Vec<String> { log.iter().filter(|l| l.contains(": join ")).cloned().collect() };
+    let built = std::mem::take(&mut *log.lock().unwrap());
+    for line in ["here: join lan from 10.0.0.1 to 10.0.0.2", "s1: join lan from 10.0.0.2 to 10.0.0.1"] {
+        pos(&built, line);
+    }
+    assert_eq!(joins(&built).len(), 2, "lan on both places, solo on one only: {built:#?}");
+
+    // A host on s1 joins switch solo: a on this machine is unchanged, but
+    // its switch now spans s1 too, so this machine joins it anew.
+    let new = net("host c {\n template t\n service_host s1\n network eth0 {\n switch solo\n }\n}\n");
+    let (_, out) = rt.upgrade(&new, Path::new("net2.mln"), &Default::default()).unwrap();
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    let upgraded = std::mem::take(&mut *log.lock().unwrap());
+    for line in ["here: join solo from 10.0.0.1 to 10.0.0.2", "s1: join solo from 10.0.0.2 to 10.0.0.1", "s1: build c"] {
+        pos(&upgraded, line);
+    }
+    assert!(!upgraded.iter().any(|l| l.contains("update a") || l.contains("build a")), "a itself is untouched: {upgraded:#?}");
+    // Nothing changed: nothing is called, switches included.
+    let (u, out) = rt.upgrade(&new, Path::new("net2.mln"), &Default::default()).unwrap();
+    assert!(u.is_empty() && out.is_empty(), "{u:?} {out:?}");
+    assert!(log.lock().unwrap().is_empty(), "{:#?}", log.lock().unwrap());
+}

@@ -85,6 +85,22 @@ impl Backend for LibvirtMachines<'_> {
     fn update(&self) -> Result<&dyn crate::machine::Update, MachineError> {
         Ok(self)
     }
+
+    fn start_all(&self, project: &str, hosts: &[&crate::plan::Host], t: &dyn Telemetry) -> Vec<Outcome> {
+        // A machine restarted since the build has lost its bridges and
+        // VXLAN ports (the kernel keeps them in memory only): made again
+        // from the recorded share first, or the guests cannot start.
+        if let Ok(Some(rec)) = self.state.project(project) {
+            let used = |sw: &&crate::plan::Switch| hosts.iter().any(|h| h.interfaces.iter().any(|i| i.switch.as_deref() == Some(&sw.name)));
+            for sw in rec.plan.switches.iter().filter(used) {
+                if let Err(e) = super::provision::switch(self, project, sw, t) {
+                    t.note(None, &format!("switch {}: {e}", sw.name));
+                }
+            }
+        }
+        let p: &dyn Power = self;
+        crate::machine::each("start", hosts, t, |h| Outcome::of(&h.name, p.start(&Machine { project, host: h })))
+    }
 }
 
 impl Power for LibvirtMachines<'_> {
@@ -204,9 +220,15 @@ impl Provision for LibvirtMachines<'_> {
             Ok(r) => r,
             Err(e) => return vec![Outcome::failed("(switches)", &e.into())],
         };
-        for r in resources.iter().filter(|r| r.host.is_empty() && r.kind == ResourceKind::Bridge) {
-            let result = super::bridge::remove(&r.ident).map_err(failed).and_then(|_| Ok(self.state.forget_resource(project, r)?));
-            let label = format!("switch bridge {}", r.ident);
+        // A bridge's VXLAN port outlives the bridge: ports first.
+        let mut project_wide: Vec<_> = resources.iter().filter(|r| r.host.is_empty() && matches!(r.kind, ResourceKind::Bridge | ResourceKind::Tunnel)).collect();
+        project_wide.sort_by_key(|r| r.kind != ResourceKind::Tunnel);
+        for r in project_wide {
+            let (result, label) = match r.kind {
+                ResourceKind::Tunnel => (super::vxlan::remove(&r.ident), format!("switch port {}", r.ident)),
+                _ => (super::bridge::remove(&r.ident), format!("switch bridge {}", r.ident)),
+            };
+            let result = result.map_err(failed).and_then(|_| Ok(self.state.forget_resource(project, r)?));
             out.push(match result {
                 Ok(()) => Outcome { host: label, place: None, status: Status::Ok, message: "removed".into(), retry: false },
                 Err(e) => Outcome::failed(&label, &e),

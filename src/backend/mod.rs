@@ -1,6 +1,6 @@
 //! Backends: what turns a plan into running machines: libvirt domain
 //! definitions, a connection to libvirt (embedded QEMU driver by default),
-//! the switches' bridges, templates, and the KVM probe. The lifecycle that
+//! the switches' bridges and the VXLAN ports joining them, templates, and the KVM probe. The lifecycle that
 //! drives them is `crate::runtime`, through the machine traits that
 //! `machines` implements.
 
@@ -14,3 +14,4 @@ pub mod probes;
 mod provision;
 pub mod template;
 mod update;
+pub mod vxlan;

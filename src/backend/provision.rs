@@ -49,25 +49,43 @@ pub(super) fn prepare(m: &Machines, plan: &Plan, t: &dyn Telemetry) -> Result<Pr
     Ok(Prepared { project: plan.project.clone(), kvm, switches, templates })
 }
 
-/// The bridge of each switch, made if missing. Where bridges cannot be made
+/// The bridge of each switch, made if missing, and joined to the switch's
+/// other machines when its share says so. Where bridges cannot be made
 /// (not root), the switch's interfaces fall back to user-mode networking,
 /// with a note: the guests come up but do not reach each other.
 fn bridges(m: &Machines, plan: &Plan, t: &dyn Telemetry) -> Result<HashMap<String, Option<String>>, MachineError> {
     let mut out = HashMap::new();
     for sw in &plan.switches {
-        let name = super::bridge::name(&plan.project, &sw.name);
-        m.state.record(&plan.project, &Resource { host: String::new(), kind: ResourceKind::Bridge, ident: name.clone() })?;
-        match super::bridge::ensure(&name) {
-            Ok(()) => {
-                out.insert(sw.name.clone(), Some(name));
-            }
-            Err(e) => {
-                t.note(None, &format!("switch {}: cannot make bridge {name} ({e}); its interfaces use user-mode networking", sw.name));
-                out.insert(sw.name.clone(), None);
-            }
-        }
+        out.insert(sw.name.clone(), switch(m, &plan.project, sw, t)?);
     }
     Ok(out)
+}
+
+/// One switch made ready on this machine: its bridge's name, or None
+/// (user-mode networking). Each resource is recorded before it is made.
+pub(super) fn switch(m: &Machines, project: &str, sw: &crate::plan::Switch, t: &dyn Telemetry) -> Result<Option<String>, MachineError> {
+    if sw.attach {
+        // Someone else's bridge: used as it is, never made or removed.
+        if !super::bridge::exists(&sw.bridge) {
+            t.note(None, &format!("switch {}: bridge {} does not exist on this machine: its guests cannot start until it does", sw.name, crate::term::escape(&sw.bridge)));
+        }
+        return Ok(Some(sw.bridge.clone()));
+    }
+    let name = super::bridge::name(project, &sw.name);
+    m.state.record(project, &Resource { host: String::new(), kind: ResourceKind::Bridge, ident: name.clone() })?;
+    if let Err(e) = super::bridge::ensure(&name) {
+        t.note(None, &format!("switch {}: cannot make bridge {name} ({e}); its interfaces use user-mode networking", sw.name));
+        return Ok(None);
+    }
+    if let Some(seg) = &sw.segment {
+        m.state.record(project, &Resource { host: String::new(), kind: ResourceKind::Tunnel, ident: super::vxlan::name(&name) })?;
+        match super::vxlan::ensure(&name, seg) {
+            Ok(Some(warning)) => t.note(None, &format!("switch {}: {warning}", sw.name)),
+            Ok(None) => {}
+            Err(e) => return Err(MachineError::from(e)),
+        }
+    }
+    Ok(Some(name))
 }
 
 fn nic(i: &crate::plan::Interface, switches: &std::collections::HashMap<String, Option<String>>) -> Nic {

@@ -2,7 +2,8 @@
 //! running `mln agent` (the same binary, copied over when missing) that
 //! runs the same orchestration (`crate::runtime`) on its share with its
 //! own libvirt. What is only the fabric's lives here: SSH, the agent and
-//! its protocol, the relay, placement, and the remote backend.
+//! its protocol, the relay, placement, the segments joining a switch's
+//! bridges across service hosts, and the remote backend.
 
 pub mod agent;
 mod error;
@@ -17,6 +18,7 @@ pub mod proto;
 pub mod push;
 pub mod relay;
 pub mod remote;
+pub mod segment;
 pub mod ssh;
 pub mod tree;
 

@@ -51,6 +51,22 @@ impl Places for FabricPlaces<'_> {
         self.local.local_uri()
     }
 
+    fn join_segments(&self, shares: &mut [(Option<String>, Plan)], t: &dyn Telemetry) {
+        // Service hosts at their fabric addresses; this machine at the
+        // address it reaches them from.
+        let mut addresses: Vec<Option<std::net::IpAddr>> =
+            shares.iter().map(|(p, _)| p.as_ref().and_then(|p| self.remotes.get(p)).and_then(|r| address_of(&r.server))).collect();
+        let first_remote = addresses.iter().flatten().next().copied();
+        for (i, (p, _)) in shares.iter().enumerate() {
+            if p.is_none() {
+                addresses[i] = first_remote.and_then(source_toward);
+            }
+        }
+        for note in super::segment::join(shares, &addresses) {
+            t.note(None, &note);
+        }
+    }
+
     fn before_build(&self, shares: &[(Option<String>, Plan)], t: &dyn Telemetry) -> Vec<Result<(), MachineError>> {
         let mut out: Vec<Result<(), MachineError>> = shares.iter().map(|_| Ok(())).collect();
         let remote: Vec<(usize, &RemoteMachines, &Plan)> = shares
@@ -139,6 +155,24 @@ impl Places for FabricPlaces<'_> {
         }
         out
     }
+}
+
+/// A service host's fabric address as an IP address (a name resolved).
+fn address_of(s: &Server) -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    match s.address.parse() {
+        Ok(ip) => Some(ip),
+        Err(_) => (s.address.as_str(), s.port).to_socket_addrs().ok()?.next().map(|a| a.ip()),
+    }
+}
+
+/// This machine's address toward `peer`: the source the kernel picks for
+/// it (a UDP socket connected, nothing sent).
+fn source_toward(peer: std::net::IpAddr) -> Option<std::net::IpAddr> {
+    let any: std::net::SocketAddr = if peer.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let sock = std::net::UdpSocket::bind(any).ok()?;
+    sock.connect((peer, 4789)).ok()?;
+    sock.local_addr().ok().map(|a| a.ip())
 }
 
 /// What the person running mln chose for where machines are.

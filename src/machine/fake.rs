@@ -196,6 +196,12 @@ impl Provision for Fake {
     fn prepare(&self, plan: &Plan, _: &dyn Telemetry) -> Result<(), MachineError> {
         let mut i = self.inner();
         self.push(&mut i, format!("prepare {}", plan.project));
+        for sw in &plan.switches {
+            if let Some(seg) = &sw.segment {
+                let peers: Vec<String> = seg.peers.iter().map(ToString::to_string).collect();
+                self.push(&mut i, format!("join {} from {} to {}", sw.name, seg.local, peers.join(",")));
+            }
+        }
         let names = plan.switches.iter().map(|s| s.name.clone()).collect();
         i.bridges.insert(plan.project.clone(), names);
         Ok(())

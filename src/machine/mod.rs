@@ -272,7 +272,8 @@ pub trait Backend: Sync + Send {
             (Ok(p), Ok(u)) => (p, u),
             (Err(e), _) | (_, Err(e)) => return classes.iter().map(|(h, _)| Outcome::failed(h, &e)).collect(),
         };
-        if classes.iter().any(|(_, c)| *c != Class::Remove && *c != Class::Unchanged) {
+        // Switches too: one that gained or lost another place is joined anew.
+        if classes.iter().any(|(_, c)| *c != Class::Remove && *c != Class::Unchanged) || (!new.hosts.is_empty() && old.switches != new.switches) {
             if let Err(e) = p.prepare(new, t) {
                 return classes.iter().map(|(h, _)| Outcome::failed(h, &e)).collect();
             }

@@ -53,6 +53,8 @@ pub fn build(
                 name: def.name.clone(),
                 bridge: s.text("bridge").map(str::to_string).unwrap_or_else(|| default_bridge(&def.name, &project)),
                 service_host: s.text("service_host").map(str::to_string),
+                attach: s.text("bridge").is_some(),
+                segment: None,
             }
         })
         .collect();

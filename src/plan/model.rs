@@ -154,4 +154,24 @@ pub struct Switch {
     /// Given, or `<switch>.<project>` cut to 15 characters.
     pub bridge: String,
     pub service_host: Option<String>,
+    /// `bridge` was given: an existing bridge of the machine the guests
+    /// run on (a physical LAN), attached to as it is, never made or
+    /// removed by mln.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attach: bool,
+    /// Set on a place's share when the switch's guests are on more than
+    /// one place: the segment that joins its bridges into one. Not part of
+    /// what the file says (the runtime fills it in per share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
+}
+
+/// One switch over several machines: a VXLAN network (`vni`) whose frames
+/// go from this machine (`local`) to every other machine carrying the
+/// switch (`peers`), by unicast, at their fabric addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub vni: u32,
+    pub local: std::net::IpAddr,
+    pub peers: Vec<std::net::IpAddr>,
 }

@@ -177,7 +177,8 @@ impl Runtime<'_> {
             .map(|h| HostRecord { host: h.name.clone(), place: h.service_host.clone(), phase: known.get(&h.name).copied().unwrap_or(Phase::Building) })
             .collect();
         self.state.record_hosts(&plan.project, &records)?;
-        let shares: Vec<(Option<String>, Plan)> = places.iter().map(|(p, hs)| (p.clone(), share(plan, hs))).collect();
+        let mut shares: Vec<(Option<String>, Plan)> = places.iter().map(|(p, hs)| (p.clone(), share(plan, hs))).collect();
+        self.places.join_segments(&mut shares, self.telemetry);
         let ready = self.places.before_build(&shares, self.telemetry);
         let resume = opts.resume || old.as_ref().is_some_and(|o| o.phase != Phase::Built);
         std::thread::scope(|s| {

@@ -22,6 +22,13 @@ pub trait Places: Sync {
         let _ = t;
         shares.iter().map(|_| Ok(())).collect()
     }
+    /// Tells each share how its switches reach the same switches on the
+    /// other places (one network per switch across places). Where every
+    /// place is this machine there is nothing to join; an agent keeps the
+    /// segments its manager sent.
+    fn join_segments(&self, shares: &mut [(Option<String>, Plan)], t: &dyn Telemetry) {
+        let _ = (shares, t);
+    }
 }
 
 /// The libvirt connection for a project: the one asked for, else the one

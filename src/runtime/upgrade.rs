@@ -113,11 +113,19 @@ impl Runtime<'_> {
             }
         }
         self.state.save_project(&ProjectRecord { places: recorded.clone(), ..rec.clone() })?;
+        // Each place's share before and after, its switches joined to the
+        // same switches elsewhere as they were and as they are to be: a
+        // place whose hosts stay as they are still gets its part when a
+        // switch of its gains or loses another place.
+        let joined = |plan: &Plan, at: &indexmap::IndexMap<Option<String>, Vec<&Host>>, t: &dyn crate::progress::Telemetry| {
+            let mut shares: Vec<(Option<String>, Plan)> = places.iter().map(|p| (p.clone(), share(plan, at.get(p).map(Vec::as_slice).unwrap_or(&[])))).collect();
+            self.places.join_segments(&mut shares, t);
+            shares.into_iter().map(|(_, s)| s)
+        };
         let parts: Vec<Part> = places
             .iter()
-            .map(|p| {
-                let old = share(&rec.plan, old_places.get(p).map(Vec::as_slice).unwrap_or(&[]));
-                let new = share(new, new_places.get(p).map(Vec::as_slice).unwrap_or(&[]));
+            .zip(joined(&rec.plan, &old_places, &crate::progress::Quiet).zip(joined(new, &new_places, self.telemetry)))
+            .map(|(p, (old, new))| {
                 let mut names: Vec<&str> = old.hosts.iter().map(|h| h.name.as_str()).collect();
                 names.extend(new.hosts.iter().map(|h| h.name.as_str()).filter(|h| !old.hosts.iter().any(|x| x.name == *h)));
                 let classes = names.into_iter().map(|h| (h.to_string(), class_of(h))).collect();
@@ -143,7 +151,7 @@ impl Runtime<'_> {
                     let not_ready = adding.iter().zip(&ready).find(|((p, _), _)| *p == part.place).and_then(|(_, r)| r.as_ref().err().cloned());
                     s.spawn(move || {
                         let changed = part.changed();
-                        if changed.is_empty() {
+                        if changed.is_empty() && part.old.switches == part.new.switches {
                             return Vec::new();
                         }
                         if let Some(e) = not_ready {

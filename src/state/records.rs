@@ -78,6 +78,9 @@ pub enum ResourceKind {
     Dir,
     /// A switch's bridge, by interface name (project-wide).
     Bridge,
+    /// A switch's VXLAN port joining its bridges on several machines, by
+    /// interface name (project-wide).
+    Tunnel,
 }
 
 impl ResourceKind {
@@ -88,6 +91,7 @@ impl ResourceKind {
             ResourceKind::Seed => "seed",
             ResourceKind::Dir => "dir",
             ResourceKind::Bridge => "bridge",
+            ResourceKind::Tunnel => "tunnel",
         }
     }
     pub fn parse(s: &str) -> Option<ResourceKind> {
@@ -97,6 +101,7 @@ impl ResourceKind {
             "seed" => ResourceKind::Seed,
             "dir" => ResourceKind::Dir,
             "bridge" => ResourceKind::Bridge,
+            "tunnel" => ResourceKind::Tunnel,
             _ => return None,
         })
     }
