@@ -415,7 +415,7 @@ fn an_upgrade_refuses_another_project_and_does_not_move_hosts_yet() {
     let (u, out) = r.run(None, |rt| rt.upgrade(&moved, Path::new("lab.mln"), &Default::default()).unwrap());
     assert_eq!(u.hosts.iter().find(|d| d.host == "a2").unwrap().class, mln::upgrade::Class::Migrate);
     let a2 = out.iter().find(|o| o.host == "a2").unwrap();
-    assert!(!a2.ok() && a2.message.contains("migration") && a2.place.as_deref() == Some("s1"), "{a2:?}");
+    assert!(!a2.ok() && a2.message.contains("moves to another service host") && a2.place.as_deref() == Some("s1"), "{a2:?}");
     let rec = r.state.require("lab").unwrap();
     assert_eq!(rec.plan.hosts.iter().find(|h| h.name == "a2").unwrap().service_host.as_deref(), Some("s1"));
     assert_eq!(r.places.s1.machine("lab", "a2"), PowerState::ShutOff);
@@ -514,7 +514,7 @@ fn a_host_that_would_move_is_left_alone_by_its_service_host_while_others_there_c
     let new = compile_mem(&[("/p/lab.mln", &text)]).plan;
     let (_, out) = rt.upgrade(&new, Path::new("lab.mln"), &Default::default()).unwrap();
     let of = |h: &str| out.iter().find(|o| o.host == h).unwrap_or_else(|| panic!("no outcome for {h}: {out:?}"));
-    assert!(!of("a2").ok() && of("a2").message.contains("migration"), "{out:?}");
+    assert!(!of("a2").ok() && of("a2").message.contains("moves to another service host"), "{out:?}");
     assert!(of("b1").ok(), "{out:?}");
     assert_eq!(places.s1.machines.machine("lab", "a2"), PowerState::ShutOff, "the service host kept a2: {:?}", places.s1.machines.log());
     assert!(places.s1.machines.log().iter().any(|l| l == "update b1 guest-config"), "{:?}", places.s1.machines.log());
@@ -584,4 +584,94 @@ fn a_switch_on_two_places_is_joined_on_both_and_an_upgrade_joins_it_anew_where_n
     let (u, out) = rt.upgrade(&new, Path::new("net2.mln"), &Default::default()).unwrap();
     assert!(u.is_empty() && out.is_empty(), "{u:?} {out:?}");
     assert!(log.lock().unwrap().is_empty(), "{:#?}", log.lock().unwrap());
+}
+
+#[test]
+fn a_running_host_moves_to_another_place_and_the_place_it_left_forgets_it() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    r.take_log();
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    assert_eq!((out[0].host.as_str(), out[0].place.as_deref()), ("a1", Some("s1")));
+    let log = r.take_log();
+    let order = ["s1: prepare_incoming a1", "here: send a1", "s1: arrived a1", "here: retire a1"].map(|l| pos(&log, l));
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{log:#?}");
+    assert_eq!((r.places.here.machine("lab", "a1"), r.places.s1.machine("lab", "a1")), (PowerState::Absent, PowerState::Running));
+    // The record says where it is now.
+    let rec = r.state.require("lab").unwrap();
+    assert_eq!(rec.plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host.as_deref(), Some("s1"));
+    assert_eq!(r.state.hosts("lab").unwrap().into_iter().find(|h| h.host == "a1").unwrap().place.as_deref(), Some("s1"));
+    // Again: it is there already, nothing is sent.
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    assert!(out[0].ok() && out[0].message.contains("already"), "{out:?}");
+    assert!(!r.take_log().iter().any(|l| l.contains("send")));
+}
+
+#[test]
+fn a_failed_send_leaves_the_host_running_where_it_was_and_nothing_prepared() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    // Not running: refused before anything is done.
+    r.run(None, |rt| rt.stop("lab", &["a1".to_string()], StopMode::Hard).unwrap());
+    let e = r.run(None, |rt| rt.migrate("lab", "a1", "s1")).unwrap_err();
+    assert!(e.to_string().contains("only a running host moves live"), "{e}");
+    r.run(None, |rt| rt.start("lab", &StartOptions { hosts: vec!["a1".into()], pause: None }).unwrap());
+    r.take_log();
+    r.places.here.fail("send", "a1");
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    assert!(!out[0].ok() && out[0].place.is_none(), "{out:?}");
+    let log = r.take_log();
+    pos(&log, "s1: not_arrived a1");
+    assert_eq!((r.places.here.machine("lab", "a1"), r.places.s1.machine("lab", "a1")), (PowerState::Running, PowerState::Absent));
+    assert_eq!(r.state.require("lab").unwrap().plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host, None);
+    assert!(!r.state.project_dir("lab").unwrap().join("moving-a1").exists());
+}
+
+#[test]
+fn a_move_interrupted_after_the_send_is_finished_by_a_rerun() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    r.places.s1.fail("arrived", "a1");
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    assert!(!out[0].ok() && out[0].message.contains("again"), "{out:?}");
+    // The record still has it at home; the marker says a move was begun.
+    assert_eq!(r.state.require("lab").unwrap().plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host, None);
+    assert!(r.state.project_dir("lab").unwrap().join("moving-a1").exists());
+    r.places.s1.heal("arrived", "a1");
+    r.take_log();
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    let log = r.take_log();
+    assert!(!log.iter().any(|l| l.contains("send")), "not sent twice: {log:#?}");
+    pos(&log, "s1: arrived a1");
+    pos(&log, "here: retire a1");
+    assert_eq!(r.state.require("lab").unwrap().plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host.as_deref(), Some("s1"));
+    assert!(!r.state.project_dir("lab").unwrap().join("moving-a1").exists());
+}
+
+#[test]
+fn an_upgrade_moves_the_hosts_named_live_and_applies_the_rest() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    // a1 moves to s1 and gets less memory; router moves too but is not named.
+    let text = PROJECT
+        .replace("host a1 { template t\n boot_order 2 }", "host a1 { template t\n boot_order 2\n service_host s1\n memory 64M }")
+        .replace("host router { template t\n boot_order 1 }", "host router { template t\n boot_order 1\n service_host s1 }");
+    let new = compile_mem(&[("/p/lab.mln", &text)]).plan;
+    r.take_log();
+    let opts = mln::machine::UpgradeOptions { live: vec!["a1".into()], ..Default::default() };
+    let (_, out) = r.run(None, |rt| rt.upgrade(&new, Path::new("lab2.mln"), &opts).unwrap());
+    let of = |h: &str| out.iter().filter(|o| o.host == h).collect::<Vec<_>>();
+    assert!(of("a1").iter().all(|o| o.ok()) && of("a1").len() == 2, "moved, then changed: {out:?}");
+    assert!(of("router").iter().all(|o| !o.ok()), "not named with -l: {out:?}");
+    let log = r.take_log();
+    pos(&log, "here: send a1");
+    pos(&log, "s1: update a1 live");
+    assert_eq!(r.places.s1.machine("lab", "a1"), PowerState::Running);
+    assert_eq!(r.places.here.machine("lab", "router"), PowerState::Running);
 }

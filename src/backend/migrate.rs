@@ -29,44 +29,8 @@ impl Migrate for LibvirtMachines<'_> {
     }
 
     fn send(&self, m: &Machine, to: &Incoming) -> Result<Done, MachineError> {
-        let name = Self::domain(m);
-        match self.state(m)? {
-            PowerState::Running => {}
-            s => {
-                return Err(MachineError::Refused(format!(
-                    "{s}: only a running machine migrates live (one that is not running moves cold, with its files)"
-                )))
-            }
-        }
-        let ip = address_of(&to.address)?;
-        // The receiving side names the URI: never one that runs a command.
-        safe_uri(&to.connect)?;
-        let dst = Libvirt::open(&to.connect).map_err(MachineError::from)?;
-        let dom = self.lv.domain(&name).map_err(MachineError::from)?;
-        let xml = dom
-            .xml_desc(virt::sys::VIR_DOMAIN_XML_MIGRATABLE | virt::sys::VIR_DOMAIN_XML_SECURE)
-            .map_err(|e| MachineError::from(err(&format!("cannot read {name}'s definition"), e)))?;
         let here = self.state.host_dir(m.project, &m.host.name)?;
-        let xml = rewrite_paths(&xml, &[(&here, &to.dir), (&self.templates, &to.templates)]);
-        let host = match ip {
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            IpAddr::V4(v4) => v4.to_string(),
-        };
-        let params = virt::domain::MigrateParameters {
-            uri: Some(format!("tcp://{host}")),
-            listen_address: Some(ip.to_string()),
-            disks_uri: Some(format!("tcp://{host}")),
-            dest_xml: Some(xml.clone()),
-            persist_xml: Some(xml),
-            ..Default::default()
-        };
-        let flags = virt::sys::VIR_MIGRATE_LIVE
-            | virt::sys::VIR_MIGRATE_PERSIST_DEST
-            | virt::sys::VIR_MIGRATE_UNDEFINE_SOURCE
-            | virt::sys::VIR_MIGRATE_NON_SHARED_INC;
-        dom.migrate3(dst.conn(), params, flags)
-            .map_err(|e| MachineError::from(err(&format!("cannot migrate {name} to {}", to.connect), e)))?;
-        Ok(Done::ok(format!("migrated live to {}", to.address)))
+        send_live(&self.lv, &Self::domain(m), &here, &self.templates, to)
     }
 
     fn finish_incoming(&self, plan: &Plan, m: &Machine, arrived: bool) -> Result<Done, MachineError> {
@@ -84,6 +48,47 @@ impl Migrate for LibvirtMachines<'_> {
             s => Err(MachineError::Failed(format!("expected it running here after the migration, found it {s}"))),
         }
     }
+}
+
+/// Sends the running domain `name` from `src` to the place `to` made
+/// ready, live: its definition's paths under `here` (the machine's
+/// directory at the sender) and `templates` (the sender's) rewritten to
+/// the receiver's, memory and the machine's own disks streamed to the
+/// receiver's address only. The caller holds both connections, so neither
+/// libvirt needs to reach the other.
+pub fn send_live(src: &Libvirt, name: &str, here: &Path, templates: &Path, to: &Incoming) -> Result<Done, MachineError> {
+    match src.state(name) {
+        PowerState::Running => {}
+        s => {
+            return Err(MachineError::Refused(format!(
+                "{s}: only a running machine migrates live (one that is not running moves cold, with its files)"
+            )))
+        }
+    }
+    let ip = address_of(&to.address)?;
+    // The receiving side names the URI: never one that runs a command.
+    safe_uri(&to.connect)?;
+    let dst = Libvirt::open(&to.connect).map_err(MachineError::from)?;
+    let dom = src.domain(name).map_err(MachineError::from)?;
+    let xml = dom
+        .xml_desc(virt::sys::VIR_DOMAIN_XML_MIGRATABLE | virt::sys::VIR_DOMAIN_XML_SECURE)
+        .map_err(|e| MachineError::from(err(&format!("cannot read {name}'s definition"), e)))?;
+    let xml = rewrite_paths(&xml, &[(here, &to.dir), (templates, &to.templates)]);
+    let host = match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let params = virt::domain::MigrateParameters {
+        uri: Some(format!("tcp://{host}")),
+        listen_address: Some(ip.to_string()),
+        disks_uri: Some(format!("tcp://{host}")),
+        dest_xml: Some(xml.clone()),
+        persist_xml: Some(xml),
+        ..Default::default()
+    };
+    let flags = virt::sys::VIR_MIGRATE_LIVE | virt::sys::VIR_MIGRATE_PERSIST_DEST | virt::sys::VIR_MIGRATE_UNDEFINE_SOURCE | virt::sys::VIR_MIGRATE_NON_SHARED_INC;
+    dom.migrate3(dst.conn(), params, flags).map_err(|e| MachineError::from(err(&format!("cannot migrate {name} to {}", to.address), e)))?;
+    Ok(Done::ok(format!("migrated live to {}", to.address)))
 }
 
 /// A libvirt URI this process may open on a peer's word: a local socket,

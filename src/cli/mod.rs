@@ -13,6 +13,7 @@ mod explain;
 mod fabric;
 mod fmt;
 mod list;
+mod migrate;
 mod output;
 mod parse;
 mod plan;
@@ -70,6 +71,8 @@ pub enum Command {
     Upgrade(upgrade::Args),
     /// Bring built hosts back to the recorded plan (configuration written anew).
     Reconfigure(reconfigure::Args),
+    /// Move a running host to another service host while it runs.
+    Migrate(migrate::Args),
     /// Service hosts: status, parallel commands.
     #[command(subcommand)]
     Fabric(fabric::Command),
@@ -102,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => diff::run(a, g),
         Command::Upgrade(a) => upgrade::run(a, g),
         Command::Reconfigure(a) => reconfigure::run(a, g),
+        Command::Migrate(a) => migrate::run(a, g),
         Command::Start(a) => start::run(a, g),
         Command::Stop(a) => stop::run(a, g),
         Command::Status(a) => status::run(a, g),

@@ -46,9 +46,6 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
     if a.dry_run {
         return super::output::upgrade(&u, a.json);
     }
-    if !a.live.is_empty() {
-        return super::context::usage("upgrade -l: moving hosts (live or not) is not done by upgrade yet; nothing was changed");
-    }
     if !a.json {
         print!("{}", mln::upgrade::preview(&u));
     }

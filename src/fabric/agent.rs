@@ -64,7 +64,10 @@ pub fn serve(opts: &Options) -> i32 {
     };
     // Work that changes things stops when the manager goes; questions
     // just get answered.
-    if matches!(req, Request::Build { .. } | Request::Start { .. } | Request::Stop { .. } | Request::Remove { .. } | Request::Upgrade { .. }) {
+    if matches!(
+        req,
+        Request::Build { .. } | Request::Start { .. } | Request::Stop { .. } | Request::Remove { .. } | Request::Upgrade { .. } | Request::Incoming { .. } | Request::Arrived { .. }
+    ) {
         watch_stdin();
     }
     let answer = handle(opts, req);
@@ -115,6 +118,11 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineErro
             let path = state.host_dir(&project, &host).map_err(|e| MachineError::Refused(e.to_string()))?.join("console.log");
             json(console_chunk(&path, offset).map_err(MachineError::Failed)?)
         }
+        Request::Locate { project, host } => {
+            let state = state()?;
+            let dir = state.host_dir(&project, &host).map_err(|e| MachineError::Refused(e.to_string()))?;
+            json(super::proto::Located { dir, templates: opts.templates.clone(), connect: opts.connect.clone() })
+        }
         Request::Receive { path, size, sha256, token, bind } => {
             let parts: Vec<&str> = path.split('/').collect();
             let target = crate::name::inside(&opts.templates, &parts).map_err(|e| MachineError::Refused(e.to_string()))?;
@@ -143,6 +151,8 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineErro
                 Request::Status { project, hosts } => json(rt.status(&project, &hosts)?),
                 Request::Remove { project } => json(rt.remove(&project)?),
                 Request::Upgrade { plan, file, opts } => json(rt.upgrade_or_build(&plan, Path::new(&file), &opts)?),
+                Request::Incoming { plan, host, address } => json(rt.receive(&plan, &host, &address)?),
+                Request::Arrived { plan, host, arrived } => json(vec![crate::machine::Outcome::of(&host, Ok(rt.arrived(&plan, &host, arrived)?))]),
                 _ => unreachable!("handled above"),
             }
         }
@@ -162,7 +172,7 @@ pub fn console_chunk(path: &Path, offset: u64) -> Result<super::proto::ConsoleCh
 fn op_project(r: &Request) -> &str {
     match r {
         Request::Build { plan, .. } => &plan.project,
-        Request::Upgrade { plan, .. } => &plan.project,
+        Request::Upgrade { plan, .. } | Request::Incoming { plan, .. } | Request::Arrived { plan, .. } => &plan.project,
         Request::Start { project, .. } | Request::Stop { project, .. } | Request::Status { project, .. } | Request::Remove { project } => project,
         _ => "",
     }

@@ -51,6 +51,11 @@ impl Places for FabricPlaces<'_> {
         self.local.local_uri()
     }
 
+    fn address(&self, place: Option<&str>) -> Option<String> {
+        let r = self.remotes.get(place?)?;
+        address_of(&r.server).map(|ip| ip.to_string())
+    }
+
     fn join_segments(&self, shares: &mut [(Option<String>, Plan)], t: &dyn Telemetry) {
         // Service hosts at their fabric addresses; this machine at the
         // address it reaches them from.

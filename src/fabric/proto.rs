@@ -26,6 +26,15 @@ pub enum Request {
     /// Bring the service host's share to this one (the agent compares it
     /// with the share it has recorded; none recorded: it builds it).
     Upgrade { plan: Plan, file: String, opts: crate::machine::UpgradeOptions },
+    /// Make ready to receive `host` of this share, running, from another
+    /// service host; the streams come to `address` (this host's). Answers
+    /// a `machine::Incoming`.
+    Incoming { plan: Plan, host: String, address: String },
+    /// The move of `host` ended: take it in (it arrived) or remove what
+    /// was made ready for it.
+    Arrived { plan: Plan, host: String, arrived: bool },
+    /// Where a host's files are here, for a move out (`Located`).
+    Locate { project: String, host: String },
     /// What a host's serial console printed from byte `offset` on.
     Console { project: String, host: String, offset: u64 },
     /// Sizes and SHA-256 of template entries (exact names).
@@ -112,6 +121,17 @@ pub enum Line {
     /// outcome inside `Ok` instead); typed, so a manager can tell whether
     /// to try again.
     Error(crate::machine::MachineError),
+}
+
+/// Where a host's files are on a service host.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Located {
+    /// The host's directory.
+    pub dir: std::path::PathBuf,
+    /// The templates directory.
+    pub templates: std::path::PathBuf,
+    /// The libvirt URI the agent uses.
+    pub connect: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 
 mod error;
 pub mod hooks;
+mod migrate;
 pub mod places;
 mod status;
 mod upgrade;

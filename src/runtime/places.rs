@@ -22,6 +22,12 @@ pub trait Places: Sync {
         let _ = t;
         shares.iter().map(|_| Ok(())).collect()
     }
+    /// The address a place is reached at by the other places (its
+    /// fabric address); None where unknown.
+    fn address(&self, place: Option<&str>) -> Option<String> {
+        let _ = place;
+        None
+    }
     /// Tells each share how its switches reach the same switches on the
     /// other places (one network per switch across places). Where every
     /// place is this machine there is nothing to join; an agent keeps the

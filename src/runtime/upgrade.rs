@@ -68,15 +68,41 @@ impl Runtime<'_> {
             (None, Some((new, _))) if or_build => return Ok((crate::upgrade::diff(new, new).map_err(RuntimeError::Upgrade)?, Vec::new())),
             (None, _) => return Err(crate::state::StateError::NoProject(project.to_string()).into()),
         };
-        let recorded_plan = rec.plan.clone();
+        let (recorded_plan, recorded_file) = (rec.plan.clone(), std::path::PathBuf::from(&rec.file));
         let (new, file): (&Plan, &Path) = match to {
             Some(t) => t,
-            None => (&recorded_plan, Path::new(&rec.file)),
+            None => (&recorded_plan, &recorded_file),
         };
         if rec.phase == Phase::Building {
             return Err(RuntimeError::Refused(format!("project {} is still being built: finish that first (mln build -f {})", rec.name, rec.file)));
         }
         let mut u = crate::upgrade::diff(&rec.plan, new).map_err(RuntimeError::Upgrade)?;
+        // Hosts to move live (`-l`) move first, each as `mln migrate` moves
+        // it; the rest of their change is then an upgrade like any other.
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        let live: Vec<(String, Option<String>)> = u
+            .hosts
+            .iter()
+            .filter(|d| d.class == Class::Migrate && opts.live.contains(&d.host))
+            .map(|d| (d.host.clone(), new.hosts.iter().find(|h| h.name == d.host).and_then(|h| h.service_host.clone())))
+            .collect();
+        let rec = if live.is_empty() {
+            rec
+        } else {
+            for (h, to) in &live {
+                let moved = match to {
+                    Some(to) => self.migrate_locked(project, h, to),
+                    None => Err(RuntimeError::Refused("moving a host from a service host to this machine is not done: name a service host".into())),
+                };
+                match moved {
+                    Ok(o) => outcomes.extend(o),
+                    Err(e) => outcomes.push(Outcome::failed(h, &crate::machine::MachineError::from(e))),
+                }
+            }
+            let rec = self.state.require(project)?;
+            u = crate::upgrade::diff(&rec.plan, new).map_err(RuntimeError::Upgrade)?;
+            rec
+        };
         for d in u.hosts.iter_mut().filter(|d| d.class == Class::Unchanged && opts.reconfigure.contains(&d.host)) {
             d.class = Class::GuestConfig;
             d.why = "configured again from the recorded plan".into();
@@ -89,13 +115,12 @@ impl Runtime<'_> {
             Class::Migrate => Class::Unchanged,
             c => c,
         };
-        let mut outcomes: Vec<Outcome> = Vec::new();
         // A host that moves stays where it is, as it was, for now.
         let moving: Vec<&str> = u.hosts.iter().filter(|d| d.class == Class::Migrate).map(|d| d.host.as_str()).collect();
         for h in &moving {
             let from = rec.plan.hosts.iter().find(|x| x.name == *h).and_then(|x| x.service_host.clone());
             outcomes.extend(tag(
-                vec![Outcome::failed(h, &crate::machine::MachineError::Refused("moving a host to another service host (a migration) is not done by upgrade yet".into()))],
+                vec![Outcome::failed(h, &crate::machine::MachineError::Refused("it moves to another service host: a running host moves live with `-l HOST` (moving it stopped, with its files, is not done yet)".into()))],
                 &from,
             ));
         }

@@ -1,0 +1,249 @@
+//! `migrate`: one host of a built project moved, running, to another
+//! place. The receiving place prepares (its files, the switches it now
+//! carries), the sending place sends (memory and the machine's own disks
+//! go straight between the two), the receiving place takes the host into
+//! its record; then the record here says where the host is, and every
+//! place is brought to the project as it is now: the sender forgets the
+//! host and its files, switches are joined anew where they gained or lost
+//! a place.
+//!
+//! A marker in the project's directory says a move was begun, so a re-run
+//! after an interruption (kill -9 included) first finds out where the
+//! machine is: arrived (it is taken in and the rest finished), or still
+//! at home (what the receiver prepared is removed and the move is done
+//! again). There is one running copy at every moment: libvirt stops the
+//! sender's only once the receiver's runs.
+
+use super::{all_failed, share, tag, Runtime, RuntimeError};
+use crate::machine::{Done, Machine, MachineError, Outcome, PowerState, UpgradeOptions};
+use crate::plan::{Host, Plan};
+use crate::state::{HostRecord, Phase, ProjectRecord};
+use crate::upgrade::Class;
+
+impl Runtime<'_> {
+    /// Moves `host` of `project` to the service host `to` while it runs.
+    /// The outcomes: the host's, then any place's that failed to catch up.
+    pub fn migrate(&self, project: &str, host: &str, to: &str) -> Result<Vec<Outcome>, RuntimeError> {
+        let _lock = self.state.lock(project)?;
+        self.migrate_locked(project, host, to)
+    }
+
+    /// `migrate`, the project's lock held by the caller.
+    pub(super) fn migrate_locked(&self, project: &str, host: &str, to: &str) -> Result<Vec<Outcome>, RuntimeError> {
+        let rec = self.state.require(project)?;
+        if rec.phase == Phase::Building {
+            return Err(RuntimeError::Refused(format!("project {project} is still being built: finish that first (mln build -f {})", rec.file)));
+        }
+        let h = rec
+            .plan
+            .hosts
+            .iter()
+            .find(|h| h.name == host)
+            .ok_or_else(|| RuntimeError::Refused(format!("project {project} has no host {}", crate::term::escape(host))))?;
+        let from = h.service_host.clone();
+        let dest = Some(to.to_string());
+        let mut moved = h.clone();
+        moved.service_host = dest.clone();
+        let after = with_host(&rec.plan, &moved);
+        let marker = self.state.project_dir(project)?.join(format!("moving-{host}"));
+        let label = |o: Outcome| tag(vec![o], &dest);
+
+        if from == dest {
+            // There already: what a run interrupted after the record left
+            // undone (the sender's copy, switches) is finished now.
+            let mut out = label(Outcome::of(host, Ok(Done::ok(format!("on {to} already")))));
+            out.extend(self.catch_up(&rec, &rec.plan, &after, &from));
+            let _ = std::fs::remove_file(&marker);
+            return Ok(out);
+        }
+        let src = self.places.backend(from.as_deref())?;
+        let dst = self.places.backend(dest.as_deref())?;
+        let (sm, dm) = (src.migrate()?, dst.migrate()?);
+        let incoming_share = self.share_at(&after, &dest);
+        let m_here = Machine { project, host: h };
+        let m_there = Machine { project, host: &moved };
+
+        // A move begun before: where is the machine now?
+        let mut arrived = false;
+        if marker.exists() {
+            arrived = dm.finish_incoming(&incoming_share, &m_there, true).is_ok();
+            if !arrived {
+                // Still at home: what the receiver prepared goes first.
+                let _ = dm.finish_incoming(&incoming_share, &m_there, false);
+            }
+        }
+        if !arrived {
+            match src.power()?.state(&m_here)? {
+                PowerState::Running => {}
+                s => {
+                    return Err(RuntimeError::Refused(format!(
+                        "{host} is {s} on {}: only a running host moves live (a stopped one moves cold, which mln does not do yet)",
+                        from.as_deref().unwrap_or("this machine")
+                    )))
+                }
+            }
+            // The receiver gets what a build there would need first.
+            let only: Plan = Plan { hosts: vec![moved.clone()], ..incoming_share.clone() };
+            if let Some(Err(e)) = self.places.before_build(&[(dest.clone(), only)], self.telemetry).into_iter().next() {
+                return Ok(label(Outcome::failed(host, &e)));
+            }
+            let address = self.places.address(dest.as_deref()).unwrap_or_default();
+            std::fs::create_dir_all(marker.parent().expect("a project directory has a parent"))
+                .and_then(|_| std::fs::write(&marker, to))
+                .map_err(|e| RuntimeError::Refused(format!("cannot write {}: {e}", marker.display())))?;
+            let incoming = match dm.prepare_incoming(&incoming_share, &m_there, &address) {
+                Ok(i) => i,
+                Err(e) => {
+                    let _ = dm.finish_incoming(&incoming_share, &m_there, false);
+                    let _ = std::fs::remove_file(&marker);
+                    return Ok(label(Outcome::failed(host, &e)));
+                }
+            };
+            self.telemetry.note(Some(host), &format!("moving live to {to}"));
+            let sent = sm.send(&m_here, &incoming);
+            let finished = dm.finish_incoming(&incoming_share, &m_there, sent.is_ok());
+            match (sent, finished) {
+                (Ok(_), Ok(_)) => arrived = true,
+                (Err(e), _) => {
+                    // Still running at home; nothing of it is left there.
+                    let _ = std::fs::remove_file(&marker);
+                    self.state.journal(project, "migrate", Some(host), false, &e.to_string());
+                    return Ok(tag(vec![Outcome::failed(host, &e)], &from));
+                }
+                (Ok(_), Err(e)) => {
+                    // Sent, but the receiver could not take it in: the
+                    // marker stays, and a re-run finds it there.
+                    return Ok(label(Outcome::failed(host, &MachineError::Failed(format!("sent to {to}, but: {e}; run the same command again")))));
+                }
+            }
+        }
+        debug_assert!(arrived);
+        // Where it is, here; then every place catches up with that.
+        let mut places = rec.places.clone();
+        if !places.contains(&to.to_string()) {
+            places.push(to.to_string());
+        }
+        let now = ProjectRecord { plan: after.clone(), places, ..rec.clone() };
+        self.state.save_project(&now)?;
+        self.state.record_hosts(project, &[HostRecord { host: host.to_string(), place: dest.clone(), phase: Phase::Built }])?;
+        let _ = std::fs::remove_file(&marker);
+        self.state.journal(project, "migrate", Some(host), true, &format!("to {to}"));
+        let mut out = label(Outcome::of(host, Ok(Done::ok(format!("moved live to {to}")))));
+        out.extend(self.catch_up(&now, &rec.plan, &after, &from));
+        Ok(out)
+    }
+
+    /// A place's share of `plan`, its switches joined as every place's
+    /// share of `plan` has them.
+    fn share_at(&self, plan: &Plan, place: &Option<String>) -> Plan {
+        let mut shares = self.shares(plan);
+        let i = shares.iter().position(|(p, _)| p == place);
+        match i {
+            Some(i) => shares.swap_remove(i).1,
+            None => share(plan, &[]),
+        }
+    }
+
+    fn shares(&self, plan: &Plan) -> Vec<(Option<String>, Plan)> {
+        let hosts: Vec<&Host> = plan.hosts.iter().collect();
+        let mut shares: Vec<(Option<String>, Plan)> = super::by_place(&hosts).into_iter().map(|(p, hs)| (p, share(plan, &hs))).collect();
+        self.places.join_segments(&mut shares, self.telemetry);
+        shares
+    }
+
+    /// Every place brought to `after` from `before`: the one the host
+    /// left forgets it (domain and files), switches are joined anew. A
+    /// service host compares with its own record, so a re-run finishes
+    /// what an interrupted one left. Returns the failures only.
+    fn catch_up(&self, rec: &ProjectRecord, before: &Plan, after: &Plan, left: &Option<String>) -> Vec<Outcome> {
+        let (old, new) = (self.shares(before), self.shares(after));
+        let mut places: Vec<Option<String>> = rec.places.iter().cloned().map(Some).collect();
+        for p in old.iter().chain(&new).map(|(p, _)| p.clone()) {
+            if !places.contains(&p) {
+                places.push(p);
+            }
+        }
+        if !places.contains(left) {
+            places.push(left.clone());
+        }
+        let find = |shares: &[(Option<String>, Plan)], p: &Option<String>| shares.iter().find(|(q, _)| q == p).map(|(_, s)| s.clone()).unwrap_or_else(|| share(after, &[]));
+        std::thread::scope(|s| {
+            let running: Vec<_> = places
+                .iter()
+                .map(|p| {
+                    let (o, n) = (find(&old, p), find(&new, p));
+                    s.spawn(move || {
+                        let classes: Vec<(String, Class)> = o
+                            .hosts
+                            .iter()
+                            .map(|h| (h.name.clone(), if n.hosts.iter().any(|x| x.name == h.name) { Class::Unchanged } else { Class::Remove }))
+                            .chain(n.hosts.iter().filter(|h| !o.hosts.iter().any(|x| x.name == h.name)).map(|h| (h.name.clone(), Class::Unchanged)))
+                            .collect();
+                        match self.places.backend(p.as_deref()) {
+                            Ok(b) => tag(b.upgrade_all(&o, &n, &classes, &UpgradeOptions::default(), self.telemetry), p),
+                            Err(e) => all_failed(&o.hosts.iter().collect::<Vec<_>>(), p, &e),
+                        }
+                    })
+                })
+                .collect();
+            running.into_iter().flat_map(|r| r.join().unwrap_or_default()).filter(|o| !o.ok()).collect()
+        })
+    }
+
+    /// On the receiving place: make ready for `host` (an agent's part of a
+    /// move).
+    pub fn receive(&self, plan: &Plan, host: &str, address: &str) -> Result<crate::machine::Incoming, RuntimeError> {
+        let _lock = self.state.lock(&plan.project)?;
+        let h = one_host(plan, host)?;
+        let b = self.places.backend(None)?;
+        Ok(b.migrate()?.prepare_incoming(plan, &Machine { project: &plan.project, host: h }, address)?)
+    }
+
+    /// On the receiving place: the move ended; if the host arrived it is
+    /// taken into this place's record (its share, switches as given).
+    pub fn arrived(&self, plan: &Plan, host: &str, arrived: bool) -> Result<Done, RuntimeError> {
+        let _lock = self.state.lock(&plan.project)?;
+        let h = one_host(plan, host)?;
+        let b = self.places.backend(None)?;
+        let done = b.migrate()?.finish_incoming(plan, &Machine { project: &plan.project, host: h }, arrived)?;
+        if arrived {
+            let rec = match self.state.project(&plan.project)? {
+                Some(mut rec) => {
+                    rec.plan = with_host(&rec.plan, h);
+                    for sw in &plan.switches {
+                        match rec.plan.switches.iter_mut().find(|s| s.name == sw.name) {
+                            Some(s) => *s = sw.clone(),
+                            None => rec.plan.switches.push(sw.clone()),
+                        }
+                    }
+                    rec
+                }
+                None => ProjectRecord {
+                    name: plan.project.clone(),
+                    phase: Phase::Built,
+                    file: String::new(),
+                    connect: self.places.local_uri(),
+                    plan: Plan { hooks: Default::default(), ..plan.clone() },
+                    places: vec![],
+                },
+            };
+            self.state.save_project(&rec)?;
+            self.state.record_hosts(&plan.project, &[HostRecord { host: host.to_string(), place: None, phase: Phase::Built }])?;
+        }
+        Ok(done)
+    }
+}
+
+/// `plan` with `h` in place of the host of its name (or added).
+fn with_host(plan: &Plan, h: &Host) -> Plan {
+    let mut p = plan.clone();
+    match p.hosts.iter_mut().find(|x| x.name == h.name) {
+        Some(x) => *x = h.clone(),
+        None => p.hosts.push(h.clone()),
+    }
+    p
+}
+
+fn one_host<'p>(plan: &'p Plan, host: &str) -> Result<&'p Host, RuntimeError> {
+    plan.hosts.iter().find(|h| h.name == host).ok_or_else(|| RuntimeError::Refused(format!("the plan sent has no host {}", crate::term::escape(host))))
+}
