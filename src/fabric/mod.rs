@@ -21,6 +21,7 @@ pub mod remote;
 pub mod segment;
 pub mod ssh;
 pub mod tree;
+pub mod tunnel;
 
 pub use config::{Fabric, Server};
 pub use error::FabricError;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 /// `MLN_LOG=mln::fabric::timing=debug`.
 const TIMING: &str = "mln::fabric::timing";
 
-struct Checker {
+pub(super) struct Checker {
     server: Server,
     verdict: Arc<Mutex<Option<String>>>,
     start: Instant,
@@ -112,7 +112,8 @@ fn judge(s: &Server, key: &russh::keys::PublicKey) -> Result<(), String> {
 }
 
 pub struct Conn {
-    handle: client::Handle<Checker>,
+    /// Shared with the tasks of its forwards (`tunnel`), which open channels on their own.
+    pub(super) handle: Arc<client::Handle<Checker>>,
     pub server: Server,
     start: Instant,
 }
@@ -207,7 +208,7 @@ async fn connect_inner(server: &Server) -> Result<Conn, FabricError> {
     tracing::debug!(target: TIMING, host = %server.name, ms = ms(start), "ssh session keyed");
     let done = |handle| {
         tracing::debug!(target: TIMING, host = %server.name, ms = ms(start), "authenticated");
-        Ok(Conn { handle, server: server.clone(), start })
+        Ok(Conn { handle: Arc::new(handle), server: server.clone(), start })
     };
     let mut tried = Vec::new();
     if let Ok(mut agent) = russh::keys::agent::client::AgentClient::connect_env().await {
