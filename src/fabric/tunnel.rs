@@ -23,7 +23,9 @@ const SYSTEM_SOCKET: &str = "/run/libvirt/libvirt-sock";
 /// The forwarding runs as tasks of the tokio runtime `forward_unix` was
 /// awaited in, so that runtime must go on running while the socket is
 /// used: a multi-thread runtime does so on its workers even while the
-/// thread that made the forward blocks in libvirt. Dropping it stops
+/// thread that made the forward blocks in libvirt. It keeps the SSH
+/// session open while it lives, even if its `Conn` is dropped (not if the
+/// `Conn` is closed or the session is lost). Dropping it stops
 /// accepting, ends the connections in flight and removes the socket and
 /// its directory; libvirt connections opened through it must be closed
 /// first.
