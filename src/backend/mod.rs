@@ -9,7 +9,7 @@ pub mod domain;
 pub mod kvm;
 pub mod libvirt;
 pub mod machines;
-mod migrate;
+pub mod migrate;
 pub mod probes;
 mod provision;
 pub mod template;

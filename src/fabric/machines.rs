@@ -17,6 +17,9 @@ pub struct RemoteMachines {
     pub server: Server,
     rt: tokio::runtime::Handle,
     agent: Mutex<Option<Arc<Agent>>>,
+    /// Tunnels to this host's libvirt held while a machine moves here
+    /// (the sender's libvirt reaches it through them).
+    incoming: Mutex<Vec<super::tunnel::UnixForward>>,
     /// The managing machine's templates: a share names each by the exact
     /// entry found there (what was sent).
     templates: PathBuf,
@@ -24,7 +27,7 @@ pub struct RemoteMachines {
 
 impl RemoteMachines {
     pub fn new(server: Server, rt: tokio::runtime::Handle, templates: PathBuf) -> RemoteMachines {
-        RemoteMachines { server, rt, agent: Mutex::new(None), templates }
+        RemoteMachines { server, rt, agent: Mutex::new(None), incoming: Mutex::new(Vec::new()), templates }
     }
 
     /// The agent, attached on first use and kept.
@@ -99,6 +102,9 @@ impl Backend for RemoteMachines {
         Ok(self)
     }
     fn provision(&self) -> Result<&dyn Provision, MachineError> {
+        Ok(self)
+    }
+    fn migrate(&self) -> Result<&dyn crate::machine::Migrate, MachineError> {
         Ok(self)
     }
 
@@ -192,6 +198,54 @@ impl Provision for RemoteMachines {
     }
     fn finish_remove(&self, _: &str) -> Vec<Outcome> {
         vec![]
+    }
+}
+
+impl RemoteMachines {
+    /// A libvirt connection to this host's daemon through the fabric's
+    /// SSH (its socket forwarded here), and the forward to keep while the
+    /// connection is used.
+    fn libvirt_through_ssh(&self, connect: &str) -> Result<(super::tunnel::UnixForward, String), MachineError> {
+        let sock = super::tunnel::libvirt_socket(connect).map_err(MachineError::from)?;
+        let agent = self.agent()?;
+        let fwd = self.rt.block_on(agent.conn.forward_unix(&sock)).map_err(MachineError::from)?;
+        let uri = format!("qemu+unix:///system?socket={}", fwd.path.display());
+        Ok((fwd, uri))
+    }
+}
+
+/// A move between service hosts, held from this machine: the receiver's
+/// agent makes ready and takes the machine in, the sender's libvirt and
+/// the receiver's are both reached through SSH tunnels, and libvirt
+/// streams memory and disks between the two hosts directly (to the
+/// receiver's fabric address only).
+impl crate::machine::Migrate for RemoteMachines {
+    fn prepare_incoming(&self, plan: &Plan, m: &Machine, address: &str) -> Result<crate::machine::Incoming, MachineError> {
+        let req = Request::Incoming { plan: self.for_agent(plan), host: m.host.name.clone(), address: address.to_string() };
+        let mut incoming: crate::machine::Incoming = self.call(&req, &crate::progress::Quiet)?;
+        let (fwd, uri) = self.libvirt_through_ssh(&incoming.connect)?;
+        incoming.connect = uri;
+        self.incoming.lock().unwrap_or_else(|p| p.into_inner()).push(fwd);
+        Ok(incoming)
+    }
+
+    fn send(&self, m: &Machine, to: &crate::machine::Incoming) -> Result<Done, MachineError> {
+        let req = Request::Locate { project: m.project.to_string(), host: m.host.name.clone() };
+        let here: super::proto::Located = self.call(&req, &crate::progress::Quiet)?;
+        let (_fwd, uri) = self.libvirt_through_ssh(&here.connect)?;
+        let src = crate::backend::libvirt::Libvirt::open(&uri).map_err(MachineError::from)?;
+        let name = crate::backend::domain::domain_name(m.project, &m.host.name);
+        let r = crate::backend::migrate::send_live(&src, &name, &here.dir, &here.templates, to);
+        // The connection goes before its tunnel.
+        drop(src);
+        r
+    }
+
+    fn finish_incoming(&self, plan: &Plan, m: &Machine, arrived: bool) -> Result<Done, MachineError> {
+        let req = Request::Arrived { plan: self.for_agent(plan), host: m.host.name.clone(), arrived };
+        let r = self.call::<Vec<Outcome>>(&req, &crate::progress::Quiet).and_then(Self::one);
+        self.incoming.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        r
     }
 }
 
