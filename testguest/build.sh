@@ -15,6 +15,10 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,proc,sys,dev,etc,tmp,modules,seed}
 cp /bin/busybox "$root/bin/busybox"
 cp "$here/init" "$root/init"
+# Helpers for a project's startup commands (mln-reach, mln-recv,
+# mln-send): commands with no `$` in them, which MLN would read as a
+# variable.
+cp "$here"/bin/mln-* "$root/bin/"
 
 # Modules for virtio disks and network, the FAT seed, the ACPI power
 # button as an input device (for acpid) and the memory balloon (a live

@@ -393,6 +393,11 @@ fn filesystem_templates_are_configured_in_place() {
     assert_eq!(a["hostname"], "web");
     assert_eq!(a["addresses"], serde_json::json!(["eth0=10.44.0.7/24"]));
     assert_eq!(a["users"], serde_json::json!(["ann"]));
+    // Its startup commands (/etc/mln/startup.sh) ran once it was configured.
+    m.wait_all("fst", &["web"], 60, |c| c.contains("mln-testguest: startup commands exited 0"));
+    let console = m.console("fst", "web");
+    let applied_at = console.find("MLN-APPLIED").unwrap();
+    assert!(console[applied_at..].lines().any(|l| l.trim() == "hello"), "{console}");
     // The template itself is untouched.
     assert_eq!(mln::guest::fstemplate::read(&fs.join("disk.img"), "/etc/hostname").as_deref(), Some("template\n"));
     // A graceful stop runs the host's shutdown commands; these hang, so -w
@@ -578,4 +583,68 @@ fn an_upgrade_applies_each_class_and_leaves_the_rest_running() {
 /// The last configuration the guest reported applying.
 fn c_applied_last(console: &str) -> serde_json::Value {
     console.lines().rev().find_map(|l| l.trim().strip_prefix("MLN-APPLIED ")).and_then(|j| serde_json::from_str(j).ok()).unwrap()
+}
+
+/// What the guest's `mln-reach` said: each address and whether it answered.
+fn reach_all(console: &str) -> Option<serde_json::Value> {
+    console.lines().find_map(|l| l.trim().strip_prefix("MLN-REACH-ALL ")).and_then(|j| serde_json::from_str(j).ok())
+}
+
+/// The lines the guest's `mln-recv` got: each line's number and length.
+fn lines_got(console: &str) -> Vec<(u64, usize)> {
+    console
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.trim().strip_prefix("MLN-GOT ")?.split_whitespace();
+            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A host's `startup` commands run in the guest at boot (cloud-init's
+/// bootcmd; the test guest runs them too), and the test guest's helpers for
+/// them work: two guests on one switch reach each other and one streams
+/// full-size TCP segments to the other, every line arriving whole and in
+/// order.
+#[test]
+#[ignore = "slow: boots QEMU guests; run with --ignored"]
+fn startup_commands_run_and_two_guests_stream_over_their_switch() {
+    let m = Mln::new();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("streams.mln");
+    let host = |name: &str, addr: &str, startup: &[String]| {
+        let lines: String = startup.iter().map(|l| format!("        {l}\n")).collect();
+        format!("host {name} {{\n    superclass node\n    network eth0 {{\n        address {addr}\n    }}\n    startup {{\n{lines}    }}\n}}\n")
+    };
+    let (a_recv, a_send) = ("10.6.1.1", "10.6.1.2");
+    let text = [
+        "global {\n    project streams\n}\nswitch lan {\n}\nsuperclass node {\n    template mln-testguest\n    memory 128M\n    network eth0 {\n        switch lan\n        netmask 255.255.255.0\n    }\n}\n".to_string(),
+        host("recv", a_recv, &[format!("mln-reach {a_send}"), "mln-recv 5000".into()]),
+        host("send", a_send, &[format!("mln-reach {a_recv}"), format!("mln-send {a_recv} 5000")]),
+    ]
+    .concat();
+    std::fs::write(&project, text).unwrap();
+    m.ok(&["build", "-f", project.to_str().unwrap()]);
+    m.ok(&["start", "-p", "streams"]);
+    m.wait_all("streams", &["recv", "send"], 240, |c| reach_all(c).is_some());
+    assert_eq!(reach_all(&m.console("streams", "recv")).unwrap(), serde_json::json!({ a_send: true }));
+    assert_eq!(reach_all(&m.console("streams", "send")).unwrap(), serde_json::json!({ a_recv: true }));
+    // 40 lines: 8 s of the stream.
+    m.wait_all("streams", &["recv"], 180, |c| lines_got(c).len() >= 40);
+    let recv = m.console("streams", "recv");
+    let got = lines_got(&recv);
+    assert!(got.iter().all(|&(_, len)| len == 3000), "lines cut or merged: {got:?}");
+    let numbers: Vec<u64> = got.iter().map(|&(n, _)| n).collect();
+    assert_eq!(numbers[0], 0, "{numbers:?}");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "a gap or a repeat: {numbers:?}");
+    let send = m.console("streams", "send");
+    assert!(send.contains("MLN-SEND-CONNECTED 0") && send.contains("MLN-SENT 30"), "{send}");
+    assert!(!send.contains("MLN-SEND-BROKEN"), "{send}");
+    // The startup commands run in the background: the receiver's, which
+    // never end, do not hold up its counter.
+    let n = last_counter(&recv).unwrap();
+    m.wait_all("streams", &["recv"], 30, |c| last_counter(c).is_some_and(|k| k > n));
+    assert!(!recv.contains("startup commands exited"), "mln-recv ended: {recv}");
+    m.ok(&["remove", "-p", "streams"]);
+    assert!(domains(&m).is_empty());
 }
