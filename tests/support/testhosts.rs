@@ -210,7 +210,7 @@ impl Lab {
     /// A fabric configuration for the lab's hosts; `extra` is appended.
     pub fn fabric(&self, extra: &str) -> PathBuf {
         let mut t = format!(
-            "[defaults]\nuser = \"root\"\nidentity = [\"{}\"]\nknown_hosts = \"{}\"\nconnect_timeout = 10\n",
+            "[defaults]\nuser = \"root\"\nidentity = [\"{}\"]\nknown_hosts = \"{}\"\nconnect_timeout = 30\n",
             self.key.display(),
             self.known_hosts.display()
         );
