@@ -610,9 +610,9 @@ fn lines_got(console: &str) -> Vec<(u64, usize)> {
         .collect()
 }
 
-/// A host's `startup` commands run in the guest at boot (cloud-init's
-/// bootcmd; the test guest runs them too), and the test guest's helpers for
-/// them work: two guests on one switch reach each other and one streams
+/// A host's `startup` commands run in the guest at boot (the seed's
+/// /etc/mln/startup.sh, which a cloud-init per-boot script runs; the test
+/// guest runs it too), and the test guest's helpers for them work: two guests on one switch reach each other and one streams
 /// full-size TCP segments to the other, every line arriving whole and in
 /// order.
 #[test]

@@ -27,7 +27,14 @@ fn seed_carries_hostname_addresses_users_and_files() {
     assert_eq!(ud["chpasswd"]["users"][0]["type"], "hash");
     assert_eq!(ud["write_files"][0]["path"], "/etc/motd");
     assert_eq!(ud["write_files"][0]["content"], "Welcome to the lab.\n");
-    assert_eq!(ud["bootcmd"][1], "sysctl -w net.ipv4.ip_forward=1; echo forwarding");
+    let file = |path: &str| ud["write_files"].as_array().unwrap().iter().find(|f| f["path"] == path).unwrap_or_else(|| panic!("no {path}")).clone();
+    let startup = file("/etc/mln/startup.sh");
+    assert!(startup["content"].as_str().unwrap().contains("\nsysctl -w net.ipv4.ip_forward=1; echo forwarding\n"), "{startup}");
+    assert_eq!(startup["permissions"], "0755");
+    // Run at every boot, after the configuration, in the background.
+    let per_boot = file("/var/lib/cloud/scripts/per-boot/mln-startup");
+    assert!(per_boot["content"].as_str().unwrap().contains("/etc/mln/startup.sh > /var/log/mln-startup.log 2>&1 &"), "{per_boot}");
+    assert!(ud.get("bootcmd").is_none(), "bootcmd would hold up the boot until the commands end");
     assert_eq!(ud["mounts"][0], serde_json::json!(["10.0.0.5:/export/data", "/data", "nfs", "rw,hard"]));
     let net = parse(&s.network_config);
     assert_eq!(net["version"], 2);
@@ -44,8 +51,8 @@ fn static_addresses_and_plugin_files_reach_the_seed() {
     assert_eq!(net["ethernets"]["eth0"]["routes"][0]["via"], "128.39.74.1");
     let ud = parse(&s.user_data);
     let paths: Vec<&str> = ud["write_files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, ["/var/spool/torque/server_name", "/var/spool/torque/server_priv/nodes", "/etc/exports"]);
-    assert_eq!(ud["bootcmd"][0], "exportfs -ra");
+    assert_eq!(paths, ["/var/spool/torque/server_name", "/var/spool/torque/server_priv/nodes", "/etc/exports", "/etc/mln/startup.sh", "/var/lib/cloud/scripts/per-boot/mln-startup"]);
+    assert!(ud["write_files"][3]["content"].as_str().unwrap().contains("exportfs -ra"));
 }
 
 #[test]

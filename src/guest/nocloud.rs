@@ -117,13 +117,24 @@ fn user_data(h: &Host, files: &[String]) -> Value {
             "content": "[Unit]\nDescription=mln shutdown commands\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\nExecStop=/etc/mln/shutdown.sh\n\n[Install]\nWantedBy=multi-user.target\n",
         }));
     }
-    if !write_files.is_empty() {
-        ud.insert("write_files".into(), Value::Array(write_files));
-    }
-    // `startup` runs at every boot, as in MLN: that is cloud-init's bootcmd.
+    // `startup` runs at every boot once the guest is configured, as MLN's
+    // rc.local did, and in the background: a command that never ends (a
+    // server, a job) must not hold up the boot, as cloud-init's bootcmd
+    // would (it also runs before files and users are written).
     let startup: Vec<&String> = h.startup.iter().chain(h.plugins.values().flat_map(|o| o.startup.iter())).collect();
     if !startup.is_empty() {
-        ud.insert("bootcmd".into(), json!(startup));
+        let lines: Vec<&str> = startup.iter().map(|s| s.as_str()).collect();
+        write_files.push(json!({
+            "path": "/etc/mln/startup.sh", "permissions": "0755",
+            "content": format!("#!/bin/sh\n{}\n", lines.join("\n")),
+        }));
+        write_files.push(json!({
+            "path": "/var/lib/cloud/scripts/per-boot/mln-startup", "permissions": "0755",
+            "content": "#!/bin/sh\nnohup /etc/mln/startup.sh > /var/log/mln-startup.log 2>&1 &\n",
+        }));
+    }
+    if !write_files.is_empty() {
+        ud.insert("write_files".into(), Value::Array(write_files));
     }
     if !h.shutdown.is_empty() {
         ud.insert("runcmd".into(), json!(["systemctl enable --now mln-shutdown.service || true"]));
