@@ -517,6 +517,7 @@ fn an_upgrade_applies_each_class_and_leaves_the_rest_running() {
         host("cfg", 3, ""),
         host("gone", 4, ""),
         host("grow", 6, &format!("    template mln-testguest-disk\n    size {}M\n", base_mib + 16)),
+        host("redisk", 7, ""),
     ]
     .concat();
     let v2 = [
@@ -526,6 +527,9 @@ fn an_upgrade_applies_each_class_and_leaves_the_rest_running() {
         host("cfg", 3, ann),
         host("fresh", 5, ""),
         host("grow", 6, &format!("    template mln-testguest-disk\n    size {}M\n", base_mib + 48)),
+        // Another template: a new disk (this one has a root disk, the
+        // other had none).
+        host("redisk", 7, "    template mln-testguest-disk\n"),
     ]
     .concat();
     let dir = tempfile::tempdir().unwrap();
@@ -535,7 +539,7 @@ fn an_upgrade_applies_each_class_and_leaves_the_rest_running() {
     let (f1, f2) = (f1.to_str().unwrap(), f2.to_str().unwrap());
     m.ok(&["build", "-f", f1]);
     m.ok(&["start", "-p", "up"]);
-    let all = ["keep", "mem", "cfg", "gone", "grow"];
+    let all = ["keep", "mem", "cfg", "gone", "grow", "redisk"];
     m.wait_all("up", &all, 240, |c| applied(c).is_some() && sees(c).is_some());
     let keep_id = domid(&m, "keep.up");
     let mem_before = sees(&m.console("up", "mem")).unwrap()["mem_kib"].as_u64().unwrap();
@@ -546,14 +550,15 @@ fn an_upgrade_applies_each_class_and_leaves_the_rest_running() {
     let preview: serde_json::Value = serde_json::from_str(&m.ok(&["upgrade", "-f", f2, "-s", "--json"])).unwrap();
     let class = |h: &str| preview.as_array().unwrap().iter().find(|d| d["host"] == h).map(|d| d["class"].as_str().unwrap().to_string());
     assert_eq!(
-        ["keep", "mem", "cfg", "gone", "fresh", "grow"].map(|h| class(h).unwrap_or_default()),
-        ["unchanged", "live", "guest-config", "remove", "add", "disk"]
+        ["keep", "mem", "cfg", "gone", "fresh", "grow", "redisk"].map(|h| class(h).unwrap_or_default()),
+        ["unchanged", "live", "guest-config", "remove", "add", "disk", "disk"]
     );
-    assert_eq!(domains(&m), ["cfg.up", "gone.up", "grow.up", "keep.up", "mem.up"]);
+    assert_eq!(domains(&m), ["cfg.up", "gone.up", "grow.up", "keep.up", "mem.up", "redisk.up"]);
+    let redisk_before = sees(&m.console("up", "redisk")).unwrap()["disks"].as_str().unwrap().to_string();
 
     let out = m.ok(&["upgrade", "-f", f2, "-S"]);
     assert!(out.contains("~ mem") && out.contains("+ fresh"), "the preview comes first:\n{out}");
-    assert_eq!(domains(&m), ["cfg.up", "fresh.up", "grow.up", "keep.up", "mem.up"]);
+    assert_eq!(domains(&m), ["cfg.up", "fresh.up", "grow.up", "keep.up", "mem.up", "redisk.up"]);
     // live: the guest gives memory back to the balloon.
     m.wait_all("up", &["mem"], 60, |c| sees(c).and_then(|s| s["mem_kib"].as_u64()).is_some_and(|k| k < mem_before));
     // guest-config with -S: restarted, it applied its new configuration.
@@ -563,6 +568,17 @@ fn an_upgrade_applies_each_class_and_leaves_the_rest_running() {
     // disk: the running guest sees its disk grow.
     m.wait_all("up", &["grow"], 60, |c| sees(c).is_some_and(|s| disk_sectors(&s, "vda") > grow_before));
     assert_eq!(disk_sectors(&sees(&m.console("up", "grow")).unwrap(), "vda"), (base_mib + 48) << 11);
+    // disk, from another template: restarted on a new disk of its own
+    // (one disk more than its seed), configured as before; the old disk,
+    // kept until then, is gone.
+    m.wait_all("up", &["redisk"], 180, |c| c.matches("MLN-GUEST-UP").count() >= 2 && c.matches("MLN-APPLIED").count() >= 2);
+    m.wait_all("up", &["redisk"], 60, |c| c.rsplit("MLN-GUEST-UP").next().is_some_and(|after| sees(after).is_some()));
+    let after = m.console("up", "redisk");
+    let disks_after = sees(after.rsplit("MLN-GUEST-UP").next().unwrap()).unwrap()["disks"].as_str().unwrap().to_string();
+    assert_eq!(disks_after.split_whitespace().count(), redisk_before.split_whitespace().count() + 1, "{redisk_before} -> {disks_after}");
+    assert_eq!(c_applied_last(&after)["hostname"], "redisk");
+    let dir = m.state.path().join("projects/up/redisk");
+    assert!(dir.join("disk.qcow2").exists() && !dir.join("disk.qcow2.old").exists(), "{:?}", std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>());
     // add: built and started (-S), configured.
     m.wait_all("up", &["fresh"], 180, |c| applied(c).is_some());
     assert_eq!(applied(&m.console("up", "fresh")).unwrap()["hostname"], "fresh");

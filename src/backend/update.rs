@@ -11,7 +11,7 @@ use super::libvirt::err;
 use super::machines::LibvirtMachines;
 use crate::machine::{Done, Machine, MachineError, Power, PowerState, Provision, StopMode, Update, UpgradeOptions};
 use crate::plan::{Host, Plan};
-use crate::state::ResourceKind;
+use crate::state::{Resource, ResourceKind};
 use crate::upgrade::Class;
 use std::time::Duration;
 
@@ -47,28 +47,72 @@ impl Update for LibvirtMachines<'_> {
         // ones of other kinds too (a disk grown and a kernel changed).
         let mut has = crate::upgrade::classes_of(old, h);
         has.insert(class);
-        if has.contains(&Class::Disk) {
-            new_disk_refused(old, h)?;
-        }
+        let new_disk = if has.contains(&Class::Disk) { new_disk_for(old, h)? } else { Vec::new() };
         let running = was == PowerState::Running;
         let fs_template = super::provision::uses_fs_template(&p, h);
-        // A filesystem template's files are written into the disk itself:
-        // never under a running guest.
-        let stop_first = running && (has.contains(&Class::Restart) || (has.contains(&Class::GuestConfig) && fs_template));
+        // A filesystem template's files are written into the disk itself,
+        // and a disk is replaced: never under a running guest.
+        let stop_first = running && (has.contains(&Class::Restart) || (has.contains(&Class::GuestConfig) && fs_template) || !new_disk.is_empty());
+        let name = domain_name(m.project, &h.name);
         let mut said = Vec::new();
         if stop_first {
             let d = self.stop(m, StopMode::Graceful { wait: Some(SHUTDOWN_WAIT) })?;
             said.push(format!("stopped ({})", d.message));
         }
-        if has.contains(&Class::Disk) {
+        // The old disks are set aside, not removed, until the host works
+        // with its new ones; put back if it does not.
+        let mut aside = Vec::new();
+        let old_xml = self.lv.domain(&name).ok().and_then(|d| d.xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE).ok());
+        if !new_disk.is_empty() {
+            aside = self.set_aside(m, old, h)?;
+            said.push(format!("new disk ({} changed; the old one kept until the host works)", new_disk.join(", ")));
+        } else if has.contains(&Class::Disk) {
             said.push(self.grow_disk(&p, m, running && !stop_first)?);
         }
+        match self.finish_update(&p, plan, old, m, &has, opts, running, stop_first, fs_template, class) {
+            Ok(more) => {
+                said.extend(more);
+                self.drop_aside(m, &aside);
+                Ok(Done::ok(said.join("; ")))
+            }
+            Err(e) if !aside.is_empty() => {
+                let back = self.put_back(m, &aside, old_xml.as_deref());
+                Err(MachineError::Failed(format!("{e}; the old disks are back{}", back.err().map(|b| format!(" (but: {b})")).unwrap_or_default())))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn retire(&self, project: &str, host: &str, opts: &UpgradeOptions) -> Result<Done, MachineError> {
+        self.retire_host(project, host, opts)
+    }
+}
+
+impl LibvirtMachines<'_> {
+    /// What follows the disks in an update: configuration, definition,
+    /// live changes, the restart the change needs.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_update(
+        &self,
+        p: &super::machines::Prepared,
+        plan: &Plan,
+        old: &Host,
+        m: &Machine,
+        has: &std::collections::BTreeSet<Class>,
+        opts: &UpgradeOptions,
+        running: bool,
+        stop_first: bool,
+        fs_template: bool,
+        class: Class,
+    ) -> Result<Vec<String>, MachineError> {
+        let h = m.host;
+        let mut said = Vec::new();
         // The guest's configuration is written only when it is to be
         // applied, and never into the disk of a running guest.
         let xml = if running && !stop_first && fs_template {
-            super::provision::definition(self, &p, plan, h)?
+            super::provision::definition(self, p, plan, h)?
         } else {
-            super::provision::reconfigure(self, &p, plan, h)?
+            super::provision::reconfigure(self, p, plan, h)?
         };
         let name = domain_name(m.project, &h.name);
         let xml = self.keep_vnc_secret(&name, h, xml)?;
@@ -92,10 +136,60 @@ impl Update for LibvirtMachines<'_> {
         if said.is_empty() {
             said.push("definition updated".into());
         }
-        Ok(Done::ok(said.join("; ")))
+        Ok(said)
     }
 
-    fn retire(&self, project: &str, host: &str, opts: &UpgradeOptions) -> Result<Done, MachineError> {
+    /// The host's disks that a new one replaces, renamed `NAME.old` (and
+    /// recorded, so `remove` finds them): its root disk, and its swap disk
+    /// if that changed. Run again after an interruption, a disk already
+    /// set aside stays the old one and what was made since is dropped.
+    fn set_aside(&self, m: &Machine, old: &Host, new: &Host) -> Result<Vec<std::path::PathBuf>, MachineError> {
+        let dir = self.state.host_dir(m.project, &new.name)?;
+        let mut names = vec!["disk.qcow2", "disk.img"];
+        if old.swap_mib != new.swap_mib {
+            names.push("swap.img");
+        }
+        let mut out = Vec::new();
+        for n in names {
+            let (now, aside) = (dir.join(n), dir.join(format!("{n}.old")));
+            if aside.exists() {
+                let _ = std::fs::remove_file(&now);
+            } else if now.exists() {
+                self.state.record(m.project, &Resource { host: new.name.clone(), kind: ResourceKind::Disk, ident: aside.display().to_string() })?;
+                std::fs::rename(&now, &aside).map_err(|e| MachineError::Failed(format!("cannot set {} aside: {e}", now.display())))?;
+            } else {
+                continue;
+            }
+            out.push(aside);
+        }
+        Ok(out)
+    }
+
+    /// The old disks, no longer needed: removed and forgotten.
+    fn drop_aside(&self, m: &Machine, aside: &[std::path::PathBuf]) {
+        for a in aside {
+            if std::fs::remove_file(a).is_ok() || !a.exists() {
+                let _ = self.state.forget_resource(m.project, &Resource { host: m.host.name.clone(), kind: ResourceKind::Disk, ident: a.display().to_string() });
+            }
+        }
+    }
+
+    /// The old disks back in place of the new ones, and the old definition.
+    fn put_back(&self, m: &Machine, aside: &[std::path::PathBuf], old_xml: Option<&str>) -> Result<(), MachineError> {
+        let _ = self.lv.destroy(&domain_name(m.project, &m.host.name));
+        for a in aside {
+            let orig = a.with_extension("");
+            let _ = std::fs::remove_file(&orig);
+            std::fs::rename(a, &orig).map_err(|e| MachineError::Failed(format!("cannot put {} back: {e}", orig.display())))?;
+            let _ = self.state.forget_resource(m.project, &Resource { host: m.host.name.clone(), kind: ResourceKind::Disk, ident: a.display().to_string() });
+        }
+        if let Some(xml) = old_xml {
+            self.lv.define(xml).map_err(MachineError::from)?;
+        }
+        Ok(())
+    }
+
+    fn retire_host(&self, project: &str, host: &str, opts: &UpgradeOptions) -> Result<Done, MachineError> {
         let mut kept = Vec::new();
         if opts.keep_disks {
             let name = domain_name(project, host);
@@ -221,28 +315,22 @@ impl LibvirtMachines<'_> {
     }
 }
 
-/// Only a grown disk is made in place; a disk from another template, or
-/// of another kind, would be a new disk (not built yet).
-fn new_disk_refused(old: &Host, new: &Host) -> Result<(), MachineError> {
-    let changed: Vec<&str> = [
+/// What changed that needs a new disk (none: a grown one is grown in
+/// place). LVM disks are not built at all, so never made anew either.
+fn new_disk_for(old: &Host, new: &Host) -> Result<Vec<&'static str>, MachineError> {
+    if old.lvm_vg != new.lvm_vg || old.lvm_options != new.lvm_options {
+        return Err(MachineError::Refused("lvm changed: LVM disks are not supported (book: backends)".into()));
+    }
+    Ok([
         ("template", old.template != new.template),
         ("free_space", old.free_space_mib != new.free_space_mib),
         ("swap", old.swap_mib != new.swap_mib),
         ("disk mode", old.disk_mode != new.disk_mode),
-        ("lvm", old.lvm_vg != new.lvm_vg || old.lvm_options != new.lvm_options),
     ]
     .into_iter()
     .filter(|(_, c)| *c)
     .map(|(n, _)| n)
-    .collect();
-    if changed.is_empty() {
-        Ok(())
-    } else {
-        Err(MachineError::Refused(format!(
-            "{} changed: that needs a new disk, which upgrade does not make yet (only a grown `size` is applied in place)",
-            changed.join(", ")
-        )))
-    }
+    .collect())
 }
 
 /// The `<interface>` element of `xml` with MAC address `mac`.
