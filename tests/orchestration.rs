@@ -627,7 +627,7 @@ fn a_failed_send_leaves_the_host_running_where_it_was_and_nothing_prepared() {
     pos(&log, "s1: not_arrived a1");
     assert_eq!((r.places.here.machine("lab", "a1"), r.places.s1.machine("lab", "a1")), (PowerState::Running, PowerState::Absent));
     assert_eq!(r.state.require("lab").unwrap().plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host, None);
-    assert!(!r.state.project_dir("lab").unwrap().join("moving-a1").exists());
+    assert!(!r.state.project_dir("lab").unwrap().join(".moving-a1").exists());
 }
 
 #[test]
@@ -640,7 +640,7 @@ fn a_move_interrupted_after_the_send_is_finished_by_a_rerun() {
     assert!(!out[0].ok() && out[0].message.contains("again"), "{out:?}");
     // The record still has it at home; the marker says a move was begun.
     assert_eq!(r.state.require("lab").unwrap().plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host, None);
-    assert!(r.state.project_dir("lab").unwrap().join("moving-a1").exists());
+    assert!(r.state.project_dir("lab").unwrap().join(".moving-a1").exists());
     r.places.s1.heal("arrived", "a1");
     r.take_log();
     let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
@@ -650,7 +650,7 @@ fn a_move_interrupted_after_the_send_is_finished_by_a_rerun() {
     pos(&log, "s1: arrived a1");
     pos(&log, "here: retire a1");
     assert_eq!(r.state.require("lab").unwrap().plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host.as_deref(), Some("s1"));
-    assert!(!r.state.project_dir("lab").unwrap().join("moving-a1").exists());
+    assert!(!r.state.project_dir("lab").unwrap().join(".moving-a1").exists());
 }
 
 #[test]
@@ -674,4 +674,48 @@ fn an_upgrade_moves_the_hosts_named_live_and_applies_the_rest() {
     pos(&log, "s1: update a1 live");
     assert_eq!(r.places.s1.machine("lab", "a1"), PowerState::Running);
     assert_eq!(r.places.here.machine("lab", "router"), PowerState::Running);
+}
+
+#[test]
+fn a_move_interrupted_before_the_send_is_done_once_by_a_rerun() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    // Killed after the marker was written, before anything was sent.
+    let marker = r.state.project_dir("lab").unwrap().join(".moving-a1");
+    std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+    std::fs::write(&marker, r#"{"from":null,"to":"s1"}"#).unwrap();
+    // Meanwhile, nothing else may take a1 for gone or missing anywhere.
+    let e = r.run(None, |rt| rt.remove("lab")).unwrap_err();
+    assert!(e.to_string().contains("was begun and not finished"), "{e}");
+    let e = r.run(None, |rt| rt.upgrade(&r.plan, Path::new("lab.mln"), &Default::default())).unwrap_err();
+    assert!(e.to_string().contains("mln migrate -p lab -h a1 --to s1"), "{e}");
+    let e = r.run(None, |rt| rt.migrate("lab", "a1", "s2")).unwrap_err();
+    assert!(e.to_string().contains("to s1 was begun"), "{e}");
+    r.take_log();
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    let log = r.take_log();
+    assert_eq!(log.iter().filter(|l| l.ends_with("send a1")).count(), 1, "sent once: {log:#?}");
+    assert_eq!((r.places.here.machine("lab", "a1"), r.places.s1.machine("lab", "a1")), (PowerState::Absent, PowerState::Running));
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_place_that_could_not_let_go_is_finished_by_a_rerun() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    // The move itself works; this machine cannot remove its copy yet.
+    r.places.here.fail("retire", "a1");
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    assert!(out[0].ok() && out.iter().any(|o| !o.ok() && o.host == "a1" && o.place.is_none()), "{out:?}");
+    let marker = r.state.project_dir("lab").unwrap().join(".moving-a1");
+    assert!(marker.exists(), "the marker stays until every place caught up");
+    r.places.here.heal("retire", "a1");
+    r.take_log();
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    assert!(out.iter().all(Outcome::ok) && out[0].message.contains("already"), "{out:?}");
+    pos(&r.take_log(), "here: retire a1");
+    assert!(!marker.exists());
 }

@@ -93,7 +93,7 @@ impl Backend for LibvirtMachines<'_> {
         if let Ok(Some(rec)) = self.state.project(project) {
             let used = |sw: &&crate::plan::Switch| hosts.iter().any(|h| h.interfaces.iter().any(|i| i.switch.as_deref() == Some(&sw.name)));
             for sw in rec.plan.switches.iter().filter(used) {
-                if let Err(e) = super::provision::switch(self, project, sw, t) {
+                if let Err(e) = super::provision::switch(self, project, sw, false, t) {
                     t.note(None, &format!("switch {}: {e}", sw.name));
                 }
             }

@@ -70,10 +70,18 @@ pub fn send_live(src: &Libvirt, name: &str, here: &Path, templates: &Path, to: &
     safe_uri(&to.connect)?;
     let dst = Libvirt::open(&to.connect).map_err(MachineError::from)?;
     let dom = src.domain(name).map_err(MachineError::from)?;
+    // Paused: left so by a migration interrupted at its end (mln has no
+    // pause of its own). It runs on here until it has moved.
+    if matches!(dom.state(), Ok((s, _)) if s.is_any(vec![virt::domain::DomainState::Paused])) {
+        dom.resume().map_err(|e| MachineError::from(err(&format!("cannot resume {name}, found paused"), e)))?;
+    }
     let xml = dom
         .xml_desc(virt::sys::VIR_DOMAIN_XML_MIGRATABLE | virt::sys::VIR_DOMAIN_XML_SECURE)
         .map_err(|e| MachineError::from(err(&format!("cannot read {name}'s definition"), e)))?;
     let xml = rewrite_paths(&xml, &[(here, &to.dir), (templates, &to.templates)]);
+    // The definition comes from the sending host, which the receiving
+    // host need not trust: only what a machine of mln's may hold goes.
+    check_definition(&xml, to)?;
     let host = match ip {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
@@ -89,6 +97,60 @@ pub fn send_live(src: &Libvirt, name: &str, here: &Path, templates: &Path, to: &
     let flags = virt::sys::VIR_MIGRATE_LIVE | virt::sys::VIR_MIGRATE_PERSIST_DEST | virt::sys::VIR_MIGRATE_UNDEFINE_SOURCE | virt::sys::VIR_MIGRATE_NON_SHARED_INC;
     dom.migrate3(dst.conn(), params, flags).map_err(|e| MachineError::from(err(&format!("cannot migrate {name} to {}", to.address), e)))?;
     Ok(Done::ok(format!("migrated live to {}", to.address)))
+}
+
+/// Refuses a definition that reaches outside the machine's own files on
+/// the receiving host: devices or options that hand the guest host
+/// resources or run commands, a file outside its directory and the
+/// templates, an emulator that is not QEMU.
+fn check_definition(xml: &str, to: &Incoming) -> Result<(), MachineError> {
+    let refuse = |why: String| Err(MachineError::Refused(format!("the definition sent for the move: {why}")));
+    for bad in ["qemu:commandline", "qemu:capabilities", "qemu:override", "<hostdev", "<filesystem", "<redirdev", "<smartcard", "<shmem", "<hub"] {
+        if xml.contains(bad) {
+            return refuse(format!("it holds {}, which a machine of mln's never has", bad.trim_start_matches('<')));
+        }
+    }
+    let (dir, templates) = (escape_xml(&to.dir.to_string_lossy()), escape_xml(&to.templates.to_string_lossy()));
+    let ours = |v: &str| {
+        let under = |root: &str| v.strip_prefix(root).is_some_and(|rest| rest.starts_with('/') || rest.is_empty());
+        (under(&dir) || under(&templates)) && !v.split('/').any(|c| c == ".." || c == ".")
+    };
+    let mut values: Vec<(String, String)> = Vec::new();
+    for attr in ["file", "path", "dir"] {
+        for q in ['\'', '"'] {
+            let pat = format!(" {attr}={q}");
+            for (i, _) in xml.match_indices(&pat) {
+                let rest = &xml[i + pat.len()..];
+                values.push((attr.to_string(), rest[..rest.find(q).unwrap_or(rest.len())].to_string()));
+            }
+        }
+    }
+    for el in ["kernel", "initrd", "loader", "nvram", "emulator"] {
+        let open = format!("<{el}");
+        for (i, _) in xml.match_indices(&open) {
+            let rest = &xml[i + open.len()..];
+            let Some(start) = rest.find('>') else { continue };
+            if rest[..start].ends_with('/') {
+                continue;
+            }
+            let body = &rest[start + 1..];
+            values.push((el.to_string(), body[..body.find('<').unwrap_or(body.len())].trim().to_string()));
+        }
+    }
+    for (what, v) in values {
+        let ok = match what.as_str() {
+            "emulator" => {
+                let name = v.rsplit('/').next().unwrap_or("");
+                (v.starts_with("/usr/bin/") || v.starts_with("/usr/libexec/")) && (name.starts_with("qemu-system-") || name == "qemu-kvm") && !v.contains("..")
+            }
+            "loader" => ours(&v) || v == "/usr/lib/xen/boot/hvmloader",
+            _ => ours(&v),
+        };
+        if !ok {
+            return refuse(format!("{what} {} is outside the machine's files there", crate::term::escape(&v)));
+        }
+    }
+    Ok(())
 }
 
 /// A libvirt URI this process may open on a peer's word: a local socket,
@@ -148,6 +210,28 @@ mod tests {
             "<disk><source file='/b/q/h/disk.qcow2'/></disk><kernel>/u/k/vmlinuz</kernel>\
              <serial><source path=\"/b/q/h/console.log\"/></serial><x file='/a/p/h2/disk'/><y>/b/q/h</y>"
         );
+    }
+
+    #[test]
+    fn a_definition_from_the_sender_reaches_only_the_machines_own_files() {
+        let to = Incoming { connect: String::new(), address: "10.0.0.2".into(), dir: "/var/lib/mln/projects/p/h".into(), templates: "/var/lib/mln/templates".into() };
+        let good = "<domain><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>\
+                    <disk><source file='/var/lib/mln/projects/p/h/disk.qcow2'/><backingStore><source file='/var/lib/mln/templates/t/disk.qcow2'/></backingStore></disk>\
+                    <serial type='file'><source path='/var/lib/mln/projects/p/h/console.log'/></serial></devices>\
+                    <os><kernel>/var/lib/mln/templates/t/vmlinuz</kernel><initrd>/var/lib/mln/templates/t/initrd.gz</initrd></os></domain>";
+        assert!(check_definition(good, &to).is_ok(), "{:?}", check_definition(good, &to));
+        for bad in [
+            good.replace("/var/lib/mln/projects/p/h/disk.qcow2", "/etc/shadow"),
+            good.replace("/var/lib/mln/projects/p/h/console.log", "/var/lib/mln/projects/p/h/../../../../../root/.ssh/authorized_keys"),
+            good.replace("/var/lib/mln/projects/p/h/console.log", "/var/lib/mln/projects/p/h2/console.log"),
+            good.replace("/usr/bin/qemu-system-x86_64", "/bin/sh"),
+            good.replace("<os>", "<os><loader>/tmp/evil</loader>"),
+            good.replace("</devices>", "<hostdev mode='subsystem' type='pci'/></devices>"),
+            good.replace("</domain>", "<qemu:commandline><qemu:arg value='-x'/></qemu:commandline></domain>"),
+            good.replace("<kernel>/var/lib/mln/templates/t/vmlinuz", "<kernel>/boot/vmlinuz"),
+        ] {
+            assert!(matches!(check_definition(&bad, &to), Err(MachineError::Refused(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -56,15 +56,19 @@ pub(super) fn prepare(m: &Machines, plan: &Plan, t: &dyn Telemetry) -> Result<Pr
 fn bridges(m: &Machines, plan: &Plan, t: &dyn Telemetry) -> Result<HashMap<String, Option<String>>, MachineError> {
     let mut out = HashMap::new();
     for sw in &plan.switches {
-        out.insert(sw.name.clone(), switch(m, &plan.project, sw, t)?);
+        out.insert(sw.name.clone(), switch(m, &plan.project, sw, true, t)?);
     }
     Ok(out)
 }
 
 /// One switch made ready on this machine: its bridge's name, or None
 /// (user-mode networking). Each resource is recorded before it is made.
-pub(super) fn switch(m: &Machines, project: &str, sw: &crate::plan::Switch, t: &dyn Telemetry) -> Result<Option<String>, MachineError> {
+/// With `prune`, a port the switch no longer needs (it is on this machine
+/// alone now) is removed; a start, which reads a record that may lack the
+/// segments, only adds what is missing.
+pub(super) fn switch(m: &Machines, project: &str, sw: &crate::plan::Switch, prune: bool, t: &dyn Telemetry) -> Result<Option<String>, MachineError> {
     if sw.attach {
+        attachable(&sw.bridge)?;
         // Someone else's bridge: used as it is, never made or removed.
         if !super::bridge::exists(&sw.bridge) {
             t.note(None, &format!("switch {}: bridge {} does not exist on this machine: its guests cannot start until it does", sw.name, crate::term::escape(&sw.bridge)));
@@ -77,23 +81,46 @@ pub(super) fn switch(m: &Machines, project: &str, sw: &crate::plan::Switch, t: &
         t.note(None, &format!("switch {}: cannot make bridge {name} ({e}); its interfaces use user-mode networking", sw.name));
         return Ok(None);
     }
-    if let Some(seg) = &sw.segment {
-        m.state.record(project, &Resource { host: String::new(), kind: ResourceKind::Tunnel, ident: super::vxlan::name(&name) })?;
-        match super::vxlan::ensure(&name, seg) {
-            Ok(Some(warning)) => t.note(None, &format!("switch {}: {warning}", sw.name)),
-            Ok(None) => {}
-            Err(e) => return Err(MachineError::from(e)),
+    let port = super::vxlan::name(&name);
+    match &sw.segment {
+        Some(seg) => {
+            m.state.record(project, &Resource { host: String::new(), kind: ResourceKind::Tunnel, ident: port })?;
+            match super::vxlan::ensure(&name, seg) {
+                Ok(Some(warning)) => t.note(None, &format!("switch {}: {warning}", sw.name)),
+                Ok(None) => {}
+                Err(e) => return Err(MachineError::from(e)),
+            }
         }
+        None if prune && super::bridge::exists(&port) => {
+            super::vxlan::remove(&port)?;
+            m.state.forget_resource(project, &Resource { host: String::new(), kind: ResourceKind::Tunnel, ident: port })?;
+        }
+        None => {}
     }
     Ok(Some(name))
 }
 
-fn nic(i: &crate::plan::Interface, switches: &std::collections::HashMap<String, Option<String>>) -> Nic {
-    match (&i.switch, &i.bridge) {
-        (Some(sw), _) => switches.get(sw).cloned().flatten().map(Nic::Bridge).unwrap_or(Nic::User),
-        (None, Some(b)) => Nic::Bridge(b.clone()),
-        (None, None) => Nic::User,
+/// A bridge a project may attach its guests to: not one of mln's own
+/// (each project's switches are its alone).
+pub(super) fn attachable(bridge: &str) -> Result<(), MachineError> {
+    if bridge.starts_with("mln") || bridge.starts_with("mlx") {
+        return Err(MachineError::Refused(format!(
+            "bridge {}: names starting with mln or mlx are mln's own switches and ports; a project attaches only to bridges of the machine",
+            crate::term::escape(bridge)
+        )));
     }
+    Ok(())
+}
+
+fn nic(i: &crate::plan::Interface, switches: &std::collections::HashMap<String, Option<String>>) -> Result<Nic, MachineError> {
+    Ok(match (&i.switch, &i.bridge) {
+        (Some(sw), _) => switches.get(sw).cloned().flatten().map(Nic::Bridge).unwrap_or(Nic::User),
+        (None, Some(b)) => {
+            attachable(b)?;
+            Nic::Bridge(b.clone())
+        }
+        (None, None) => Nic::User,
+    })
 }
 
 /// What this backend cannot build, whatever the template.
@@ -317,7 +344,7 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
         swap: swap_path,
         kernel: kernel_of(h, t, &dir)?,
         console_log: dir.join("console.log"),
-        nics: h.interfaces.iter().map(|i| nic(i, switches)).collect(),
+        nics: h.interfaces.iter().map(|i| nic(i, switches)).collect::<Result<_, _>>()?,
     };
     Ok(Made { spec, dir, template: t.name.clone(), fs_template })
 }

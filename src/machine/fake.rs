@@ -13,6 +13,8 @@ pub struct Fake {
     /// Where calls are logged too, shared with others (hooks, other
     /// fakes) so a test sees one order of everything.
     shared: Option<std::sync::Arc<Mutex<Vec<String>>>>,
+    /// Unique to this fake: what it is reached at for a move.
+    id: u64,
 }
 
 #[derive(Default)]
@@ -26,7 +28,8 @@ struct Inner {
 
 impl Fake {
     pub fn new(name: &str) -> Fake {
-        Fake { inner: Mutex::default(), name: name.to_string(), shared: None }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Fake { inner: Mutex::default(), name: name.to_string(), shared: None, id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
     }
     /// Logs every call also into `log`, as `NAME: op host`.
     pub fn logging_to(mut self, log: std::sync::Arc<Mutex<Vec<String>>>) -> Fake {
@@ -237,15 +240,29 @@ impl Provision for Fake {
     }
 }
 
+impl Fake {
+    fn reached_at(&self) -> String {
+        format!("fake://{}#{}", self.name, self.id)
+    }
+}
+
+/// Machines sent by any fake and not yet taken in: a receiver says a
+/// machine arrived only if one was sent (as libvirt's receiving side
+/// finds a domain there only after a send).
+fn in_flight() -> &'static Mutex<std::collections::HashSet<(String, String, String)>> {
+    static SENT: std::sync::OnceLock<Mutex<std::collections::HashSet<(String, String, String)>>> = std::sync::OnceLock::new();
+    SENT.get_or_init(Default::default)
+}
+
 /// A fake machine "arrives" at the fake that prepared for it when told so
-/// by `finish_incoming`; the sender only forgets it.
+/// by `finish_incoming`, if a fake sent it; the sender only forgets it.
 impl Migrate for Fake {
     fn prepare_incoming(&self, plan: &Plan, m: &Machine, address: &str) -> Result<Incoming, MachineError> {
         if self.machine(&plan.project, &m.host.name) != PowerState::Absent {
             return Err(MachineError::Refused(format!("{} is here already", m.host.name)));
         }
         self.step("prepare_incoming", &plan.project, &m.host.name)?;
-        Ok(Incoming { connect: format!("fake://{}", self.name), address: address.to_string(), dir: Default::default(), templates: Default::default() })
+        Ok(Incoming { connect: self.reached_at(), address: address.to_string(), dir: Default::default(), templates: Default::default() })
     }
     fn send(&self, m: &Machine, to: &Incoming) -> Result<Done, MachineError> {
         let s = self.machine(m.project, &m.host.name);
@@ -254,10 +271,19 @@ impl Migrate for Fake {
         }
         self.step("send", m.project, &m.host.name)?;
         self.set(m.project, &m.host.name, PowerState::Absent);
+        in_flight().lock().unwrap_or_else(|p| p.into_inner()).insert((to.connect.clone(), m.project.to_string(), m.host.name.clone()));
         Ok(Done::ok(format!("migrated live to {}", to.connect)))
     }
     fn finish_incoming(&self, plan: &Plan, m: &Machine, arrived: bool) -> Result<Done, MachineError> {
+        let key = (self.reached_at(), plan.project.clone(), m.host.name.clone());
+        let here = self.machine(&plan.project, &m.host.name) == PowerState::Running;
+        if arrived && !here && !in_flight().lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+            return Err(MachineError::Failed(format!("{} is not here", m.host.name)));
+        }
         self.step(if arrived { "arrived" } else { "not_arrived" }, &plan.project, &m.host.name)?;
+        if arrived {
+            in_flight().lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        }
         self.set(&plan.project, &m.host.name, if arrived { PowerState::Running } else { PowerState::Absent });
         Ok(Done::ok(if arrived { "arrived" } else { "removed what was prepared" }))
     }

@@ -45,15 +45,27 @@ impl Runtime<'_> {
         let mut moved = h.clone();
         moved.service_host = dest.clone();
         let after = with_host(&rec.plan, &moved);
-        let marker = self.state.project_dir(project)?.join(format!("moving-{host}"));
+        let marker = marker_path(self.state, project, host)?;
+        let pending = read_marker(&marker)?;
+        if let Some(p) = pending.as_ref().filter(|p| p.to != to) {
+            return Err(RuntimeError::Refused(format!(
+                "a move of {host} to {} was begun and not finished: finish it first (mln migrate -p {project} -h {host} --to {})",
+                p.to, p.to
+            )));
+        }
         let label = |o: Outcome| tag(vec![o], &dest);
 
         if from == dest {
             // There already: what a run interrupted after the record left
-            // undone (the sender's copy, switches) is finished now.
+            // undone (the place it left, switches) is finished now.
+            let left = pending.map(|p| p.from).unwrap_or_else(|| from.clone());
+            let before = with_host(&rec.plan, &Host { service_host: left.clone(), ..moved.clone() });
             let mut out = label(Outcome::of(host, Ok(Done::ok(format!("on {to} already")))));
-            out.extend(self.catch_up(&rec, &rec.plan, &after, &from));
-            let _ = std::fs::remove_file(&marker);
+            let behind = self.catch_up(&rec, &before, &after, &left);
+            if behind.is_empty() {
+                let _ = std::fs::remove_file(&marker);
+            }
+            out.extend(behind);
             return Ok(out);
         }
         let src = self.places.backend(from.as_deref())?;
@@ -65,7 +77,7 @@ impl Runtime<'_> {
 
         // A move begun before: where is the machine now?
         let mut arrived = false;
-        if marker.exists() {
+        if pending.is_some() {
             arrived = dm.finish_incoming(&incoming_share, &m_there, true).is_ok();
             if !arrived {
                 // Still at home: what the receiver prepared goes first.
@@ -79,7 +91,7 @@ impl Runtime<'_> {
                     return Err(RuntimeError::Refused(format!(
                         "{host} is {s} on {}: only a running host moves live (a stopped one moves cold, which mln does not do yet)",
                         from.as_deref().unwrap_or("this machine")
-                    )))
+                    )));
                 }
             }
             // The receiver gets what a build there would need first.
@@ -88,9 +100,15 @@ impl Runtime<'_> {
                 return Ok(label(Outcome::failed(host, &e)));
             }
             let address = self.places.address(dest.as_deref()).unwrap_or_default();
-            std::fs::create_dir_all(marker.parent().expect("a project directory has a parent"))
-                .and_then(|_| std::fs::write(&marker, to))
-                .map_err(|e| RuntimeError::Refused(format!("cannot write {}: {e}", marker.display())))?;
+            // Recorded before anything is made there: the receiver is a
+            // place of the project (so `remove` visits it), and the
+            // marker says where the host goes from and to.
+            if !rec.places.contains(&to.to_string()) {
+                let mut places = rec.places.clone();
+                places.push(to.to_string());
+                self.state.save_project(&ProjectRecord { places, ..rec.clone() })?;
+            }
+            write_marker(&marker, &Move { from: from.clone(), to: to.to_string() })?;
             let incoming = match dm.prepare_incoming(&incoming_share, &m_there, &address) {
                 Ok(i) => i,
                 Err(e) => {
@@ -104,11 +122,17 @@ impl Runtime<'_> {
             let finished = dm.finish_incoming(&incoming_share, &m_there, sent.is_ok());
             match (sent, finished) {
                 (Ok(_), Ok(_)) => arrived = true,
-                (Err(e), _) => {
+                (Err(e), Ok(_)) => {
                     // Still running at home; nothing of it is left there.
                     let _ = std::fs::remove_file(&marker);
                     self.state.journal(project, "migrate", Some(host), false, &e.to_string());
                     return Ok(tag(vec![Outcome::failed(host, &e)], &from));
+                }
+                (Err(e), Err(f)) => {
+                    // The send failed, yet the receiver would not let go
+                    // (it may have arrived after all): the marker stays,
+                    // and a re-run finds out where it is.
+                    return Ok(label(Outcome::failed(host, &MachineError::Failed(format!("{e}; and {to} says: {f}; run the same command again")))));
                 }
                 (Ok(_), Err(e)) => {
                     // Sent, but the receiver could not take it in: the
@@ -118,7 +142,8 @@ impl Runtime<'_> {
             }
         }
         debug_assert!(arrived);
-        // Where it is, here; then every place catches up with that.
+        // Where it is, here; then every place catches up with that; the
+        // marker goes only when they all did.
         let mut places = rec.places.clone();
         if !places.contains(&to.to_string()) {
             places.push(to.to_string());
@@ -126,11 +151,39 @@ impl Runtime<'_> {
         let now = ProjectRecord { plan: after.clone(), places, ..rec.clone() };
         self.state.save_project(&now)?;
         self.state.record_hosts(project, &[HostRecord { host: host.to_string(), place: dest.clone(), phase: Phase::Built }])?;
-        let _ = std::fs::remove_file(&marker);
         self.state.journal(project, "migrate", Some(host), true, &format!("to {to}"));
         let mut out = label(Outcome::of(host, Ok(Done::ok(format!("moved live to {to}")))));
-        out.extend(self.catch_up(&now, &rec.plan, &after, &from));
+        let behind = self.catch_up(&now, &rec.plan, &after, &from);
+        if behind.is_empty() {
+            let _ = std::fs::remove_file(&marker);
+        }
+        out.extend(behind);
         Ok(out)
+    }
+
+    /// Hosts of `project` whose move was begun and not finished.
+    pub(super) fn unfinished_moves(&self, project: &str) -> Vec<(String, String)> {
+        let Ok(dir) = self.state.project_dir(project) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.strip_prefix(MARKER)?.to_string();
+                let m = read_marker(&e.path()).ok()??;
+                Some((name, m.to))
+            })
+            .collect()
+    }
+
+    /// Refused while a move is unfinished: another command could take the
+    /// moving host for removed or missing at one of its places.
+    pub(super) fn no_unfinished_moves(&self, project: &str, except: &[String]) -> Result<(), RuntimeError> {
+        match self.unfinished_moves(project).into_iter().find(|(h, _)| !except.contains(h)) {
+            Some((h, to)) => Err(RuntimeError::Refused(format!(
+                "a move of {h} to {to} was begun and not finished: finish it first (mln migrate -p {project} -h {h} --to {to})"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// A place's share of `plan`, its switches joined as every place's
@@ -193,6 +246,7 @@ impl Runtime<'_> {
     /// On the receiving place: make ready for `host` (an agent's part of a
     /// move).
     pub fn receive(&self, plan: &Plan, host: &str, address: &str) -> Result<crate::machine::Incoming, RuntimeError> {
+        crate::name::check_plan(plan).map_err(|e| RuntimeError::Refused(format!("refusing the plan: {e}")))?;
         let _lock = self.state.lock(&plan.project)?;
         let h = one_host(plan, host)?;
         let b = self.places.backend(None)?;
@@ -202,10 +256,19 @@ impl Runtime<'_> {
     /// On the receiving place: the move ended; if the host arrived it is
     /// taken into this place's record (its share, switches as given).
     pub fn arrived(&self, plan: &Plan, host: &str, arrived: bool) -> Result<Done, RuntimeError> {
+        crate::name::check_plan(plan).map_err(|e| RuntimeError::Refused(format!("refusing the plan: {e}")))?;
         let _lock = self.state.lock(&plan.project)?;
         let h = one_host(plan, host)?;
         let b = self.places.backend(None)?;
         let done = b.migrate()?.finish_incoming(plan, &Machine { project: &plan.project, host: h }, arrived)?;
+        if !arrived && self.state.project(&plan.project)?.is_none() {
+            // Nothing else of the project here: the switches made ready
+            // for it go too.
+            let failed: Vec<String> = b.provision()?.finish_remove(&plan.project).into_iter().filter(|o| !o.ok()).map(|o| o.message).collect();
+            if !failed.is_empty() {
+                return Err(RuntimeError::Machine(MachineError::Failed(failed.join("; "))));
+            }
+        }
         if arrived {
             let rec = match self.state.project(&plan.project)? {
                 Some(mut rec) => {
@@ -232,6 +295,35 @@ impl Runtime<'_> {
         }
         Ok(done)
     }
+}
+
+/// A move begun: where from (None: this machine), where to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Move {
+    from: Option<String>,
+    to: String,
+}
+
+/// The marker's name starts with a dot: no host's directory can.
+const MARKER: &str = ".moving-";
+
+fn marker_path(state: &crate::state::State, project: &str, host: &str) -> Result<std::path::PathBuf, RuntimeError> {
+    Ok(state.project_dir(project)?.join(format!("{MARKER}{host}")))
+}
+
+fn read_marker(path: &std::path::Path) -> Result<Option<Move>, RuntimeError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| RuntimeError::Refused(format!("{} is unreadable ({e}): remove it once you know where the host is", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RuntimeError::Refused(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+fn write_marker(path: &std::path::Path, m: &Move) -> Result<(), RuntimeError> {
+    let dir = path.parent().expect("a project directory has a parent");
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(path, serde_json::to_vec(m).expect("a move serializes")))
+        .map_err(|e| RuntimeError::Refused(format!("cannot write {}: {e}", path.display())))
 }
 
 /// `plan` with `h` in place of the host of its name (or added).

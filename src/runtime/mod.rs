@@ -134,6 +134,7 @@ impl Runtime<'_> {
 
     /// `build`, the project's lock held by the caller.
     fn build_locked(&self, plan: &Plan, file: &Path, opts: BuildOptions) -> Result<Vec<Outcome>, RuntimeError> {
+        self.no_unfinished_moves(&plan.project, &[])?;
         let old = self.state.project(&plan.project)?;
         let mut outcomes = Vec::new();
         if let Some(old) = &old {
@@ -348,6 +349,7 @@ impl Runtime<'_> {
     }
 
     fn remove_locked(&self, rec: &ProjectRecord) -> Result<Vec<Outcome>, RuntimeError> {
+        self.no_unfinished_moves(&rec.name, &[])?;
         let project = rec.name.as_str();
         let mut places: Vec<Option<String>> = rec.places.iter().cloned().map(Some).collect();
         // Here: the plan's hosts without a service host, and whatever this

@@ -44,6 +44,8 @@ impl Runtime<'_> {
             crate::name::check_plan(new).map_err(|e| RuntimeError::Refused(format!("refusing the plan: {e}")))?;
         }
         let _lock = self.state.lock(project)?;
+        // A host being moved by this upgrade (`-l`) finishes its move here.
+        self.no_unfinished_moves(project, &opts.live)?;
         let rec = match (self.state.project(project)?, to) {
             (Some(rec), _) => rec,
             (None, Some((new, file))) if or_build && !new.hosts.is_empty() => {
@@ -117,7 +119,8 @@ impl Runtime<'_> {
         };
         // A host that moves stays where it is, as it was, for now.
         let moving: Vec<&str> = u.hosts.iter().filter(|d| d.class == Class::Migrate).map(|d| d.host.as_str()).collect();
-        for h in &moving {
+        let told: Vec<String> = outcomes.iter().map(|o| o.host.clone()).collect();
+        for h in moving.iter().filter(|h| !told.iter().any(|t| t == *h)) {
             let from = rec.plan.hosts.iter().find(|x| x.name == *h).and_then(|x| x.service_host.clone());
             outcomes.extend(tag(
                 vec![Outcome::failed(h, &crate::machine::MachineError::Refused("it moves to another service host: a running host moves live with `-l HOST` (moving it stopped, with its files, is not done yet)".into()))],
