@@ -51,8 +51,11 @@ fn static_addresses_and_plugin_files_reach_the_seed() {
     assert_eq!(net["ethernets"]["eth0"]["routes"][0]["via"], "128.39.74.1");
     let ud = parse(&s.user_data);
     let paths: Vec<&str> = ud["write_files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, ["/var/spool/torque/server_name", "/var/spool/torque/server_priv/nodes", "/etc/exports", "/etc/mln/startup.sh", "/var/lib/cloud/scripts/per-boot/mln-startup"]);
-    assert!(ud["write_files"][3]["content"].as_str().unwrap().contains("exportfs -ra"));
+    assert_eq!(
+        paths,
+        ["/var/spool/torque/server_name", "/var/spool/torque/server_priv/nodes", "/etc/exports", "/etc/mln/shutdown.sh", "/etc/mln/startup.sh", "/var/lib/cloud/scripts/per-boot/mln-startup"]
+    );
+    assert!(ud["write_files"][4]["content"].as_str().unwrap().contains("exportfs -ra"));
 }
 
 #[test]

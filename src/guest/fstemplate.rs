@@ -113,15 +113,15 @@ pub fn files(plan: &Plan, h: &Host, image: &Path, contents: &[String]) -> Result
     out.push(("/etc/passwd".into(), passwd, 0o644));
     out.push(("/etc/shadow".into(), shadow, 0o640));
     out.push(("/etc/group".into(), group, 0o644));
+    // Written even when empty: commands an upgrade removed must stop
+    // running (the file system keeps whatever was written before).
     let startup: Vec<&String> = h.startup.iter().chain(h.plugins.values().flat_map(|o| o.startup.iter())).collect();
+    let lines: Vec<&str> = startup.iter().map(|s| s.as_str()).collect();
+    out.push(("/etc/mln/startup.sh".into(), format!("#!/bin/sh\n{}\n", lines.join("\n")), 0o755));
     if !startup.is_empty() {
-        let lines: Vec<&str> = startup.iter().map(|s| s.as_str()).collect();
-        out.push(("/etc/mln/startup.sh".into(), format!("#!/bin/sh\n{}\n", lines.join("\n")), 0o755));
         out.push(("/etc/rc.local".into(), "#!/bin/sh\n/etc/mln/startup.sh\nexit 0\n".into(), 0o755));
     }
-    if !h.shutdown.is_empty() {
-        out.push(("/etc/mln/shutdown.sh".into(), format!("#!/bin/sh\n{}\n", h.shutdown.join("\n")), 0o755));
-    }
+    out.push(("/etc/mln/shutdown.sh".into(), format!("#!/bin/sh\n{}\n", h.shutdown.join("\n")), 0o755));
     if h.swap_mib.is_some() {
         // The image's own fstab, with the swap disk's line once (a build
         // run again finds the line it wrote).

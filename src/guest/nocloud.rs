@@ -107,11 +107,13 @@ fn user_data(h: &Host, files: &[String]) -> Value {
     if !h.modules.is_empty() {
         write_files.push(json!({"path": "/etc/modules-load.d/mln.conf", "content": format!("{}\n", h.modules.join("\n"))}));
     }
+    // Written even when empty: cloud-init never deletes a file, so commands
+    // an upgrade removed would otherwise go on running.
+    write_files.push(json!({
+        "path": "/etc/mln/shutdown.sh", "permissions": "0755",
+        "content": format!("#!/bin/sh\n{}\n", h.shutdown.join("\n")),
+    }));
     if !h.shutdown.is_empty() {
-        write_files.push(json!({
-            "path": "/etc/mln/shutdown.sh", "permissions": "0755",
-            "content": format!("#!/bin/sh\n{}\n", h.shutdown.join("\n")),
-        }));
         write_files.push(json!({
             "path": "/etc/systemd/system/mln-shutdown.service",
             "content": "[Unit]\nDescription=mln shutdown commands\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\nExecStop=/etc/mln/shutdown.sh\n\n[Install]\nWantedBy=multi-user.target\n",
@@ -121,18 +123,18 @@ fn user_data(h: &Host, files: &[String]) -> Value {
     // rc.local did, and in the background: a command that never ends (a
     // server, a job) must not hold up the boot, as cloud-init's bootcmd
     // would (it also runs before files and users are written).
+    // Both files even with no commands: cloud-init never deletes a file,
+    // and commands an upgrade removed must stop running.
     let startup: Vec<&String> = h.startup.iter().chain(h.plugins.values().flat_map(|o| o.startup.iter())).collect();
-    if !startup.is_empty() {
-        let lines: Vec<&str> = startup.iter().map(|s| s.as_str()).collect();
-        write_files.push(json!({
-            "path": "/etc/mln/startup.sh", "permissions": "0755",
-            "content": format!("#!/bin/sh\n{}\n", lines.join("\n")),
-        }));
-        write_files.push(json!({
-            "path": "/var/lib/cloud/scripts/per-boot/mln-startup", "permissions": "0755",
-            "content": "#!/bin/sh\nnohup /etc/mln/startup.sh > /var/log/mln-startup.log 2>&1 &\n",
-        }));
-    }
+    let lines: Vec<&str> = startup.iter().map(|s| s.as_str()).collect();
+    write_files.push(json!({
+        "path": "/etc/mln/startup.sh", "permissions": "0755",
+        "content": format!("#!/bin/sh\n{}\n", lines.join("\n")),
+    }));
+    write_files.push(json!({
+        "path": "/var/lib/cloud/scripts/per-boot/mln-startup", "permissions": "0755",
+        "content": "#!/bin/sh\nnohup /etc/mln/startup.sh > /var/log/mln-startup.log 2>&1 &\n",
+    }));
     if !write_files.is_empty() {
         ud.insert("write_files".into(), Value::Array(write_files));
     }
