@@ -389,7 +389,7 @@ fn phase(b: &Bench, file: &Path, running: bool, mib: &mut u32) -> (String, (bool
         spread(&over),
     );
     out += &format!(
-        "hosts whose files (definition, disk, seed, logs) changed: (a) {}; (b) {}. Files changed by (a) in all its runs: {same_files} \
+        "hosts whose files (definition, seed, disk, logs) changed: (a) {}; (b) {}. Files changed by (a) in all its runs: {same_files} \
          (the project's lock and mln's state database). Hosts whose status file under the embedded root's `run/` libvirt rewrote (its \
          reconnection to running domains when a process opens the root): (b) {}, (c) {}. virsh runs that exited with an error: \
          {direct_failed} of {ROUNDS}.\n\n\
