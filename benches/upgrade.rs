@@ -289,9 +289,9 @@ fn phase(b: &Bench, file: &Path, running: bool, mib: &mut u32) -> (String, (bool
         let counted = round > 0;
         eprintln!("round {round}/{ROUNDS}{}", if counted { "" } else { " (warm-up)" });
         // (a) nothing changed.
-        let before = snapshot(&state);
+        let before = snapshot(state);
         let r = b.mln(&["upgrade", "-f", file_s]);
-        let files = changed(&before, &snapshot(&state));
+        let files = changed(&before, &snapshot(state));
         if counted {
             same_t.push(r.secs);
             same_touched.extend(hosts_of(&files));
@@ -303,10 +303,10 @@ fn phase(b: &Bench, file: &Path, running: bool, mib: &mut u32) -> (String, (bool
         *mib -= STEP_MIB;
         let mib = *mib;
         let do_mln = || {
-            project(&file, mib);
-            let before = snapshot(&state);
+            project(file, mib);
+            let before = snapshot(state);
             let r = b.mln(&["upgrade", "-f", file_s]);
-            let files = changed(&before, &snapshot(&state));
+            let files = changed(&before, &snapshot(state));
             assert_eq!(b.memory_kib("node1"), (mib as u64 * 1024, mib as u64 * 1024), "mln upgraded node1's definition");
             eprintln!("  node1 to {mib} MiB by mln: {:.3} s, {} libvirt calls, hosts touched: {:?}", r.secs, r.calls.api, hosts_of(&files));
             (r, files)
@@ -314,9 +314,9 @@ fn phase(b: &Bench, file: &Path, running: bool, mib: &mut u32) -> (String, (bool
         let do_virsh = || {
             let d = format!("node{HOSTS}.{PROJECT}");
             let live = if running { format!(" ; setmem {d} {mib}M --live") } else { String::new() };
-            let before = snapshot(&state);
+            let before = snapshot(state);
             let r = b.virsh(&format!("setmaxmem {d} {mib}M --config ; setmem {d} {mib}M --config{live}"));
-            let files = changed(&before, &snapshot(&state));
+            let files = changed(&before, &snapshot(state));
             assert_eq!(b.memory_kib(&format!("node{HOSTS}")), (mib as u64 * 1024, mib as u64 * 1024), "virsh changed the definition: {}", r.stdout);
             eprintln!("  node{HOSTS} to {mib} MiB by virsh: {:.3} s, {} libvirt calls, hosts touched: {:?}{}", r.secs, r.calls.api, hosts_of(&files), if r.ok { String::new() } else { format!(", failed: {}", r.stdout.lines().last().unwrap_or("")) });
             (r, files)
