@@ -386,6 +386,15 @@ impl Builder<'_> {
         if ctx == Context::Host && nested.is_none() && kw.plugin.is_none() {
             self.host_keyword(canonical, s);
         }
+        // MLN's manual has these for User-Mode Linux guests (who runs them,
+        // with sudo or not, a host-side TUN device): read, said, ignored.
+        let uml = matches!((nested.map(|n| n.name.as_str()), canonical), (None, "owner" | "group" | "sudo") | (Some("network"), "tun_iface" | "tun_address"));
+        if uml && kw.plugin.is_none() && ctx != Context::Global {
+            self.diags.push(
+                Diagnostic::warning("mln::uml::no_effect", format!("`{canonical}` is for User-Mode Linux and has no effect on KVM or Xen guests"))
+                    .label(s.head_span(), "ignored"),
+            );
+        }
         let vdef = |words: &[Word]| ValueDef { text: Text::Words(words.to_vec()), span: s.head_span(), scope: def };
         // `groups { NAME { members } }`: a group's name is its key.
         if kw.name == "*" && nested.is_some_and(|n| n.name == "groups") {

@@ -142,6 +142,9 @@ pub fn network() -> Schema {
         .with("mac", Value(Ty::Mac))
         .with("switch", Value(Ty::Name))
         .with("bridge", Value(Ty::Name))
+        // User-Mode Linux's, accepted with a warning (definitions.rs).
+        .with("tun_iface", Value(Ty::Text))
+        .with("tun_address", Value(Ty::Text))
 }
 
 pub fn core() -> CoreSchemas {
@@ -196,14 +199,21 @@ pub fn core() -> CoreSchemas {
         .with("files", Lines(LineTy::Files))
         .with("mount", Lines(LineTy::Mounts))
         .with("modules", Lines(LineTy::Words))
-        .with("xen_extra", Lines(LineTy::Raw));
+        .with("xen_extra", Lines(LineTy::Raw))
+        // User-Mode Linux's, accepted with a warning (definitions.rs).
+        .with("owner", Value(Ty::Text))
+        .with("group", Value(Ty::Text))
+        .with("sudo", Value(Ty::Text));
     let switch = Schema::new("switch")
         .with("bridge", Value(Ty::Name))
         .with("service_host", Value(Ty::Name))
         .alias("location", "service_host")
         .with("hub", Flag)
         .with("socket", Value(Ty::Text))
-        .with("tap", Value(Ty::Name));
+        .with("tap", Value(Ty::Name))
+        .with("owner", Value(Ty::Text))
+        .with("group", Value(Ty::Text))
+        .with("sudo", Value(Ty::Text));
     CoreSchemas { global, host, switch }
 }
 

@@ -153,3 +153,18 @@ fn included_files_over_the_limit_are_refused_at_the_include() {
     assert_eq!(codes(&c), ["mln::syntax::too_large"]);
     assert_eq!(c.sources.location(c.diags.sorted()[0].primary_span().unwrap()), "p.mln:4:10");
 }
+
+/// MLN's manual has keywords for User-Mode Linux guests (who runs them,
+/// with sudo or not, a host-side TUN device): a file that has them plans,
+/// with a warning where each is written.
+#[test]
+fn user_mode_linux_keywords_are_read_and_said_to_have_no_effect() {
+    let c = compile_mem(&[(
+        "/p/own.mln",
+        "global {\n    project own\n}\nswitch lan {\n    owner alice\n    sudo 1\n}\nsuperclass base {\n    group users\n}\n\
+         host a {\n    superclass base\n    owner alice\n    sudo 1\n    network eth0 {\n        switch lan\n        tun_iface tap0\n        tun_address 10.0.0.254\n    }\n}\n",
+    )]);
+    assert!(c.ok(), "{}", rendered(&c));
+    assert_eq!(codes(&c), ["mln::uml::no_effect"; 7], "{}", rendered(&c));
+    assert_eq!(c.plan.hosts.len(), 1);
+}
