@@ -159,6 +159,10 @@ pub fn check_plan(plan: &crate::plan::Plan) -> Result<(), BadName> {
     }
     for s in &plan.switches {
         check(NameKind::Switch, &s.name)?;
+        // A bridge given to attach to (mln's own are hashes it made).
+        if s.attach {
+            check(NameKind::Interface, &s.bridge)?;
+        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod common;
 use assert_cmd::Command;
+use common::{lines_got, reach_all};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -608,22 +609,6 @@ fn an_upgrade_applies_each_class_and_leaves_the_rest_running() {
 /// The last configuration the guest reported applying.
 fn c_applied_last(console: &str) -> serde_json::Value {
     console.lines().rev().find_map(|l| l.trim().strip_prefix("MLN-APPLIED ")).and_then(|j| serde_json::from_str(j).ok()).unwrap()
-}
-
-/// What the guest's `mln-reach` said: each address and whether it answered.
-fn reach_all(console: &str) -> Option<serde_json::Value> {
-    console.lines().find_map(|l| l.trim().strip_prefix("MLN-REACH-ALL ")).and_then(|j| serde_json::from_str(j).ok())
-}
-
-/// The lines the guest's `mln-recv` got: each line's number and length.
-fn lines_got(console: &str) -> Vec<(u64, usize)> {
-    console
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.trim().strip_prefix("MLN-GOT ")?.split_whitespace();
-            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
-        })
-        .collect()
 }
 
 /// A host's `startup` commands run in the guest at boot (the seed's

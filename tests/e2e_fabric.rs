@@ -9,6 +9,7 @@ mod common;
 mod testhosts;
 
 use assert_cmd::Command;
+use common::{lines_got, reach_all};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use testhosts::Lab;
@@ -590,22 +591,6 @@ fn an_upgrade_reaches_every_service_host() {
     for h in ["h1", "h2", "h3"] {
         assert!(lab.domains(h).is_empty(), "{h} keeps {:?}", lab.domains(h));
     }
-}
-
-/// What the guest's `mln-reach` said: each address and whether it answered.
-fn reach_all(console: &str) -> Option<serde_json::Value> {
-    console.lines().find_map(|l| l.trim().strip_prefix("MLN-REACH-ALL ")).and_then(|j| serde_json::from_str(j).ok())
-}
-
-/// The lines the guest's `mln-recv` got: each line's number and length.
-fn lines_got(console: &str) -> Vec<(u64, usize)> {
-    console
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.trim().strip_prefix("MLN-GOT ")?.split_whitespace();
-            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
-        })
-        .collect()
 }
 
 /// A host's links: each name, and whether it is a VXLAN device.

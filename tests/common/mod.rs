@@ -41,3 +41,19 @@ pub fn test_guest(templates: &Path) {
     let st = std::process::Command::new("bash").arg(root().join("testguest/build.sh")).arg(templates.join("mln-testguest")).status().unwrap();
     assert!(st.success(), "building the test guest failed");
 }
+
+/// What the guest's `mln-reach` said: each address and whether it answered.
+pub fn reach_all(console: &str) -> Option<serde_json::Value> {
+    console.lines().find_map(|l| l.trim().strip_prefix("MLN-REACH-ALL ")).and_then(|j| serde_json::from_str(j).ok())
+}
+
+/// The lines the guest's `mln-recv` got: each line's number and length.
+pub fn lines_got(console: &str) -> Vec<(u64, usize)> {
+    console
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.trim().strip_prefix("MLN-GOT ")?.split_whitespace();
+            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+        })
+        .collect()
+}
