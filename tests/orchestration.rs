@@ -9,7 +9,7 @@ use mln::machine::{Backend, MachineError, Outcome, PowerState, Status, StopMode}
 use mln::plan::Plan;
 use mln::progress::{Collect, Event};
 use mln::runtime::hooks::{HookError, Hooks};
-use mln::runtime::{BuildOptions, Places, Runtime, StartOptions};
+use mln::runtime::{BuildOptions, MoveMode, Places, Runtime, StartOptions};
 use mln::state::{Phase, State};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ struct TwoPlaces<S: Backend = Fake> {
     s1: S,
 }
 
-impl<S: Backend> Places for TwoPlaces<S> {
+impl<S: Backend + Receives> Places for TwoPlaces<S> {
     fn backend(&self, place: Option<&str>) -> Result<&dyn Backend, MachineError> {
         match place {
             None => Ok(&self.here),
@@ -33,6 +33,24 @@ impl<S: Backend> Places for TwoPlaces<S> {
     }
     fn local_uri(&self) -> String {
         "fake://".into()
+    }
+    fn carry(&self, _: Option<&str>, to: Option<&str>, project: &str, host: &str, _: &[mln::machine::ParcelFile]) -> Result<(), MachineError> {
+        match to {
+            None => self.here.receive_files(project, host),
+            Some("s1") => self.s1.receive(project, host),
+            Some(other) => Err(MachineError::Refused(format!("no place {other}"))),
+        }
+    }
+}
+
+/// What takes a cold move's files at a test's service host.
+trait Receives {
+    fn receive(&self, project: &str, host: &str) -> Result<(), MachineError>;
+}
+
+impl Receives for Fake {
+    fn receive(&self, project: &str, host: &str) -> Result<(), MachineError> {
+        self.receive_files(project, host)
     }
 }
 
@@ -403,22 +421,24 @@ fn a_failed_change_keeps_the_old_entry_and_a_rerun_finishes_it() {
 }
 
 #[test]
-fn an_upgrade_refuses_another_project_and_does_not_move_hosts_yet() {
+fn an_upgrade_refuses_another_project_and_moves_a_stopped_host_with_its_files() {
     let r = rig();
     r.build();
     let other = compile_mem(&[("/p/x.mln", "global { project other }\nhost a { template t }\n")]).plan;
     let e = r.run(None, |rt| rt.upgrade(&other, Path::new("x.mln"), &Default::default())).unwrap_err();
     assert!(matches!(e, mln::runtime::RuntimeError::State(mln::state::StateError::NoProject(_))), "a file of another project finds no such project: {e}");
-    // a2 moves from s1 to this machine: refused for that host only, which
-    // stays recorded where it is.
+    // a2 moves from s1 to this machine, shut off: with its files.
     let moved = compile_mem(&[("/p/lab.mln", &PROJECT.replace("host a2 { template t\n boot_order 2\n service_host s1 }", "host a2 { template t\n boot_order 2 }"))]).plan;
-    let (u, out) = r.run(None, |rt| rt.upgrade(&moved, Path::new("lab.mln"), &Default::default()).unwrap());
-    assert_eq!(u.hosts.iter().find(|d| d.host == "a2").unwrap().class, mln::upgrade::Class::Migrate);
+    r.take_log();
+    let (_, out) = r.run(None, |rt| rt.upgrade(&moved, Path::new("lab.mln"), &Default::default()).unwrap());
     let a2 = out.iter().find(|o| o.host == "a2").unwrap();
-    assert!(!a2.ok() && a2.message.contains("moves to another service host") && a2.place.as_deref() == Some("s1"), "{a2:?}");
+    assert!(a2.ok() && a2.message.contains("with its files") && a2.place.is_none(), "{a2:?}");
+    let log = r.take_log();
+    let order = ["s1: pack a2", "here: make_ready a2", "here: carry a2", "here: unpack a2", "s1: retire a2"].map(|l| pos(&log, l));
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{log:#?}");
     let rec = r.state.require("lab").unwrap();
-    assert_eq!(rec.plan.hosts.iter().find(|h| h.name == "a2").unwrap().service_host.as_deref(), Some("s1"));
-    assert_eq!(r.places.s1.machine("lab", "a2"), PowerState::ShutOff);
+    assert_eq!(rec.plan.hosts.iter().find(|h| h.name == "a2").unwrap().service_host, None);
+    assert_eq!((r.places.here.machine("lab", "a2"), r.places.s1.machine("lab", "a2")), (PowerState::ShutOff, PowerState::Absent));
 }
 
 #[test]
@@ -478,6 +498,12 @@ impl AgentLike {
     }
 }
 
+impl Receives for AgentLike {
+    fn receive(&self, _: &str, _: &str) -> Result<(), MachineError> {
+        Err(MachineError::Refused("an agent-like place takes no files".into()))
+    }
+}
+
 impl Backend for AgentLike {
     fn describe(&self) -> String {
         "an agent".into()
@@ -514,7 +540,8 @@ fn a_host_that_would_move_is_left_alone_by_its_service_host_while_others_there_c
     let new = compile_mem(&[("/p/lab.mln", &text)]).plan;
     let (_, out) = rt.upgrade(&new, Path::new("lab.mln"), &Default::default()).unwrap();
     let of = |h: &str| out.iter().find(|o| o.host == h).unwrap_or_else(|| panic!("no outcome for {h}: {out:?}"));
-    assert!(!of("a2").ok() && of("a2").message.contains("moves to another service host"), "{out:?}");
+    // This place cannot send a machine with its files.
+    assert!(!of("a2").ok() && of("a2").message.contains("not supported"), "{out:?}");
     assert!(of("b1").ok(), "{out:?}");
     assert_eq!(places.s1.machines.machine("lab", "a2"), PowerState::ShutOff, "the service host kept a2: {:?}", places.s1.machines.log());
     assert!(places.s1.machines.log().iter().any(|l| l == "update b1 guest-config"), "{:?}", places.s1.machines.log());
@@ -592,7 +619,7 @@ fn a_running_host_moves_to_another_place_and_the_place_it_left_forgets_it() {
     r.build();
     r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
     r.take_log();
-    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Live).unwrap());
     assert!(out.iter().all(Outcome::ok), "{out:?}");
     assert_eq!((out[0].host.as_str(), out[0].place.as_deref()), ("a1", Some("s1")));
     let log = r.take_log();
@@ -604,7 +631,7 @@ fn a_running_host_moves_to_another_place_and_the_place_it_left_forgets_it() {
     assert_eq!(rec.plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host.as_deref(), Some("s1"));
     assert_eq!(r.state.hosts("lab").unwrap().into_iter().find(|h| h.host == "a1").unwrap().place.as_deref(), Some("s1"));
     // Again: it is there already, nothing is sent.
-    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Live).unwrap());
     assert!(out[0].ok() && out[0].message.contains("already"), "{out:?}");
     assert!(!r.take_log().iter().any(|l| l.contains("send")));
 }
@@ -616,12 +643,12 @@ fn a_failed_send_leaves_the_host_running_where_it_was_and_nothing_prepared() {
     r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
     // Not running: refused before anything is done.
     r.run(None, |rt| rt.stop("lab", &["a1".to_string()], StopMode::Hard).unwrap());
-    let e = r.run(None, |rt| rt.migrate("lab", "a1", "s1")).unwrap_err();
+    let e = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Live)).unwrap_err();
     assert!(e.to_string().contains("only a running host moves live"), "{e}");
     r.run(None, |rt| rt.start("lab", &StartOptions { hosts: vec!["a1".into()], pause: None }).unwrap());
     r.take_log();
     r.places.here.fail("send", "a1");
-    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Live).unwrap());
     assert!(!out[0].ok() && out[0].place.is_none(), "{out:?}");
     let log = r.take_log();
     pos(&log, "s1: not_arrived a1");
@@ -636,14 +663,14 @@ fn a_move_interrupted_after_the_send_is_finished_by_a_rerun() {
     r.build();
     r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
     r.places.s1.fail("arrived", "a1");
-    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Live).unwrap());
     assert!(!out[0].ok() && out[0].message.contains("again"), "{out:?}");
     // The record still has it at home; the marker says a move was begun.
     assert_eq!(r.state.require("lab").unwrap().plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host, None);
     assert!(r.state.project_dir("lab").unwrap().join(".moving-a1").exists());
     r.places.s1.heal("arrived", "a1");
     r.take_log();
-    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Live).unwrap());
     assert!(out.iter().all(Outcome::ok), "{out:?}");
     let log = r.take_log();
     assert!(!log.iter().any(|l| l.contains("send")), "not sent twice: {log:#?}");
@@ -668,12 +695,15 @@ fn an_upgrade_moves_the_hosts_named_live_and_applies_the_rest() {
     let (_, out) = r.run(None, |rt| rt.upgrade(&new, Path::new("lab2.mln"), &opts).unwrap());
     let of = |h: &str| out.iter().filter(|o| o.host == h).collect::<Vec<_>>();
     assert!(of("a1").iter().all(|o| o.ok()) && of("a1").len() == 2, "moved, then changed: {out:?}");
-    assert!(of("router").iter().all(|o| !o.ok()), "not named with -l: {out:?}");
+    assert!(of("router").iter().all(|o| o.ok()), "{out:?}");
     let log = r.take_log();
     pos(&log, "here: send a1");
     pos(&log, "s1: update a1 live");
+    // Not named with -l, and this machine cannot send live: with its files.
+    let order = ["here: pack router", "s1: make_ready router", "s1: carry router", "s1: unpack router", "here: retire router"].map(|l| pos(&log, l));
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{log:#?}");
     assert_eq!(r.places.s1.machine("lab", "a1"), PowerState::Running);
-    assert_eq!(r.places.here.machine("lab", "router"), PowerState::Running);
+    assert_eq!((r.places.here.machine("lab", "router"), r.places.s1.machine("lab", "router")), (PowerState::Absent, PowerState::Running));
 }
 
 #[test]
@@ -690,10 +720,10 @@ fn a_move_interrupted_before_the_send_is_done_once_by_a_rerun() {
     assert!(e.to_string().contains("was begun and not finished"), "{e}");
     let e = r.run(None, |rt| rt.upgrade(&r.plan, Path::new("lab.mln"), &Default::default())).unwrap_err();
     assert!(e.to_string().contains("mln migrate -p lab -h a1 --to s1"), "{e}");
-    let e = r.run(None, |rt| rt.migrate("lab", "a1", "s2")).unwrap_err();
+    let e = r.run(None, |rt| rt.migrate("lab", "a1", Some("s2"), MoveMode::Live)).unwrap_err();
     assert!(e.to_string().contains("to s1 was begun"), "{e}");
     r.take_log();
-    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Live).unwrap());
     assert!(out.iter().all(Outcome::ok), "{out:?}");
     let log = r.take_log();
     assert_eq!(log.iter().filter(|l| l.ends_with("send a1")).count(), 1, "sent once: {log:#?}");
@@ -708,14 +738,83 @@ fn a_place_that_could_not_let_go_is_finished_by_a_rerun() {
     r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
     // The move itself works; this machine cannot remove its copy yet.
     r.places.here.fail("retire", "a1");
-    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Live).unwrap());
     assert!(out[0].ok() && out.iter().any(|o| !o.ok() && o.host == "a1" && o.place.is_none()), "{out:?}");
     let marker = r.state.project_dir("lab").unwrap().join(".moving-a1");
     assert!(marker.exists(), "the marker stays until every place caught up");
     r.places.here.heal("retire", "a1");
     r.take_log();
-    let out = r.run(None, |rt| rt.migrate("lab", "a1", "s1").unwrap());
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Live).unwrap());
     assert!(out.iter().all(Outcome::ok) && out[0].message.contains("already"), "{out:?}");
     pos(&r.take_log(), "here: retire a1");
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_saved_host_moves_with_its_files_and_is_saved_there() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    r.run(None, |rt| rt.stop("lab", &["a1".to_string()], StopMode::Save).unwrap());
+    r.take_log();
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Auto).unwrap());
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    assert!(out[0].message.contains("with its files"), "{out:?}");
+    let log = r.take_log();
+    let order = ["here: pack a1", "s1: make_ready a1", "s1: carry a1", "s1: unpack a1", "here: retire a1"].map(|l| pos(&log, l));
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("send")), "not live: {log:#?}");
+    assert_eq!((r.places.here.machine("lab", "a1"), r.places.s1.machine("lab", "a1")), (PowerState::Absent, PowerState::Saved));
+    assert_eq!(r.state.require("lab").unwrap().plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host.as_deref(), Some("s1"));
+    assert!(!r.state.project_dir("lab").unwrap().join(".moving-a1").exists());
+    // And back to this machine, still saved.
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", None, MoveMode::Cold).unwrap());
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    assert_eq!((r.places.here.machine("lab", "a1"), r.places.s1.machine("lab", "a1")), (PowerState::Saved, PowerState::Absent));
+}
+
+#[test]
+fn a_failed_carry_leaves_the_host_as_it_was_where_it_was() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    r.places.s1.fail("carry", "a1");
+    r.take_log();
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Cold).unwrap());
+    assert!(!out[0].ok() && out[0].place.is_none() && out[0].message.contains("it stays on this machine, running"), "{out:?}");
+    let log = r.take_log();
+    let order = ["here: pack a1", "s1: carry a1", "s1: discard a1", "here: home a1"].map(|l| pos(&log, l));
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{log:#?}");
+    assert_eq!((r.places.here.machine("lab", "a1"), r.places.s1.machine("lab", "a1")), (PowerState::Running, PowerState::Absent));
+    assert_eq!(r.state.require("lab").unwrap().plan.hosts.iter().find(|h| h.name == "a1").unwrap().service_host, None);
+    assert!(!r.state.project_dir("lab").unwrap().join(".moving-a1").exists());
+}
+
+#[test]
+fn a_cold_move_interrupted_after_the_carry_is_finished_by_a_rerun_without_carrying_again() {
+    let r = rig();
+    r.build();
+    r.run(None, |rt| rt.start("lab", &StartOptions::default()).unwrap());
+    // The files arrive; unpacking fails, and so does the clean-up there:
+    // as after a kill -9 between the carry and the unpack.
+    r.places.s1.fail("unpack", "a1");
+    r.places.s1.fail("discard", "a1");
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Cold).unwrap());
+    assert!(!out[0].ok() && out[0].message.contains("again"), "{out:?}");
+    let marker = r.state.project_dir("lab").unwrap().join(".moving-a1");
+    assert!(marker.exists());
+    assert_eq!(r.places.here.machine("lab", "a1"), PowerState::ShutOff, "packed, not running anywhere");
+    let e = r.run(None, |rt| rt.remove("lab")).unwrap_err();
+    assert!(e.to_string().contains("was begun and not finished"), "{e}");
+    r.places.s1.heal("unpack", "a1");
+    r.places.s1.heal("discard", "a1");
+    r.take_log();
+    let out = r.run(None, |rt| rt.migrate("lab", "a1", Some("s1"), MoveMode::Cold).unwrap());
+    assert!(out.iter().all(Outcome::ok), "{out:?}");
+    let log = r.take_log();
+    assert!(!log.iter().any(|l| l.contains("carry") || l.contains("pack a1") && !l.contains("unpack")), "not carried again: {log:#?}");
+    pos(&log, "s1: unpack a1");
+    pos(&log, "here: retire a1");
+    assert_eq!((r.places.here.machine("lab", "a1"), r.places.s1.machine("lab", "a1")), (PowerState::Absent, PowerState::Running));
     assert!(!marker.exists());
 }

@@ -206,6 +206,41 @@ impl Libvirt {
         self.domain(name)?.managed_save(0).map_err(|e| err(&format!("cannot save {name}"), e))
     }
 
+    /// Saves a running domain's memory to `path` (a file of mln's, not
+    /// libvirt's managed image) and stops it.
+    pub fn save_to(&self, name: &str, path: &Path) -> Result<(), LibvirtError> {
+        let d = self.domain(name)?;
+        let to = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| LibvirtError::local(format!("cannot save {name}"), e))?;
+        // virt 0.5 has no binding for virDomainSaveFlags.
+        // SAFETY: the domain is alive for the call; `to` is NUL-terminated;
+        // a null dxml is allowed.
+        let r = unsafe { virt::sys::virDomainSaveFlags(d.as_ptr(), to.as_ptr(), std::ptr::null(), 0) };
+        if r < 0 {
+            return Err(err(&format!("cannot save {name} to {}", path.display()), virt::error::Error::last_error()));
+        }
+        Ok(())
+    }
+
+    /// Starts a domain from its memory image at `path`, with `xml` (its
+    /// definition with this host's paths); paused if asked (the guest
+    /// runs no instruction).
+    pub fn restore_from(&self, path: &Path, xml: &str, paused: bool) -> Result<(), LibvirtError> {
+        let flags = if paused { virt::sys::VIR_DOMAIN_SAVE_PAUSED } else { virt::sys::VIR_DOMAIN_SAVE_RUNNING };
+        self.conn.restore_domain_flags(&path.to_string_lossy(), Some(xml), flags).map_err(|e| err(&format!("cannot restore from {}", path.display()), e))
+    }
+
+    /// The definition held in a memory image.
+    pub fn image_definition(&self, path: &Path) -> Result<String, LibvirtError> {
+        self.conn
+            .save_image_xml_desc(&path.to_string_lossy(), virt::sys::VIR_DOMAIN_SAVE_IMAGE_XML_SECURE)
+            .map_err(|e| err(&format!("cannot read the memory image {}", path.display()), e))
+    }
+
+    /// What this hypervisor can run (libvirt's capabilities XML).
+    pub fn capabilities(&self) -> Result<String, LibvirtError> {
+        self.conn.capabilities().map_err(|e| err("cannot read the hypervisor's capabilities", e))
+    }
+
     pub fn state(&self, name: &str) -> crate::machine::PowerState {
         use crate::machine::PowerState;
         match self.conn.lookup_domain_by_name(name) {

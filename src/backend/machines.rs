@@ -82,6 +82,9 @@ impl Backend for LibvirtMachines<'_> {
     fn migrate(&self) -> Result<&dyn crate::machine::Migrate, MachineError> {
         Ok(self)
     }
+    fn relocate(&self) -> Result<&dyn crate::machine::Relocate, MachineError> {
+        Ok(self)
+    }
     fn update(&self) -> Result<&dyn crate::machine::Update, MachineError> {
         Ok(self)
     }

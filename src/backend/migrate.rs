@@ -103,7 +103,7 @@ pub fn send_live(src: &Libvirt, name: &str, here: &Path, templates: &Path, to: &
 /// the receiving host: devices or options that hand the guest host
 /// resources or run commands, a file outside its directory and the
 /// templates, an emulator that is not QEMU.
-fn check_definition(xml: &str, to: &Incoming) -> Result<(), MachineError> {
+pub(super) fn check_definition(xml: &str, to: &Incoming) -> Result<(), MachineError> {
     let refuse = |why: String| Err(MachineError::Refused(format!("the definition sent for the move: {why}")));
     for bad in ["qemu:commandline", "qemu:capabilities", "qemu:override", "<hostdev", "<filesystem", "<redirdev", "<smartcard", "<shmem", "<hub"] {
         if xml.contains(bad) {
@@ -179,7 +179,7 @@ fn address_of(address: &str) -> Result<IpAddr, MachineError> {
 /// `xml` with every path under one of `moves`' first directories moved
 /// under its second: in attributes (`file='…'`) and in elements
 /// (`<kernel>…</kernel>`), compared whole component by component.
-fn rewrite_paths(xml: &str, moves: &[(&Path, &Path)]) -> String {
+pub(super) fn rewrite_paths(xml: &str, moves: &[(&Path, &Path)]) -> String {
     let mut out = xml.to_string();
     for (from, to) in moves {
         let (from, to) = (escape_xml(&from.to_string_lossy()), escape_xml(&to.to_string_lossy()));

@@ -11,6 +11,7 @@ pub mod libvirt;
 pub mod machines;
 pub mod migrate;
 pub mod probes;
+mod relocate;
 mod provision;
 pub mod template;
 mod update;

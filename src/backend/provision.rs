@@ -464,7 +464,7 @@ fn make_swap(path: &Path, mib: u64) -> Result<(), LocalError> {
     Err(LocalError::Missing { tool: "mkswap (util-linux)", source: last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()) })
 }
 
-fn qemu_img(args: &[&str]) -> Result<String, LocalError> {
+pub(super) fn qemu_img(args: &[&str]) -> Result<String, LocalError> {
     let mut cmd = Command::new("qemu-img");
     cmd.args(args);
     dies_with_mln(&mut cmd);

@@ -123,11 +123,23 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineErro
             let dir = state.host_dir(&project, &host).map_err(|e| MachineError::Refused(e.to_string()))?;
             json(super::proto::Located { dir, templates: opts.templates.clone(), connect: opts.connect.clone() })
         }
-        Request::Receive { path, size, sha256, token, bind } => {
-            let parts: Vec<&str> = path.split('/').collect();
-            let target = crate::name::inside(&opts.templates, &parts).map_err(|e| MachineError::Refused(e.to_string()))?;
+        Request::Receive { path, size, sha256, token, bind, into } => {
+            let target = match &into {
+                None => {
+                    let parts: Vec<&str> = path.split('/').collect();
+                    crate::name::inside(&opts.templates, &parts).map_err(|e| MachineError::Refused(e.to_string()))?
+                }
+                // A machine's file: private, in a directory `Ready` made.
+                Some(h) => {
+                    let dir = state()?.host_dir(&h.project, &h.host).map_err(|e| MachineError::Refused(e.to_string()))?;
+                    if !dir.is_dir() {
+                        return Err(MachineError::Refused(format!("{} is not ready for {}", dir.display(), crate::term::escape(&h.host))));
+                    }
+                    crate::name::inside(&dir, &[path.as_str()]).map_err(|e| MachineError::Refused(e.to_string()))?
+                }
+            };
             let ip = super::relay::bind_address(std::env::var("SSH_CONNECTION").ok().as_deref(), bind.as_deref()).map_err(MachineError::Refused)?;
-            let r = super::relay::receive(&target, size, &sha256, &token, ip, |addr| {
+            let r = super::relay::receive(&target, size, &sha256, &token, ip, into.is_some(), |addr| {
                 say(&Line::Listening(addr.port()));
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
@@ -136,6 +148,20 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineErro
                 Ok(d)
             });
             json(r)
+        }
+        Request::Send { project, host, file, size, token, to } => {
+            let dir = state()?.host_dir(&project, &host).map_err(|e| MachineError::Refused(e.to_string()))?;
+            let path = crate::name::inside(&dir, &[file.as_str()]).map_err(|e| MachineError::Refused(e.to_string()))?;
+            let f = std::fs::File::open(&path).map_err(|e| MachineError::Failed(format!("cannot read {}: {e}", path.display())))?;
+            let done = super::relay::Progress::new(size, Some(true));
+            let (sent, _) = super::relay::forward(&f, size, &done, &token, std::slice::from_ref(&to));
+            let ok = sent.is_some();
+            json(super::proto::Received {
+                ok,
+                message: if ok { format!("{file} sent") } else { format!("{file}: could not be sent to {}", to.name) },
+                forwarded: sent.into_iter().collect(),
+                skipped: vec![],
+            })
         }
         op => {
             let state = state()?;
@@ -153,6 +179,10 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineErro
                 Request::Upgrade { plan, file, opts } => json(rt.upgrade_or_build(&plan, Path::new(&file), &opts)?),
                 Request::Incoming { plan, host, address } => json(rt.receive(&plan, &host, &address)?),
                 Request::Arrived { plan, host, arrived } => json(vec![crate::machine::Outcome::of(&host, Ok(rt.arrived(&plan, &host, arrived)?))]),
+                Request::Pack { project, host, then } => json(rt.pack_here(&project, &host, then)?),
+                Request::Ready { plan, host, parcel } => json(vec![crate::machine::Outcome::of(&host, Ok(rt.ready_here(&plan, &host, &parcel)?))]),
+                Request::Unpack { plan, host, parcel } => json(vec![crate::machine::Outcome::of(&host, Ok(rt.unpack_here(&plan, &host, &parcel)?))]),
+                Request::Home { project, host, parcel } => json(vec![crate::machine::Outcome::of(&host, Ok(rt.home_here(&project, &host, &parcel)?))]),
                 _ => unreachable!("handled above"),
             }
         }
@@ -172,7 +202,8 @@ pub fn console_chunk(path: &Path, offset: u64) -> Result<super::proto::ConsoleCh
 fn op_project(r: &Request) -> &str {
     match r {
         Request::Build { plan, .. } => &plan.project,
-        Request::Upgrade { plan, .. } | Request::Incoming { plan, .. } | Request::Arrived { plan, .. } => &plan.project,
+        Request::Upgrade { plan, .. } | Request::Incoming { plan, .. } | Request::Arrived { plan, .. } | Request::Ready { plan, .. } | Request::Unpack { plan, .. } => &plan.project,
+        Request::Pack { project, .. } | Request::Home { project, .. } => project,
         Request::Start { project, .. } | Request::Stop { project, .. } | Request::Status { project, .. } | Request::Remove { project } => project,
         _ => "",
     }

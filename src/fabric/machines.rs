@@ -107,6 +107,9 @@ impl Backend for RemoteMachines {
     fn migrate(&self) -> Result<&dyn crate::machine::Migrate, MachineError> {
         Ok(self)
     }
+    fn relocate(&self) -> Result<&dyn crate::machine::Relocate, MachineError> {
+        Ok(self)
+    }
 
     fn build_all(&self, plan: &Plan, opts: BuildOptions, t: &dyn Telemetry) -> Vec<Outcome> {
         let req = Request::Build { plan: self.for_agent(plan), file: String::new(), opts };
@@ -246,6 +249,28 @@ impl crate::machine::Migrate for RemoteMachines {
         let r = self.call::<Vec<Outcome>>(&req, &crate::progress::Quiet).and_then(Self::one);
         self.incoming.lock().unwrap_or_else(|p| p.into_inner()).clear();
         r
+    }
+}
+
+/// A cold move's steps, each one request to the agent, which runs them on
+/// its own libvirt (the files travel between the places directly, see
+/// `super::carry`).
+impl crate::machine::Relocate for RemoteMachines {
+    fn pack(&self, m: &Machine, then: PowerState) -> Result<crate::machine::Parcel, MachineError> {
+        self.call(&Request::Pack { project: m.project.to_string(), host: m.host.name.clone(), then }, &crate::progress::Quiet)
+    }
+    fn make_ready(&self, plan: &Plan, m: &Machine, parcel: &crate::machine::Parcel) -> Result<Done, MachineError> {
+        self.call::<Vec<Outcome>>(&Request::Ready { plan: self.for_agent(plan), host: m.host.name.clone(), parcel: parcel.clone() }, &crate::progress::Quiet).and_then(Self::one)
+    }
+    fn unpack(&self, plan: &Plan, m: &Machine, parcel: &crate::machine::Parcel) -> Result<Done, MachineError> {
+        self.call::<Vec<Outcome>>(&Request::Unpack { plan: self.for_agent(plan), host: m.host.name.clone(), parcel: parcel.clone() }, &crate::progress::Quiet).and_then(Self::one)
+    }
+    fn unpack_home(&self, m: &Machine, parcel: &crate::machine::Parcel) -> Result<Done, MachineError> {
+        self.call::<Vec<Outcome>>(&Request::Home { project: m.project.to_string(), host: m.host.name.clone(), parcel: parcel.clone() }, &crate::progress::Quiet).and_then(Self::one)
+    }
+    fn discard(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError> {
+        let req = Request::Arrived { plan: self.for_agent(plan), host: m.host.name.clone(), arrived: false };
+        self.call::<Vec<Outcome>>(&req, &crate::progress::Quiet).and_then(Self::one)
     }
 }
 

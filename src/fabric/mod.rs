@@ -8,6 +8,7 @@
 pub mod agent;
 mod error;
 pub mod capacity;
+pub mod carry;
 pub mod config;
 pub mod exec;
 pub mod inventory;

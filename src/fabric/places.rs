@@ -56,6 +56,20 @@ impl Places for FabricPlaces<'_> {
         address_of(&r.server).map(|ip| ip.to_string())
     }
 
+    fn carry(&self, from: Option<&str>, to: Option<&str>, project: &str, host: &str, files: &[crate::machine::ParcelFile]) -> Result<(), MachineError> {
+        let end = |p: Option<&str>| -> Result<super::carry::End, MachineError> {
+            match p {
+                None => Ok(super::carry::End::Here(self.local.state().host_dir(project, host)?)),
+                Some(s) => self
+                    .remotes
+                    .get(s)
+                    .map(super::carry::End::There)
+                    .ok_or_else(|| MachineError::Refused(format!("service host {s} is not in the fabric configuration"))),
+            }
+        };
+        super::carry::carry(self.rt, &end(from)?, &end(to)?, project, host, files)
+    }
+
     fn join_segments(&self, shares: &mut [(Option<String>, Plan)], t: &dyn Telemetry) {
         // Service hosts at their fabric addresses; this machine at the
         // address it reaches them from.
@@ -163,7 +177,7 @@ impl Places for FabricPlaces<'_> {
 }
 
 /// A service host's fabric address as an IP address (a name resolved).
-fn address_of(s: &Server) -> Option<std::net::IpAddr> {
+pub(super) fn address_of(s: &Server) -> Option<std::net::IpAddr> {
     use std::net::ToSocketAddrs;
     match s.address.parse() {
         Ok(ip) => Some(ip),
@@ -173,7 +187,7 @@ fn address_of(s: &Server) -> Option<std::net::IpAddr> {
 
 /// This machine's address toward `peer`: the source the kernel picks for
 /// it (a UDP socket connected, nothing sent).
-fn source_toward(peer: std::net::IpAddr) -> Option<std::net::IpAddr> {
+pub(super) fn source_toward(peer: std::net::IpAddr) -> Option<std::net::IpAddr> {
     let any: std::net::SocketAddr = if peer.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
     let sock = std::net::UdpSocket::bind(any).ok()?;
     sock.connect((peer, 4789)).ok()?;

@@ -8,7 +8,7 @@
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
 
-pub const PROTOCOL: u32 = 4;
+pub const PROTOCOL: u32 = 5;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -51,7 +51,33 @@ pub enum Request {
         token: String,
         #[serde(default)]
         bind: Option<String>,
+        /// Into a host's directory (a file of a machine moving here cold)
+        /// instead of the templates directory; `path` is then a plain
+        /// file name.
+        #[serde(default)]
+        into: Option<HostFiles>,
     },
+    /// Cold move, at the sender: make `host` still (`then`: how it is to
+    /// be at the end) and answer its `machine::Parcel`.
+    Pack { project: String, host: String, then: crate::machine::PowerState },
+    /// Cold move, at the receiver: check it can take the parcel, make the
+    /// host's directory.
+    Ready { plan: Plan, host: String, parcel: crate::machine::Parcel },
+    /// Cold move, at the receiver: the files are here; define it, restore
+    /// it as it was, take it into this host's record.
+    Unpack { plan: Plan, host: String, parcel: crate::machine::Parcel },
+    /// Cold move failed, at the sender: bring it back as it was.
+    Home { project: String, host: String, parcel: crate::machine::Parcel },
+    /// Send one of a host's files to `to`, a receiver listening for it
+    /// with `token` (answers `Received`).
+    Send { project: String, host: String, file: String, size: u64, token: String, to: Peer },
+}
+
+/// A host's directory on a service host.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostFiles {
+    pub project: String,
+    pub host: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

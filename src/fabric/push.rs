@@ -97,7 +97,7 @@ pub async fn broadcast(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> 
 }
 
 /// `address:port`, with an IPv6 address in brackets.
-fn host_port(address: &str, port: u16) -> String {
+pub(super) fn host_port(address: &str, port: u16) -> String {
     if address.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("[{address}]:{port}")
     } else {
@@ -121,6 +121,7 @@ async fn relay_round(agents: &[Arc<Agent>], source: &Path, file: &FileSum) -> Ve
             sha256: file.sha256.clone(),
             token: token.clone(),
             bind: Some(a.conn.server.address.clone()),
+            into: None,
         };
         let a = a.clone();
         opening.push(tokio::spawn(async move {

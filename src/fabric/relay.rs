@@ -154,8 +154,8 @@ pub fn bind_address(ssh_connection: Option<&str>, asked: Option<&str>) -> Result
         .ok_or_else(|| format!("{asked} has no address to listen on"))
 }
 
-/// Receives one file at `target` (through `target.part`), forwarding as
-/// it goes. It listens on `bind` only; `announce` is called with the
+/// Receives one file at `target` (through `target.part`; `private`: for
+/// its owner alone), forwarding as it goes. It listens on `bind` only; `announce` is called with the
 /// listening address and returns the downstream plan.
 pub fn receive(
     target: &std::path::Path,
@@ -163,6 +163,7 @@ pub fn receive(
     sha256: &str,
     token: &str,
     bind: IpAddr,
+    private: bool,
     announce: impl FnOnce(SocketAddr) -> Result<Downstream, String>,
 ) -> Received {
     let fail = |m: String| Received { ok: false, message: m, forwarded: vec![], skipped: vec![] };
@@ -175,7 +176,11 @@ pub fn receive(
         }
     }
     let part = target.with_file_name(format!(".{}.part", target.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-    let file = match std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&part) {
+    // A machine's files (its seed holds its secrets) are the owner's
+    // alone from their first byte; a template is readable by QEMU's user.
+    use std::os::unix::fs::OpenOptionsExt;
+    let mode = if private { 0o600 } else { 0o644 };
+    let file = match std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(mode).open(&part) {
         Ok(f) => Arc::new(f),
         Err(e) => return fail(format!("cannot write {}: {e}", part.display())),
     };
@@ -460,7 +465,7 @@ mod tests {
         let sum = hex(&Sha256::digest(data));
         let (size, token) = (data.len() as u64, token.to_string());
         let h = std::thread::spawn(move || {
-            receive(&target, size, &sum, &token, bind, |p| {
+            receive(&target, size, &sum, &token, bind, false, |p| {
                 port_tx.send(p).unwrap();
                 down_rx.recv().map_err(|e| e.to_string())
             })
@@ -507,7 +512,7 @@ mod tests {
         let t2 = target.clone();
         let tk = tok.clone();
         let h = std::thread::spawn(move || {
-            receive(&t2, 1000, &"0".repeat(64), &tk, LOCAL, |p| {
+            receive(&t2, 1000, &"0".repeat(64), &tk, LOCAL, false, |p| {
                 port_tx.send(p).unwrap();
                 Ok(Downstream { links: vec![] })
             })
@@ -620,7 +625,7 @@ mod tests {
         forward(&File::open(&src).unwrap(), 1000, &done, &tok, &[Peer { name: "t".into(), addr: addr.to_string() }]);
         assert!(h.join().unwrap().ok);
         // Every address is refused.
-        let r = receive(&dir.path().join("u"), 1, "", &tok, "0.0.0.0".parse().unwrap(), |_| panic!("listened"));
+        let r = receive(&dir.path().join("u"), 1, "", &tok, "0.0.0.0".parse().unwrap(), false, |_| panic!("listened"));
         assert!(!r.ok && r.message.contains("refusing to listen on 0.0.0.0"), "{r:?}");
     }
 

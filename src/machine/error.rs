@@ -10,6 +10,7 @@ pub enum Capability {
     Provision,
     Snapshot,
     Migrate,
+    Relocate,
     Update,
 }
 
@@ -20,6 +21,7 @@ impl std::fmt::Display for Capability {
             Capability::Provision => "provisioning",
             Capability::Snapshot => "saving and restoring",
             Capability::Migrate => "migration",
+            Capability::Relocate => "moving a machine with its files",
             Capability::Update => "upgrading a built machine",
         })
     }

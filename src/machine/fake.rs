@@ -99,6 +99,9 @@ impl Backend for Fake {
     fn migrate(&self) -> Result<&dyn Migrate, MachineError> {
         Ok(self)
     }
+    fn relocate(&self) -> Result<&dyn Relocate, MachineError> {
+        Ok(self)
+    }
     fn update(&self) -> Result<&dyn Update, MachineError> {
         Ok(self)
     }
@@ -286,5 +289,73 @@ impl Migrate for Fake {
         }
         self.set(&plan.project, &m.host.name, if arrived { PowerState::Running } else { PowerState::Absent });
         Ok(Done::ok(if arrived { "arrived" } else { "removed what was prepared" }))
+    }
+}
+
+impl Fake {
+    /// A cold move's files arrive here (what a test's places do for
+    /// `Places::carry`), logged as `carry HOST`; fails when told to.
+    pub fn receive_files(&self, project: &str, host: &str) -> Result<(), MachineError> {
+        self.step("carry", project, host)?;
+        in_flight().lock().unwrap_or_else(|p| p.into_inner()).insert((self.reached_at(), project.to_string(), host.to_string()));
+        Ok(())
+    }
+}
+
+/// A cold move: packing leaves the machine shut off (its memory kept
+/// when it ran or was saved); it is unpacked only where its files were
+/// carried, as it was.
+impl Relocate for Fake {
+    fn pack(&self, m: &Machine, then: PowerState) -> Result<Parcel, MachineError> {
+        let s = self.machine(m.project, &m.host.name);
+        if s == PowerState::Absent {
+            return Err(MachineError::Refused("not defined here".into()));
+        }
+        self.step("pack", m.project, &m.host.name)?;
+        self.set(m.project, &m.host.name, PowerState::ShutOff);
+        let memory = then != PowerState::ShutOff;
+        Ok(Parcel {
+            files: vec![ParcelFile { name: "disk.qcow2".into(), size: 1, sha256: "0".repeat(64) }],
+            definition: self.reached_at(),
+            dir: Default::default(),
+            templates: Default::default(),
+            then,
+            memory: memory.then(|| MemoryNeeds { cpu: "x86_64".into(), arch: "x86_64".into(), machine: "pc".into() }),
+        })
+    }
+    fn make_ready(&self, plan: &Plan, m: &Machine, _: &Parcel) -> Result<Done, MachineError> {
+        if self.machine(&plan.project, &m.host.name) != PowerState::Absent {
+            return Ok(Done::ok("defined here already"));
+        }
+        self.step("make_ready", &plan.project, &m.host.name)?;
+        Ok(Done::ok("ready"))
+    }
+    fn unpack(&self, plan: &Plan, m: &Machine, parcel: &Parcel) -> Result<Done, MachineError> {
+        let key = (self.reached_at(), plan.project.clone(), m.host.name.clone());
+        if self.machine(&plan.project, &m.host.name) != PowerState::Absent {
+            return Ok(Done::ok("arrived already"));
+        }
+        if !in_flight().lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+            return Err(MachineError::Refused("not all its files are here yet".into()));
+        }
+        self.step("unpack", &plan.project, &m.host.name)?;
+        in_flight().lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.set(&plan.project, &m.host.name, parcel.then);
+        Ok(Done::ok(format!("arrived, {}", parcel.then)))
+    }
+    fn unpack_home(&self, m: &Machine, parcel: &Parcel) -> Result<Done, MachineError> {
+        self.step("home", m.project, &m.host.name)?;
+        if self.machine(m.project, &m.host.name) == PowerState::ShutOff {
+            self.set(m.project, &m.host.name, parcel.then);
+        }
+        Ok(Done::ok(format!("back as it was, {}", parcel.then)))
+    }
+    fn discard(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError> {
+        if self.machine(&plan.project, &m.host.name) != PowerState::Absent {
+            return Err(MachineError::Refused("defined here: it arrived".into()));
+        }
+        self.step("discard", &plan.project, &m.host.name)?;
+        in_flight().lock().unwrap_or_else(|p| p.into_inner()).remove(&(self.reached_at(), plan.project.clone(), m.host.name.clone()));
+        Ok(Done::ok("removed what was made ready"))
     }
 }

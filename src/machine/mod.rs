@@ -238,6 +238,69 @@ pub trait Migrate: Sync {
     fn finish_incoming(&self, plan: &Plan, m: &Machine, arrived: bool) -> Result<Done, MachineError>;
 }
 
+/// One of a machine's files, as it leaves: its name in the machine's
+/// directory, its size and its SHA-256 (checked where it arrives).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParcelFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A machine made still and ready to be carried to another place with
+/// its files: what the sending side answers to [`Relocate::pack`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parcel {
+    pub files: Vec<ParcelFile>,
+    /// Its definition at the sender (the receiver rewrites the paths
+    /// under `dir` and `templates` to its own).
+    pub definition: String,
+    pub dir: std::path::PathBuf,
+    pub templates: std::path::PathBuf,
+    /// How it is to be once it has arrived: running (it was running, and
+    /// its memory goes with it), saved (likewise, restored at the next
+    /// start), or shut off.
+    pub then: PowerState,
+    /// With its memory (the file `memory.save`): the CPU architecture
+    /// and QEMU machine type the memory image needs.
+    pub memory: Option<MemoryNeeds>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryNeeds {
+    /// The CPU architecture of the host it was saved on.
+    pub cpu: String,
+    /// The guest's architecture and QEMU machine type.
+    pub arch: String,
+    pub machine: String,
+}
+
+/// The file a packed machine's memory is in, in its directory.
+pub const MEMORY_FILE: &str = "memory.save";
+
+/// Moving a machine that does not run, or is frozen for the move, with
+/// its files (a cold move): the sender packs it (its memory, if it runs
+/// or is saved, to a file; nothing of it runs any more), the receiver
+/// makes ready (checks it can run that memory, makes the machine's
+/// directory), whoever orchestrates carries the files, the receiver
+/// unpacks (defines it; restores it running, or saved, as it was). If
+/// the move fails, the sender brings it back as it was. The sender's
+/// copy is removed only once the receiver has it.
+pub trait Relocate: Sync {
+    /// `then`: how it is to be at the end (`Running` makes a running
+    /// machine still by saving its memory). Packing a packed machine
+    /// again answers the same parcel.
+    fn pack(&self, m: &Machine, then: PowerState) -> Result<Parcel, MachineError>;
+    fn make_ready(&self, plan: &Plan, m: &Machine, parcel: &Parcel) -> Result<Done, MachineError>;
+    /// Refused while a file of the parcel is missing here (carry it).
+    fn unpack(&self, plan: &Plan, m: &Machine, parcel: &Parcel) -> Result<Done, MachineError>;
+    /// At the sender, after a failed move: as it was before `pack`.
+    fn unpack_home(&self, m: &Machine, parcel: &Parcel) -> Result<Done, MachineError>;
+    /// At the receiver, after a failed move: what `make_ready` made goes
+    /// (refused once the machine is defined there: it arrived).
+    fn discard(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError>;
+}
+
 /// Machines in one place: this machine's libvirt, a service host, a fake.
 /// Each capability is optional. The batch forms are what the
 /// orchestration calls; their defaults run the one-machine calls a window
@@ -261,6 +324,9 @@ pub trait Backend: Sync + Send {
     }
     fn update(&self) -> Result<&dyn Update, MachineError> {
         Err(MachineError::unsupported(Capability::Update, self.describe()))
+    }
+    fn relocate(&self) -> Result<&dyn Relocate, MachineError> {
+        Err(MachineError::unsupported(Capability::Relocate, self.describe()))
     }
 
     /// Applies an upgrade to this place's share: `old` as it was built,

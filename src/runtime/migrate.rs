@@ -20,16 +20,29 @@ use crate::plan::{Host, Plan};
 use crate::state::{HostRecord, Phase, ProjectRecord};
 use crate::upgrade::Class;
 
+/// How a host moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MoveMode {
+    /// Live while it runs between two service hosts; otherwise with its
+    /// files (a running host frozen for the move and resumed there).
+    Auto,
+    /// While it runs: refused for a host that does not run.
+    Live,
+    /// With its files, as it is (running, saved or shut off).
+    Cold,
+}
+
 impl Runtime<'_> {
-    /// Moves `host` of `project` to the service host `to` while it runs.
-    /// The outcomes: the host's, then any place's that failed to catch up.
-    pub fn migrate(&self, project: &str, host: &str, to: &str) -> Result<Vec<Outcome>, RuntimeError> {
+    /// Moves `host` of `project` to the service host `to` (None: this
+    /// machine). The outcomes: the host's, then any place's that failed to
+    /// catch up.
+    pub fn migrate(&self, project: &str, host: &str, to: Option<&str>, mode: MoveMode) -> Result<Vec<Outcome>, RuntimeError> {
         let _lock = self.state.lock(project)?;
-        self.migrate_locked(project, host, to)
+        self.migrate_locked(project, host, to, mode)
     }
 
     /// `migrate`, the project's lock held by the caller.
-    pub(super) fn migrate_locked(&self, project: &str, host: &str, to: &str) -> Result<Vec<Outcome>, RuntimeError> {
+    pub(super) fn migrate_locked(&self, project: &str, host: &str, to: Option<&str>, mode: MoveMode) -> Result<Vec<Outcome>, RuntimeError> {
         let rec = self.state.require(project)?;
         if rec.phase == Phase::Building {
             return Err(RuntimeError::Refused(format!("project {project} is still being built: finish that first (mln build -f {})", rec.file)));
@@ -41,16 +54,18 @@ impl Runtime<'_> {
             .find(|h| h.name == host)
             .ok_or_else(|| RuntimeError::Refused(format!("project {project} has no host {}", crate::term::escape(host))))?;
         let from = h.service_host.clone();
-        let dest = Some(to.to_string());
+        let dest = to.map(str::to_string);
+        let to_name = to.unwrap_or("this machine");
         let mut moved = h.clone();
         moved.service_host = dest.clone();
         let after = with_host(&rec.plan, &moved);
         let marker = marker_path(self.state, project, host)?;
         let pending = read_marker(&marker)?;
-        if let Some(p) = pending.as_ref().filter(|p| p.to != to) {
+        if let Some(p) = pending.as_ref().filter(|p| p.to.as_deref() != to) {
+            let named = p.to.as_deref().unwrap_or("this machine");
             return Err(RuntimeError::Refused(format!(
-                "a move of {host} to {} was begun and not finished: finish it first (mln migrate -p {project} -h {host} --to {})",
-                p.to, p.to
+                "a move of {host} to {named} was begun and not finished: finish it first (mln migrate -p {project} -h {host} --to {})",
+                p.to.as_deref().unwrap_or("local")
             )));
         }
         let label = |o: Outcome| tag(vec![o], &dest);
@@ -60,7 +75,7 @@ impl Runtime<'_> {
             // undone (the place it left, switches) is finished now.
             let left = pending.map(|p| p.from).unwrap_or_else(|| from.clone());
             let before = with_host(&rec.plan, &Host { service_host: left.clone(), ..moved.clone() });
-            let mut out = label(Outcome::of(host, Ok(Done::ok(format!("on {to} already")))));
+            let mut out = label(Outcome::of(host, Ok(Done::ok(format!("on {to_name} already")))));
             let behind = self.catch_up(&rec, &before, &after, &left);
             if behind.is_empty() {
                 let _ = std::fs::remove_file(&marker);
@@ -70,6 +85,19 @@ impl Runtime<'_> {
         }
         let src = self.places.backend(from.as_deref())?;
         let dst = self.places.backend(dest.as_deref())?;
+        let cold = match (&pending, mode) {
+            (Some(p), _) => p.cold.is_some(),
+            (None, MoveMode::Cold) => true,
+            (None, MoveMode::Live) => false,
+            // Live needs a libvirt daemon at both ends.
+            (None, MoveMode::Auto) => from.is_none() || dest.is_none() || src.power()?.state(&Machine { project, host: h })? != PowerState::Running,
+        };
+        if cold {
+            return self.move_cold(&rec, h, &moved, pending, &marker);
+        }
+        let Some(to) = to else {
+            return Err(RuntimeError::Refused("a host moves live only to a service host (this machine's embedded libvirt cannot receive one)".into()));
+        };
         let (sm, dm) = (src.migrate()?, dst.migrate()?);
         let incoming_share = self.share_at(&after, &dest);
         let m_here = Machine { project, host: h };
@@ -89,7 +117,7 @@ impl Runtime<'_> {
                 PowerState::Running => {}
                 s => {
                     return Err(RuntimeError::Refused(format!(
-                        "{host} is {s} on {}: only a running host moves live (a stopped one moves cold, which mln does not do yet)",
+                        "{host} is {s} on {}: only a running host moves live (move it with its files: --cold)",
                         from.as_deref().unwrap_or("this machine")
                     )));
                 }
@@ -108,7 +136,7 @@ impl Runtime<'_> {
                 places.push(to.to_string());
                 self.state.save_project(&ProjectRecord { places, ..rec.clone() })?;
             }
-            write_marker(&marker, &Move { from: from.clone(), to: to.to_string() })?;
+            write_marker(&marker, &Move { from: from.clone(), to: dest.clone(), cold: None })?;
             let incoming = match dm.prepare_incoming(&incoming_share, &m_there, &address) {
                 Ok(i) => i,
                 Err(e) => {
@@ -142,20 +170,29 @@ impl Runtime<'_> {
             }
         }
         debug_assert!(arrived);
-        // Where it is, here; then every place catches up with that; the
-        // marker goes only when they all did.
+        self.moved(&rec, &moved, &from, &marker, format!("moved live to {to}"))
+    }
+
+    /// The host has arrived at its new place: the record here says so,
+    /// then every place catches up with that; the marker goes only when
+    /// they all did.
+    pub(super) fn moved(&self, rec: &ProjectRecord, moved: &Host, from: &Option<String>, marker: &std::path::Path, message: String) -> Result<Vec<Outcome>, RuntimeError> {
+        let (project, host, dest) = (rec.name.as_str(), moved.name.as_str(), moved.service_host.clone());
+        let after = with_host(&rec.plan, moved);
         let mut places = rec.places.clone();
-        if !places.contains(&to.to_string()) {
-            places.push(to.to_string());
+        if let Some(to) = &dest {
+            if !places.contains(to) {
+                places.push(to.clone());
+            }
         }
         let now = ProjectRecord { plan: after.clone(), places, ..rec.clone() };
         self.state.save_project(&now)?;
         self.state.record_hosts(project, &[HostRecord { host: host.to_string(), place: dest.clone(), phase: Phase::Built }])?;
-        self.state.journal(project, "migrate", Some(host), true, &format!("to {to}"));
-        let mut out = label(Outcome::of(host, Ok(Done::ok(format!("moved live to {to}")))));
-        let behind = self.catch_up(&now, &rec.plan, &after, &from);
+        self.state.journal(project, "migrate", Some(host), true, &format!("to {}", dest.as_deref().unwrap_or("this machine")));
+        let mut out = tag(vec![Outcome::of(host, Ok(Done::ok(message)))], &dest);
+        let behind = self.catch_up(&now, &rec.plan, &after, from);
         if behind.is_empty() {
-            let _ = std::fs::remove_file(&marker);
+            let _ = std::fs::remove_file(marker);
         }
         out.extend(behind);
         Ok(out)
@@ -170,7 +207,7 @@ impl Runtime<'_> {
             .filter_map(|e| {
                 let name = e.file_name().to_str()?.strip_prefix(MARKER)?.to_string();
                 let m = read_marker(&e.path()).ok()??;
-                Some((name, m.to))
+                Some((name, m.to.unwrap_or_else(|| "local".into())))
             })
             .collect()
     }
@@ -188,7 +225,7 @@ impl Runtime<'_> {
 
     /// A place's share of `plan`, its switches joined as every place's
     /// share of `plan` has them.
-    fn share_at(&self, plan: &Plan, place: &Option<String>) -> Plan {
+    pub(super) fn share_at(&self, plan: &Plan, place: &Option<String>) -> Plan {
         let mut shares = self.shares(plan);
         let i = shares.iter().position(|(p, _)| p == place);
         match i {
@@ -270,6 +307,16 @@ impl Runtime<'_> {
             }
         }
         if arrived {
+            self.take_in(plan, h)?;
+        }
+        Ok(done)
+    }
+
+    /// A host arrived here from another place: into this place's record
+    /// (its share; switches as the plan sent gives them).
+    pub(super) fn take_in(&self, plan: &Plan, h: &Host) -> Result<(), RuntimeError> {
+        let host = h.name.as_str();
+        {
             let rec = match self.state.project(&plan.project)? {
                 Some(mut rec) => {
                     rec.plan = with_host(&rec.plan, h);
@@ -293,15 +340,25 @@ impl Runtime<'_> {
             self.state.save_project(&rec)?;
             self.state.record_hosts(&plan.project, &[HostRecord { host: host.to_string(), place: None, phase: Phase::Built }])?;
         }
-        Ok(done)
+        Ok(())
     }
 }
 
-/// A move begun: where from (None: this machine), where to.
+/// A move begun: where from and where to (None: this machine); for a
+/// move with its files, how the host is to be at the end and, once it is
+/// packed, its parcel.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Move {
-    from: Option<String>,
-    to: String,
+pub(super) struct Move {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold: Option<ColdMove>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct ColdMove {
+    pub then: PowerState,
+    pub parcel: Option<crate::machine::Parcel>,
 }
 
 /// The marker's name starts with a dot: no host's directory can.
@@ -319,7 +376,7 @@ fn read_marker(path: &std::path::Path) -> Result<Option<Move>, RuntimeError> {
     }
 }
 
-fn write_marker(path: &std::path::Path, m: &Move) -> Result<(), RuntimeError> {
+pub(super) fn write_marker(path: &std::path::Path, m: &Move) -> Result<(), RuntimeError> {
     let dir = path.parent().expect("a project directory has a parent");
     std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::write(path, serde_json::to_vec(m).expect("a move serializes")))
@@ -327,7 +384,7 @@ fn write_marker(path: &std::path::Path, m: &Move) -> Result<(), RuntimeError> {
 }
 
 /// `plan` with `h` in place of the host of its name (or added).
-fn with_host(plan: &Plan, h: &Host) -> Plan {
+pub(super) fn with_host(plan: &Plan, h: &Host) -> Plan {
     let mut p = plan.clone();
     match p.hosts.iter_mut().find(|x| x.name == h.name) {
         Some(x) => *x = h.clone(),
@@ -336,6 +393,6 @@ fn with_host(plan: &Plan, h: &Host) -> Plan {
     p
 }
 
-fn one_host<'p>(plan: &'p Plan, host: &str) -> Result<&'p Host, RuntimeError> {
+pub(super) fn one_host<'p>(plan: &'p Plan, host: &str) -> Result<&'p Host, RuntimeError> {
     plan.hosts.iter().find(|h| h.name == host).ok_or_else(|| RuntimeError::Refused(format!("the plan sent has no host {}", crate::term::escape(host))))
 }

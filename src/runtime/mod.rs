@@ -11,7 +11,9 @@
 
 mod error;
 pub mod hooks;
+mod cold;
 mod migrate;
+pub use migrate::MoveMode;
 pub mod places;
 mod status;
 mod upgrade;

@@ -28,6 +28,13 @@ pub trait Places: Sync {
         let _ = place;
         None
     }
+    /// Carries a machine's files (a cold move) from its directory at one
+    /// place to its directory at another, each file checked where it
+    /// lands. Only the fabric has more than one place.
+    fn carry(&self, from: Option<&str>, to: Option<&str>, project: &str, host: &str, files: &[crate::machine::ParcelFile]) -> Result<(), MachineError> {
+        let _ = (from, to, project, host, files);
+        Err(MachineError::Refused("a machine's files move between places only over the fabric (service hosts)".into()))
+    }
     /// Tells each share how its switches reach the same switches on the
     /// other places (one network per switch across places). Where every
     /// place is this machine there is nothing to join; an agent keeps the
@@ -66,6 +73,9 @@ impl<'a> LocalPlaces<'a> {
     }
     pub fn templates(&self) -> &std::path::Path {
         &self.templates
+    }
+    pub fn state(&self) -> &'a State {
+        self.state
     }
 }
 

@@ -79,23 +79,23 @@ impl Runtime<'_> {
             return Err(RuntimeError::Refused(format!("project {} is still being built: finish that first (mln build -f {})", rec.name, rec.file)));
         }
         let mut u = crate::upgrade::diff(&rec.plan, new).map_err(RuntimeError::Upgrade)?;
-        // Hosts to move live (`-l`) move first, each as `mln migrate` moves
-        // it; the rest of their change is then an upgrade like any other.
+        // Hosts that move go first, each as `mln migrate` moves it (live
+        // when asked with `-l`, or when it runs between two service hosts;
+        // with its files otherwise); the rest of their change is then an
+        // upgrade like any other.
         let mut outcomes: Vec<Outcome> = Vec::new();
-        let live: Vec<(String, Option<String>)> = u
+        let moving: Vec<(String, Option<String>)> = u
             .hosts
             .iter()
-            .filter(|d| d.class == Class::Migrate && opts.live.contains(&d.host))
+            .filter(|d| d.class == Class::Migrate)
             .map(|d| (d.host.clone(), new.hosts.iter().find(|h| h.name == d.host).and_then(|h| h.service_host.clone())))
             .collect();
-        let rec = if live.is_empty() {
+        let rec = if moving.is_empty() {
             rec
         } else {
-            for (h, to) in &live {
-                let moved = match to {
-                    Some(to) => self.migrate_locked(project, h, to),
-                    None => Err(RuntimeError::Refused("moving a host from a service host to this machine is not done: name a service host".into())),
-                };
+            for (h, to) in &moving {
+                let mode = if opts.live.contains(h) { super::MoveMode::Live } else { super::MoveMode::Auto };
+                let moved = self.migrate_locked(project, h, to.as_deref(), mode);
                 match moved {
                     Ok(o) => outcomes.extend(o),
                     Err(e) => outcomes.push(Outcome::failed(h, &crate::machine::MachineError::from(e))),
@@ -123,7 +123,7 @@ impl Runtime<'_> {
         for h in moving.iter().filter(|h| !told.iter().any(|t| t == *h)) {
             let from = rec.plan.hosts.iter().find(|x| x.name == *h).and_then(|x| x.service_host.clone());
             outcomes.extend(tag(
-                vec![Outcome::failed(h, &crate::machine::MachineError::Refused("it moves to another service host: a running host moves live with `-l HOST` (moving it stopped, with its files, is not done yet)".into()))],
+                vec![Outcome::failed(h, &crate::machine::MachineError::Failed("it moves to another place, and did not move".into()))],
                 &from,
             ));
         }
