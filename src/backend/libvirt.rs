@@ -241,6 +241,26 @@ impl Libvirt {
         self.conn.capabilities().map_err(|e| err("cannot read the hypervisor's capabilities", e))
     }
 
+    /// Resumes a running domain that is paused (mln pauses none itself;
+    /// an interrupted move or restore can leave one so). Whether it was.
+    pub fn resume_if_paused(&self, name: &str) -> Result<bool, LibvirtError> {
+        let d = self.domain(name)?;
+        match d.state() {
+            Ok((s, _)) if s.is_any(vec![virt::domain::DomainState::Paused]) => {
+                d.resume().map_err(|e| err(&format!("cannot resume {name}"), e))?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Saves a (paused) domain's memory as `save` does, to be restored
+    /// running: the image otherwise records the pause, and the next start
+    /// would leave the guest paused.
+    pub fn save_to_run(&self, name: &str) -> Result<(), LibvirtError> {
+        self.domain(name)?.managed_save(virt::sys::VIR_DOMAIN_SAVE_RUNNING).map_err(|e| err(&format!("cannot save {name}"), e))
+    }
+
     pub fn state(&self, name: &str) -> crate::machine::PowerState {
         use crate::machine::PowerState;
         match self.conn.lookup_domain_by_name(name) {

@@ -113,7 +113,10 @@ impl Power for LibvirtMachines<'_> {
 
     fn start(&self, m: &Machine) -> Result<Done, MachineError> {
         match self.state(m)? {
-            PowerState::Running => Ok(Done::ok("already running")),
+            PowerState::Running => match self.lv.resume_if_paused(&Self::domain(m))? {
+                true => Ok(Done::ok("resumed (it was paused)")),
+                false => Ok(Done::ok("already running")),
+            },
             PowerState::Absent => Err(MachineError::Refused("not built (run mln build)".into())),
             PowerState::Saved => self.restore(m),
             PowerState::ShutOff => {

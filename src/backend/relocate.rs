@@ -62,8 +62,9 @@ impl Relocate for LibvirtMachines<'_> {
         if let Some(needs) = &parcel.memory {
             can_run(&self.lv.capabilities()?, needs)?;
         }
+        // Files are carried only into a directory no domain uses.
         if self.lv.exists(&Self::domain(m)) {
-            return Ok(Done::ok("defined here already"));
+            return Err(MachineError::Refused(format!("a domain named {} exists here already", Self::domain(m))));
         }
         let p = self.prepared_for(plan)?;
         super::provision::incoming_host(self, &p, plan, m.host)?;
@@ -74,16 +75,16 @@ impl Relocate for LibvirtMachines<'_> {
         let _ = plan;
         let name = Self::domain(m);
         let dir = self.state.host_dir(m.project, &m.host.name)?;
+        // Defined here only once every file was: from then on the files
+        // are its own (its console grows, its memory image goes).
+        let defined = self.lv.exists(&name);
         let missing: Vec<&str> = parcel
             .files
             .iter()
             .filter(|f| std::fs::metadata(dir.join(&f.name)).map(|md| md.len() != f.size).unwrap_or(true))
             .map(|f| f.name.as_str())
             .collect();
-        // The memory image goes once restored: a machine defined here
-        // without it has been unpacked.
-        let defined = self.lv.exists(&name);
-        if !missing.is_empty() && !(defined && missing == [MEMORY_FILE]) {
+        if !defined && !missing.is_empty() {
             return Err(MachineError::Refused(format!("not all its files are here yet: {}", missing.join(", "))));
         }
         let here = Incoming { connect: String::new(), address: String::new(), dir: dir.clone(), templates: self.templates.clone() };
@@ -105,7 +106,7 @@ impl Relocate for LibvirtMachines<'_> {
                 let xml = ours(&self.lv.image_definition(&memory)?)?;
                 self.lv.restore_from(&memory, &xml, parcel.then == PowerState::Saved)?;
                 if parcel.then == PowerState::Saved {
-                    self.lv.save(&name)?;
+                    self.lv.save_to_run(&name)?;
                 }
             }
             std::fs::remove_file(&memory).map_err(LocalError::io("remove", &memory))?;
@@ -123,7 +124,7 @@ impl Relocate for LibvirtMachines<'_> {
             let xml = self.lv.image_definition(&memory)?;
             self.lv.restore_from(&memory, &xml, parcel.then == PowerState::Saved)?;
             if parcel.then == PowerState::Saved {
-                self.lv.save(&name)?;
+                self.lv.save_to_run(&name)?;
             }
         }
         std::fs::remove_file(&memory).map_err(LocalError::io("remove", &memory))?;

@@ -325,7 +325,7 @@ impl Relocate for Fake {
     }
     fn make_ready(&self, plan: &Plan, m: &Machine, _: &Parcel) -> Result<Done, MachineError> {
         if self.machine(&plan.project, &m.host.name) != PowerState::Absent {
-            return Ok(Done::ok("defined here already"));
+            return Err(MachineError::Refused(format!("{} is here already", m.host.name)));
         }
         self.step("make_ready", &plan.project, &m.host.name)?;
         Ok(Done::ok("ready"))
