@@ -820,9 +820,35 @@ fn a_running_host_moves_to_another_service_host_while_its_stream_goes_on() {
     // A running host moved with its files: frozen (its memory saved),
     // carried to h1 with its disk, seed and console, resumed there. Its
     // console comes along: what it printed on h3, then on h1.
+    // mln is killed (-9) once the host is packed, then run again: one
+    // copy, running, at the new place.
     let before = lines_got(&console("h3", "recv")).len();
-    let moved = m.ok(&["migrate", "-p", "mv", "-h", "recv", "--to", "h1", "--cold"]);
-    assert!(moved.contains("with its files"), "{moved}");
+    let marker = m.state.path().join("projects/mv/.moving-recv");
+    let args = ["migrate", "-p", "mv", "-h", "recv", "--to", "h1", "--cold"];
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mln"))
+        .env_remove("SSH_AUTH_SOCK")
+        .arg("--state-dir")
+        .arg(m.state.path())
+        .arg("--fabric")
+        .arg(&m.fabric)
+        .args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let packed = loop {
+        if std::fs::read_to_string(&marker).is_ok_and(|t| t.contains("\"parcel\":{")) {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for the host to be packed");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("mln killed {} the move", if packed && marker.exists() { "in the middle of" } else { "after" });
+    let moved = m.ok(&args);
+    assert!(moved.contains("with its files") || moved.contains("already"), "{moved}");
+    assert!(!marker.exists());
     wait_for("the stream to go on after the cold move", || lines_got(&console("h1", "recv")).len() >= before + 25);
     assert!(lab.domains("h3").is_empty() && lab.domains("h1") == ["recv.mv"], "{:?} {:?}", lab.domains("h3"), lab.domains("h1"));
     assert!(!lab.state_dir("h3").join("projects/mv").exists(), "h3 keeps files of the project");
