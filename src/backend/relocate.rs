@@ -78,12 +78,14 @@ impl Relocate for LibvirtMachines<'_> {
         // Defined here only once every file was: from then on the files
         // are its own (its console grows, its memory image goes).
         let defined = self.lv.exists(&name);
-        let missing: Vec<&str> = parcel
+        // The names come from the sender: each a plain file name here.
+        let paths = parcel
             .files
             .iter()
-            .filter(|f| std::fs::metadata(dir.join(&f.name)).map(|md| md.len() != f.size).unwrap_or(true))
-            .map(|f| f.name.as_str())
-            .collect();
+            .map(|f| crate::name::inside(&dir, &[f.name.as_str()]).map(|p| (f, p)).map_err(|e| MachineError::Refused(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let missing: Vec<&str> =
+            paths.iter().filter(|(f, p)| std::fs::metadata(p).map(|md| md.len() != f.size).unwrap_or(true)).map(|(f, _)| f.name.as_str()).collect();
         if !defined && !missing.is_empty() {
             return Err(MachineError::Refused(format!("not all its files are here yet: {}", missing.join(", "))));
         }
@@ -95,8 +97,8 @@ impl Relocate for LibvirtMachines<'_> {
         };
         if !defined {
             let xml = ours(&parcel.definition)?;
-            for f in parcel.files.iter().filter(|f| f.name.ends_with(".qcow2")) {
-                rebase(&dir.join(&f.name), &parcel.templates, &self.templates)?;
+            for (_, p) in paths.iter().filter(|(f, _)| f.name.ends_with(".qcow2")) {
+                rebase(p, &parcel.templates, &self.templates)?;
             }
             self.lv.define(&xml)?;
         }
@@ -183,6 +185,11 @@ fn sha256_of(path: &Path) -> Result<(u64, String), MachineError> {
 fn rebase(disk: &Path, from: &Path, to: &Path) -> Result<(), MachineError> {
     let info = super::provision::qemu_img(&["info", "--output=json", "-U", &disk.to_string_lossy()])?;
     let v: serde_json::Value = serde_json::from_str(&info).map_err(|e| MachineError::Failed(format!("qemu-img info {}: {e}", disk.display())))?;
+    // The image comes from the sender: an external data file would hand
+    // the guest another file of this host.
+    if v.get("format").and_then(|f| f.as_str()) != Some("qcow2") || v.pointer("/format-specific/data/data-file").is_some() {
+        return Err(MachineError::Refused(format!("{}: not a plain qcow2 image", disk.display())));
+    }
     let Some(backing) = v.get("backing-filename").and_then(|b| b.as_str()) else { return Ok(()) };
     let Ok(rest) = Path::new(backing).strip_prefix(from) else {
         return if Path::new(backing).starts_with(to) {
@@ -280,6 +287,33 @@ mod tests {
         let xml = "<domain type='qemu'><os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type></os></domain>";
         assert_eq!(os_type(xml), Some(("x86_64".into(), "pc-i440fx-7.2".into())));
         assert_eq!(os_type("<domain/>"), None);
+    }
+
+    #[test]
+    fn an_overlay_is_pointed_at_the_template_here_and_a_foreign_image_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let (from, to) = (d.path().join("theirs"), d.path().join("ours"));
+        for t in [&from, &to] {
+            std::fs::create_dir_all(t.join("t")).unwrap();
+            super::super::provision::qemu_img(&["create", "-q", "-f", "qcow2", &t.join("t/disk.qcow2").to_string_lossy(), "16M"]).unwrap();
+        }
+        let disk = d.path().join("disk.qcow2");
+        let b = from.join("t/disk.qcow2");
+        super::super::provision::qemu_img(&["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", &b.to_string_lossy(), &disk.to_string_lossy()]).unwrap();
+        rebase(&disk, &from, &to).unwrap();
+        let info = super::super::provision::qemu_img(&["info", "--output=json", &disk.to_string_lossy()]).unwrap();
+        assert!(info.contains(&format!("\"backing-filename\": \"{}\"", to.join("t/disk.qcow2").display())), "{info}");
+        // A backing file outside the templates, or an external data file.
+        let (elsewhere, stray) = (d.path().join("elsewhere.qcow2"), d.path().join("stray.qcow2"));
+        super::super::provision::qemu_img(&["create", "-q", "-f", "qcow2", &elsewhere.to_string_lossy(), "1M"]).unwrap();
+        super::super::provision::qemu_img(&["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", &elsewhere.to_string_lossy(), &stray.to_string_lossy()]).unwrap();
+        assert!(matches!(rebase(&stray, &from, &to), Err(MachineError::Refused(_))));
+        let data = d.path().join("data.qcow2");
+        super::super::provision::qemu_img(&["create", "-q", "-f", "qcow2", "-o", &format!("data_file={}", d.path().join("raw").display()), &data.to_string_lossy(), "1M"]).unwrap();
+        assert!(matches!(rebase(&data, &from, &to), Err(MachineError::Refused(_))));
+        let raw = d.path().join("raw.qcow2");
+        std::fs::write(&raw, vec![0u8; 4096]).unwrap();
+        assert!(matches!(rebase(&raw, &from, &to), Err(MachineError::Refused(_))), "a raw file named .qcow2");
     }
 
     #[test]
