@@ -6,6 +6,7 @@
 
 pub mod bridge;
 pub mod domain;
+pub mod glance;
 pub mod kvm;
 pub mod libvirt;
 pub mod machines;

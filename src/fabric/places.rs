@@ -51,6 +51,10 @@ impl Places for FabricPlaces<'_> {
         self.local.local_uri()
     }
 
+    fn glance(&self, place: Option<&str>, project: &str, hosts: &[&Host]) -> Option<Vec<crate::machine::PowerState>> {
+        self.local.glance(place, project, hosts)
+    }
+
     fn address(&self, place: Option<&str>) -> Option<String> {
         let r = self.remotes.get(place?)?;
         address_of(&r.server).map(|ip| ip.to_string())

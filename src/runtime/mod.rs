@@ -306,7 +306,10 @@ impl Runtime<'_> {
                     .iter()
                     .map(|(place, hs)| {
                         s.spawn(move || {
-                            let r = self.places.backend(place.as_deref()).map(|b| b.states(project, hs));
+                            let r = match self.places.glance(place.as_deref(), project, hs) {
+                                Some(states) => Ok(states.into_iter().map(Ok).collect()),
+                                None => self.places.backend(place.as_deref()).map(|b| b.states(project, hs)),
+                            };
                             (place.clone(), hs.clone(), r)
                         })
                     })

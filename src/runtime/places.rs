@@ -3,8 +3,8 @@
 //! decision between local and remote lives here, not in the CLI.
 
 use crate::backend::machines::LibvirtMachines;
-use crate::machine::{Backend, MachineError};
-use crate::plan::Plan;
+use crate::machine::{Backend, MachineError, PowerState};
+use crate::plan::{Host, Plan};
 use crate::progress::Telemetry;
 use crate::state::{ProjectRecord, State};
 use std::path::PathBuf;
@@ -26,6 +26,13 @@ pub trait Places: Sync {
     /// fabric address); None where unknown.
     fn address(&self, place: Option<&str>) -> Option<String> {
         let _ = place;
+        None
+    }
+    /// The power states of `hosts` of `project` at `place`, read without
+    /// opening its machine manager where that is reliable and cheaper;
+    /// None: ask the backend.
+    fn glance(&self, place: Option<&str>, project: &str, hosts: &[&Host]) -> Option<Vec<PowerState>> {
+        let _ = (place, project, hosts);
         None
     }
     /// Carries a machine's files (a cold move) from its directory at one
@@ -90,5 +97,14 @@ impl Places for LocalPlaces<'_> {
     }
     fn local_uri(&self) -> String {
         self.uri.clone()
+    }
+    /// The embedded driver, not opened yet: from its files (opening it
+    /// costs a reconnection to every running guest).
+    fn glance(&self, place: Option<&str>, project: &str, hosts: &[&Host]) -> Option<Vec<PowerState>> {
+        if place.is_some() || self.uri != self.state.embedded_uri() || self.local.get().is_some() {
+            return None;
+        }
+        let root = self.state.libvirt_root();
+        hosts.iter().map(|h| crate::backend::glance::state(&root, &crate::backend::domain::domain_name(project, &h.name))).collect()
     }
 }
