@@ -243,17 +243,22 @@ impl Stream {
     }
     /// The longest time without a new line from `from` until the stream
     /// has gone on by `lines` lines past `from`'s highest.
-    fn longest_pause_after(&self, from: Instant, lines: u64) -> f64 {
+    /// Also when the pause began and ended, in seconds since `from`.
+    fn longest_pause_after(&self, from: Instant, lines: u64) -> (f64, f64, f64) {
         let start_high = self.arrivals.lock().unwrap().iter().rev().find(|a| a.0 <= from).map(|a| a.1).unwrap_or(0);
         wait_for("the stream to go on after the move", || self.high() >= start_high + lines);
         let a = self.arrivals.lock().unwrap();
         let mut last = a.iter().rev().find(|a| a.0 <= from).map(|a| a.0).unwrap_or(from);
-        let mut longest = Duration::ZERO;
+        let (mut longest, mut when) = (Duration::ZERO, (0.0, 0.0));
+        let since = |t: Instant| t.saturating_duration_since(from).as_secs_f64() - from.saturating_duration_since(t).as_secs_f64();
         for (t, _) in a.iter().filter(|a| a.0 > from) {
-            longest = longest.max(t.duration_since(last));
+            if t.duration_since(last) > longest {
+                longest = t.duration_since(last);
+                when = (since(last), since(*t));
+            }
             last = *t;
         }
-        longest.as_secs_f64()
+        (longest.as_secs_f64(), when.0, when.1)
     }
 }
 
@@ -308,7 +313,7 @@ fn live() -> String {
     // The swap disk as mln made it on the build (mkswap'd), on h1.
     std::fs::copy(lab.state_dir("h1").join("projects/mv/recv/swap.img"), lab.state_dir("h1").join("peer/swap.img")).unwrap();
     std::fs::write(lab.state_dir("h1").join("peer/peer.xml"), &peer_xml).unwrap();
-    m.local_virsh("h1", "define /var/lib/mln/peer/peer.xml");
+    m.local_virsh("h1", &format!("define {}", lab.state_dir("h1").join("peer/peer.xml").display()));
     m.local_virsh("h1", "start peer");
     let peer_console = |h: &str| lab.state_dir(h).join("peer/console.log");
     wait_for("the peer's guest to count", || counters(&std::fs::read_to_string(peer_console("h1")).unwrap_or_default()).len() >= 3);
@@ -324,20 +329,20 @@ fn live() -> String {
         // often as the other.
         for round in 0..=n {
             let (from, to) = if round % 2 == 0 { ("h1", "h2") } else { ("h2", "h1") };
-            let do_mln = |pauses: &mut Vec<f64>, mln_t: &mut Vec<f64>, phases: &mut Vec<Vec<(f64, String)>>| {
+            let do_mln = |pauses: &mut Vec<(f64, f64, f64)>, mln_t: &mut Vec<f64>, phases: &mut Vec<Vec<(f64, String)>>| {
                 let before = last_counter(&recv_console(from));
                 let start = Instant::now();
                 let (secs, lines) = m.migrate("recv", from, to);
-                let pause = stream.longest_pause_after(start, 25);
+                let (pause, p0, p1) = stream.longest_pause_after(start, 25);
                 // Not timed: it runs there, counting on from where it was.
                 wait_for("recv to count on at its new place", || last_counter(&recv_console(to)) > before);
                 let there = std::fs::read_to_string(recv_console(to)).unwrap_or_default();
                 assert!(!there.contains("MLN-GUEST-UP"), "recv booted again on {to}:\n{there}");
                 assert_eq!(m.domstate(to, "recv.mv"), "running");
-                eprintln!("  mln   {from}->{to}: {secs:.2} s, longest pause in the stream {pause:.2} s");
+                eprintln!("  mln   {from}->{to}: {secs:.2} s, longest pause in the stream {pause:.2} s (from {p0:.2} s to {p1:.2} s)");
                 if round > 0 {
                     mln_t.push(secs);
-                    pauses.push(pause);
+                    pauses.push((pause, p0, p1));
                     phases.push(lines);
                 }
             };
@@ -397,7 +402,7 @@ fn live() -> String {
          | of which `virsh migrate` alone | {} |\n\
          | of which the `ssh` preparing the destination | {} |\n\n\
          mln / virsh (medians): **{ratio:.2}** (goal <= 1.1: {}); against `virsh migrate` alone: {:.2}.\n\n\
-         Longest pause of the stream into mln's moving guest, per move: {} (median {:.2} s, max {:.2} s). \
+         Longest pause of the stream into mln's moving guest, per move (in brackets: from when to when, seconds since `mln migrate` started): {} (median {:.2} s, max {:.2} s). \
          Lines received in all (from the first move's start to the end): {}, in order with none missing or repeated on the last host's console: {contiguous}; \
          the sender reconnected: {reconnected}.\n\n",
         spread(&mln_t),
@@ -406,9 +411,9 @@ fn live() -> String {
         spread(&virsh_prep),
         met(ratio <= 1.1),
         median(&mln_t) / median(&bare),
-        pauses.iter().map(|p| format!("{p:.2}")).collect::<Vec<_>>().join(", "),
-        median(&pauses),
-        sorted(pauses.clone()).last().unwrap(),
+        pauses.iter().map(|p| format!("{:.2} s [{:.2}–{:.2}]", p.0, p.1, p.2)).collect::<Vec<_>>().join(", "),
+        median(&pauses.iter().map(|p| p.0).collect::<Vec<_>>()),
+        sorted(pauses.iter().map(|p| p.0).collect()).last().unwrap(),
         numbers.len(),
     );
     out += &breakdown(&phases);
@@ -462,7 +467,7 @@ fn breakdown(runs: &[Vec<(f64, String)>]) -> String {
 // ---------------------------------------------------------------- freeze
 
 fn freeze() -> String {
-    let n = rounds(3);
+    let n = rounds(5);
     eprintln!("freeze: starting 3 service hosts...");
     let lab = Lab::new(3, true);
     let m = Manager::new(&lab);
