@@ -244,9 +244,14 @@ impl Stream {
     /// The longest time without a new line from `from` until the stream
     /// has gone on by `lines` lines past `from`'s highest.
     /// Also when the pause began and ended, in seconds since `from`.
-    fn longest_pause_after(&self, from: Instant, lines: u64) -> (f64, f64, f64) {
+    fn longest_pause_after(&self, from: Instant, lines: u64, dead: &dyn Fn() -> Option<String>) -> (f64, f64, f64) {
         let start_high = self.arrivals.lock().unwrap().iter().rev().find(|a| a.0 <= from).map(|a| a.1).unwrap_or(0);
-        wait_for("the stream to go on after the move", || self.high() >= start_high + lines);
+        wait_for("the stream to go on after the move", || {
+            if let Some(d) = dead() {
+                panic!("{d}");
+            }
+            self.high() >= start_high + lines
+        });
         let a = self.arrivals.lock().unwrap();
         let mut last = a.iter().rev().find(|a| a.0 <= from).map(|a| a.0).unwrap_or(from);
         let (mut longest, mut when) = (Duration::ZERO, (0.0, 0.0));
@@ -321,10 +326,23 @@ fn live() -> String {
     let stream = Stream { arrivals: Mutex::new(Vec::new()), stop: AtomicBool::new(false) };
     let (mut mln_t, mut virsh_t, mut virsh_prep, mut pauses) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut phases: Vec<Vec<(f64, String)>> = Vec::new();
+    // What ran when (each move, timed part and checks), to place the
+    // stream's pauses.
+    let acts: Mutex<Vec<(String, Instant, Instant)>> = Mutex::new(Vec::new());
+    let t0 = Instant::now();
+    let (mut failure, mut completed): (Option<String>, usize) = (None, 0);
     std::thread::scope(|s| {
         let consoles = [recv_console("h1"), recv_console("h2")];
         let stream = &stream;
         let watcher = s.spawn(move || stream.watch(&consoles));
+        // The scope waits for the watcher: it must stop even if a round panics.
+        struct StopOnDrop<'s>(&'s AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stream.stop);
         // Round 0 is a warm-up (not counted): each direction is timed as
         // often as the other.
         for round in 0..=n {
@@ -333,7 +351,13 @@ fn live() -> String {
                 let before = last_counter(&recv_console(from));
                 let start = Instant::now();
                 let (secs, lines) = m.migrate("recv", from, to);
-                let (pause, p0, p1) = stream.longest_pause_after(start, 25);
+                let dead = || {
+                    let c = std::fs::read_to_string(recv_console(to)).unwrap_or_default();
+                    let i = c.find("Kernel panic").or_else(|| c.find("general protection fault"))?;
+                    Some(format!("recv's kernel crashed on {to} after mln's move: {}", c[i..].lines().next().unwrap_or("")))
+                };
+                let (pause, p0, p1) = stream.longest_pause_after(start, 25, &dead);
+                acts.lock().unwrap().push((format!("mln {from}->{to} (round {round})"), start, start + Duration::from_secs_f64(secs)));
                 // Not timed: it runs there, counting on from where it was.
                 wait_for("recv to count on at its new place", || last_counter(&recv_console(to)) > before);
                 let there = std::fs::read_to_string(recv_console(to)).unwrap_or_default();
@@ -357,7 +381,9 @@ fn live() -> String {
                 let mut c = m.virsh();
                 c.args(["-c", &m.ssh_uri(from), "migrate", "--live", "--persistent", "--undefinesource", "--copy-storage-inc", "peer", &m.ssh_uri(to)])
                     .args(["--migrateuri", &format!("tcp://{dest}"), "--listen-address", dest, "--disks-uri", &format!("tcp://{dest}")]);
+                let start = Instant::now();
                 let secs = m.timed(c, "virsh migrate");
+                acts.lock().unwrap().push((format!("virsh {from}->{to} (round {round})"), start, Instant::now()));
                 wait_for("the peer to count on at its new place", || {
                     let c = counters(&std::fs::read_to_string(peer_console(to)).unwrap_or_default());
                     c.last().is_some_and(|&l| l > before)
@@ -370,32 +396,80 @@ fn live() -> String {
                 }
             };
             eprintln!("round {round}/{n}{}", if round == 0 { " (warm-up)" } else { "" });
-            if round % 2 == 0 {
-                do_mln(&mut pauses, &mut mln_t, &mut phases);
-                do_virsh(&mut virsh_t, &mut virsh_prep);
-            } else {
-                do_virsh(&mut virsh_t, &mut virsh_prep);
-                do_mln(&mut pauses, &mut mln_t, &mut phases);
+            // A guest lost on the way ends the rounds; what was measured
+            // until then is reported, with why it stopped.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if round % 2 == 0 {
+                    do_mln(&mut pauses, &mut mln_t, &mut phases);
+                    do_virsh(&mut virsh_t, &mut virsh_prep);
+                } else {
+                    do_virsh(&mut virsh_t, &mut virsh_prep);
+                    do_mln(&mut pauses, &mut mln_t, &mut phases);
+                }
+            }));
+            if let Err(e) = r {
+                let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                let mut seen = String::new();
+                for h in ["h1", "h2"] {
+                    let c = std::fs::read_to_string(recv_console(h)).unwrap_or_default();
+                    let crash = c.find("general protection").or_else(|| c.find("Kernel panic")).map(|i| c[i..].lines().next().unwrap_or("").to_string());
+                    seen += &format!(
+                        " {h}: domains {:?}, recv's console {} bytes, last counter {}, crash: {crash:?};",
+                        lab.domains(h),
+                        c.len(),
+                        counters(&c).last().copied().unwrap_or(0)
+                    );
+                }
+                failure = Some(format!("round {round} ({from}->{to}): {};{seen}", msg.lines().take(3).collect::<Vec<_>>().join(" / ")));
+                eprintln!("stopped: {}", failure.as_deref().unwrap_or(""));
+                break;
             }
+            completed = round;
         }
         stream.stop.store(true, Ordering::Relaxed);
         watcher.join().unwrap();
     });
     // The stream across every move: no line lost, none twice.
-    let numbers: Vec<u64> = stream.arrivals.lock().unwrap().iter().map(|a| a.1).collect();
-    let place = if n % 2 == 0 { "h2" } else { "h1" };
+    let arrivals = stream.arrivals.lock().unwrap().clone();
+    let lines_seen = arrivals.last().map(|a| a.1).unwrap_or(0) - arrivals.first().map(|a| a.1).unwrap_or(0);
+    // Every pause over a second in the whole run, and what ran meanwhile.
+    let acts = acts.into_inner().unwrap();
+    let stalls: Vec<String> = arrivals
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].0 > Duration::from_secs(1))
+        .map(|w| {
+            let during: Vec<&str> = acts.iter().filter(|a| a.1 < w[1].0 && a.2 > w[0].0).map(|a| a.0.as_str()).collect();
+            format!(
+                "{:.2} s from {:.1} s (during: {})",
+                (w[1].0 - w[0].0).as_secs_f64(),
+                (w[0].0 - t0).as_secs_f64(),
+                if during.is_empty() { "no move".to_string() } else { during.join(", ") }
+            )
+        })
+        .collect();
+    let moves: Vec<String> = acts.iter().map(|a| format!("{} {:.1}–{:.1} s", a.0, (a.1 - t0).as_secs_f64(), (a.2 - t0).as_secs_f64())).collect();
+    let place = if completed % 2 == 0 { "h2" } else { "h1" };
     let all = got(&std::fs::read_to_string(recv_console(place)).unwrap_or_default());
     let contiguous = all.windows(2).all(|w| w[1] == w[0] + 1);
     let sent = std::fs::read_to_string(lab.state_dir("h3").join("projects/mv/send/console.log")).unwrap_or_default();
     let reconnected = sent.contains("MLN-SEND-BROKEN");
-    let status: serde_json::Value = serde_json::from_slice(&m.mln().args(["status", "-p", "mv", "--json"]).output().unwrap().stdout).unwrap();
-    let recv = status.as_array().unwrap().iter().find(|h| h["host"] == "recv").unwrap().clone();
-    assert_eq!((recv["state"].as_str(), recv["service_host"].as_str()), (Some("running"), Some(place)), "{status}");
+    let status: serde_json::Value = serde_json::from_slice(&m.mln().args(["status", "-p", "mv", "--json"]).output().unwrap().stdout).unwrap_or_default();
+    let recv_at = status.as_array().and_then(|a| a.iter().find(|h| h["host"] == "recv")).map(|r| format!("{} on {}", r["state"], r["service_host"])).unwrap_or_default();
+    if failure.is_none() {
+        assert_eq!(recv_at, format!("\"running\" on \"{place}\""), "{status}");
+    }
+    let mut out = String::new();
+    if let Some(f) = &failure {
+        out += &format!("**The rounds stopped early**, after {completed} of {n} counted rounds: {f}. `mln status` then said recv is {recv_at}.\n\n");
+        if mln_t.is_empty() || virsh_t.is_empty() {
+            return out;
+        }
+    }
 
     let ratio = median(&mln_t) / median(&virsh_t);
     let bare: Vec<f64> = virsh_t.iter().zip(&virsh_prep).map(|(t, p)| t - p).collect();
-    let mut out = format!(
-        "## live migration: `mln migrate --live` against `virsh migrate --live` ({n} moves each, h1<->h2, interleaved, after one warm-up move each)\n\n\
+    out += &format!(
+        "## live migration: `mln migrate --live` against `virsh migrate --live` ({} moves each, h1<->h2, interleaved, after one warm-up move each)\n\n\
          | tool | median (min–max) |\n|---|---|\n\
          | `mln migrate -p mv -h recv --to H --live` | {} |\n\
          | virsh: `ssh` making the empty swap disk + `virsh migrate --live --persistent --undefinesource --copy-storage-inc` (qemu+ssh) | {} |\n\
@@ -403,8 +477,10 @@ fn live() -> String {
          | of which the `ssh` preparing the destination | {} |\n\n\
          mln / virsh (medians): **{ratio:.2}** (goal <= 1.1: {}); against `virsh migrate` alone: {:.2}.\n\n\
          Longest pause of the stream into mln's moving guest, per move (in brackets: from when to when, seconds since `mln migrate` started): {} (median {:.2} s, max {:.2} s). \
-         Lines received in all (from the first move's start to the end): {}, in order with none missing or repeated on the last host's console: {contiguous}; \
+         Every pause of the stream over 1 s in the whole run (warm-up included; seconds since the first move): {}. The moves: {}.\n\n\
+         Stream lines received from the first move to the end: {lines_seen}, in order with none missing or repeated on the last host's console: {contiguous}; \
          the sender reconnected: {reconnected}.\n\n",
+        mln_t.len(),
         spread(&mln_t),
         spread(&virsh_t),
         spread(&bare),
@@ -414,7 +490,8 @@ fn live() -> String {
         pauses.iter().map(|p| format!("{:.2} s [{:.2}–{:.2}]", p.0, p.1, p.2)).collect::<Vec<_>>().join(", "),
         median(&pauses.iter().map(|p| p.0).collect::<Vec<_>>()),
         sorted(pauses.iter().map(|p| p.0).collect()).last().unwrap(),
-        numbers.len(),
+        if stalls.is_empty() { "none".to_string() } else { stalls.join("; ") },
+        moves.join("; "),
     );
     out += &breakdown(&phases);
     let _ = m.mln().args(["remove", "-p", "mv"]).output();
