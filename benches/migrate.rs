@@ -242,10 +242,11 @@ impl Stream {
         self.arrivals.lock().unwrap().last().map(|a| a.1).unwrap_or(0)
     }
     /// The longest time without a new line from `from` until the stream
-    /// has gone on by `lines` lines past `from`'s highest.
+    /// has gone on by `lines` lines past the highest now (called when the
+    /// move has returned: a pause still going on is waited out).
     /// Also when the pause began and ended, in seconds since `from`.
     fn longest_pause_after(&self, from: Instant, lines: u64, dead: &dyn Fn() -> Option<String>) -> (f64, f64, f64) {
-        let start_high = self.arrivals.lock().unwrap().iter().rev().find(|a| a.0 <= from).map(|a| a.1).unwrap_or(0);
+        let start_high = self.high();
         wait_for("the stream to go on after the move", || {
             if let Some(d) = dead() {
                 panic!("{d}");
