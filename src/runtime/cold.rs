@@ -76,15 +76,16 @@ impl Runtime<'_> {
         mark(Some(parcel.clone()))?;
         let size: u64 = parcel.files.iter().map(|f| f.size).sum();
         self.telemetry.note(Some(host), &format!("packed: {} files, {} MiB", parcel.files.len(), size.div_ceil(1 << 20)));
-        let result = dr
-            .make_ready(&share, &m_there, &parcel)
-            .and_then(|_| self.places.carry(from.as_deref(), dest.as_deref(), project, host, &parcel.files))
-            .and_then(|_| dr.unpack(&share, &m_there, &parcel));
+        let result = dr.make_ready(&share, &m_there, &parcel).and_then(|_| self.places.carry(from.as_deref(), dest.as_deref(), project, host, &parcel.files)).and_then(|_| {
+            self.widen(rec, moved);
+            dr.unpack(&share, &m_there, &parcel)
+        });
         match result {
             Ok(done) => self.moved(rec, moved, &from, marker, format!("moved with its files to {} ({})", named(&dest), done.message)),
             Err(e) => match dr.discard(&share, &m_there) {
                 Ok(_) => {
                     let home = sr.unpack_home(&m_here, &parcel);
+                    let _ = self.catch_up(rec, &rec.plan, &rec.plan, &from);
                     self.state.journal(project, "migrate", Some(host), false, &e.to_string());
                     let e = match home {
                         Ok(_) => {

@@ -145,13 +145,16 @@ impl Runtime<'_> {
                     return Ok(label(Outcome::failed(host, &e)));
                 }
             };
+            self.widen(&rec, &moved);
             self.telemetry.note(Some(host), &format!("moving live to {to}"));
             let sent = sm.send(&m_here, &incoming);
             let finished = dm.finish_incoming(&incoming_share, &m_there, sent.is_ok());
             match (sent, finished) {
                 (Ok(_), Ok(_)) => arrived = true,
                 (Err(e), Ok(_)) => {
-                    // Still running at home; nothing of it is left there.
+                    // Still running at home; nothing of it is left there,
+                    // and the switches are as they were.
+                    let _ = self.catch_up(&rec, &rec.plan, &rec.plan, &from);
                     let _ = std::fs::remove_file(&marker);
                     self.state.journal(project, "migrate", Some(host), false, &e.to_string());
                     return Ok(tag(vec![Outcome::failed(host, &e)], &from));
@@ -241,11 +244,46 @@ impl Runtime<'_> {
         shares
     }
 
+    /// Before the machine changes places: every other place that carries
+    /// one of the project's switches reaches the receiver too (and still
+    /// the sender), so that frames find the machine on either side of the
+    /// switch-over instead of waiting for the catch-up after it. A place
+    /// that fails is only noted: the catch-up joins it anyway.
+    pub(super) fn widen(&self, rec: &ProjectRecord, moved: &Host) {
+        let dest = moved.service_host.clone();
+        let hosts: Vec<&Host> = rec.plan.hosts.iter().chain(std::iter::once(moved)).collect();
+        let mut during: Vec<(Option<String>, Plan)> = super::by_place(&hosts).into_iter().map(|(p, hs)| (p, share(&rec.plan, &hs))).collect();
+        self.places.join_segments(&mut during, &crate::progress::Quiet);
+        let old = self.shares(&rec.plan);
+        let changed: Vec<(Option<String>, Plan, Plan)> = during
+            .into_iter()
+            .filter(|(p, _)| *p != dest)
+            .filter_map(|(p, d)| {
+                let o = old.iter().find(|(q, _)| *q == p).map(|(_, s)| s.clone())?;
+                (o.switches != d.switches).then_some((p, o, d))
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for (p, o, d) in &changed {
+                s.spawn(move || {
+                    let classes: Vec<(String, Class)> = o.hosts.iter().map(|h| (h.name.clone(), Class::Unchanged)).collect();
+                    let failed = match self.places.backend(p.as_deref()) {
+                        Ok(b) => b.upgrade_all(o, d, &classes, &UpgradeOptions::default(), &crate::progress::Quiet).into_iter().find(|o| !o.ok()).map(|o| o.message),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    if let Some(why) = failed {
+                        self.telemetry.note(None, &format!("{}: the switch could not be widened before the move ({why})", p.as_deref().unwrap_or("this machine")));
+                    }
+                });
+            }
+        });
+    }
+
     /// Every place brought to `after` from `before`: the one the host
     /// left forgets it (domain and files), switches are joined anew. A
     /// service host compares with its own record, so a re-run finishes
     /// what an interrupted one left. Returns the failures only.
-    fn catch_up(&self, rec: &ProjectRecord, before: &Plan, after: &Plan, left: &Option<String>) -> Vec<Outcome> {
+    pub(super) fn catch_up(&self, rec: &ProjectRecord, before: &Plan, after: &Plan, left: &Option<String>) -> Vec<Outcome> {
         let (old, new) = (self.shares(before), self.shares(after));
         let mut places: Vec<Option<String>> = rec.places.iter().cloned().map(Some).collect();
         for p in old.iter().chain(&new).map(|(p, _)| p.clone()) {
