@@ -593,6 +593,8 @@ impl Builder<'_> {
             d = d.help(format!(
                 "if {written} is a plugin's, it needs the plugin: an executable `mln-plugin-{key}` on the plugin path"
             ));
+        } else if here == "network" {
+            d = d.help("if it is a plugin's, the plugin is found by a keyword named for it elsewhere (`openstack { }` in a host for `mln-plugin-openstack`)");
         }
         d
     }

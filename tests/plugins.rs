@@ -327,3 +327,15 @@ fn a_rust_plugin_extends_core_blocks_too() {
     // The core's interface is there as before.
     assert_eq!(c.plan.hosts[0].interfaces[0].switch.as_deref(), Some("lan"));
 }
+
+#[test]
+fn a_plugin_points_its_messages_at_a_statement_of_a_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.mln");
+    std::fs::write(&f, "global {\n project p\n}\nhost a {\n network eth0 {\n  switch lan\n  floating-ip 10.0.0.9\n }\n openstack {\n }\n}\nswitch lan {\n}\n").unwrap();
+    let c = compile_with(&f, &[examples_dir()]);
+    assert_eq!(codes(&c), ["mln::plugin::external"], "{}", rendered(&c));
+    let d = &c.diags.sorted()[0];
+    assert_eq!(d.severity, mln::diag::Severity::Warning);
+    assert_eq!(c.sources.location(d.primary_span().unwrap()), format!("{}:7:3", f.display()));
+}

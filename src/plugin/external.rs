@@ -7,6 +7,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::plan::PluginOutput;
 use crate::schema::{Keyword, Kind, LineTy, Schema, Ty};
 use crate::definitions::{Def, DefKind, Section, Text, ValueDef, GLOBAL};
+use crate::resolve::RSection;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -108,9 +109,13 @@ struct PluginDiag {
     /// Index of the block the problem is in (default: the first).
     #[serde(default)]
     block: usize,
-    /// The keyword in that block to point at.
+    /// The keyword in that block to point at; with `host`, a path in that
+    /// host's settings (`openstack.flavor`, `network.eth0.net`).
     #[serde(default)]
     keyword: Option<String>,
+    /// The host the problem is in (configure).
+    #[serde(default)]
+    host: Option<String>,
     #[serde(default)]
     help: Option<String>,
 }
@@ -176,7 +181,7 @@ impl External {
         Ok(External { path, name: d.name, decl: Declaration { blocks }, hooks: d.hooks })
     }
 
-    fn report(&self, diags: Vec<PluginDiag>, blocks: &[PluginBlock], out: &mut crate::diag::Diagnostics) {
+    fn report(&self, diags: Vec<PluginDiag>, blocks: &[PluginBlock], hosts: &IndexMap<String, RSection>, out: &mut crate::diag::Diagnostics) {
         for pd in diags {
             let sev = match pd.severity.as_str() {
                 "warning" => Severity::Warning,
@@ -185,7 +190,12 @@ impl External {
             let block = blocks.get(pd.block).or(blocks.first());
             let mut d = Diagnostic::error("mln::plugin::external", format!("{}: {}", self.name, pd.message));
             d.severity = sev;
-            if let Some(b) = block {
+            // About a host: at the statement its `keyword` path names there
+            // (`network.eth0.net`), or at the host's settings.
+            if let Some(sec) = pd.host.as_deref().and_then(|h| hosts.get(h)) {
+                let span = pd.keyword.as_deref().and_then(|k| span_at(sec, k)).unwrap_or(sec.span);
+                d = d.label(span, "reported by the plugin");
+            } else if let Some(b) = block {
                 let span = pd.keyword.as_deref().map(|k| b.span_of(k)).unwrap_or(b.span);
                 d = d.label(span, "reported by the plugin");
             }
@@ -286,7 +296,7 @@ impl Plugin for External {
             Ok(r) => r,
             Err(e) => return self.fail(e, &ctx.blocks, ctx.diags),
         };
-        self.report(resp.diagnostics, &ctx.blocks, ctx.diags);
+        self.report(resp.diagnostics, &ctx.blocks, &IndexMap::new(), ctx.diags);
         let span = ctx.blocks.first().map(|b| b.span).unwrap_or_default();
         for h in resp.hosts {
             if let Some(mut d) = crate::name::diagnose(crate::name::NameKind::Host, None, &h.name, span) {
@@ -347,7 +357,7 @@ impl Plugin for External {
         });
         match resp {
             Ok(r) => {
-                self.report(r.diagnostics, &ctx.blocks, ctx.diags);
+                self.report(r.diagnostics, &ctx.blocks, &ctx.hosts, ctx.diags);
                 r.hosts
             }
             Err(e) => {
@@ -356,6 +366,23 @@ impl Plugin for External {
             }
         }
     }
+}
+
+/// The statement at a dotted path in settings: blocks by key, named blocks
+/// by key then label, then a value or a list's first line.
+fn span_at(s: &RSection, path: &str) -> Option<crate::source::Span> {
+    use crate::resolve::RItem;
+    let mut sec = s;
+    let mut parts = path.split('.');
+    while let Some(key) = parts.next() {
+        match sec.entries.get(key)? {
+            RItem::Value(v) => return Some(v.origin.span),
+            RItem::Lines(ls) => return ls.first().map(|l| l.origin.span),
+            RItem::Block(b) => sec = b,
+            RItem::Named(m) => sec = m.get(parts.next()?)?,
+        }
+    }
+    Some(sec.span)
 }
 
 fn block_json(b: &PluginBlock) -> Value {
