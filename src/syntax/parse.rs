@@ -85,7 +85,7 @@ fn control_characters(file: FileId, text: &str, diags: &mut Diagnostics) {
     diags.push(
         Diagnostic::error("mln::syntax::control_character", format!("control character U+{:04X} in the source{more}", u32::from(c)))
             .label(Span::new(file, at, at + c.len_utf8()), "here")
-            .help("a project file is text: remove it (write escape sequences in shell lines as `\\e` or `\\033`, which the shell expands)"),
+            .help("a project file is text: remove it (write escape sequences in shell lines for the shell to expand, quoted as `\"\\033\"` or with the backslash doubled, `\\\\033`)"),
     );
 }
 
