@@ -238,6 +238,14 @@ impl Registry {
                 schema.keywords.insert(kw.name.to_string(), kw);
             }
         }
+        // Interfaces first: the blocks that nest `network` elsewhere then
+        // get it complete.
+        let net = core.network().clone();
+        for kw in core.network_mut().keywords.values_mut() {
+            if let Some(p) = kw.plugin.clone() {
+                nest(&mut kw.kind, &net, Context::Network, &p, diags);
+            }
+        }
         let snapshot = core.clone();
         for (ctx, schema) in [(Context::Global, &mut core.global), (Context::Host, &mut core.host), (Context::Switch, &mut core.switch)] {
             let base = match ctx {
@@ -249,12 +257,6 @@ impl Registry {
                 if let Some(p) = kw.plugin.clone() {
                     nest(&mut kw.kind, base, ctx, &p, diags);
                 }
-            }
-        }
-        let net = snapshot.network().clone();
-        for kw in core.network_mut().keywords.values_mut() {
-            if let Some(p) = kw.plugin.clone() {
-                nest(&mut kw.kind, &net, Context::Network, &p, diags);
             }
         }
     }
