@@ -185,6 +185,7 @@ host d {
            $(lsb_release -cs) \
            stable"
         apt-get update; apt-get install -y docker-ce
+        printf "%s\n" "a\"b" ready
         echo "Alias /svn /var/www/svn
         </Location>" | tee -a /etc/apache2/sites-available/svn.conf
         echo x\;y
@@ -202,6 +203,9 @@ host d {
             r#"add-apt-repository "deb [arch=amd64] https://download.docker.com/linux/ubuntu $(lsb_release -cs) stable""#,
             "apt-get update",
             "apt-get install -y docker-ce",
+            // Closed quotes are mln's: their escapes stay for the shell
+            // (MLN would make this `printf "%sn" "a"b" ready`).
+            r#"printf "%s\n" "a\"b" ready"#,
             r#"echo "Alias /svn /var/www/svn"#,
             r#"</Location>" | tee -a /etc/apache2/sites-available/svn.conf"#,
             "echo x;y",
@@ -211,7 +215,7 @@ host d {
     // Each quote that does not close is a warning at that quote.
     assert_eq!(codes(&c), ["mln::syntax::open_quote"; 4]);
     let lines: Vec<_> = c.diags.sorted().iter().map(|d| c.sources.location(d.primary_span().unwrap())).collect();
-    assert_eq!(lines, ["p.mln:8:12", "p.mln:10:18", "p.mln:12:14", "p.mln:13:20"]);
+    assert_eq!(lines, ["p.mln:8:12", "p.mln:10:18", "p.mln:13:14", "p.mln:14:20"]);
 }
 
 #[test]
