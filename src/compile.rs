@@ -4,13 +4,12 @@
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::plan::{self, Plan};
-use crate::plugin::{ConfigureCtx, ExpandCtx, Plugin, PluginBlock, Registry};
+use crate::plugin::{self, ConfigureCtx, ExpandCtx, Plugin, PluginBlock, Registry};
 use crate::resolve::{ResolvedHost, Resolver};
 use crate::schema::Kind;
 use crate::source::{FileSystem, Roots, SourceMap};
 use crate::syntax;
 use crate::definitions::{self, Item, Definitions};
-use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
 pub struct Compilation {
@@ -91,22 +90,49 @@ pub fn compile_with(path: &Path, fs: &dyn FileSystem, mut registry: Registry, op
     let project_dir = path.parent().unwrap_or(Path::new(""));
     let mut plan = plan::build(&resolver, &resolved, project_dir, fs, &roots, &mut diags);
 
+    let global = resolver.plain(&tree.global().section, &tree.core.global, &mut Diagnostics::default());
+    let switches: Vec<(String, crate::resolve::RSection)> = tree
+        .ids(crate::definitions::DefKind::Switch)
+        .map(|id| (tree.def(id).name.clone(), resolver.plain(&tree.def(id).section, &tree.core.switch, &mut Diagnostics::default())))
+        .collect();
     for p in &plugins {
         let blocks = global_blocks(&resolver, p.name(), &mut diags);
-        let host_blocks: IndexMap<String, _> = resolved
-            .iter()
-            .filter_map(|h| {
-                let (key, _) = tree.core.host.keywords.iter().find(|(_, k)| k.plugin.as_deref() == Some(p.name()))?;
-                let mut one = crate::resolve::RSection { span: h.section.span, entries: IndexMap::new() };
-                one.entries.insert(key.clone(), h.section.entries.get(key)?.clone());
-                Some((h.name.clone(), one))
-            })
-            .collect();
-        if blocks.is_empty() && host_blocks.is_empty() {
+        let core = &tree.core;
+        let mut ctx = ConfigureCtx {
+            plan: &plan,
+            blocks,
+            global: plugin::settings(&global, &core.global, core, p.name()),
+            hosts: resolved
+                .iter()
+                .map(|h| (h.name.clone(), plugin::settings(&h.section, &core.host, core, p.name())))
+                .filter(|(_, s)| !s.entries.is_empty())
+                .collect(),
+            switches: switches
+                .iter()
+                .map(|(n, s)| (n.clone(), plugin::settings(s, &core.switch, core, p.name())))
+                .filter(|(_, s)| !s.entries.is_empty())
+                .collect(),
+            diags: &mut diags,
+        };
+        if ctx.is_empty() {
             continue;
         }
-        let first_span = blocks.first().map(|b| b.span);
-        let out = p.configure(&mut ConfigureCtx { plan: &plan, blocks, host_blocks, diags: &mut diags });
+        if p.wants_type_checks() {
+            // Every place the plugin's keywords stand, checked before the
+            // plugin is asked: it is not called with values that do not fit.
+            let mut ok = plugin::check_values(p.name(), &ctx.global, &core.global, ctx.diags);
+            for s in ctx.hosts.values() {
+                ok &= plugin::check_values(p.name(), s, &core.host, ctx.diags);
+            }
+            for s in ctx.switches.values() {
+                ok &= plugin::check_values(p.name(), s, &core.switch, ctx.diags);
+            }
+            if !ok {
+                continue;
+            }
+        }
+        let first_span = ctx.blocks.first().map(|b| b.span);
+        let out = p.configure(&mut ctx);
         for (host, output) in out {
             match plan.hosts.iter_mut().find(|h| h.name == host) {
                 Some(h) => {

@@ -163,7 +163,12 @@ impl Definitions {
 
 /// Lowers the syntax tree of a loaded project into definitions.
 pub fn build(trees: &FileIdTrees, registry: &mut Registry, diags: &mut Diagnostics) -> Definitions {
-    let core = crate::schema::core();
+    let mut core = crate::schema::core();
+    // Every plugin's keywords are known before the first statement is
+    // read: `net` in a `network` block may come before the `openstack`
+    // block that names the plugin declaring it.
+    registry.discover(trees, &core, diags);
+    registry.extend(&mut core, diags);
     let global = Def {
         kind: DefKind::Global,
         name: "global".into(),
@@ -332,6 +337,7 @@ impl Builder<'_> {
             Context::Global => &self.tree.core.global,
             Context::Host => &self.tree.core.host,
             Context::Switch => &self.tree.core.switch,
+            Context::Network => self.tree.core.network(),
         }
     }
 
@@ -361,23 +367,14 @@ impl Builder<'_> {
         let key = key_word.unquoted();
         let found = match nested {
             Some(schema) => schema.get(&key).or_else(|| schema.get("*")).cloned(),
-            None => self.schema(ctx).get(&key).cloned().or_else(|| {
-                // Not a core keyword: maybe a plugin's block (found on the
-                // plugin path the first time it is used).
-                s.block.as_ref()?;
-                self.registry.keyword(ctx, &key, self.diags).inspect(|k| {
-                    let schema = match ctx {
-                        Context::Global => &mut self.tree.core.global,
-                        Context::Host => &mut self.tree.core.host,
-                        Context::Switch => &mut self.tree.core.switch,
-                    };
-                    schema.keywords.insert(key.clone(), k.clone());
-                })
-            }),
+            None => self.schema(ctx).get(&key).cloned(),
         };
+        if let Some(p) = found.as_ref().and_then(|k| k.plugin.as_deref()) {
+            self.registry.mark_used(p);
+        }
         let Some(kw) = found else {
             let here = nested.map(|n| n.name.clone()).unwrap_or_else(|| self.schema(ctx).name.clone());
-            self.diags.push(self.unknown(&key, key_word.span, &here, nested.unwrap_or(self.schema(ctx))));
+            self.diags.push(self.unknown(&key, key_word.span, &here, nested.unwrap_or(self.schema(ctx)), s.block.is_some()));
             return;
         };
         let canonical = kw.alias_of.unwrap_or(kw.name);
@@ -559,25 +556,25 @@ impl Builder<'_> {
         self.tree.defs[def.0].vars.insert(a.name.clone(), v);
     }
 
-    fn unknown(&self, key: &str, span: Span, here: &str, schema: &Schema) -> Diagnostic {
+    fn unknown(&self, key: &str, span: Span, here: &str, schema: &Schema, block: bool) -> Diagnostic {
         // A keyword of another block: say where it belongs.
-        let network = crate::schema::network();
         let elsewhere = [
             (&self.tree.core.global, "the `global` block"),
             (&self.tree.core.host, "a `host` or `superclass` block"),
-            (&network, "a `network IFACE { }` block"),
+            (self.tree.core.network(), "a `network IFACE { }` block"),
             (&self.tree.core.switch, "a `switch` block"),
         ];
         let plugin_place = match self.registry.declared_context(key) {
             Some(Context::Global) => Some("the `global` block"),
             Some(Context::Host) => Some("a `host` or `superclass` block"),
+            Some(Context::Network) => Some("a `network IFACE { }` block"),
             Some(Context::Switch) => Some("a `switch` block"),
             None => None,
         };
         if let Some(place) = plugin_place {
             return Diagnostic::error("mln::misplaced_keyword", format!("`{key}` cannot stand in {here}"))
                 .label(span, "not allowed here")
-                .help(format!("`{key}` is a plugin block; it belongs in {place}"));
+                .help(format!("`{key}` is a plugin's keyword; it belongs in {place}"));
         }
         for (schema, place) in elsewhere {
             if schema.get(key).is_some() {
@@ -590,9 +587,14 @@ impl Builder<'_> {
         if let Some(m) = schema.suggest(key) {
             d = d.help(format!("did you mean `{m}`?"));
         } else if (here == "global" || here == "host") && crate::name::check(crate::name::NameKind::Plugin, key).is_ok() {
+            // A plugin may add a block or a one-line keyword: say which was
+            // written, not a block where a value stands (`iscsi sanserver`).
+            let written = if block { format!("`{key} {{ }}`") } else { format!("`{key}`") };
             d = d.help(format!(
-                "a plugin block `{key} {{ }}` needs the plugin: an executable `mln-plugin-{key}` on the plugin path"
+                "if {written} is a plugin's, it needs the plugin: an executable `mln-plugin-{key}` on the plugin path"
             ));
+        } else if here == "network" {
+            d = d.help("if it is a plugin's, the plugin is found by a keyword named for it elsewhere (`openstack { }` in a host for `mln-plugin-openstack`)");
         }
         d
     }

@@ -182,7 +182,7 @@ fn item_out(key: &str, item: &RItem, kind: Option<&Kind>, depth: usize, out: &mu
 /// Writes a value so that it reads back the same: quoted when it holds
 /// characters that end or start something, `$` escaped when `escape_dollar`.
 fn quote(s: &str, escape_dollar: bool) -> String {
-    let special = s.is_empty() || s.contains(['#', ';', '{', '}', '"', '\n']) || s != s.trim();
+    let special = s.is_empty() || s.contains(['#', ';', '{', '}', '"', '\n', '\\']) || s != s.trim();
     let s = if escape_dollar { s.replace('$', "\\$") } else { s.to_string() };
     if special {
         format!("\"{}\"", s.replace('\\', "\\\\").replace("\\\\$", "\\$").replace('"', "\\\""))
@@ -194,7 +194,7 @@ fn quote(s: &str, escape_dollar: bool) -> String {
 /// A shell line: kept as the shell will see it, `$` escaped, and `#`/`;`
 /// protected by quoting the whole line when present.
 fn escape_line(s: &str) -> String {
-    if s.contains(['#', ';', '{', '}', '"']) {
+    if s.contains(['#', ';', '{', '}', '"', '\\']) {
         quote(s, true)
     } else {
         s.replace('$', "\\$")

@@ -70,6 +70,9 @@ fn explain_parts(c: &Compilation, host: &str, path: &str, style: RenderStyle) ->
     if let Some(p) = &host_def.plugin {
         let _ = writeln!(out, "  {host} is made by the `{p}` plugin");
     }
+    if let Some(why) = plugin_origin(&tree.core, &segments) {
+        let _ = writeln!(out, "  {why}");
+    }
     if let Some(sc) = r.section.value("superclass") {
         let _ = writeln!(out, "  {}: `superclass {}` set here", c.sources.location(sc.origin.span), sc.text);
     }
@@ -125,6 +128,44 @@ fn unwritten(h: &crate::plan::Host, path: &[&str]) -> Option<String> {
         }
         _ => return None,
     })
+}
+
+/// Which plugin a keyword on `path` comes from: its own (`net` in a
+/// `network` block), or the plugin whose block it stands in.
+fn plugin_origin(core: &crate::schema::CoreSchemas, path: &[&str]) -> Option<String> {
+    use crate::schema::Kind;
+    let mut schema = &core.host;
+    let mut owner: Option<(&str, &str)> = None;
+    let mut i = 0;
+    while let Some(seg) = path.get(i) {
+        let kw = schema.get(seg).or_else(|| schema.get("*"))?;
+        let last = match kw.kind {
+            Kind::Named { .. } => i + 2 >= path.len(),
+            _ => i + 1 >= path.len(),
+        };
+        if let Some(p) = kw.plugin.as_deref() {
+            if last && owner.is_none() {
+                return Some(format!("`{seg}` is a keyword of the `{p}` plugin"));
+            }
+            owner = owner.or(Some((p, seg)));
+        }
+        if last {
+            break;
+        }
+        match &kw.kind {
+            Kind::Block(s) => {
+                schema = s;
+                i += 1;
+            }
+            Kind::Named { schema: s, .. } => {
+                schema = s;
+                i += 2;
+            }
+            _ => return None,
+        }
+    }
+    let (p, block) = owner?;
+    Some(format!("`{}` stands in `{block}`, a block of the `{p}` plugin", path.last()?))
 }
 
 fn vars(uses: &[VarUse], depth: usize, lines: &mut Vec<String>, d: &mut Diagnostic, c: &Compilation) {

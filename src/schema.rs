@@ -81,11 +81,15 @@ pub struct Schema {
     /// Shown in messages: "host", "network", "autoenum"...
     pub name: String,
     pub keywords: IndexMap<String, Keyword>,
+    /// Core blocks that may stand in this (plugin's) block, read as the
+    /// core reads them (`network eth0 { }` in `openstack { }`). Filled in
+    /// with the core's keywords when the plugin's keywords are merged.
+    pub nest: Vec<String>,
 }
 
 impl Schema {
     pub fn new(name: &str) -> Schema {
-        Schema { name: name.to_string(), keywords: IndexMap::new() }
+        Schema { name: name.to_string(), keywords: IndexMap::new(), nest: vec![] }
     }
     pub fn with(mut self, name: &'static str, kind: Kind) -> Schema {
         self.keywords.insert(name.to_string(), Keyword { name, kind, alias_of: None, plugin: None });
@@ -124,12 +128,29 @@ pub const HOOKS: [&str; 8] = [
     "afterHostsStop",
 ];
 
-/// The schemas of the core language.
+/// The schemas of the core language, with the keywords of the plugins
+/// a project may use merged in.
 #[derive(Clone, Debug)]
 pub struct CoreSchemas {
     pub global: Schema,
     pub host: Schema,
     pub switch: Schema,
+}
+
+impl CoreSchemas {
+    /// The schema of `network IFACE { }` blocks (hosts and superclasses).
+    pub fn network(&self) -> &Schema {
+        match self.host.get("network").map(|k| &k.kind) {
+            Some(Kind::Named { schema, .. }) => schema,
+            _ => unreachable!("the core declares `network` as a named block"),
+        }
+    }
+    pub fn network_mut(&mut self) -> &mut Schema {
+        match self.host.keywords.get_mut("network").map(|k| &mut k.kind) {
+            Some(Kind::Named { schema, .. }) => Arc::make_mut(schema),
+            _ => unreachable!("the core declares `network` as a named block"),
+        }
+    }
 }
 
 pub fn network() -> Schema {

@@ -168,3 +168,77 @@ fn user_mode_linux_keywords_are_read_and_said_to_have_no_effect() {
     assert_eq!(codes(&c), ["mln::uml::no_effect"; 7], "{}", rendered(&c));
     assert_eq!(c.plan.hosts.len(), 1);
 }
+
+/// Startup lines as real project files have them (a Docker install and an
+/// Apache configuration), read as MLN 1.0.8.8 reads them: the expected
+/// lines are what `mln build -s` of the original printed for this file.
+#[test]
+fn open_quotes_and_backslashes_read_as_mln_reads_them() {
+    let text = r#"global {
+    project docker
+}
+host d {
+    startup {
+        curl -fsSL https://download.docker.com/linux/ubuntu/gpg | apt-key add -
+        add-apt-repository \
+           "deb [arch=amd64] https://download.docker.com/linux/ubuntu \
+           $(lsb_release -cs) \
+           stable"
+        apt-get update; apt-get install -y docker-ce
+        printf "%s\n" "a\"b" ready
+        echo "Alias /svn /var/www/svn
+        </Location>" | tee -a /etc/apache2/sites-available/svn.conf
+        echo x\;y
+        echo a \
+        b c
+    }
+}
+"#;
+    let c = compile_mem(&[("p.mln", text)]);
+    assert!(c.ok(), "{}", rendered(&c));
+    assert_eq!(
+        c.plan.hosts[0].startup,
+        [
+            "curl -fsSL https://download.docker.com/linux/ubuntu/gpg | apt-key add -",
+            r#"add-apt-repository "deb [arch=amd64] https://download.docker.com/linux/ubuntu $(lsb_release -cs) stable""#,
+            "apt-get update",
+            "apt-get install -y docker-ce",
+            // Closed quotes are mln's: their escapes stay for the shell
+            // (MLN would make this `printf "%sn" "a"b" ready`).
+            r#"printf "%s\n" "a\"b" ready"#,
+            r#"echo "Alias /svn /var/www/svn"#,
+            r#"</Location>" | tee -a /etc/apache2/sites-available/svn.conf"#,
+            "echo x;y",
+            "echo a b c",
+        ]
+    );
+    // Each quote that does not close is a warning at that quote.
+    assert_eq!(codes(&c), ["mln::syntax::open_quote"; 4]);
+    let lines: Vec<_> = c.diags.sorted().iter().map(|d| c.sources.location(d.primary_span().unwrap())).collect();
+    assert_eq!(lines, ["p.mln:8:12", "p.mln:10:18", "p.mln:13:14", "p.mln:14:20"]);
+}
+
+#[test]
+fn an_open_quote_is_text_in_every_block_and_a_closed_one_still_quotes() {
+    let c = compile_mem(&[(
+        "p.mln",
+        "global {\n project p\n $v = \"x y\n}\nswitch lan {\n}\nhost a {\n description \"my $v\n network eth0 {\n  switch lan\n }\n}\nhost b {\n description \"a # b; c\" \\\"d\n network eth0 {\n  switch lan\n }\n}\n",
+    )]);
+    assert!(c.ok(), "{}", rendered(&c));
+    assert_eq!(c.plan.hosts[0].description.as_deref(), Some("\"my \"x y"));
+    // A closed quote keeps `#` and `;`; `\"` is a quote taken literally
+    // without a warning.
+    assert_eq!(c.plan.hosts[1].description.as_deref(), Some("a # b; c \"d"));
+    assert_eq!(codes(&c), ["mln::syntax::open_quote"; 2]);
+}
+
+#[test]
+fn a_backslash_takes_the_next_character_literally() {
+    let p = plan(
+        "global {\n project p\n}\nhost a {\n description x\\;y \\{z\\} \\#w\n startup {\n  printf a\\\\b\n  echo one \\\n  two # a comment\n  echo \\$HOME\n }\n}\nhost \\\n b {\n}\n",
+    );
+    assert_eq!(p.hosts[0].description.as_deref(), Some("x;y {z} #w"));
+    assert_eq!(p.hosts[0].startup, ["printf a\\b", "echo one two", "echo $HOME"]);
+    // A continued line may open a block.
+    assert_eq!(p.hosts[1].name, "b");
+}

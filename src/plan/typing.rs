@@ -479,16 +479,23 @@ impl Typer<'_> {
         out
     }
 
+    /// What each plugin's keywords say in the host (its blocks, one-line
+    /// keywords, keywords in interfaces), by plugin, in order of the keys.
     fn plugin_settings(&self, s: &RSection) -> IndexMap<String, serde_json::Value> {
-        let mut out = IndexMap::new();
-        for (key, item) in &s.entries {
-            let Some(kw) = self.tree.core.host.get(key) else { continue };
-            if let Some(p) = &kw.plugin {
-                let mut one = RSection::default();
-                one.entries.insert(key.clone(), item.clone());
-                out.insert(p.clone(), one.to_json()[ "blocks"][key].clone());
+        let core = &self.tree.core;
+        let nets = s.named("network").into_iter().flat_map(|m| m.values());
+        let found = s
+            .entries
+            .keys()
+            .filter_map(|key| core.host.get(key))
+            .chain(nets.flat_map(|n| n.entries.keys()).filter_map(|key| core.network().get(key)))
+            .filter_map(|k| k.plugin.as_deref());
+        let mut names: Vec<&str> = Vec::new();
+        for p in found {
+            if !names.contains(&p) {
+                names.push(p);
             }
         }
-        out
+        names.into_iter().map(|p| (p.to_string(), crate::plugin::settings(s, &core.host, core, p).to_json())).collect()
     }
 }

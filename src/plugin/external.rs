@@ -7,6 +7,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::plan::PluginOutput;
 use crate::schema::{Keyword, Kind, LineTy, Schema, Ty};
 use crate::definitions::{Def, DefKind, Section, Text, ValueDef, GLOBAL};
+use crate::resolve::RSection;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -16,7 +17,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: keywords declared by the core block they stand in (one-line ones,
+/// keywords in `network`, core blocks nested in a plugin's), and
+/// `configure` told what they say per host. 1 had plugin blocks only.
+pub const PROTOCOL_VERSION: u32 = 2;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct External {
@@ -28,21 +32,25 @@ pub struct External {
 
 #[derive(Deserialize)]
 struct DeclareResponse {
-    protocol: u32,
     name: String,
-    blocks: Vec<BlockDecl>,
+    /// By the core block they stand in, then by name.
+    #[serde(default)]
+    keywords: IndexMap<Context, IndexMap<String, KeywordDecl>>,
     #[serde(default)]
     hooks: Vec<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BlockDecl {
-    name: String,
-    context: Context,
     /// `none`, `optional` or `required`.
     #[serde(default = "label_none")]
     label: String,
+    #[serde(default)]
     keywords: IndexMap<String, KeywordDecl>,
+    /// Core blocks that may stand in this one (`network`).
+    #[serde(default)]
+    nest: Vec<String>,
 }
 
 fn label_none() -> String {
@@ -55,6 +63,42 @@ enum KeywordDecl {
     /// A value type (`text`, `int`, `size`...) or `flag`.
     Simple(String),
     Lines { lines: LineTy },
+    Block { block: BlockDecl },
+}
+
+/// What protocol 1 answered, to say so rather than "bad declaration".
+const OLD_PROTOCOL_HELP: &str = "protocol 2 declares keywords by the core block they stand in: `\"keywords\": {\"global\": {\"NAME\": {\"block\": {\"keywords\": {...}}}}}` where protocol 1 had `\"blocks\"`; see the plugin guide";
+
+fn keyword(plugin: &str, name: String, decl: KeywordDecl) -> Result<Keyword, String> {
+    // A keyword is a word of a project file: it cannot hold what ends one.
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control() || "#;{}\"\\$".contains(c)) {
+        return Err(format!("it declares a keyword that cannot be written: {name:?}"));
+    }
+    let kind = match decl {
+        KeywordDecl::Lines { lines } => Kind::Lines(lines),
+        KeywordDecl::Simple(s) if s == "flag" => Kind::Flag,
+        KeywordDecl::Simple(s) => Kind::Value(
+            serde_json::from_value::<Ty>(Value::String(s.clone())).map_err(|_| format!("keyword `{name}` has unknown type `{s}`"))?,
+        ),
+        KeywordDecl::Block { block } => {
+            let mut schema = Schema::new(&name);
+            for (k, kd) in block.keywords {
+                let kw = keyword(plugin, k.clone(), kd)?;
+                schema.keywords.insert(k, kw);
+            }
+            schema.nest = block.nest;
+            let schema = Arc::new(schema);
+            match block.label.as_str() {
+                "none" => Kind::Block(schema),
+                "optional" => Kind::Named { schema, label_required: false },
+                "required" => Kind::Named { schema, label_required: true },
+                other => return Err(format!("block `{name}` has unknown label rule `{other}`")),
+            }
+        }
+    };
+    // Keywords live as long as the process, as the core's do.
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    Ok(Keyword { name, kind, alias_of: None, plugin: Some(plugin.to_string()) })
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -65,9 +109,13 @@ struct PluginDiag {
     /// Index of the block the problem is in (default: the first).
     #[serde(default)]
     block: usize,
-    /// The keyword in that block to point at.
+    /// The keyword in that block to point at; with `host`, a path in that
+    /// host's settings (`openstack.flavor`, `network.eth0.net`).
     #[serde(default)]
     keyword: Option<String>,
+    /// The host the problem is in (configure).
+    #[serde(default)]
+    host: Option<String>,
     #[serde(default)]
     help: Option<String>,
 }
@@ -106,42 +154,34 @@ struct ConfigureResponse {
 
 impl External {
     pub fn load(path: PathBuf) -> Result<External, String> {
-        let out = call(&path, &json!({"protocol": PROTOCOL_VERSION, "request": "declare"}))?;
-        let d: DeclareResponse = serde_json::from_value(out).map_err(|e| format!("bad declaration: {e}"))?;
-        if d.protocol != PROTOCOL_VERSION {
-            return Err(format!("it speaks protocol {}, this mln speaks {PROTOCOL_VERSION}", d.protocol));
+        let out = match call(&path, &json!({"protocol": PROTOCOL_VERSION, "request": "declare"})) {
+            Ok(v) => v,
+            // A plugin of the old protocol may refuse the new one outright:
+            // ask as before, to say which protocol it speaks.
+            Err(e) => match call(&path, &json!({"protocol": 1, "request": "declare"})) {
+                Ok(v) if v.get("protocol") == Some(&json!(1)) => v,
+                _ => return Err(e),
+            },
+        };
+        match out.get("protocol").and_then(Value::as_u64) {
+            Some(p) if p == u64::from(PROTOCOL_VERSION) => {}
+            Some(1) => return Err(format!("it speaks protocol 1, this mln speaks {PROTOCOL_VERSION}: {OLD_PROTOCOL_HELP}")),
+            Some(p) => return Err(format!("it speaks protocol {p}, this mln speaks {PROTOCOL_VERSION}")),
+            None => return Err("bad declaration: no `protocol`".into()),
         }
+        let d: DeclareResponse = serde_json::from_value(out).map_err(|e| format!("bad declaration: {e}"))?;
         // Its name keys the plan's plugin outputs, which become paths.
         crate::name::check(crate::name::NameKind::Plugin, &d.name).map_err(|e| format!("it declares a bad name: {e}"))?;
         let mut blocks = Vec::new();
-        for b in d.blocks {
-            let mut schema = Schema::new(&b.name);
-            for (k, kd) in b.keywords {
-                let kind = match kd {
-                    KeywordDecl::Lines { lines } => Kind::Lines(lines),
-                    KeywordDecl::Simple(s) if s == "flag" => Kind::Flag,
-                    KeywordDecl::Simple(s) => Kind::Value(
-                        serde_json::from_value::<Ty>(Value::String(s.clone()))
-                            .map_err(|_| format!("keyword `{k}` has unknown type `{s}`"))?,
-                    ),
-                };
-                let name: &'static str = Box::leak(k.clone().into_boxed_str());
-                schema.keywords.insert(k, Keyword { name, kind, alias_of: None, plugin: Some(d.name.clone()) });
+        for (ctx, keywords) in d.keywords {
+            for (k, kd) in keywords {
+                blocks.push((ctx, keyword(&d.name, k, kd)?));
             }
-            let schema = Arc::new(schema);
-            let kind = match b.label.as_str() {
-                "none" => Kind::Block(schema),
-                "optional" => Kind::Named { schema, label_required: false },
-                "required" => Kind::Named { schema, label_required: true },
-                other => return Err(format!("block `{}` has unknown label rule `{other}`", b.name)),
-            };
-            let name: &'static str = Box::leak(b.name.into_boxed_str());
-            blocks.push((b.context, Keyword { name, kind, alias_of: None, plugin: Some(d.name.clone()) }));
         }
         Ok(External { path, name: d.name, decl: Declaration { blocks }, hooks: d.hooks })
     }
 
-    fn report(&self, diags: Vec<PluginDiag>, blocks: &[PluginBlock], out: &mut crate::diag::Diagnostics) {
+    fn report(&self, diags: Vec<PluginDiag>, blocks: &[PluginBlock], hosts: &IndexMap<String, RSection>, out: &mut crate::diag::Diagnostics) {
         for pd in diags {
             let sev = match pd.severity.as_str() {
                 "warning" => Severity::Warning,
@@ -150,7 +190,12 @@ impl External {
             let block = blocks.get(pd.block).or(blocks.first());
             let mut d = Diagnostic::error("mln::plugin::external", format!("{}: {}", self.name, pd.message));
             d.severity = sev;
-            if let Some(b) = block {
+            // About a host: at the statement its `keyword` path names there
+            // (`network.eth0.net`), or at the host's settings.
+            if let Some(sec) = pd.host.as_deref().and_then(|h| hosts.get(h)) {
+                let span = pd.keyword.as_deref().and_then(|k| span_at(sec, k)).unwrap_or(sec.span);
+                d = d.label(span, "reported by the plugin");
+            } else if let Some(b) = block {
                 let span = pd.keyword.as_deref().map(|k| b.span_of(k)).unwrap_or(b.span);
                 d = d.label(span, "reported by the plugin");
             }
@@ -172,21 +217,7 @@ impl External {
             }) else {
                 continue;
             };
-            for (key, kw) in &schema.keywords {
-                let (Kind::Value(ty), Some(v)) = (&kw.kind, b.section.value(key)) else { continue };
-                if let Err(e) = crate::plan::values::check(*ty, &v.text) {
-                    if v.is_broken() {
-                        continue;
-                    }
-                    let mut d = Diagnostic::error("mln::plugin::value", format!("{}: {}", self.name, e.message))
-                        .label(v.origin.span, format!("`{key}` is declared as {ty:?} by the plugin").to_lowercase());
-                    if let Some(h) = e.help {
-                        d = d.help(h);
-                    }
-                    out.push(d);
-                    ok = false;
-                }
-            }
+            ok &= check_section(&self.name, &b.section, &schema, out);
         }
         ok
     }
@@ -200,9 +231,48 @@ impl External {
     }
 }
 
+/// Checks every value in a plugin's settings against its keyword's type,
+/// however deep (a core block nested in the plugin's is checked as the
+/// core types it).
+pub(super) fn check_section(plugin: &str, s: &crate::resolve::RSection, schema: &Schema, out: &mut crate::diag::Diagnostics) -> bool {
+    use crate::resolve::RItem;
+    let mut ok = true;
+    for (key, item) in &s.entries {
+        let Some(kw) = schema.get(key).or_else(|| schema.get("*")) else { continue };
+        match (item, &kw.kind) {
+            (RItem::Value(v), Kind::Value(ty)) => {
+                if let Err(e) = crate::plan::values::check(*ty, &v.text) {
+                    if v.is_broken() {
+                        continue;
+                    }
+                    let whose = if kw.plugin.is_some() { format!("by plugin `{plugin}`") } else { "by mln".into() };
+                    let mut d = Diagnostic::error("mln::plugin::value", format!("{plugin}: {}", e.message))
+                        .label(v.origin.span, format!("`{key}` is declared as {} {whose}", format!("{ty:?}").to_lowercase()));
+                    if let Some(h) = e.help {
+                        d = d.help(h);
+                    }
+                    out.push(d);
+                    ok = false;
+                }
+            }
+            (RItem::Block(b), Kind::Block(sc) | Kind::Named { schema: sc, .. }) => ok &= check_section(plugin, b, sc, out),
+            (RItem::Named(m), Kind::Block(sc) | Kind::Named { schema: sc, .. }) => {
+                for b in m.values() {
+                    ok &= check_section(plugin, b, sc, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    ok
+}
+
 impl Plugin for External {
     fn name(&self) -> &str {
         &self.name
+    }
+    fn wants_type_checks(&self) -> bool {
+        true
     }
     fn declaration(&self) -> Declaration {
         self.decl.clone()
@@ -226,7 +296,7 @@ impl Plugin for External {
             Ok(r) => r,
             Err(e) => return self.fail(e, &ctx.blocks, ctx.diags),
         };
-        self.report(resp.diagnostics, &ctx.blocks, ctx.diags);
+        self.report(resp.diagnostics, &ctx.blocks, &IndexMap::new(), ctx.diags);
         let span = ctx.blocks.first().map(|b| b.span).unwrap_or_default();
         for h in resp.hosts {
             if let Some(mut d) = crate::name::diagnose(crate::name::NameKind::Host, None, &h.name, span) {
@@ -270,13 +340,16 @@ impl Plugin for External {
     }
 
     fn configure(&self, ctx: &mut ConfigureCtx) -> IndexMap<String, PluginOutput> {
-        if !self.hooks.iter().any(|h| h == "configure") || !self.check_types(&ctx.blocks, ctx.diags) {
+        // Types were checked for every place before configure (compile).
+        if !self.hooks.iter().any(|h| h == "configure") {
             return IndexMap::new();
         }
         let req = json!({
             "protocol": PROTOCOL_VERSION, "request": "configure",
             "blocks": ctx.blocks.iter().map(block_json).collect::<Vec<_>>(),
-            "host_blocks": ctx.host_blocks.iter().map(|(h, s)| (h.clone(), s.to_json())).collect::<IndexMap<_, _>>(),
+            "global": ctx.global.to_json(),
+            "hosts": ctx.hosts.iter().map(|(h, s)| (h.clone(), s.to_json())).collect::<IndexMap<_, _>>(),
+            "switches": ctx.switches.iter().map(|(h, s)| (h.clone(), s.to_json())).collect::<IndexMap<_, _>>(),
             "plan": ctx.plan,
         });
         let resp = call(&self.path, &req).and_then(|v| {
@@ -284,7 +357,7 @@ impl Plugin for External {
         });
         match resp {
             Ok(r) => {
-                self.report(r.diagnostics, &ctx.blocks, ctx.diags);
+                self.report(r.diagnostics, &ctx.blocks, &ctx.hosts, ctx.diags);
                 r.hosts
             }
             Err(e) => {
@@ -293,6 +366,23 @@ impl Plugin for External {
             }
         }
     }
+}
+
+/// The statement at a dotted path in settings: blocks by key, named blocks
+/// by key then label, then a value or a list's first line.
+fn span_at(s: &RSection, path: &str) -> Option<crate::source::Span> {
+    use crate::resolve::RItem;
+    let mut sec = s;
+    let mut parts = path.split('.');
+    while let Some(key) = parts.next() {
+        match sec.entries.get(key)? {
+            RItem::Value(v) => return Some(v.origin.span),
+            RItem::Lines(ls) => return ls.first().map(|l| l.origin.span),
+            RItem::Block(b) => sec = b,
+            RItem::Named(m) => sec = m.get(parts.next()?)?,
+        }
+    }
+    Some(sec.span)
 }
 
 fn block_json(b: &PluginBlock) -> Value {

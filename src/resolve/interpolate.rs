@@ -1,5 +1,6 @@
 //! Variable references inside words: `$name`, `$[name]`, and `\$` for a
-//! literal dollar sign.
+//! literal dollar sign. Outside quotes every `\` takes the next character
+//! literally, as MLN's reader does.
 
 use crate::source::Span;
 use crate::syntax::Word;
@@ -26,6 +27,13 @@ pub fn pieces(word: &Word) -> Vec<Piece> {
             if n == b'$' || (word.quoted && (n == b'"' || n == b'\\')) {
                 text.push(n as char);
                 i += 2;
+                continue;
+            }
+            // Outside quotes, as in MLN, the next character is literal.
+            if !word.quoted {
+                let len = utf8_len(n);
+                text.push_str(&word.raw[i + 1..(i + 1 + len).min(end)]);
+                i += 1 + len;
                 continue;
             }
         }
@@ -129,6 +137,13 @@ mod tests {
                 Piece::Text("\" $c".into()),
             ]
         );
+    }
+
+    #[test]
+    fn outside_quotes_a_backslash_takes_the_next_character() {
+        assert_eq!(pieces(&w("x\\;y\\}\\\\\\é")), vec![Piece::Text("x;y}\\é".into())]);
+        // Inside quotes only `\"`, `\\` and `\$` are escapes.
+        assert_eq!(pieces(&w(r#""a\;b""#)), vec![Piece::Text("a\\;b".into())]);
     }
 
     #[test]

@@ -707,9 +707,29 @@ fn raw_expand(
     diags: &mut Diagnostics,
 ) -> String {
     let shifted = crate::syntax::Word { span: Span { start: inner.span.start + 1, ..inner.span }, ..inner.clone() };
-    let raw_escaped = shifted.raw.replace("\\\"", "\u{0}").replace("\\\\", "\u{1}");
+    // Read as a bare word, whose `\X` would lose the backslash: every
+    // escape but `\$` (a literal dollar) is hidden and put back as written.
+    // Control characters cannot be in a source, so they cannot clash.
+    let mut raw_escaped = String::with_capacity(shifted.raw.len());
+    let mut chars = shifted.raw.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '\\') {
+            (_, false) => raw_escaped.push(c),
+            _ => match chars.next() {
+                // Two bytes for two, so references keep their spans.
+                Some('"') => raw_escaped.push_str("\u{0}\u{0}"),
+                Some('\\') => raw_escaped.push_str("\u{1}\u{1}"),
+                Some('$') => raw_escaped.push_str("\\$"),
+                Some(n) => {
+                    raw_escaped.push('\u{2}');
+                    raw_escaped.push(n);
+                }
+                None => raw_escaped.push('\u{2}'),
+            },
+        }
+    }
     let w = crate::syntax::Word { raw: raw_escaped, ..shifted };
-    r.word(&w, scope, host, uses, &mut Vec::new(), diags).replace('\u{0}', "\\\"").replace('\u{1}', "\\\\")
+    r.word(&w, scope, host, uses, &mut Vec::new(), diags).replace("\u{0}\u{0}", "\\\"").replace("\u{1}\u{1}", "\\\\").replace('\u{2}', "\\")
 }
 
 /// The chain of a definition merged root first: what a host inherits.

@@ -12,10 +12,46 @@ pub struct Word {
 }
 
 impl Word {
+    /// Offsets (in `raw`) of quotes taken literally: in a bare word, every
+    /// `"` not escaped with `\` is one that did not close on its line.
+    pub fn open_quotes(&self) -> Vec<usize> {
+        if self.quoted {
+            return vec![];
+        }
+        let mut out = Vec::new();
+        let mut escaped = false;
+        for (i, c) in self.raw.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => out.push(i),
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// The word without its quotes and escapes (variables not expanded).
+    /// Outside quotes `\` takes the next character literally, as in MLN;
+    /// `\$` survives until interpolation, which makes it `$`.
     pub fn unquoted(&self) -> String {
         if !self.quoted {
-            return self.raw.clone();
+            if !self.raw.contains('\\') {
+                return self.raw.clone();
+            }
+            let mut out = String::with_capacity(self.raw.len());
+            let mut chars = self.raw.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some('$') => out.push_str("\\$"),
+                        Some(n) => out.push(n),
+                        None => out.push('\\'),
+                    },
+                    c => out.push(c),
+                }
+            }
+            return out;
         }
         let inner = &self.raw[1..self.raw.len() - 1];
         let mut out = String::with_capacity(inner.len());

@@ -85,41 +85,96 @@ fn control_characters(file: FileId, text: &str, diags: &mut Diagnostics) {
     diags.push(
         Diagnostic::error("mln::syntax::control_character", format!("control character U+{:04X} in the source{more}", u32::from(c)))
             .label(Span::new(file, at, at + c.len_utf8()), "here")
-            .help("a project file is text: remove it (write escape sequences in shell lines as `\\e` or `\\033`, which the shell expands)"),
+            .help("a project file is text: remove it (write escape sequences in shell lines for the shell to expand, quoted as `\"\\033\"` or with the backslash doubled, `\\\\033`)"),
     );
 }
 
 /// Offset of the first `{` that opens a block deeper than [`MAX_DEPTH`],
-/// skipping comments and quoted strings as the grammar does.
+/// skipping comments, escapes and quoted strings as the grammar does: a
+/// brace the pre-scan missed would let pest recurse past the limit.
 fn too_deep(text: &str) -> Option<usize> {
-    let (mut depth, mut in_comment, mut in_quote, mut escaped) = (0usize, false, false, false);
-    for (i, b) in text.bytes().enumerate() {
-        if in_comment {
-            in_comment = b != b'\n';
-        } else if in_quote {
-            if escaped {
-                escaped = false
-            } else if b == b'\\' {
-                escaped = true
-            } else if b == b'"' || b == b'\n' {
-                in_quote = false
-            }
-        } else {
-            match b {
-                b'#' => in_comment = true,
-                b'"' => in_quote = true,
-                b'{' => {
-                    depth += 1;
-                    if depth > MAX_DEPTH {
-                        return Some(i);
-                    }
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                if let Some(after) = include_path_end(b, i) {
+                    i = after;
+                    continue;
                 }
-                b'}' => depth = depth.saturating_sub(1),
-                _ => {}
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
             }
+            // The next character is literal, or this is a continuation.
+            b'\\' => i += 1,
+            b'"' => {
+                if let Some(close) = closing_quote(b, i) {
+                    i = close;
+                }
+            }
+            b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
         }
+        i += 1;
     }
     None
+}
+
+/// Where a quote opened at `open` closes on its line, as `dquoted` reads it.
+fn closing_quote(b: &[u8], open: usize) -> Option<usize> {
+    let mut j = open + 1;
+    while j < b.len() {
+        match b[j] {
+            b'\\' if b.get(j + 1).is_some_and(|n| *n != b'\n') => j += 1,
+            b'"' => return Some(j),
+            b'\n' => return None,
+            _ => {}
+        }
+        j += 1;
+    }
+    None
+}
+
+/// After `#include PATH` at `at` (the grammar's `include`), where scanning
+/// goes on; None when the `#` starts a comment instead. An unquoted path
+/// stops at a carriage return or a `#`, and what follows on the line is
+/// read as statements again.
+fn include_path_end(b: &[u8], at: usize) -> Option<usize> {
+    let rest = &b[at..];
+    if !rest.starts_with(b"#include") {
+        return None;
+    }
+    let mut j = at + "#include".len();
+    let blank = |j: usize| match b.get(j) {
+        Some(b' ' | b'\t' | b'\r') => 1,
+        Some(0xEF) if b[j..].starts_with("\u{FEFF}".as_bytes()) => 3,
+        _ => 0,
+    };
+    let start = j;
+    while blank(j) > 0 {
+        j += blank(j);
+    }
+    if j == start {
+        return None;
+    }
+    if b.get(j) == Some(&b'"') {
+        if let Some(close) = closing_quote(b, j) {
+            return Some(close + 1);
+        }
+    }
+    let path_start = j;
+    while j < b.len() && !matches!(b[j], b'\n' | b'\r' | b'#') {
+        j += 1;
+    }
+    (j > path_start).then_some(j)
 }
 
 struct Lower<'a> {
@@ -167,16 +222,10 @@ impl<'a> Lower<'a> {
                     Entry::Include(Include { path, path_span, span: span.to(path_span), file: None })
                 }
                 Rule::bad_line => {
+                    // Kept so the grammar stays total; every line reads as
+                    // statements since quotes that do not close are text.
                     let span = self.span(&p);
-                    let s = p.as_str();
-                    let d = if s.trim_start().starts_with('"') || s.contains('"') {
-                        Diagnostic::error("mln::syntax::unterminated_string", "unterminated string")
-                            .label(span, "this string has no closing quote before the end of the line")
-                            .help("close the string with `\"`; a quoted value cannot span lines")
-                    } else {
-                        Diagnostic::error("mln::syntax::bad_statement", "this is not a statement").label(span, "")
-                    };
-                    self.diags.push(d);
+                    self.diags.push(Diagnostic::error("mln::syntax::bad_statement", "this is not a statement").label(span, ""));
                     Entry::Error(SyntaxError { span, kind: SyntaxErrorKind::BadLine })
                 }
                 Rule::stray_close => {
@@ -196,10 +245,25 @@ impl<'a> Lower<'a> {
         out
     }
 
-    fn words(&self, p: Pair<Rule>) -> Vec<Word> {
-        p.into_inner()
+    fn words(&mut self, p: Pair<Rule>) -> Vec<Word> {
+        let words: Vec<Word> = p
+            .into_inner()
             .map(|w| Word { raw: w.as_str().to_string(), span: self.span(&w), quoted: w.as_rule() == Rule::dquoted })
-            .collect()
+            .collect();
+        for w in words.iter().filter(|w| !w.quoted) {
+            for at in w.open_quotes() {
+                let start = w.span.start as usize + at;
+                // MLN has no quoting, and real files rely on it (a quoted
+                // `echo` spread over lines); a forgotten closing quote looks
+                // the same, hence a warning and not silence.
+                self.diags.push(
+                    Diagnostic::warning("mln::syntax::open_quote", "this `\"` does not close on its line: it is taken literally, as MLN does")
+                        .label(Span::new(self.file, start, start + 1), "a literal `\"`")
+                        .help("a quoted value ends on the line it starts; write `\\\"` for a quote that is meant literally"),
+                );
+            }
+        }
+        words
     }
 
     fn statement(&mut self, p: Pair<Rule>) -> Statement {
@@ -319,12 +383,51 @@ mod tests {
         assert_eq!(
             codes,
             vec![
-                "mln::syntax::unterminated_string",
+                "mln::syntax::open_quote",
                 "mln::syntax::stray_close",
-                "mln::syntax::unterminated_string",
+                "mln::syntax::open_quote",
                 "mln::syntax::unclosed_block"
             ]
         );
+    }
+
+    #[test]
+    fn quotes_that_do_not_close_on_their_line_are_text() {
+        let (e, d) = parse("echo \"Alias /svn /var/www/svn\n</Location>\" | tee -a x.conf\nx \"a b\" \\\"c\n");
+        assert_eq!(
+            keys(&e),
+            vec!["echo \"Alias /svn /var/www/svn", "</Location>\" | tee -a x.conf", "x \"a b\" \\\"c"]
+        );
+        // Two warnings, each at its quote; the closed and the escaped quote
+        // are none.
+        let at: Vec<_> = d.iter().map(|d| (d.code, d.primary_span().unwrap().start)).collect();
+        assert_eq!(at, vec![("mln::syntax::open_quote", 5), ("mln::syntax::open_quote", 41)]);
+        let Entry::Statement(s) = &e[2] else { panic!() };
+        assert!(s.words[1].quoted && !s.words[2].quoted);
+        assert_eq!(s.words[2].unquoted(), "\"c");
+    }
+
+    #[test]
+    fn a_backslash_takes_the_next_character_and_continues_lines() {
+        let (e, d) = parse("echo a \\\n   b c\necho x\\;y \\{ z\\}\\#w\nlast \\\r\n word\\");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(keys(&e), vec!["echo a b c", "echo x\\;y \\{ z\\}\\#w", "last word"]);
+        let Entry::Statement(s) = &e[1] else { panic!() };
+        let words: Vec<_> = s.words.iter().map(|w| w.unquoted()).collect();
+        assert_eq!(words, ["echo", "x;y", "{", "z}#w"]);
+    }
+
+    #[test]
+    fn the_depth_prescan_reads_escapes_and_open_quotes_as_the_grammar_does() {
+        // Braces after a quote that does not close open blocks...
+        let (_, d) = parse(&"a \"{\n".repeat(MAX_DEPTH + 1));
+        assert!(d.iter().any(|d| d.code == "mln::syntax::too_deep"));
+        // ...and escaped braces open none.
+        let (_, d) = parse(&"a \\{\n".repeat(MAX_DEPTH + 1));
+        assert!(!d.iter().any(|d| d.code == "mln::syntax::too_deep"), "{d:?}");
+        // A block after an include path on the same line.
+        let (_, d) = parse(&"#include x\r{\n".repeat(MAX_DEPTH + 1));
+        assert!(d.iter().any(|d| d.code == "mln::syntax::too_deep"));
     }
 
     #[test]
