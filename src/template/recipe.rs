@@ -33,6 +33,10 @@ pub struct Recipe {
     #[serde(default = "default_cmdline")]
     pub cmdline: String,
     pub packages: Vec<String>,
+    /// Leave manuals, info pages, translations and documentation out of
+    /// the root (copyright notices stay).
+    #[serde(default = "yes")]
+    pub slim: bool,
     #[serde(default)]
     pub files: Vec<RecipeFile>,
     #[serde(default)]
@@ -46,6 +50,10 @@ pub struct RecipeFile {
     pub content: String,
     #[serde(default)]
     pub mode: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_mirror() -> String {

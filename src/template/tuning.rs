@@ -16,7 +16,9 @@ pub const FILES: &[(&str, Option<&str>, u32)] = &[
 
 /// The cloud-init configuration: only the NoCloud seed (and none) is
 /// probed, one host key type is made, and only the modules mln's seeds
-/// use run. `locale` is left out: it fails on a root without locales.
+/// use run. `locale` is left out: it fails on a root without locales;
+/// `resizefs` too: it failed on the first boots we tried (the root is the
+/// recipe's size).
 pub const CLOUD_CFG: &str = "\
 # Written by `mln template build` (book/src/templates.md).
 datasource_list: [NoCloud, None]
@@ -25,7 +27,6 @@ ssh_deletekeys: true
 cloud_init_modules:
   - bootcmd
   - write_files
-  - resizefs
   - mounts
   - set_hostname
   - update_hostname
