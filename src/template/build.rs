@@ -58,6 +58,10 @@ pub fn build(req: &Request, note: &mut dyn FnMut(&str)) -> Result<Built, Templat
     crate::name::check(crate::name::NameKind::Template, &name)?;
     let mirror = req.mirror.unwrap_or(&r.mirror).to_string();
     recipe::check_mirror(&mirror).map_err(|message| TemplateError::Recipe { source_name: "--mirror".into(), message })?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(TemplateError::NeedsRoot);
+    }
     for t in [MMDEBSTRAP, MKE2FS, QEMU_IMG, DPKG_QUERY] {
         tools::which(t)?;
     }

@@ -10,6 +10,10 @@ pub enum TemplateError {
     Recipe { source_name: String, message: String },
     #[error("no recipe `{}`: neither a file nor one shipped with mln (shipped: {})", crate::term::escape(name), shipped.join(", "))]
     UnknownRecipe { name: String, shipped: Vec<String> },
+    /// mmdebstrap's root mode: the root's files must be owned by their
+    /// real owners for the image.
+    #[error("building a template needs root (mmdebstrap's root mode)")]
+    NeedsRoot,
     #[error("{tool} is not installed (Debian: apt-get install {package})")]
     ToolMissing { tool: &'static str, package: &'static str },
     /// apt found no package of that name in the suite's index.
