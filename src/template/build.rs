@@ -237,7 +237,7 @@ fn classify(output: &str, suite: &str, mirror: &str) -> TemplateError {
     if let Some(l) = output.lines().find(|l| net.iter().any(|n| l.contains(n))) {
         return TemplateError::MirrorUnreachable { mirror: mirror.into(), detail: l.trim().to_string() };
     }
-    let last_command = output.lines().filter_map(|l| l.trim().strip_prefix("mln-recipe: command ")).last().and_then(|n| n.parse().ok());
+    let last_command = output.lines().rev().find_map(|l| l.trim().strip_prefix("mln-recipe: command ")).and_then(|n| n.parse().ok());
     if let (Some(index), false) = (last_command, output.contains("mln-recipe: commands done")) {
         return TemplateError::CommandFailed { index, output: tools::tail(output, 20) };
     }
@@ -308,7 +308,7 @@ fn kernel(root: &Path) -> Result<(PathBuf, PathBuf), TemplateError> {
     let rd = std::fs::read_dir(&boot).map_err(TemplateError::io("read", &boot))?;
     let mut versions: Vec<String> =
         rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("vmlinuz-")).map(String::from)).collect();
-    versions.sort_by(|a, b| natural(a).cmp(&natural(b)));
+    versions.sort_by_key(|v| natural(v));
     let none = || TemplateError::Tool { tool: "mmdebstrap", output: "the root has no kernel and initrd in /boot: the recipe needs a linux-image package".into() };
     let v = versions.pop().ok_or_else(none)?;
     let initrd = boot.join(format!("initrd.img-{v}"));

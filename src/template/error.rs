@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     /// The recipe file does not parse or holds a value we refuse.
-    #[error("recipe {}: {message}", crate::term::escape(&source_name))]
+    #[error("recipe {}: {message}", crate::term::escape(source_name))]
     Recipe { source_name: String, message: String },
     #[error("no recipe `{}`: neither a file nor one shipped with mln (shipped: {})", crate::term::escape(name), shipped.join(", "))]
     UnknownRecipe { name: String, shipped: Vec<String> },

@@ -45,18 +45,6 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn files_are_hashed_as_sha256() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("a"), b"abc").unwrap();
-        let f = super::hash_files(d.path(), &["a"]).unwrap();
-        assert_eq!((f[0].bytes, f[0].sha256.as_str()), (3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
-        assert_eq!(super::sha256_hex(b"abc"), f[0].sha256);
-    }
-}
-
 /// The size and SHA-256 of each of `names` in `dir`. coreutils'
 /// `sha256sum` reads them: in-process hashing of a 600 MB disk takes half a
 /// minute in an unoptimized build (the e2e tests'), and ~2 s here.
@@ -85,4 +73,16 @@ pub fn write(m: &Manifest, path: &Path) -> Result<(), TemplateError> {
 /// The manifest of a template directory, if it has a readable one.
 pub fn read(dir: &Path) -> Option<Manifest> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn files_are_hashed_as_sha256() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), b"abc").unwrap();
+        let f = super::hash_files(d.path(), &["a"]).unwrap();
+        assert_eq!((f[0].bytes, f[0].sha256.as_str()), (3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        assert_eq!(super::sha256_hex(b"abc"), f[0].sha256);
+    }
 }

@@ -45,8 +45,7 @@ fn entry(dir: &Path, name: String) -> Entry {
 
 /// One template, named exactly.
 pub fn show(dir: &Path, name: &str) -> Result<Entry, TemplateError> {
-    let p = existing(dir, name)?;
-    let _ = p;
+    existing(dir, name)?;
     Ok(entry(dir, name.to_string()))
 }
 
