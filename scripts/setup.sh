@@ -21,6 +21,7 @@ packages=(
   openssh-server          # sshd of the test service hosts (tests only)
   openssh-client          # ssh-keygen for the test hosts' keys
   util-linux              # unshare and nsenter for the test hosts
+  mmdebstrap              # mln template build: Debian roots from packages
 )
 
 installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | awk '/install ok installed/ {print $4}'; }

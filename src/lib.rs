@@ -24,6 +24,7 @@ pub mod schema;
 pub mod source;
 pub mod state;
 pub mod syntax;
+pub mod template;
 pub mod term;
 pub mod upgrade;
 pub mod definitions;

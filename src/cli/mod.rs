@@ -76,7 +76,7 @@ pub enum Command {
     /// Service hosts: status, parallel commands.
     #[command(subcommand)]
     Fabric(fabric::Command),
-    /// Templates on service hosts.
+    /// Guest OS templates: build from a recipe, list, show, remove, import, push.
     #[command(subcommand)]
     Template(template::Command),
     /// Shell completions (bash, zsh, fish) or the man page, on stdout.

@@ -1,0 +1,400 @@
+//! `mln template build`: a recipe becomes a kernel-bundle template
+//! (`vmlinuz`, `initrd.img`, `cmdline`, `disk.qcow2`, `manifest.json`).
+//!
+//! mmdebstrap (root mode) makes the root in a directory, `mke2fs -d` an
+//! ext4 image straight from it, `qemu-img convert` the qcow2: no loop
+//! device, no mount of ours. Everything happens in a temporary directory
+//! inside the templates directory, renamed into place only when complete,
+//! so a failure (or a kill) never leaves a template half-written.
+
+use super::error::TemplateError;
+use super::manifest::{self, Manifest};
+use super::recipe::{self, Loaded};
+use super::tools::{self, DPKG_QUERY, MKE2FS, MMDEBSTRAP, QEMU_IMG};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub struct Request<'a> {
+    pub recipe: &'a Loaded,
+    pub templates: &'a Path,
+    /// Downloaded packages are kept here between builds (per suite).
+    pub cache: &'a Path,
+    /// Where projects' disks live, to refuse replacing a template that
+    /// backs them.
+    pub projects: Option<&'a Path>,
+    pub mirror: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+pub struct Built {
+    pub name: String,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+/// Where the recipe's files and script wait inside the root for
+/// mmdebstrap's customize hook; removed before the image is made.
+const STAGE: &str = ".mln-recipe";
+
+/// The customize hook (mmdebstrap runs it with `sh -c`, `$1` the root):
+/// fixed text, so no recipe value is ever part of a command line here.
+const HOOK: &str = "chroot \"$1\" /bin/sh /.mln-recipe/run.sh";
+
+/// What a slim recipe leaves out (dpkg never unpacks it): manuals, info
+/// pages, translations and documentation other than copyright notices.
+/// A guest is used over SSH by programs, and unpacking less is faster.
+const SLIM: &[&str] = &[
+    "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/info/*",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+];
+
+pub fn build(req: &Request, note: &mut dyn FnMut(&str)) -> Result<Built, TemplateError> {
+    let r = &req.recipe.recipe;
+    let name = req.name.unwrap_or(&r.name).to_string();
+    crate::name::check(crate::name::NameKind::Template, &name)?;
+    let mirror = req.mirror.unwrap_or(&r.mirror).to_string();
+    recipe::check_mirror(&mirror).map_err(|message| TemplateError::Recipe { source_name: "--mirror".into(), message })?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(TemplateError::NeedsRoot);
+    }
+    for t in [MMDEBSTRAP, MKE2FS, QEMU_IMG, DPKG_QUERY] {
+        tools::which(t)?;
+    }
+    let size = recipe::size_bytes(&r.size).map_err(|message| TemplateError::Recipe { source_name: req.recipe.origin.clone(), message })?;
+    std::fs::create_dir_all(req.templates).map_err(TemplateError::io("create", req.templates))?;
+    let dest = req.templates.join(&name);
+    if let Some(projects) = req.projects {
+        let users = super::store::users_of(&dest, projects);
+        if !users.is_empty() {
+            return Err(TemplateError::InUse { name, users });
+        }
+    }
+    note(&format!("checking the mirror {mirror}"));
+    super::mirror::reachable(&mirror)?;
+
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(req.templates).map_err(TemplateError::io("create a directory in", req.templates))?;
+    let root = tmp.path().join("root");
+    let archives = root.join("var/cache/apt/archives");
+    std::fs::create_dir_all(archives.join("partial")).map_err(TemplateError::io("create", &archives))?;
+    let cache = req.cache.join(format!("{}-{}", r.distribution, r.suite));
+    std::fs::create_dir_all(&cache).map_err(TemplateError::io("create", &cache))?;
+    let cached = link_debs(&cache, &archives)?;
+    stage(&root, r)?;
+    let mut steps = Vec::new();
+
+    note(&format!("mmdebstrap {} ({} packages asked, {cached} in the cache)", r.suite, r.packages.len()));
+    let t = Instant::now();
+    let include = format!("--include={}", r.packages.join(","));
+    let hook = format!("--customize-hook={HOOK}");
+    let components = format!("--components={}", r.components.join(","));
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new("--mode=root"),
+        OsStr::new("--variant=apt"),
+        OsStr::new("--format=directory"),
+        // The root directory exists already: it holds the cached packages
+        // and the staged recipe.
+        OsStr::new("--skip=check/empty"),
+        // Keep every downloaded package for the cache.
+        OsStr::new("--skip=essential/unlink"),
+        OsStr::new("--skip=cleanup/apt/cache"),
+        OsStr::new("--aptopt=APT::Install-Recommends \"false\""),
+        OsStr::new(&components),
+        OsStr::new(&include),
+        OsStr::new(&hook),
+    ];
+    if r.slim {
+        args.extend(SLIM.iter().map(OsStr::new));
+    }
+    args.extend([OsStr::new(&r.suite), root.as_os_str(), OsStr::new(&mirror)]);
+    let ran = tools::run(MMDEBSTRAP, &args)?;
+    if !ran.ok {
+        return Err(classify(&ran.output, &r.suite, &mirror));
+    }
+    steps.push(("mmdebstrap".to_string(), t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    let kept = keep_debs(&archives, &cache)?;
+    remove_all(&root.join(STAGE))?;
+    let packages = installed(&root)?;
+    let (vmlinuz, initrd) = kernel(&root)?;
+    let out = tmp.path();
+    std::fs::copy(&vmlinuz, out.join("vmlinuz")).map_err(TemplateError::io("copy", &vmlinuz))?;
+    std::fs::copy(&initrd, out.join("initrd.img")).map_err(TemplateError::io("copy", &initrd))?;
+    let cmdline = format!("root=/dev/vda rw {}", r.cmdline.trim());
+    std::fs::write(out.join("cmdline"), format!("{cmdline}\n")).map_err(TemplateError::io("write", out.join("cmdline")))?;
+    steps.push(("cache and kernel".to_string(), t.elapsed().as_secs_f64()));
+
+    note(&format!("mke2fs -d ({} MiB)", size >> 20));
+    let t = Instant::now();
+    let raw = out.join("root.img");
+    let kib = format!("{}k", size >> 10);
+    tools::must(
+        MKE2FS,
+        &[OsStr::new("-q"), OsStr::new("-F"), OsStr::new("-t"), OsStr::new("ext4"), OsStr::new("-L"), OsStr::new("mln-root"), OsStr::new("-d"), root.as_os_str(), raw.as_os_str(), OsStr::new(&kib)],
+    )?;
+    remove_all(&root)?;
+    steps.push(("mke2fs".to_string(), t.elapsed().as_secs_f64()));
+
+    note("qemu-img convert to qcow2");
+    let t = Instant::now();
+    let qcow2 = out.join("disk.qcow2");
+    tools::must(QEMU_IMG, &[OsStr::new("convert"), OsStr::new("-q"), OsStr::new("-f"), OsStr::new("raw"), OsStr::new("-O"), OsStr::new("qcow2"), raw.as_os_str(), qcow2.as_os_str()])?;
+    std::fs::remove_file(&raw).map_err(TemplateError::io("remove", &raw))?;
+    steps.push(("qemu-img".to_string(), t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    let mut m = Manifest {
+        name: name.clone(),
+        recipe_origin: req.recipe.origin.clone(),
+        recipe_sha256: manifest::sha256_hex(req.recipe.text.as_bytes()),
+        distribution: r.distribution.clone(),
+        suite: r.suite.clone(),
+        mirror,
+        image_bytes: size,
+        cmdline,
+        built_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        packages_cached: cached,
+        packages_downloaded: kept.saturating_sub(cached),
+        packages,
+        files: manifest::hash_files(out, &["vmlinuz", "initrd.img", "cmdline", "disk.qcow2"])?,
+        steps,
+        seconds: 0.0,
+    };
+    m.steps.push(("manifest".to_string(), t.elapsed().as_secs_f64()));
+    m.seconds = started.elapsed().as_secs_f64();
+    manifest::write(&m, &out.join("manifest.json"))?;
+    place(tmp, &dest)?;
+    Ok(Built { name, dir: dest, manifest: m })
+}
+
+/// Writes the recipe's files and the script the hook runs into the root.
+/// The script copies mln's tuning, then the recipe's files (so a recipe
+/// may override mln's choices), then runs the recipe's commands, each
+/// announced so a failure can be told apart from apt's.
+fn stage(root: &Path, r: &recipe::Recipe) -> Result<(), TemplateError> {
+    let files = root.join(STAGE).join("files");
+    let write = |path: &str, content: Option<&str>, mode: u32| -> Result<(), TemplateError> {
+        let parts = recipe::guest_path(path).map_err(|message| TemplateError::Recipe { source_name: path.to_string(), message })?;
+        let mut p = files.clone();
+        p.extend(parts);
+        let parent = p.parent().expect("a guest path has a parent");
+        std::fs::create_dir_all(parent).map_err(TemplateError::io("create", parent))?;
+        let _ = std::fs::remove_file(&p);
+        match content {
+            Some(c) => {
+                std::fs::write(&p, c).map_err(TemplateError::io("write", &p))?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(TemplateError::io("set the mode of", &p))?;
+            }
+            None => std::os::unix::fs::symlink("/dev/null", &p).map_err(TemplateError::io("create", &p))?,
+        }
+        Ok(())
+    };
+    for (path, content, mode) in super::tuning::FILES {
+        write(path, *content, *mode)?;
+    }
+    for f in &r.files {
+        let mode = f.mode.as_deref().map(recipe::mode).transpose().map_err(|message| TemplateError::Recipe { source_name: f.path.clone(), message })?;
+        write(&f.path, Some(&f.content), mode.unwrap_or(0o644))?;
+    }
+    // Directories the copy creates get root's usual mode.
+    let mut script = String::from("set -e\numask 022\ncp -a /.mln-recipe/files/. /\n");
+    for (i, c) in r.commands.iter().enumerate() {
+        script.push_str(&format!("echo 'mln-recipe: command {}' >&2\n{c}\n", i + 1));
+    }
+    script.push_str("echo 'mln-recipe: commands done' >&2\n");
+    script.push_str(super::tuning::FINISH);
+    let p = root.join(STAGE).join("run.sh");
+    std::fs::write(&p, script).map_err(TemplateError::io("write", &p))
+}
+
+/// What mmdebstrap's failure means, from what apt and the script printed.
+fn classify(output: &str, suite: &str, mirror: &str) -> TemplateError {
+    let mut missing: Vec<String> = Vec::new();
+    for l in output.lines() {
+        let l = l.trim();
+        let name = l
+            .strip_prefix("E: Unable to locate package ")
+            .map(str::trim)
+            .or_else(|| l.strip_prefix("E: Package '").and_then(|r| r.split('\'').next()))
+            .or_else(|| l.strip_prefix("E: Couldn't find any package by glob '").and_then(|r| r.split('\'').next()));
+        if let Some(n) = name {
+            if !missing.iter().any(|m| m == n) {
+                missing.push(n.to_string());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return TemplateError::PackageNotFound { packages: missing, suite: suite.into(), mirror: mirror.into() };
+    }
+    let net = ["Could not resolve", "Temporary failure resolving", "Could not connect", "Unable to connect", "Connection timed out", "Connection refused", "Failed to fetch"];
+    if let Some(l) = output.lines().find(|l| net.iter().any(|n| l.contains(n))) {
+        return TemplateError::MirrorUnreachable { mirror: mirror.into(), detail: l.trim().to_string() };
+    }
+    let last_command = output.lines().rev().find_map(|l| l.trim().strip_prefix("mln-recipe: command ")).and_then(|n| n.parse().ok());
+    if let (Some(index), false) = (last_command, output.contains("mln-recipe: commands done")) {
+        return TemplateError::CommandFailed { index, output: tools::tail(output, 20) };
+    }
+    TemplateError::Tool { tool: "mmdebstrap", output: tools::tail(output, 20) }
+}
+
+/// Puts the cache's packages where apt looks first; a hard link costs
+/// nothing, a copy only when the cache is on another file system.
+fn link_debs(cache: &Path, archives: &Path) -> Result<usize, TemplateError> {
+    let mut n = 0;
+    for p in debs(cache)? {
+        let to = archives.join(p.file_name().expect("a listed file has a name"));
+        if std::fs::hard_link(&p, &to).is_err() {
+            std::fs::copy(&p, &to).map_err(TemplateError::io("copy", &p))?;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Moves the packages apt used out of the root into the cache.
+fn keep_debs(archives: &Path, cache: &Path) -> Result<usize, TemplateError> {
+    let mut n = 0;
+    for p in debs(archives)? {
+        let to = cache.join(p.file_name().expect("a listed file has a name"));
+        if std::fs::rename(&p, &to).is_err() {
+            std::fs::copy(&p, &to).map_err(TemplateError::io("copy", &p))?;
+            std::fs::remove_file(&p).map_err(TemplateError::io("remove", &p))?;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn debs(dir: &Path) -> Result<Vec<PathBuf>, TemplateError> {
+    let rd = std::fs::read_dir(dir).map_err(TemplateError::io("read", dir))?;
+    Ok(rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| p.extension() == Some(OsStr::new("deb")))
+        .collect())
+}
+
+/// `(package, version)` of everything installed, from the root's dpkg
+/// database (read by the host's dpkg-query: nothing runs in the root).
+fn installed(root: &Path) -> Result<Vec<(String, String)>, TemplateError> {
+    let admindir = root.join("var/lib/dpkg");
+    let mut arg = std::ffi::OsString::from("--admindir=");
+    arg.push(&admindir);
+    let out = tools::must(DPKG_QUERY, &[&arg, OsStr::new("-W"), OsStr::new("-f=${db:Status-Abbrev}\t${Package}\t${Version}\n")])?;
+    let mut v: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let status = f.next()?;
+            let (p, ver) = (f.next()?, f.next()?);
+            status.starts_with("ii").then(|| (p.to_string(), ver.to_string()))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The root's kernel and its initrd (the newest, if there are several).
+fn kernel(root: &Path) -> Result<(PathBuf, PathBuf), TemplateError> {
+    let boot = root.join("boot");
+    let rd = std::fs::read_dir(&boot).map_err(TemplateError::io("read", &boot))?;
+    let mut versions: Vec<String> =
+        rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("vmlinuz-")).map(String::from)).collect();
+    versions.sort_by_key(|v| natural(v));
+    let none = || TemplateError::Tool { tool: "mmdebstrap", output: "the root has no kernel and initrd in /boot: the recipe needs a linux-image package".into() };
+    let v = versions.pop().ok_or_else(none)?;
+    let initrd = boot.join(format!("initrd.img-{v}"));
+    if !initrd.is_file() {
+        return Err(none());
+    }
+    Ok((boot.join(format!("vmlinuz-{v}")), initrd))
+}
+
+/// Orders `6.1.0-10` after `6.1.0-9`.
+fn natural(s: &str) -> Vec<(u64, String)> {
+    s.split(|c: char| !c.is_ascii_alphanumeric()).map(|p| (p.parse().unwrap_or(0), p.to_string())).collect()
+}
+
+fn remove_all(p: &Path) -> Result<(), TemplateError> {
+    match std::fs::remove_dir_all(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TemplateError::Io { what: "remove", path: p.to_path_buf(), source: e }),
+        _ => Ok(()),
+    }
+}
+
+/// Renames the finished directory into place; one that was there is moved
+/// aside first and removed only once the new one stands.
+pub(super) fn place(tmp: tempfile::TempDir, dest: &Path) -> Result<(), TemplateError> {
+    let parent = dest.parent().expect("a template is inside the templates directory");
+    let aside = if std::fs::symlink_metadata(dest).is_ok() {
+        let a = parent.join(format!(".old-{}-{}", std::process::id(), dest.file_name().and_then(|n| n.to_str()).unwrap_or("t")));
+        std::fs::rename(dest, &a).map_err(TemplateError::io("move aside", dest))?;
+        Some(a)
+    } else {
+        None
+    };
+    if let Err(e) = std::fs::rename(tmp.path(), dest) {
+        if let Some(a) = &aside {
+            let _ = std::fs::rename(a, dest);
+        }
+        return Err(TemplateError::Io { what: "rename into", path: dest.to_path_buf(), source: e });
+    }
+    let _ = tmp.keep();
+    if let Some(a) = aside {
+        let _ = if a.is_dir() { std::fs::remove_dir_all(&a) } else { std::fs::remove_file(&a) };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_failures_are_told_apart() {
+        let e = classify("I: x\nE: Unable to locate package nosuchpkg-mln\nE: Package 'gone' has no installation candidate\n", "bookworm", "http://m");
+        assert!(matches!(&e, TemplateError::PackageNotFound { packages, .. } if packages == &["nosuchpkg-mln", "gone"]), "{e}");
+        assert!(e.to_string().contains("nosuchpkg-mln"));
+        let e = classify("Err:1 http://m bookworm InRelease\n  Could not resolve 'm'\n", "bookworm", "http://m");
+        assert!(matches!(e, TemplateError::MirrorUnreachable { .. }), "{e}");
+        let e = classify("mln-recipe: command 1\nmln-recipe: command 2\nfalse: failed\n", "bookworm", "http://m");
+        assert!(matches!(e, TemplateError::CommandFailed { index: 2, .. }), "{e}");
+        let e = classify("mln-recipe: command 1\nmln-recipe: commands done\nsomething else\n", "bookworm", "http://m");
+        assert!(matches!(e, TemplateError::Tool { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_newest_kernel() {
+        let d = tempfile::tempdir().unwrap();
+        let boot = d.path().join("boot");
+        std::fs::create_dir(&boot).unwrap();
+        assert!(kernel(d.path()).is_err());
+        for v in ["6.1.0-9-cloud-amd64", "6.1.0-10-cloud-amd64"] {
+            std::fs::write(boot.join(format!("vmlinuz-{v}")), b"k").unwrap();
+            std::fs::write(boot.join(format!("initrd.img-{v}")), b"i").unwrap();
+        }
+        assert_eq!(kernel(d.path()).unwrap().0, boot.join("vmlinuz-6.1.0-10-cloud-amd64"));
+    }
+
+    #[test]
+    fn a_replaced_template_is_swapped_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("t");
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::write(dest.join("old"), b"o").unwrap();
+        let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(d.path()).unwrap();
+        std::fs::write(tmp.path().join("new"), b"n").unwrap();
+        place(tmp, &dest).unwrap();
+        let names: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(names, ["t"]);
+        assert!(dest.join("new").exists() && !dest.join("old").exists());
+    }
+}
