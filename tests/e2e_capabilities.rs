@@ -71,13 +71,16 @@ fn the_capability_cache_is_probed_once_and_then_read_by_every_command() {
         c.args(["-q", "-c", &uri, "domstats --list-active --balloon; list --all"]);
         c
     };
+    // `mln status` reads libvirt's files without opening the driver; `mln
+    // start` of running guests opens it (and finds them running).
     let mut steps: Vec<(String, Command)> = vec![
         ("mln status".into(), mln(&exe, s, &["status", "-p", "cap"])),
-        ("a second mln status".into(), mln(&exe, s, &["status", "-p", "cap"])),
+        ("mln start".into(), mln(&exe, s, &["start", "-p", "cap"])),
+        ("a second mln start".into(), mln(&exe, s, &["start", "-p", "cap"])),
         ("virsh list".into(), virsh()),
-        ("mln status after virsh".into(), mln(&exe, s, &["status", "-p", "cap"])),
-        ("mln status from another binary".into(), mln(&other, s, &["status", "-p", "cap"])),
-        ("mln status after the other binary".into(), mln(&exe, s, &["status", "-p", "cap"])),
+        ("mln start after virsh".into(), mln(&exe, s, &["start", "-p", "cap"])),
+        ("mln start from another binary".into(), mln(&other, s, &["start", "-p", "cap"])),
+        ("mln start after the other binary".into(), mln(&exe, s, &["start", "-p", "cap"])),
     ];
     // Each CPU in turn: libvirt compares the host's CPUID with the one it
     // probed with, and some CPUID leaves differ between CPUs.
@@ -85,8 +88,8 @@ fn the_capability_cache_is_probed_once_and_then_read_by_every_command() {
     if Command::new("taskset").arg("-V").output().is_ok() {
         for cpu in 0..cpus {
             let mut c = Command::new("taskset");
-            c.current_dir(common::root()).args(["-c", &cpu.to_string()]).arg(&exe).arg("--state-dir").arg(s).args(["status", "-p", "cap"]).env("MLN_KVM", "0");
-            steps.push((format!("mln status on CPU {cpu}"), c));
+            c.current_dir(common::root()).args(["-c", &cpu.to_string()]).arg(&exe).arg("--state-dir").arg(s).args(["start", "-p", "cap"]).env("MLN_KVM", "0");
+            steps.push((format!("mln start on CPU {cpu}"), c));
             let mut c = Command::new("taskset");
             c.args(["-c", &cpu.to_string(), "virsh", "-q", "-c", &uri, "domstats --list-active --balloon; list --all"]);
             steps.push((format!("virsh list on CPU {cpu}"), c));
@@ -103,7 +106,7 @@ fn the_capability_cache_is_probed_once_and_then_read_by_every_command() {
     assert_ne!(stale, first[0].text, "the cache names the libvirt that wrote it");
     std::fs::write(&first[0].name, &stale).unwrap();
     let before = cache(s);
-    run(mln(&exe, s, &["status", "-p", "cap"]), "status with a stale cache");
+    run(mln(&exe, s, &["start", "-p", "cap"]), "start with a stale cache");
     let after = cache(s);
     assert!(after != before && after[0].text != stale, "a stale cache was kept");
     run(mln(&exe, s, &["stop", "-p", "cap", "-H"]), "stop");
