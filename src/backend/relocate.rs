@@ -104,14 +104,8 @@ impl Relocate for LibvirtMachines<'_> {
         }
         let memory = dir.join(MEMORY_FILE);
         if memory.exists() {
-            if self.lv.state(&name) == PowerState::ShutOff {
-                let xml = ours(&self.lv.image_definition(&memory)?)?;
-                self.lv.restore_from(&memory, &xml, parcel.then == PowerState::Saved)?;
-                if parcel.then == PowerState::Saved {
-                    self.lv.save_to_run(&name)?;
-                }
-            }
-            std::fs::remove_file(&memory).map_err(LocalError::io("remove", &memory))?;
+            let xml = ours(&self.lv.image_definition(&memory)?)?;
+            self.resume(&name, &memory, &xml, parcel.then)?;
         }
         Ok(Done::ok(format!("arrived, {}", self.lv.state(&name))))
     }
@@ -122,14 +116,8 @@ impl Relocate for LibvirtMachines<'_> {
         if !memory.exists() {
             return Ok(Done::ok(format!("here, {}", self.lv.state(&name))));
         }
-        if self.lv.state(&name) == PowerState::ShutOff {
-            let xml = self.lv.image_definition(&memory)?;
-            self.lv.restore_from(&memory, &xml, parcel.then == PowerState::Saved)?;
-            if parcel.then == PowerState::Saved {
-                self.lv.save_to_run(&name)?;
-            }
-        }
-        std::fs::remove_file(&memory).map_err(LocalError::io("remove", &memory))?;
+        let xml = self.lv.image_definition(&memory)?;
+        self.resume(&name, &memory, &xml, parcel.then)?;
         Ok(Done::ok(format!("back as it was, {}", self.lv.state(&name))))
     }
 
@@ -139,6 +127,22 @@ impl Relocate for LibvirtMachines<'_> {
         }
         self.remove(&plan.project, &m.host.name)?;
         Ok(Done::ok("did not arrive: what was made ready for it is removed"))
+    }
+}
+
+impl LibvirtMachines<'_> {
+    /// A packed domain `name` brought back from its memory image as `then`
+    /// says (running, or saved to be restored running), the image removed.
+    /// Done already (not shut off any more): only the image goes.
+    fn resume(&self, name: &str, memory: &Path, xml: &str, then: PowerState) -> Result<(), MachineError> {
+        if self.lv.state(name) == PowerState::ShutOff {
+            self.lv.restore_from(memory, xml, then == PowerState::Saved)?;
+            if then == PowerState::Saved {
+                self.lv.save_to_run(name)?;
+            }
+        }
+        std::fs::remove_file(memory).map_err(LocalError::io("remove", memory))?;
+        Ok(())
     }
 }
 
