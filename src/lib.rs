@@ -4,6 +4,7 @@
 //! external plugin processes; the CLI in `main.rs` is a thin layer on top.
 
 pub mod backend;
+pub mod baremetal;
 pub mod compile;
 pub mod diag;
 pub mod explain;

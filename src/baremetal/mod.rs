@@ -1,0 +1,160 @@
+//! Bare-metal nodes: Kadeploy-style disk imaging and DRBL-style diskless
+//! boot, as a second backend beside libvirt (see
+//! ../../book/src/baremetal.md once written).
+//!
+//! This file holds what the parts share, so they can be written apart:
+//! the plan's description of a node ([`NodeSpec`]), power control
+//! ([`PowerDriver`]) and network-boot profiles ([`NetBoot`]). The
+//! deployment automaton drives nodes only through these traits, so a new
+//! power driver or boot service is one new implementation.
+
+use serde::{Deserialize, Serialize};
+
+/// A bare-metal host as the plan holds it (`plan::Host::baremetal`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    /// The MAC the node network-boots from: lower case, colon-separated.
+    pub mac: String,
+    pub power: PowerSpec,
+    /// The disk the environment is written to (`/dev/sda`); None when the
+    /// node boots diskless.
+    pub disk: Option<String>,
+    /// The partition of `disk` the environment goes to; None: the whole
+    /// disk gets one partition table with one root partition.
+    pub partition: Option<u32>,
+    pub environment: EnvRef,
+    pub boot: BootMode,
+}
+
+/// `environment NAME[:VERSION]`: None is the newest version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvRef {
+    pub name: String,
+    pub version: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootMode {
+    /// Deployed to the disk, then booted from it.
+    Disk,
+    /// Booted from the network into a RAM root; nothing written to disk.
+    Diskless,
+}
+
+/// `power { driver ...; ... }`. Secrets never stand in the project file:
+/// IPMI reads its password from a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "driver", rename_all = "lowercase")]
+pub enum PowerSpec {
+    Ipmi { address: String, port: u16, user: String, password_file: String },
+    /// Command templates with `{host}` and `{mac}`, each run as an argv
+    /// (split into words before the placeholders are filled in, never
+    /// through a shell). `cycle` is the "very hard" level (a PDU outlet).
+    Command { on: String, off: String, reset: String, status: String, cycle: Option<String> },
+    /// A soft reboot through SSH only: no power on or off.
+    Ssh,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerAction {
+    On,
+    Off,
+    Reset,
+    /// Off, then on (the "very hard" reboot).
+    Cycle,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerReading {
+    On,
+    Off,
+}
+
+/// Kadeploy's reboot escalation: each level is tried when the one before
+/// failed or is not configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebootLevel {
+    /// `reboot` through SSH on the running system.
+    Soft,
+    /// IPMI reset (or the command driver's `reset`).
+    Hard,
+    /// Power cycle (or the command driver's `cycle`).
+    VeryHard,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PowerError {
+    /// This driver has no such action (ssh cannot power on).
+    #[error("the {driver} driver cannot {action}")]
+    Unsupported { driver: &'static str, action: &'static str },
+    /// The controller refused the credentials: trying again will not help.
+    #[error("power control of {node} refused the credentials: {detail}")]
+    Auth { node: String, detail: String },
+    /// The controller did not answer (may be busy or rebooting).
+    #[error("power control of {node} did not answer: {detail}")]
+    Unreachable { node: String, detail: String },
+    /// The command ran and failed.
+    #[error("power control of {node} failed: {detail}")]
+    Failed { node: String, detail: String, retry: bool },
+}
+
+impl PowerError {
+    pub fn retryable(&self) -> bool {
+        match self {
+            PowerError::Unsupported { .. } | PowerError::Auth { .. } => false,
+            PowerError::Unreachable { .. } => true,
+            PowerError::Failed { retry, .. } => *retry,
+        }
+    }
+}
+
+/// One node's power control.
+pub trait PowerDriver: Send + Sync {
+    fn act(&self, node: &str, spec: &NodeSpec, action: PowerAction) -> Result<(), PowerError>;
+    fn status(&self, node: &str, spec: &NodeSpec) -> Result<PowerReading, PowerError>;
+}
+
+/// What a node boots into the next time it boots from the network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "profile", rename_all = "snake_case")]
+pub enum BootProfile {
+    /// The deploy system mln builds (kernel + initramfs with an SSH server
+    /// and the disk tools).
+    Deploy,
+    /// Boot from the local disk (iPXE `sanboot`/`exit`).
+    Disk,
+    /// The environment's kernel with a RAM root and the node's
+    /// configuration, served over HTTP/TFTP; nothing written to disk.
+    Diskless { environment: EnvRef },
+}
+
+/// A node as the boot service knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootNode {
+    pub project: String,
+    pub host: String,
+    pub mac: String,
+    /// The address the boot service leases to it.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetBootError {
+    #[error("the network-boot service failed: {detail}")]
+    Service { detail: String, retry: bool },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// DHCP leases, TFTP/HTTP files and per-node iPXE scripts: dnsmasq run by
+/// mln, or profiles written into an existing PXE server's directory.
+pub trait NetBoot: Send + Sync {
+    /// The node's lease and its next boot.
+    fn set_profile(&self, node: &BootNode, profile: &BootProfile) -> Result<(), NetBootError>;
+    /// The node's lease and profile gone (on `remove`).
+    fn forget(&self, project: &str, host: &str) -> Result<(), NetBootError>;
+}
