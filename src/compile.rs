@@ -16,6 +16,8 @@ pub struct Compilation {
     pub sources: SourceMap,
     pub diags: Diagnostics,
     pub tree: Definitions,
+    /// Whole with [`CompileOptions::keep_resolved`]; else pruned to what
+    /// plugins read when a plugin has host keywords, else empty.
     pub resolved: Vec<ResolvedHost>,
     /// Present even with errors: what could be planned. Check
     /// `diags.has_errors()` before acting on it.
@@ -26,9 +28,24 @@ impl Compilation {
     pub fn ok(&self) -> bool {
         !self.diags.has_errors()
     }
+    /// A host and its resolved form; None also when the resolved forms
+    /// were not kept ([`CompileOptions::keep_resolved`]).
     pub fn host(&self, name: &str) -> Option<(&plan::Host, &ResolvedHost)> {
         let i = self.plan.hosts.iter().position(|h| h.name == name)?;
-        Some((&self.plan.hosts[i], &self.resolved[i]))
+        Some((&self.plan.hosts[i], self.resolved.get(i)?))
+    }
+
+    /// Where host `name`'s top-level `key` is written (or inherited from):
+    /// from the kept resolved form, else by resolving that host again.
+    pub fn span_of(&self, name: &str, key: &str) -> Option<crate::source::Span> {
+        let i = self.plan.hosts.iter().position(|h| h.name == name)?;
+        if let Some(r) = self.resolved.get(i).filter(|r| r.name == name && r.section.has(key)) {
+            return r.section.value(key).map(|v| v.origin.span);
+        }
+        let id = *self.tree.hosts.get(i)?;
+        let mut quiet = Diagnostics::default();
+        let r = Resolver::new(&self.tree, &mut quiet).host(id, &mut quiet);
+        r.section.value(key).map(|v| v.origin.span)
     }
 }
 
@@ -39,12 +56,17 @@ pub struct CompileOptions {
     /// may read files (`#include`, `files` sources, `kernel`, `ramdisk`):
     /// the CLI's `--allow-path DIR`.
     pub allowed_roots: Vec<PathBuf>,
+    /// Keep every host's whole resolved form ([`Compilation::resolved`]),
+    /// for `explain` and `parse`. Without it each keeps only what the
+    /// checks and plugins read, which is most of the memory saved on large
+    /// projects.
+    pub keep_resolved: bool,
 }
 
 /// [`compile_with`] the default options: a project reads files only under
 /// its own directory.
 pub fn compile(path: &Path, fs: &dyn FileSystem, registry: Registry) -> Compilation {
-    compile_with(path, fs, registry, &CompileOptions::default())
+    compile_with(path, fs, registry, &CompileOptions { keep_resolved: true, ..CompileOptions::default() })
 }
 
 pub fn compile_with(path: &Path, fs: &dyn FileSystem, mut registry: Registry, options: &CompileOptions) -> Compilation {
@@ -78,17 +100,22 @@ pub fn compile_with(path: &Path, fs: &dyn FileSystem, mut registry: Registry, op
             p.expand(&mut ExpandCtx { tree: &mut tree, blocks, diags: &mut diags });
         }
     }
-
     let resolver = Resolver::new(&tree, &mut diags);
     resolver.unused_variables(&mut diags);
-    let resolved: Vec<ResolvedHost> = crate::parallel::map(&tree.hosts, &mut diags, |id, d| resolver.host(*id, d));
     // Superclasses are resolved too, as if they were hosts, so a bad
     // reference is reported even where no host inherits it yet.
     for id in tree.ids(crate::definitions::DefKind::Superclass) {
         resolver.host(id, &mut diags);
     }
     let project_dir = path.parent().unwrap_or(Path::new(""));
-    let mut plan = plan::build(&resolver, &resolved, project_dir, fs, &roots, &mut diags);
+    let keep = if options.keep_resolved {
+        plan::Keep::Whole
+    } else if plugin_host_keywords(&tree.core) {
+        plan::Keep::PluginSettings
+    } else {
+        plan::Keep::Nothing
+    };
+    let (mut plan, resolved) = plan::build(&resolver, &tree.hosts, keep, project_dir, fs, &roots, &mut diags);
 
     let global = resolver.plain(&tree.global().section, &tree.core.global, &mut Diagnostics::default());
     let switches: Vec<(String, crate::resolve::RSection)> = tree
@@ -155,6 +182,12 @@ pub fn compile_with(path: &Path, fs: &dyn FileSystem, mut registry: Registry, op
     Compilation { sources, diags, tree, resolved, plan }
 }
 
+/// Whether a plugin declared keywords for hosts (or their interfaces): its
+/// configure hook then reads them from the resolved hosts.
+fn plugin_host_keywords(core: &crate::schema::CoreSchemas) -> bool {
+    core.host.keywords.values().chain(core.network().keywords.values()).any(|k| k.plugin.is_some())
+}
+
 /// A plugin's blocks in `global`, resolved in global scope.
 fn global_blocks(r: &Resolver, plugin: &str, diags: &mut Diagnostics) -> Vec<PluginBlock> {
     let tree = r.tree;
@@ -172,7 +205,7 @@ fn global_blocks(r: &Resolver, plugin: &str, diags: &mut Diagnostics) -> Vec<Plu
                 out.push(PluginBlock { key: key.clone(), label: String::new(), span: sec.span, section: r.plain(sec, &schema, diags) })
             }
             Some(Item::Named(map)) => {
-                for (label, sec) in map {
+                for (label, sec) in map.iter() {
                     out.push(PluginBlock { key: key.clone(), label: label.clone(), span: sec.span, section: r.plain(sec, &schema, diags) })
                 }
             }

@@ -60,8 +60,10 @@ pub enum Item {
     /// Every time the keyword was set, in order; the last one wins.
     Value(Vec<ValueDef>),
     Lines(Vec<ValueDef>),
-    Block(Section),
-    Named(IndexMap<String, Section>),
+    // Boxed: every entry of every section is as large as the largest
+    // variant, and a generated project has a section per host.
+    Block(Box<Section>),
+    Named(Box<IndexMap<String, Section>>),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -72,6 +74,23 @@ pub struct Section {
 }
 
 impl Section {
+    /// Gives back the room maps and lists were given to grow: a generated
+    /// project makes a section per host, most maps holding one entry in
+    /// room for three.
+    pub fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+        for item in self.entries.values_mut() {
+            match item {
+                Item::Value(v) | Item::Lines(v) => v.shrink_to_fit(),
+                Item::Block(b) => b.shrink_to_fit(),
+                Item::Named(m) => {
+                    m.shrink_to_fit();
+                    m.values_mut().for_each(Section::shrink_to_fit);
+                }
+            }
+        }
+    }
+
     pub fn value(&self, key: &str) -> Option<&ValueDef> {
         match self.entries.get(key) {
             Some(Item::Value(v)) => v.last(),
@@ -91,9 +110,9 @@ impl Section {
         }
     }
     pub fn named_mut(&mut self, key: &str, label: &str, span: Span) -> &mut Section {
-        let item = self.entries.entry(key.to_string()).or_insert_with(|| Item::Named(IndexMap::new()));
+        let item = self.entries.entry(key.to_string()).or_insert_with(|| Item::Named(Box::default()));
         if !matches!(item, Item::Named(_)) {
-            *item = Item::Named(IndexMap::new());
+            *item = Item::Named(Box::default());
         }
         let Item::Named(map) = item else { unreachable!() };
         map.entry(label.to_string()).or_insert_with(|| Section { span, ..Section::default() })
@@ -473,9 +492,9 @@ impl Builder<'_> {
                         let item = out
                             .entries
                             .entry(canonical.to_string())
-                            .or_insert_with(|| Item::Block(Section { span, ..Section::default() }));
+                            .or_insert_with(|| Item::Block(Box::new(Section { span, ..Section::default() })));
                         if !matches!(item, Item::Block(_)) {
-                            *item = Item::Block(Section { span, ..Section::default() });
+                            *item = Item::Block(Box::new(Section { span, ..Section::default() }));
                         }
                         let Item::Block(sec) = item else { unreachable!() };
                         sec

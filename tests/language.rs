@@ -139,7 +139,7 @@ fn includes_and_files_stay_under_the_project_directory() {
     for (p, t) in files {
         fs = fs.with(p, t);
     }
-    let options = mln::CompileOptions { allowed_roots: vec![".".into()] };
+    let options = mln::CompileOptions { allowed_roots: vec![".".into()], keep_resolved: true };
     let c = mln::compile_with(std::path::Path::new("proj/main.mln"), &fs, mln::plugin::Registry::new(vec![]), &options);
     assert!(!codes(&c).contains(&"mln::path::outside"), "{}", rendered(&c));
     assert!(codes(&c).contains(&"mln::unknown_keyword"), "the secret was read as project text: {}", rendered(&c));
@@ -241,4 +241,24 @@ fn a_backslash_takes_the_next_character_literally() {
     assert_eq!(p.hosts[0].startup, ["printf a\\b", "echo one two", "echo $HOME"]);
     // A continued line may open a block.
     assert_eq!(p.hosts[1].name, "b");
+}
+
+#[test]
+fn a_compilation_keeping_no_resolved_hosts_reports_the_same_problems_at_the_same_places() {
+    let text = "global {\n project p\n}\nswitch lan {\n}\nsuperclass s {\n memory 256M\n network eth0 {\n  netmask 255.255.255.0\n }\n}\n\
+                superclass spare {\n}\n\
+                host a {\n superclass s\n network eth0 {\n  switch lan\n  address 10.0.0.1\n  mac 52:54:00:00:00:01\n }\n}\n\
+                host b {\n superclass s\n network eth0 {\n  switch lna\n  address 10.0.0.1\n  mac 52:54:00:00:00:01\n }\n}\n";
+    let fs = mln::source::MemoryFs::default().with("p.mln", text);
+    let run = |keep_resolved| {
+        let options = mln::CompileOptions { allowed_roots: vec![], keep_resolved };
+        mln::compile_with(std::path::Path::new("p.mln"), &fs, mln::plugin::Registry::new(vec![]), &options)
+    };
+    let (whole, lean) = (run(true), run(false));
+    for code in ["mln::network::duplicate_address", "mln::network::duplicate_mac", "mln::network::unknown_switch"] {
+        assert!(codes(&whole).contains(&code), "{code}: {}", rendered(&whole));
+    }
+    assert_eq!(rendered(&lean), rendered(&whole));
+    assert!(lean.resolved.iter().all(|r| !r.section.has("memory")), "the lean compilation kept whole hosts");
+    assert!(whole.resolved.iter().all(|r| r.section.has("memory")));
 }

@@ -274,6 +274,7 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         if let Some((hash, span)) = &autouser {
             section.push_line("users", lit(format!("{name} {hash}"), *span));
         }
+        section.shrink_to_fit();
         out.push(Def { kind: DefKind::Host, name, name_span: b.span, section, vars: IndexMap::new(), plugin: Some("autoenum".into()) });
     }
     Some(out)

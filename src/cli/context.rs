@@ -86,13 +86,23 @@ impl Global {
     /// Compiles a project file, with placement checked against the fabric
     /// configuration when the plan names service hosts.
     pub fn compile(&self, file: &Path) -> mln::Compilation {
+        self.compile_keeping(file, false)
+    }
+
+    /// [`Global::compile`] keeping every host's whole resolved form, for
+    /// the commands that show it (`explain`, `parse`).
+    pub fn compile_whole(&self, file: &Path) -> mln::Compilation {
+        self.compile_keeping(file, true)
+    }
+
+    fn compile_keeping(&self, file: &Path, keep_resolved: bool) -> mln::Compilation {
         let mut plugin_path = self.plugin_path.clone();
         for var in ["MLN_PLUGIN_PATH", "PATH"] {
             if let Some(v) = std::env::var_os(var) {
                 plugin_path.extend(std::env::split_paths(&v));
             }
         }
-        let options = mln::CompileOptions { allowed_roots: self.allow_path.clone() };
+        let options = mln::CompileOptions { allowed_roots: self.allow_path.clone(), keep_resolved };
         let mut c = mln::compile_with(file, &DiskFs, Registry::new(plugin_path), &options);
         if !c.diags.has_errors() && c.plan.hosts.iter().any(|h| h.service_host.is_some()) {
             let target = Target { connect: None, templates: PathBuf::new(), fabric: self.fabric.clone() };

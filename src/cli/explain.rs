@@ -13,7 +13,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, g: &Global) -> ExitCode {
-    let c = g.compile(&a.file);
+    let c = g.compile_whole(&a.file);
     g.report(&c);
     match mln::explain::explain(&c, &a.host, &a.path, g.style()) {
         Ok(text) => {

@@ -15,7 +15,7 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
     let Some(file) = a.flag_file.or(a.file) else {
         return usage("parse: name a project file");
     };
-    let c = g.compile(&file);
+    let c = g.compile_whole(&file);
     if !g.report(&c) {
         return ExitCode::FAILURE;
     }

@@ -14,7 +14,7 @@ pub fn check(c: &Compilation, fabric: &Fabric) -> Vec<Diagnostic> {
             continue;
         }
         seen.push(name);
-        let span = |host: &str| c.host(host).and_then(|(_, r)| r.section.value("service_host").map(|v| v.origin.span));
+        let span = |host: &str| c.span_of(host, "service_host");
         let mine: Vec<&crate::plan::Host> = c.plan.hosts.iter().filter(|x| x.service_host.as_deref() == Some(name)).collect();
         if !fabric.names().is_empty() && !fabric.knows(name) {
             let mut d = Diagnostic::error("mln::fabric::unknown_host", format!("service host `{name}` is not in the fabric file"))

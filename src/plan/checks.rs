@@ -3,18 +3,46 @@
 
 use super::model::Plan;
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::resolve::ResolvedHost;
+use crate::resolve::{ResolvedHost, Resolver};
 use crate::schema::suggest;
 use crate::source::Span;
-use crate::definitions::{DefKind, Definitions};
+use crate::definitions::{DefId, DefKind, Definitions};
 use std::collections::HashMap;
+
+/// Where the hosts' values are written, for the checks' labels: from the
+/// resolved hosts when they were kept, else by resolving again only the
+/// hosts a check reports (planning keeps no resolved host then).
+pub enum Origins<'a> {
+    Kept(&'a [ResolvedHost]),
+    Again { resolver: &'a Resolver<'a>, ids: &'a [DefId] },
+}
+
+impl Origins<'_> {
+    /// The span of `key` in host `host`'s `network IFACE` block; the host's
+    /// block when it is not written there.
+    fn span(&self, host: usize, iface: &str, key: &str) -> Span {
+        let of = |r: &ResolvedHost| {
+            r.section.named("network").and_then(|n| n.get(iface)).and_then(|n| n.value(key)).map(|v| v.origin.span).unwrap_or(r.section.span)
+        };
+        match self {
+            Origins::Kept(rs) => rs.get(host).map(of).unwrap_or_default(),
+            Origins::Again { resolver, ids } => of(&resolver.host(ids[host], &mut Diagnostics::default())),
+        }
+    }
+    fn chain(&self, host: usize) -> Vec<DefId> {
+        match self {
+            Origins::Kept(rs) => rs.get(host).map(|r| r.chain.clone()).unwrap_or_default(),
+            Origins::Again { resolver, ids } => resolver.chain(ids[host]),
+        }
+    }
+}
 
 /// Warnings for definitions nothing uses: a superclass no host inherits
 /// from (directly or not), a switch no interface is on.
-pub fn unused(plan: &Plan, resolved: &[ResolvedHost], tree: &Definitions, diags: &mut Diagnostics) {
+pub fn unused(plan: &Plan, origins: &Origins, tree: &Definitions, diags: &mut Diagnostics) {
     let mut inherited = std::collections::HashSet::new();
-    for r in resolved {
-        inherited.extend(r.chain.iter().skip(1).copied());
+    for i in 0..plan.hosts.len() {
+        inherited.extend(origins.chain(i).into_iter().skip(1));
     }
     for id in tree.ids(DefKind::Superclass) {
         if !inherited.contains(&id) {
@@ -40,37 +68,37 @@ pub fn unused(plan: &Plan, resolved: &[ResolvedHost], tree: &Definitions, diags:
     }
 }
 
-pub fn check(plan: &Plan, resolved: &[ResolvedHost], diags: &mut Diagnostics) {
-    let mut addresses: HashMap<&str, (&str, Span)> = HashMap::new();
-    let mut macs: HashMap<&str, (&str, Span)> = HashMap::new();
+pub fn check(plan: &Plan, origins: &Origins, diags: &mut Diagnostics) {
+    // Host and interface indexes; spans are looked up only for a clash.
+    let mut addresses: HashMap<&str, (usize, usize)> = HashMap::new();
+    let mut macs: HashMap<&str, (usize, usize)> = HashMap::new();
     let switch_names: Vec<&str> = plan.switches.iter().map(|s| s.name.as_str()).collect();
-    for (h, r) in plan.hosts.iter().zip(resolved) {
-        let nets = r.section.named("network");
-        for i in &h.interfaces {
-            let n = nets.and_then(|n| n.get(&i.name));
-            let span_of = |k: &str| n.and_then(|n| n.value(k)).map(|v| v.origin.span).unwrap_or(r.section.span);
+    let span = |(h, i): (usize, usize), key: &str| origins.span(h, &plan.hosts[h].interfaces[i].name, key);
+    for (hi, h) in plan.hosts.iter().enumerate() {
+        for (ii, i) in h.interfaces.iter().enumerate() {
+            let here = (hi, ii);
             if let Some(a) = &i.address {
-                let here = span_of("address");
-                if let Some((other, at)) = addresses.insert(a, (&h.name, here)) {
+                if let Some(at) = addresses.insert(a, here) {
+                    let other = &plan.hosts[at.0].name;
                     diags.push(
                         Diagnostic::error("mln::network::duplicate_address", format!("{} and {} both have address {a}", other, h.name))
-                            .label(here, format!("{}'s {}", h.name, i.name))
-                            .label(at, format!("{other}'s")),
+                            .label(span(here, "address"), format!("{}'s {}", h.name, i.name))
+                            .label(span(at, "address"), format!("{other}'s")),
                     );
                 }
             }
-            let here = span_of("mac");
-            if let Some((other, at)) = macs.insert(&i.mac, (&h.name, here)) {
+            if let Some(at) = macs.insert(&i.mac, here) {
+                let other = &plan.hosts[at.0].name;
                 diags.push(
                     Diagnostic::error("mln::network::duplicate_mac", format!("{} and {} both have MAC {}", other, h.name, i.mac))
-                        .label(here, format!("{}'s {}", h.name, i.name))
-                        .label(at, format!("{other}'s")),
+                        .label(span(here, "mac"), format!("{}'s {}", h.name, i.name))
+                        .label(span(at, "mac"), format!("{other}'s")),
                 );
             }
             if let Some(sw) = &i.switch {
                 if !switch_names.contains(&sw.as_str()) {
                     let mut d = Diagnostic::error("mln::network::unknown_switch", format!("switch `{sw}` does not exist"))
-                        .label(span_of("switch"), "");
+                        .label(span(here, "switch"), "");
                     d = match suggest(sw, switch_names.iter().copied()) {
                         Some(m) => d.help(format!("did you mean `{m}`?")),
                         None => d.help(format!("define it: `switch {sw} {{ }}`")),

@@ -13,24 +13,59 @@ use crate::name::NameKind;
 use crate::resolve::{ResolvedHost, Resolver};
 use crate::schema::HOOKS;
 use crate::source::{FileSystem, Roots};
-use crate::definitions::DefKind;
+use crate::definitions::{DefId, DefKind};
 use indexmap::IndexMap;
 use std::path::Path;
 
+/// How much of each resolved host [`build`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Everything (`explain`, `parse`).
+    Whole,
+    /// What plugins' configure hooks read ([`ResolvedHost::pruned`]).
+    PluginSettings,
+    /// Nothing: the checks resolve again the few hosts they report.
+    Nothing,
+}
+
+/// Resolves and types the hosts `ids` in one pass, each host's resolved
+/// form going straight into its typed one, and checks the plan. The whole
+/// resolved forms of 100,000 hosts were most of the memory planning took,
+/// so only what `keep` asks for stays.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     resolver: &Resolver,
-    resolved: &[ResolvedHost],
+    ids: &[DefId],
+    keep: Keep,
     project_dir: &Path,
     fs: &dyn FileSystem,
     roots: &Roots,
     diags: &mut Diagnostics,
-) -> Plan {
+) -> (Plan, Vec<ResolvedHost>) {
     let tree = resolver.tree;
     let project = resolver.project().to_string();
     let des_hashes = des_hashes(tree);
-    let hosts: Vec<Host> = crate::parallel::map(resolved, diags, |r, diags| {
-        typing::Typer { tree, project: &project, project_dir, fs, roots, des_hashes, diags }.host(r)
+    let (hosts, kept): (Vec<Host>, Vec<Option<ResolvedHost>>) = crate::parallel::map2(ids, diags, |id, diags| {
+        let r = resolver.host(*id, diags);
+        let mut h = typing::Typer { tree, project: &project, project_dir, fs, roots, des_hashes, diags }.host(&r);
+        // A vector's first push makes room for four: most hosts have one
+        // interface (200 bytes) and one user, and there are many hosts.
+        h.interfaces.shrink_to_fit();
+        h.users.shrink_to_fit();
+        h.startup.shrink_to_fit();
+        h.nameservers.shrink_to_fit();
+        let r = match keep {
+            Keep::Whole => Some(r),
+            Keep::PluginSettings => Some(r.pruned(&tree.core)),
+            Keep::Nothing => None,
+        };
+        (h, r)
     });
+    let all: Vec<ResolvedHost> = if keep == Keep::Nothing { Vec::new() } else { kept.into_iter().flatten().collect() };
+    let origins = match keep {
+        Keep::Nothing => checks::Origins::Again { resolver, ids },
+        _ => checks::Origins::Kept(&all),
+    };
     let switches = tree
         .ids(DefKind::Switch)
         .map(|id| {
@@ -75,13 +110,14 @@ pub fn build(
         }
     }
     let plan = Plan { project, hosts, switches, hooks };
-    checks::check(&plan, resolved, diags);
+    checks::check(&plan, &origins, diags);
     // With errors, an "unused" superclass or switch is usually the other
     // end of a misspelt name, already reported: say it once that is fixed.
     if !diags.has_errors() {
-        checks::unused(&plan, resolved, tree, diags);
+        checks::unused(&plan, &origins, tree, diags);
     }
-    plan
+    drop(origins);
+    (plan, all)
 }
 
 /// MLN's bridge name for a switch: `<switch>.<project>`, cut to the 15

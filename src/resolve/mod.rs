@@ -154,6 +154,44 @@ pub struct ResolvedHost {
     pub section: RSection,
 }
 
+/// What a pruned host keeps at its top level and in each `network` block:
+/// what the checks across hosts point at (duplicate addresses and MACs,
+/// unknown switches).
+const KEEP_HOST: [&str; 1] = ["mac"];
+const KEEP_NETWORK: [&str; 3] = ["address", "mac", "switch"];
+
+impl ResolvedHost {
+    /// The host with only what is read after typing: the values the checks
+    /// across hosts label, and plugins' keywords (their configure hooks
+    /// read them). `explain` and `parse` need the whole host and do not
+    /// prune.
+    pub fn pruned(self, core: &crate::schema::CoreSchemas) -> ResolvedHost {
+        fn keep(s: RSection, schema: &Schema, names: &[&str], nested: Option<(&Schema, &[&str])>) -> RSection {
+            let mut entries = IndexMap::new();
+            for (key, item) in s.entries {
+                let plugin = schema.get(&key).is_some_and(|k| k.plugin.is_some());
+                match item {
+                    RItem::Named(m) if !plugin && key == "network" => {
+                        if let Some((inner, inner_names)) = nested {
+                            let m: IndexMap<String, RSection> =
+                                m.into_iter().map(|(l, sec)| (l, keep(sec, inner, inner_names, None))).collect();
+                            entries.insert(key, RItem::Named(Box::new(m)));
+                        }
+                    }
+                    item if plugin || names.contains(&key.as_str()) => {
+                        entries.insert(key, item);
+                    }
+                    _ => {}
+                }
+            }
+            entries.shrink_to_fit();
+            RSection { span: s.span, entries }
+        }
+        let section = keep(self.section, &core.host, &KEEP_HOST, Some((core.network(), &KEEP_NETWORK)));
+        ResolvedHost { section, ..self }
+    }
+}
+
 pub struct Resolver<'t> {
     pub tree: &'t Definitions,
     parents: Vec<Option<DefId>>,
@@ -777,7 +815,7 @@ impl<'t> MSection<'t> {
                         *e = MItem::Named(IndexMap::new());
                     }
                     if let MItem::Named(m) = e {
-                        for (label, b) in map {
+                        for (label, b) in map.iter() {
                             m.entry(label.as_str()).or_default().merge(b);
                         }
                     }

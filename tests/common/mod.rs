@@ -11,7 +11,7 @@ pub fn compile_disk(path: &Path) -> mln::Compilation {
 /// As `mln --allow-path DIR... check`: the project may also read files
 /// under `roots`.
 pub fn compile_disk_allowing(path: &Path, roots: &[&str]) -> mln::Compilation {
-    let options = mln::CompileOptions { allowed_roots: roots.iter().map(PathBuf::from).collect() };
+    let options = mln::CompileOptions { allowed_roots: roots.iter().map(PathBuf::from).collect(), keep_resolved: true };
     mln::compile_with(path, &DiskFs, Registry::new(vec![]), &options)
 }
 
