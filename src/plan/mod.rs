@@ -116,7 +116,6 @@ pub fn build(
     if !diags.has_errors() {
         checks::unused(&plan, &origins, tree, diags);
     }
-    drop(origins);
     (plan, all)
 }
 
