@@ -40,7 +40,50 @@ pub fn unused(plan: &Plan, resolved: &[ResolvedHost], tree: &Definitions, diags:
     }
 }
 
+/// Two nodes network-booting from one MAC would get each other's leases
+/// and boot profiles; a VM's card with a node's MAC, the same on one LAN.
+fn node_macs(plan: &Plan, resolved: &[ResolvedHost], diags: &mut Diagnostics) {
+    // From the file, not the node spec: a node with other problems has
+    // none, and its MAC may still be taken twice.
+    let mut seen: HashMap<String, (&str, Span)> = HashMap::new();
+    for (h, r) in plan.hosts.iter().zip(resolved) {
+        if h.kind != crate::plan::HostKind::Baremetal {
+            continue;
+        }
+        let Some(v) = r.section.value("mac") else { continue };
+        let Ok(mac) = crate::plan::values::mac(&v.text) else { continue };
+        let here = v.origin.span;
+        if let Some((other, at)) = seen.get(&mac).copied() {
+            diags.push(
+                Diagnostic::error("mln::baremetal::duplicate_mac", format!("bare-metal hosts {other} and {} both have MAC {mac}", h.name))
+                    .label(here, format!("{}'s", h.name))
+                    .label(at, format!("{other}'s"))
+                    .help("each node network-boots from its own card: give each its card's MAC"),
+            );
+        } else {
+            seen.insert(mac, (&h.name, here));
+        }
+    }
+    for (h, r) in plan.hosts.iter().zip(resolved) {
+        let nets = r.section.named("network");
+        for i in &h.interfaces {
+            let Some((node, at)) = seen.get(i.mac.as_str()) else { continue };
+            // A node's own boot card, or a node whose MAC clash is reported above.
+            if *node == h.name || h.kind == crate::plan::HostKind::Baremetal {
+                continue;
+            }
+            let here = nets.and_then(|n| n.get(&i.name)).and_then(|n| n.value("mac")).map(|v| v.origin.span).unwrap_or(r.section.span);
+            diags.push(
+                Diagnostic::error("mln::baremetal::duplicate_mac", format!("{}'s {} has bare-metal host {node}'s MAC {}", h.name, i.name, i.mac))
+                    .label(here, format!("{}'s {}", h.name, i.name))
+                    .label(*at, format!("{node}'s")),
+            );
+        }
+    }
+}
+
 pub fn check(plan: &Plan, resolved: &[ResolvedHost], diags: &mut Diagnostics) {
+    node_macs(plan, resolved, diags);
     let mut addresses: HashMap<&str, (&str, Span)> = HashMap::new();
     let mut macs: HashMap<&str, (&str, Span)> = HashMap::new();
     let switch_names: Vec<&str> = plan.switches.iter().map(|s| s.name.as_str()).collect();
