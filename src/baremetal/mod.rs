@@ -8,6 +8,8 @@
 //! deployment automaton drives nodes only through these traits, so a new
 //! power driver or boot service is one new implementation.
 
+pub mod env;
+
 use serde::{Deserialize, Serialize};
 
 /// A bare-metal host as the plan holds it (`plan::Host::baremetal`).

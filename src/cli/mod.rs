@@ -9,6 +9,7 @@ mod completions;
 mod console;
 mod context;
 mod diff;
+mod env;
 mod explain;
 mod fabric;
 mod fmt;
@@ -79,6 +80,9 @@ pub enum Command {
     /// Guest OS templates: build from a recipe, list, show, remove, import, push.
     #[command(subcommand)]
     Template(template::Command),
+    /// Bare-metal environments: add, list, show, remove.
+    #[command(subcommand)]
+    Env(env::Command),
     /// Shell completions (bash, zsh, fish) or the man page, on stdout.
     Completions(completions::Args),
     /// Serve one request from a managing mln over stdin/stdout (run by mln
@@ -114,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Remove(a) => remove::run(a, g),
         Command::Fabric(c) => fabric::run(c, g),
         Command::Template(c) => template::run(c, g),
+        Command::Env(c) => env::run(c, g),
         Command::Completions(a) => completions::run(a),
         Command::Agent => agent::run(g),
     }
