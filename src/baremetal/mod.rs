@@ -8,6 +8,7 @@
 //! deployment automaton drives nodes only through these traits, so a new
 //! power driver or boot service is one new implementation.
 
+pub mod automaton;
 pub mod env;
 
 use serde::{Deserialize, Serialize};
