@@ -79,3 +79,43 @@ fn build_refuses_an_environment_the_library_lacks_before_anything_is_made() {
     // `check` and `plan` stay free of state: the same file is fine for them.
     mln(&state).args(["check", "examples/baremetal.mln"]).assert().success();
 }
+
+#[test]
+fn stats_show_deployments_failures_and_step_times_per_node() {
+    let d = tempfile::tempdir().unwrap();
+    let state_dir = d.path().join("state");
+    {
+        let state = mln::state::State::open(&state_dir).unwrap();
+        let step = |host: &str, dep: &str, step: &str, ms: u64, ok: bool| mln::state::StepRecord {
+            project: "metal".into(),
+            host: host.into(),
+            deployment: dep.into(),
+            step: step.into(),
+            variant: "untrusted".into(),
+            retries: u32::from(!ok) * 2,
+            duration_ms: ms,
+            ok,
+            reason: if ok { String::new() } else { "untrusted: the deploy system did not finish within 200s".into() },
+        };
+        state
+            .record_steps(&[
+                step("node1", "d1", "deploy_system", 20_000, true),
+                step("node1", "d1", "install", 40_000, true),
+                step("node2", "d1", "deploy_system", 600_000, false),
+                step("node2", "d2", "deploy_system", 30_000, true),
+            ])
+            .unwrap();
+    }
+    let out = mln(&state_dir).args(["stats", "-p", "metal", "--json"]).output().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s.as_array().unwrap().len(), 2);
+    assert_eq!((s[0]["host"].as_str(), s[0]["deployments"].as_u64(), s[0]["failed"].as_u64()), (Some("node1"), Some(1), Some(0)));
+    assert_eq!(s[1]["failure_rate"], 0.5);
+    assert_eq!(s[1]["mean_step_secs"]["deploy_system"], 315.0);
+    mln(&state_dir)
+        .args(["stats", "-h", "node2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("node2").and(predicate::str::contains("50%")).and(predicate::str::contains("did not finish within 200s")))
+        .stdout(predicate::str::contains("node1").not());
+}

@@ -10,6 +10,7 @@
 
 pub mod automaton;
 pub mod env;
+pub mod stats;
 
 use serde::{Deserialize, Serialize};
 

@@ -21,6 +21,7 @@ mod plan;
 mod reconfigure;
 mod remove;
 mod start;
+mod stats;
 mod status;
 mod stop;
 mod template;
@@ -80,6 +81,8 @@ pub enum Command {
     /// Guest OS templates: build from a recipe, list, show, remove, import, push.
     #[command(subcommand)]
     Template(template::Command),
+    /// Bare-metal deployments per node: how many, failures, step times.
+    Stats(stats::Args),
     /// Bare-metal environments: add, list, show, remove.
     #[command(subcommand)]
     Env(env::Command),
@@ -119,6 +122,7 @@ pub fn main() -> ExitCode {
         Command::Fabric(c) => fabric::run(c, g),
         Command::Template(c) => template::run(c, g),
         Command::Env(c) => env::run(c, g),
+        Command::Stats(a) => stats::run(a, g),
         Command::Completions(a) => completions::run(a),
         Command::Agent => agent::run(g),
     }
