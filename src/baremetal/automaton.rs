@@ -74,6 +74,12 @@ pub trait NodeOps: Send + Sync {
     fn configure(&self, node: &Node, deadline: Duration) -> Result<(), OpError>;
     /// Admin, then user post-install scripts.
     fn postinstall(&self, node: &Node, deadline: Duration) -> Result<(), OpError>;
+    /// Asks the running system to power off (`poweroff` over SSH): the
+    /// soft half of `mln stop`.
+    fn shutdown(&self, node: &Node) -> Result<(), OpError> {
+        let _ = node;
+        Err(OpError::Failed("no soft shutdown for this node".into()))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

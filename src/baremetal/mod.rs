@@ -9,7 +9,9 @@
 //! power driver or boot service is one new implementation.
 
 pub mod automaton;
+pub mod backend;
 pub mod env;
+pub mod split;
 pub mod stats;
 
 use serde::{Deserialize, Serialize};
