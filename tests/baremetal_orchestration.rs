@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use mln::baremetal::automaton::{Config, Node, NodeOps, OpError, System};
 use mln::baremetal::backend::BareMetalMachines;
-use mln::baremetal::split::Split;
+use mln::baremetal::split::{Ready, Split};
 use mln::baremetal::{BootNode, BootProfile, NetBoot, NetBootError, NodeSpec, PowerAction, PowerDriver, PowerError, PowerReading, RebootLevel};
 use mln::machine::fake::Fake;
 use mln::machine::{Backend, MachineError, Outcome, StopMode};
@@ -114,7 +114,7 @@ impl NodeOps for Lab {
 }
 
 struct Here<'a> {
-    split: Split<'a>,
+    split: Split<'a, Ready<'a>>,
 }
 
 impl Places for Here<'_> {
@@ -144,10 +144,8 @@ fn a_project_of_vms_and_nodes_is_built_statused_stopped_and_removed() {
     add_environment(&state, dir.path());
     let lab = Lab::default();
     let vms = Fake::new("here");
-    let vms_ref: &dyn Backend = &vms;
-    let get_vms = move || -> Result<&dyn Backend, MachineError> { Ok(vms_ref) };
     let metal = BareMetalMachines { state: &state, power: &lab, netboot: &lab, ops: &lab, config: Config::default() };
-    let places = Here { split: Split { vms: &get_vms, metal: &metal } };
+    let places = Here { split: Split { vms: Ready(&vms), metal: &metal } };
     let t = Collect::default();
     let rt = Runtime { state: &state, places: &places, hooks: &mln::runtime::hooks::NoHooks, telemetry: &t };
 
@@ -182,4 +180,32 @@ fn a_project_of_vms_and_nodes_is_built_statused_stopped_and_removed() {
     assert_eq!(forgotten, ["dead", "n1", "n2"]);
     assert!(state.project("mixed").unwrap().is_none());
     assert_eq!(vms.machine("mixed", "vm1"), mln::machine::PowerState::Absent);
+}
+
+#[test]
+fn this_machine_s_places_send_bare_metal_hosts_to_the_bare_metal_backend() {
+    let c = compile_mem(&[(
+        "/p/nodes.mln",
+        "global { project nodes }\nhost n1 { baremetal\n mac 52:54:00:00:02:01\n power { driver ssh }\n disk /dev/vda\n environment tg }\n",
+    )]);
+    assert!(c.ok(), "{}", rendered(&c));
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(&dir.path().join("state")).unwrap();
+    add_environment(&state, dir.path());
+    let lab = Lab::default();
+    // n1 is off, and an ssh driver reboots a running system only: power
+    // it "on" first so its soft reboot works.
+    lab.power.lock().unwrap().insert("n1".into(), PowerReading::On);
+    let metal = BareMetalMachines { state: &state, power: &lab, netboot: &lab, ops: &lab, config: Config::default() };
+    let places = mln::runtime::LocalPlaces::new(&state, "test:///default".into(), dir.path().join("templates")).with_baremetal(&metal);
+    let t = Collect::default();
+    let rt = Runtime { state: &state, places: &places, hooks: &mln::runtime::hooks::NoHooks, telemetry: &t };
+    let out = rt.build(&c.plan, Path::new("nodes.mln"), BuildOptions::default()).unwrap();
+    assert_eq!(out.len(), 1);
+    assert!(out[0].ok() && out[0].message.starts_with("deployed tg:1"), "{out:?}");
+    // Without a bare-metal backend, the node is refused as before.
+    let plain = mln::runtime::LocalPlaces::new(&state, "test:///default".into(), dir.path().join("templates"));
+    let rt = Runtime { state: &state, places: &plain, hooks: &mln::runtime::hooks::NoHooks, telemetry: &t };
+    let out = rt.build(&c.plan, Path::new("nodes.mln"), BuildOptions { replace: true, resume: false }).unwrap();
+    assert!(out.iter().any(|o| o.host == "n1" && !o.ok()), "{out:?}");
 }
