@@ -38,7 +38,7 @@ impl<'a, V: Vms> Split<'a, V> {
             self.vms.get()
         }
     }
-    fn vm_hosts<'p>(plan: &'p Plan) -> (Vec<&'p Host>, Vec<&'p Host>) {
+    fn vm_hosts(plan: &Plan) -> (Vec<&Host>, Vec<&Host>) {
         plan.hosts.iter().partition(|h| !is_metal(h))
     }
 }
