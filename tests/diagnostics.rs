@@ -67,6 +67,7 @@ fn every_problem_in_one_run() {
                 "mln::baremetal::boot_without_disk",
                 "mln::baremetal::disk",
                 "mln::baremetal::duplicate_mac",
+                "mln::baremetal::duplicate_mac",
                 "mln::baremetal::missing_environment",
                 "mln::baremetal::missing_mac",
                 "mln::baremetal::missing_power",

@@ -103,12 +103,17 @@ pub fn check(plan: &Plan, resolved: &[ResolvedHost], diags: &mut Diagnostics) {
                 }
             }
             let here = span_of("mac");
-            if let Some((other, at)) = macs.insert(&i.mac, (&h.name, here)) {
-                diags.push(
-                    Diagnostic::error("mln::network::duplicate_mac", format!("{} and {} both have MAC {}", other, h.name, i.mac))
-                        .label(here, format!("{}'s {}", h.name, i.name))
-                        .label(at, format!("{other}'s")),
-                );
+            // A node's boot card: a clash is reported once, as the node's
+            // (`mln::baremetal::duplicate_mac`).
+            let boot_card = h.baremetal.as_ref().is_some_and(|n| n.mac == i.mac);
+            if !boot_card {
+                if let Some((other, at)) = macs.insert(&i.mac, (&h.name, here)) {
+                    diags.push(
+                        Diagnostic::error("mln::network::duplicate_mac", format!("{} and {} both have MAC {}", other, h.name, i.mac))
+                            .label(here, format!("{}'s {}", h.name, i.name))
+                            .label(at, format!("{other}'s")),
+                    );
+                }
             }
             if let Some(sw) = &i.switch {
                 if !switch_names.contains(&sw.as_str()) {
