@@ -61,6 +61,28 @@ fn row(h: &Host) -> Vec<String> {
         .collect::<Vec<_>>()
         .join(", ");
     let files = h.plugins.values().flat_map(|o| o.files.iter().map(|f| f.path.clone())).collect::<Vec<_>>().join(" ");
+    // A physical node: its memory and CPUs are the hardware's, its disk a
+    // device (or none), its system an environment.
+    if let Some(n) = &h.baremetal {
+        let env = crate::baremetal::env::display_ref(&n.environment);
+        let disk = match (&n.disk, n.boot) {
+            (_, crate::baremetal::BootMode::Diskless) => "diskless".to_string(),
+            (Some(d), _) => n.partition.map(|p| format!("{d} #{p}")).unwrap_or_else(|| d.clone()),
+            (None, _) => dash(),
+        };
+        return vec![
+            h.name.clone(),
+            "baremetal".into(),
+            h.superclass.clone().unwrap_or_else(dash),
+            h.service_host.clone().unwrap_or_else(|| "(local)".into()),
+            dash(),
+            dash(),
+            disk,
+            format!("env {env}"),
+            if ifaces.is_empty() { dash() } else { ifaces },
+            if files.is_empty() { dash() } else { files },
+        ];
+    }
     vec![
         h.name.clone(),
         format!("{:?}", h.kind).to_lowercase(),

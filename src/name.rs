@@ -25,6 +25,9 @@ pub enum NameKind {
     /// A network interface (`network eth0`) or an existing bridge: Linux
     /// allows 15 bytes.
     Interface,
+    /// A bare-metal environment (`environment NAME[:VERSION]`): a
+    /// directory of the state's environment library.
+    Environment,
 }
 
 impl NameKind {
@@ -43,6 +46,7 @@ impl NameKind {
             NameKind::Template => (200, "template names are file names"),
             NameKind::ServiceHost => (253, "a service host's name is a DNS name"),
             NameKind::Interface => (15, "Linux interface names are at most 15 bytes"),
+            NameKind::Environment => (64, "environment names are directories of the environment library"),
         }
     }
 
@@ -57,6 +61,7 @@ impl NameKind {
             NameKind::Template => "template name",
             NameKind::ServiceHost => "service host name",
             NameKind::Interface => "interface name",
+            NameKind::Environment => "environment name",
         }
     }
 }

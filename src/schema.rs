@@ -168,6 +168,25 @@ pub fn network() -> Schema {
         .with("tun_address", Value(Ty::Text))
 }
 
+/// `power { driver ipmi|command|ssh; ... }` of a bare-metal node.
+/// `password` is known only to be refused with a reason: a secret is
+/// read from `password_file`, never written in the project.
+pub fn power() -> Schema {
+    use Kind::*;
+    Schema::new("power")
+        .with("driver", Value(Ty::Name))
+        .with("address", Value(Ty::Text))
+        .with("port", Value(Ty::Int))
+        .with("user", Value(Ty::Text))
+        .with("password_file", Value(Ty::Text))
+        .with("password", Value(Ty::Text))
+        .with("on", Value(Ty::Text))
+        .with("off", Value(Ty::Text))
+        .with("reset", Value(Ty::Text))
+        .with("status", Value(Ty::Text))
+        .with("cycle", Value(Ty::Text))
+}
+
 pub fn core() -> CoreSchemas {
     use Kind::*;
     // `des_hashes`: the project accepts DES password hashes (with a
@@ -182,6 +201,14 @@ pub fn core() -> CoreSchemas {
         .with("kvm", Flag)
         .with("uml", Flag)
         .with("baremetal", Flag)
+        // A bare-metal node's (book: baremetal.md); refused on a VM
+        // (plan/baremetal.rs).
+        .with("mac", Value(Ty::Mac))
+        .with("power", Block(Arc::new(power())))
+        .with("disk", Value(Ty::Text))
+        .with("partition", Value(Ty::Int))
+        .with("environment", Value(Ty::Text))
+        .with("boot", Value(Ty::Name))
         .with("template", Value(Ty::Text))
         .with("size", Value(Ty::Size))
         .with("free_space", Value(Ty::Size))

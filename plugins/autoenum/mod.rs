@@ -12,6 +12,7 @@
 //!     addresses_begin 150     # default 1
 //!     service_hosts { srv1 4; srv2; srv3 all }
 //!     autouser CRYPT-HASH     # a user named after each host
+//!     macs { #include macs.txt }  # bare-metal nodes: one MAC each, in order
 //! }
 //! ```
 
@@ -41,6 +42,7 @@ fn schema() -> Schema {
         .with("addresses_begin", Kind::Value(Ty::Int))
         .with("service_hosts", Kind::Lines(LineTy::ServiceHosts))
         .with("autouser", Kind::Value(Ty::Hash))
+        .with("macs", Kind::Lines(LineTy::Words))
 }
 
 impl Plugin for Autoenum {
@@ -226,6 +228,7 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         None => None,
     };
     let placement = deal(b, n, ctx).unwrap_or_else(|| vec![None; n as usize]);
+    let macs = macs(b, n, ctx);
     let width = n.to_string().len();
     // Every name is the prefix and a number of the same width, so the last
     // one stands for all: one report, not one per host.
@@ -270,6 +273,9 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         }
         if let Some((host, span)) = &placement[(i - 1) as usize] {
             section.set_value("service_host", lit(host.clone(), *span));
+        }
+        if let Some((mac, span)) = macs.get((i - 1) as usize) {
+            section.set_value("mac", lit(mac.clone(), *span));
         }
         if let Some((hash, span)) = &autouser {
             section.push_line("users", lit(format!("{name} {hash}"), *span));
@@ -343,6 +349,27 @@ fn deal(b: &PluginBlock, n: u64, ctx: &mut ExpandCtx) -> Option<Vec<Option<(Stri
         return None;
     }
     Some(out)
+}
+
+/// The MAC of each generated bare-metal node, in order, each with the
+/// line it was read from (a `#include`d list, as a servers file is); as
+/// many as there are hosts, or none after saying how many are missing.
+fn macs(b: &PluginBlock, n: u64, ctx: &mut ExpandCtx) -> Vec<(String, Span)> {
+    let lines = b.section.lines("macs");
+    if lines.is_empty() {
+        return vec![];
+    }
+    let out: Vec<(String, Span)> = lines.iter().flat_map(|l| l.words.iter().map(|w| (w.clone(), l.origin.span))).collect();
+    if (out.len() as u64) < n {
+        ctx.diags.push(
+            Diagnostic::error("mln::autoenum::too_few_macs", format!("{n} hosts but only {} MACs", out.len()))
+                .label(b.span_of("numhosts"), format!("{n} hosts"))
+                .label(span_of_lines(lines), format!("{} MACs", out.len()))
+                .help("list one MAC per node, or lower `numhosts`"),
+        );
+        return vec![];
+    }
+    out
 }
 
 /// The lines' span, or the first line's when they come from several files

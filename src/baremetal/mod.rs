@@ -8,6 +8,12 @@
 //! deployment automaton drives nodes only through these traits, so a new
 //! power driver or boot service is one new implementation.
 
+pub mod automaton;
+pub mod backend;
+pub mod env;
+pub mod split;
+pub mod stats;
+
 use serde::{Deserialize, Serialize};
 
 /// A bare-metal host as the plan holds it (`plan::Host::baremetal`).

@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, g: &Global) -> ExitCode {
-    let c = g.compile(&a.file);
+    let mut c = g.compile(&a.file);
     if !g.report(&c) {
         return ExitCode::FAILURE;
     }
@@ -30,6 +30,18 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    // Bare-metal environments the library lacks: refused before any node
+    // (or VM) is touched, at the lines naming them.
+    match mln::baremetal::env::missing(&state, &c) {
+        Ok(ds) if ds.is_empty() => {}
+        Ok(ds) => {
+            c.diags = mln::diag::Diagnostics::default();
+            c.diags.extend(ds);
+            g.report(&c);
+            return ExitCode::FAILURE;
+        }
+        Err(e) => return super::context::fail(e),
+    }
     let rec = state.project(&c.plan.project).ok().flatten();
     if a.dry_run {
         return g.act("build -s", &state, Some(&c.plan), rec.as_ref(), a.json, |rt| Ok(rt.check_build(&c.plan)));

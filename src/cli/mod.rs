@@ -9,6 +9,7 @@ mod completions;
 mod console;
 mod context;
 mod diff;
+mod env;
 mod explain;
 mod fabric;
 mod fmt;
@@ -20,6 +21,7 @@ mod plan;
 mod reconfigure;
 mod remove;
 mod start;
+mod stats;
 mod status;
 mod stop;
 mod template;
@@ -79,6 +81,11 @@ pub enum Command {
     /// Guest OS templates: build from a recipe, list, show, remove, import, push.
     #[command(subcommand)]
     Template(template::Command),
+    /// Bare-metal deployments per node: how many, failures, step times.
+    Stats(stats::Args),
+    /// Bare-metal environments: add, list, show, remove.
+    #[command(subcommand)]
+    Env(env::Command),
     /// Shell completions (bash, zsh, fish) or the man page, on stdout.
     Completions(completions::Args),
     /// Serve one request from a managing mln over stdin/stdout (run by mln
@@ -114,6 +121,8 @@ pub fn main() -> ExitCode {
         Command::Remove(a) => remove::run(a, g),
         Command::Fabric(c) => fabric::run(c, g),
         Command::Template(c) => template::run(c, g),
+        Command::Env(c) => env::run(c, g),
+        Command::Stats(a) => stats::run(a, g),
         Command::Completions(a) => completions::run(a),
         Command::Agent => agent::run(g),
     }

@@ -45,6 +45,10 @@ struct FabricFile {
     defaults: Settings,
     #[serde(default)]
     hosts: IndexMap<String, Settings>,
+    /// The deployment automaton per cluster of bare-metal nodes (book:
+    /// baremetal.md): `[baremetal.default]`, `[baremetal.SUPERCLASS]`.
+    #[serde(default)]
+    baremetal: IndexMap<String, crate::baremetal::automaton::Config>,
 }
 
 /// One service host with every setting decided (sent as it is to a head
@@ -76,6 +80,9 @@ pub struct Fabric {
     pub fanout: usize,
     /// The file it came from, for messages.
     pub origin: Option<PathBuf>,
+    /// The deployment automaton's configuration per cluster (a node's
+    /// cluster is its superclass; `default` for the others).
+    pub baremetal: IndexMap<String, crate::baremetal::automaton::Config>,
 }
 
 pub const DEFAULT_FANOUT: usize = 64;
@@ -204,6 +211,10 @@ impl Fabric {
                 e.max_vms = e.max_vms.or(max);
             }
             fabric.defaults = file.defaults;
+            for (cluster, c) in &file.baremetal {
+                c.check().map_err(|e| ConfigError::Invalid(vec![format!("{}: [baremetal.{cluster}]: {e}", path.display())]))?;
+            }
+            fabric.baremetal = file.baremetal;
             if let Some(f) = file.fanout {
                 if !(1..=MAX_FANOUT).contains(&f) {
                     return Err(ConfigError::Invalid(vec![format!("{}: fanout must be from 1 to {MAX_FANOUT}, not {f}", path.display())]));
@@ -235,6 +246,12 @@ impl Fabric {
             Some(p) => Fabric::load(&p),
             None => Ok(Fabric { fanout: DEFAULT_FANOUT, ..Fabric::default() }),
         }
+    }
+
+    /// The automaton's configuration for a bare-metal node of this
+    /// superclass: its cluster's, else `default`, else the built-in one.
+    pub fn automaton_for(&self, superclass: Option<&str>) -> crate::baremetal::automaton::Config {
+        superclass.and_then(|s| self.baremetal.get(s)).or_else(|| self.baremetal.get("default")).cloned().unwrap_or_default()
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -505,6 +522,21 @@ pub fn fold_nodeset(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_metal_clusters_get_their_automaton() {
+        let f = Fabric::parse(
+            "[baremetal.default]\nwindow = 10\n[baremetal.rack2]\nboot = [{ type = \"hard\", timeout = 500, retries = 2 }]\n",
+            Path::new("f.toml"),
+            |_| unreachable!(),
+        )
+        .unwrap();
+        assert_eq!(f.automaton_for(Some("rack1")).window, 10);
+        assert_eq!(f.automaton_for(Some("rack2")).boot[0].timeout, 500);
+        assert_eq!(Fabric::default().automaton_for(None), crate::baremetal::automaton::Config::default());
+        let e = Fabric::parse("[baremetal.x]\ninstall = [{ type = \"kexec\", timeout = 5 }]\n", Path::new("f.toml"), |_| unreachable!()).unwrap_err();
+        assert!(e.to_string().contains("[baremetal.x]: `kexec` is not a variant of the install step"), "{e}");
+    }
 
     #[test]
     fn servers_file() {

@@ -29,6 +29,14 @@ impl Origins<'_> {
             Origins::Again { resolver, ids } => of(&resolver.host(ids[host], &mut Diagnostics::default())),
         }
     }
+    /// Host `host`'s top-level `key` as written (resolved) and where.
+    fn value(&self, host: usize, key: &str) -> Option<(String, Span)> {
+        let of = |r: &ResolvedHost| r.section.value(key).map(|v| (v.text.clone(), v.origin.span));
+        match self {
+            Origins::Kept(rs) => rs.get(host).and_then(of),
+            Origins::Again { resolver, ids } => of(&resolver.host(ids[host], &mut Diagnostics::default())),
+        }
+    }
     fn chain(&self, host: usize) -> Vec<DefId> {
         match self {
             Origins::Kept(rs) => rs.get(host).map(|r| r.chain.clone()).unwrap_or_default(),
@@ -68,7 +76,51 @@ pub fn unused(plan: &Plan, origins: &Origins, tree: &Definitions, diags: &mut Di
     }
 }
 
+/// Two nodes network-booting from one MAC would get each other's leases
+/// and boot profiles; a VM's card with a node's MAC, the same on one LAN.
+fn node_macs(plan: &Plan, origins: &Origins, diags: &mut Diagnostics) {
+    // From the file, not the node spec: a node with other problems has
+    // none, and its MAC may still be taken twice.
+    let mut seen: HashMap<String, (&str, Span)> = HashMap::new();
+    for (hi, h) in plan.hosts.iter().enumerate() {
+        if h.kind != crate::plan::HostKind::Baremetal {
+            continue;
+        }
+        let Some((text, here)) = origins.value(hi, "mac") else { continue };
+        let Ok(mac) = crate::plan::values::mac(&text) else { continue };
+        if let Some((other, at)) = seen.get(&mac).copied() {
+            diags.push(
+                Diagnostic::error("mln::baremetal::duplicate_mac", format!("bare-metal hosts {other} and {} both have MAC {mac}", h.name))
+                    .label(here, format!("{}'s", h.name))
+                    .label(at, format!("{other}'s"))
+                    .help("each node network-boots from its own card: give each its card's MAC"),
+            );
+        } else {
+            seen.insert(mac, (&h.name, here));
+        }
+    }
+    if seen.is_empty() {
+        return;
+    }
+    for (hi, h) in plan.hosts.iter().enumerate() {
+        for i in &h.interfaces {
+            let Some((node, at)) = seen.get(i.mac.as_str()) else { continue };
+            // A node's own boot card, or a node whose MAC clash is reported above.
+            if *node == h.name || h.kind == crate::plan::HostKind::Baremetal {
+                continue;
+            }
+            let here = origins.span(hi, &i.name, "mac");
+            diags.push(
+                Diagnostic::error("mln::baremetal::duplicate_mac", format!("{}'s {} has bare-metal host {node}'s MAC {}", h.name, i.name, i.mac))
+                    .label(here, format!("{}'s {}", h.name, i.name))
+                    .label(*at, format!("{node}'s")),
+            );
+        }
+    }
+}
+
 pub fn check(plan: &Plan, origins: &Origins, diags: &mut Diagnostics) {
+    node_macs(plan, origins, diags);
     // Host and interface indexes; spans are looked up only for a clash.
     let mut addresses: HashMap<&str, (usize, usize)> = HashMap::new();
     let mut macs: HashMap<&str, (usize, usize)> = HashMap::new();
@@ -87,13 +139,18 @@ pub fn check(plan: &Plan, origins: &Origins, diags: &mut Diagnostics) {
                     );
                 }
             }
-            if let Some(at) = macs.insert(&i.mac, here) {
-                let other = &plan.hosts[at.0].name;
-                diags.push(
-                    Diagnostic::error("mln::network::duplicate_mac", format!("{} and {} both have MAC {}", other, h.name, i.mac))
-                        .label(span(here, "mac"), format!("{}'s {}", h.name, i.name))
-                        .label(span(at, "mac"), format!("{other}'s")),
-                );
+            // A node's boot card: a clash is reported once, as the node's
+            // (`mln::baremetal::duplicate_mac`).
+            let boot_card = h.baremetal.as_ref().is_some_and(|n| n.mac == i.mac);
+            if !boot_card {
+                if let Some(at) = macs.insert(&i.mac, here) {
+                    let other = &plan.hosts[at.0].name;
+                    diags.push(
+                        Diagnostic::error("mln::network::duplicate_mac", format!("{} and {} both have MAC {}", other, h.name, i.mac))
+                            .label(span(here, "mac"), format!("{}'s {}", h.name, i.name))
+                            .label(span(at, "mac"), format!("{other}'s")),
+                    );
+                }
             }
             if let Some(sw) = &i.switch {
                 if !switch_names.contains(&sw.as_str()) {

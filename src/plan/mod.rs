@@ -1,11 +1,13 @@
 //! The typed, validated plan built from resolved hosts.
 
+mod baremetal;
 mod checks;
 mod model;
 mod typing;
 pub mod values;
 
 pub use model::*;
+pub use baremetal::{DEFAULT_IPMI_PORT, MAX_PARTITION};
 pub use typing::{DEFAULT_BOOT_ORDER, DEFAULT_MEMORY_MIB, DEFAULT_SIZE_MIB, DEFAULT_TEMPLATE};
 
 use crate::diag::Diagnostics;

@@ -87,6 +87,10 @@ pub struct Host {
     /// Keys of plugin blocks written in the host (host-context plugins), as
     /// resolved text, by plugin name.
     pub plugin_settings: IndexMap<String, serde_json::Value>,
+    /// Set on a `baremetal` host whose node keywords are complete (book:
+    /// baremetal.md). Absent from plans made before bare metal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baremetal: Option<crate::baremetal::NodeSpec>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,7 +34,7 @@ pub struct Typer<'a> {
 }
 
 impl Typer<'_> {
-    fn report(&mut self, span: Span, e: Bad, code: &'static str) {
+    pub(super) fn report(&mut self, span: Span, e: Bad, code: &'static str) {
         let mut d = Diagnostic::error(code, e.message).label(span, "");
         if let Some(h) = e.help {
             d = d.help(h);
@@ -43,7 +43,7 @@ impl Typer<'_> {
     }
 
     /// The value's span: the words if they were written, else the statement.
-    fn check<T>(&mut self, v: &RValue, r: Result<T, Bad>, code: &'static str) -> Option<T> {
+    pub(super) fn check<T>(&mut self, v: &RValue, r: Result<T, Bad>, code: &'static str) -> Option<T> {
         match r {
             Ok(t) => Some(t),
             Err(_) if v.is_broken() => None,
@@ -61,7 +61,7 @@ impl Typer<'_> {
 
     /// A whole number in `lo..=hi`, reported as not a number or out of
     /// range.
-    fn uint_in(&mut self, v: &RValue, text: &str, lo: u64, hi: u64, what: &str, why: &str) -> Option<u64> {
+    pub(super) fn uint_in(&mut self, v: &RValue, text: &str, lo: u64, hi: u64, what: &str, why: &str) -> Option<u64> {
         match values::uint_in(text, lo, hi, what, why) {
             Ok(n) => Some(n),
             Err(_) if v.is_broken() => None,
@@ -174,7 +174,17 @@ impl Typer<'_> {
             }
         }
         let root_password_hash = s.value("root_password").and_then(|v| self.hash(v, &v.text.clone()));
-        let interfaces = self.interfaces(r, kind);
+        self.kind_keywords(s, kind == HostKind::Baremetal);
+        let baremetal = if kind == HostKind::Baremetal { self.node_spec(r) } else { None };
+        let mut interfaces = self.interfaces(r, kind);
+        // A node's first card is the one it network-boots from, unless its
+        // MAC was written: a derived MAC means nothing on real hardware.
+        if let (Some(node), Some(first)) = (&baremetal, interfaces.first_mut()) {
+            let written = s.named("network").and_then(|n| n.get(&first.name)).is_some_and(|n| n.value("mac").is_some());
+            if !written {
+                first.mac = node.mac.clone();
+            }
+        }
         let mut nameservers = vec![];
         if let Some(v) = s.value("nameserver") {
             for w in &v.words {
@@ -219,6 +229,7 @@ impl Typer<'_> {
             modules: s.lines("modules").iter().flat_map(|l| l.words.clone()).collect(),
             plugins: IndexMap::new(),
             plugin_settings: self.plugin_settings(s),
+            baremetal,
         }
     }
 

@@ -3,6 +3,7 @@
 //! decision between local and remote lives here, not in the CLI.
 
 use crate::backend::machines::LibvirtMachines;
+use crate::baremetal::split::{Split, Vms};
 use crate::machine::{Backend, MachineError, PowerState};
 use crate::plan::{Host, Plan};
 use crate::progress::Telemetry;
@@ -62,24 +63,64 @@ pub fn local_uri(state: &State, asked: Option<&str>, project: Option<&ProjectRec
 }
 
 /// This machine only: libvirt, connected on first use (a project on
-/// service hosts alone never opens it).
+/// service hosts alone never opens it), and, when given, a bare-metal
+/// backend that the project's bare-metal hosts go to (`with_baremetal`).
 pub struct LocalPlaces<'a> {
     state: &'a State,
     uri: String,
-    templates: PathBuf,
-    local: OnceLock<Result<LibvirtMachines<'a>, MachineError>>,
+    split: Split<'a, LazyLibvirt<'a>>,
+    baremetal: bool,
 }
+
+/// Libvirt on this machine, connected when first asked for.
+pub struct LazyLibvirt<'a> {
+    state: &'a State,
+    uri: String,
+    templates: PathBuf,
+    cell: OnceLock<Result<LibvirtMachines<'a>, MachineError>>,
+}
+
+impl<'a> LazyLibvirt<'a> {
+    fn libvirt(&self) -> Result<&LibvirtMachines<'a>, MachineError> {
+        self.cell.get_or_init(|| LibvirtMachines::connect(self.state, &self.uri, self.templates.clone())).as_ref().map_err(Clone::clone)
+    }
+}
+
+impl Vms for LazyLibvirt<'_> {
+    fn get(&self) -> Result<&dyn Backend, MachineError> {
+        Ok(self.libvirt()? as &dyn Backend)
+    }
+}
+
+/// Stands for the bare-metal backend where none was given: each node is
+/// refused, saying so.
+struct NoBareMetal;
+
+impl Backend for NoBareMetal {
+    fn describe(&self) -> String {
+        "no bare-metal backend (no power driver or boot service set up)".into()
+    }
+}
+
+static NO_BARE_METAL: NoBareMetal = NoBareMetal;
 
 impl<'a> LocalPlaces<'a> {
     pub fn new(state: &'a State, uri: String, templates: PathBuf) -> LocalPlaces<'a> {
-        LocalPlaces { state, uri, templates, local: OnceLock::new() }
+        let vms = LazyLibvirt { state, uri: uri.clone(), templates, cell: OnceLock::new() };
+        LocalPlaces { state, uri, split: Split { vms, metal: &NO_BARE_METAL }, baremetal: false }
+    }
+    /// Bare-metal hosts go to `metal`; the others to libvirt as before.
+    pub fn with_baremetal(mut self, metal: &'a dyn Backend) -> LocalPlaces<'a> {
+        self.split.metal = metal;
+        self.baremetal = true;
+        self
     }
     /// The local backend itself (connecting if needed).
     pub fn libvirt(&self) -> Result<&LibvirtMachines<'a>, MachineError> {
-        self.local.get_or_init(|| LibvirtMachines::connect(self.state, &self.uri, self.templates.clone())).as_ref().map_err(Clone::clone)
+        self.split.vms.libvirt()
     }
     pub fn templates(&self) -> &std::path::Path {
-        &self.templates
+        &self.split.vms.templates
     }
     pub fn state(&self) -> &'a State {
         self.state
@@ -89,6 +130,8 @@ impl<'a> LocalPlaces<'a> {
 impl Places for LocalPlaces<'_> {
     fn backend(&self, place: Option<&str>) -> Result<&dyn Backend, MachineError> {
         match place {
+            // Bare-metal hosts of a plan are here too, sent to their backend.
+            None if self.baremetal => Ok(&self.split),
             None => Ok(self.libvirt()? as &dyn Backend),
             Some(s) => Err(MachineError::Refused(format!(
                 "planned on service host {s}, but no fabric configuration is in use (--fabric FILE, $MLN_FABRIC or fabric.toml in the state directory)"
@@ -101,7 +144,7 @@ impl Places for LocalPlaces<'_> {
     /// The embedded driver, not opened yet: from its files (opening it
     /// costs a reconnection to every running guest).
     fn glance(&self, place: Option<&str>, project: &str, hosts: &[&Host]) -> Option<Vec<PowerState>> {
-        if place.is_some() || self.uri != self.state.embedded_uri() || self.local.get().is_some() {
+        if place.is_some() || self.baremetal || self.uri != self.state.embedded_uri() || self.split.vms.cell.get().is_some() {
             return None;
         }
         let root = self.state.libvirt_root();

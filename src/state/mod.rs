@@ -4,12 +4,14 @@
 //! the state directory (its schema versioned, older ones migrated on
 //! open), and a lock file per project.
 
+mod baremetal;
 mod error;
 mod lock;
 mod private;
 mod records;
 mod schema;
 
+pub use baremetal::{EnvRow, StepRecord};
 pub use error::StateError;
 pub use lock::ProjectLock;
 pub use private::{make_private, write_private};

@@ -5,7 +5,7 @@
 use super::error::{db, StateError};
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 const V0: &str = "
 CREATE TABLE IF NOT EXISTS projects (
@@ -66,6 +66,34 @@ INSERT INTO hosts (project, host, place, phase)
     ON CONFLICT DO NOTHING;
 ";
 
+/// 1 -> 2: bare metal. The environment library (one row per version of an
+/// environment, its description with every file's SHA-256 as JSON; the
+/// files are under `environments/`), and each deployment step of each
+/// node, for `mln stats`.
+const V2: &str = "
+CREATE TABLE IF NOT EXISTS environments (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    env_json TEXT NOT NULL,
+    added INTEGER NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS deploy_steps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    project TEXT NOT NULL,
+    host TEXT NOT NULL,
+    deployment TEXT NOT NULL,
+    step TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    retries INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deploy_steps_host ON deploy_steps (host);
+";
+
 /// Brings the database to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> Result<(), StateError> {
     let tx = conn.transaction().map_err(db("migrate"))?;
@@ -76,6 +104,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StateError> {
     if found < 1 {
         tx.execute_batch(V0).map_err(db("schema"))?;
         tx.execute_batch(V1).map_err(db("migrate to schema 1"))?;
+    }
+    if found < 2 {
+        tx.execute_batch(V2).map_err(db("migrate to schema 2"))?;
     }
     tx.pragma_update(None, "user_version", VERSION).map_err(db("schema version"))?;
     tx.commit().map_err(db("migrate"))

@@ -1,0 +1,184 @@
+//! Bare-metal nodes as a `machine::Backend`: power (state, start, stop)
+//! and provisioning (a build is a deployment by the automaton; remove
+//! forgets the boot profile and lease and leaves the disk). No snapshot,
+//! migration or relocation: a physical node has no saved memory image to
+//! move. The power driver, the boot service and the per-node operations
+//! are injected (part of the real set-up, or fakes in tests).
+
+use super::automaton::{Automaton, Config, Node, NodeOps, NodeReport};
+use super::{env, BootMode, BootNode, BootProfile, NetBoot, NodeSpec, PowerAction, PowerDriver, PowerError, PowerReading};
+use crate::machine::{Backend, BuildOptions, Done, Machine, MachineError, Outcome, Power, PowerState, Provision, StopMode};
+use crate::plan::{Host, HostKind, Plan};
+use crate::progress::Telemetry;
+use crate::state::State;
+
+pub struct BareMetalMachines<'a> {
+    pub state: &'a State,
+    pub power: &'a dyn PowerDriver,
+    pub netboot: &'a dyn NetBoot,
+    pub ops: &'a dyn NodeOps,
+    pub config: Config,
+}
+
+fn power_error(e: PowerError) -> MachineError {
+    if e.retryable() {
+        MachineError::Transient(e.to_string())
+    } else {
+        MachineError::Failed(e.to_string())
+    }
+}
+
+fn spec(h: &Host) -> Result<&NodeSpec, MachineError> {
+    h.baremetal.as_ref().ok_or_else(|| MachineError::Refused(format!("{} is not a complete bare-metal node in the plan", h.name)))
+}
+
+/// The node as the boot service knows it: its MAC and its first address.
+pub fn boot_node(project: &str, h: &Host, spec: &NodeSpec) -> BootNode {
+    let address = h.interfaces.first().and_then(|i| i.address.clone()).unwrap_or_default();
+    BootNode { project: project.to_string(), host: h.name.clone(), mac: spec.mac.clone(), address }
+}
+
+/// What a node boots once deployed.
+pub fn deployed_profile(spec: &NodeSpec) -> BootProfile {
+    match spec.boot {
+        BootMode::Disk => BootProfile::Disk,
+        BootMode::Diskless => BootProfile::Diskless { environment: spec.environment.clone() },
+    }
+}
+
+fn summary(r: &NodeReport, env: &str) -> Result<Done, MachineError> {
+    let steps: Vec<String> = r
+        .steps
+        .iter()
+        .map(|s| {
+            let retries = if s.retries > 0 { format!(", {} retr{}", s.retries, if s.retries == 1 { "y" } else { "ies" }) } else { String::new() };
+            format!("{} {} {:.0} s{retries}", s.step.as_str(), s.variant.as_str(), s.duration.as_secs_f64())
+        })
+        .collect();
+    match &r.ko {
+        None => Ok(Done::ok(format!("deployed {env} ({})", steps.join("; ")))),
+        Some(why) => Err(MachineError::Failed(format!("KO: {why}"))),
+    }
+}
+
+impl BareMetalMachines<'_> {
+    /// Deploys these hosts at once; one outcome each. Each environment is
+    /// checked against its recorded checksums first; a node whose
+    /// environment fails is refused, the others go on.
+    pub fn deploy(&self, plan: &Plan, hosts: &[&Host]) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        let mut nodes = Vec::new();
+        let mut labels = std::collections::HashMap::new();
+        for h in hosts {
+            let ready = spec(h).and_then(|s| {
+                let e = env::get(self.state, &s.environment).map_err(|e| MachineError::Refused(e.to_string()))?;
+                env::verify(self.state, &e).map_err(|e| MachineError::Refused(e.to_string()))?;
+                Ok((s.clone(), e.label()))
+            });
+            match ready {
+                Ok((s, label)) => {
+                    labels.insert(h.name.clone(), label);
+                    nodes.push(Node { name: h.name.clone(), spec: s });
+                }
+                Err(e) => outcomes.push(Outcome::failed(&h.name, &e)),
+            }
+        }
+        if nodes.is_empty() {
+            return outcomes;
+        }
+        let reports = Automaton::new(self.ops, &self.config).deploy(&nodes);
+        let deployment = format!("{}-{}", plan.project, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        // The record is for `mln stats`; failing to write it does not undo
+        // the deployment, it is said in each outcome.
+        let recorded = self.state.record_steps(&super::stats::records(&plan.project, &deployment, &reports));
+        for r in &reports {
+            let mut o = Outcome::of(&r.node, summary(r, labels.get(&r.node).map(String::as_str).unwrap_or("?")));
+            if let Err(e) = &recorded {
+                o.message += &format!(" (its statistics were not recorded: {e})");
+            }
+            outcomes.push(o);
+        }
+        outcomes
+    }
+}
+
+impl Provision for BareMetalMachines<'_> {
+    fn check(&self, _plan: &Plan, m: &Machine) -> Result<Done, MachineError> {
+        let s = spec(m.host)?;
+        let e = env::get(self.state, &s.environment).map_err(|e| MachineError::Refused(e.to_string()))?;
+        Ok(Done::ok(format!("would deploy {} to {}", e.label(), s.disk.as_deref().unwrap_or("RAM (diskless)"))))
+    }
+    fn prepare(&self, _plan: &Plan, _t: &dyn Telemetry) -> Result<(), MachineError> {
+        Ok(())
+    }
+    fn build(&self, plan: &Plan, m: &Machine) -> Result<Done, MachineError> {
+        let o = self.deploy(plan, &[m.host]).pop().expect("one outcome per host");
+        if o.ok() {
+            Ok(Done::ok(o.message))
+        } else {
+            Err(MachineError::Failed(o.message))
+        }
+    }
+    fn remove(&self, project: &str, host: &str) -> Result<Done, MachineError> {
+        self.netboot.forget(project, host).map_err(|e| MachineError::Failed(e.to_string()))?;
+        Ok(Done::ok("boot profile and lease forgotten; the node's disk is left as it is (mln does not erase a physical disk)"))
+    }
+    fn hosts_of(&self, project: &str) -> Result<Vec<String>, MachineError> {
+        let Some(rec) = self.state.project(project)? else { return Ok(vec![]) };
+        Ok(rec.plan.hosts.iter().filter(|h| h.kind == HostKind::Baremetal).map(|h| h.name.clone()).collect())
+    }
+    fn finish_remove(&self, _project: &str) -> Vec<Outcome> {
+        vec![]
+    }
+}
+
+impl Power for BareMetalMachines<'_> {
+    fn state(&self, m: &Machine) -> Result<PowerState, MachineError> {
+        let s = spec(m.host)?;
+        match self.power.status(&m.host.name, s).map_err(power_error)? {
+            PowerReading::On => Ok(PowerState::Running),
+            PowerReading::Off => Ok(PowerState::ShutOff),
+        }
+    }
+    /// The deployed system next (disk or diskless), then power on.
+    fn start(&self, m: &Machine) -> Result<Done, MachineError> {
+        let s = spec(m.host)?;
+        self.netboot.set_profile(&boot_node(m.project, m.host, s), &deployed_profile(s)).map_err(|e| MachineError::Failed(e.to_string()))?;
+        if self.power.status(&m.host.name, s).map_err(power_error)? == PowerReading::On {
+            return Ok(Done::ok("already on"));
+        }
+        Automaton::new(self.ops, &self.config).power(|| self.power.act(&m.host.name, s, PowerAction::On)).map_err(power_error)?;
+        Ok(Done::ok("powered on"))
+    }
+    /// Graceful: the system powers itself off; if it cannot, power off.
+    fn stop(&self, m: &Machine, mode: StopMode) -> Result<Done, MachineError> {
+        let s = spec(m.host)?;
+        let node = Node { name: m.host.name.clone(), spec: s.clone() };
+        let off = || Automaton::new(self.ops, &self.config).power(|| self.power.act(&m.host.name, s, PowerAction::Off)).map_err(power_error);
+        match mode {
+            StopMode::Save => Err(MachineError::unsupported(crate::machine::Capability::Snapshot, self.describe())),
+            StopMode::Hard => off().map(|()| Done::ok("powered off")),
+            StopMode::Graceful { .. } => match self.ops.shutdown(&node) {
+                Ok(()) => Ok(Done::ok("shut down")),
+                Err(e) => off().map(|()| Done::warning(format!("did not shut down ({e}); powered off"))),
+            },
+        }
+    }
+}
+
+impl Backend for BareMetalMachines<'_> {
+    fn describe(&self) -> String {
+        "bare metal".into()
+    }
+    fn power(&self) -> Result<&dyn Power, MachineError> {
+        Ok(self)
+    }
+    fn provision(&self) -> Result<&dyn Provision, MachineError> {
+        Ok(self)
+    }
+    /// Every node at once through the automaton (not one at a time).
+    fn build_all(&self, plan: &Plan, _opts: BuildOptions, _t: &dyn Telemetry) -> Vec<Outcome> {
+        let hosts: Vec<&Host> = plan.hosts.iter().collect();
+        self.deploy(plan, &hosts)
+    }
+}

@@ -1,0 +1,119 @@
+//! Deployment statistics (Kadeploy's kastat): the automaton's per-node
+//! per-step reports as state records, and per-node summaries of them.
+
+use super::automaton::NodeReport;
+use crate::state::StepRecord;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One deployment's reports as rows for the state database.
+pub fn records(project: &str, deployment: &str, reports: &[NodeReport]) -> Vec<StepRecord> {
+    reports
+        .iter()
+        .flat_map(|r| {
+            r.steps.iter().map(move |s| StepRecord {
+                project: project.to_string(),
+                host: r.node.clone(),
+                deployment: deployment.to_string(),
+                step: s.step.as_str().to_string(),
+                variant: s.variant.as_str().to_string(),
+                retries: s.retries,
+                duration_ms: u64::try_from(s.duration.as_millis()).unwrap_or(u64::MAX),
+                ok: s.ok,
+                reason: if s.ok { String::new() } else { s.failures.last().cloned().unwrap_or_default() },
+            })
+        })
+        .collect()
+}
+
+/// What `mln stats` says of one node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NodeStats {
+    pub project: String,
+    pub host: String,
+    pub deployments: u32,
+    pub failed: u32,
+    /// `failed / deployments`.
+    pub failure_rate: f64,
+    /// Mean duration of each step that ended (ok or not), in seconds.
+    pub mean_step_secs: BTreeMap<String, f64>,
+    pub retries: u32,
+    /// The last failure's reason.
+    pub last_failure: Option<String>,
+}
+
+/// Per node (in name order): deployments, failures, mean step times.
+/// A deployment failed when any of its steps did.
+pub fn summarize(steps: &[StepRecord]) -> Vec<NodeStats> {
+    let mut by_node: BTreeMap<(String, String), Vec<&StepRecord>> = BTreeMap::new();
+    for s in steps {
+        by_node.entry((s.project.clone(), s.host.clone())).or_default().push(s);
+    }
+    by_node
+        .into_iter()
+        .map(|((project, host), rows)| {
+            let mut deployments: BTreeMap<&str, bool> = BTreeMap::new();
+            let mut sums: BTreeMap<String, (u64, u32)> = BTreeMap::new();
+            let mut retries = 0;
+            let mut last_failure = None;
+            for r in &rows {
+                let ok = deployments.entry(r.deployment.as_str()).or_insert(true);
+                *ok &= r.ok;
+                let e = sums.entry(r.step.clone()).or_default();
+                e.0 += r.duration_ms;
+                e.1 += 1;
+                retries += r.retries;
+                if !r.ok {
+                    last_failure = Some(r.reason.clone());
+                }
+            }
+            let n = deployments.len() as u32;
+            let failed = deployments.values().filter(|ok| !**ok).count() as u32;
+            NodeStats {
+                project,
+                host,
+                deployments: n,
+                failed,
+                failure_rate: if n == 0 { 0.0 } else { f64::from(failed) / f64::from(n) },
+                mean_step_secs: sums.into_iter().map(|(k, (ms, c))| (k, ms as f64 / 1000.0 / f64::from(c))).collect(),
+                retries,
+                last_failure,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baremetal::automaton::{Step, StepReport, Variant};
+    use std::time::Duration;
+
+    fn report(node: &str, ok: bool) -> NodeReport {
+        let step = |step, secs, ok: bool| StepReport {
+            step,
+            variant: Variant::Untrusted,
+            retries: u32::from(!ok),
+            duration: Duration::from_secs(secs),
+            ok,
+            failures: if ok { vec![] } else { vec!["untrusted: timed out".into()] },
+        };
+        let steps = if ok { vec![step(Step::DeploySystem, 10, true), step(Step::Install, 30, true)] } else { vec![step(Step::DeploySystem, 200, false)] };
+        NodeReport { node: node.into(), steps, ko: (!ok).then(|| "deploy_system: timed out".into()), finished: Duration::ZERO }
+    }
+
+    #[test]
+    fn failure_rates_and_step_times_per_node() {
+        let mut rows = records("p", "d1", &[report("a", true), report("b", false)]);
+        rows.extend(records("p", "d2", &[report("a", true), report("b", true)]));
+        let s = summarize(&rows);
+        assert_eq!(s.len(), 2);
+        let (a, b) = (&s[0], &s[1]);
+        assert_eq!((a.deployments, a.failed, a.failure_rate), (2, 0, 0.0));
+        assert_eq!(a.mean_step_secs["install"], 30.0);
+        assert_eq!((b.deployments, b.failed, b.failure_rate), (2, 1, 0.5));
+        assert_eq!(b.mean_step_secs["deploy_system"], 105.0);
+        assert_eq!(b.last_failure.as_deref(), Some("untrusted: timed out"));
+        assert_eq!(b.retries, 1);
+    }
+}
