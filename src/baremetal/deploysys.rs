@@ -1,0 +1,1 @@
+//! The deploy system (written below).
