@@ -17,7 +17,7 @@ pub struct IpmiPower {
 
 impl Default for IpmiPower {
     fn default() -> IpmiPower {
-        IpmiPower { program: PathBuf::from("ipmitool"), timeout: Duration::from_secs(20) }
+        IpmiPower { program: PathBuf::from("ipmitool"), timeout: Duration::from_secs(40) }
     }
 }
 
@@ -40,7 +40,10 @@ impl IpmiPower {
         }
         let mut c = Command::new(&self.program);
         // -N: seconds per try, -R: tries; kept under our own deadline.
-        c.args(["-I", "lanplus", "-H", address, "-p", &port.to_string(), "-U", user, "-f", password_file, "-N", "2", "-R", "2"]);
+        c.args(["-I", "lanplus", "-H", address, "-p", &port.to_string(), "-U", user, "-f", password_file, "-N", "5", "-R", "3"]);
+        // -v: the reason a session failed (RAKP messages, no answer to
+        // Get Channel Authentication Capabilities) is only said verbosely.
+        c.arg("-v");
         c.args(words);
         let what = words.join(" ");
         let ran = run(c, self.timeout).map_err(|e| match e {
@@ -64,14 +67,17 @@ impl IpmiPower {
     }
 }
 
-/// ipmitool's failure as a typed error. lanplus says why a session was
-/// refused in its RAKP messages; a BMC that never answers only gets
-/// "Unable to establish" after its retries.
+/// ipmitool's failure as a typed error. Without an answer to the first,
+/// unauthenticated request (Get Channel Authentication Capabilities) the
+/// BMC is unreachable; with one, a refused RAKP exchange is the
+/// credentials: a wrong password shows as an invalid RAKP 2 HMAC, an
+/// unknown user as a BMC that stops answering at RAKP 1 (virtualbmc,
+/// some firmwares) or says "unauthorized name".
 pub(crate) fn classify(node: &str, what: &str, stdout: &str, stderr: &str) -> PowerError {
     let text = format!("{stderr}\n{stdout}");
     let lower = text.to_lowercase();
     let detail = format!("ipmitool {what}: {}", crate::term::escape(text.trim()).replace('\n', "; "));
-    let auth = ["unauthorized name", "hmac is invalid", "invalid user name", "invalid password", "insufficient privilege", "rakp 2 message indicates an error", "rakp 4 message"];
+    let auth = ["unauthorized name", "hmac is invalid", "invalid user name", "invalid password", "insufficient privilege", "rakp 2 message indicates an error", "rakp 4 message", "no response from rakp 1"];
     if auth.iter().any(|w| lower.contains(w)) {
         return PowerError::Auth { node: node.into(), detail };
     }
@@ -89,8 +95,9 @@ impl PowerDriver for IpmiPower {
 
     fn status(&self, node: &str, spec: &NodeSpec) -> Result<PowerReading, PowerError> {
         let out = self.call(node, spec, &["power", "status"])?;
-        // "Chassis Power is on" / "Chassis Power is off".
-        match out.trim().to_lowercase().rsplit(' ').next() {
+        // "Chassis Power is on" / "Chassis Power is off", among -v's lines.
+        let line = out.lines().map(|l| l.trim().to_lowercase()).find(|l| l.starts_with("chassis power is")).unwrap_or_default();
+        match line.rsplit(' ').next() {
             Some("on") => Ok(PowerReading::On),
             Some("off") => Ok(PowerReading::Off),
             _ => Err(PowerError::Failed { node: node.into(), detail: format!("ipmitool power status said {:?}", crate::term::escape(out.trim())), retry: true }),
@@ -121,7 +128,7 @@ mod tests {
     #[test]
     fn actions_and_status_go_through_ipmitool_with_the_password_in_a_file() {
         let d = tempfile::tempdir().unwrap();
-        let p = fake(d.path(), "[ \"$(eval echo \\${$#})\" = status ] && echo 'Chassis Power is off'; exit 0");
+        let p = fake(d.path(), "echo 'Running Get VSO Capabilities'; [ \"$(eval echo \\${$#})\" = status ] && echo 'Chassis Power is off'; exit 0");
         let s = spec(d.path());
         p.act("n1", &s, PowerAction::Cycle).unwrap();
         p.bootdev("n1", &s, BootDevice::Pxe).unwrap();
@@ -139,7 +146,9 @@ mod tests {
         let s = spec(d.path());
         let e = fake(d.path(), "echo '> RAKP 2 message indicates an error : unauthorized name' >&2; echo 'Error: Unable to establish IPMI v2 / RMCP+ session' >&2; exit 1").act("n1", &s, PowerAction::On).unwrap_err();
         assert!(matches!(e, PowerError::Auth { .. }) && !e.retryable(), "{e:?}");
-        let e = fake(d.path(), "echo 'Error: Unable to establish IPMI v2 / RMCP+ session' >&2; exit 1").act("n1", &s, PowerAction::On).unwrap_err();
+        let e = fake(d.path(), "echo '> RAKP 2 HMAC is invalid' >&2; echo 'Error: Unable to establish IPMI v2 / RMCP+ session' >&2; exit 1").act("n1", &s, PowerAction::On).unwrap_err();
+        assert!(matches!(e, PowerError::Auth { .. }), "{e:?}");
+        let e = fake(d.path(), "echo 'Get Auth Capabilities error' >&2; echo 'Error: Unable to establish IPMI v2 / RMCP+ session' >&2; exit 1").act("n1", &s, PowerAction::On).unwrap_err();
         assert!(matches!(e, PowerError::Unreachable { .. }) && e.retryable(), "{e:?}");
         let mut slow = fake(d.path(), "sleep 5");
         slow.timeout = Duration::from_millis(300);
