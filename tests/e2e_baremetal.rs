@@ -69,3 +69,79 @@ fn ipmi_through_virtualbmc_powers_the_qemu_node_and_wrong_credentials_are_auth()
     let e = IpmiPower { timeout: Duration::from_secs(15), ..IpmiPower::default() }.status("n1", &gone).unwrap_err();
     assert!(matches!(e, PowerError::Unreachable { .. }), "{e:?}");
 }
+
+/// The whole path of one disk deployment on the rig: the node network-boots
+/// the deploy system from the dnsmasq mln runs (powered through vbmc),
+/// gets the test guest's root file system written to its disk with its
+/// planned configuration, and boots it (kexec, then its console says the
+/// planned hostname, read from its disk). A power cycle afterwards with
+/// the Disk profile goes to the disk, not to the deploy system.
+#[test]
+#[ignore]
+fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
+    use mln::baremetal::deploysys::{Compression, DeployNode, DeploySystem};
+    use mln::baremetal::netboot::{check::Subnet, Dnsmasq, Tree};
+    use mln::baremetal::{BootNode, BootProfile, NetBoot};
+    Rig::available().unwrap();
+    let rig = Rig::new(&[NodeKind { disk_mib: Some(64), memory_mib: 384 }]);
+    let n = &rig.nodes[0];
+    let d = rig.dir.path();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let guest = d.join("testguest");
+    assert!(std::process::Command::new("bash").arg(root.join("testguest/build.sh")).arg(&guest).status().unwrap().success());
+    let ds = DeploySystem::prepare(&d.join("deploysys"), &root.join("deploysys/build.sh")).unwrap();
+
+    let mut tree = Tree::new(d.join("tftp"), d.join("netboot"), Subnet::parse(&rig.subnet).unwrap(), rig.server.parse().unwrap()).unwrap();
+    tree.deploy = Some(ds.boot_files().unwrap());
+    let boot = Dnsmasq::new(tree, &rig.bridge).unwrap();
+    boot.start().unwrap();
+    let bn = BootNode { project: "bm".into(), host: "bm-one".into(), mac: n.mac.clone(), address: n.address.clone() };
+    boot.set_profile(&bn, &BootProfile::Deploy).unwrap();
+
+    let s = spec(n, &rig.password_file);
+    let ipmi = IpmiPower::default();
+    ipmi.bootdev("n1", &s, BootDevice::Pxe).unwrap();
+    ipmi.act("n1", &s, PowerAction::On).unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let node = DeployNode { name: "bm-one".into(), server: ds.server("bm-one", &n.address).unwrap(), rt: rt.handle().clone() };
+    let up = rig.wait_console(n, "MLN-DEPLOY-UP", Duration::from_secs(300));
+    let console = up.unwrap_or_else(|c| {
+        let log = std::fs::read_to_string(d.join("netboot/dnsmasq.log")).unwrap_or_default();
+        panic!("the deploy system did not come up:\n{c}\n--- dnsmasq:\n{log}")
+    });
+    assert!(console.contains(&format!("addr={}/24", n.address)), "the leased address by DHCP: {console}");
+    node.wait(Duration::from_secs(60)).unwrap();
+
+    // A dd image of the whole disk (the test guest reads a whole-disk ext4).
+    node.write_image(&guest.join("rootfs.ext4"), Compression::None, false, "/dev/vda").unwrap();
+    node.mount_root("/dev/vda").unwrap();
+    let c = mln::compile(
+        std::path::Path::new("p.mln"),
+        &mln::source::MemoryFs::default().with(
+            "p.mln",
+            &format!("global {{\n project bm\n}}\nhost bm-one {{\n network eth0 {{\n  address {}\n  netmask 255.255.255.0\n }}\n}}\n", n.address),
+        ),
+        mln::plugin::Registry::new(vec![]),
+    );
+    assert!(c.ok(), "{:?}", c.diags);
+    let host = c.plan.hosts.iter().find(|h| h.name == "bm-one").unwrap();
+    node.write_config(&c.plan, host, &[]).unwrap();
+    assert_eq!(node.run("check", "cat /mnt/etc/hostname; grep -c '^root:' /mnt/etc/passwd", b"").unwrap(), "bm-one\n1\n");
+    node.write_file("/boot/vmlinuz", &std::fs::read(guest.join("vmlinuz")).unwrap(), 0o644).unwrap();
+    node.write_file("/boot/initrd.gz", &std::fs::read(guest.join("initrd.gz")).unwrap(), 0o644).unwrap();
+    assert!(node.run_script("test -s \"$MLN_ROOT/boot/vmlinuz\" && echo post-install ran").unwrap().contains("post-install ran"));
+
+    // Boot: the next network boot is the disk; kexec into the deployed system.
+    boot.set_profile(&bn, &BootProfile::Disk).unwrap();
+    node.kexec("/boot/vmlinuz", Some("/boot/initrd.gz"), "console=ttyS0 quiet no_timer_check").unwrap();
+    let applied = rig.wait_console(n, "MLN-APPLIED", Duration::from_secs(240)).unwrap_or_else(|c| panic!("the deployed system did not report:\n{c}"));
+    let line = applied.lines().find(|l| l.contains("MLN-APPLIED")).unwrap();
+    assert!(line.contains("\"hostname\":\"bm-one\"") && line.contains("\"source\":\"filesystem\""), "{line}");
+    assert!(line.contains(&n.address), "the planned address: {line}");
+
+    boot.forget("bm", "bm-one").unwrap();
+    assert_eq!(std::fs::read_to_string(d.join("netboot/leases")).unwrap(), "", "no lease left");
+    boot.stop().unwrap();
+    assert!(boot.pid().is_none());
+}

@@ -333,13 +333,18 @@ impl DeployNode {
     /// Writes files (path in the deployed root, content, mode).
     pub fn write_files(&self, files: &[(String, String, u32)]) -> Result<(), DeployError> {
         for (path, content, mode) in files {
-            check_path(path)?;
-            let full = format!("{ROOT}{path}");
-            let dir = full.rsplit_once('/').map(|(d, _)| d).unwrap_or(ROOT).to_string();
-            let cmd = format!("set -e; mkdir -p {d}; cat > {f}.mln-new; chmod {mode:o} {f}.mln-new; mv {f}.mln-new {f}", d = quote(&dir), f = quote(&full));
-            self.run("write the configuration", &cmd, content.as_bytes())?;
+            self.write_file(path, content.as_bytes(), *mode)?;
         }
         Ok(())
+    }
+
+    /// Writes one file into the deployed root (replaced whole, parents made).
+    pub fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<(), DeployError> {
+        check_path(path)?;
+        let full = format!("{ROOT}{path}");
+        let dir = full.rsplit_once('/').map(|(d, _)| d).unwrap_or(ROOT).to_string();
+        let cmd = format!("set -e; mkdir -p {d}; cat > {f}.mln-new; chmod {mode:o} {f}.mln-new; mv {f}.mln-new {f}", d = quote(&dir), f = quote(&full));
+        self.run("write the configuration", &cmd, content).map(drop)
     }
 
     /// The plan's configuration of `host` in the deployed root: the files a
