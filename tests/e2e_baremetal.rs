@@ -110,7 +110,7 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
         let log = std::fs::read_to_string(d.join("netboot/dnsmasq.log")).unwrap_or_default();
         panic!("the deploy system did not come up:\n{c}\n--- dnsmasq:\n{log}")
     });
-    assert!(console.contains(&format!("addr={}/24", n.address)), "the leased address by DHCP: {console}");
+    assert!(console.contains(&format!("dhcp addr={}/24", n.address)), "the leased address by DHCP: {console}");
     node.wait(Duration::from_secs(60)).unwrap();
 
     // A dd image of the whole disk (the test guest reads a whole-disk ext4).
@@ -125,8 +125,11 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
         mln::plugin::Registry::new(vec![]),
     );
     assert!(c.ok(), "{:?}", c.diags);
-    let host = c.plan.hosts.iter().find(|h| h.name == "bm-one").unwrap();
-    node.write_config(&c.plan, host, &[]).unwrap();
+    // A bare-metal host's interface is its real NIC (the plan gives VMs
+    // MACs of their own; part A's plan gives a node its `mac`).
+    let mut host = c.plan.hosts.iter().find(|h| h.name == "bm-one").unwrap().clone();
+    host.interfaces[0].mac = n.mac.clone();
+    node.write_config(&c.plan, &host, &[]).unwrap();
     assert_eq!(node.run("check", "cat /mnt/etc/hostname; grep -c '^root:' /mnt/etc/passwd", b"").unwrap(), "bm-one\n1\n");
     node.write_file("/boot/vmlinuz", &std::fs::read(guest.join("vmlinuz")).unwrap(), 0o644).unwrap();
     node.write_file("/boot/initrd.gz", &std::fs::read(guest.join("initrd.gz")).unwrap(), 0o644).unwrap();
