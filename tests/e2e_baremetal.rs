@@ -95,6 +95,14 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
     tree.deploy = Some(ds.boot_files().unwrap());
     let boot = Dnsmasq::new(tree, &rig.bridge).unwrap();
     boot.start().unwrap();
+    // dnsmasq outlives mln's commands by design; not this test's, even failed.
+    struct Stop<'a>(&'a Dnsmasq);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.stop();
+        }
+    }
+    let _stop = Stop(&boot);
     let bn = BootNode { project: "bm".into(), host: "bm-one".into(), mac: n.mac.clone(), address: n.address.clone() };
     boot.set_profile(&bn, &BootProfile::Deploy).unwrap();
 
