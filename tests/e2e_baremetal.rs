@@ -75,7 +75,9 @@ fn ipmi_through_virtualbmc_powers_the_qemu_node_and_wrong_credentials_are_auth()
 /// gets the test guest's root file system written to its disk with its
 /// planned configuration, and boots it (kexec, then its console says the
 /// planned hostname, read from its disk). A power cycle afterwards with
-/// the Disk profile goes to the disk, not to the deploy system.
+/// the Disk profile goes to the disk, not to the deploy system. Beside it,
+/// a node with no disk boots a diskless environment (here the deploy
+/// system's kernel and RAM root, which reports what it was given).
 #[test]
 #[ignore]
 fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
@@ -83,8 +85,8 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
     use mln::baremetal::netboot::{check::Subnet, Dnsmasq, Tree};
     use mln::baremetal::{BootNode, BootProfile, NetBoot};
     Rig::available().unwrap();
-    let rig = Rig::new(&[NodeKind { disk_mib: Some(64), memory_mib: 384 }]);
-    let n = &rig.nodes[0];
+    let rig = Rig::new(&[NodeKind { disk_mib: Some(64), memory_mib: 384 }, NodeKind { disk_mib: None, memory_mib: 256 }]);
+    let (n, n2) = (&rig.nodes[0], &rig.nodes[1]);
     let d = rig.dir.path();
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let guest = d.join("testguest");
@@ -93,6 +95,8 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
 
     let mut tree = Tree::new(d.join("tftp"), d.join("netboot"), Subnet::parse(&rig.subnet).unwrap(), rig.server.parse().unwrap()).unwrap();
     tree.deploy = Some(ds.boot_files().unwrap());
+    let ram = ds.boot_files().unwrap();
+    tree.environments = Some(std::sync::Arc::new(move |e: &EnvRef| if e.name == "ramroot" { Ok(ram.clone()) } else { Err(format!("no environment {}", e.name)) }));
     let boot = Dnsmasq::new(tree, &rig.bridge).unwrap();
     boot.start().unwrap();
     // dnsmasq outlives mln's commands by design; not this test's, even failed.
@@ -110,6 +114,9 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
     let ipmi = IpmiPower::default();
     ipmi.bootdev("n1", &s, BootDevice::Pxe).unwrap();
     ipmi.act("n1", &s, PowerAction::On).unwrap();
+    let b2 = BootNode { project: "bm".into(), host: "bm-two".into(), mac: n2.mac.clone(), address: n2.address.clone() };
+    boot.set_profile(&b2, &BootProfile::Diskless { environment: EnvRef { name: "ramroot".into(), version: None } }).unwrap();
+    ipmi.act("n2", &spec(n2, &rig.password_file), PowerAction::On).unwrap();
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let node = DeployNode { name: "bm-one".into(), server: ds.server("bm-one", &n.address).unwrap(), rt: rt.handle().clone() };
@@ -151,6 +158,12 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
     assert!(line.contains("\"hostname\":\"bm-one\"") && line.contains("\"source\":\"filesystem\""), "{line}");
     assert!(line.contains(&n.address), "the planned address: {line}");
 
+    let c2 = rig.wait_console(n2, "MLN-DEPLOY-UP", Duration::from_secs(120)).unwrap_or_else(|c| panic!("the diskless node did not come up:\n{c}"));
+    let line = c2.lines().find(|l| l.contains("MLN-DISKLESS")).unwrap_or_else(|| panic!("{c2}"));
+    assert!(line.contains("host=bm-two") && !line.contains("vda"), "{line}");
+    assert!(c2.contains(&format!("host=bm-two nic=eth0 dhcp addr={}/24", n2.address)), "{c2}");
+
+    boot.forget("bm", "bm-two").unwrap();
     boot.forget("bm", "bm-one").unwrap();
     assert_eq!(std::fs::read_to_string(d.join("netboot/leases")).unwrap(), "", "no lease left");
     boot.stop().unwrap();
