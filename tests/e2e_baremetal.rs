@@ -135,7 +135,7 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
         std::path::Path::new("p.mln"),
         &mln::source::MemoryFs::default().with(
             "p.mln",
-            &format!("global {{\n project bm\n}}\nhost bm-one {{\n network eth0 {{\n  address {}\n  netmask 255.255.255.0\n }}\n}}\n", n.address),
+            format!("global {{\n project bm\n}}\nhost bm-one {{\n network eth0 {{\n  address {}\n  netmask 255.255.255.0\n }}\n}}\n", n.address),
         ),
         mln::plugin::Registry::new(vec![]),
     );

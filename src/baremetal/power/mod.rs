@@ -15,17 +15,12 @@ pub use ipmi::{BootDevice, IpmiPower};
 pub use ssh::SshPower;
 
 /// Every driver, each used for the nodes whose spec names it.
+#[derive(Default)]
 pub struct Power {
     pub ipmi: IpmiPower,
     pub command: CommandPower,
     /// None: nodes with `driver ssh` fail `Unsupported` (no SSH set up).
     pub ssh: Option<SshPower>,
-}
-
-impl Default for Power {
-    fn default() -> Power {
-        Power { ipmi: IpmiPower::default(), command: CommandPower::default(), ssh: None }
-    }
 }
 
 impl Power {
