@@ -128,7 +128,24 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
     assert!(console.contains(&format!("dhcp addr={}/24", n.address)), "the leased address by DHCP: {console}");
     node.wait(Duration::from_secs(60)).unwrap();
 
-    // A dd image of the whole disk (the test guest reads a whole-disk ext4).
+    // A tar environment (the test guest's root, taken out of its ext4
+    // image with debugfs: no mount, no loop device), gzip-compressed,
+    // onto a fresh partition table; decompressed on the node.
+    let tree_dir = d.join("rootfs-tree");
+    std::fs::create_dir_all(&tree_dir).unwrap();
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("debugfs -R 'rdump / {t}' {img} 2>/dev/null && tar -C {t} -czf {d}/rootfs.tar.gz .", t = tree_dir.display(), img = guest.join("rootfs.ext4").display(), d = d.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let part = node.partition_and_format("/dev/vda", None).unwrap();
+    assert_eq!(part, "/dev/vda1");
+    node.write_image(&d.join("rootfs.tar.gz"), Compression::Gzip, true, &part).unwrap();
+    assert_eq!(node.run("check", "cat /mnt/etc/hostname; cat /sys/block/vda/vda1/size", b"").unwrap().lines().next(), Some("template"));
+
+    // Then a dd image of the whole disk (the test guest reads a whole-disk
+    // ext4, not a partition), replacing the table.
     node.write_image(&guest.join("rootfs.ext4"), Compression::None, false, "/dev/vda").unwrap();
     node.mount_root("/dev/vda").unwrap();
     let c = mln::compile(
