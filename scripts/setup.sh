@@ -22,6 +22,16 @@ packages=(
   openssh-client          # ssh-keygen for the test hosts' keys
   util-linux              # unshare and nsenter for the test hosts
   mmdebstrap              # mln template build: Debian roots from packages
+  dnsmasq-base            # bare metal: the DHCP/TFTP network-boot service mln runs
+  ipmitool                # bare metal: IPMI power control
+  ipxe-qemu               # bare metal tests: QEMU's network-boot ROM
+  kexec-tools             # bare metal: the deploy system's kexec boot
+  dropbear-bin            # bare metal: the deploy system's SSH server
+  fdisk                   # bare metal: sfdisk in the deploy system
+  zstd                    # bare metal: image decompressors in the deploy system
+  xz-utils
+  python3-venv            # bare metal tests: virtualbmc's venv
+  libvirt-daemon          # bare metal tests: the rig's own libvirtd (virtualbmc needs a URI)
 )
 
 installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | awk '/install ok installed/ {print $4}'; }
@@ -43,5 +53,13 @@ if ((${#missing[@]})); then
     if [ -n "$have" ] && [ -n "$want" ] && [ "$have" != "$want" ]; then pins+=("$q=$want"); fi
   done
   apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" "${pins[@]}"
+fi
+# virtualbmc (IPMI in front of the bare-metal test rig's QEMU nodes), in
+# a venv of its own: PyPI only, it builds libvirt-python against libvirt-dev.
+vbmc_venv=/opt/mln-vbmc/venv
+if [ ! -x "$vbmc_venv/bin/vbmcd" ]; then
+  echo "setup: installing virtualbmc into $vbmc_venv"
+  python3 -m venv "$vbmc_venv"
+  "$vbmc_venv/bin/pip" install -q virtualbmc
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install the Rust toolchain (rustup)"; exit 1; }

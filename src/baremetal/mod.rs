@@ -164,3 +164,7 @@ pub trait NetBoot: Send + Sync {
     /// The node's lease and profile gone (on `remove`).
     fn forget(&self, project: &str, host: &str) -> Result<(), NetBootError>;
 }
+
+pub mod power;
+pub mod netboot;
+pub mod deploysys;

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds mln's deploy system into OUT (default target/deploysys): the
+# host's cloud kernel (as the test guest uses) and an initramfs with
+# busybox, dropbear, sfdisk, mke2fs, GNU tar, gzip/xz/zstd and kexec,
+# each binary with the libraries ldd names. No secrets are in it: mln
+# appends a second archive with the SSH host key and authorized key
+# (src/baremetal/deploysys.rs). Nothing is downloaded.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-$here/../target/deploysys}
+kernel=$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -n1)
+[ -n "$kernel" ] || { echo "no cloud kernel: apt-get install linux-image-cloud-amd64" >&2; exit 1; }
+version=${kernel#/boot/vmlinuz-}
+mods=/lib/modules/$version
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,sbin,proc,sys,dev,etc/dropbear,tmp,mnt,root/.ssh,modules,lib64,usr/share/udhcpc}
+cp /bin/busybox "$root/bin/busybox"
+
+# A binary and its libraries (ldd), at the same paths.
+copy() {
+    local b lib
+    b=$(command -v "$1") || { echo "missing $1 (scripts/setup.sh)" >&2; exit 1; }
+    mkdir -p "$root$(dirname "$b")"
+    cp -L "$b" "$root$b"
+    for lib in $(ldd "$b" 2>/dev/null | grep -o '/[^ ]*'); do
+        [ -e "$root$lib" ] && continue
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+}
+for t in dropbear sfdisk mke2fs tar gzip xz zstd kexec; do copy "$t"; done
+ln -sf "$(command -v mke2fs)" "$root/sbin/mkfs.ext4"
+
+# Modules: virtio disk and network, ext4 (for writing the configuration
+# into a deployed root), with their dependencies first (modules.dep).
+want="virtio_pci virtio_blk virtio_net af_packet ext4"
+: > "$root/modules.list"
+add() {
+    local path deps
+    grep -q "/$1\.ko\(\.[a-z]*\)\{0,1\}$" "$mods/modules.builtin" 2>/dev/null && return
+    path=$(awk -F: -v m="/$1.ko" '{ i = index($1, m); if (i > 0 && i == length($1) - length(m) + 1) print $1 }' "$mods/modules.dep" | head -n1)
+    [ -n "$path" ] || { echo "module $1 not found" >&2; exit 1; }
+    grep -qx "$(basename "$path")" "$root/modules.list" && return
+    deps=$(awk -F: -v p="$path" '$1 == p {print $2}' "$mods/modules.dep")
+    for d in $deps; do add "$(basename "$d" .ko)"; done
+    cp "$mods/$path" "$root/modules/"
+    basename "$path" >> "$root/modules.list"
+}
+for m in $want; do add "$m"; done
+
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+printf 'root::19000:0:99999:7:::\n' > "$root/etc/shadow"
+printf 'root:x:0:\n' > "$root/etc/group"
+printf '/bin/sh\n' > "$root/etc/shells"
+cp "$here/init" "$root/init"
+cp "$here/udhcpc.script" "$root/usr/share/udhcpc/default.script"
+chmod 755 "$root/init" "$root/usr/share/udhcpc/default.script"
+chmod 700 "$root/root" "$root/root/.ssh"
+mkdir -p "$out"
+cp "$kernel" "$out/vmlinuz"
+echo "console=ttyS0 quiet no_timer_check" > "$out/cmdline"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.gz"
+echo "$out/vmlinuz $out/initrd.gz ($version; $(du -h "$out/initrd.gz" | cut -f1))"
