@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod keys;
+pub mod command;
 pub mod known_hosts;
 pub mod reach;
 
