@@ -225,6 +225,10 @@ fn base64_encode(data: &[u8]) -> String {
 /// rank + 1; rank 0 prints the total and where the ranks ran.
 const RING: &str = r#"
 import sys
+import mpi4py
+# Plain receives: Open MPI 4.1's matched probe (mpi4py's default for
+# pickled messages) fails between these guests with MPI_ERR_OTHER.
+mpi4py.rc.recv_mprobe = False
 from mpi4py import MPI
 c = MPI.COMM_WORLD
 rank, size = c.Get_rank(), c.Get_size()

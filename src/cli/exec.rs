@@ -40,7 +40,6 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot find mln's own executable: {e}")),
     };
-    let state_dir = g.state_dir();
     // The keys are collected one host at a time (they share a file); the
     // logins then run at once.
     let prepared: Vec<_> = hosts.iter().map(|h| command::prepare(&state, plan, h)).collect();
@@ -49,10 +48,10 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
             .iter()
             .zip(prepared)
             .map(|(h, login)| {
-                let (exe, state_dir, a) = (&exe, &state_dir, &a);
+                let (exe, a) = (&exe, &a);
                 s.spawn(move || {
                     let result = login.map_err(|e| e.to_string()).and_then(|login| {
-                        let out = command::ssh(&login, exe, state_dir, &a.project, &h.name, &a.user, true, &a.command)
+                        let out = command::ssh(&login, exe, &h.name, &a.user, true, &a.command)
                             .stdin(Stdio::null())
                             .output()
                             .map_err(|e| format!("cannot run ssh: {e}"))?;

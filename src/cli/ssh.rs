@@ -5,6 +5,7 @@
 
 use super::context::{fail, Global};
 use mln::login::{command, reach, LoginError};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -32,10 +33,12 @@ pub struct Args {
 #[derive(clap::Args)]
 #[command(disable_help_flag = true)]
 pub struct ProxyArgs {
-    #[arg(short = 'p', long)]
-    pub project: String,
+    /// The guest's name (for messages).
     #[arg(short = 'h', long = "host")]
     pub host: String,
+    /// Where the guest may be (`ll/BRIDGE/MAC` or `ip/ADDRESS`), best first.
+    #[arg(long = "route", value_parser = mln::login::reach::Route::from_arg)]
+    pub routes: Vec<mln::login::reach::Route>,
 }
 
 pub fn run(a: Args, g: &Global) -> ExitCode {
@@ -66,7 +69,7 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot find mln's own executable: {e}")),
     };
-    let mut c = command::ssh(&login, &exe, &g.state_dir(), &a.project, &a.host, &a.user, false, &a.command);
+    let mut c = command::ssh(&login, &exe, &a.host, &a.user, false, &a.command);
     use std::os::unix::process::CommandExt;
     // ssh takes over: its exit status (the command's) is mln's.
     let e = c.exec();
@@ -74,16 +77,9 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
 }
 
 /// Copies between stdin/stdout and the guest's SSH port until either side
-/// closes.
-pub fn proxy(a: ProxyArgs, g: &Global) -> ExitCode {
-    let (_state, rec) = match g.open_project(&a.project) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let Some(h) = rec.plan.hosts.iter().find(|h| h.name == a.host) else {
-        return fail(format!("project {} has no host {}", a.project, a.host));
-    };
-    let stream = match reach::connect(&h.name, &reach::routes(&rec.plan, h), 22) {
+/// closes. It reads no state: everything it needs is on its command line.
+pub fn proxy(a: ProxyArgs) -> ExitCode {
+    let stream = match reach::connect(&a.host, &a.routes, 22) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -92,8 +88,21 @@ pub fn proxy(a: ProxyArgs, g: &Global) -> ExitCode {
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut up);
         let _ = up.shutdown(std::net::Shutdown::Write);
     });
+    // Each read is passed on at once: stdout's line buffering would hold
+    // ssh's binary packets back until a newline byte came by.
     let mut down = stream;
-    let _ = std::io::copy(&mut down, &mut std::io::stdout().lock());
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match std::io::Read::read(&mut down, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
     drop(to_guest);
     ExitCode::SUCCESS
 }

@@ -13,6 +13,7 @@ use std::process::Command;
 pub struct Login {
     pub known_hosts: std::path::PathBuf,
     pub key: std::path::PathBuf,
+    pub routes: Vec<super::reach::Route>,
 }
 
 /// The guest's keys collected (from its console) and the paths ssh needs.
@@ -31,7 +32,7 @@ pub fn prepare(state: &State, plan: &Plan, h: &Host) -> Result<Login, LoginError
     let known_hosts = super::known_hosts::refresh(state, &plan.project, &h.name, &names, || {
         std::fs::read(&console).map(|b| String::from_utf8_lossy(&b).into_owned()).map_err(LoginError::io("read", &console))
     })?;
-    Ok(Login { known_hosts, key })
+    Ok(Login { known_hosts, key, routes: super::reach::routes(plan, h) })
 }
 
 /// Single quotes for the shell ssh runs the proxy command with, and `%`
@@ -40,11 +41,13 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''").replace('%', "%%"))
 }
 
-/// `ssh` logging into `h` as `user`, running `cmd` if any. `mln` and
-/// `state_dir` make the proxy command. `batch`: no prompts, no stdin.
-#[allow(clippy::too_many_arguments)]
-pub fn ssh(login: &Login, mln: &Path, state_dir: &Path, project: &str, h: &str, user: &str, batch: bool, cmd: &[String]) -> Command {
-    let proxy = format!("{} --state-dir {} ssh-proxy -p {} -h {}", quote(&mln.to_string_lossy()), quote(&state_dir.to_string_lossy()), quote(project), quote(h));
+/// `ssh` logging into `h` as `user`, running `cmd` if any; `mln` is the
+/// proxy command. `batch`: no prompts, no stdin.
+pub fn ssh(login: &Login, mln: &Path, h: &str, user: &str, batch: bool, cmd: &[String]) -> Command {
+    let mut proxy = format!("{} ssh-proxy -h {}", quote(&mln.to_string_lossy()), quote(h));
+    for r in &login.routes {
+        proxy += &format!(" --route {}", quote(&r.to_arg()));
+    }
     let mut c = Command::new("ssh");
     // No user or system ssh configuration: what is given here is all.
     c.args(["-F", "none", "-i"]).arg(&login.key);

@@ -27,6 +27,29 @@ pub enum Route {
     Address(std::net::IpAddr),
 }
 
+impl Route {
+    /// As `mln ssh-proxy --route` takes it: the proxy needs no state
+    /// database (several run at once under `mln exec`).
+    pub fn to_arg(&self) -> String {
+        match self {
+            Route::LinkLocal { bridge, mac } => format!("ll/{bridge}/{mac}"),
+            Route::Address(ip) => format!("ip/{ip}"),
+        }
+    }
+    pub fn from_arg(s: &str) -> Result<Route, String> {
+        let bad = || format!("not a route: {s}");
+        match s.split('/').collect::<Vec<_>>()[..] {
+            // A bridge name goes into a /sys path and an `ip` command line.
+            ["ll", bridge, mac] if !bridge.is_empty() && bridge.len() <= 15 && bridge.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
+                eui64(mac).ok_or_else(bad)?;
+                Ok(Route::LinkLocal { bridge: bridge.into(), mac: mac.to_lowercase() })
+            }
+            ["ip", ip] => ip.parse().map(Route::Address).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
 pub fn routes(plan: &Plan, h: &Host) -> Vec<Route> {
     let mut out = Vec::new();
     for i in &h.interfaces {
@@ -140,5 +163,15 @@ mod tests {
         assert_eq!(eui64("52:54:00:12:34:56"), Some("fe80::5054:ff:fe12:3456".parse().unwrap()));
         assert_eq!(eui64("52:54:00:12:34"), None);
         assert_eq!(eui64("zz:54:00:12:34:56"), None);
+    }
+
+    #[test]
+    fn routes_go_through_the_command_line_and_bad_ones_are_refused() {
+        for r in [Route::LinkLocal { bridge: "mlnab12".into(), mac: "52:54:00:12:34:56".into() }, Route::Address("10.0.0.1".parse().unwrap())] {
+            assert_eq!(Route::from_arg(&r.to_arg()), Ok(r));
+        }
+        for bad in ["ll/../52:54:00:12:34:56", "ll/br0/xx", "ip/10.0.0", "x", "ll/br 0/52:54:00:12:34:56"] {
+            assert!(Route::from_arg(bad).is_err(), "{bad}");
+        }
     }
 }
