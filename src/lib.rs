@@ -12,6 +12,7 @@ pub mod fabric;
 pub mod fmt;
 pub mod guest;
 pub mod local_error;
+pub mod login;
 pub mod machine;
 pub mod name;
 mod parallel;

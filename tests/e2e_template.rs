@@ -4,7 +4,12 @@
 //! package that does not exist fails naming it and leaves the templates
 //! directory as it was; a project from the built template boots under QEMU
 //! and the guest itself reports, on its console, the host name, address
-//! and user its NoCloud seed gave it.
+//! and user its NoCloud seed gave it. Then logins (acceptance 2): a
+//! second node of the `cluster` plugin's project boots beside it;
+//! `mln ssh` reaches node01 with the project key and strict host-key
+//! checking, `mln exec` runs on both, an mpi4py ring crosses both nodes
+//! (`mpirun` on the head over the plugin's hostfile, started through
+//! `mln ssh`), and a tampered known_hosts entry makes `mln ssh` refuse.
 //!
 //! Slow (downloads ~120 MB from the Debian mirror of /etc/apt, builds
 //! twice, boots a VM; ~6 min): `cargo test --test e2e_template -- --ignored`.
@@ -32,6 +37,9 @@ impl Mln {
         let mut c = Command::cargo_bin("mln").unwrap();
         c.arg("--state-dir").arg(self.state.path());
         c
+    }
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd().args(args).output().unwrap()
     }
     fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd().args(args).output().unwrap();
@@ -136,20 +144,127 @@ fn a_recipe_becomes_a_template_that_boots_configured() {
     assert!(console.contains("BEGIN SSH HOST KEY KEYS") && console.contains("ssh-ed25519 "), "no ed25519 host key published:\n{console}");
     assert!(!console.contains("ssh-rsa "), "host keys other than ed25519 were made:\n{console}");
 
+    logins(&m);
+
     // The template backs the guest's disk: it is not removed from under it.
     let out = m.cmd().args(["template", "remove", "debian-12-openmpi"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(&format!("{PROJECT}/node01")));
     m.ok(&["remove", "-p", PROJECT]);
+    assert!(!m.state.path().join("projects").join(PROJECT).exists(), "the project's keys outlived it");
     m.ok(&["template", "remove", "debian-12-openmpi"]);
     m.ok(&["template", "remove", "debian-12-openmpi-warm"]);
     assert!(std::fs::read_dir(m.templates()).unwrap().next().is_none());
 }
 
+/// Acceptance 2 on the booted pair (the guests' first boot is shared with
+/// the template checks above).
+fn logins(m: &Mln) {
+    use std::os::unix::fs::PermissionsExt;
+    let key = m.state.path().join("projects").join(PROJECT).join("login").join("id_ed25519");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // (d) mln ssh: the project key, strict checking, the guest's own name.
+    let t = Instant::now();
+    let out = m.run(&["ssh", "-p", PROJECT, "-h", "node01", "--wait", "300", "--", "hostname"]);
+    assert!(out.status.success(), "mln ssh: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "node01");
+    eprintln!("mln ssh node01 answered {:.0} s after node01 was configured", t.elapsed().as_secs_f64());
+    // A user of the plan logs in with the same key; the command's exit
+    // status is mln's.
+    let out = m.run(&["ssh", "-p", PROJECT, "-h", "node01", "-l", "student", "--", "id -un; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "student");
+    m.ok(&["ssh", "-p", PROJECT, "-h", "node02", "--wait", "300", "--", "true"]);
+    let kh = std::fs::read_to_string(m.state.path().join("projects").join(PROJECT).join("login").join("known_hosts")).unwrap();
+    let console = m.console("node02");
+    let node02_key = kh.lines().find(|l| l.starts_with("node02 ")).unwrap().split_once(' ').unwrap().1.to_string();
+    assert!(console.contains(&node02_key), "node02's entry is not the key its console published: {kh}");
+
+    // (e) mln exec: both nodes, outputs folded, a summary per host.
+    let out = m.run(&["exec", "-p", PROJECT, "--", "cat", "/etc/hostname"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("\nnode01\n") && stdout.contains("\nnode02\n"), "{stdout}");
+    assert!(stderr.contains("node01: ok") && stderr.contains("node02: ok"), "{stderr}");
+    let out = m.run(&["exec", "-p", PROJECT, "--", "test", "$(hostname)", "=", "node01"]);
+    assert_eq!(out.status.code(), Some(1), "one node failing fails mln exec");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("node02: exit 1"));
+
+    // (f) An MPI ring over both nodes: the head's hostfile, the cluster
+    // key between nodes, /etc/hosts naming them.
+    let ring = base64_encode(RING.as_bytes());
+    m.ok(&["exec", "-p", PROJECT, "--", &format!("echo {ring} | base64 -d > /root/ring.py")]);
+    let t = Instant::now();
+    let out = m.run(&["ssh", "-p", PROJECT, "-h", "node01", "--", "mpirun --allow-run-as-root --hostfile /etc/mln/hostfile -np 2 python3 /root/ring.py 200"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "mpirun: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // 200 laps, each adding rank + 1 on both ranks: 200 * 3.
+    assert!(stdout.contains("RING laps=200 total=600 hosts=node01,node02"), "{stdout}");
+    eprintln!("MPI ring over two guests: {:.1} s", t.elapsed().as_secs_f64());
+
+    // (g) A tampered entry: node02 listed with node01's key. mln keeps it
+    // (it was collected for this build of node02) and ssh refuses.
+    let node01_key = kh.lines().find(|l| l.starts_with("node01 ")).unwrap().split_once(' ').unwrap().1.to_string();
+    let tampered = kh.replace(&format!("node02 {node02_key}"), &format!("node02 {node01_key}"));
+    assert_ne!(tampered, kh);
+    let khp = m.state.path().join("projects").join(PROJECT).join("login").join("known_hosts");
+    std::fs::write(&khp, &tampered).unwrap();
+    let out = m.run(&["ssh", "-p", PROJECT, "-h", "node02", "--", "echo", "LOGGED-IN"]);
+    assert!(!out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("LOGGED-IN"), "a wrong host key was accepted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Host key verification failed"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = std::process::Command::new("base64").arg("-w0").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(data).unwrap();
+    String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+}
+
+/// A counter passed around the ring `laps` times, each rank adding its
+/// rank + 1; rank 0 prints the total and where the ranks ran.
+const RING: &str = r#"
+import sys
+import mpi4py
+# Plain receives: Open MPI 4.1's matched probe (mpi4py's default for
+# pickled messages) fails between these guests with MPI_ERR_OTHER.
+mpi4py.rc.recv_mprobe = False
+from mpi4py import MPI
+c = MPI.COMM_WORLD
+rank, size = c.Get_rank(), c.Get_size()
+laps = int(sys.argv[1])
+token = 0
+for _ in range(laps):
+    if rank == 0:
+        token += 1
+        c.send(token, dest=1 % size)
+        token = c.recv(source=size - 1)
+    else:
+        token = c.recv(source=rank - 1)
+        token += rank + 1
+        c.send(token, dest=(rank + 1) % size)
+hosts = c.gather(MPI.Get_processor_name(), root=0)
+if rank == 0:
+    print(f"RING laps={laps} total={token} hosts={','.join(sorted(hosts))}", flush=True)
+"#;
+
 const PROJECT_FILE: &str = r#"
 global {
     project tmple2e
+    cluster {
+        head node01
+    }
 }
 switch net { }
+host node02 {
+    memory 512M
+    template debian-12-openmpi
+    network eth0 {
+        switch net
+        address 10.77.0.12
+        netmask 255.255.255.0
+    }
+}
 host node01 {
     memory 512M
     template debian-12-openmpi

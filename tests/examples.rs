@@ -69,9 +69,9 @@ fn mpi_cluster_is_figure_3_completed() {
         assert_eq!(h.users[0].name, "disney");
         let files: Vec<&str> = h.plugins["cluster"].files.iter().map(|f| f.path.as_str()).collect();
         if i == 0 {
-            assert_eq!(files, ["/var/spool/torque/server_name", "/var/spool/torque/server_priv/nodes", "/etc/exports"]);
+            assert_eq!(files, ["/var/spool/torque/server_name", "/var/spool/torque/server_priv/nodes", "/etc/exports", "/etc/hosts", "/etc/ssh/ssh_config.d/mln-cluster.conf", "/etc/mln/hostfile"]);
         } else {
-            assert_eq!(files, ["/var/spool/torque/server_name", "/etc/auto.master", "/etc/auto.home"]);
+            assert_eq!(files, ["/var/spool/torque/server_name", "/etc/auto.master", "/etc/auto.home", "/etc/hosts", "/etc/ssh/ssh_config.d/mln-cluster.conf"]);
         }
     }
     let head = &p.hosts[0].plugins["cluster"];
@@ -79,6 +79,9 @@ fn mpi_cluster_is_figure_3_completed() {
     assert_eq!(head.files[1].content.lines().count(), 36);
     assert!(head.files[2].content.starts_with("/home 128.39.74.151(rw,root_squash) 128.39.74.152(rw,root_squash)"));
     assert_eq!(p.hosts[5].plugins["cluster"].files[2].content, "* 128.39.74.150:/home/&\n");
+    assert_eq!(head.files[5].content.lines().count(), 36);
+    assert_eq!(head.files[5].content.lines().next(), Some("node01 slots=1"));
+    assert!(head.files[3].content.contains("\n128.39.74.185 node36\n"), "{}", head.files[3].content);
 }
 
 #[test]

@@ -53,9 +53,53 @@ fn static_addresses_and_plugin_files_reach_the_seed() {
     let paths: Vec<&str> = ud["write_files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert_eq!(
         paths,
-        ["/var/spool/torque/server_name", "/var/spool/torque/server_priv/nodes", "/etc/exports", "/etc/mln/shutdown.sh", "/etc/mln/startup.sh", "/var/lib/cloud/scripts/per-boot/mln-startup"]
+        [
+            "/var/spool/torque/server_name",
+            "/var/spool/torque/server_priv/nodes",
+            "/etc/exports",
+            "/etc/hosts",
+            "/etc/ssh/ssh_config.d/mln-cluster.conf",
+            "/etc/mln/hostfile",
+            "/etc/mln/shutdown.sh",
+            "/etc/mln/startup.sh",
+            "/var/lib/cloud/scripts/per-boot/mln-startup"
+        ]
     );
-    assert!(ud["write_files"][4]["content"].as_str().unwrap().contains("exportfs -ra"));
+    assert!(ud["write_files"][7]["content"].as_str().unwrap().contains("exportfs -ra"));
+    // The plugin's /etc/hosts stays: cloud-init does not rewrite it.
+    assert_eq!(ud["manage_etc_hosts"], false);
+    assert!(ud.get("ssh_authorized_keys").is_none(), "keys without being given any");
+}
+
+/// The project's keys: the login key for root and every user; in a
+/// cluster project the cluster pair as each account's own key (a user's
+/// written once cloud-init made the user).
+#[test]
+fn keys_reach_root_every_user_and_in_a_cluster_each_account() {
+    let c = compile_disk(Path::new("examples/mpi_cluster.mln"));
+    let keys = mln::login::keys::GuestKeys {
+        login: "ssh-ed25519 AAAALOGIN mln-p".into(),
+        cluster: mln::login::keys::KeyPair { private_openssh: "PRIVATE\n".into(), public_openssh: "ssh-ed25519 AAAACLUSTER c".into() },
+    };
+    let h = &c.plan.hosts[1];
+    let ud = parse(&mln::guest::seed_files_with_keys(&c.plan, h, &[], Some(&keys)).user_data);
+    let both = serde_json::json!(["ssh-ed25519 AAAALOGIN mln-p", "ssh-ed25519 AAAACLUSTER c"]);
+    assert_eq!(ud["ssh_authorized_keys"], both);
+    assert_eq!(ud["disable_root"], false);
+    let disney = ud["users"].as_array().unwrap().iter().find(|u| u["name"] == "disney").unwrap();
+    assert_eq!(disney["ssh_authorized_keys"], both);
+    let wf = ud["write_files"].as_array().unwrap();
+    let root = wf.iter().find(|f| f["path"] == "/root/.ssh/id_ed25519").unwrap();
+    assert_eq!((root["content"].as_str(), root["permissions"].as_str(), root.get("defer")), (Some("PRIVATE\n"), Some("0600"), None));
+    let user = wf.iter().find(|f| f["path"].as_str().unwrap().ends_with("/.ssh/id_ed25519") && f["owner"] == "disney:disney").unwrap();
+    assert_eq!(user["defer"], true);
+
+    // Without the cluster plugin: the login key only, no private key.
+    let c = compile_disk(Path::new("examples/lab.mln"));
+    let ud = parse(&mln::guest::seed_files_with_keys(&c.plan, &c.plan.hosts[0], &[], Some(&keys)).user_data);
+    assert_eq!(ud["ssh_authorized_keys"], serde_json::json!(["ssh-ed25519 AAAALOGIN mln-p"]));
+    assert!(!ud.to_string().contains("PRIVATE"));
+    assert_eq!(ud["manage_etc_hosts"], true);
 }
 
 #[test]

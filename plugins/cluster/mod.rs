@@ -1,9 +1,14 @@
-//! `cluster { head HOST }`: the batch system (torque) and NFS homes.
+//! `cluster { head HOST }`: an MPI-ready cluster, the batch system
+//! (torque) and NFS homes.
 //!
-//! Every host gets `/var/spool/torque/server_name`; the head gets the
-//! torque `nodes` file and `/etc/exports` (`/home` to every other node);
-//! the others get an automounter map mounting `/home` from the head. The
-//! files are handlebars templates in `plugins/cluster/templates/`.
+//! Every host gets `/etc/hosts` naming every host with an address, an ssh
+//! client configuration for logging into the others (with the cluster key
+//! the seed gives every account: crate::guest) and
+//! `/var/spool/torque/server_name`; the head gets the MPI hostfile
+//! `/etc/mln/hostfile` (slots = vCPUs), the torque `nodes` file and
+//! `/etc/exports` (`/home` to every other node); the others get an
+//! automounter map mounting `/home` from the head. The files are
+//! handlebars templates in `plugins/cluster/templates/`.
 
 use crate::diag::Diagnostic;
 use crate::plan::{GeneratedFile, Host, PluginOutput};
@@ -16,7 +21,10 @@ use std::sync::Arc;
 
 pub struct Cluster;
 
-const TEMPLATES: [(&str, &str); 5] = [
+const TEMPLATES: [(&str, &str); 8] = [
+    ("hosts", include_str!("templates/hosts.hbs")),
+    ("hostfile", include_str!("templates/hostfile.hbs")),
+    ("ssh_config", include_str!("templates/ssh_config.hbs")),
     ("server_name", include_str!("templates/server_name.hbs")),
     ("nodes", include_str!("templates/nodes.hbs")),
     ("exports", include_str!("templates/exports.hbs")),
@@ -84,6 +92,11 @@ impl Plugin for Cluster {
             } else {
                 o.files.push(file("/etc/auto.master", "auto.master"));
                 o.files.push(file("/etc/auto.home", "auto.home"));
+            }
+            o.files.push(file("/etc/hosts", "hosts"));
+            o.files.push(file("/etc/ssh/ssh_config.d/mln-cluster.conf", "ssh_config"));
+            if h.name == head.name {
+                o.files.push(file("/etc/mln/hostfile", "hostfile"));
             }
             out.insert(h.name.clone(), o);
         }

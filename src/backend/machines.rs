@@ -241,6 +241,8 @@ impl Provision for LibvirtMachines<'_> {
             });
         }
         if let Ok(dir) = self.state.project_dir(project) {
+            // The project's keys and known_hosts (crate::login) go with it.
+            let _ = std::fs::remove_dir_all(dir.join("login"));
             let _ = std::fs::remove_dir(dir);
         }
         out

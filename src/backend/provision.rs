@@ -330,7 +330,9 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
         }
     }
     if !fs_template && (making != Making::Definition || !seed_path.exists()) {
-        let seed = crate::guest::seed_files(plan, h, &contents);
+        // The project's login keys, made on its first build (book/src/login.md).
+        let keys = crate::login::keys::ensure(env.state, &plan.project).map_err(|e| failed(format!("cannot make the project's keys: {e}")))?;
+        let seed = crate::guest::seed_files_with_keys(plan, h, &contents, Some(&keys));
         let files: Vec<(&str, &[u8])> = seed.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
         let image = crate::guest::fat_image("cidata", &files).map_err(|e| failed(format!("cannot make the seed: {e}")))?;
         crate::state::write_private(&seed_path, &image)?;

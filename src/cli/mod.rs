@@ -10,6 +10,7 @@ mod console;
 mod context;
 mod diff;
 mod env;
+mod exec;
 mod explain;
 mod fabric;
 mod fmt;
@@ -20,6 +21,7 @@ mod parse;
 mod plan;
 mod reconfigure;
 mod remove;
+mod ssh;
 mod start;
 mod stats;
 mod status;
@@ -67,6 +69,10 @@ pub enum Command {
     List(list::Args),
     /// A guest's serial console (what it has printed; follows it).
     Console(console::Args),
+    /// Log into a guest (project key, strict host-key checking), or run a command there.
+    Ssh(ssh::Args),
+    /// Run a command on every (or the named) guest at once; outputs folded.
+    Exec(exec::Args),
     /// Remove everything a project created.
     Remove(remove::Args),
     /// Apply an edited project file to what is built (preview with -s).
@@ -92,6 +98,9 @@ pub enum Command {
     /// over SSH on service hosts).
     #[command(hide = true)]
     Agent,
+    /// Carry stdin/stdout to a guest's SSH port (ssh's ProxyCommand for `mln ssh`).
+    #[command(hide = true)]
+    SshProxy(ssh::ProxyArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -118,6 +127,9 @@ pub fn main() -> ExitCode {
         Command::Status(a) => status::run(a, g),
         Command::List(a) => list::run(a, g),
         Command::Console(a) => console::run(a, g),
+        Command::Ssh(a) => ssh::run(a, g),
+        Command::Exec(a) => exec::run(a, g),
+        Command::SshProxy(a) => ssh::proxy(a),
         Command::Remove(a) => remove::run(a, g),
         Command::Fabric(c) => fabric::run(c, g),
         Command::Template(c) => template::run(c, g),

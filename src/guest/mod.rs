@@ -7,4 +7,4 @@ pub mod fstemplate;
 mod nocloud;
 
 pub use fat::{fat_image, read_fat_file};
-pub use nocloud::{seed_files, SeedFiles, SWAP_SPEC};
+pub use nocloud::{is_cluster, seed_files, seed_files_with_keys, SeedFiles, SWAP_SPEC};

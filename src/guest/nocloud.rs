@@ -5,6 +5,7 @@
 //! guest without a YAML parser (our busybox test guest) can still read them
 //! line by line, since each key stands on its own line.
 
+use crate::login::keys::GuestKeys;
 use crate::plan::{Host, Plan};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -29,7 +30,18 @@ impl SeedFiles {
 /// `files` holds the content of each `files` source, in plan order (the
 /// caller reads them: this module does no I/O).
 pub fn seed_files(plan: &Plan, host: &Host, files: &[String]) -> SeedFiles {
-    let user_data = format!("#cloud-config\n{}\n", pretty(&user_data(host, files)));
+    seed_files_with_keys(plan, host, files, None)
+}
+
+/// The seed with the project's keys (crate::login::keys): the login key
+/// authorized for root and every planned user; in a `cluster` project the
+/// cluster pair too, as each account's own key.
+pub fn seed_files_with_keys(plan: &Plan, host: &Host, files: &[String], keys: Option<&GuestKeys>) -> SeedFiles {
+    let mut ud = user_data(host, files);
+    if let Some(k) = keys {
+        add_keys(&mut ud, host, k);
+    }
+    let user_data = format!("#cloud-config\n{}\n", pretty(&ud));
     let network_config = format!("{}\n", pretty(&network_config(host)));
     // The instance id changes whenever anything the guest is given changes,
     // so cloud-init applies a changed configuration on the next boot.
@@ -50,10 +62,56 @@ fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).expect("JSON values serialize")
 }
 
+/// Whether the guest's accounts get the cluster pair (the `cluster`
+/// plugin configures the host).
+pub fn is_cluster(h: &Host) -> bool {
+    h.plugins.contains_key("cluster")
+}
+
+fn add_keys(ud: &mut Value, h: &Host, k: &GuestKeys) {
+    let cluster = is_cluster(h);
+    let mut authorized = vec![k.login.clone()];
+    if cluster {
+        authorized.push(k.cluster.public_openssh.clone());
+    }
+    // Root logs in with a key (Debian's sshd: prohibit-password); the
+    // default user gets the keys too, as cloud-init gives them.
+    ud["disable_root"] = json!(false);
+    ud["ssh_authorized_keys"] = json!(authorized);
+    if let Some(users) = ud["users"].as_array_mut() {
+        for u in users.iter_mut().filter(|u| u.is_object()) {
+            u["ssh_authorized_keys"] = json!(authorized);
+        }
+    }
+    if !cluster {
+        return;
+    }
+    let wf = ud.as_object_mut().expect("user-data is an object").entry("write_files").or_insert_with(|| json!([]));
+    let wf = wf.as_array_mut().expect("write_files is a list");
+    let mut own = |home: &str, owner: &str, defer: bool| {
+        for (name, content, mode) in [("id_ed25519", &k.cluster.private_openssh, "0600"), ("id_ed25519.pub", &format!("{}\n", k.cluster.public_openssh), "0644")] {
+            let mut e = json!({"path": format!("{home}/.ssh/{name}"), "content": content, "permissions": mode, "owner": format!("{owner}:{owner}")});
+            // A user's home exists only once cloud-init made the user.
+            if defer {
+                e["defer"] = json!(true);
+            }
+            wf.push(e);
+        }
+    };
+    own("/root", "root", false);
+    for u in &h.users {
+        let home = u.home.clone().unwrap_or_else(|| format!("/home/{}", u.name));
+        own(&home, &u.name, true);
+    }
+}
+
 fn user_data(h: &Host, files: &[String]) -> Value {
     let mut ud = Map::new();
     ud.insert("hostname".into(), json!(h.name));
-    ud.insert("manage_etc_hosts".into(), json!(true));
+    // A plugin that writes /etc/hosts (cluster) owns it; otherwise
+    // cloud-init keeps the host's own name in it.
+    let plugin_hosts = h.plugins.values().any(|o| o.files.iter().any(|f| f.path == "/etc/hosts"));
+    ud.insert("manage_etc_hosts".into(), json!(!plugin_hosts));
     let groups_of = |user: &str| -> Vec<&str> {
         h.groups.iter().filter(|g| g.members.iter().any(|m| m == user)).map(|g| g.name.as_str()).collect()
     };

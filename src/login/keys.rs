@@ -1,0 +1,142 @@
+//! The project's ed25519 key pairs, made on the first build and kept in
+//! the project's state directory (`login/`, private keys 0600, the
+//! directory 0700); removed with the project. Two pairs: `id_ed25519`
+//! logs mln (and its user) into every guest; `cluster_ed25519` is given to
+//! the guests of a `cluster` project so that nodes log into each other.
+
+use super::LoginError;
+use russh::keys::ssh_key::{private::{Ed25519Keypair, KeypairData}, LineEnding, PrivateKey};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub const LOGIN: &str = "id_ed25519";
+pub const CLUSTER: &str = "cluster_ed25519";
+
+/// One key pair as guests are given it: OpenSSH texts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPair {
+    pub private_openssh: String,
+    pub public_openssh: String,
+}
+
+/// The keys a guest's seed carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestKeys {
+    /// Authorized for root and every planned user.
+    pub login: String,
+    /// The cluster pair: authorized too, and installed as each account's
+    /// own key (only where the `cluster` plugin is used).
+    pub cluster: KeyPair,
+}
+
+pub fn dir(state: &crate::state::State, project: &str) -> Result<PathBuf, LoginError> {
+    Ok(state.project_dir(project)?.join("login"))
+}
+
+/// The private key's path (what `ssh -i` takes).
+pub fn private_path(state: &crate::state::State, project: &str) -> Result<PathBuf, LoginError> {
+    Ok(dir(state, project)?.join(LOGIN))
+}
+
+/// The project's keys, made if missing. Safe when several hosts are
+/// built at once: a pair is published with a link that fails if another
+/// thread published first, and then that one is read.
+pub fn ensure(state: &crate::state::State, project: &str) -> Result<GuestKeys, LoginError> {
+    let d = dir(state, project)?;
+    make_dir(&d)?;
+    let login = pair(&d, LOGIN, &format!("mln-{project}"))?;
+    let cluster = pair(&d, CLUSTER, &format!("mln-{project}-cluster"))?;
+    Ok(GuestKeys { login: login.public_openssh, cluster })
+}
+
+fn make_dir(d: &Path) -> Result<(), LoginError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(d) {
+        Ok(()) => {}
+        Err(e) => return Err(LoginError::io("create", d)(e)),
+    }
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(LoginError::io("make private", d))
+}
+
+fn pair(d: &Path, name: &str, comment: &str) -> Result<KeyPair, LoginError> {
+    let path = d.join(name);
+    if !path.exists() {
+        let key = generate(comment, &path)?;
+        let text = key.to_openssh(LineEnding::LF).map_err(|e| LoginError::Key { path: path.clone(), message: e.to_string() })?;
+        let public = key.public_key().to_openssh().map_err(|e| LoginError::Key { path: path.clone(), message: e.to_string() })?;
+        publish(&d.join(format!("{name}.pub")), format!("{public}\n").as_bytes(), 0o644)?;
+        publish(&path, text.as_bytes(), 0o600)?;
+    }
+    read(&path)
+}
+
+/// Reads a pair back, checking the private key is private.
+pub fn read(path: &Path) -> Result<KeyPair, LoginError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(LoginError::io("read", path))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(LoginError::Key { path: path.into(), message: "readable by others than its owner: refused".into() });
+    }
+    let text = std::fs::read_to_string(path).map_err(LoginError::io("read", path))?;
+    let key = PrivateKey::from_openssh(&text).map_err(|e| LoginError::Key { path: path.into(), message: e.to_string() })?;
+    let public = key.public_key().to_openssh().map_err(|e| LoginError::Key { path: path.into(), message: e.to_string() })?;
+    Ok(KeyPair { private_openssh: text, public_openssh: public })
+}
+
+/// A fresh ed25519 key from the kernel's random source (ssh-key does
+/// the curve arithmetic).
+fn generate(comment: &str, path: &Path) -> Result<PrivateKey, LoginError> {
+    let mut seed = [0u8; 32];
+    let urandom = Path::new("/dev/urandom");
+    std::fs::File::open(urandom).and_then(|mut f| f.read_exact(&mut seed)).map_err(LoginError::io("read", urandom))?;
+    let kp = Ed25519Keypair::from_seed(&seed);
+    seed.fill(0);
+    PrivateKey::new(KeypairData::Ed25519(kp), comment).map_err(|e| LoginError::Key { path: path.into(), message: e.to_string() })
+}
+
+/// Writes `data` under a temporary name with its final mode, then links
+/// it into place unless a file is already there (another builder's).
+fn publish(path: &Path, data: &[u8], mode: u32) -> Result<(), LoginError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()) + &format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_alphanumeric(), ""));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(LoginError::io("write", &tmp))?;
+    f.write_all(data).map_err(LoginError::io("write", &tmp))?;
+    drop(f);
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(LoginError::io("write", path)(e)),
+    }
+}
+
+/// A pair written into `dir` under `name` (tests elsewhere need real keys).
+#[cfg(test)]
+pub(crate) fn generate_into(dir: &Path, name: &str) -> Result<PathBuf, LoginError> {
+    pair(dir, name, "test")?;
+    Ok(dir.join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_pair_is_made_once_private_and_read_back() {
+        let t = tempfile::tempdir().unwrap();
+        let a = pair(t.path(), LOGIN, "c").unwrap();
+        let b = pair(t.path(), LOGIN, "c").unwrap();
+        assert_eq!(a, b);
+        assert!(a.public_openssh.starts_with("ssh-ed25519 "));
+        assert!(a.private_openssh.contains("BEGIN OPENSSH PRIVATE KEY"));
+        assert_eq!(std::fs::metadata(t.path().join(LOGIN)).unwrap().permissions().mode() & 0o777, 0o600);
+        let other = pair(t.path(), CLUSTER, "c").unwrap();
+        assert_ne!(a.public_openssh, other.public_openssh);
+        std::fs::set_permissions(t.path().join(LOGIN), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read(&t.path().join(LOGIN)).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! The project's known_hosts: each guest's host keys as the guest printed
+//! them on its serial console at first boot (cloud-init's
+//! `keys_to_console`), never as the network presents them.
+//!
+//! A key is collected once per build of a guest: what was collected is
+//! also kept in the guest's own state directory (`host_keys`), which goes
+//! when the guest is removed or rebuilt. So a rebuilt guest's entry is
+//! replaced by its new keys, and an entry changed by anyone else is left
+//! as it is, for ssh's strict checking to refuse.
+
+use super::LoginError;
+use russh::keys::ssh_key::PublicKey;
+use std::path::{Path, PathBuf};
+
+const BEGIN: &str = "-----BEGIN SSH HOST KEY KEYS-----";
+const END: &str = "-----END SSH HOST KEY KEYS-----";
+const MARKER: &str = "host_keys";
+
+pub fn path(state: &crate::state::State, project: &str) -> Result<PathBuf, LoginError> {
+    Ok(super::keys::dir(state, project)?.join("known_hosts"))
+}
+
+/// The host keys of the last complete block the console holds, as
+/// `type base64` (comments dropped: they are the guest's to choose).
+/// Lines may carry other output in front (the kernel shares the console).
+pub fn from_console(console: &str) -> Vec<String> {
+    // A block cut short (the guest reset while printing) does not count.
+    let Some(block) = console.split(BEGIN).skip(1).filter_map(|b| b.split_once(END).map(|(k, _)| k)).last() else { return Vec::new() };
+    let mut keys = Vec::new();
+    for line in block.lines() {
+        let mut words = line.split_whitespace().skip_while(|w| !w.starts_with("ssh-") && !w.starts_with("ecdsa-"));
+        let (Some(kind), Some(data)) = (words.next(), words.next()) else { continue };
+        let text = format!("{kind} {data}");
+        if PublicKey::from_openssh(&text).is_ok() && !keys.contains(&text) {
+            keys.push(text);
+        }
+    }
+    keys
+}
+
+/// Brings `host`'s entry up to date from its console (read only when the
+/// guest's keys were not collected yet) and drops entries of hosts that
+/// are not in `hosts`. Returns the known_hosts path.
+pub fn refresh(
+    state: &crate::state::State,
+    project: &str,
+    host: &str,
+    hosts: &[&str],
+    console: impl FnOnce() -> Result<String, LoginError>,
+) -> Result<PathBuf, LoginError> {
+    let file = path(state, project)?;
+    let marker = state.host_dir(project, host)?.join(MARKER);
+    let mut entries = read(&file)?;
+    entries.retain(|(h, _)| hosts.contains(&h.as_str()));
+    match std::fs::read_to_string(&marker) {
+        Ok(kept) => {
+            if !entries.iter().any(|(h, _)| h == host) {
+                entries.extend(kept.lines().filter(|l| !l.is_empty()).map(|k| (host.to_string(), k.to_string())));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keys = from_console(&console()?);
+            if keys.is_empty() {
+                return Err(LoginError::NoHostKeys { host: host.into() });
+            }
+            crate::state::write_private(&marker, format!("{}\n", keys.join("\n")).as_bytes())?;
+            entries.retain(|(h, _)| h != host);
+            entries.extend(keys.into_iter().map(|k| (host.to_string(), k)));
+        }
+        Err(e) => return Err(LoginError::io("read", &marker)(e)),
+    }
+    write(&file, &entries)?;
+    Ok(file)
+}
+
+fn read(file: &Path) -> Result<Vec<(String, String)>, LoginError> {
+    match std::fs::read_to_string(file) {
+        Ok(t) => Ok(t
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(h, k)| (h.to_string(), k.to_string()))
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(LoginError::io("read", file)(e)),
+    }
+}
+
+fn write(file: &Path, entries: &[(String, String)]) -> Result<(), LoginError> {
+    let text: String = entries.iter().map(|(h, k)| format!("{h} {k}\n")).collect();
+    if std::fs::read_to_string(file).ok().as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    Ok(crate::state::write_private(file, text.as_bytes())?)
+}
+
+#[cfg(test)]
+#[allow(non_snake_case)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_complete_block_is_read_and_junk_is_not_a_key() {
+        let t = tempfile::tempdir().unwrap();
+        let pair = super::super::keys::read(&{
+            super::super::keys::generate_into(t.path(), "k").unwrap()
+        })
+        .unwrap();
+        let KEY = pair.public_openssh.rsplit_once(' ').map(|(k, _)| k.to_string()).unwrap();
+        let console = format!(
+            "boot\r\n{BEGIN}\r\nssh-ed25519 AAAAold root@a\r\n{END}\r\n[  5.1] x\r\n{BEGIN}\r\n[   40.2] cloud-init[1]: {KEY} root@node01\r\nssh-rsa notbase64\r\n{END}\r\n{BEGIN}\r\nssh-ed25519 cut"
+        );
+        assert_eq!(from_console(&console), vec![KEY.clone()]);
+        assert!(from_console("no block").is_empty());
+    }
+}

@@ -1,0 +1,12 @@
+//! Logging into guests: the project's key pairs (`keys`), the guests'
+//! host keys as their consoles published them (`known_hosts`), and how a
+//! guest's SSH port is reached from the machine that runs it (`reach`).
+//! book/src/login.md says why each is as it is.
+
+pub mod error;
+pub mod keys;
+pub mod command;
+pub mod known_hosts;
+pub mod reach;
+
+pub use error::LoginError;
