@@ -163,6 +163,13 @@ impl NetBoot for Dnsmasq {
         }
         Ok(())
     }
+
+    fn idle(&self) -> Result<bool, NetBootError> {
+        if !self.tree.nodes()?.is_empty() || self.pid().is_none() {
+            return Ok(false);
+        }
+        self.stop().map(|()| true)
+    }
 }
 
 #[cfg(test)]
