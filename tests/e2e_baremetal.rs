@@ -186,3 +186,102 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
     boot.stop().unwrap();
     assert!(boot.pid().is_none());
 }
+
+/// The CI project through the real CLI: two bare-metal nodes and a VM (the
+/// test guest, embedded libvirt) on one switch. `mln env add` the test
+/// guest's root as a tar environment, `mln build` deploys both nodes at
+/// once (deploy system by IPMI reboot from the dnsmasq mln runs, the tar
+/// image onto a new partition, the plan's configuration, then a kexec
+/// boot: the test guest's image has no bootloader) and builds the VM;
+/// each node's console reports its planned hostname and address from its
+/// disk; `status` shows the nodes; `stats` one deployment each; `remove`
+/// leaves no lease or profile, says the disks stay, and stops dnsmasq.
+#[test]
+#[ignore]
+fn mln_build_deploys_the_nodes_of_a_mixed_project() {
+    Rig::available().unwrap();
+    let rig = Rig::new(&[NodeKind { disk_mib: Some(64), memory_mib: 384 }, NodeKind { disk_mib: Some(64), memory_mib: 384 }]);
+    let d = rig.dir.path();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let state = d.join("state");
+    let guest = state.join("templates/mln-testguest");
+    assert!(std::process::Command::new("bash").arg(root.join("testguest/build.sh")).arg(&guest).status().unwrap().success());
+    let envdir = d.join("env");
+    std::fs::create_dir_all(&envdir).unwrap();
+    for f in ["rootfs.ext4", "vmlinuz", "initrd.gz"] {
+        std::fs::copy(guest.join(f), envdir.join(f)).unwrap();
+    }
+    assert!(std::process::Command::new("bash").arg(root.join("testguest/env.sh")).arg(&envdir).status().unwrap().success());
+
+    // dnsmasq and the VM outlive mln's commands by design; not this test's.
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Ok(pid) = std::fs::read_to_string(self.0.join("baremetal/netboot/dnsmasq.pid")) {
+                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+            }
+            let _ = std::process::Command::new("pkill").args(["-9", "-f", &format!("qemu-system.*{}/", self.0.display())]).status();
+        }
+    }
+    let _cleanup = Cleanup(state.clone());
+    let mln = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mln")).current_dir(d).arg("--state-dir").arg(&state).args(args).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let ok = |args: &[&str]| {
+        let (good, out) = mln(args);
+        assert!(good, "mln {args:?}:\n{out}");
+        out
+    };
+    let added = ok(&["env", "add", envdir.join("env.toml").to_str().unwrap()]);
+    assert!(added.contains("added testguest:1"), "{added}");
+
+    std::fs::write(
+        state.join("fabric.toml"),
+        format!(
+            "[netboot]\ninterface = \"{}\"\nsubnet = \"{}\"\nserver = \"{}\"\n\n[baremetal.default]\ndeploy_system = [{{ type = \"untrusted\", timeout = 300, retries = 1 }}]\ninstall = [{{ type = \"chain\", timeout = 300 }}]\nboot = [{{ type = \"kexec\", timeout = 240 }}]\n",
+            rig.bridge, rig.subnet, rig.server
+        ),
+    )
+    .unwrap();
+    let net = rig.server.rsplit_once('.').unwrap().0;
+    let mut project = "global {\n    project metal\n}\nswitch lan { }\nsuperclass node {\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {\n        switch lan\n        netmask 255.255.255.0\n    }\n}\n".to_string();
+    for (i, n) in rig.nodes.iter().enumerate() {
+        project += &format!(
+            "host bm{i} {{\n    superclass node\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n    }}\n}}\n",
+            n.mac,
+            n.ipmi_port,
+            rig.password_file.display(),
+            n.address
+        );
+    }
+    project += &format!("host vm1 {{\n    template mln-testguest\n    memory 96M\n    network eth0 {{\n        switch lan\n        address {net}.50\n        netmask 255.255.255.0\n    }}\n}}\n");
+    std::fs::write(d.join("metal.mln"), &project).unwrap();
+
+    let (good, built) = mln(&["build", "-f", "metal.mln"]);
+    let consoles: String = rig.nodes.iter().map(|n| format!("--- {}:\n{}\n", n.name, rig.console(n))).collect();
+    let log = std::fs::read_to_string(state.join("baremetal/netboot/dnsmasq.log")).unwrap_or_default();
+    assert!(good, "mln build:\n{built}\n{consoles}--- dnsmasq:\n{log}");
+    assert_eq!(built.matches("deployed testguest:1").count(), 2, "{built}");
+    for (i, n) in rig.nodes.iter().enumerate() {
+        let c = rig.wait_console(n, "MLN-APPLIED", Duration::from_secs(120)).unwrap_or_else(|c| panic!("bm{i} did not report:\n{c}"));
+        let line = c.lines().find(|l| l.contains("MLN-APPLIED")).unwrap();
+        assert!(line.contains(&format!("\"hostname\":\"bm{i}\"")) && line.contains("\"source\":\"filesystem\""), "{line}");
+        assert!(line.contains(&n.address), "the planned address: {line}");
+    }
+
+    let status = ok(&["status", "-p", "metal"]);
+    for h in ["bm0", "bm1", "vm1"] {
+        assert!(status.contains(h), "{status}");
+    }
+    let stats: serde_json::Value = serde_json::from_str(&ok(&["stats", "-p", "metal", "--json"])).unwrap();
+    let per: Vec<(String, u64)> = stats.as_array().unwrap().iter().map(|s| (s["host"].as_str().unwrap().to_string(), s["deployments"].as_u64().unwrap())).collect();
+    assert_eq!(per, vec![("bm0".to_string(), 1), ("bm1".to_string(), 1)], "{stats}");
+
+    let removed = ok(&["remove", "-p", "metal"]);
+    assert!(removed.contains("disk is left as it is"), "{removed}");
+    assert_eq!(std::fs::read_to_string(state.join("baremetal/netboot/leases")).unwrap(), "", "no lease left");
+    let scripts: Vec<_> = std::fs::read_dir(state.join("baremetal/tftp/nodes")).unwrap().collect();
+    assert!(scripts.is_empty(), "no boot profile left: {scripts:?}");
+    assert!(!state.join("baremetal/netboot/dnsmasq.pid").exists(), "dnsmasq stopped with no node to serve");
+}

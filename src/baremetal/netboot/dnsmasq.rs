@@ -54,6 +54,9 @@ impl Dnsmasq {
              dhcp-boot=tag:ipxe,boot.ipxe,,{server}\n\
              enable-tftp\n\
              tftp-root={root}\n\
+             # The tree is in mln's private state directory, which the\n\
+             # dnsmasq user cannot enter: TFTP reads it as root.\n\
+             user=root\n\
              pid-file={pid}\n\
              log-facility={r}/dnsmasq.log\n\
              log-dhcp\n",
