@@ -6,8 +6,10 @@
 //! to `LocalPlaces::with_baremetal`.
 //!
 //! Reachability: the deploy system is reached by SSH with the host key
-//! mln gave it; a deployed system is "up" when it answers ping and is not
-//! the deploy system any more (an environment need not run an SSH server
+//! mln gave it; a deployed system is "up" when its kernel answers a TCP
+//! probe (a connection to port 22 accepted or refused: either is a
+//! running network stack; no `ping` needed) and it is not the deploy
+//! system any more (an environment need not run an SSH server
 //! mln may enter: the test guest runs none).
 
 use super::automaton::{Config, Node, NodeOps, OpError, System};
@@ -167,8 +169,18 @@ impl<'a> Site<'a> {
         r.ok_or_else(|| OpError::Failed("no root file system was made on this node yet".into()))
     }
 
-    fn pings(&self, address: &str) -> bool {
-        std::process::Command::new("ping").args(["-c1", "-W1", "-n", "-q", address]).output().is_ok_and(|o| o.status.success())
+    fn answers(&self, address: &str) -> bool {
+        answers_tcp(address)
+    }
+}
+
+/// A TCP connection to port 22 accepted, or refused (RST): the address is
+/// up. Silence (no ARP answer, no route) is not.
+pub fn answers_tcp(address: &str) -> bool {
+    let Ok(ip) = address.parse::<std::net::IpAddr>() else { return false };
+    match std::net::TcpStream::connect_timeout(&(ip, 22).into(), Duration::from_secs(1)) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
     }
 }
 
@@ -208,11 +220,18 @@ impl NodeOps for Site<'_> {
     }
 
     fn reboot(&self, node: &Node, level: RebootLevel) -> Result<(), OpError> {
+        // A node that is off has no system to reboot softly: said at once,
+        // not after an SSH connection's timeout. A status that fails is no
+        // reason to skip the levels after it.
+        let now = self.power.status(&node.name, &node.spec);
         if level == RebootLevel::Soft {
+            if matches!(now, Ok(PowerReading::Off)) {
+                return Err(OpError::Failed("it is off: nothing to reboot softly".into()));
+            }
             // Only a system mln can enter: the deploy system.
             return self.deploy_node(node)?.reboot().map_err(deploy_error);
         }
-        let now = self.power.status(&node.name, &node.spec)?;
+        let now = now?;
         let action = power_action(level, now).ok_or_else(|| OpError::Failed("no power action at this level".into()))?;
         if let PowerSpec::Ipmi { .. } = node.spec.power {
             // The boot profile decides, so the firmware must ask the network
@@ -237,7 +256,7 @@ impl NodeOps for Site<'_> {
                 let dn = self.deploy_node(node)?;
                 // Up, and not the deploy system still running (a kexec or
                 // reboot takes a moment to take it down).
-                wait_until(deadline, || self.now(node), "the deployed system", || self.pings(&address) && dn.run("probe", "true", b"").is_err())
+                wait_until(deadline, || self.now(node), "the deployed system", || self.answers(&address) && dn.run("probe", "true", b"").is_err())
             }
         }
     }
@@ -328,6 +347,13 @@ mod tests {
         assert_eq!(power_action(RebootLevel::Hard, On), Some(PowerAction::Reset));
         assert_eq!(power_action(RebootLevel::VeryHard, On), Some(PowerAction::Cycle));
         assert_eq!(power_action(RebootLevel::Soft, On), None);
+    }
+
+    #[test]
+    fn a_refused_connection_is_an_answer_and_silence_is_not() {
+        // Port 22 on loopback: accepted (an sshd) or refused; either way up.
+        assert!(answers_tcp("127.0.0.1"));
+        assert!(!answers_tcp("not an address"));
     }
 
     #[test]
