@@ -228,8 +228,13 @@ impl NodeOps for Site<'_> {
             if matches!(now, Ok(PowerReading::Off)) {
                 return Err(OpError::Failed("it is off: nothing to reboot softly".into()));
             }
-            // Only a system mln can enter: the deploy system.
-            return self.deploy_node(node)?.reboot().map_err(deploy_error);
+            // Only a system mln can enter: the deploy system. Returns once
+            // it has gone down, so the wait that follows cannot be answered
+            // by the system that is going away.
+            self.deploy_node(node)?.reboot().map_err(deploy_error)?;
+            let address = self.address(node)?;
+            let until = self.now(node) + Duration::from_secs(60);
+            return wait_until(until, || self.now(node), "the soft reboot (the system did not go down)", || !self.answers(&address));
         }
         let now = now?;
         let action = power_action(level, now).ok_or_else(|| OpError::Failed("no power action at this level".into()))?;
