@@ -128,7 +128,11 @@ impl Provision for BareMetalMachines<'_> {
         Ok(rec.plan.hosts.iter().filter(|h| h.kind == HostKind::Baremetal).map(|h| h.name.clone()).collect())
     }
     fn finish_remove(&self, _project: &str) -> Vec<Outcome> {
-        vec![]
+        match self.netboot.idle() {
+            Ok(true) => vec![Outcome::of("(network boot)", Ok(Done::ok("no node left to serve: dnsmasq stopped")))],
+            Ok(false) => vec![],
+            Err(e) => vec![Outcome::failed("(network boot)", &MachineError::Failed(e.to_string()))],
+        }
     }
 }
 

@@ -163,8 +163,14 @@ pub trait NetBoot: Send + Sync {
     fn set_profile(&self, node: &BootNode, profile: &BootProfile) -> Result<(), NetBootError>;
     /// The node's lease and profile gone (on `remove`).
     fn forget(&self, project: &str, host: &str) -> Result<(), NetBootError>;
+    /// After a removal: a service mln runs stops once it serves no node
+    /// (so nothing of mln's answers DHCP on a network it is done with).
+    fn idle(&self) -> Result<bool, NetBootError> {
+        Ok(false)
+    }
 }
 
 pub mod power;
 pub mod netboot;
 pub mod deploysys;
+pub mod ops;

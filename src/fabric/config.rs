@@ -49,6 +49,28 @@ struct FabricFile {
     /// baremetal.md): `[baremetal.default]`, `[baremetal.SUPERCLASS]`.
     #[serde(default)]
     baremetal: IndexMap<String, crate::baremetal::automaton::Config>,
+    /// Where bare-metal nodes network-boot from (book: baremetal.md).
+    netboot: Option<NetbootConfig>,
+}
+
+/// `[netboot]`: the network-boot service of bare-metal nodes. dnsmasq run
+/// by mln on `interface`, or (`pxe_dir`) profiles written into an
+/// existing PXE server's TFTP directory.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetbootConfig {
+    /// The boot network's interface (a bridge): dnsmasq binds to it alone.
+    pub interface: Option<String>,
+    /// The boot network (`10.79.3.0/24`): every node's address is in it.
+    pub subnet: String,
+    /// This machine's address on it (the TFTP server).
+    pub server: String,
+    /// An existing PXE server's TFTP root: mln writes there and runs no
+    /// dnsmasq (the leases for its DHCP server are written beside).
+    pub pxe_dir: Option<PathBuf>,
+    /// The deploy system's build script; deploysys/build.sh of mln's
+    /// source by default. Built once into the state directory.
+    pub deploy_build: Option<PathBuf>,
 }
 
 /// One service host with every setting decided (sent as it is to a head
@@ -83,6 +105,8 @@ pub struct Fabric {
     /// The deployment automaton's configuration per cluster (a node's
     /// cluster is its superclass; `default` for the others).
     pub baremetal: IndexMap<String, crate::baremetal::automaton::Config>,
+    /// `[netboot]`, paths resolved against the fabric file's directory.
+    pub netboot: Option<NetbootConfig>,
 }
 
 pub const DEFAULT_FANOUT: usize = 64;
@@ -215,6 +239,12 @@ impl Fabric {
                 c.check().map_err(|e| ConfigError::Invalid(vec![format!("{}: [baremetal.{cluster}]: {e}", path.display())]))?;
             }
             fabric.baremetal = file.baremetal;
+            fabric.netboot = file.netboot.map(|mut n| {
+                let base = path.parent().unwrap_or(Path::new("."));
+                n.pxe_dir = n.pxe_dir.map(|p| base.join(expand(&p)));
+                n.deploy_build = n.deploy_build.map(|p| base.join(expand(&p)));
+                n
+            });
             if let Some(f) = file.fanout {
                 if !(1..=MAX_FANOUT).contains(&f) {
                     return Err(ConfigError::Invalid(vec![format!("{}: fanout must be from 1 to {MAX_FANOUT}, not {f}", path.display())]));

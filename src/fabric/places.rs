@@ -242,6 +242,22 @@ pub fn with_places<R>(
 ) -> Result<R, FabricError> {
     let uri = crate::runtime::places::local_uri(state, target.connect.as_deref(), rec);
     let local = LocalPlaces::new(state, uri, target.templates.clone());
+    // Bare-metal nodes: the real backend, set up from the fabric file's
+    // [netboot] (book: baremetal.md), only when the project holds nodes.
+    let nodes_plan = plan.or(rec.map(|r| &r.plan));
+    let site = if crate::baremetal::ops::wanted(nodes_plan) {
+        let fabric = target.fabric(state.dir())?;
+        let superclass = nodes_plan.and_then(|p| p.hosts.iter().find(|h| h.kind == crate::plan::HostKind::Baremetal)).and_then(|h| h.superclass.clone());
+        let config = fabric.automaton_for(superclass.as_deref());
+        Some(crate::baremetal::ops::Site::open(state, fabric.netboot.as_ref(), config, nodes_plan.cloned()).map_err(|e| FabricError::Local(e.to_string()))?)
+    } else {
+        None
+    };
+    let metal = site.as_ref().map(|s| s.machines());
+    let local = match &metal {
+        Some(m) => local.with_baremetal(m),
+        None => local,
+    };
     let remote = plan.is_some_and(|p| p.hosts.iter().any(|h| h.service_host.is_some())) || rec.is_some_and(|r| !r.places.is_empty());
     if !remote {
         return Ok(f(&local));

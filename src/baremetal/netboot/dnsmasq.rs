@@ -54,6 +54,9 @@ impl Dnsmasq {
              dhcp-boot=tag:ipxe,boot.ipxe,,{server}\n\
              enable-tftp\n\
              tftp-root={root}\n\
+             # The tree is in mln's private state directory, which the\n\
+             # dnsmasq user cannot enter: TFTP reads it as root.\n\
+             user=root\n\
              pid-file={pid}\n\
              log-facility={r}/dnsmasq.log\n\
              log-dhcp\n",
@@ -162,6 +165,13 @@ impl NetBoot for Dnsmasq {
             self.reload()?;
         }
         Ok(())
+    }
+
+    fn idle(&self) -> Result<bool, NetBootError> {
+        if !self.tree.nodes()?.is_empty() || self.pid().is_none() {
+            return Ok(false);
+        }
+        self.stop().map(|()| true)
     }
 }
 

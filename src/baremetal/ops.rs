@@ -1,0 +1,374 @@
+//! The real bare-metal set-up: the automaton's [`NodeOps`] done with the
+//! deploy system ([`DeployNode`], over SSH), the power drivers
+//! ([`Power`]) and the network-boot service (dnsmasq run by mln, or a PXE
+//! directory), all from the fabric file's `[netboot]` table. [`Site`]
+//! owns them; [`Site::machines`] is the `machine::Backend` the CLI hands
+//! to `LocalPlaces::with_baremetal`.
+//!
+//! Reachability: the deploy system is reached by SSH with the host key
+//! mln gave it; a deployed system is "up" when its kernel answers a TCP
+//! probe (a connection to port 22 accepted or refused: either is a
+//! running network stack; no `ping` needed) and it is not the deploy
+//! system any more (an environment need not run an SSH server
+//! mln may enter: the test guest runs none).
+
+use super::automaton::{Config, Node, NodeOps, OpError, System};
+use super::backend::{boot_node, BareMetalMachines};
+use super::deploysys::{self, DeployError, DeployNode, DeploySystem};
+use super::env::{self, Environment, ImageKind};
+use super::netboot::{check::Subnet, Dnsmasq, DisklessFiles, PxeDir, Tree};
+use super::power::{BootDevice, Power};
+use super::{BootProfile, EnvRef, NetBoot, NodeSpec, PowerAction, PowerDriver, PowerReading, PowerSpec, RebootLevel};
+use crate::fabric::config::NetbootConfig;
+use crate::plan::{HostKind, Plan};
+use crate::state::State;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error("bare-metal nodes need a [netboot] table in the fabric file (interface, subnet, server; book: Bare metal)")]
+    NoNetboot,
+    #[error("[netboot]: {0}")]
+    Netboot(String),
+    #[error("the deploy system: {0}")]
+    Deploy(#[from] DeployError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Where the image goes on the node and what is mounted as the deployed
+/// root: a tar image into a fresh file system (on the named partition, or
+/// the one partition of a new table), a dd image onto the named partition
+/// or the whole disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Partition (None: a new table) and format, then extract.
+    Tar { disk: String, partition: Option<u32> },
+    /// Written raw to `device`, which is then the root.
+    Raw { device: String },
+}
+
+pub fn target(spec: &NodeSpec, kind: ImageKind) -> Result<Target, OpError> {
+    let disk = spec.disk.clone().ok_or_else(|| OpError::Failed("the node has no `disk` to deploy to".into()))?;
+    Ok(match kind {
+        ImageKind::Tar => Target::Tar { disk, partition: spec.partition },
+        ImageKind::Dd => Target::Raw { device: spec.partition.map(|n| deploysys::partition_device(&disk, n)).unwrap_or(disk) },
+    })
+}
+
+/// What a power reboot does to a node in this power state: a node that
+/// is off is powered on (a reset or cycle of an off machine is refused by
+/// most BMCs); a running one is reset (hard) or cycled (very hard).
+pub fn power_action(level: RebootLevel, now: PowerReading) -> Option<PowerAction> {
+    match (level, now) {
+        (RebootLevel::Soft, _) => None,
+        (_, PowerReading::Off) => Some(PowerAction::On),
+        (RebootLevel::Hard, PowerReading::On) => Some(PowerAction::Reset),
+        (RebootLevel::VeryHard, PowerReading::On) => Some(PowerAction::Cycle),
+    }
+}
+
+/// The deployed kernel's command line: the environment's parameters and
+/// the node's name and address, as the network-booted profiles get them.
+pub fn deployed_cmdline(env: &Environment, host: &str, address: &str, prefix: u8) -> String {
+    let mut c = env.kernel_params.trim().to_string();
+    if !c.is_empty() {
+        c.push(' ');
+    }
+    c + &format!("mln.host={host} mln.address={address}/{prefix}")
+}
+
+/// Where a kexec'd kernel and initrd are put inside the deployed root.
+const KEXEC_KERNEL: &str = "/boot/mln-vmlinuz";
+const KEXEC_INITRD: &str = "/boot/mln-initrd";
+
+pub struct Site<'a> {
+    pub state: &'a State,
+    pub power: Power,
+    pub netboot: Box<dyn NetBoot>,
+    pub deploy: DeploySystem,
+    pub config: Config,
+    plan: Option<Plan>,
+    prefix: u8,
+    rt: tokio::runtime::Runtime,
+    start: Instant,
+    /// Per node, the device its root was written to (install's steps
+    /// share it).
+    roots: Mutex<HashMap<String, String>>,
+}
+
+/// True when the plan (or the record's) holds a bare-metal host.
+pub fn wanted(plan: Option<&Plan>) -> bool {
+    plan.is_some_and(|p| p.hosts.iter().any(|h| h.kind == HostKind::Baremetal))
+}
+
+impl<'a> Site<'a> {
+    /// The deploy system built (once, into the state directory), the boot
+    /// service prepared (dnsmasq started, or the PXE directory written).
+    pub fn open(state: &'a State, netboot: Option<&NetbootConfig>, config: Config, plan: Option<Plan>) -> Result<Site<'a>, SiteError> {
+        let nb = netboot.ok_or(SiteError::NoNetboot)?;
+        let bad = |e: super::NetBootError| SiteError::Netboot(e.to_string());
+        let subnet = Subnet::parse(&nb.subnet).map_err(bad)?;
+        let server = nb.server.parse().map_err(|_| SiteError::Netboot(format!("server {:?} is not an IPv4 address", nb.server)))?;
+        let build = nb.deploy_build.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploysys/build.sh"));
+        let deploy = DeploySystem::prepare(&state.dir().join("baremetal/deploysys"), &build)?;
+        let root = nb.pxe_dir.clone().unwrap_or_else(|| state.dir().join("baremetal/tftp"));
+        let mut tree = Tree::new(root, state.dir().join("baremetal/netboot"), subnet, server).map_err(bad)?;
+        tree.deploy = Some(deploy.boot_files()?);
+        let st = state.dir().to_path_buf();
+        // A diskless profile is the environment's kernel and initrd, as
+        // stored in the library (checked against its SHA-256 at deploy).
+        tree.environments = Some(std::sync::Arc::new(move |r: &EnvRef| diskless_files(&st, r)));
+        let netboot: Box<dyn NetBoot> = match (&nb.pxe_dir, &nb.interface) {
+            (Some(_), _) => {
+                tree.prepare().map_err(bad)?;
+                Box::new(PxeDir { tree })
+            }
+            (None, Some(i)) => {
+                let d = Dnsmasq::new(tree, i).map_err(bad)?;
+                d.start().map_err(bad)?;
+                Box::new(d)
+            }
+            (None, None) => return Err(SiteError::Netboot("either `interface` (mln runs dnsmasq there) or `pxe_dir`".into())),
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(SiteError::Runtime)?;
+        Ok(Site { state, power: Power::default(), netboot, deploy, config, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn machines(&self) -> BareMetalMachines<'_> {
+        BareMetalMachines { state: self.state, power: &self.power, netboot: &*self.netboot, ops: self, config: self.config.clone() }
+    }
+
+    fn host(&self, node: &Node) -> Result<&crate::plan::Host, OpError> {
+        self.plan.as_ref().and_then(|p| p.hosts.iter().find(|h| h.name == node.name)).ok_or_else(|| OpError::Failed(format!("{} is not in the plan", node.name)))
+    }
+
+    fn address(&self, node: &Node) -> Result<String, OpError> {
+        let a = self.host(node)?.interfaces.first().and_then(|i| i.address.clone());
+        a.ok_or_else(|| OpError::Failed(format!("{} has no address on its first interface: the boot service leases it", node.name)))
+    }
+
+    fn deploy_node(&self, node: &Node) -> Result<DeployNode, OpError> {
+        let server = self.deploy.server(&node.name, &self.address(node)?).map_err(deploy_error)?;
+        Ok(DeployNode { name: node.name.clone(), server, rt: self.rt.handle().clone() })
+    }
+
+    fn env(&self, node: &Node) -> Result<Environment, OpError> {
+        env::get(self.state, &node.spec.environment).map_err(|e| OpError::Failed(e.to_string()))
+    }
+
+    fn file(&self, env: &Environment, f: &env::StoredFile) -> Result<PathBuf, OpError> {
+        env.path(self.state, f).map_err(|e| OpError::Failed(e.to_string()))
+    }
+
+    fn root(&self, node: &Node) -> Result<String, OpError> {
+        let r = self.roots.lock().unwrap_or_else(|p| p.into_inner()).get(&node.name).cloned();
+        r.ok_or_else(|| OpError::Failed("no root file system was made on this node yet".into()))
+    }
+
+    fn answers(&self, address: &str) -> bool {
+        answers_tcp(address)
+    }
+}
+
+/// A TCP connection to port 22 accepted, or refused (RST): the address is
+/// up. Silence (no ARP answer, no route) is not.
+pub fn answers_tcp(address: &str) -> bool {
+    let Ok(ip) = address.parse::<std::net::IpAddr>() else { return false };
+    match std::net::TcpStream::connect_timeout(&(ip, 22).into(), Duration::from_secs(1)) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+    }
+}
+
+fn diskless_files(state_dir: &Path, r: &EnvRef) -> Result<DisklessFiles, String> {
+    let state = State::open(state_dir).map_err(|e| e.to_string())?;
+    let e = env::get(&state, r).map_err(|e| e.to_string())?;
+    let (Some(k), Some(i)) = (&e.kernel, &e.initrd) else { return Err(format!("{} has no kernel and initrd to boot diskless", e.label())) };
+    Ok(DisklessFiles { kernel: e.path(&state, k).map_err(|e| e.to_string())?, initrd: e.path(&state, i).map_err(|e| e.to_string())?, params: e.kernel_params.clone() })
+}
+
+fn deploy_error(e: DeployError) -> OpError {
+    OpError::Failed(e.to_string())
+}
+
+fn wait_until(deadline: Duration, now: impl Fn() -> Duration, what: &str, mut ok: impl FnMut() -> bool) -> Result<(), OpError> {
+    let t0 = now();
+    loop {
+        if ok() {
+            return Ok(());
+        }
+        if now() >= deadline {
+            return Err(OpError::Timeout { what: what.into(), after: deadline.saturating_sub(t0) });
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+impl NodeOps for Site<'_> {
+    fn now(&self, _node: &Node) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn set_profile(&self, node: &Node, profile: &BootProfile) -> Result<(), OpError> {
+        let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
+        let bn = boot_node(&plan.project, self.host(node)?, &node.spec);
+        self.netboot.set_profile(&bn, profile).map_err(|e| OpError::Failed(e.to_string()))
+    }
+
+    fn reboot(&self, node: &Node, level: RebootLevel) -> Result<(), OpError> {
+        // A node that is off has no system to reboot softly: said at once,
+        // not after an SSH connection's timeout. A status that fails is no
+        // reason to skip the levels after it.
+        let now = self.power.status(&node.name, &node.spec);
+        if level == RebootLevel::Soft {
+            if matches!(now, Ok(PowerReading::Off)) {
+                return Err(OpError::Failed("it is off: nothing to reboot softly".into()));
+            }
+            // Only a system mln can enter: the deploy system. Returns once
+            // it has gone down, so the wait that follows cannot be answered
+            // by the system that is going away.
+            self.deploy_node(node)?.reboot().map_err(deploy_error)?;
+            let address = self.address(node)?;
+            let until = self.now(node) + Duration::from_secs(60);
+            return wait_until(until, || self.now(node), "the soft reboot (the system did not go down)", || !self.answers(&address));
+        }
+        let now = now?;
+        let action = power_action(level, now).ok_or_else(|| OpError::Failed("no power action at this level".into()))?;
+        if let PowerSpec::Ipmi { .. } = node.spec.power {
+            // The boot profile decides, so the firmware must ask the network
+            // first; a BMC that refuses this still gets the power action.
+            let _ = self.power.ipmi.bootdev(&node.name, &node.spec, BootDevice::Pxe);
+        }
+        self.power.act(&node.name, &node.spec, action)?;
+        Ok(())
+    }
+
+    fn wait_reachable(&self, node: &Node, system: System, deadline: Duration) -> Result<(), OpError> {
+        match system {
+            System::Deploy => {
+                let limit = deadline.saturating_sub(self.now(node));
+                self.deploy_node(node)?.wait(limit).map_err(|e| match e {
+                    DeployError::Unreachable { detail, .. } => OpError::Timeout { what: format!("the deploy system ({detail})"), after: limit },
+                    e => deploy_error(e),
+                })
+            }
+            System::Deployed => {
+                let address = self.address(node)?;
+                let dn = self.deploy_node(node)?;
+                // Up, and not the deploy system still running (a kexec or
+                // reboot takes a moment to take it down).
+                wait_until(deadline, || self.now(node), "the deployed system", || self.answers(&address) && dn.run("probe", "true", b"").is_err())
+            }
+        }
+    }
+
+    fn kexec(&self, node: &Node, into: System) -> Result<(), OpError> {
+        if into == System::Deploy {
+            return Err(OpError::Failed("kexec into the deploy system needs a running system mln can enter; use `untrusted`".into()));
+        }
+        let env = self.env(node)?;
+        let (Some(k), Some(i)) = (&env.kernel, &env.initrd) else {
+            return Err(OpError::Failed(format!("{} has no kernel and initrd to kexec", env.label())));
+        };
+        let dn = self.deploy_node(node)?;
+        let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
+        dn.write_file(KEXEC_KERNEL, &read(self.file(&env, k)?)?, 0o644).map_err(deploy_error)?;
+        dn.write_file(KEXEC_INITRD, &read(self.file(&env, i)?)?, 0o644).map_err(deploy_error)?;
+        let cmdline = deployed_cmdline(&env, &node.name, &self.address(node)?, self.prefix);
+        dn.kexec(KEXEC_KERNEL, Some(KEXEC_INITRD), &cmdline).map_err(deploy_error)
+    }
+
+    fn partition_format(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
+        let env = self.env(node)?;
+        let device = match target(&node.spec, env.image.kind)? {
+            Target::Tar { disk, partition } => self.deploy_node(node)?.partition_and_format(&disk, partition).map_err(deploy_error)?,
+            Target::Raw { device } => device,
+        };
+        self.roots.lock().unwrap_or_else(|p| p.into_inner()).insert(node.name.clone(), device);
+        Ok(())
+    }
+
+    fn write_image(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
+        let env = self.env(node)?;
+        let device = self.root(node)?;
+        let tar = env.image.kind == ImageKind::Tar;
+        let dn = self.deploy_node(node)?;
+        let compression = match env.image.compression {
+            env::Compression::None => deploysys::Compression::None,
+            env::Compression::Gzip => deploysys::Compression::Gzip,
+            env::Compression::Xz => deploysys::Compression::Xz,
+            env::Compression::Zstd => deploysys::Compression::Zstd,
+        };
+        dn.write_image(&self.file(&env, &env.image.file)?, compression, tar, &device).map_err(deploy_error)?;
+        if !tar {
+            dn.mount_root(&device).map_err(deploy_error)?;
+        }
+        Ok(())
+    }
+
+    fn configure(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
+        let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
+        self.deploy_node(node)?.write_config(plan, self.host(node)?, &[]).map_err(deploy_error)
+    }
+
+    fn postinstall(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
+        let env = self.env(node)?;
+        let dn = self.deploy_node(node)?;
+        for f in &env.postinstall {
+            let p = self.file(&env, f)?;
+            let script = std::fs::read_to_string(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())))?;
+            dn.run_script(&script).map_err(deploy_error)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baremetal::power::testing::node;
+
+    #[test]
+    fn tar_images_get_a_file_system_and_dd_images_a_device() {
+        let mut s = node(PowerSpec::Ssh);
+        assert_eq!(target(&s, ImageKind::Tar).unwrap(), Target::Tar { disk: "/dev/vda".into(), partition: None });
+        assert_eq!(target(&s, ImageKind::Dd).unwrap(), Target::Raw { device: "/dev/vda".into() });
+        s.partition = Some(3);
+        assert_eq!(target(&s, ImageKind::Dd).unwrap(), Target::Raw { device: "/dev/vda3".into() });
+        assert_eq!(target(&s, ImageKind::Tar).unwrap(), Target::Tar { disk: "/dev/vda".into(), partition: Some(3) });
+        s.disk = None;
+        assert!(target(&s, ImageKind::Tar).is_err());
+    }
+
+    #[test]
+    fn an_off_node_is_powered_on_and_a_running_one_reset_or_cycled() {
+        use PowerReading::*;
+        assert_eq!(power_action(RebootLevel::Hard, Off), Some(PowerAction::On));
+        assert_eq!(power_action(RebootLevel::VeryHard, Off), Some(PowerAction::On));
+        assert_eq!(power_action(RebootLevel::Hard, On), Some(PowerAction::Reset));
+        assert_eq!(power_action(RebootLevel::VeryHard, On), Some(PowerAction::Cycle));
+        assert_eq!(power_action(RebootLevel::Soft, On), None);
+    }
+
+    #[test]
+    fn a_refused_connection_is_an_answer_and_silence_is_not() {
+        // Port 22 on loopback: accepted (an sshd) or refused; either way up.
+        assert!(answers_tcp("127.0.0.1"));
+        assert!(!answers_tcp("not an address"));
+    }
+
+    #[test]
+    fn no_netboot_table_is_said_before_anything_is_built() {
+        let d = tempfile::tempdir().unwrap();
+        let state = State::open(d.path()).unwrap();
+        let e = Site::open(&state, None, Config::default(), None).err().unwrap();
+        assert!(e.to_string().contains("[netboot]"), "{e}");
+        let nb = NetbootConfig { interface: None, subnet: "10.79.9.0/33".into(), server: "10.79.9.1".into(), pxe_dir: None, deploy_build: None };
+        assert!(matches!(Site::open(&state, Some(&nb), Config::default(), None), Err(SiteError::Netboot(_))));
+        assert!(!d.path().join("baremetal/deploysys").exists(), "nothing built for a bad table");
+    }
+}
