@@ -54,7 +54,9 @@ fn slot() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     loop {
         let n = (std::process::id() * 7 + NEXT.fetch_add(1, Ordering::SeqCst)) % 200 + 20;
-        if !Path::new(&format!("/sys/class/net/mlt{n}")).exists() {
+        // A lab killed before its drop leaves its namespaces behind, with
+        // or without its bridge: a slot is free only when neither is there.
+        if !Path::new(&format!("/sys/class/net/mlt{n}")).exists() && !Path::new(&format!("/run/netns/mlt{n}h1")).exists() {
             return n;
         }
     }
