@@ -35,18 +35,7 @@ ln -sf "$(command -v mke2fs)" "$root/sbin/mkfs.ext4"
 # Modules: virtio disk and network, ext4 (for writing the configuration
 # into a deployed root), with their dependencies first (modules.dep).
 want="virtio_pci virtio_blk virtio_net af_packet ext4"
-: > "$root/modules.list"
-add() {
-    local path deps
-    grep -q "/$1\.ko\(\.[a-z]*\)\{0,1\}$" "$mods/modules.builtin" 2>/dev/null && return
-    path=$(awk -F: -v m="/$1.ko" '{ i = index($1, m); if (i > 0 && i == length($1) - length(m) + 1) print $1 }' "$mods/modules.dep" | head -n1)
-    [ -n "$path" ] || { echo "module $1 not found" >&2; exit 1; }
-    grep -qx "$(basename "$path")" "$root/modules.list" && return
-    deps=$(awk -F: -v p="$path" '$1 == p {print $2}' "$mods/modules.dep")
-    for d in $deps; do add "$(basename "$d" .ko)"; done
-    cp "$mods/$path" "$root/modules/"
-    basename "$path" >> "$root/modules.list"
-}
+. "$here/../scripts/kernel-modules.sh"
 for m in $want; do add "$m"; done
 
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"

@@ -25,19 +25,7 @@ cp "$here"/bin/mln-* "$root/bin/"
 # memory change), with their dependencies first (from modules.dep), loaded
 # in this order by init.
 want="virtio_pci virtio_blk virtio_net vfat nls_cp437 nls_iso8859-1 nls_ascii button evdev virtio_balloon"
-: > "$root/modules.list"
-add() {
-    local path deps
-    # Built into this kernel: nothing to load.
-    grep -q "/$1\.ko\(\.[a-z]*\)\{0,1\}$" "$mods/modules.builtin" 2>/dev/null && return
-    path=$(awk -F: -v m="/$1.ko" '{ i = index($1, m); if (i > 0 && i == length($1) - length(m) + 1) print $1 }' "$mods/modules.dep" | head -n1)
-    [ -n "$path" ] || { echo "module $1 not found" >&2; exit 1; }
-    grep -qx "$(basename "$path")" "$root/modules.list" && return
-    deps=$(awk -F: -v p="$path" '$1 == p {print $2}' "$mods/modules.dep")
-    for d in $deps; do add "$(basename "$d" .ko)"; done
-    cp "$mods/$path" "$root/modules/"
-    basename "$path" >> "$root/modules.list"
-}
+. "$here/../scripts/kernel-modules.sh"
 for m in $want; do add "$m"; done
 
 # The filesystem-template variant's root: an ext4 image with a base /etc,
