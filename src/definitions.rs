@@ -119,15 +119,57 @@ impl Section {
     }
 }
 
+/// Statements made on demand. A plugin that stamps out many hosts gives
+/// one recipe for all of them instead of a section per host: the sections
+/// of 100,000 generated hosts were half of what planning held in memory,
+/// and each is read only while its host is resolved.
+pub trait Recipe: Send + Sync + std::fmt::Debug {
+    /// The statements of the `index`th host the recipe makes. Its values
+    /// are `Text::Literal`: they refer to no variable.
+    fn section(&self, index: u32) -> Section;
+    /// Its `superclass` statement, the same for every host of the recipe:
+    /// read for every definition when inheritance is linked, so without
+    /// making the whole section.
+    fn superclass(&self) -> Option<&ValueDef>;
+}
+
+/// A definition whose statements a [`Recipe`] makes.
+#[derive(Clone, Debug)]
+pub struct Made {
+    pub recipe: std::sync::Arc<dyn Recipe>,
+    pub index: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct Def {
     pub kind: DefKind,
     pub name: String,
     pub name_span: Span,
+    /// The statements as written; empty when [`Def::made`] makes them
+    /// (read them through [`Def::statements`]).
     pub section: Section,
+    pub made: Option<Made>,
     pub vars: IndexMap<String, VarDef>,
     /// The plugin that made this definition, if one did.
     pub plugin: Option<String>,
+}
+
+impl Def {
+    /// The definition's statements, written or made.
+    pub fn statements(&self) -> std::borrow::Cow<'_, Section> {
+        match &self.made {
+            Some(m) => std::borrow::Cow::Owned(m.recipe.section(m.index)),
+            None => std::borrow::Cow::Borrowed(&self.section),
+        }
+    }
+
+    /// Its `superclass` statement, without making the whole section.
+    pub fn superclass(&self) -> Option<&ValueDef> {
+        match &self.made {
+            Some(m) => m.recipe.superclass(),
+            None => self.section.value("superclass"),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -193,6 +235,7 @@ pub fn build(trees: &FileIdTrees, registry: &mut Registry, diags: &mut Diagnosti
         name: "global".into(),
         name_span: Span::default(),
         section: Section::default(),
+        made: None,
         vars: IndexMap::new(),
         plugin: None,
     };
@@ -329,6 +372,7 @@ impl Builder<'_> {
                 name: n,
                 name_span: name.span,
                 section: Section { span: s.head_span(), ..Section::default() },
+                made: None,
                 vars: IndexMap::new(),
                 plugin: None,
             });

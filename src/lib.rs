@@ -14,6 +14,7 @@ pub mod guest;
 pub mod local_error;
 pub mod login;
 pub mod machine;
+pub mod memory;
 pub mod name;
 mod parallel;
 pub mod plan;

@@ -10,6 +10,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cli;
 
 fn main() -> ExitCode {
+    mln::memory::no_huge_pages();
     // The watcher of libvirt's capability probes is this same binary.
     if let Some(root) = std::env::var_os(mln::backend::probes::WATCH_ENV) {
         return mln::backend::probes::run_watcher(root.into());

@@ -22,7 +22,7 @@ use crate::plan::values;
 use crate::plugin::{Context, Declaration, ExpandCtx, Plugin, PluginBlock};
 use crate::schema::{suggest, Keyword, Kind, LineTy, Schema, Ty};
 use crate::source::Span;
-use crate::definitions::{Def, DefKind, Section, Text, ValueDef, GLOBAL};
+use crate::definitions::{Def, DefKind, Made, Recipe, Section, Text, ValueDef, GLOBAL};
 use indexmap::IndexMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -63,21 +63,96 @@ impl Plugin for Autoenum {
     fn expand(&self, ctx: &mut ExpandCtx) {
         for block in std::mem::take(&mut ctx.blocks) {
             if let Some(hosts) = plan_block(&block, ctx) {
-                for h in hosts {
-                    if let Some(prev) = ctx.tree.find(DefKind::Host, &h.name) {
+                let hosts = Arc::new(hosts);
+                ctx.tree.defs.reserve(hosts.count as usize);
+                for index in 0..hosts.count {
+                    let name = hosts.name(index);
+                    if let Some(prev) = ctx.tree.find(DefKind::Host, &name) {
                         let prev_span = ctx.tree.def(prev).name_span;
                         ctx.diags.push(
-                            Diagnostic::error("mln::duplicate_definition", format!("host `{}` is defined twice", h.name))
+                            Diagnostic::error("mln::duplicate_definition", format!("host `{name}` is defined twice"))
                                 .label(block.span, "autoenum makes it here")
                                 .label(prev_span, "and it is defined here")
                                 .help("change `hostprefix`, or rename the other host"),
                         );
                         continue;
                     }
-                    ctx.add_host(h);
+                    ctx.add_host(Def {
+                        kind: DefKind::Host,
+                        name,
+                        name_span: block.span,
+                        section: Section::default(),
+                        made: Some(Made { recipe: hosts.clone(), index }),
+                        vars: IndexMap::new(),
+                        plugin: Some("autoenum".into()),
+                    });
                 }
             }
         }
+    }
+}
+
+/// One block's hosts, each host's statements made when it is resolved
+/// (`Recipe`): a hundred bytes a host instead of a section each.
+#[derive(Debug)]
+struct Hosts {
+    count: u32,
+    prefix: String,
+    /// Digits in a host's number: all numbers have the width of the last.
+    width: usize,
+    /// The block's span: where every made statement points.
+    span: Span,
+    superclass: Option<ValueDef>,
+    /// With `address auto`: the network, its mask, the first host's
+    /// offset in it, and the span of `address`. Every offset was checked
+    /// to lie inside.
+    addresses: Option<(Ipv4Addr, Ipv4Addr, u64, Span)>,
+    /// The service hosts as written, and each host's index among them
+    /// (empty without `service_hosts`).
+    service_hosts: Vec<(String, Span)>,
+    placement: Vec<u32>,
+    macs: Vec<(String, Span)>,
+    autouser: Option<(String, Span)>,
+}
+
+impl Hosts {
+    fn name(&self, index: u32) -> String {
+        format!("{}{:0width$}", self.prefix, u64::from(index) + 1, width = self.width)
+    }
+}
+
+fn lit(t: String, span: Span) -> ValueDef {
+    ValueDef { text: Text::Literal(t), span, scope: GLOBAL }
+}
+
+impl Recipe for Hosts {
+    fn section(&self, index: u32) -> Section {
+        let i = index as usize;
+        let mut section = Section { span: self.span, entries: IndexMap::new() };
+        if let Some(sc) = &self.superclass {
+            section.set_value("superclass", sc.clone());
+        }
+        if let Some((net, mask, begin, span)) = self.addresses {
+            // Inside: checked for the whole range when the block was read.
+            if let Some(addr) = address_in(net, mask, begin + u64::from(index)) {
+                let eth0 = section.named_mut("network", "eth0", self.span);
+                eth0.set_value("address", lit(addr.to_string(), span));
+            }
+        }
+        if let Some((host, span)) = self.placement.get(i).and_then(|k| self.service_hosts.get(*k as usize)) {
+            section.set_value("service_host", lit(host.clone(), *span));
+        }
+        if let Some((mac, span)) = self.macs.get(i) {
+            section.set_value("mac", lit(mac.clone(), *span));
+        }
+        if let Some((hash, span)) = &self.autouser {
+            section.push_line("users", lit(format!("{} {hash}", self.name(index)), *span));
+        }
+        section
+    }
+
+    fn superclass(&self) -> Option<&ValueDef> {
+        self.superclass.as_ref()
     }
 }
 
@@ -86,7 +161,7 @@ fn err(code: &'static str, msg: impl Into<String>, span: Span) -> Diagnostic {
 }
 
 /// The hosts one autoenum block makes, or None after reporting why not.
-fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
+fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Hosts> {
     // Problems are reported, and the hosts are made anyway without the
     // broken part, so that later stages do not report consequences (a
     // `cluster` head that "does not exist") as problems of their own.
@@ -227,7 +302,7 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         },
         None => None,
     };
-    let placement = deal(b, n, ctx).unwrap_or_else(|| vec![None; n as usize]);
+    let placement = deal(b, n, ctx);
     let macs = macs(b, n, ctx);
     let width = n.to_string().len();
     // Every name is the prefix and a number of the same width, so the last
@@ -245,45 +320,38 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Vec<Def>> {
         }
         None => Some((hash, span)),
     });
-    let lit = |t: String, span: Span| ValueDef { text: Text::Literal(t), span, scope: GLOBAL };
-    let mut out = Vec::with_capacity(n as usize);
-    for i in 1..=n {
-        let name = format!("{prefix}{i:0width$}");
-        let mut section = Section { span: b.span, entries: IndexMap::new() };
-        if let Some(sc) = superclass {
-            section.set_value("superclass", lit(sc.to_string(), b.span_of("superclass")));
-        }
-        if let (true, true, Some((net, mask))) = (ok, auto_address, net) {
-            match address_in(net, mask, begin + i - 1) {
-                Some(addr) => {
-                    let eth0 = section.named_mut("network", "eth0", b.span);
-                    eth0.set_value("address", lit(addr.to_string(), b.span_of("address")));
-                }
-                None => {
-                    // The range check above should make this unreachable;
-                    // an address outside the net is never handed out.
-                    ctx.diags.push(err(
-                        "mln::autoenum::address_overflow",
-                        format!("host {i} would get an address outside {net}/{}", u32::from(mask).leading_ones()),
-                        b.span,
-                    ));
-                    ok = false;
-                }
+    let addresses = match (ok, auto_address, net) {
+        (true, true, Some((net, mask))) => {
+            // The range check above makes this hold; an address outside
+            // the net is never handed out.
+            let last = begin + n - 1;
+            if address_in(net, mask, begin).is_none() || address_in(net, mask, last).is_none() {
+                ctx.diags.push(err(
+                    "mln::autoenum::address_overflow",
+                    format!("hosts would get addresses outside {net}/{}", u32::from(mask).leading_ones()),
+                    b.span,
+                ));
+                None
+            } else {
+                Some((net, mask, begin, b.span_of("address")))
             }
         }
-        if let Some((host, span)) = &placement[(i - 1) as usize] {
-            section.set_value("service_host", lit(host.clone(), *span));
-        }
-        if let Some((mac, span)) = macs.get((i - 1) as usize) {
-            section.set_value("mac", lit(mac.clone(), *span));
-        }
-        if let Some((hash, span)) = &autouser {
-            section.push_line("users", lit(format!("{name} {hash}"), *span));
-        }
-        section.shrink_to_fit();
-        out.push(Def { kind: DefKind::Host, name, name_span: b.span, section, vars: IndexMap::new(), plugin: Some("autoenum".into()) });
-    }
-    Some(out)
+        _ => None,
+    };
+    let (service_hosts, placement) = placement.unwrap_or_default();
+    Some(Hosts {
+        // At most MAX_HOSTS.
+        count: n as u32,
+        prefix,
+        width,
+        span: b.span,
+        superclass: superclass.map(|sc| lit(sc.to_string(), b.span_of("superclass"))),
+        addresses,
+        service_hosts,
+        placement,
+        macs,
+        autouser,
+    })
 }
 
 /// The host address at `offset` in the network of `net`/`mask`: None
@@ -297,13 +365,15 @@ fn address_in(net: Ipv4Addr, mask: Ipv4Addr, offset: u64) -> Option<Ipv4Addr> {
 }
 
 /// The service host of each generated host, in order: `host COUNT` takes
-/// that many, a bare `host` one, `host all` the rest.
-fn deal(b: &PluginBlock, n: u64, ctx: &mut ExpandCtx) -> Option<Vec<Option<(String, Span)>>> {
+/// that many, a bare `host` one, `host all` the rest: the lines, and each
+/// host's index among them (both empty without `service_hosts`).
+fn deal(b: &PluginBlock, n: u64, ctx: &mut ExpandCtx) -> Option<(Vec<(String, Span)>, Vec<u32>)> {
     let lines = b.section.lines("service_hosts");
     if lines.is_empty() {
-        return Some(vec![None; n as usize]);
+        return Some((vec![], vec![]));
     }
-    let mut out: Vec<Option<(String, Span)>> = Vec::with_capacity(n as usize);
+    let mut hosts: Vec<(String, Span)> = Vec::new();
+    let mut out: Vec<u32> = Vec::with_capacity(n as usize);
     let mut ok = true;
     for l in lines {
         let (host, count) = match l.words.as_slice() {
@@ -330,7 +400,10 @@ fn deal(b: &PluginBlock, n: u64, ctx: &mut ExpandCtx) -> Option<Vec<Option<(Stri
         };
         let remaining = n as usize - out.len().min(n as usize);
         let take = count.map(|c| usize::try_from(c).unwrap_or(usize::MAX).min(remaining)).unwrap_or(remaining);
-        out.extend(std::iter::repeat_n(Some((host.clone(), l.origin.span)), take));
+        if take > 0 {
+            out.extend(std::iter::repeat_n(hosts.len() as u32, take));
+            hosts.push((host.clone(), l.origin.span));
+        }
     }
     if !ok {
         return None;
@@ -348,7 +421,7 @@ fn deal(b: &PluginBlock, n: u64, ctx: &mut ExpandCtx) -> Option<Vec<Option<(Stri
         );
         return None;
     }
-    Some(out)
+    Some((hosts, out))
 }
 
 /// The MAC of each generated bare-metal node, in order, each with the

@@ -151,6 +151,8 @@ impl Libvirt {
         // libvirt prints errors to stderr by default; we report them.
         virt::error::clear_error_callback();
         event_loop();
+        // The embedded driver starts QEMU as our child (crate::memory).
+        crate::memory::allow_huge_pages();
         let conn = Connect::open(Some(uri)).map_err(|e| err(&format!("cannot connect to {uri}"), e))?;
         Ok(Libvirt { conn, uri: uri.to_string(), _embed_lock: None, _watch: None })
     }

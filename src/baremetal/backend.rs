@@ -29,7 +29,7 @@ fn power_error(e: PowerError) -> MachineError {
 }
 
 fn spec(h: &Host) -> Result<&NodeSpec, MachineError> {
-    h.baremetal.as_ref().ok_or_else(|| MachineError::Refused(format!("{} is not a complete bare-metal node in the plan", h.name)))
+    h.baremetal.as_deref().ok_or_else(|| MachineError::Refused(format!("{} is not a complete bare-metal node in the plan", h.name)))
 }
 
 /// The node as the boot service knows it: its MAC and its first address.

@@ -47,7 +47,8 @@ pub fn build(
     let tree = resolver.tree;
     let project = resolver.project().to_string();
     let des_hashes = des_hashes(tree);
-    let (hosts, kept): (Vec<Host>, Vec<Option<ResolvedHost>>) = crate::parallel::map2(ids, diags, |id, diags| {
+    // Boxed: with `Keep::Nothing` the slots are all empty, 8 bytes each.
+    let (hosts, kept): (Vec<Host>, Vec<Option<Box<ResolvedHost>>>) = crate::parallel::map2(ids, diags, |id, diags| {
         let r = resolver.host(*id, diags);
         let mut h = typing::Typer { tree, project: &project, project_dir, fs, roots, des_hashes, diags }.host(&r);
         // A vector's first push makes room for four: most hosts have one
@@ -57,13 +58,13 @@ pub fn build(
         h.startup.shrink_to_fit();
         h.nameservers.shrink_to_fit();
         let r = match keep {
-            Keep::Whole => Some(r),
-            Keep::PluginSettings => Some(r.pruned(&tree.core)),
+            Keep::Whole => Some(Box::new(r)),
+            Keep::PluginSettings => Some(Box::new(r.pruned(&tree.core))),
             Keep::Nothing => None,
         };
         (h, r)
     });
-    let all: Vec<ResolvedHost> = if keep == Keep::Nothing { Vec::new() } else { kept.into_iter().flatten().collect() };
+    let all: Vec<ResolvedHost> = if keep == Keep::Nothing { Vec::new() } else { kept.into_iter().flatten().map(|r| *r).collect() };
     let origins = match keep {
         Keep::Nothing => checks::Origins::Again { resolver, ids },
         _ => checks::Origins::Kept(&all),

@@ -175,7 +175,7 @@ impl Typer<'_> {
         }
         let root_password_hash = s.value("root_password").and_then(|v| self.hash(v, &v.text.clone()));
         self.kind_keywords(s, kind == HostKind::Baremetal);
-        let baremetal = if kind == HostKind::Baremetal { self.node_spec(r) } else { None };
+        let baremetal = if kind == HostKind::Baremetal { self.node_spec(r).map(Box::new) } else { None };
         let mut interfaces = self.interfaces(r, kind);
         // A node's first card is the one it network-boots from, unless its
         // MAC was written: a derived MAC means nothing on real hardware.

@@ -333,6 +333,7 @@ impl Plugin for External {
                 name: h.name,
                 name_span: span,
                 section,
+                made: None,
                 vars: IndexMap::new(),
                 plugin: Some(self.name.clone()),
             });

@@ -260,7 +260,7 @@ impl<'t> Resolver<'t> {
             if !matches!(def.kind, DefKind::Host | DefKind::Superclass) {
                 continue;
             }
-            let Some(v) = def.section.value("superclass") else { continue };
+            let Some(v) = def.superclass() else { continue };
             let name = match &v.text {
                 Text::Literal(s) => s.clone(),
                 Text::Words(w) => {
@@ -370,14 +370,19 @@ impl<'t> Resolver<'t> {
 
     pub fn host(&self, id: DefId, diags: &mut Diagnostics) -> ResolvedHost {
         let chain = self.chain(id);
-        let name = self.tree.def(id).name.clone();
+        let def = self.tree.def(id);
+        let name = def.name.clone();
+        // Made for this resolution and dropped after it (only hosts are
+        // made; superclasses are written).
+        let statements = def.statements();
         let mut merged = MSection::default();
-        for d in chain.iter().rev() {
+        for d in chain[1..].iter().rev() {
             merged.merge(&self.tree.def(*d).section);
         }
-        merged.span = self.tree.def(id).section.span;
+        merged.merge(&statements);
+        merged.span = statements.span;
         let mut own = Vec::new();
-        own_statements(&self.tree.def(id).section, &mut own);
+        own_statements(&statements, &mut own);
         let section = self.section(&merged, &self.tree.core.host, Some(HostCtx { name: &name, own: &own }), diags);
         ResolvedHost { def: id, name, chain, section }
     }
@@ -680,6 +685,7 @@ impl<'t> Resolver<'t> {
                     used.extend(referenced_names(ws));
                 }
             }
+            // A made section holds literals only (`Recipe::section`).
             collect_refs(&def.section, &mut used);
         }
         for def in &self.tree.defs {
