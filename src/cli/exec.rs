@@ -40,9 +40,14 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot find mln's own executable: {e}")),
     };
+    let remotes = match super::ssh::Remotes::new(g, &state, &hosts) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     // The keys are collected one host at a time (they share a file); the
-    // logins then run at once.
-    let prepared: Vec<_> = hosts.iter().map(|h| command::prepare(&state, plan, h)).collect();
+    // logins then run at once, wherever the guests are.
+    let prepared: Vec<_> = hosts.iter().map(|h| remotes.prepare(&state, plan, h)).collect();
+    drop(remotes);
     let ran: Vec<Ran> = std::thread::scope(|s| {
         let jobs: Vec<_> = hosts
             .iter()
