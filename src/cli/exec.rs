@@ -40,7 +40,8 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot find mln's own executable: {e}")),
     };
-    let remotes = match super::ssh::Remotes::new(g, &state, &hosts) {
+    let options = mln::login::remote::proxy_options(&g.state_dir(), g.fabric.as_deref());
+    let remotes = match mln::login::remote::Remotes::new(&hosts, state.templates_dir(), options, || g.fabric(&state)) {
         Ok(r) => r,
         Err(code) => return code,
     };

@@ -5,6 +5,7 @@
 //! run there by the agent's binary, over the fabric's SSH connection).
 
 use super::context::{fail, Global};
+use mln::login::remote::Remotes;
 use mln::login::{command, reach, LoginError};
 use std::io::Write;
 use std::process::ExitCode;
@@ -48,51 +49,10 @@ pub struct ProxyArgs {
     pub probe: bool,
 }
 
-/// The service hosts of a project's guests, reached once each, for
-/// reading consoles and making proxy command lines.
-pub struct Remotes {
-    rt: Option<tokio::runtime::Runtime>,
-    machines: std::collections::HashMap<String, mln::fabric::machines::RemoteMachines>,
-    options: Vec<String>,
-}
-
-impl Remotes {
-    /// Nothing is reached unless some host is on a service host.
-    pub fn new(g: &Global, state: &mln::state::State, hosts: &[&mln::plan::Host]) -> Result<Remotes, ExitCode> {
-        let mut r = Remotes { rt: None, machines: Default::default(), options: proxy_options(g) };
-        if hosts.iter().all(|h| h.service_host.is_none()) {
-            return Ok(r);
-        }
-        let (fabric, rt) = g.fabric(state)?;
-        for h in hosts {
-            if let Some(s) = &h.service_host {
-                r.machines
-                    .entry(s.clone())
-                    .or_insert_with(|| mln::fabric::machines::RemoteMachines::new(fabric.server(s), rt.handle().clone(), state.templates_dir()));
-            }
-        }
-        r.rt = Some(rt);
-        Ok(r)
-    }
-
-    pub fn prepare(&self, state: &mln::state::State, plan: &mln::plan::Plan, h: &mln::plan::Host) -> Result<command::Login, LoginError> {
-        let Some(server) = &h.service_host else { return command::prepare(state, plan, h) };
-        let Some(m) = self.machines.get(server) else {
-            return Err(LoginError::Unreachable { host: h.name.clone(), message: format!("service host {server} is not in the fabric configuration") });
-        };
-        let read = |offset| m.console(&plan.project, &h.name, offset).map_err(|e| e.to_string());
-        command::prepare_remote(state, plan, h, &command::Remote { console: &read, options: self.options.clone() })
-    }
-}
-
-/// What the proxy needs to find the fabric configuration as this mln did.
-fn proxy_options(g: &Global) -> Vec<String> {
-    let abs = |p: std::path::PathBuf| std::path::absolute(&p).unwrap_or(p).to_string_lossy().into_owned();
-    let mut o = vec!["--state-dir".to_string(), abs(g.state_dir())];
-    if let Some(f) = &g.fabric {
-        o.extend(["--fabric".to_string(), abs(f.clone())]);
-    }
-    o
+/// The service hosts of these guests, reached once each (only if needed).
+fn remotes(g: &Global, state: &mln::state::State, hosts: &[&mln::plan::Host]) -> Result<Remotes, ExitCode> {
+    let options = mln::login::remote::proxy_options(&g.state_dir(), g.fabric.as_deref());
+    Remotes::new(hosts, state.templates_dir(), options, || g.fabric(state))
 }
 
 /// Whether the guest's port accepts a connection, asked where it runs.
@@ -124,7 +84,7 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
     let Some(h) = rec.plan.hosts.iter().find(|h| h.name == a.host) else {
         return fail(format!("project {} has no host {}", a.project, a.host));
     };
-    let remotes = match Remotes::new(g, &state, &[h]) {
+    let remotes = match remotes(g, &state, &[h]) {
         Ok(r) => r,
         Err(code) => return code,
     };
