@@ -15,7 +15,8 @@
 //!
 //! Slow and needs root, mmdebstrap, QEMU and libvirtd (scripts/setup.sh):
 //! builds the template from the Debian mirror (~3 min cold), boots two
-//! guests under emulation; `cargo test --test e2e_login_remote -- --ignored`.
+//! guests under emulation; `cargo test --test e2e_login_remote -- --ignored`
+//! (`MLN_E2E_DEBIAN_TEMPLATE=DIR`: copy a template built before instead).
 
 #[path = "support/testhosts.rs"]
 mod testhosts;
@@ -110,8 +111,19 @@ fn logins_and_an_mpi_job_across_service_hosts_that_survives_a_move() {
     let lab = Lab::new(2, true).with_mtu(1550);
     let m = Manager { state: tempfile::tempdir().unwrap(), fabric: lab.fabric(""), lab: &lab };
     let t = Instant::now();
-    m.ok(&["template", "build", "debian-12-openmpi"]);
-    eprintln!("template build (cold): {:.0} s", t.elapsed().as_secs_f64());
+    match std::env::var_os("MLN_E2E_DEBIAN_TEMPLATE") {
+        // A developer's shortcut when re-running: a template this recipe
+        // built before (CI builds it).
+        Some(dir) => {
+            std::fs::create_dir_all(m.state.path().join("templates")).unwrap();
+            let out = std::process::Command::new("cp").arg("-a").arg(&dir).arg(m.state.path().join("templates/debian-12-openmpi")).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        None => {
+            m.ok(&["template", "build", "debian-12-openmpi"]);
+            eprintln!("template build (cold): {:.0} s", t.elapsed().as_secs_f64());
+        }
+    }
 
     let v1 = project(m.state.path(), "v1.mln", "h2");
     let t = Instant::now();
