@@ -367,7 +367,7 @@ fn empty_disk(env: &Machines, h: &Host, t: &Template, base_mib: u64, fs_template
     let tmp = disk.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     qemu_img(&["create", "-q", "-f", "qcow2", &tmp.to_string_lossy(), &format!("{}M", disk_mib(h, base_mib))])?;
-    crate::state::make_disk_private(&tmp)?;
+    crate::state::make_private(&tmp)?;
     std::fs::rename(&tmp, disk).map_err(LocalError::io("place", disk))
 }
 
@@ -536,6 +536,6 @@ fn make_disk(env: &Machines, h: &Host, template: &Path, fmt: &str, base_mib: u64
         }
         DiskMode::Lvm => return Err(LocalError::Refused("LVM disks are not supported".into())),
     };
-    crate::state::make_disk_private(&tmp)?;
+    crate::state::make_private(&tmp)?;
     std::fs::rename(&tmp, disk).map_err(LocalError::io("place", disk))
 }

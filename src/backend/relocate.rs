@@ -99,9 +99,6 @@ impl Relocate for LibvirtMachines<'_> {
             let xml = ours(&parcel.definition)?;
             for (_, p) in paths.iter().filter(|(f, _)| f.name.ends_with(".qcow2")) {
                 rebase(p, &parcel.templates, &self.templates)?;
-                // Arrived as the owner's alone; libvirt's system daemon
-                // reads its header as QEMU's user (make_disk_private).
-                crate::state::make_disk_private(p)?;
             }
             self.lv.define(&xml)?;
         }

@@ -89,6 +89,11 @@ pub fn give(state: &crate::state::State, project: &str, keys: &crate::fabric::pr
 
 fn make_dir(d: &Path) -> Result<(), LoginError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    // The project's directory with the usual mode: QEMU (another user)
+    // passes through it to the guests' files; only `login/` is private.
+    if let Some(project) = d.parent() {
+        std::fs::create_dir_all(project).map_err(LoginError::io("create", project))?;
+    }
     match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(d) {
         Ok(()) => {}
         Err(e) => return Err(LoginError::io("create", d)(e)),
@@ -172,6 +177,10 @@ mod tests {
         let own = ensure(&there, "p").unwrap();
         assert_ne!(own.login, sent.login_public);
         give(&there, "p", &sent).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&there.project_dir("p").unwrap()) & 0o001, 0o001, "QEMU passes through the project's directory");
+        assert_eq!(mode(&dir(&there, "p").unwrap()), 0o700);
         let got = ensure(&there, "p").unwrap();
         assert_eq!(got.login, sent.login_public.trim());
         assert_eq!(got.cluster.private_openssh, sent.cluster_private);

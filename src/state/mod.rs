@@ -14,7 +14,7 @@ mod schema;
 pub use baremetal::{EnvRow, StepRecord};
 pub use error::StateError;
 pub use lock::ProjectLock;
-pub use private::{make_disk_private, make_private, write_private};
+pub use private::{make_private, write_private};
 pub use records::{redacted, redacted_host, HostRecord, Phase, ProjectRecord, Resource, ResourceKind};
 pub use schema::VERSION as SCHEMA_VERSION;
 

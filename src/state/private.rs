@@ -63,21 +63,6 @@ pub fn make_private(path: &Path) -> Result<(), StateError> {
     private(path, 0o600)
 }
 
-/// A guest's qcow2 disk: its owner's, and readable by QEMU's group where
-/// QEMU is another user: libvirt's system daemon (a service host's
-/// default) opens the image as that user to follow its backing chain
-/// before it hands the file to QEMU, and fails on a file only root reads.
-pub fn make_disk_private(path: &Path) -> Result<(), StateError> {
-    static GID: std::sync::OnceLock<Option<libc::gid_t>> = std::sync::OnceLock::new();
-    match *GID.get_or_init(qemu_gid) {
-        Some(gid) => {
-            std::os::unix::fs::chown(path, None, Some(gid)).map_err(|err| StateError::io(path, "give to QEMU's group", err))?;
-            private(path, 0o640)
-        }
-        None => make_private(path),
-    }
-}
-
 
 /// Sets `path`'s mode.
 pub(super) fn private(path: &Path, mode: u32) -> Result<(), StateError> {
