@@ -149,7 +149,7 @@ fn logins_and_an_mpi_job_across_service_hosts_that_survives_a_move() {
     // service host; the host keys are the ones its console printed there.
     let booted = Instant::now();
     for (host, on) in [("node01", "h1"), ("node02", "h2")] {
-        let (code, out, err) = m.run(&["ssh", "-p", PROJECT, "-h", host, "--wait", "420", "--", "hostname"]);
+        let (code, out, err) = m.run(&["ssh", "-p", PROJECT, "-h", host, "--wait", "900", "--", "hostname"]);
         assert_eq!(code, Some(0), "mln ssh {host}: {out}{err}\n{}", m.consoles());
         assert_eq!(out.trim(), host);
         eprintln!("mln ssh {host} (on {on}) answered {:.0} s after start", booted.elapsed().as_secs_f64());
