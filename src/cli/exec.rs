@@ -40,9 +40,15 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot find mln's own executable: {e}")),
     };
+    let options = mln::login::remote::proxy_options(&g.state_dir(), g.fabric.as_deref());
+    let remotes = match mln::login::remote::Remotes::new(&hosts, state.templates_dir(), options, || g.fabric(&state)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     // The keys are collected one host at a time (they share a file); the
-    // logins then run at once.
-    let prepared: Vec<_> = hosts.iter().map(|h| command::prepare(&state, plan, h)).collect();
+    // logins then run at once, wherever the guests are.
+    let prepared: Vec<_> = hosts.iter().map(|h| remotes.prepare(&state, plan, h)).collect();
+    drop(remotes);
     let ran: Vec<Ran> = std::thread::scope(|s| {
         let jobs: Vec<_> = hosts
             .iter()

@@ -129,7 +129,7 @@ pub fn main() -> ExitCode {
         Command::Console(a) => console::run(a, g),
         Command::Ssh(a) => ssh::run(a, g),
         Command::Exec(a) => exec::run(a, g),
-        Command::SshProxy(a) => ssh::proxy(a),
+        Command::SshProxy(a) => ssh::proxy(a, g),
         Command::Remove(a) => remove::run(a, g),
         Command::Fabric(c) => fabric::run(c, g),
         Command::Template(c) => template::run(c, g),

@@ -169,14 +169,20 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineErro
             let rt = Runtime { state: &state, places: &places, hooks: &crate::runtime::hooks::NoHooks, telemetry: &Forward };
             let known = state.project(op_project(&op))?.is_some();
             match op {
-                Request::Build { plan, file, opts } => json(rt.build(&plan, Path::new(&file), opts)?),
+                Request::Build { plan, file, opts, keys } => {
+                    give_keys(&state, &plan.project, keys.as_ref())?;
+                    json(rt.build(&plan, Path::new(&file), opts)?)
+                }
                 Request::Start { project, hosts } => json(rt.start(&project, &StartOptions { hosts, pause: None })?),
                 Request::Stop { project, hosts, mode } => json(rt.stop(&project, &hosts, mode)?),
                 // Nothing of the project here (never built, or removed).
                 Request::Status { .. } | Request::Remove { .. } if !known => json(Vec::<()>::new()),
                 Request::Status { project, hosts } => json(rt.status(&project, &hosts)?),
                 Request::Remove { project } => json(rt.remove(&project)?),
-                Request::Upgrade { plan, file, opts } => json(rt.upgrade_or_build(&plan, Path::new(&file), &opts)?),
+                Request::Upgrade { plan, file, opts, keys } => {
+                    give_keys(&state, &plan.project, keys.as_ref())?;
+                    json(rt.upgrade_or_build(&plan, Path::new(&file), &opts)?)
+                }
                 Request::Incoming { plan, host, address } => json(rt.receive(&plan, &host, &address)?),
                 Request::Arrived { plan, host, arrived } => json(vec![crate::machine::Outcome::of(&host, Ok(rt.arrived(&plan, &host, arrived)?))]),
                 Request::Pack { project, host, then } => json(rt.pack_here(&project, &host, then)?),
@@ -186,6 +192,15 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineErro
                 _ => unreachable!("handled above"),
             }
         }
+    }
+}
+
+/// The managing machine's project keys, taken before anything is built
+/// with them (an older manager sends none: the project's own are used).
+fn give_keys(state: &State, project: &str, keys: Option<&super::proto::ProjectKeys>) -> Result<(), MachineError> {
+    match keys {
+        Some(k) => crate::login::keys::give(state, project, k).map_err(|e| MachineError::Refused(e.to_string())),
+        None => Ok(()),
     }
 }
 

@@ -23,11 +23,25 @@ pub struct RemoteMachines {
     /// The managing machine's templates: a share names each by the exact
     /// entry found there (what was sent).
     templates: PathBuf,
+    /// The managing machine's state directory, whose project keys the
+    /// builds here carry (crate::login::keys::for_service_host).
+    keys_from: Option<PathBuf>,
 }
 
 impl RemoteMachines {
     pub fn new(server: Server, rt: tokio::runtime::Handle, templates: PathBuf) -> RemoteMachines {
-        RemoteMachines { server, rt, agent: Mutex::new(None), incoming: Mutex::new(Vec::new()), templates }
+        RemoteMachines { server, rt, agent: Mutex::new(None), incoming: Mutex::new(Vec::new()), templates, keys_from: None }
+    }
+
+    /// Builds here give the guests this state directory's project keys.
+    pub fn with_keys_from(mut self, state_dir: PathBuf) -> RemoteMachines {
+        self.keys_from = Some(state_dir);
+        self
+    }
+
+    fn keys(&self, project: &str) -> Result<Option<super::proto::ProjectKeys>, MachineError> {
+        let Some(d) = &self.keys_from else { return Ok(None) };
+        crate::login::keys::for_service_host(d, project).map(Some).map_err(|e| MachineError::Failed(format!("cannot make the project's keys: {e}")))
     }
 
     /// The agent, attached on first use and kept.
@@ -112,8 +126,12 @@ impl Backend for RemoteMachines {
     }
 
     fn build_all(&self, plan: &Plan, opts: BuildOptions, t: &dyn Telemetry) -> Vec<Outcome> {
-        let req = Request::Build { plan: self.for_agent(plan), file: String::new(), opts };
         let hosts: Vec<&Host> = plan.hosts.iter().collect();
+        let keys = match self.keys(&plan.project) {
+            Ok(k) => k,
+            Err(e) => return Self::each_failed(&hosts, &e),
+        };
+        let req = Request::Build { plan: self.for_agent(plan), file: String::new(), opts, keys };
         self.call::<Vec<Outcome>>(&req, t).unwrap_or_else(|e| Self::each_failed(&hosts, &e))
     }
 
@@ -124,8 +142,8 @@ impl Backend for RemoteMachines {
     /// manager did.
     fn upgrade_all(&self, old: &Plan, new: &Plan, classes: &[(String, crate::upgrade::Class)], opts: &crate::machine::UpgradeOptions, t: &dyn Telemetry) -> Vec<Outcome> {
         let _ = old;
-        let req = Request::Upgrade { plan: self.for_agent(new), file: String::new(), opts: opts.clone() };
-        match self.call::<(serde_json::Value, Vec<Outcome>)>(&req, t) {
+        let sent = self.keys(&new.project).map(|keys| Request::Upgrade { plan: self.for_agent(new), file: String::new(), opts: opts.clone(), keys });
+        match sent.and_then(|req| self.call::<(serde_json::Value, Vec<Outcome>)>(&req, t)) {
             Ok((_, outcomes)) => outcomes,
             Err(e) => classes.iter().filter(|(_, c)| *c != crate::upgrade::Class::Unchanged).map(|(h, _)| Outcome::failed(h, &e)).collect(),
         }

@@ -30,7 +30,12 @@ pub struct FabricPlaces<'a> {
 impl<'a> FabricPlaces<'a> {
     pub fn new(local: LocalPlaces<'a>, fabric: &Fabric, rt: &'a tokio::runtime::Runtime, cache: PathBuf) -> FabricPlaces<'a> {
         let templates = local.templates().to_path_buf();
-        let remotes = fabric.names().into_iter().map(|n| (n.clone(), RemoteMachines::new(fabric.server(&n), rt.handle().clone(), templates.clone()))).collect();
+        let keys = local.state().dir().to_path_buf();
+        let remotes = fabric
+            .names()
+            .into_iter()
+            .map(|n| (n.clone(), RemoteMachines::new(fabric.server(&n), rt.handle().clone(), templates.clone()).with_keys_from(keys.clone())))
+            .collect();
         FabricPlaces { local, remotes, rt, templates, cache, fanout: fabric.fanout }
     }
 }

@@ -8,7 +8,7 @@
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
 
-pub const PROTOCOL: u32 = 5;
+pub const PROTOCOL: u32 = 6;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -16,7 +16,15 @@ pub enum Request {
     Hello,
     Info,
     /// Build these hosts (the service host's share of the project).
-    Build { plan: Plan, file: String, opts: crate::machine::BuildOptions },
+    /// `keys`: the managing machine's project keys, for the guests' seeds
+    /// (absent from an older manager: the agent then makes its own).
+    Build {
+        plan: Plan,
+        file: String,
+        opts: crate::machine::BuildOptions,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys: Option<ProjectKeys>,
+    },
     /// Start (stop) these hosts of the service host's share: one
     /// boot-order group; the manager runs the hooks and the order.
     Start { project: String, hosts: Vec<String> },
@@ -25,7 +33,13 @@ pub enum Request {
     Remove { project: String },
     /// Bring the service host's share to this one (the agent compares it
     /// with the share it has recorded; none recorded: it builds it).
-    Upgrade { plan: Plan, file: String, opts: crate::machine::UpgradeOptions },
+    Upgrade {
+        plan: Plan,
+        file: String,
+        opts: crate::machine::UpgradeOptions,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys: Option<ProjectKeys>,
+    },
     /// Make ready to receive `host` of this share, running, from another
     /// service host; the streams come to `address` (this host's). Answers
     /// a `machine::Incoming`.
@@ -71,6 +85,16 @@ pub enum Request {
     /// Send one of a host's files to `to`, a receiver listening for it
     /// with `token` (answers `Received`).
     Send { project: String, host: String, file: String, size: u64, token: String, to: Peer },
+}
+
+/// The keys a project's guests get, as the managing machine made them
+/// (book/src/login.md): the login key's public half only (its private
+/// half never leaves the managing machine), and the cluster pair, which
+/// the guests hold anyway.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProjectKeys {
+    pub login_public: String,
+    pub cluster_private: String,
 }
 
 /// A host's directory on a service host.

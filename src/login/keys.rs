@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 
 pub const LOGIN: &str = "id_ed25519";
 pub const CLUSTER: &str = "cluster_ed25519";
+/// On a service host: the managing machine's login key, public half only
+/// (`give`); a project that has it authorizes it instead of a key of its own.
+pub const GIVEN: &str = "given_id_ed25519.pub";
 
 /// One key pair as guests are given it: OpenSSH texts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,15 +45,55 @@ pub fn private_path(state: &crate::state::State, project: &str) -> Result<PathBu
 /// built at once: a pair is published with a link that fails if another
 /// thread published first, and then that one is read.
 pub fn ensure(state: &crate::state::State, project: &str) -> Result<GuestKeys, LoginError> {
+    ensure_in(&dir(state, project)?, project)
+}
+
+fn ensure_in(d: &Path, project: &str) -> Result<GuestKeys, LoginError> {
+    make_dir(d)?;
+    let cluster = pair(d, CLUSTER, &format!("mln-{project}-cluster"))?;
+    let given = d.join(GIVEN);
+    let login = match std::fs::read_to_string(&given) {
+        Ok(t) => t.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => pair(d, LOGIN, &format!("mln-{project}"))?.public_openssh,
+        Err(e) => return Err(LoginError::io("read", &given)(e)),
+    };
+    Ok(GuestKeys { login, cluster })
+}
+
+/// The keys a service host is to give the guests it builds for this
+/// project: this machine's (made if missing), so that this machine logs
+/// into them (book/src/login.md).
+pub fn for_service_host(state_dir: &Path, project: &str) -> Result<crate::fabric::proto::ProjectKeys, LoginError> {
+    let d = crate::name::inside(state_dir, &["projects", project, "login"]).map_err(crate::state::StateError::from)?;
+    let k = ensure_in(&d, project)?;
+    Ok(crate::fabric::proto::ProjectKeys { login_public: k.login, cluster_private: k.cluster.private_openssh })
+}
+
+/// On a service host: takes the managing machine's keys as the project's
+/// (replacing any made here before), checked to be keys first: they come
+/// over the wire.
+pub fn give(state: &crate::state::State, project: &str, keys: &crate::fabric::proto::ProjectKeys) -> Result<(), LoginError> {
     let d = dir(state, project)?;
     make_dir(&d)?;
-    let login = pair(&d, LOGIN, &format!("mln-{project}"))?;
-    let cluster = pair(&d, CLUSTER, &format!("mln-{project}-cluster"))?;
-    Ok(GuestKeys { login: login.public_openssh, cluster })
+    let bad = |name: &str, e: &dyn std::fmt::Display| LoginError::Key { path: d.join(name), message: format!("the managing machine sent no valid key: {e}") };
+    let login = russh::keys::ssh_key::PublicKey::from_openssh(keys.login_public.trim()).map_err(|e| bad(GIVEN, &e))?;
+    let cluster = PrivateKey::from_openssh(&keys.cluster_private).map_err(|e| bad(CLUSTER, &e))?;
+    let login = login.to_openssh().map_err(|e| bad(GIVEN, &e))?;
+    let public = cluster.public_key().to_openssh().map_err(|e| bad(CLUSTER, &e))?;
+    let text = cluster.to_openssh(LineEnding::LF).map_err(|e| bad(CLUSTER, &e))?;
+    crate::state::write_private(&d.join(GIVEN), format!("{login}\n").as_bytes())?;
+    crate::state::write_private(&d.join(format!("{CLUSTER}.pub")), format!("{public}\n").as_bytes())?;
+    crate::state::write_private(&d.join(CLUSTER), text.as_bytes())?;
+    Ok(())
 }
 
 fn make_dir(d: &Path) -> Result<(), LoginError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    // The project's directory with the usual mode: QEMU (another user)
+    // passes through it to the guests' files; only `login/` is private.
+    if let Some(project) = d.parent() {
+        std::fs::create_dir_all(project).map_err(LoginError::io("create", project))?;
+    }
     match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(d) {
         Ok(()) => {}
         Err(e) => return Err(LoginError::io("create", d)(e)),
@@ -124,6 +167,29 @@ pub(crate) fn generate_into(dir: &Path, name: &str) -> Result<PathBuf, LoginErro
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn given_keys_replace_the_service_hosts_own_and_junk_is_refused() {
+        let here = tempfile::tempdir().unwrap();
+        let there = crate::state::State::open(&tempfile::tempdir().unwrap().keep()).unwrap();
+        let sent = for_service_host(here.path(), "p").unwrap();
+        assert!(here.path().join("projects/p/login").join(LOGIN).exists(), "the private half stays here");
+        let own = ensure(&there, "p").unwrap();
+        assert_ne!(own.login, sent.login_public);
+        give(&there, "p", &sent).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&there.project_dir("p").unwrap()) & 0o001, 0o001, "QEMU passes through the project's directory");
+        assert_eq!(mode(&dir(&there, "p").unwrap()), 0o700);
+        let got = ensure(&there, "p").unwrap();
+        assert_eq!(got.login, sent.login_public.trim());
+        assert_eq!(got.cluster.private_openssh, sent.cluster_private);
+        let junk = crate::fabric::proto::ProjectKeys { login_public: "ssh-ed25519 nonsense".into(), cluster_private: sent.cluster_private.clone() };
+        assert!(matches!(give(&there, "p", &junk), Err(LoginError::Key { .. })));
+        let junk = crate::fabric::proto::ProjectKeys { login_public: sent.login_public.clone(), cluster_private: "-----BEGIN x".into() };
+        assert!(matches!(give(&there, "p", &junk), Err(LoginError::Key { .. })));
+        assert_eq!(ensure(&there, "p").unwrap(), got, "a refused gift changes nothing");
+    }
 
     #[test]
     fn a_pair_is_made_once_private_and_read_back() {

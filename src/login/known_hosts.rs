@@ -38,6 +38,64 @@ pub fn from_console(console: &str) -> Vec<String> {
     keys
 }
 
+/// The host keys of the first complete block the console holds: on a
+/// service host's console (`refresh_remote`), what the guest printed at
+/// its first boot, before anything in it could print a block of its own.
+pub fn first_from_console(console: &str) -> Vec<String> {
+    match console.split(BEGIN).skip(1).find_map(|b| b.split_once(END).map(|(k, _)| k)) {
+        Some(block) => from_console(&format!("{BEGIN}{block}{END}")),
+        None => Vec::new(),
+    }
+}
+
+/// Whether the console text holds a complete block (reading may stop).
+pub fn has_block(console: &str) -> bool {
+    console.split(BEGIN).skip(1).any(|b| b.contains(END))
+}
+
+/// [`refresh`] for a guest on a service host, whose console is there and
+/// whose directory here does not exist. The keys are the first block of
+/// the console (a rebuilt guest has a new console, so new keys replace the
+/// entry); what was collected is kept in `login/hosts/HOST`, which serves
+/// when the console no longer holds a block (the guest moved to another
+/// service host and its new console started after boot). An entry that
+/// matches what was collected is left as it is, as `refresh` does.
+pub fn refresh_remote(
+    state: &crate::state::State,
+    project: &str,
+    host: &str,
+    hosts: &[&str],
+    console: impl FnOnce() -> Result<String, LoginError>,
+) -> Result<PathBuf, LoginError> {
+    let file = path(state, project)?;
+    let dir = super::keys::dir(state, project)?.join("hosts");
+    let marker = crate::name::inside(&dir, &[host]).map_err(crate::state::StateError::from)?;
+    let mut entries = read(&file)?;
+    entries.retain(|(h, _)| hosts.contains(&h.as_str()));
+    let kept: Option<Vec<String>> = match std::fs::read_to_string(&marker) {
+        Ok(t) => Some(t.lines().filter(|l| !l.is_empty()).map(String::from).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(LoginError::io("read", &marker)(e)),
+    };
+    let now = first_from_console(&console()?);
+    match kept {
+        Some(k) if now.is_empty() || now == k => {
+            if !entries.iter().any(|(h, _)| h == host) {
+                entries.extend(k.into_iter().map(|key| (host.to_string(), key)));
+            }
+        }
+        None if now.is_empty() => return Err(LoginError::NoHostKeys { host: host.into() }),
+        _ => {
+            std::fs::create_dir_all(&dir).map_err(LoginError::io("create", &dir))?;
+            crate::state::write_private(&marker, format!("{}\n", now.join("\n")).as_bytes())?;
+            entries.retain(|(h, _)| h != host);
+            entries.extend(now.into_iter().map(|k| (host.to_string(), k)));
+        }
+    }
+    write(&file, &entries)?;
+    Ok(file)
+}
+
 /// Brings `host`'s entry up to date from its console (read only when the
 /// guest's keys were not collected yet) and drops entries of hosts that
 /// are not in `hosts`. Returns the known_hosts path.
@@ -111,5 +169,38 @@ mod tests {
         );
         assert_eq!(from_console(&console), vec![KEY.clone()]);
         assert!(from_console("no block").is_empty());
+        assert_eq!(first_from_console(&console), Vec::<String>::new(), "the first block's key is not valid base64");
+        assert!(has_block(&console) && !has_block("x\n-----BEGIN SSH HOST KEY KEYS-----\nssh-ed25519 cut"));
+    }
+
+    fn key(dir: &Path, name: &str) -> String {
+        let p = super::super::keys::read(&super::super::keys::generate_into(dir, name).unwrap()).unwrap();
+        p.public_openssh.rsplit_once(' ').map(|(k, _)| k.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_remote_guests_first_block_counts_a_later_one_does_not_and_a_rebuild_replaces_it() {
+        let t = tempfile::tempdir().unwrap();
+        let state = crate::state::State::open(&t.path().join("state")).unwrap();
+        let (a, b) = (key(t.path(), "a"), key(t.path(), "b"));
+        let block = |k: &str| format!("{BEGIN}\r\n{k} root@g\r\n{END}\r\n");
+        let hosts = ["g", "other"];
+        let ok = |c: String| move || -> Result<String, LoginError> { Ok(c) };
+        assert!(matches!(refresh_remote(&state, "p", "g", &hosts, ok("booting".into())), Err(LoginError::NoHostKeys { .. })));
+        // First boot, then a block someone printed later: the first stays.
+        let file = refresh_remote(&state, "p", "g", &hosts, ok(format!("{}x{}", block(&a), block(&b)))).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("g {a}\n"));
+        // Moved: a console with no block; what was collected serves.
+        std::fs::write(&file, "").unwrap();
+        refresh_remote(&state, "p", "g", &hosts, ok("resumed".into())).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("g {a}\n"));
+        // A changed entry is left for ssh to refuse.
+        std::fs::write(&file, format!("g {b}\nother {a}\ngone {a}\n")).unwrap();
+        refresh_remote(&state, "p", "g", &hosts, ok(block(&a))).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("g {b}\nother {a}\n"), "a host not in the plan goes");
+        // Rebuilt: a new console, new keys.
+        std::fs::write(&file, format!("g {a}\nother {a}\n")).unwrap();
+        refresh_remote(&state, "p", "g", &hosts, ok(block(&b))).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("other {a}\ng {b}\n"));
     }
 }
