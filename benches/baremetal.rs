@@ -15,14 +15,22 @@
 //! parallel). The reference is the chain to one host: one transfer at the
 //! link's rate.
 //!
-//! Not here (yet): the deployment time of 1, 2, 4, 8 QEMU nodes.
+//! `deploy`: `mln build` of a project of 1, 2, 4, then 8 bare-metal nodes
+//! of the test guest's environment on the QEMU rig (tests/support/
+//! baremetal_rig.rs: software emulation, IPMI through virtualbmc, dnsmasq
+//! run by mln), each node's link toward it limited by `tc tbf` on its tap
+//! (MLN_BENCH_RATE), and the time of each macro-step from `mln stats`.
+//! Every node is a QEMU guest under software emulation on this 2-core
+//! machine: what 8 nodes cost over 1 is mostly the CPU their boots share.
 //!
-//! `cargo bench --bench baremetal [broadcast]`; MLN_BENCH_QUICK=1 makes it
+//! `cargo bench --bench baremetal [broadcast|deploy]`; MLN_BENCH_QUICK=1 makes it
 //! small, MLN_BENCH_ROUNDS sets the rounds (3). Results are printed and
 //! written to target/bench/baremetal.md.
 
 #[path = "../tests/support/testhosts.rs"]
 mod testhosts;
+#[path = "../tests/support/baremetal_rig.rs"]
+mod baremetal_rig;
 
 use mln::baremetal::chain::{self, ChainNode, Hop, Receiver, Report};
 use std::io::{BufRead, Read, Write};
@@ -227,6 +235,123 @@ fn broadcast() -> String {
     s
 }
 
+/// Applies `tbf` to every tap on `bridge` that has none yet, until `stop`.
+fn limit_taps(bridge: &str, rate: &str, stop: &std::sync::atomic::AtomicBool) {
+    let mut done = std::collections::BTreeSet::new();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let out = sh(&format!("ip -o link show master {bridge}")).output().unwrap();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(dev) = l.split(':').nth(1).map(|d| d.trim().split('@').next().unwrap_or("").to_string()) else { continue };
+            if dev.is_empty() || done.contains(&dev) {
+                continue;
+            }
+            // A tap comes back on each power-on: replace whatever it has.
+            if sh(&format!("tc qdisc replace dev {dev} root tbf rate {rate} burst 256kb latency 50ms")).status().map(|s| s.success()).unwrap_or(false) {
+                done.insert(dev);
+            }
+        }
+        // A tap that went away (the node powered off) is limited again when back.
+        done.retain(|d| Path::new(&format!("/sys/class/net/{d}")).exists());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn deploy() -> String {
+    use baremetal_rig::{NodeKind, Rig, IPMI_USER};
+    Rig::available().unwrap();
+    let sizes: Vec<usize> = if quick() { vec![1, 2] } else { vec![1, 2, 4, 8] };
+    let rate = std::env::var("MLN_BENCH_RATE").unwrap_or_else(|_| "200mbit".into());
+    let most = *sizes.iter().max().unwrap();
+    let rig = Rig::new(&vec![NodeKind { disk_mib: Some(64), memory_mib: 384 }; most]);
+    let d = rig.dir.path();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let state = d.join("state");
+    let envdir = d.join("env");
+    must(&format!("bash {} {}", root.join("testguest/build.sh").display(), envdir.display()));
+    must(&format!("bash {} {}", root.join("testguest/env.sh").display(), envdir.display()));
+    let image_size = std::fs::metadata(envdir.join("rootfs.tar.gz")).map(|m| m.len()).unwrap_or(0);
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Ok(pid) = std::fs::read_to_string(self.0.join("baremetal/netboot/dnsmasq.pid")) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+    let _cleanup = Cleanup(state.clone());
+    let mln = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mln")).current_dir(d).arg("--state-dir").arg(&state).args(args).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, added) = mln(&["env", "add", envdir.join("env.toml").to_str().unwrap()]);
+    assert!(ok, "{added}");
+    std::fs::write(
+        state.join("fabric.toml"),
+        format!(
+            "[netboot]\ninterface = \"{}\"\nsubnet = \"{}\"\nserver = \"{}\"\n\n[baremetal.default]\ndeploy_system = [{{ type = \"untrusted\", timeout = 600, retries = 1 }}]\ninstall = [{{ type = \"chain\", timeout = 600 }}]\nboot = [{{ type = \"kexec\", timeout = 600 }}]\n",
+            rig.bridge, rig.subnet, rig.server
+        ),
+    )
+    .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut rows = Vec::new();
+    std::thread::scope(|sc| {
+        sc.spawn(|| limit_taps(&rig.bridge, &rate, &stop));
+        // The deploy system is built on first use: not in any size's time.
+        for &k in &sizes {
+            let name = format!("metal{k}");
+            let mut project = format!("global {{\n    project {name}\n}}\nswitch lan {{ }}\nsuperclass node {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {{\n        switch lan\n        netmask 255.255.255.0\n    }}\n}}\n");
+            for (i, n) in rig.nodes.iter().take(k).enumerate() {
+                project += &format!(
+                    "host bm{i} {{\n    superclass node\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n    }}\n}}\n",
+                    n.mac,
+                    n.ipmi_port,
+                    rig.password_file.display(),
+                    n.address
+                );
+            }
+            let file = d.join(format!("{name}.mln"));
+            std::fs::write(&file, &project).unwrap();
+            if k == sizes[0] {
+                // The deploy system is built on first use (about a minute): before, untimed.
+                must(&format!("bash {} {}", root.join("deploysys/build.sh").display(), state.join("baremetal/deploysys").display()));
+            }
+            eprintln!("deploying {k} node(s)");
+            let t = Instant::now();
+            let (ok, built) = mln(&["build", "-f", file.to_str().unwrap()]);
+            let wall = t.elapsed();
+            assert!(ok, "mln build of {k} nodes:\n{built}");
+            let stats: serde_json::Value = serde_json::from_str(&mln(&["stats", "-p", &name, "--json"]).1).unwrap();
+            let mut steps = std::collections::BTreeMap::<String, Vec<f64>>::new();
+            for s in stats.as_array().unwrap() {
+                for (step, secs) in s["mean_step_secs"].as_object().unwrap() {
+                    steps.entry(step.clone()).or_default().push(secs.as_f64().unwrap());
+                }
+            }
+            let chained = rig.nodes.iter().take(k).filter(|n| rig.console(n).contains("MLN-CHAIN host=")).count();
+            rows.push((k, wall, steps, chained));
+            let (ok, removed) = mln(&["remove", "-p", &name]);
+            assert!(ok, "{removed}");
+            for n in rig.nodes.iter().take(k) {
+                let _ = rig.virsh(&format!("destroy {}", n.domain));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let one = rows[0].1.as_secs_f64();
+    let mut s = format!(
+        "## Deployment of the test guest's environment ({:.1} MiB gzip tar), `mln build`, QEMU nodes (software emulation, 384 MiB each), every tap limited to {rate} toward its node, one run per size\n\n| nodes | build | x 1 node | deploy system (mean, slowest) | install (mean, slowest) | boot (mean, slowest) | image through the chain |\n|---|---|---|---|---|---|---|\n",
+        image_size as f64 / 1048576.0
+    );
+    for (k, wall, steps, chained) in &rows {
+        let cell = |st: &str| {
+            steps.get(st).map_or("–".to_string(), |v| format!("{:.1} s, {:.1} s", v.iter().sum::<f64>() / v.len() as f64, v.iter().cloned().fold(0.0, f64::max)))
+        };
+        s += &format!("| {k} | {:.1} s | {:.2} | {} | {} | {} | {chained} of {k} |\n", wall.as_secs_f64(), wall.as_secs_f64() / one, cell("deploy_system"), cell("install"), cell("boot"));
+    }
+    s
+}
+
 fn parse_rate(r: &str) -> f64 {
     let r = r.to_ascii_lowercase();
     let (num, mult) = if let Some(n) = r.strip_suffix("gbit") {
@@ -254,7 +379,13 @@ fn main() {
         let s = broadcast();
         eprint!("{s}");
         out += &s;
-        out += &format!("\n{}\n", load("at the end"));
+        out += &format!("\n{}\n\n", load("after broadcast"));
+    }
+    if want("deploy") {
+        let s = deploy();
+        eprint!("{s}");
+        out += &s;
+        out += &format!("\n{}\n", load("after deploy"));
     }
     print!("{out}");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");

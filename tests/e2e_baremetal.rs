@@ -279,7 +279,7 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
         assert!(line.contains(&format!("\"hostname\":\"bm{i}\"")) && line.contains("\"source\":\"filesystem\""), "{line}");
         assert!(line.contains(&n.address), "the planned address: {line}");
     }
-    assert_the_image_went_through_one_chain(&rig, &rig.nodes[..2]);
+    assert_the_image_went_through_one_chain(&rig, &rig.nodes[..2], &["bm0", "bm1"]);
 
     // bm2's power state cannot be read: said, and the command fails.
     let (good, status) = mln(&["status", "-p", "metal"]);
@@ -387,12 +387,13 @@ fn a_build_killed_during_install_is_run_again() {
 /// Each node's deploy system said on its console what its chain receiver
 /// got: one image (the same SHA-256, decompressed and written), the first
 /// node forwarding it to the second, the second the chain's end.
-fn assert_the_image_went_through_one_chain(rig: &Rig, nodes: &[baremetal_rig::Node]) {
+fn assert_the_image_went_through_one_chain(rig: &Rig, nodes: &[baremetal_rig::Node], hosts: &[&str]) {
     let lines: Vec<String> = nodes
         .iter()
-        .map(|n| {
+        .zip(hosts)
+        .map(|(n, h)| {
             let c = rig.console(n);
-            c.lines().find(|l| l.contains(&format!("MLN-CHAIN host={} ", n.name))).map(str::to_string).unwrap_or_else(|| panic!("{}: no chain line on its console:\n{c}", n.name))
+            c.lines().find(|l| l.contains(&format!("MLN-CHAIN host={h} "))).map(str::to_string).unwrap_or_else(|| panic!("{h}: no chain line on its console:\n{c}"))
         })
         .collect();
     let field = |l: &str, k: &str| l.split_whitespace().find_map(|w| w.strip_prefix(&format!("{k}="))).unwrap_or("").to_string();
