@@ -35,6 +35,9 @@ pub const PORT: u16 = 7907;
 /// How long the first node at the install step waits for the others.
 pub const GATHER: Duration = Duration::from_secs(15);
 
+/// A receiver that listens, or why it does not.
+type Started = Result<Box<dyn Receiver>, String>;
+
 /// Where one node listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hop {
@@ -139,7 +142,7 @@ pub fn broadcast(nodes: &[&dyn ChainNode], file: &Path, sha256: &str, opts: &Opt
             break;
         }
         // Every receiver at once: the chain is made of those that listen.
-        let started: Vec<(usize, Result<Box<dyn Receiver>, String>)> =
+        let started: Vec<(usize, Started)> =
             std::thread::scope(|s| missing.iter().map(|&i| (i, s.spawn(move || nodes[i].start(pass)))).collect::<Vec<_>>().into_iter().map(|(i, h)| (i, h.join().unwrap_or_else(|_| Err("its receiver's thread failed".into())))).collect());
         let mut chain: Vec<(usize, Box<dyn Receiver>)> = Vec::new();
         for (i, r) in started {

@@ -294,7 +294,7 @@ fn the_busybox_script_receives_forwards_and_extracts() {
         assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "guest\n");
         assert_eq!(std::fs::read(root.join("big")).unwrap(), big);
         let log = std::fs::read_to_string(&nodes[i].log).unwrap();
-        let want = if i == 3 { "next=- ".to_string() } else { format!("next=127.0.0.1 ") };
+        let want = if i == 3 { "next=- ".to_string() } else { "next=127.0.0.1 ".to_string() };
         assert!(log.contains(&want) && log.contains(&format!("sum={sum}")), "{log}");
     }
 }
