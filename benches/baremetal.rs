@@ -329,6 +329,7 @@ fn deploy() -> String {
                 }
             }
             let chained = rig.nodes.iter().take(k).filter(|n| rig.console(n).contains("MLN-CHAIN host=")).count();
+            eprintln!("{k} node(s): build {:.1} s, steps {steps:?}, {chained} through the chain", wall.as_secs_f64());
             rows.push((k, wall, steps, chained));
             let (ok, removed) = mln(&["remove", "-p", &name]);
             assert!(ok, "{removed}");
