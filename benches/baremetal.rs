@@ -269,7 +269,7 @@ fn deploy() -> String {
     let envdir = d.join("env");
     must(&format!("bash {} {}", root.join("testguest/build.sh").display(), envdir.display()));
     must(&format!("bash {} {}", root.join("testguest/env.sh").display(), envdir.display()));
-    let image_size = std::fs::metadata(envdir.join("rootfs.tar.gz")).map(|m| m.len()).unwrap_or(0);
+    let image_size = std::fs::read_dir(&envdir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tar.gz")).filter_map(|e| e.metadata().ok()).map(|m| m.len()).max().unwrap_or(0);
     struct Cleanup(PathBuf);
     impl Drop for Cleanup {
         fn drop(&mut self) {
