@@ -279,6 +279,7 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
         assert!(line.contains(&format!("\"hostname\":\"bm{i}\"")) && line.contains("\"source\":\"filesystem\""), "{line}");
         assert!(line.contains(&n.address), "the planned address: {line}");
     }
+    assert_the_image_went_through_one_chain(&rig, &rig.nodes[..2], &["bm0", "bm1"]);
 
     // bm2's power state cannot be read: said, and the command fails.
     let (good, status) = mln(&["status", "-p", "metal"]);
@@ -381,4 +382,29 @@ fn a_build_killed_during_install_is_run_again() {
     ok(&["remove", "-p", "again"]);
     assert_eq!(std::fs::read_to_string(state.join("baremetal/netboot/leases")).unwrap(), "", "no lease left");
     assert_eq!(std::fs::read_dir(state.join("baremetal/tftp/nodes")).unwrap().count(), 0, "no profile left");
+}
+
+/// Each node's deploy system said on its console what its chain receiver
+/// got: one image (the same SHA-256, decompressed and written), the first
+/// node forwarding it to the second, the second the chain's end.
+fn assert_the_image_went_through_one_chain(rig: &Rig, nodes: &[baremetal_rig::Node], hosts: &[&str]) {
+    let lines: Vec<String> = nodes
+        .iter()
+        .zip(hosts)
+        .map(|(n, h)| {
+            let c = rig.console(n);
+            c.lines().find(|l| l.contains(&format!("MLN-CHAIN host={h} "))).map(str::to_string).unwrap_or_else(|| panic!("{h}: no chain line on its console:\n{c}"))
+        })
+        .collect();
+    let field = |l: &str, k: &str| l.split_whitespace().find_map(|w| w.strip_prefix(&format!("{k}="))).unwrap_or("").to_string();
+    for l in &lines {
+        assert!(field(l, "filter") == "0" && field(l, "sink") == "0", "decompressed and written: {l}");
+        assert_eq!(field(l, "sum").len(), 64, "{l}");
+    }
+    assert_eq!(field(&lines[0], "sum"), field(&lines[1], "sum"), "one image: {lines:?}");
+    let ends: Vec<usize> = (0..lines.len()).filter(|&i| field(&lines[i], "next") == "-").collect();
+    assert_eq!(ends.len(), 1, "one end of the chain: {lines:?}");
+    let first = 1 - ends[0];
+    assert_eq!(field(&lines[first], "next"), nodes[ends[0]].address, "the first forwards to the other: {lines:?}");
+    assert_eq!(field(&lines[first], "fwd"), "0", "{lines:?}");
 }

@@ -11,6 +11,7 @@
 //! deployed root (the files filesystem templates get), run post-install
 //! scripts, kexec or reboot.
 
+use super::chain;
 use super::netboot::DisklessFiles;
 use crate::fabric::ssh::{self, quote};
 use crate::fabric::{FabricError, Server};
@@ -65,7 +66,7 @@ pub enum Compression {
 
 impl Compression {
     /// The node's command that decompresses stdin to stdout.
-    fn filter(self) -> &'static str {
+    pub fn filter(self) -> &'static str {
         match self {
             Compression::None => "cat",
             Compression::Gzip => "gzip -dc",
@@ -390,6 +391,128 @@ impl DeployNode {
     /// decides what it boots).
     pub fn reboot(&self) -> Result<(), DeployError> {
         self.run("reboot", &format!("(sleep 1; sync; umount {ROOT}; reboot -f) >/dev/null 2>&1 </dev/null &"), b"").map(drop)
+    }
+}
+
+/// A node of the install step's chain (`baremetal::chain`): its part is
+/// the chain's busybox script, run over one SSH session to its deploy
+/// system, listening on [`chain::PORT`] (plus the pass) of its address.
+pub struct ChainMember<'a> {
+    pub node: &'a DeployNode,
+    pub compression: Compression,
+    pub tar: bool,
+    pub device: String,
+}
+
+impl ChainMember<'_> {
+    fn port(pass: u16) -> u16 {
+        chain::PORT + pass
+    }
+
+    fn script(&self, pass: u16) -> Result<String, DeployError> {
+        check_device(&self.device)?;
+        let dev = quote(&self.device);
+        let (prep, sink) = if self.tar {
+            (format!("mkdir -p {ROOT} && {{ mountpoint -q {ROOT} || mount {dev} {ROOT}; }}"), format!("tar -x -p -C {ROOT}"))
+        } else {
+            (format!("{{ umount {ROOT} 2>/dev/null; true; }}"), format!("dd of={dev} bs=1M 2>/dev/null && sync"))
+        };
+        // The node's console says what it got and where it sent it on.
+        Ok(chain::script(Self::port(pass), &prep, self.compression.filter(), &sink, Some("/dev/console"), &format!("host={}", self.node.name)))
+    }
+}
+
+/// A receiver on a node: its SSH session, and what it said so far.
+struct SshReceiver {
+    rt: tokio::runtime::Handle,
+    conn: Option<ssh::Conn>,
+    proc: ssh::Proc,
+    out: String,
+    err: String,
+    status: Option<u32>,
+}
+
+impl chain::Receiver for SshReceiver {
+    fn forward_to(&mut self, next: Option<&chain::Hop>) -> Result<(), String> {
+        let line = next.map(|h| format!("{} {}\n", h.addr, h.port)).unwrap_or_else(|| "- -\n".into());
+        let p = &mut self.proc;
+        self.rt.block_on(async {
+            p.send(line.as_bytes()).await?;
+            p.eof().await
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    fn wait(&mut self, deadline: Instant) -> Option<Result<chain::Report, String>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (p, out, err, status) = (&mut self.proc, &mut self.out, &mut self.err, &mut self.status);
+        let ended = self.rt.block_on(async {
+            tokio::time::timeout(left, async {
+                while let Some(ev) = p.next().await {
+                    match ev {
+                        ssh::Event::Stdout(d) => out.push_str(&String::from_utf8_lossy(&d)),
+                        ssh::Event::Stderr(d) => err.push_str(&String::from_utf8_lossy(&d)),
+                        ssh::Event::Exit(s) => *status = Some(s),
+                    }
+                }
+            })
+            .await
+            .is_ok()
+        });
+        if !ended {
+            return None;
+        }
+        if let Some(c) = self.conn.take() {
+            self.rt.block_on(c.close());
+        }
+        Some(chain::Report::parse(&self.out).ok_or_else(|| format!("its receiver ended (exit {:?}) without a result: {}", self.status, crate::term::escape(self.err.trim()))))
+    }
+}
+
+impl chain::ChainNode for ChainMember<'_> {
+    fn name(&self) -> &str {
+        &self.node.name
+    }
+
+    fn hop(&self, pass: u16) -> chain::Hop {
+        chain::Hop { addr: self.node.server.address.clone(), port: Self::port(pass) }
+    }
+
+    fn start(&self, pass: u16) -> Result<Box<dyn chain::Receiver>, String> {
+        let cmd = self.script(pass).map_err(|e| e.to_string())?;
+        let n = self.node;
+        n.rt.block_on(async {
+            let c = ssh::connect(&n.server).await.map_err(|e| n.typed(e).to_string())?;
+            let mut p = c.open(&format!("sh -c {}", quote(&cmd))).await.map_err(|e| n.typed(e).to_string())?;
+            let (mut out, mut err) = (String::new(), String::new());
+            // Under software emulation a receiver takes seconds to listen.
+            let listening = tokio::time::timeout(Duration::from_secs(60), async {
+                while let Some(ev) = p.next().await {
+                    match ev {
+                        ssh::Event::Stdout(d) => {
+                            out.push_str(&String::from_utf8_lossy(&d));
+                            if out.contains("MLN-CHAIN listening\n") {
+                                return Ok(());
+                            }
+                        }
+                        ssh::Event::Stderr(d) => err.push_str(&String::from_utf8_lossy(&d)),
+                        ssh::Event::Exit(s) => return Err(format!("its receiver exited ({s}) before listening: {}", crate::term::escape(err.trim()))),
+                    }
+                }
+                Err("its session closed before the receiver listened".to_string())
+            })
+            .await
+            .map_err(|_| "its receiver did not listen within 60 s".to_string())?;
+            listening?;
+            let rest = out.split_once("MLN-CHAIN listening\n").map(|(_, r)| r.to_string()).unwrap_or_default();
+            Ok(Box::new(SshReceiver { rt: n.rt.clone(), conn: Some(c), proc: p, out: rest, err, status: None }) as Box<dyn chain::Receiver>)
+        })
+    }
+
+    fn stop(&self, pass: u16) {
+        if let Err(e) = self.node.run("stop the chain's receiver", &chain::stop_script(Self::port(pass)), b"") {
+            tracing::info!("{}: {e}", self.node.name);
+        }
     }
 }
 

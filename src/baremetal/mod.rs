@@ -174,3 +174,4 @@ pub mod power;
 pub mod netboot;
 pub mod deploysys;
 pub mod ops;
+pub mod chain;

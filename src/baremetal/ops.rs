@@ -98,6 +98,9 @@ pub struct Site<'a> {
     /// Per node, the device its root was written to (install's steps
     /// share it).
     roots: Mutex<HashMap<String, String>>,
+    /// The install step's rendez-vous: nodes writing the same image at
+    /// about the same time share one chain (`baremetal::chain`).
+    gather: super::chain::Gather<String, (Node, String)>,
 }
 
 /// True when the plan (or the record's) holds a bare-metal host.
@@ -135,7 +138,7 @@ impl<'a> Site<'a> {
             (None, None) => return Err(SiteError::Netboot("either `interface` (mln runs dnsmasq there) or `pxe_dir`".into())),
         };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(SiteError::Runtime)?;
-        Ok(Site { state, power: Power::default(), netboot, deploy, config, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()) })
+        Ok(Site { state, power: Power::default(), netboot, deploy, config, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()), gather: super::chain::Gather::new(super::chain::GATHER) })
     }
 
     pub fn machines(&self) -> BareMetalMachines<'_> {
@@ -167,6 +170,41 @@ impl<'a> Site<'a> {
     fn root(&self, node: &Node) -> Result<String, OpError> {
         let r = self.roots.lock().unwrap_or_else(|p| p.into_inner()).get(&node.name).cloned();
         r.ok_or_else(|| OpError::Failed("no root file system was made on this node yet".into()))
+    }
+
+    /// The image to `members` (node, device): one node on its own SSH
+    /// session; more through one pipelined chain (`baremetal::chain`).
+    fn write_images(&self, env: &Environment, image: &Path, tar: bool, members: &[(Node, String)]) -> Vec<Result<(), String>> {
+        let compression = match env.image.compression {
+            env::Compression::None => deploysys::Compression::None,
+            env::Compression::Gzip => deploysys::Compression::Gzip,
+            env::Compression::Xz => deploysys::Compression::Xz,
+            env::Compression::Zstd => deploysys::Compression::Zstd,
+        };
+        let dns: Vec<Result<DeployNode, String>> = members.iter().map(|(n, _)| self.deploy_node(n).map_err(|e| e.to_string())).collect();
+        if members.len() == 1 {
+            return vec![dns[0].as_ref().map_err(Clone::clone).and_then(|dn| dn.write_image(image, compression, tar, &members[0].1).map_err(|e| e.to_string()))];
+        }
+        let mut out: Vec<Result<(), String>> = vec![Ok(()); members.len()];
+        let mut chained = Vec::new();
+        for (i, (dn, (_, device))) in dns.iter().zip(members).enumerate() {
+            match dn {
+                Ok(dn) => chained.push((i, deploysys::ChainMember { node: dn, compression, tar, device: device.clone() })),
+                Err(e) => out[i] = Err(e.clone()),
+            }
+        }
+        let refs: Vec<&dyn super::chain::ChainNode> = chained.iter().map(|(_, m)| m as &dyn super::chain::ChainNode).collect();
+        let names: Vec<&str> = chained.iter().map(|(i, _)| members[*i].0.name.as_str()).collect();
+        tracing::info!("the image goes to {} through one chain", names.join(" -> "));
+        let outcomes = super::chain::broadcast(&refs, image, &env.image.file.sha256, &super::chain::Options::default());
+        for ((i, _), o) in chained.iter().zip(outcomes) {
+            out[*i] = match o {
+                super::chain::Outcome::Written { .. } => Ok(()),
+                super::chain::Outcome::Skipped(e) => Err(format!("the image chain skipped it: {e}")),
+                super::chain::Outcome::Failed(e) => Err(format!("the image chain: {e}")),
+            };
+        }
+        out
     }
 
     fn answers(&self, address: &str) -> bool {
@@ -296,16 +334,18 @@ impl NodeOps for Site<'_> {
         let env = self.env(node)?;
         let device = self.root(node)?;
         let tar = env.image.kind == ImageKind::Tar;
-        let dn = self.deploy_node(node)?;
-        let compression = match env.image.compression {
-            env::Compression::None => deploysys::Compression::None,
-            env::Compression::Gzip => deploysys::Compression::Gzip,
-            env::Compression::Xz => deploysys::Compression::Xz,
-            env::Compression::Zstd => deploysys::Compression::Zstd,
-        };
-        dn.write_image(&self.file(&env, &env.image.file)?, compression, tar, &device).map_err(deploy_error)?;
+        let image = self.file(&env, &env.image.file)?;
+        // The nodes of this build that write the same image: the round
+        // closes early once they have all come.
+        let expected = self.plan.as_ref().map_or(1, |p| {
+            p.hosts.iter().filter(|h| h.baremetal.as_ref().is_some_and(|b| b.boot == super::BootMode::Disk && b.environment == node.spec.environment)).count()
+        });
+        let key = format!("{}|{tar}", image.display());
+        self.gather
+            .join(key, (node.clone(), device.clone()), expected.max(1), |members| self.write_images(&env, &image, tar, &members))
+            .map_err(OpError::Failed)?;
         if !tar {
-            dn.mount_root(&device).map_err(deploy_error)?;
+            self.deploy_node(node)?.mount_root(&device).map_err(deploy_error)?;
         }
         Ok(())
     }

@@ -1,0 +1,383 @@
+//! The chain on fakes (Rust receivers on loopback that can be dead, cut
+//! their forward, fail to write, or hang) and the node script itself under
+//! busybox on loopback, as the deploy system runs it.
+
+use super::*;
+use sha2::{Digest, Sha256};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+
+fn sha(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[derive(Default)]
+struct Fake {
+    name: String,
+    /// Its receiver does not start in these passes and after (dead).
+    dead_from: Option<u16>,
+    /// In pass 0, it reads this many bytes, then its connections drop
+    /// (it crashed), and it is dead after.
+    crash_after: Option<usize>,
+    /// Gets the stream but cannot write it.
+    bad_disk: bool,
+    /// In pass 0, stops reading after this many bytes (no reset).
+    hang_after: Option<usize>,
+    ports: Mutex<HashMap<u16, u16>>,
+    starts: AtomicUsize,
+    stops: AtomicUsize,
+    got: Arc<Mutex<Vec<u8>>>,
+    stop_flags: Mutex<HashMap<u16, Arc<AtomicBool>>>,
+}
+
+struct FakeReceiver {
+    next_tx: Option<mpsc::Sender<Option<Hop>>>,
+    done: mpsc::Receiver<Result<Report, String>>,
+}
+
+impl Receiver for FakeReceiver {
+    fn forward_to(&mut self, next: Option<&Hop>) -> Result<(), String> {
+        self.next_tx.take().ok_or("told twice")?.send(next.cloned()).map_err(|e| e.to_string())
+    }
+    fn wait(&mut self, deadline: Instant) -> Option<Result<Report, String>> {
+        self.done.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()
+    }
+}
+
+impl ChainNode for Fake {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn hop(&self, pass: u16) -> Hop {
+        Hop { addr: "127.0.0.1".into(), port: self.ports.lock().unwrap()[&pass] }
+    }
+    fn stop(&self, pass: u16) {
+        self.stops.fetch_add(1, Ordering::SeqCst);
+        if let Some(f) = self.stop_flags.lock().unwrap().get(&pass) {
+            f.store(true, Ordering::SeqCst);
+        }
+    }
+    fn start(&self, pass: u16) -> Result<Box<dyn Receiver>, String> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        let crashed = self.crash_after.is_some() || self.hang_after.is_some();
+        if self.dead_from.is_some_and(|d| pass >= d) || (crashed && pass > 0) {
+            return Err("no route to host".into());
+        }
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        self.ports.lock().unwrap().insert(pass, l.local_addr().unwrap().port());
+        let stop = Arc::new(AtomicBool::new(false));
+        self.stop_flags.lock().unwrap().insert(pass, stop.clone());
+        let (next_tx, next_rx) = mpsc::channel::<Option<Hop>>();
+        let (done_tx, done) = mpsc::channel();
+        let (crash, hang, bad) = if pass == 0 { (self.crash_after, self.hang_after, self.bad_disk) } else { (None, None, self.bad_disk) };
+        let got = self.got.clone();
+        std::thread::spawn(move || {
+            let next = next_rx.recv().ok().flatten();
+            l.set_nonblocking(true).unwrap();
+            let mut up = loop {
+                if stop.load(Ordering::SeqCst) {
+                    let _ = done_tx.send(Ok(Report { sha256: sha(b""), written: false, forward: "1".into(), detail: "stopped".into() }));
+                    return;
+                }
+                match l.accept() {
+                    Ok((s, _)) => break s,
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            };
+            up.set_nonblocking(false).unwrap();
+            up.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            let mut down = next.as_ref().and_then(|h| TcpStream::connect(h.socket().unwrap()).ok());
+            let mut data = Vec::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if hang.is_some_and(|h| data.len() >= h) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                match up.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        data.extend_from_slice(&buf[..n]);
+                        if crash.is_some_and(|c| data.len() >= c) {
+                            // Gone: its sockets drop, it says nothing.
+                            let _ = done_tx.send(Err("the session was lost".into()));
+                            return;
+                        }
+                        if let Some(d) = down.as_mut() {
+                            if d.write_all(&buf[..n]).is_err() {
+                                down = None;
+                            }
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+            if let Some(d) = down.as_mut() {
+                let _ = d.shutdown(std::net::Shutdown::Write);
+                let _ = d.read(&mut buf);
+            }
+            *got.lock().unwrap() = data.clone();
+            let _ = done_tx.send(Ok(Report { sha256: sha(&data), written: !bad, forward: if next.is_some() { "0".into() } else { "none".into() }, detail: String::new() }));
+        });
+        Ok(Box::new(FakeReceiver { next_tx: Some(next_tx), done }))
+    }
+}
+
+fn fake(name: &str) -> Fake {
+    Fake { name: name.into(), ..Fake::default() }
+}
+
+fn image(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(&data).unwrap();
+    (f, data)
+}
+
+fn run(nodes: &[&Fake], data_len: usize, grace: Duration) -> (Vec<Outcome>, Vec<u8>) {
+    let (f, data) = image(data_len);
+    let dyns: Vec<&dyn ChainNode> = nodes.iter().map(|n| *n as &dyn ChainNode).collect();
+    let out = broadcast(&dyns, f.path(), &sha(&data), &Options { passes: 3, grace, stall: grace });
+    (out, data)
+}
+
+#[test]
+fn every_node_gets_the_image_in_one_pass() {
+    let ns: Vec<Fake> = (1..=4).map(|i| fake(&format!("n{i}"))).collect();
+    let refs: Vec<&Fake> = ns.iter().collect();
+    let (out, data) = run(&refs, 3 << 20, Duration::from_secs(30));
+    assert_eq!(out, vec![Outcome::Written { pass: 0 }; 4]);
+    for n in &ns {
+        assert_eq!(*n.got.lock().unwrap(), data, "{}", n.name);
+        assert_eq!(n.starts.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[test]
+fn a_dead_node_is_skipped_and_the_rest_still_get_the_image() {
+    let mut ns: Vec<Fake> = (1..=4).map(|i| fake(&format!("n{i}"))).collect();
+    ns[1].dead_from = Some(0);
+    let refs: Vec<&Fake> = ns.iter().collect();
+    let (out, data) = run(&refs, 1 << 20, Duration::from_secs(30));
+    assert!(matches!(&out[1], Outcome::Skipped(e) if e.contains("no route")), "{out:?}");
+    for i in [0, 2, 3] {
+        assert_eq!(out[i], Outcome::Written { pass: 0 }, "{out:?}");
+        assert_eq!(*ns[i].got.lock().unwrap(), data);
+    }
+}
+
+#[test]
+fn a_node_that_dies_mid_stream_is_skipped_and_those_after_it_get_a_second_pass() {
+    let mut ns: Vec<Fake> = (1..=4).map(|i| fake(&format!("n{i}"))).collect();
+    ns[1].crash_after = Some(300_000);
+    let refs: Vec<&Fake> = ns.iter().collect();
+    let (out, data) = run(&refs, 2 << 20, Duration::from_secs(30));
+    assert_eq!(out[0], Outcome::Written { pass: 0 }, "{out:?}");
+    assert!(matches!(&out[1], Outcome::Skipped(_)), "{out:?}");
+    assert_eq!(out[2], Outcome::Written { pass: 1 }, "{out:?}");
+    assert_eq!(out[3], Outcome::Written { pass: 1 }, "{out:?}");
+    assert_eq!(ns[0].starts.load(Ordering::SeqCst), 1, "the node that had it is left alone");
+    assert_eq!(*ns[3].got.lock().unwrap(), data);
+}
+
+#[test]
+fn a_node_that_cannot_write_fails_alone_and_still_forwards() {
+    let mut ns: Vec<Fake> = (1..=3).map(|i| fake(&format!("n{i}"))).collect();
+    ns[1].bad_disk = true;
+    let refs: Vec<&Fake> = ns.iter().collect();
+    let (out, _) = run(&refs, 1 << 20, Duration::from_secs(30));
+    assert!(matches!(&out[1], Outcome::Failed(e) if e.contains("not written")), "{out:?}");
+    assert_eq!(ns[1].starts.load(Ordering::SeqCst), 1, "a whole image badly written is not sent again");
+    assert_eq!(out[0], Outcome::Written { pass: 0 });
+    assert_eq!(out[2], Outcome::Written { pass: 0 });
+}
+
+#[test]
+fn a_pass_that_hangs_is_stopped_and_the_rest_go_on() {
+    let mut ns: Vec<Fake> = (1..=3).map(|i| fake(&format!("n{i}"))).collect();
+    ns[0].hang_after = Some(100_000);
+    let refs: Vec<&Fake> = ns.iter().collect();
+    let (out, data) = run(&refs, 4 << 20, Duration::from_secs(2));
+    assert!(ns[0].stops.load(Ordering::SeqCst) >= 1, "the hung receiver was stopped");
+    assert!(matches!(&out[0], Outcome::Skipped(_)), "{out:?}");
+    assert_eq!(out[1], Outcome::Written { pass: 1 }, "{out:?}");
+    assert_eq!(out[2], Outcome::Written { pass: 1 }, "{out:?}");
+    assert_eq!(*ns[2].got.lock().unwrap(), data);
+}
+
+#[test]
+fn reports_are_read_from_the_scripts_last_line() {
+    let r = Report::parse("MLN-CHAIN listening\nMLN-CHAIN-RESULT filter=0 sink=0 fwd=none sum=abc\n").unwrap();
+    assert!(r.written && r.sha256 == "abc" && r.forward == "none");
+    let r = Report::parse("MLN-CHAIN-RESULT filter=1 sink=0 fwd=0 sum=abc").unwrap();
+    assert!(!r.written);
+    assert!(Report::parse("MLN-CHAIN listening\n").is_none());
+}
+
+#[test]
+fn nodes_that_come_within_the_window_share_one_round() {
+    let g: Gather<&str, u32> = Gather::new(Duration::from_secs(20));
+    let calls = Mutex::new(Vec::new());
+    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|i| {
+                let (g, calls) = (&g, &calls);
+                s.spawn(move || {
+                    g.join("img", i, 3, |members| {
+                        calls.lock().unwrap().push(members.clone());
+                        members.iter().map(|m| if *m == 1 { Err("bad".into()) } else { Ok(()) }).collect()
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let calls = calls.into_inner().unwrap();
+    assert_eq!(calls.len(), 1, "one chain for the three: {calls:?}");
+    let mut m = calls[0].clone();
+    m.sort();
+    assert_eq!(m, vec![0, 1, 2]);
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+    assert_eq!(results[1], Err("bad".into()));
+    // A node alone: the window passes, it runs by itself; the next is a new round.
+    let alone = g.join("img", 7, 3, |m| {
+        assert_eq!(m, vec![7]);
+        vec![Ok(())]
+    });
+    assert_eq!(alone, Ok(()));
+    let other_key = Gather::<&str, u32>::new(Duration::from_millis(100)).join("other", 1, 2, |m| vec![Err(format!("{m:?}"))]);
+    assert_eq!(other_key, Err("[1]".into()));
+}
+
+/// The node's part as the deploy system runs it: busybox's sh, nc, tee,
+/// sha256sum and gzip (a directory of busybox links first on PATH), on
+/// loopback ports, a gzip tar image extracted on three receivers while
+/// forwarded; a fourth node dead.
+#[test]
+fn the_busybox_script_receives_forwards_and_extracts() {
+    let Ok(bb) = which("busybox") else {
+        eprintln!("no busybox: skipped");
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let bin = t.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for a in ["sh", "nc", "tee", "netstat", "sha256sum", "mkfifo", "sleep", "seq", "grep", "cat", "cut", "head", "kill", "rm", "mkdir", "gzip", "tar", "true", "mount", "mountpoint"] {
+        std::os::unix::fs::symlink(&bb, bin.join(a)).unwrap();
+    }
+    // The image: a small tree as a gzip tar.
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/hostname"), "guest\n").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8 ^ (i >> 9) as u8).collect();
+    std::fs::write(src.join("big"), &big).unwrap();
+    let img = t.path().join("image.tar.gz");
+    let st = std::process::Command::new("tar").arg("-czf").arg(&img).arg("-C").arg(&src).arg(".").status().unwrap();
+    assert!(st.success());
+    let sum = sha(&std::fs::read(&img).unwrap());
+    let nodes: Vec<Local> = (0..4).map(|i| Local::new(t.path(), &bin, i, i == 2)).collect();
+    let dyns: Vec<&dyn ChainNode> = nodes.iter().map(|n| n as &dyn ChainNode).collect();
+    let out = broadcast(&dyns, &img, &sum, &Options { passes: 2, grace: Duration::from_secs(60), stall: Duration::from_secs(30) });
+    assert!(matches!(&out[2], Outcome::Skipped(_)), "{out:?}");
+    for i in [0, 1, 3] {
+        assert_eq!(out[i], Outcome::Written { pass: 0 }, "{out:?}");
+        let root = nodes[i].root.clone();
+        assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "guest\n");
+        assert_eq!(std::fs::read(root.join("big")).unwrap(), big);
+        let log = std::fs::read_to_string(&nodes[i].log).unwrap();
+        let want = if i == 3 { "next=- ".to_string() } else { "next=127.0.0.1 ".to_string() };
+        assert!(log.contains(&want) && log.contains(&format!("sum={sum}")), "{log}");
+    }
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file())).ok_or(())
+}
+
+/// A receiver running the real script with busybox on this machine.
+struct Local {
+    name: String,
+    bin: std::path::PathBuf,
+    root: std::path::PathBuf,
+    log: std::path::PathBuf,
+    base: u16,
+    dead: bool,
+}
+
+impl Local {
+    fn new(dir: &Path, bin: &Path, i: usize, dead: bool) -> Local {
+        let root = dir.join(format!("root{i}"));
+        std::fs::create_dir_all(&root).unwrap();
+        // Free ports now; the script listens on them a moment later.
+        let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Local { name: format!("n{i}"), bin: bin.to_path_buf(), log: dir.join(format!("log{i}")), root, base, dead }
+    }
+}
+
+struct LocalReceiver {
+    child: std::process::Child,
+    out: mpsc::Receiver<String>,
+}
+
+impl Receiver for LocalReceiver {
+    fn forward_to(&mut self, next: Option<&Hop>) -> Result<(), String> {
+        let line = next.map(|h| format!("{} {}\n", h.addr, h.port)).unwrap_or_else(|| "- -\n".into());
+        let mut stdin = self.child.stdin.take().ok_or("no stdin")?;
+        stdin.write_all(line.as_bytes()).map_err(|e| e.to_string())
+    }
+    fn wait(&mut self, deadline: Instant) -> Option<Result<Report, String>> {
+        let text = self.out.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()?;
+        let _ = self.child.wait();
+        Some(Report::parse(&text).ok_or(text))
+    }
+}
+
+impl ChainNode for Local {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn hop(&self, pass: u16) -> Hop {
+        Hop { addr: "127.0.0.1".into(), port: self.base + pass }
+    }
+    fn stop(&self, pass: u16) {
+        let _ = std::process::Command::new(self.bin.join("sh")).arg("-c").arg(stop_script(self.base + pass)).env("PATH", &self.bin).status();
+    }
+    fn start(&self, pass: u16) -> Result<Box<dyn Receiver>, String> {
+        if self.dead {
+            return Err("no answer".into());
+        }
+        let s = script(self.base + pass, "true", "gzip -dc", &format!("tar -x -C {}", self.root.display()), Some(&self.log.display().to_string()), &self.name);
+        // Each receiver's own /tmp/mln-chain-PORT: ports differ here.
+        let mut child = std::process::Command::new(self.bin.join("sh"))
+            .arg("-c")
+            .arg(&s)
+            .env("PATH", &self.bin)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        use std::io::BufRead;
+        stdout.read_line(&mut first).map_err(|e| e.to_string())?;
+        if first.trim() != "MLN-CHAIN listening" {
+            return Err(format!("did not listen: {first:?}"));
+        }
+        let (tx, out) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stdout.read_to_string(&mut rest);
+            let _ = tx.send(rest);
+        });
+        Ok(Box::new(LocalReceiver { child, out }))
+    }
+}
