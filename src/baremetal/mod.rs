@@ -174,3 +174,5 @@ pub mod power;
 pub mod netboot;
 pub mod deploysys;
 pub mod ops;
+pub mod deploysrc;
+pub mod bootnet;

@@ -12,11 +12,12 @@
 //! system any more (an environment need not run an SSH server
 //! mln may enter: the test guest runs none).
 
-use super::automaton::{Config, Node, NodeOps, OpError, System};
+use super::automaton::{Clusters, Node, NodeOps, OpError, System};
+use super::bootnet::BootService;
 use super::backend::{boot_node, BareMetalMachines};
-use super::deploysys::{self, DeployError, DeployNode, DeploySystem};
+use super::deploysys::{self, DeployError, DeployNode};
 use super::env::{self, Environment, ImageKind};
-use super::netboot::{check::Subnet, Dnsmasq, DisklessFiles, PxeDir, Tree};
+use super::netboot::{check::Subnet, DisklessFiles};
 use super::power::{BootDevice, Power};
 use super::{BootProfile, EnvRef, NetBoot, NodeSpec, PowerAction, PowerDriver, PowerReading, PowerSpec, RebootLevel};
 use crate::fabric::config::NetbootConfig;
@@ -88,9 +89,12 @@ const KEXEC_INITRD: &str = "/boot/mln-initrd";
 pub struct Site<'a> {
     pub state: &'a State,
     pub power: Power,
-    pub netboot: Box<dyn NetBoot>,
-    pub deploy: DeploySystem,
-    pub config: Config,
+    /// Each node's steps are its cluster's.
+    pub clusters: Clusters,
+    /// The boot service, set up (deploy system built, dnsmasq started) the
+    /// first time a boot profile is set: `status` and the other commands
+    /// that only read start nothing and build nothing.
+    boot: BootService,
     plan: Option<Plan>,
     prefix: u8,
     rt: tokio::runtime::Runtime,
@@ -106,40 +110,18 @@ pub fn wanted(plan: Option<&Plan>) -> bool {
 }
 
 impl<'a> Site<'a> {
-    /// The deploy system built (once, into the state directory), the boot
-    /// service prepared (dnsmasq started, or the PXE directory written).
-    pub fn open(state: &'a State, netboot: Option<&NetbootConfig>, config: Config, plan: Option<Plan>) -> Result<Site<'a>, SiteError> {
+    /// The fabric file's `[netboot]` checked (and the boot network: see
+    /// [`super::bootnet`]); nothing is built or started here.
+    pub fn open(state: &'a State, netboot: Option<&NetbootConfig>, clusters: Clusters, plan: Option<Plan>) -> Result<Site<'a>, SiteError> {
         let nb = netboot.ok_or(SiteError::NoNetboot)?;
-        let bad = |e: super::NetBootError| SiteError::Netboot(e.to_string());
-        let subnet = Subnet::parse(&nb.subnet).map_err(bad)?;
-        let server = nb.server.parse().map_err(|_| SiteError::Netboot(format!("server {:?} is not an IPv4 address", nb.server)))?;
-        let build = nb.deploy_build.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploysys/build.sh"));
-        let deploy = DeploySystem::prepare(&state.dir().join("baremetal/deploysys"), &build)?;
-        let root = nb.pxe_dir.clone().unwrap_or_else(|| state.dir().join("baremetal/tftp"));
-        let mut tree = Tree::new(root, state.dir().join("baremetal/netboot"), subnet, server).map_err(bad)?;
-        tree.deploy = Some(deploy.boot_files()?);
-        let st = state.dir().to_path_buf();
-        // A diskless profile is the environment's kernel and initrd, as
-        // stored in the library (checked against its SHA-256 at deploy).
-        tree.environments = Some(std::sync::Arc::new(move |r: &EnvRef| diskless_files(&st, r)));
-        let netboot: Box<dyn NetBoot> = match (&nb.pxe_dir, &nb.interface) {
-            (Some(_), _) => {
-                tree.prepare().map_err(bad)?;
-                Box::new(PxeDir { tree })
-            }
-            (None, Some(i)) => {
-                let d = Dnsmasq::new(tree, i).map_err(bad)?;
-                d.start().map_err(bad)?;
-                Box::new(d)
-            }
-            (None, None) => return Err(SiteError::Netboot("either `interface` (mln runs dnsmasq there) or `pxe_dir`".into())),
-        };
+        let subnet = Subnet::parse(&nb.subnet).map_err(|e| SiteError::Netboot(e.to_string()))?;
+        let boot = BootService::new(state, nb, plan.as_ref())?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(SiteError::Runtime)?;
-        Ok(Site { state, power: Power::default(), netboot, deploy, config, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()) })
+        Ok(Site { state, power: Power::default(), clusters, boot, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()) })
     }
 
     pub fn machines(&self) -> BareMetalMachines<'_> {
-        BareMetalMachines { state: self.state, power: &self.power, netboot: &*self.netboot, ops: self, config: self.config.clone() }
+        BareMetalMachines { state: self.state, power: &self.power, netboot: &self.boot, ops: self, clusters: self.clusters.clone() }
     }
 
     fn host(&self, node: &Node) -> Result<&crate::plan::Host, OpError> {
@@ -152,7 +134,7 @@ impl<'a> Site<'a> {
     }
 
     fn deploy_node(&self, node: &Node) -> Result<DeployNode, OpError> {
-        let server = self.deploy.server(&node.name, &self.address(node)?).map_err(deploy_error)?;
+        let server = self.boot.deploy().map_err(OpError::Failed)?.server(&node.name, &self.address(node)?).map_err(deploy_error)?;
         Ok(DeployNode { name: node.name.clone(), server, rt: self.rt.handle().clone() })
     }
 
@@ -184,7 +166,7 @@ pub fn answers_tcp(address: &str) -> bool {
     }
 }
 
-fn diskless_files(state_dir: &Path, r: &EnvRef) -> Result<DisklessFiles, String> {
+pub(super) fn diskless_files(state_dir: &Path, r: &EnvRef) -> Result<DisklessFiles, String> {
     let state = State::open(state_dir).map_err(|e| e.to_string())?;
     let e = env::get(&state, r).map_err(|e| e.to_string())?;
     let (Some(k), Some(i)) = (&e.kernel, &e.initrd) else { return Err(format!("{} has no kernel and initrd to boot diskless", e.label())) };
@@ -216,7 +198,7 @@ impl NodeOps for Site<'_> {
     fn set_profile(&self, node: &Node, profile: &BootProfile) -> Result<(), OpError> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
         let bn = boot_node(&plan.project, self.host(node)?, &node.spec);
-        self.netboot.set_profile(&bn, profile).map_err(|e| OpError::Failed(e.to_string()))
+        self.boot.set_profile(&bn, profile).map_err(|e| OpError::Failed(e.to_string()))
     }
 
     fn reboot(&self, node: &Node, level: RebootLevel) -> Result<(), OpError> {
@@ -365,10 +347,10 @@ mod tests {
     fn no_netboot_table_is_said_before_anything_is_built() {
         let d = tempfile::tempdir().unwrap();
         let state = State::open(d.path()).unwrap();
-        let e = Site::open(&state, None, Config::default(), None).err().unwrap();
+        let e = Site::open(&state, None, Clusters::default(), None).err().unwrap();
         assert!(e.to_string().contains("[netboot]"), "{e}");
         let nb = NetbootConfig { interface: None, subnet: "10.79.9.0/33".into(), server: "10.79.9.1".into(), pxe_dir: None, deploy_build: None };
-        assert!(matches!(Site::open(&state, Some(&nb), Config::default(), None), Err(SiteError::Netboot(_))));
+        assert!(matches!(Site::open(&state, Some(&nb), Clusters::default(), None), Err(SiteError::Netboot(_))));
         assert!(!d.path().join("baremetal/deploysys").exists(), "nothing built for a bad table");
     }
 }
