@@ -21,6 +21,10 @@ pub struct BareMetalMachines<'a> {
     pub clusters: Clusters,
 }
 
+/// How long a node asked to power off is given before it is powered off
+/// (`mln stop` without `--wait`).
+pub const DEFAULT_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn power_error(e: PowerError) -> MachineError {
     if e.retryable() {
         MachineError::Transient(e.to_string())
@@ -167,8 +171,22 @@ impl Power for BareMetalMachines<'_> {
         match mode {
             StopMode::Save => Err(MachineError::unsupported(crate::machine::Capability::Snapshot, self.describe())),
             StopMode::Hard => off().map(|()| Done::ok("powered off")),
-            StopMode::Graceful { .. } => match self.ops.shutdown(&node) {
-                Ok(()) => Ok(Done::ok("shut down")),
+            // Soft (the system asked to power off, with the project's
+            // key), then hard through the power driver after the wait.
+            StopMode::Graceful { wait } => match self.ops.shutdown(&node) {
+                Ok(()) => {
+                    let limit = wait.unwrap_or(DEFAULT_STOP_WAIT);
+                    let until = std::time::Instant::now() + limit;
+                    loop {
+                        if matches!(self.power.status(&m.host.name, s), Ok(PowerReading::Off)) {
+                            return Ok(Done::ok("shut down"));
+                        }
+                        if wait.is_some() && std::time::Instant::now() >= until {
+                            return off().map(|()| Done::warning(format!("did not power off within {} s; powered off", limit.as_secs())));
+                        }
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                }
                 Err(e) => off().map(|()| Done::warning(format!("did not shut down ({e}); powered off"))),
             },
         }

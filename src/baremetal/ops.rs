@@ -82,6 +82,9 @@ pub fn deployed_cmdline(env: &Environment, host: &str, address: &str, prefix: u8
     c + &format!("mln.host={host} mln.address={address}/{prefix}")
 }
 
+/// How often a node awaited is checked for being off.
+const OFF_CHECK: Duration = Duration::from_secs(15);
+
 /// Where a kexec'd kernel and initrd are put inside the deployed root.
 const KEXEC_KERNEL: &str = "/boot/mln-vmlinuz";
 const KEXEC_INITRD: &str = "/boot/mln-initrd";
@@ -233,10 +236,25 @@ impl NodeOps for Site<'_> {
         match system {
             System::Deploy => {
                 let limit = deadline.saturating_sub(self.now(node));
-                self.deploy_node(node)?.wait(limit).map_err(|e| match e {
-                    DeployError::Unreachable { detail, .. } => OpError::Timeout { what: format!("the deploy system ({detail})"), after: limit },
-                    e => deploy_error(e),
-                })
+                let dn = self.deploy_node(node)?;
+                // In slices: a node that went off while booting (a cut
+                // boot) is said at once, and retried, instead of waited
+                // for until the deadline.
+                loop {
+                    let left = deadline.saturating_sub(self.now(node));
+                    match dn.wait(left.min(OFF_CHECK)) {
+                        Ok(()) => return Ok(()),
+                        Err(DeployError::Unreachable { detail, .. }) => {
+                            if self.now(node) >= deadline {
+                                return Err(OpError::Timeout { what: format!("the deploy system ({detail})"), after: limit });
+                            }
+                            if matches!(self.power.status(&node.name, &node.spec), Ok(PowerReading::Off)) {
+                                return Err(OpError::Failed("it went off while booting the deploy system".into()));
+                            }
+                        }
+                        Err(e) => return Err(deploy_error(e)),
+                    }
+                }
             }
             System::Deployed => {
                 let address = self.address(node)?;
@@ -294,7 +312,34 @@ impl NodeOps for Site<'_> {
 
     fn configure(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
-        self.deploy_node(node)?.write_config(plan, self.host(node)?, &[]).map_err(deploy_error)
+        let dn = self.deploy_node(node)?;
+        dn.write_config(plan, self.host(node)?, &[]).map_err(deploy_error)?;
+        // The project's login key, as guests get it: `mln stop` asks the
+        // deployed system to power off with it.
+        let keys = crate::login::keys::ensure(self.state, &plan.project).map_err(|e| OpError::Failed(format!("cannot make the project's keys: {e}")))?;
+        dn.write_file("/root/.ssh/authorized_keys", format!("{}\n", keys.login.trim()).as_bytes(), 0o600).map_err(deploy_error)
+    }
+
+    /// `poweroff` in the deployed system, as root with the project's key.
+    /// The deployed system's host key is not known beforehand: it is
+    /// recorded the first time (`STATE/baremetal/deployed_known_hosts`)
+    /// and must match after; all it is trusted with is a power-off.
+    fn shutdown(&self, node: &Node) -> Result<(), OpError> {
+        let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
+        let key = crate::login::keys::private_path(self.state, &plan.project).map_err(|e| OpError::Failed(e.to_string()))?;
+        if !key.exists() {
+            return Err(OpError::Failed("the project has no login key yet".into()));
+        }
+        let mut s = crate::fabric::Fabric::default().server(&node.name);
+        s.address = self.address(node)?;
+        s.port = 22;
+        s.user = "root".into();
+        s.identity = vec![key];
+        s.known_hosts = self.state.dir().join("baremetal/deployed_known_hosts");
+        s.accept_new_host_keys = true;
+        s.connect_timeout = 10;
+        let dn = DeployNode { name: node.name.clone(), server: s, rt: self.rt.handle().clone() };
+        dn.run("poweroff", "(sleep 1; poweroff) >/dev/null 2>&1 </dev/null &", b"").map(drop).map_err(deploy_error)
     }
 
     fn postinstall(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
