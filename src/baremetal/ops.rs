@@ -105,6 +105,7 @@ pub struct Site<'a> {
     /// Per node, the device its root was written to (install's steps
     /// share it).
     roots: Mutex<HashMap<String, String>>,
+    known_hosts: Mutex<()>,
 }
 
 /// True when the plan (or the record's) holds a bare-metal host.
@@ -120,7 +121,7 @@ impl<'a> Site<'a> {
         let subnet = Subnet::parse(&nb.subnet).map_err(|e| SiteError::Netboot(e.to_string()))?;
         let boot = BootService::new(state, nb, plan.as_ref())?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(SiteError::Runtime)?;
-        Ok(Site { state, power: Power::default(), clusters, boot, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()) })
+        Ok(Site { state, power: Power::default(), clusters, boot, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()), known_hosts: Mutex::new(()) })
     }
 
     pub fn machines(&self) -> BareMetalMachines<'_> {
@@ -137,7 +138,13 @@ impl<'a> Site<'a> {
     }
 
     fn deploy_node(&self, node: &Node) -> Result<DeployNode, OpError> {
-        let server = self.boot.deploy().map_err(OpError::Failed)?.server(&node.name, &self.address(node)?).map_err(deploy_error)?;
+        // `server` rewrites the deploy system's known_hosts when a node's
+        // line is missing: one node at a time, or two nodes' rewrites race
+        // and one line is lost (its node then fails on an unknown key).
+        let server = {
+            let _one = self.known_hosts.lock().unwrap_or_else(|p| p.into_inner());
+            self.boot.deploy().map_err(OpError::Failed)?.server(&node.name, &self.address(node)?).map_err(deploy_error)?
+        };
         Ok(DeployNode { name: node.name.clone(), server, rt: self.rt.handle().clone() })
     }
 
