@@ -68,6 +68,12 @@ pub struct BootService {
     interface: Option<String>,
     deploy: OnceLock<Result<DeploySystem, String>>,
     serving: OnceLock<Result<Box<dyn NetBoot>, String>>,
+    /// The records-only service of a command that serves nothing.
+    records: OnceLock<Box<dyn NetBoot>>,
+    /// Every change of the records, one at a time: each service instance
+    /// has its tree's own lock, and the leases file is read, changed and
+    /// written whole (concurrent removals lost leases).
+    edit: std::sync::Mutex<()>,
 }
 
 impl BootService {
@@ -79,7 +85,7 @@ impl BootService {
             Some(_) => None,
             None => Some(boot_interface(conf.interface.as_deref(), plan).map_err(SiteError::Netboot)?),
         };
-        let b = BootService { state_dir: state.dir().to_path_buf(), conf: conf.clone(), subnet, server, interface, deploy: OnceLock::new(), serving: OnceLock::new() };
+        let b = BootService { state_dir: state.dir().to_path_buf(), conf: conf.clone(), subnet, server, interface, deploy: OnceLock::new(), serving: OnceLock::new(), records: OnceLock::new(), edit: std::sync::Mutex::new(()) };
         // A bad server address or interface name is said now, not mid-build.
         b.service(b.tree().map_err(|e| SiteError::Netboot(e.to_string()))?).map_err(|e| SiteError::Netboot(e.to_string()))?;
         Ok(b)
@@ -145,16 +151,26 @@ impl BootService {
     /// command started it, else one that only edits the records (and
     /// signals or stops a dnsmasq an earlier command left running).
     fn quiet<T>(&self, f: impl FnOnce(&dyn NetBoot) -> Result<T, NetBootError>) -> Result<T, NetBootError> {
-        match self.serving.get() {
-            Some(Ok(s)) => f(&**s),
-            _ => f(&*self.service(self.tree()?)?),
+        let _one = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(Ok(s)) = self.serving.get() {
+            return f(&**s);
+        }
+        if self.records.get().is_none() {
+            let made = self.service(self.tree()?)?;
+            let _ = self.records.set(made);
+        }
+        match self.records.get() {
+            Some(r) => f(&**r),
+            None => Err(NetBootError::Service { detail: "the boot records could not be opened".into(), retry: false }),
         }
     }
 }
 
 impl NetBoot for BootService {
     fn set_profile(&self, node: &BootNode, profile: &BootProfile) -> Result<(), NetBootError> {
-        self.serving()?.set_profile(node, profile)
+        let service = self.serving()?;
+        let _one = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        service.set_profile(node, profile)
     }
     fn forget(&self, project: &str, host: &str) -> Result<(), NetBootError> {
         self.quiet(|s| s.forget(project, host))
@@ -211,6 +227,20 @@ mod tests {
         assert!(!b.idle().unwrap());
         assert!(!d.path().join("baremetal/deploysys").exists(), "no deploy system built");
         assert!(!d.path().join("baremetal/netboot/dnsmasq.pid").exists(), "no dnsmasq started");
+        // Removals at once (as `remove` does them) lose no lease.
+        let tree = b.tree().unwrap();
+        tree.prepare().unwrap();
+        for i in 0..6 {
+            let n = BootNode { project: "p".into(), host: format!("bm{i}"), mac: format!("52:54:00:aa:00:1{i}"), address: format!("10.79.3.2{i}") };
+            tree.set(&n, &BootProfile::Disk).unwrap();
+        }
+        std::thread::scope(|s| {
+            for i in 0..6 {
+                let b = &b;
+                s.spawn(move || b.forget("p", &format!("bm{i}")).unwrap());
+            }
+        });
+        assert_eq!(std::fs::read_to_string(d.path().join("baremetal/netboot/leases")).unwrap(), "", "every lease forgotten");
         // Setting a profile is what sets it up: here the build script is missing.
         let node = BootNode { project: "p".into(), host: "bm".into(), mac: "52:54:00:aa:00:01".into(), address: "10.79.3.11".into() };
         let e = b.set_profile(&node, &BootProfile::Deploy).unwrap_err();
