@@ -73,7 +73,7 @@ fn build_refuses_an_environment_the_library_lacks_before_anything_is_made() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("mln::baremetal::unknown_environment"))
-        .stderr(predicate::str::contains("examples/baremetal.mln:32:5"))
+        .stderr(predicate::str::contains("examples/baremetal.mln:36:5"))
         .stderr(predicate::str::contains("testguest:1"));
     mln(&state).args(["list", "--json"]).assert().success().stdout(predicate::str::contains("metal").not());
     // `check` and `plan` stay free of state: the same file is fine for them.

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use mln::baremetal::automaton::{Config, Node, NodeOps, OpError, System};
+use mln::baremetal::automaton::{Clusters, Config, Node, NodeOps, OpError, System};
 use mln::baremetal::backend::BareMetalMachines;
 use mln::baremetal::split::{Ready, Split};
 use mln::baremetal::{BootNode, BootProfile, NetBoot, NetBootError, NodeSpec, PowerAction, PowerDriver, PowerError, PowerReading, RebootLevel};
@@ -144,7 +144,7 @@ fn a_project_of_vms_and_nodes_is_built_statused_stopped_and_removed() {
     add_environment(&state, dir.path());
     let lab = Lab::default();
     let vms = Fake::new("here");
-    let metal = BareMetalMachines { state: &state, power: &lab, netboot: &lab, ops: &lab, config: Config::default() };
+    let metal = BareMetalMachines { state: &state, power: &lab, netboot: &lab, ops: &lab, clusters: Clusters::single(Config::default()) };
     let places = Here { split: Split { vms: Ready(&vms), metal: &metal } };
     let t = Collect::default();
     let rt = Runtime { state: &state, places: &places, hooks: &mln::runtime::hooks::NoHooks, telemetry: &t };
@@ -196,7 +196,7 @@ fn this_machine_s_places_send_bare_metal_hosts_to_the_bare_metal_backend() {
     // n1 is off, and an ssh driver reboots a running system only: power
     // it "on" first so its soft reboot works.
     lab.power.lock().unwrap().insert("n1".into(), PowerReading::On);
-    let metal = BareMetalMachines { state: &state, power: &lab, netboot: &lab, ops: &lab, config: Config::default() };
+    let metal = BareMetalMachines { state: &state, power: &lab, netboot: &lab, ops: &lab, clusters: Clusters::single(Config::default()) };
     let places = mln::runtime::LocalPlaces::new(&state, "test:///default".into(), dir.path().join("templates")).with_baremetal(&metal);
     let t = Collect::default();
     let rt = Runtime { state: &state, places: &places, hooks: &mln::runtime::hooks::NoHooks, telemetry: &t };

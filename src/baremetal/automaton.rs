@@ -163,7 +163,14 @@ pub struct Config {
     /// Power actions (reboots, power on/off) in flight at once, over all
     /// nodes.
     pub window: usize,
+    /// Nodes deployed at once (one thread each); the others wait for a
+    /// free thread. Bounds a build of thousands of nodes.
+    pub threads: usize,
 }
+
+/// Nodes deployed at once by default: more than a rack, less than what a
+/// small machine's thread limit would notice.
+pub const DEFAULT_THREADS: usize = 64;
 
 /// Power actions at once by default (Kadeploy's window).
 pub const DEFAULT_WINDOW: usize = 50;
@@ -180,7 +187,35 @@ impl Default for Config {
             install: vec![v(Variant::Chain, 300, 2)],
             boot: vec![v(Variant::Classical, 200, 1), v(Variant::Hard, 400, 1)],
             window: DEFAULT_WINDOW,
+            threads: DEFAULT_THREADS,
         }
+    }
+}
+
+/// The fabric file's `[baremetal.CLUSTER]` tables. A node's cluster is its
+/// superclass: its steps are that table's, else `default`'s, else the
+/// built-in ones. The window and the thread cap bound this machine's whole
+/// deployment: they are `default`'s.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Clusters {
+    pub tables: std::collections::BTreeMap<String, Config>,
+}
+
+impl Clusters {
+    pub fn new(tables: impl IntoIterator<Item = (String, Config)>) -> Clusters {
+        Clusters { tables: tables.into_iter().collect() }
+    }
+    /// One configuration for every node.
+    pub fn single(c: Config) -> Clusters {
+        Clusters::new([("default".to_string(), c)])
+    }
+    /// The `default` table (the whole deployment's window and threads).
+    pub fn base(&self) -> Config {
+        self.tables.get("default").cloned().unwrap_or_default()
+    }
+    /// The configuration of a node of this cluster (superclass).
+    pub fn of(&self, cluster: Option<&str>) -> Config {
+        cluster.and_then(|c| self.tables.get(c)).cloned().unwrap_or_else(|| self.base())
     }
 }
 
@@ -194,6 +229,8 @@ pub enum ConfigError {
     ZeroTimeout { step: &'static str, variant: &'static str },
     #[error("the power window must be at least 1")]
     ZeroWindow,
+    #[error("`threads` must be at least 1")]
+    ZeroThreads,
 }
 
 impl Config {
@@ -214,6 +251,9 @@ impl Config {
         }
         if self.window == 0 {
             return Err(ConfigError::ZeroWindow);
+        }
+        if self.threads == 0 {
+            return Err(ConfigError::ZeroThreads);
         }
         Ok(())
     }
@@ -304,31 +344,49 @@ impl<'a> Automaton<'a> {
         Automaton { ops, config, window: Window::new(config.window) }
     }
 
-    /// Deploys every node, each on its own thread; the reports in the
-    /// nodes' order.
+    /// Deploys every node with the automaton's configuration; the reports
+    /// in the nodes' order.
     pub fn deploy(&self, nodes: &[Node]) -> Vec<NodeReport> {
+        let with: Vec<(Node, &Config)> = nodes.iter().map(|n| (n.clone(), self.config)).collect();
+        self.deploy_each(&with)
+    }
+
+    /// Deploys every node with its own (its cluster's) steps; the window
+    /// and the thread cap are the automaton's. Each node on its own
+    /// thread, at most `threads` at once: a node done goes on at once and
+    /// a free thread takes the next node.
+    pub fn deploy_each(&self, nodes: &[(Node, &Config)]) -> Vec<NodeReport> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let out: Vec<Mutex<Option<NodeReport>>> = nodes.iter().map(|_| Mutex::new(None)).collect();
+        let workers = self.config.threads.max(1).min(nodes.len());
         std::thread::scope(|s| {
-            let handles: Vec<_> = nodes.iter().map(|n| s.spawn(move || self.node(n))).collect();
-            handles
-                .into_iter()
-                .zip(nodes)
-                .map(|(h, n)| {
-                    h.join().unwrap_or_else(|_| NodeReport {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((n, c)) = nodes.get(i) else { break };
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.node(n, c))).unwrap_or_else(|_| NodeReport {
                         node: n.name.clone(),
                         steps: vec![],
                         ko: Some("the deployment of this node panicked".into()),
                         finished: Duration::ZERO,
-                    })
-                })
-                .collect()
-        })
+                    });
+                    *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                });
+            }
+        });
+        out.into_iter()
+            .zip(nodes)
+            .map(|(r, (n, _))| {
+                r.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_else(|| NodeReport { node: n.name.clone(), steps: vec![], ko: Some("not deployed".into()), finished: Duration::ZERO })
+            })
+            .collect()
     }
 
     /// One node through its steps: a diskless node only boots.
-    fn node(&self, n: &Node) -> NodeReport {
+    fn node(&self, n: &Node, config: &Config) -> NodeReport {
         let steps: Vec<(Step, &[VariantConf])> = match n.spec.boot {
-            BootMode::Disk => self.config.steps().to_vec(),
-            BootMode::Diskless => vec![(Step::Boot, &self.config.boot)],
+            BootMode::Disk => config.steps().to_vec(),
+            BootMode::Diskless => vec![(Step::Boot, &config.boot)],
         };
         let mut report = NodeReport { node: n.name.clone(), steps: vec![], ko: None, finished: Duration::ZERO };
         for (step, variants) in steps {

@@ -384,3 +384,36 @@ fn configurations_are_checked_and_read_from_toml() {
     assert_eq!(c.install, Config::default().install, "unset steps keep their defaults");
     assert!(toml::from_str::<Config>("windows = 3").is_err());
 }
+
+#[test]
+fn nodes_of_two_clusters_get_their_own_steps_in_one_deployment() {
+    let fake = Fake::new(&[("a", Behaviour::default()), ("b", Behaviour::default())]);
+    let hard = Config { boot: vec![VariantConf { variant: Variant::Hard, timeout: 400, retries: 0 }], ..Config::default() };
+    let clusters = Clusters::new([("default".to_string(), Config::default()), ("rack2".to_string(), hard)]);
+    assert_eq!(clusters.of(Some("rack2")).boot[0].variant, Variant::Hard);
+    assert_eq!(clusters.of(Some("nowhere")), Config::default(), "an unknown cluster is default's");
+    let (ca, cb) = (clusters.of(None), clusters.of(Some("rack2")));
+    let base = clusters.base();
+    let reports = Automaton::new(&fake, &base).deploy_each(&[(node("a", ipmi(), BootMode::Disk), &ca), (node("b", ipmi(), BootMode::Disk), &cb)]);
+    assert!(reports.iter().all(|r| r.ko.is_none()), "{reports:?}");
+    assert_eq!(reports[0].steps[2].variant, Variant::Classical);
+    assert_eq!(reports[1].steps[2].variant, Variant::Hard);
+}
+
+#[test]
+fn a_thread_cap_of_one_deploys_every_node_one_after_the_other() {
+    let names = ["n0", "n1", "n2"];
+    let fake = Fake::new(&names.map(|n| (n, Behaviour::default())));
+    let config = Config { threads: 1, ..Config::default() };
+    let nodes: Vec<Node> = names.iter().map(|n| node(n, ipmi(), BootMode::Disk)).collect();
+    let reports = Automaton::new(&fake, &config).deploy(&nodes);
+    assert_eq!(reports.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(), names, "the reports in the nodes' order");
+    assert!(reports.iter().all(|r| r.ko.is_none()), "{reports:?}");
+    // One thread: each node is done before the next begins.
+    let log = fake.log.lock().unwrap().clone();
+    let order: Vec<&str> = log.iter().map(|(n, _)| n.as_str()).collect();
+    let mut runs = order.clone();
+    runs.dedup();
+    assert_eq!(runs, names, "{order:?}");
+    assert_eq!(Config { threads: 0, ..Config::default() }.check(), Err(ConfigError::ZeroThreads));
+}

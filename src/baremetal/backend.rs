@@ -5,7 +5,7 @@
 //! move. The power driver, the boot service and the per-node operations
 //! are injected (part of the real set-up, or fakes in tests).
 
-use super::automaton::{Automaton, Config, Node, NodeOps, NodeReport};
+use super::automaton::{Automaton, Clusters, Node, NodeOps, NodeReport};
 use super::{env, BootMode, BootNode, BootProfile, NetBoot, NodeSpec, PowerAction, PowerDriver, PowerError, PowerReading};
 use crate::machine::{Backend, BuildOptions, Done, Machine, MachineError, Outcome, Power, PowerState, Provision, StopMode};
 use crate::plan::{Host, HostKind, Plan};
@@ -17,8 +17,13 @@ pub struct BareMetalMachines<'a> {
     pub power: &'a dyn PowerDriver,
     pub netboot: &'a dyn NetBoot,
     pub ops: &'a dyn NodeOps,
-    pub config: Config,
+    /// Each node's steps are its cluster's (superclass's).
+    pub clusters: Clusters,
 }
+
+/// How long a node asked to power off is given before it is powered off
+/// (`mln stop` without `--wait`).
+pub const DEFAULT_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn power_error(e: PowerError) -> MachineError {
     if e.retryable() {
@@ -68,6 +73,7 @@ impl BareMetalMachines<'_> {
     pub fn deploy(&self, plan: &Plan, hosts: &[&Host]) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
         let mut nodes = Vec::new();
+        let mut configs = Vec::new();
         let mut labels = std::collections::HashMap::new();
         for h in hosts {
             let ready = spec(h).and_then(|s| {
@@ -79,6 +85,7 @@ impl BareMetalMachines<'_> {
                 Ok((s, label)) => {
                     labels.insert(h.name.clone(), label);
                     nodes.push(Node { name: h.name.clone(), spec: s });
+                    configs.push(self.clusters.of(h.superclass.as_deref()));
                 }
                 Err(e) => outcomes.push(Outcome::failed(&h.name, &e)),
             }
@@ -86,7 +93,9 @@ impl BareMetalMachines<'_> {
         if nodes.is_empty() {
             return outcomes;
         }
-        let reports = Automaton::new(self.ops, &self.config).deploy(&nodes);
+        let base = self.clusters.base();
+        let with: Vec<(Node, &super::automaton::Config)> = nodes.into_iter().zip(configs.iter()).collect();
+        let reports = Automaton::new(self.ops, &base).deploy_each(&with);
         let deployment = format!("{}-{}", plan.project, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
         // The record is for `mln stats`; failing to write it does not undo
         // the deployment, it is said in each outcome.
@@ -151,19 +160,33 @@ impl Power for BareMetalMachines<'_> {
         if self.power.status(&m.host.name, s).map_err(power_error)? == PowerReading::On {
             return Ok(Done::ok("already on"));
         }
-        Automaton::new(self.ops, &self.config).power(|| self.power.act(&m.host.name, s, PowerAction::On)).map_err(power_error)?;
+        Automaton::new(self.ops, &self.clusters.base()).power(|| self.power.act(&m.host.name, s, PowerAction::On)).map_err(power_error)?;
         Ok(Done::ok("powered on"))
     }
     /// Graceful: the system powers itself off; if it cannot, power off.
     fn stop(&self, m: &Machine, mode: StopMode) -> Result<Done, MachineError> {
         let s = spec(m.host)?;
         let node = Node { name: m.host.name.clone(), spec: s.clone() };
-        let off = || Automaton::new(self.ops, &self.config).power(|| self.power.act(&m.host.name, s, PowerAction::Off)).map_err(power_error);
+        let off = || Automaton::new(self.ops, &self.clusters.base()).power(|| self.power.act(&m.host.name, s, PowerAction::Off)).map_err(power_error);
         match mode {
             StopMode::Save => Err(MachineError::unsupported(crate::machine::Capability::Snapshot, self.describe())),
             StopMode::Hard => off().map(|()| Done::ok("powered off")),
-            StopMode::Graceful { .. } => match self.ops.shutdown(&node) {
-                Ok(()) => Ok(Done::ok("shut down")),
+            // Soft (the system asked to power off, with the project's
+            // key), then hard through the power driver after the wait.
+            StopMode::Graceful { wait } => match self.ops.shutdown(&node) {
+                Ok(()) => {
+                    let limit = wait.unwrap_or(DEFAULT_STOP_WAIT);
+                    let until = std::time::Instant::now() + limit;
+                    loop {
+                        if matches!(self.power.status(&m.host.name, s), Ok(PowerReading::Off)) {
+                            return Ok(Done::ok("shut down"));
+                        }
+                        if wait.is_some() && std::time::Instant::now() >= until {
+                            return off().map(|()| Done::warning(format!("did not power off within {} s; powered off", limit.as_secs())));
+                        }
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                }
                 Err(e) => off().map(|()| Done::warning(format!("did not shut down ({e}); powered off"))),
             },
         }

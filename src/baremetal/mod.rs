@@ -175,3 +175,5 @@ pub mod netboot;
 pub mod deploysys;
 pub mod ops;
 pub mod chain;
+pub mod deploysrc;
+pub mod bootnet;

@@ -12,11 +12,12 @@
 //! system any more (an environment need not run an SSH server
 //! mln may enter: the test guest runs none).
 
-use super::automaton::{Config, Node, NodeOps, OpError, System};
+use super::automaton::{Clusters, Node, NodeOps, OpError, System};
+use super::bootnet::BootService;
 use super::backend::{boot_node, BareMetalMachines};
-use super::deploysys::{self, DeployError, DeployNode, DeploySystem};
+use super::deploysys::{self, DeployError, DeployNode};
 use super::env::{self, Environment, ImageKind};
-use super::netboot::{check::Subnet, Dnsmasq, DisklessFiles, PxeDir, Tree};
+use super::netboot::{check::Subnet, DisklessFiles};
 use super::power::{BootDevice, Power};
 use super::{BootProfile, EnvRef, NetBoot, NodeSpec, PowerAction, PowerDriver, PowerReading, PowerSpec, RebootLevel};
 use crate::fabric::config::NetbootConfig;
@@ -81,6 +82,9 @@ pub fn deployed_cmdline(env: &Environment, host: &str, address: &str, prefix: u8
     c + &format!("mln.host={host} mln.address={address}/{prefix}")
 }
 
+/// How often a node awaited is checked for being off.
+const OFF_CHECK: Duration = Duration::from_secs(15);
+
 /// Where a kexec'd kernel and initrd are put inside the deployed root.
 const KEXEC_KERNEL: &str = "/boot/mln-vmlinuz";
 const KEXEC_INITRD: &str = "/boot/mln-initrd";
@@ -88,9 +92,12 @@ const KEXEC_INITRD: &str = "/boot/mln-initrd";
 pub struct Site<'a> {
     pub state: &'a State,
     pub power: Power,
-    pub netboot: Box<dyn NetBoot>,
-    pub deploy: DeploySystem,
-    pub config: Config,
+    /// Each node's steps are its cluster's.
+    pub clusters: Clusters,
+    /// The boot service, set up (deploy system built, dnsmasq started) the
+    /// first time a boot profile is set: `status` and the other commands
+    /// that only read start nothing and build nothing.
+    boot: BootService,
     plan: Option<Plan>,
     prefix: u8,
     rt: tokio::runtime::Runtime,
@@ -101,6 +108,7 @@ pub struct Site<'a> {
     /// The install step's rendez-vous: nodes writing the same image at
     /// about the same time share one chain (`baremetal::chain`).
     gather: super::chain::Gather<String, (Node, String)>,
+    known_hosts: Mutex<()>,
 }
 
 /// True when the plan (or the record's) holds a bare-metal host.
@@ -109,40 +117,18 @@ pub fn wanted(plan: Option<&Plan>) -> bool {
 }
 
 impl<'a> Site<'a> {
-    /// The deploy system built (once, into the state directory), the boot
-    /// service prepared (dnsmasq started, or the PXE directory written).
-    pub fn open(state: &'a State, netboot: Option<&NetbootConfig>, config: Config, plan: Option<Plan>) -> Result<Site<'a>, SiteError> {
+    /// The fabric file's `[netboot]` checked (and the boot network: see
+    /// [`super::bootnet`]); nothing is built or started here.
+    pub fn open(state: &'a State, netboot: Option<&NetbootConfig>, clusters: Clusters, plan: Option<Plan>) -> Result<Site<'a>, SiteError> {
         let nb = netboot.ok_or(SiteError::NoNetboot)?;
-        let bad = |e: super::NetBootError| SiteError::Netboot(e.to_string());
-        let subnet = Subnet::parse(&nb.subnet).map_err(bad)?;
-        let server = nb.server.parse().map_err(|_| SiteError::Netboot(format!("server {:?} is not an IPv4 address", nb.server)))?;
-        let build = nb.deploy_build.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploysys/build.sh"));
-        let deploy = DeploySystem::prepare(&state.dir().join("baremetal/deploysys"), &build)?;
-        let root = nb.pxe_dir.clone().unwrap_or_else(|| state.dir().join("baremetal/tftp"));
-        let mut tree = Tree::new(root, state.dir().join("baremetal/netboot"), subnet, server).map_err(bad)?;
-        tree.deploy = Some(deploy.boot_files()?);
-        let st = state.dir().to_path_buf();
-        // A diskless profile is the environment's kernel and initrd, as
-        // stored in the library (checked against its SHA-256 at deploy).
-        tree.environments = Some(std::sync::Arc::new(move |r: &EnvRef| diskless_files(&st, r)));
-        let netboot: Box<dyn NetBoot> = match (&nb.pxe_dir, &nb.interface) {
-            (Some(_), _) => {
-                tree.prepare().map_err(bad)?;
-                Box::new(PxeDir { tree })
-            }
-            (None, Some(i)) => {
-                let d = Dnsmasq::new(tree, i).map_err(bad)?;
-                d.start().map_err(bad)?;
-                Box::new(d)
-            }
-            (None, None) => return Err(SiteError::Netboot("either `interface` (mln runs dnsmasq there) or `pxe_dir`".into())),
-        };
+        let subnet = Subnet::parse(&nb.subnet).map_err(|e| SiteError::Netboot(e.to_string()))?;
+        let boot = BootService::new(state, nb, plan.as_ref())?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(SiteError::Runtime)?;
-        Ok(Site { state, power: Power::default(), netboot, deploy, config, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()), gather: super::chain::Gather::new(super::chain::GATHER) })
+        Ok(Site { state, power: Power::default(), clusters, boot, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()), gather: super::chain::Gather::new(super::chain::GATHER), known_hosts: Mutex::new(()) })
     }
 
     pub fn machines(&self) -> BareMetalMachines<'_> {
-        BareMetalMachines { state: self.state, power: &self.power, netboot: &*self.netboot, ops: self, config: self.config.clone() }
+        BareMetalMachines { state: self.state, power: &self.power, netboot: &self.boot, ops: self, clusters: self.clusters.clone() }
     }
 
     fn host(&self, node: &Node) -> Result<&crate::plan::Host, OpError> {
@@ -155,7 +141,13 @@ impl<'a> Site<'a> {
     }
 
     fn deploy_node(&self, node: &Node) -> Result<DeployNode, OpError> {
-        let server = self.deploy.server(&node.name, &self.address(node)?).map_err(deploy_error)?;
+        // `server` rewrites the deploy system's known_hosts when a node's
+        // line is missing: one node at a time, or two nodes' rewrites race
+        // and one line is lost (its node then fails on an unknown key).
+        let server = {
+            let _one = self.known_hosts.lock().unwrap_or_else(|p| p.into_inner());
+            self.boot.deploy().map_err(OpError::Failed)?.server(&node.name, &self.address(node)?).map_err(deploy_error)?
+        };
         Ok(DeployNode { name: node.name.clone(), server, rt: self.rt.handle().clone() })
     }
 
@@ -222,7 +214,7 @@ pub fn answers_tcp(address: &str) -> bool {
     }
 }
 
-fn diskless_files(state_dir: &Path, r: &EnvRef) -> Result<DisklessFiles, String> {
+pub(super) fn diskless_files(state_dir: &Path, r: &EnvRef) -> Result<DisklessFiles, String> {
     let state = State::open(state_dir).map_err(|e| e.to_string())?;
     let e = env::get(&state, r).map_err(|e| e.to_string())?;
     let (Some(k), Some(i)) = (&e.kernel, &e.initrd) else { return Err(format!("{} has no kernel and initrd to boot diskless", e.label())) };
@@ -254,7 +246,7 @@ impl NodeOps for Site<'_> {
     fn set_profile(&self, node: &Node, profile: &BootProfile) -> Result<(), OpError> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
         let bn = boot_node(&plan.project, self.host(node)?, &node.spec);
-        self.netboot.set_profile(&bn, profile).map_err(|e| OpError::Failed(e.to_string()))
+        self.boot.set_profile(&bn, profile).map_err(|e| OpError::Failed(e.to_string()))
     }
 
     fn reboot(&self, node: &Node, level: RebootLevel) -> Result<(), OpError> {
@@ -289,10 +281,25 @@ impl NodeOps for Site<'_> {
         match system {
             System::Deploy => {
                 let limit = deadline.saturating_sub(self.now(node));
-                self.deploy_node(node)?.wait(limit).map_err(|e| match e {
-                    DeployError::Unreachable { detail, .. } => OpError::Timeout { what: format!("the deploy system ({detail})"), after: limit },
-                    e => deploy_error(e),
-                })
+                let dn = self.deploy_node(node)?;
+                // In slices: a node that went off while booting (a cut
+                // boot) is said at once, and retried, instead of waited
+                // for until the deadline.
+                loop {
+                    let left = deadline.saturating_sub(self.now(node));
+                    match dn.wait(left.min(OFF_CHECK)) {
+                        Ok(()) => return Ok(()),
+                        Err(DeployError::Unreachable { detail, .. }) => {
+                            if self.now(node) >= deadline {
+                                return Err(OpError::Timeout { what: format!("the deploy system ({detail})"), after: limit });
+                            }
+                            if matches!(self.power.status(&node.name, &node.spec), Ok(PowerReading::Off)) {
+                                return Err(OpError::Failed("it went off while booting the deploy system".into()));
+                            }
+                        }
+                        Err(e) => return Err(deploy_error(e)),
+                    }
+                }
             }
             System::Deployed => {
                 let address = self.address(node)?;
@@ -352,7 +359,34 @@ impl NodeOps for Site<'_> {
 
     fn configure(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
-        self.deploy_node(node)?.write_config(plan, self.host(node)?, &[]).map_err(deploy_error)
+        let dn = self.deploy_node(node)?;
+        dn.write_config(plan, self.host(node)?, &[]).map_err(deploy_error)?;
+        // The project's login key, as guests get it: `mln stop` asks the
+        // deployed system to power off with it.
+        let keys = crate::login::keys::ensure(self.state, &plan.project).map_err(|e| OpError::Failed(format!("cannot make the project's keys: {e}")))?;
+        dn.write_file("/root/.ssh/authorized_keys", format!("{}\n", keys.login.trim()).as_bytes(), 0o600).map_err(deploy_error)
+    }
+
+    /// `poweroff` in the deployed system, as root with the project's key.
+    /// The deployed system's host key is not known beforehand: it is
+    /// recorded the first time (`STATE/baremetal/deployed_known_hosts`)
+    /// and must match after; all it is trusted with is a power-off.
+    fn shutdown(&self, node: &Node) -> Result<(), OpError> {
+        let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
+        let key = crate::login::keys::private_path(self.state, &plan.project).map_err(|e| OpError::Failed(e.to_string()))?;
+        if !key.exists() {
+            return Err(OpError::Failed("the project has no login key yet".into()));
+        }
+        let mut s = crate::fabric::Fabric::default().server(&node.name);
+        s.address = self.address(node)?;
+        s.port = 22;
+        s.user = "root".into();
+        s.identity = vec![key];
+        s.known_hosts = self.state.dir().join("baremetal/deployed_known_hosts");
+        s.accept_new_host_keys = true;
+        s.connect_timeout = 10;
+        let dn = DeployNode { name: node.name.clone(), server: s, rt: self.rt.handle().clone() };
+        dn.run("poweroff", "(sleep 1; poweroff) >/dev/null 2>&1 </dev/null &", b"").map(drop).map_err(deploy_error)
     }
 
     fn postinstall(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
@@ -405,10 +439,10 @@ mod tests {
     fn no_netboot_table_is_said_before_anything_is_built() {
         let d = tempfile::tempdir().unwrap();
         let state = State::open(d.path()).unwrap();
-        let e = Site::open(&state, None, Config::default(), None).err().unwrap();
+        let e = Site::open(&state, None, Clusters::default(), None).err().unwrap();
         assert!(e.to_string().contains("[netboot]"), "{e}");
         let nb = NetbootConfig { interface: None, subnet: "10.79.9.0/33".into(), server: "10.79.9.1".into(), pxe_dir: None, deploy_build: None };
-        assert!(matches!(Site::open(&state, Some(&nb), Config::default(), None), Err(SiteError::Netboot(_))));
+        assert!(matches!(Site::open(&state, Some(&nb), Clusters::default(), None), Err(SiteError::Netboot(_))));
         assert!(!d.path().join("baremetal/deploysys").exists(), "nothing built for a bad table");
     }
 }

@@ -252,9 +252,8 @@ pub fn with_places<R>(
     let nodes_plan = plan.or(rec.map(|r| &r.plan));
     let site = if crate::baremetal::ops::wanted(nodes_plan) {
         let fabric = target.fabric(state.dir())?;
-        let superclass = nodes_plan.and_then(|p| p.hosts.iter().find(|h| h.kind == crate::plan::HostKind::Baremetal)).and_then(|h| h.superclass.clone());
-        let config = fabric.automaton_for(superclass.as_deref());
-        Some(crate::baremetal::ops::Site::open(state, fabric.netboot.as_ref(), config, nodes_plan.cloned()).map_err(|e| FabricError::Local(e.to_string()))?)
+        let clusters = crate::baremetal::automaton::Clusters::new(fabric.baremetal.clone());
+        Some(crate::baremetal::ops::Site::open(state, fabric.netboot.as_ref(), clusters, nodes_plan.cloned()).map_err(|e| FabricError::Local(e.to_string()))?)
     } else {
         None
     };

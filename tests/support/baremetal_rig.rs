@@ -222,6 +222,17 @@ impl Rig {
         }
     }
 
+    /// The node's NIC unplugged (link down, kept across power cycles): it
+    /// boots, but nothing it sends leaves the card.
+    pub fn unplug(&self, n: &Node) {
+        self.virsh(&format!("domif-setlink {} {} down --config", n.domain, n.mac));
+    }
+
+    /// Pulls the plug (`virsh destroy`): the node is off at once.
+    pub fn cut(&self, n: &Node) {
+        self.virsh(&format!("destroy {}", n.domain));
+    }
+
     /// The domain's state as virsh says it ("running", "shut off").
     pub fn state(&self, n: &Node) -> String {
         self.virsh(&format!("domstate {}", n.domain)).trim().to_string()
