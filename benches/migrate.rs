@@ -155,7 +155,7 @@ impl<'a> Manager<'a> {
     /// with the time it arrived (the breakdown of where a move's time goes).
     fn migrate(&self, host: &str, host_from: &str, to: &str) -> (f64, Vec<(f64, String)>) {
         let t = Instant::now();
-        let mut child = self.mln().args(["migrate", "-p", "mv", "-h", host, "--to", to, "--live", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self.mln().env("MLN_LOG", "warn,mln=info,mln::migrate::timing=debug,mln::fabric::timing=debug").args(["migrate", "-p", "mv", "-h", host, "--to", to, "--live", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
         // stdout: the outcome document; stderr: progress events as they come.
         let lines = Mutex::new(Vec::new());
@@ -524,7 +524,9 @@ fn breakdown(runs: &[Vec<(f64, String)>]) -> String {
                         k.trim().to_string()
                     }
                 }
-                Err(_) => l.chars().take(100).collect(),
+                // A timing line: its own ms figures vary, the phase's
+                // arrival here is what counts.
+                Err(_) => l.split_whitespace().filter(|w| !w.starts_with("ms=")).collect::<Vec<_>>().join(" ").chars().take(100).collect(),
             };
             let i = seen.entry(key.clone()).or_default();
             *i += 1;

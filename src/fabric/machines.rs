@@ -235,8 +235,10 @@ impl crate::machine::Migrate for RemoteMachines {
     fn send(&self, m: &Machine, to: &crate::machine::Incoming) -> Result<Done, MachineError> {
         let req = Request::Locate { project: m.project.to_string(), host: m.host.name.clone() };
         let here: super::proto::Located = self.call(&req, &crate::progress::Quiet)?;
+        tracing::debug!(target: crate::runtime::MIGRATE_TIMING, host = %self.server.name, "sender: located");
         let (_fwd, uri) = self.libvirt_through_ssh(&here.connect)?;
         let src = crate::backend::libvirt::Libvirt::open(&uri).map_err(MachineError::from)?;
+        tracing::debug!(target: crate::runtime::MIGRATE_TIMING, host = %self.server.name, "sender: libvirt open through the tunnel");
         let name = crate::backend::domain::domain_name(m.project, &m.host.name);
         let r = crate::backend::migrate::send_live(&src, &name, &here.dir, &here.templates, to);
         // The connection goes before its tunnel.

@@ -22,6 +22,7 @@ pub async fn attach(server: &Server) -> Result<Agent, FabricError> {
     let agent = Agent { conn, path };
     if let Ok(h) = agent.hello().await {
         if h.sha256 == sha && h.protocol == PROTOCOL {
+            tracing::debug!(target: "mln::fabric::timing", host = %server.name, "agent ready");
             return Ok(agent);
         }
     }

@@ -20,6 +20,14 @@ use crate::plan::{Host, Plan};
 use crate::state::{HostRecord, Phase, ProjectRecord};
 use crate::upgrade::Class;
 
+/// Where a move's time goes (`MLN_LOG=mln::migrate::timing=debug`): one
+/// line per phase, in ms since the command began.
+pub const TIMING: &str = "mln::migrate::timing";
+
+fn phase(t0: std::time::Instant, what: &str) {
+    tracing::debug!(target: TIMING, ms = t0.elapsed().as_millis() as u64, "{what}");
+}
+
 /// How a host moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MoveMode {
@@ -43,6 +51,7 @@ impl Runtime<'_> {
 
     /// `migrate`, the project's lock held by the caller.
     pub(super) fn migrate_locked(&self, project: &str, host: &str, to: Option<&str>, mode: MoveMode) -> Result<Vec<Outcome>, RuntimeError> {
+        let t0 = std::time::Instant::now();
         let rec = self.state.require(project)?;
         if rec.phase == Phase::Building {
             return Err(RuntimeError::Refused(format!("project {project} is still being built: finish that first (mln build -f {})", rec.file)));
@@ -113,7 +122,9 @@ impl Runtime<'_> {
             }
         }
         if !arrived {
-            match src.power()?.state(&m_here)? {
+            let state = src.power()?.state(&m_here)?;
+            phase(t0, "the sender reached, the host's state read");
+            match state {
                 PowerState::Running => {}
                 s => {
                     return Err(RuntimeError::Refused(format!(
@@ -127,6 +138,7 @@ impl Runtime<'_> {
             if let Some(Err(e)) = self.places.before_build(&[(dest.clone(), only)], self.telemetry).into_iter().next() {
                 return Ok(label(Outcome::failed(host, &e)));
             }
+            phase(t0, "the receiver reached, its capacity and template checked");
             let address = self.places.address(dest.as_deref()).unwrap_or_default();
             // Recorded before anything is made there: the receiver is a
             // place of the project (so `remove` visits it), and the
@@ -145,10 +157,14 @@ impl Runtime<'_> {
                     return Ok(label(Outcome::failed(host, &e)));
                 }
             };
+            phase(t0, "the receiver prepared (files, switch)");
             self.widen(&rec, &moved);
+            phase(t0, "the switch's other carriers widened");
             self.telemetry.note(Some(host), &format!("moving live to {to}"));
             let sent = sm.send(&m_here, &incoming);
+            phase(t0, "libvirt's migration returned");
             let finished = dm.finish_incoming(&incoming_share, &m_there, sent.is_ok());
+            phase(t0, "the receiver took the host in");
             match (sent, finished) {
                 (Ok(_), Ok(_)) => arrived = true,
                 (Err(e), Ok(_)) => {
@@ -173,7 +189,9 @@ impl Runtime<'_> {
             }
         }
         debug_assert!(arrived);
-        self.moved(&rec, &moved, &from, &marker, format!("moved live to {to}"))
+        let out = self.moved(&rec, &moved, &from, &marker, format!("moved live to {to}"));
+        phase(t0, "recorded, every place caught up");
+        out
     }
 
     /// The host has arrived at its new place: the record here says so,
@@ -192,6 +210,7 @@ impl Runtime<'_> {
         self.state.save_project(&now)?;
         self.state.record_hosts(project, &[HostRecord { host: host.to_string(), place: dest.clone(), phase: Phase::Built }])?;
         self.state.journal(project, "migrate", Some(host), true, &format!("to {}", dest.as_deref().unwrap_or("this machine")));
+        tracing::debug!(target: TIMING, "recorded here");
         let mut out = tag(vec![Outcome::of(host, Ok(Done::ok(message)))], &dest);
         let behind = self.catch_up(&now, &rec.plan, &after, from);
         if behind.is_empty() {
