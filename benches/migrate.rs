@@ -162,7 +162,7 @@ impl<'a> Manager<'a> {
         let outcome = std::thread::scope(|s| {
             let doc = s.spawn(move || std::io::read_to_string(out).unwrap_or_default());
             for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push((t.elapsed().as_secs_f64(), l.replace(host_from, "FROM").replace(to, "TO")));
+                lines.lock().unwrap().push((t.elapsed().as_secs_f64(), strip_ansi(&l).replace(host_from, "FROM").replace(to, "TO")));
             }
             doc.join().unwrap()
         });
@@ -496,6 +496,24 @@ fn live() -> String {
     );
     out += &breakdown(&phases);
     let _ = m.mln().args(["remove", "-p", "mv"]).output();
+    out
+}
+
+/// A log line without its terminal colours.
+fn strip_ansi(l: &str) -> String {
+    let mut out = String::new();
+    let mut it = l.chars();
+    while let Some(c) = it.next() {
+        if c == '\x1b' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
     out
 }
 
