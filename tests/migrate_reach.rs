@@ -20,8 +20,9 @@ fn ends() -> (u16, std::net::TcpListener) {
 
 fn fabric(dir: &Path, src_port: u16, dst_port: u16) -> mln::fabric::Fabric {
     let text = format!(
-        "[defaults]\naddress = \"127.0.0.1\"\nconnect_timeout = 1\nknown_hosts = \"{kh}\"\nidentity = [\"{id}\"]\n\
-         [hosts.src]\nport = {src_port}\n[hosts.dst]\nport = {dst_port}\n[hosts.h3]\nport = {src_port}\n",
+        "[defaults]\nconnect_timeout = 1\nknown_hosts = \"{kh}\"\nidentity = [\"{id}\"]\n\
+         [hosts.src]\naddress = \"127.0.0.1\"\nport = {src_port}\n[hosts.dst]\naddress = \"127.0.0.1\"\nport = {dst_port}\n\
+         [hosts.h3]\naddress = \"127.0.0.1\"\nport = {src_port}\n",
         kh = dir.join("known_hosts").display(),
         id = dir.join("id").display()
     );

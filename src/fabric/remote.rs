@@ -17,10 +17,15 @@ pub struct Agent {
 /// Connects to `server` and makes sure its agent is ours.
 pub async fn attach(server: &Server) -> Result<Agent, FabricError> {
     // Our own checksum (the first time in this process: a read of the
-    // whole binary) while the SSH handshake waits on the network.
-    let (conn, sha) = tokio::join!(ssh::connect(server), tokio::task::spawn_blocking(self_sha256));
-    let conn = conn?;
-    let sha = sha.map_err(|e| FabricError::Agent(format!("internal error: {e}")))?.map_err(FabricError::Agent)?;
+    // whole binary) while the SSH handshake waits on the network. A plain
+    // thread: a connection that fails is told at once, and nothing waits
+    // for the checksum then.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(self_sha256());
+    });
+    let conn = ssh::connect(server).await?;
+    let sha = rx.await.map_err(|_| FabricError::Agent("internal error: our checksum was not computed".into()))?.map_err(FabricError::Agent)?;
     let path = format!("{}/mln-{}", server.agent_dir, &sha[..16]);
     let agent = Agent { conn, path };
     if let Ok(h) = agent.hello().await {
