@@ -155,14 +155,14 @@ impl<'a> Manager<'a> {
     /// with the time it arrived (the breakdown of where a move's time goes).
     fn migrate(&self, host: &str, host_from: &str, to: &str) -> (f64, Vec<(f64, String)>) {
         let t = Instant::now();
-        let mut child = self.mln().args(["migrate", "-p", "mv", "-h", host, "--to", to, "--live", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self.mln().env("MLN_LOG", "warn,mln=info,mln::migrate::timing=debug,mln::fabric::timing=debug").args(["migrate", "-p", "mv", "-h", host, "--to", to, "--live", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
         // stdout: the outcome document; stderr: progress events as they come.
         let lines = Mutex::new(Vec::new());
         let outcome = std::thread::scope(|s| {
             let doc = s.spawn(move || std::io::read_to_string(out).unwrap_or_default());
             for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push((t.elapsed().as_secs_f64(), l.replace(host_from, "FROM").replace(to, "TO")));
+                lines.lock().unwrap().push((t.elapsed().as_secs_f64(), strip_ansi(&l).replace(host_from, "FROM").replace(to, "TO")));
             }
             doc.join().unwrap()
         });
@@ -499,6 +499,24 @@ fn live() -> String {
     out
 }
 
+/// A log line without its terminal colours.
+fn strip_ansi(l: &str) -> String {
+    let mut out = String::new();
+    let mut it = l.chars();
+    while let Some(c) = it.next() {
+        if c == '\x1b' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Where mln's moves spent their time: each progress event's median
 /// arrival, in seconds since the command started.
 fn breakdown(runs: &[Vec<(f64, String)>]) -> String {
@@ -524,7 +542,9 @@ fn breakdown(runs: &[Vec<(f64, String)>]) -> String {
                         k.trim().to_string()
                     }
                 }
-                Err(_) => l.chars().take(100).collect(),
+                // A timing line: its own ms figures vary, the phase's
+                // arrival here is what counts.
+                Err(_) => l.split_whitespace().filter(|w| !w.starts_with("ms=")).collect::<Vec<_>>().join(" ").chars().take(100).collect(),
             };
             let i = seen.entry(key.clone()).or_default();
             *i += 1;

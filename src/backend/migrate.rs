@@ -95,6 +95,7 @@ pub fn send_live(src: &Libvirt, name: &str, here: &Path, templates: &Path, to: &
         ..Default::default()
     };
     let flags = virt::sys::VIR_MIGRATE_LIVE | virt::sys::VIR_MIGRATE_PERSIST_DEST | virt::sys::VIR_MIGRATE_UNDEFINE_SOURCE | virt::sys::VIR_MIGRATE_NON_SHARED_INC;
+    tracing::debug!(target: crate::runtime::MIGRATE_TIMING, "libvirt: both ends open, migrate3 called");
     dom.migrate3(dst.conn(), params, flags).map_err(|e| MachineError::from(err(&format!("cannot migrate {name} to {}", to.address), e)))?;
     Ok(Done::ok(format!("migrated live to {}", to.address)))
 }

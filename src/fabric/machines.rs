@@ -20,6 +20,8 @@ pub struct RemoteMachines {
     /// Tunnels to this host's libvirt held while a machine moves here
     /// (the sender's libvirt reaches it through them).
     incoming: Mutex<Vec<super::tunnel::UnixForward>>,
+    /// The sender's side of a move, opened ahead (`ready_to_send`).
+    sending: Mutex<Option<Sending>>,
     /// The managing machine's templates: a share names each by the exact
     /// entry found there (what was sent).
     templates: PathBuf,
@@ -30,7 +32,7 @@ pub struct RemoteMachines {
 
 impl RemoteMachines {
     pub fn new(server: Server, rt: tokio::runtime::Handle, templates: PathBuf) -> RemoteMachines {
-        RemoteMachines { server, rt, agent: Mutex::new(None), incoming: Mutex::new(Vec::new()), templates, keys_from: None }
+        RemoteMachines { server, rt, agent: Mutex::new(None), incoming: Mutex::new(Vec::new()), sending: Mutex::new(None), templates, keys_from: None }
     }
 
     /// Builds here give the guests this state directory's project keys.
@@ -58,6 +60,17 @@ impl RemoteMachines {
     /// Uses an agent attached elsewhere (all hosts at once, before a build).
     pub fn adopt(&self, agent: Arc<Agent>) {
         *self.agent.lock().unwrap_or_else(|p| p.into_inner()) = Some(agent);
+    }
+
+    /// Whether an agent is attached already.
+    pub fn attached(&self) -> bool {
+        self.agent.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Uses an agent attached elsewhere, unless one was attached here
+    /// meanwhile (that one may be in use).
+    pub fn offer(&self, agent: Arc<Agent>) {
+        self.agent.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(agent);
     }
 
     /// Sends a request; the agent's progress events go to `t`.
@@ -235,6 +248,29 @@ impl RemoteMachines {
     }
 }
 
+/// The sender's side of a live move: where the machine's files are, its
+/// libvirt reached through the fabric's SSH.
+struct Sending {
+    project: String,
+    host: String,
+    here: super::proto::Located,
+    // Before its tunnel: fields drop in this order.
+    src: crate::backend::libvirt::Libvirt,
+    _fwd: super::tunnel::UnixForward,
+}
+
+impl RemoteMachines {
+    fn open_sending(&self, m: &Machine) -> Result<Sending, MachineError> {
+        let req = Request::Locate { project: m.project.to_string(), host: m.host.name.clone() };
+        let here: super::proto::Located = self.call(&req, &crate::progress::Quiet)?;
+        tracing::debug!(target: crate::runtime::MIGRATE_TIMING, host = %self.server.name, "sender: located");
+        let (fwd, uri) = self.libvirt_through_ssh(&here.connect)?;
+        let src = crate::backend::libvirt::Libvirt::open(&uri).map_err(MachineError::from)?;
+        tracing::debug!(target: crate::runtime::MIGRATE_TIMING, host = %self.server.name, "sender: libvirt open through the tunnel");
+        Ok(Sending { project: m.project.to_string(), host: m.host.name.clone(), here, src, _fwd: fwd })
+    }
+}
+
 /// A move between service hosts, held from this machine: the receiver's
 /// agent makes ready and takes the machine in, the sender's libvirt and
 /// the receiver's are both reached through SSH tunnels, and libvirt
@@ -251,15 +287,20 @@ impl crate::machine::Migrate for RemoteMachines {
     }
 
     fn send(&self, m: &Machine, to: &crate::machine::Incoming) -> Result<Done, MachineError> {
-        let req = Request::Locate { project: m.project.to_string(), host: m.host.name.clone() };
-        let here: super::proto::Located = self.call(&req, &crate::progress::Quiet)?;
-        let (_fwd, uri) = self.libvirt_through_ssh(&here.connect)?;
-        let src = crate::backend::libvirt::Libvirt::open(&uri).map_err(MachineError::from)?;
+        let ahead = self.sending.lock().unwrap_or_else(|p| p.into_inner()).take().filter(|s| s.project == m.project && s.host == m.host.name);
+        let s = match ahead {
+            Some(s) => s,
+            None => self.open_sending(m)?,
+        };
         let name = crate::backend::domain::domain_name(m.project, &m.host.name);
-        let r = crate::backend::migrate::send_live(&src, &name, &here.dir, &here.templates, to);
-        // The connection goes before its tunnel.
-        drop(src);
-        r
+        // Dropped after: the connection goes before its tunnel (`Sending`'s order).
+        crate::backend::migrate::send_live(&s.src, &name, &s.here.dir, &s.here.templates, to)
+    }
+
+    fn ready_to_send(&self, m: &Machine) -> Result<(), MachineError> {
+        let s = self.open_sending(m)?;
+        *self.sending.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+        Ok(())
     }
 
     fn finish_incoming(&self, plan: &Plan, m: &Machine, arrived: bool) -> Result<Done, MachineError> {

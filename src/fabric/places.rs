@@ -60,6 +60,27 @@ impl Places for FabricPlaces<'_> {
         self.local.glance(place, project, hosts)
     }
 
+    fn reach(&self, places: &[String]) -> Vec<Result<(), MachineError>> {
+        let mut out: Vec<Result<(), MachineError>> = places.iter().map(|_| Ok(())).collect();
+        let mut todo: Vec<(usize, &RemoteMachines)> = Vec::new();
+        for (i, p) in places.iter().enumerate() {
+            match self.remotes.get(p) {
+                Some(r) if !r.attached() => todo.push((i, r)),
+                Some(_) => {}
+                None => out[i] = Err(MachineError::Refused(format!("service host {p} is not in the fabric configuration"))),
+            }
+        }
+        let servers: Vec<Server> = todo.iter().map(|(_, r)| r.server.clone()).collect();
+        let agents = self.rt.block_on(fan_out(&servers, self.fanout, None, |s| async move { attach(&s).await.map(Arc::new) }));
+        for ((i, r), a) in todo.into_iter().zip(agents) {
+            match a {
+                Ok(a) => r.offer(a),
+                Err(e) => out[i] = Err(MachineError::from(e)),
+            }
+        }
+        out
+    }
+
     fn address(&self, place: Option<&str>) -> Option<String> {
         let r = self.remotes.get(place?)?;
         address_of(&r.server).map(|ip| ip.to_string())

@@ -16,12 +16,21 @@ pub struct Agent {
 
 /// Connects to `server` and makes sure its agent is ours.
 pub async fn attach(server: &Server) -> Result<Agent, FabricError> {
+    // Our own checksum (the first time in this process: a read of the
+    // whole binary) while the SSH handshake waits on the network. A plain
+    // thread: a connection that fails is told at once, and nothing waits
+    // for the checksum then.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(self_sha256());
+    });
     let conn = ssh::connect(server).await?;
-    let sha = self_sha256().map_err(FabricError::Agent)?;
+    let sha = rx.await.map_err(|_| FabricError::Agent("internal error: our checksum was not computed".into()))?.map_err(FabricError::Agent)?;
     let path = format!("{}/mln-{}", server.agent_dir, &sha[..16]);
     let agent = Agent { conn, path };
     if let Ok(h) = agent.hello().await {
         if h.sha256 == sha && h.protocol == PROTOCOL {
+            tracing::debug!(target: "mln::fabric::timing", host = %server.name, "agent ready");
             return Ok(agent);
         }
     }

@@ -235,6 +235,14 @@ pub trait Migrate: Sync {
     /// its files (removed by [`Provision::remove`]); on failure it goes on
     /// running here.
     fn send(&self, m: &Machine, to: &Incoming) -> Result<Done, MachineError>;
+    /// Before a send, while the receiver is being made ready: what the
+    /// send needs of this side that can be had ahead (connections), so the
+    /// send starts at once. Changes nothing; a failure here is found again
+    /// by the send.
+    fn ready_to_send(&self, m: &Machine) -> Result<(), MachineError> {
+        let _ = m;
+        Ok(())
+    }
     fn finish_incoming(&self, plan: &Plan, m: &Machine, arrived: bool) -> Result<Done, MachineError>;
 }
 

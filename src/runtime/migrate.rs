@@ -20,6 +20,14 @@ use crate::plan::{Host, Plan};
 use crate::state::{HostRecord, Phase, ProjectRecord};
 use crate::upgrade::Class;
 
+/// Where a move's time goes (`MLN_LOG=mln::migrate::timing=debug`): one
+/// line per phase, in ms since the command began.
+pub const TIMING: &str = "mln::migrate::timing";
+
+fn phase(t0: std::time::Instant, what: &str) {
+    tracing::debug!(target: TIMING, ms = t0.elapsed().as_millis() as u64, "{what}");
+}
+
 /// How a host moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MoveMode {
@@ -43,6 +51,7 @@ impl Runtime<'_> {
 
     /// `migrate`, the project's lock held by the caller.
     pub(super) fn migrate_locked(&self, project: &str, host: &str, to: Option<&str>, mode: MoveMode) -> Result<Vec<Outcome>, RuntimeError> {
+        let t0 = std::time::Instant::now();
         let rec = self.state.require(project)?;
         if rec.phase == Phase::Building {
             return Err(RuntimeError::Refused(format!("project {project} is still being built: finish that first (mln build -f {})", rec.file)));
@@ -113,7 +122,50 @@ impl Runtime<'_> {
             }
         }
         if !arrived {
-            match src.power()?.state(&m_here)? {
+            // The sender, the receiver and the switch's other carriers are
+            // reached at once (each its own SSH session and agent): what
+            // each end is asked first changes nothing, so their order
+            // does not matter, and a move costs the slowest of them, not
+            // their sum. Each is bounded by its connect timeout.
+            let only: Plan = Plan { hosts: vec![moved.clone()], ..incoming_share.clone() };
+            let others: Vec<String> = rec.places.iter().filter(|p| Some(*p) != from.as_ref() && p.as_str() != to).cloned().collect();
+            let (state, ready) = std::thread::scope(|s| {
+                let sender = s.spawn(|| -> Result<PowerState, RuntimeError> {
+                    let b = self.places.backend(from.as_deref())?;
+                    // Reached first, once: the two calls below share it.
+                    if let Some(f) = &from {
+                        if let Some(Err(e)) = self.places.reach(std::slice::from_ref(f)).into_iter().next() {
+                            return Err(e.into());
+                        }
+                    }
+                    // The sender's connections for the send are opened
+                    // ahead, beside the state check (they change nothing);
+                    // a failure there is met again, and told, by the send.
+                    let state = std::thread::scope(|s2| {
+                        s2.spawn(|| {
+                            let b = self.places.backend(from.as_deref())?;
+                            b.migrate()?.ready_to_send(&m_here)?;
+                            phase(t0, "the sender ready to send");
+                            Ok::<_, MachineError>(())
+                        });
+                        b.power()?.state(&m_here)
+                    })?;
+                    phase(t0, "the sender reached, the host's state read");
+                    Ok(state)
+                });
+                // Only warmed: one that cannot be reached now is told in
+                // the widening and the catch-up, which do not stop a move.
+                s.spawn(|| {
+                    let _ = self.places.reach(&others);
+                    phase(t0, "the switch's other carriers reached");
+                });
+                // The receiver gets what a build there would need first.
+                let ready = self.places.before_build(&[(dest.clone(), only)], self.telemetry).into_iter().next().unwrap_or(Ok(()));
+                phase(t0, "the receiver reached, its capacity and template checked");
+                let state = sender.join().unwrap_or_else(|_| Err(RuntimeError::Refused("internal error: the sender's check panicked".into())));
+                (state, ready)
+            });
+            match state? {
                 PowerState::Running => {}
                 s => {
                     return Err(RuntimeError::Refused(format!(
@@ -122,9 +174,7 @@ impl Runtime<'_> {
                     )));
                 }
             }
-            // The receiver gets what a build there would need first.
-            let only: Plan = Plan { hosts: vec![moved.clone()], ..incoming_share.clone() };
-            if let Some(Err(e)) = self.places.before_build(&[(dest.clone(), only)], self.telemetry).into_iter().next() {
+            if let Err(e) = ready {
                 return Ok(label(Outcome::failed(host, &e)));
             }
             let address = self.places.address(dest.as_deref()).unwrap_or_default();
@@ -137,20 +187,57 @@ impl Runtime<'_> {
                 self.state.save_project(&ProjectRecord { places, ..rec.clone() })?;
             }
             write_marker(&marker, &Move { from: from.clone(), to: dest.clone(), cold: None })?;
-            let incoming = match dm.prepare_incoming(&incoming_share, &m_there, &address) {
+            // The other carriers widen while the receiver prepares: both
+            // come after the marker, so a re-run (or the catch-up) brings
+            // the switches back to the record whatever happens next.
+            let prepared = std::thread::scope(|s| {
+                s.spawn(|| {
+                    self.widen(&rec, &moved);
+                    phase(t0, "the switch's other carriers widened");
+                });
+                let p = dm.prepare_incoming(&incoming_share, &m_there, &address);
+                phase(t0, "the receiver prepared (files, switch)");
+                p
+            });
+            let incoming = match prepared {
                 Ok(i) => i,
                 Err(e) => {
                     let _ = dm.finish_incoming(&incoming_share, &m_there, false);
+                    // The switches as they were (widened for nothing).
+                    let _ = self.catch_up(&rec, &rec.plan, &rec.plan, &from);
                     let _ = std::fs::remove_file(&marker);
                     return Ok(label(Outcome::failed(host, &e)));
                 }
             };
-            self.widen(&rec, &moved);
             self.telemetry.note(Some(host), &format!("moving live to {to}"));
             let sent = sm.send(&m_here, &incoming);
-            let finished = dm.finish_incoming(&incoming_share, &m_there, sent.is_ok());
+            phase(t0, "libvirt's migration returned");
+            let (finished, early) = if sent.is_ok() {
+                // It runs at the receiver now: while the receiver takes it
+                // in, every other place catches up (the sender forgets it,
+                // the switches' carriers drop the sender). The marker stays
+                // until all of it is done, so an interruption anywhere is
+                // finished by a re-run, which repeats the catch-up.
+                std::thread::scope(|s| {
+                    let early = s.spawn(|| {
+                        let behind = self.catch_up_at(&rec, &rec.plan, &after, &from, |p| *p != dest);
+                        phase(t0, "the other places caught up");
+                        behind
+                    });
+                    let f = dm.finish_incoming(&incoming_share, &m_there, true);
+                    phase(t0, "the receiver took the host in");
+                    (f, Some(early.join().unwrap_or_else(|_| vec![Outcome::failed(host, &MachineError::Failed("internal error: the catch-up stopped; run the same command again".into()))])))
+                })
+            } else {
+                (dm.finish_incoming(&incoming_share, &m_there, false), None)
+            };
             match (sent, finished) {
-                (Ok(_), Ok(_)) => arrived = true,
+                (Ok(_), Ok(_)) => {
+                    debug_assert!(early.is_some());
+                    let out = self.moved_after(&rec, &moved, &from, &marker, format!("moved live to {to}"), early);
+                    phase(t0, "recorded, every place caught up");
+                    return out;
+                }
                 (Err(e), Ok(_)) => {
                     // Still running at home; nothing of it is left there,
                     // and the switches are as they were.
@@ -173,13 +260,21 @@ impl Runtime<'_> {
             }
         }
         debug_assert!(arrived);
-        self.moved(&rec, &moved, &from, &marker, format!("moved live to {to}"))
+        let out = self.moved(&rec, &moved, &from, &marker, format!("moved live to {to}"));
+        phase(t0, "recorded, every place caught up");
+        out
     }
 
     /// The host has arrived at its new place: the record here says so,
     /// then every place catches up with that; the marker goes only when
     /// they all did.
     pub(super) fn moved(&self, rec: &ProjectRecord, moved: &Host, from: &Option<String>, marker: &std::path::Path, message: String) -> Result<Vec<Outcome>, RuntimeError> {
+        self.moved_after(rec, moved, from, marker, message, None)
+    }
+
+    /// `moved`, every place but the receiver caught up already when
+    /// `early` holds what failed of that.
+    fn moved_after(&self, rec: &ProjectRecord, moved: &Host, from: &Option<String>, marker: &std::path::Path, message: String, early: Option<Vec<Outcome>>) -> Result<Vec<Outcome>, RuntimeError> {
         let (project, host, dest) = (rec.name.as_str(), moved.name.as_str(), moved.service_host.clone());
         let after = with_host(&rec.plan, moved);
         let mut places = rec.places.clone();
@@ -192,8 +287,20 @@ impl Runtime<'_> {
         self.state.save_project(&now)?;
         self.state.record_hosts(project, &[HostRecord { host: host.to_string(), place: dest.clone(), phase: Phase::Built }])?;
         self.state.journal(project, "migrate", Some(host), true, &format!("to {}", dest.as_deref().unwrap_or("this machine")));
+        tracing::debug!(target: TIMING, "recorded here");
         let mut out = tag(vec![Outcome::of(host, Ok(Done::ok(message)))], &dest);
-        let behind = self.catch_up(&now, &rec.plan, &after, from);
+        let behind = match early {
+            None => self.catch_up(&now, &rec.plan, &after, from),
+            Some(mut behind) => {
+                // A receiver that held nothing else of the project recorded
+                // its whole share when it took the host in (the same share
+                // the catch-up would send): nothing is left to do there.
+                if !self.share_at(&rec.plan, &dest).hosts.is_empty() {
+                    behind.extend(self.catch_up_at(&now, &rec.plan, &after, from, |p| *p == dest));
+                }
+                behind
+            }
+        };
         if behind.is_empty() {
             let _ = std::fs::remove_file(marker);
         }
@@ -284,6 +391,11 @@ impl Runtime<'_> {
     /// service host compares with its own record, so a re-run finishes
     /// what an interrupted one left. Returns the failures only.
     pub(super) fn catch_up(&self, rec: &ProjectRecord, before: &Plan, after: &Plan, left: &Option<String>) -> Vec<Outcome> {
+        self.catch_up_at(rec, before, after, left, |_| true)
+    }
+
+    /// `catch_up` at the places `which` takes only.
+    fn catch_up_at(&self, rec: &ProjectRecord, before: &Plan, after: &Plan, left: &Option<String>, which: impl Fn(&Option<String>) -> bool) -> Vec<Outcome> {
         let (old, new) = (self.shares(before), self.shares(after));
         let mut places: Vec<Option<String>> = rec.places.iter().cloned().map(Some).collect();
         for p in old.iter().chain(&new).map(|(p, _)| p.clone()) {
@@ -294,6 +406,7 @@ impl Runtime<'_> {
         if !places.contains(left) {
             places.push(left.clone());
         }
+        places.retain(|p| which(p));
         let find = |shares: &[(Option<String>, Plan)], p: &Option<String>| shares.iter().find(|(q, _)| q == p).map(|(_, s)| s.clone()).unwrap_or_else(|| share(after, &[]));
         std::thread::scope(|s| {
             let running: Vec<_> = places

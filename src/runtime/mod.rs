@@ -13,7 +13,7 @@ mod error;
 pub mod hooks;
 mod cold;
 mod migrate;
-pub use migrate::MoveMode;
+pub use migrate::{MoveMode, TIMING as MIGRATE_TIMING};
 pub mod places;
 mod status;
 mod upgrade;

@@ -23,6 +23,12 @@ pub trait Places: Sync {
         let _ = t;
         shares.iter().map(|_| Ok(())).collect()
     }
+    /// Reaches these service hosts at once and keeps each connection for
+    /// the calls that follow (a move warms the places it will visit);
+    /// one result per name, an error naming the host it is about.
+    fn reach(&self, places: &[String]) -> Vec<Result<(), MachineError>> {
+        places.iter().map(|_| Ok(())).collect()
+    }
     /// The address a place is reached at by the other places (its
     /// fabric address); None where unknown.
     fn address(&self, place: Option<&str>) -> Option<String> {
