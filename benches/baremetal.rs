@@ -27,11 +27,14 @@
 //! small, MLN_BENCH_ROUNDS sets the rounds (3). Results are printed and
 //! written to target/bench/baremetal.md.
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "../tests/support/testhosts.rs"]
 mod testhosts;
 #[path = "../tests/support/baremetal_rig.rs"]
 mod baremetal_rig;
 
+use common::time;
 use mln::baremetal::chain::{self, ChainNode, Hop, Receiver, Report};
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -55,14 +58,6 @@ fn must(cmd: &str) {
     assert!(st.success(), "{cmd}");
 }
 
-fn time(label: &str, mut cmd: Command) -> Duration {
-    cmd.env_remove("SSH_AUTH_SOCK");
-    let t = Instant::now();
-    let out = cmd.output().unwrap_or_else(|e| panic!("{label}: {e}"));
-    let d = t.elapsed();
-    assert!(out.status.success(), "{label} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    d
-}
 
 /// A receiver host of the lab running the chain's script with busybox.
 struct NsNode {
@@ -368,28 +363,5 @@ fn parse_rate(r: &str) -> f64 {
 }
 
 fn main() {
-    // `cargo test --all-targets` runs benches too, without `--bench`.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let want = |w: &str| which.is_empty() || which.iter().any(|a| a == w);
-    let load = |when: &str| format!("load average {when}: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
-    let mut out = format!("{}\n\n", load("at the start"));
-    if want("broadcast") {
-        let s = broadcast();
-        eprint!("{s}");
-        out += &s;
-        out += &format!("\n{}\n\n", load("after broadcast"));
-    }
-    if want("deploy") {
-        let s = deploy();
-        eprint!("{s}");
-        out += &s;
-        out += &format!("\n{}\n", load("after deploy"));
-    }
-    print!("{out}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("baremetal.md"), &out).unwrap();
+    common::report(|_| "baremetal.md".into(), &[("broadcast", &broadcast), ("deploy", &deploy)]);
 }

@@ -12,9 +12,12 @@
 //! `cargo bench --bench fabric [exec|phases|many|broadcast|scaling]`; MLN_BENCH_QUICK=1
 //! makes everything smaller (to check the bench itself).
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "../tests/support/testhosts.rs"]
 mod testhosts;
 
+use common::{strip_ansi, time};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -39,14 +42,6 @@ fn ssh_opts(lab: &Lab) -> String {
     )
 }
 
-fn time(label: &str, mut cmd: Command) -> Duration {
-    cmd.env_remove("SSH_AUTH_SOCK");
-    let t = Instant::now();
-    let out = cmd.output().unwrap_or_else(|e| panic!("{label}: {e}"));
-    let d = t.elapsed();
-    assert!(out.status.success(), "{label} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    d
-}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -149,23 +144,6 @@ fn mln_kex(lab: &Lab, state: &Path, fabric: &Path) -> String {
     kex_of(&String::from_utf8_lossy(&out.stderr))
 }
 
-/// The log without its colours (tracing's fields are styled even into a pipe).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\u{1b}' {
-            for d in it.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 fn kex_of(log: &str) -> String {
     strip_ansi(log)

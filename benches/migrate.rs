@@ -25,9 +25,12 @@
 //! mln's receiving agent makes: an empty sparse swap disk of the same
 //! size (one `ssh` command, timed with the move).
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "../tests/support/testhosts.rs"]
 mod testhosts;
 
+use common::strip_ansi;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -499,23 +502,6 @@ fn live() -> String {
     out
 }
 
-/// A log line without its terminal colours.
-fn strip_ansi(l: &str) -> String {
-    let mut out = String::new();
-    let mut it = l.chars();
-    while let Some(c) = it.next() {
-        if c == '\x1b' {
-            for d in it.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// Where mln's moves spent their time: each progress event's median
 /// arrival, in seconds since the command started.
@@ -692,29 +678,6 @@ fn freeze() -> String {
 }
 
 fn main() {
-    // `cargo test --all-targets` runs benches too, without `--bench`.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let want = |w: &str| which.is_empty() || which.iter().any(|a| a == w);
-    let load = |when: &str| format!("load average {when}: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
-    let mut out = format!("{}\n\n", load("at the start"));
-    if want("live") {
-        let s = live();
-        eprint!("{s}");
-        out += &s;
-        out += &format!("{}\n\n", load("after live"));
-    }
-    if want("freeze") {
-        let s = freeze();
-        eprint!("{s}");
-        out += &s;
-        out += &format!("{}\n\n", load("after freeze"));
-    }
-    print!("{out}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let name = if which.is_empty() { "migrate.md".to_string() } else { format!("migrate-{}.md", which.join("-")) };
-    std::fs::write(dir.join(name), &out).unwrap();
+    let file = |which: &[String]| if which.is_empty() { "migrate.md".to_string() } else { format!("migrate-{}.md", which.join("-")) };
+    common::report(file, &[("live", &live), ("freeze", &freeze)]);
 }

@@ -364,10 +364,13 @@ fn address_in(net: Ipv4Addr, mask: Ipv4Addr, offset: u64) -> Option<Ipv4Addr> {
     inside.then(|| Ipv4Addr::from(addr))
 }
 
+/// The service host lines as written, and each host's index among them.
+type Placement = (Vec<(String, Span)>, Vec<u32>);
+
 /// The service host of each generated host, in order: `host COUNT` takes
 /// that many, a bare `host` one, `host all` the rest: the lines, and each
 /// host's index among them (both empty without `service_hosts`).
-fn deal(b: &PluginBlock, n: u64, ctx: &mut ExpandCtx) -> Option<(Vec<(String, Span)>, Vec<u32>)> {
+fn deal(b: &PluginBlock, n: u64, ctx: &mut ExpandCtx) -> Option<Placement> {
     let lines = b.section.lines("service_hosts");
     if lines.is_empty() {
         return Some((vec![], vec![]));
