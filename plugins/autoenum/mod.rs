@@ -128,7 +128,7 @@ fn lit(t: String, span: Span) -> ValueDef {
 impl Recipe for Hosts {
     fn section(&self, index: u32) -> Section {
         let i = index as usize;
-        let mut section = Section { span: self.span, entries: IndexMap::new() };
+        let mut section = Section { span: self.span, entries: Default::default() };
         if let Some(sc) = &self.superclass {
             section.set_value("superclass", sc.clone());
         }
@@ -136,7 +136,7 @@ impl Recipe for Hosts {
             // Inside: checked for the whole range when the block was read.
             if let Some(addr) = address_in(net, mask, begin + u64::from(index)) {
                 let eth0 = section.named_mut("network", "eth0", self.span);
-                eth0.set_value("address", lit(addr.to_string(), span));
+                eth0.set_value("address", lit(crate::plan::values::ipv4_text(addr), span));
             }
         }
         if let Some((host, span)) = self.placement.get(i).and_then(|k| self.service_hosts.get(*k as usize)) {

@@ -60,7 +60,9 @@ impl Diagnostic {
 #[derive(Clone, Debug, Default)]
 pub struct Diagnostics {
     list: Vec<Diagnostic>,
-    seen: std::collections::HashSet<(&'static str, Option<Span>, String)>,
+    // Randomly seeded but cheaper than SipHash: a generated project pushes
+    // one warning per host, most of them the same.
+    seen: std::collections::HashSet<(&'static str, Option<Span>, String), foldhash::fast::RandomState>,
 }
 
 impl Diagnostics {

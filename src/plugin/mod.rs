@@ -114,14 +114,14 @@ impl ConfigureCtx<'_> {
 /// blocks and one-line keywords, and inside `network` blocks its keywords
 /// there (other keys left out). Empty when the plugin is not used there.
 pub fn settings(section: &RSection, schema: &Schema, core: &CoreSchemas, plugin: &str) -> RSection {
-    let mut out = RSection { span: section.span, entries: IndexMap::new() };
+    let mut out = RSection { span: section.span, entries: Default::default() };
     for (key, item) in &section.entries {
         let Some(kw) = schema.get(key) else { continue };
         if kw.plugin.as_deref() == Some(plugin) {
             out.entries.insert(key.clone(), item.clone());
         } else if key == "network" && kw.plugin.is_none() {
             let RItem::Named(ifaces) = item else { continue };
-            let mut mine = IndexMap::new();
+            let mut mine = crate::definitions::KeyMap::default();
             for (iface, sec) in ifaces.iter() {
                 let one = settings(sec, core.network(), core, plugin);
                 if !one.entries.is_empty() {

@@ -9,7 +9,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::schema::{suggest, Kind, LineTy, Schema, Ty};
 use crate::source::Span;
 use crate::definitions::{DefId, DefKind, Item, Section, Text, Definitions, ValueDef, GLOBAL};
-use indexmap::IndexMap;
+use crate::definitions::KeyMap;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -78,13 +78,13 @@ pub enum RItem {
     // Boxed: every entry of every host's map is as large as the largest
     // variant, and most entries are values.
     Block(Box<RSection>),
-    Named(Box<IndexMap<String, RSection>>),
+    Named(Box<KeyMap<String, RSection>>),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RSection {
     pub span: Span,
-    pub entries: IndexMap<String, RItem>,
+    pub entries: KeyMap<String, RItem>,
 }
 
 impl RSection {
@@ -109,7 +109,7 @@ impl RSection {
             _ => None,
         }
     }
-    pub fn named(&self, key: &str) -> Option<&IndexMap<String, RSection>> {
+    pub fn named(&self, key: &str) -> Option<&KeyMap<String, RSection>> {
         match self.entries.get(key) {
             Some(RItem::Named(m)) => Some(&**m),
             _ => None,
@@ -167,13 +167,13 @@ impl ResolvedHost {
     /// prune.
     pub fn pruned(self, core: &crate::schema::CoreSchemas) -> ResolvedHost {
         fn keep(s: RSection, schema: &Schema, names: &[&str], nested: Option<(&Schema, &[&str])>) -> RSection {
-            let mut entries = IndexMap::new();
+            let mut entries = KeyMap::default();
             for (key, item) in s.entries {
                 let plugin = schema.get(&key).is_some_and(|k| k.plugin.is_some());
                 match item {
                     RItem::Named(m) if !plugin && key == "network" => {
                         if let Some((inner, inner_names)) = nested {
-                            let m: IndexMap<String, RSection> =
+                            let m: KeyMap<String, RSection> =
                                 m.into_iter().map(|(l, sec)| (l, keep(sec, inner, inner_names, None))).collect();
                             entries.insert(key, RItem::Named(Box::new(m)));
                         }
@@ -204,8 +204,8 @@ pub struct Resolver<'t> {
 /// borrowed, so addresses are stable while the resolver lives).
 #[derive(Default)]
 struct Shared {
-    values: RwLock<HashMap<usize, (Typed, Arc<RValue>)>>,
-    lines: RwLock<HashMap<usize, SharedLines>>,
+    values: RwLock<HashMap<usize, (Typed, Arc<RValue>), foldhash::fast::RandomState>>,
+    lines: RwLock<HashMap<usize, SharedLines, foldhash::fast::RandomState>>,
 }
 
 /// A key's lines: the statements they came from, their type, the result.
@@ -396,7 +396,7 @@ impl<'t> Resolver<'t> {
     }
 
     fn section(&self, m: &MSection, schema: &Schema, host: Option<HostCtx>, diags: &mut Diagnostics) -> RSection {
-        let mut out = RSection { span: m.span, entries: IndexMap::with_capacity(m.entries.len()) };
+        let mut out = RSection { span: m.span, entries: KeyMap::with_capacity_and_hasher(m.entries.len(), Default::default()) };
         for (key, item) in &m.entries {
             let kind = schema.get(key).or_else(|| schema.get("*")).map(|k| &k.kind);
             let r = match item {
@@ -780,14 +780,14 @@ fn raw_expand(
 #[derive(Default)]
 struct MSection<'t> {
     span: Span,
-    entries: IndexMap<&'t str, MItem<'t>>,
+    entries: KeyMap<&'t str, MItem<'t>>,
 }
 
 enum MItem<'t> {
     Value(Vec<&'t ValueDef>),
     Lines(Vec<&'t ValueDef>),
     Block(MSection<'t>),
-    Named(IndexMap<&'t str, MSection<'t>>),
+    Named(KeyMap<&'t str, MSection<'t>>),
 }
 
 impl<'t> MSection<'t> {
@@ -796,6 +796,7 @@ impl<'t> MSection<'t> {
         if !s.span.is_empty() {
             self.span = s.span;
         }
+        self.entries.reserve(s.entries.len());
         for (key, item) in &s.entries {
             match item {
                 Item::Value(vs) => match self.entries.entry(key.as_str()).or_insert_with(|| MItem::Value(vec![])) {
@@ -816,9 +817,9 @@ impl<'t> MSection<'t> {
                     }
                 }
                 Item::Named(map) => {
-                    let e = self.entries.entry(key.as_str()).or_insert_with(|| MItem::Named(IndexMap::new()));
+                    let e = self.entries.entry(key.as_str()).or_insert_with(|| MItem::Named(KeyMap::default()));
                     if !matches!(e, MItem::Named(_)) {
-                        *e = MItem::Named(IndexMap::new());
+                        *e = MItem::Named(KeyMap::default());
                     }
                     if let MItem::Named(m) = e {
                         for (label, b) in map.iter() {
