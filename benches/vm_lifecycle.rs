@@ -242,8 +242,22 @@ fn main() {
     };
     // `MLN_BENCH_ONLY=status`: the status section alone (minutes less).
     let only_status = std::env::var("MLN_BENCH_ONLY").is_ok_and(|v| v == "status");
+    // `MLN_BENCH_ONLY=system`: the save and restore through libvirtd alone.
+    let only_system = std::env::var("MLN_BENCH_ONLY").is_ok_and(|v| v == "system");
     eprintln!("making templates (620 MB and 6 GB)...");
     template(&templates, "t620", 620);
+    if only_system {
+        assert!(Command::new("sync").status().unwrap().success());
+        let out = match system_rounds(&b, &templates) {
+            Some(s) => system_rows(&s),
+            None => "| libvirtd | (libvirtd did not start: not measured) | | |\n".to_string(),
+        };
+        print!("{out}");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vm_lifecycle-system.md"), &out).unwrap();
+        return;
+    }
     if !only_status {
         template(&templates, "t6g", 6 * 1024);
     }
@@ -376,18 +390,7 @@ fn main() {
         ratio(&emb[1], &emb[3]),
     );
     match &system {
-        Some(s) => {
-            out += &format!(
-                "| libvirtd: save to disk | {} | {} (`xargs -P 8 virsh save`) | **{:.2}** |\n\
-                 | libvirtd: restore | {} | {} (`xargs -P 8 virsh restore`) | **{:.2}** |\n",
-                spread(&s[0]),
-                spread(&s[2]),
-                ratio(&s[0], &s[2]),
-                spread(&s[1]),
-                spread(&s[3]),
-                ratio(&s[1], &s[3]),
-            );
-        }
+        Some(s) => out += &system_rows(s),
         None => out += "| libvirtd | (libvirtd did not start: not measured) | | |\n",
     }
     out += &format!(
@@ -400,6 +403,22 @@ fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("vm_lifecycle.md"), &out).unwrap();
+}
+
+/// The libvirtd rows of the save/restore table: mln (one connection per
+/// worker) against `xargs -P 8 virsh`.
+fn system_rows(s: &[Vec<f64>; 4]) -> String {
+    let ratio = |a: &[f64], b: &[f64]| median(a) / median(b);
+    format!(
+        "| libvirtd: save to disk | {} | {} (`xargs -P 8 virsh save`) | **{:.2}** |\n\
+         | libvirtd: restore | {} | {} (`xargs -P 8 virsh restore`) | **{:.2}** |\n",
+        spread(&s[0]),
+        spread(&s[2]),
+        ratio(&s[0], &s[2]),
+        spread(&s[1]),
+        spread(&s[3]),
+        ratio(&s[1], &s[3]),
+    )
 }
 
 /// The same save and restore through a libvirtd (started here unless one
