@@ -3,7 +3,7 @@
 
 use super::context::{fail, Global};
 use mln::machine::{Outcome, Status};
-use mln::template::{build, recipe, store};
+use mln::template::{build, export, recipe, store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,6 +41,21 @@ pub enum Command {
         /// The template's name (default: the file's name, ending .qcow2).
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Export a built template as a bare-metal tar environment: the root
+    /// file system as a tar archive, the kernel, the initrd, and the
+    /// env.toml that `mln env add` takes.
+    Export {
+        name: String,
+        /// As a tar environment for bare-metal nodes (the one export there is).
+        #[arg(long, required = true)]
+        env: bool,
+        /// Where the files go (default: ./NAME-env).
+        #[arg(short = 'o', value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// gzip the archive instead of zstd (for nodes without zstd).
+        #[arg(long)]
+        gzip: bool,
     },
     /// Send a template to service hosts that lack it or hold another copy.
     Push {
@@ -154,6 +169,25 @@ pub fn run(cmd: Command, g: &Global) -> ExitCode {
             match store::import(&templates, &file, &name) {
                 Ok(e) => {
                     println!("imported {} ({} MiB)", mln::term::escape(&e.name), e.bytes >> 20);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Export { name, env: _, out, gzip } => {
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{name}-env")));
+            let compression = if gzip { export::Compression::Gzip } else { export::Compression::Zstd };
+            let mut note = |s: &str| eprintln!("mln: {}", mln::term::escape(s));
+            match export::export(&templates, &name, &out, compression, &mut note) {
+                Ok(x) => {
+                    println!(
+                        "exported {} as an environment: {} ({} MiB, {} entries); add it with: mln env add {}",
+                        mln::term::escape(&name),
+                        x.tarball.display(),
+                        x.tar_bytes >> 20,
+                        x.entries,
+                        x.env_toml.display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

@@ -170,8 +170,7 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineErro
             let known = state.project(op_project(&op))?.is_some();
             match op {
                 Request::Build { plan, file, opts, keys } => {
-                    give_keys(&state, &plan.project, keys.as_ref())?;
-                    json(rt.build(&plan, Path::new(&file), opts)?)
+                    json(crate::login::given::build(&rt, &plan, Path::new(&file), opts, || give_keys(&state, &plan.project, keys.as_ref()))?)
                 }
                 Request::Start { project, hosts } => json(rt.start(&project, &StartOptions { hosts, pause: None })?),
                 Request::Stop { project, hosts, mode } => json(rt.stop(&project, &hosts, mode)?),

@@ -5,6 +5,7 @@
 //! book/src/login.md says why each is as it is.
 
 pub mod error;
+pub mod given;
 pub mod keys;
 pub mod command;
 pub mod known_hosts;

@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod error;
+pub mod export;
 pub mod manifest;
 pub mod mirror;
 pub mod recipe;

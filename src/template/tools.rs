@@ -11,6 +11,9 @@ pub const MMDEBSTRAP: (&str, &str) = ("mmdebstrap", "mmdebstrap");
 pub const MKE2FS: (&str, &str) = ("mke2fs", "e2fsprogs");
 pub const QEMU_IMG: (&str, &str) = ("qemu-img", "qemu-utils");
 pub const DPKG_QUERY: (&str, &str) = ("dpkg-query", "dpkg");
+pub const DEBUGFS: (&str, &str) = ("debugfs", "e2fsprogs");
+pub const TAR: (&str, &str) = ("tar", "tar");
+pub const ZSTD: (&str, &str) = ("zstd", "zstd");
 pub const SHA256SUM: (&str, &str) = ("sha256sum", "coreutils");
 
 pub fn which(tool: (&'static str, &'static str)) -> Result<PathBuf, TemplateError> {

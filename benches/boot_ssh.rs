@@ -1,0 +1,189 @@
+//! Boot to "SSH accepts the project key" for 2 nodes: mln's tuned
+//! template against the same packages with cloud-init's stock
+//! configuration, side by side in one run (issue 12's speed goal: ratio
+//! <= 0.6).
+//!
+//! The tuned template is `mln template build debian-12` (or one already
+//! built: `MLN_BENCH_TEMPLATE=DIR`, a template directory). The stock one
+//! is the same disk with mln's tuning taken out again, without a mount
+//! (debugfs on a raw copy): its cloud-init drop-in (datasource list, one
+//! host key type, trimmed module lists) and the e2scrub_reap mask go, and
+//! its kernel command line loses `quiet`. Packages, kernel, initrd, the
+//! fstab and mln's NoCloud seed are the same.
+//!
+//! Each round builds a 2-node project from one template, times from
+//! `mln start` until `mln ssh -p P -h H -- true` succeeds on both nodes
+//! (strict host-key checking, the project key), then removes it; the
+//! variants alternate, which goes first alternating per round.
+//! `MLN_BENCH_RUNS` rounds of each (default 3). Prints medians, min-max
+//! and the per-round ratio. Asserts no time.
+//!
+//! `cargo bench --bench boot_ssh` (root, QEMU, libvirt as the other
+//! VM benches).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TUNED: &str = "boot-tuned";
+const STOCK: &str = "boot-stock";
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let runs: usize = std::env::var("MLN_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let base = std::env::var_os("MLN_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into());
+    let state = tempfile::Builder::new().prefix("mln-boot-bench-").tempdir_in(base).unwrap();
+    let m = Mln { state: state.path().to_path_buf() };
+    let templates = state.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+
+    match std::env::var_os("MLN_BENCH_TEMPLATE") {
+        Some(dir) => {
+            eprintln!("boot bench: tuned template copied from {}", Path::new(&dir).display());
+            assert!(Command::new("cp").arg("-a").arg(&dir).arg(templates.join(TUNED)).status().unwrap().success());
+        }
+        None => {
+            eprintln!("boot bench: building the tuned template (debian-12)");
+            m.ok(&["template", "build", "debian-12", "--name", TUNED]);
+        }
+    }
+    untune(&templates.join(TUNED), &templates.join(STOCK));
+
+    let mut tuned = Vec::new();
+    let mut stock = Vec::new();
+    let mut per_node: Vec<(String, f64)> = Vec::new();
+    for i in 0..runs {
+        let order = if i % 2 == 0 { [TUNED, STOCK] } else { [STOCK, TUNED] };
+        for t in order {
+            let (both, nodes) = round(&m, t, &state.path().join(format!("{t}.mln")));
+            eprintln!("  round {} {t}: both nodes accept the key {both:.1} s after start (node01 {:.1}, node02 {:.1})", i + 1, nodes[0], nodes[1]);
+            per_node.extend(nodes.iter().map(|n| (t.to_string(), *n)));
+            if t == TUNED { tuned.push(both) } else { stock.push(both) }
+        }
+    }
+    let ratios: Vec<f64> = tuned.iter().zip(&stock).map(|(a, b)| a / b).collect();
+    let (cpu, load) = machine();
+    println!("boot to SSH accepting the project key, 2 nodes (512 MB, 1 vCPU, TCG) started together; {runs} rounds of each, alternating; {cpu}; load before: {load}");
+    println!("| template | median s | min-max s |");
+    println!("|---|---|---|");
+    println!("| mln's tuned (debian-12) | {:.1} | {:.1}-{:.1} |", median(&tuned), min(&tuned), max(&tuned));
+    println!("| same packages, cloud-init stock | {:.1} | {:.1}-{:.1} |", median(&stock), min(&stock), max(&stock));
+    println!("| ratio tuned/stock (per round) | {:.2} | {:.2}-{:.2} |", median(&ratios), min(&ratios), max(&ratios));
+    let one = |t: &str| per_node.iter().filter(|(n, _)| n == t).map(|(_, s)| *s).collect::<Vec<f64>>();
+    println!("single nodes: tuned median {:.1} s, stock median {:.1} s", median(&one(TUNED)), median(&one(STOCK)));
+}
+
+struct Mln {
+    state: PathBuf,
+}
+
+impl Mln {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mln"));
+        c.arg("--state-dir").arg(&self.state).env_remove("SSH_AUTH_SOCK");
+        c
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(out.status.success(), "mln {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The stock variant of a built template: the tuned one's files, its disk
+/// with mln's cloud-init drop-in and e2scrub_reap mask removed.
+fn untune(tuned: &Path, stock: &Path) {
+    std::fs::create_dir_all(stock).unwrap();
+    for f in ["vmlinuz", "initrd.img"] {
+        std::fs::copy(tuned.join(f), stock.join(f)).unwrap();
+    }
+    let cmdline = std::fs::read_to_string(tuned.join("cmdline")).unwrap();
+    let cmdline: Vec<&str> = cmdline.split_whitespace().filter(|w| *w != "quiet").collect();
+    std::fs::write(stock.join("cmdline"), cmdline.join(" ") + "\n").unwrap();
+    let raw = stock.join("root.img");
+    run(Command::new("qemu-img").args(["convert", "-q", "-O", "raw"]).arg(tuned.join("disk.qcow2")).arg(&raw));
+    for p in ["/etc/cloud/cloud.cfg.d/90-mln.cfg", "/etc/systemd/system/e2scrub_reap.service"] {
+        let out = Command::new("debugfs").args(["-R", &format!("stat {p}")]).arg(&raw).output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Inode:"), "the tuned template has no {p}");
+        run(Command::new("debugfs").args(["-w", "-R", &format!("rm {p}")]).arg(&raw));
+        let out = Command::new("debugfs").args(["-R", &format!("stat {p}")]).arg(&raw).output().unwrap();
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("Inode:"), "{p} is still there");
+    }
+    run(Command::new("qemu-img").args(["convert", "-q", "-f", "raw", "-O", "qcow2"]).arg(&raw).arg(stock.join("disk.qcow2")));
+    std::fs::remove_file(&raw).unwrap();
+}
+
+fn run(c: &mut Command) {
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{c:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// One project of two nodes from `template`: built (not timed), started,
+/// each node polled with `mln ssh` until it runs a command; removed.
+/// Returns (both nodes, [node01, node02]) in seconds from the start.
+fn round(m: &Mln, template: &str, file: &Path) -> (f64, [f64; 2]) {
+    let project = template.replace('-', "");
+    std::fs::write(file, project_file(&project, template)).unwrap();
+    m.ok(&["build", "-f", file.to_str().unwrap()]);
+    let t0 = Instant::now();
+    m.ok(&["start", "-p", &project]);
+    let nodes = ["node01", "node02"];
+    let times: Vec<f64> = std::thread::scope(|s| {
+        let hs: Vec<_> = nodes
+            .iter()
+            .map(|h| {
+                let project = project.clone();
+                s.spawn(move || {
+                    let deadline = t0 + Duration::from_secs(900);
+                    loop {
+                        let out = m.cmd().args(["ssh", "-p", &project, "-h", h, "--wait", "600", "--", "true"]).output().unwrap();
+                        if out.status.success() {
+                            return t0.elapsed().as_secs_f64();
+                        }
+                        assert!(Instant::now() < deadline, "{h} of {project} never accepted the key: {}", String::from_utf8_lossy(&out.stderr));
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    m.ok(&["remove", "-p", &project]);
+    (times.iter().cloned().fold(0.0, f64::max), [times[0], times[1]])
+}
+
+fn project_file(project: &str, template: &str) -> String {
+    let node = |n: u8| {
+        format!(
+            "host node0{n} {{\n    memory 512M\n    template {template}\n    network eth0 {{\n        switch net\n        address 10.78.0.1{n}\n        netmask 255.255.255.0\n    }}\n}}\n"
+        )
+    };
+    format!("global {{\n    project {project}\n}}\nswitch net {{ }}\n{}{}", node(1), node(2))
+}
+
+fn machine() -> (String, String) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    (format!("{n} cores ({cpu})"), load)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().cloned().fold(f64::INFINITY, f64::min)
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().cloned().fold(0.0, f64::max)
+}
