@@ -2,6 +2,17 @@
 # Makes the test guest (testguest/build.sh's output) into a tar
 # environment: OUTDIR/rootfs.tar.gz from rootfs.ext4 (read with debugfs,
 # no mount), and OUTDIR/env.toml beside it. Then: mln env add OUTDIR/env.toml
+#
+# The root also gets an SSH server, so that `mln stop` of a deployed node
+# can be a clean power-off (soft) rather than a power cut: dropbear,
+# busybox and their libraries, and /usr/lib/mln/sshd, which a project's
+# startup commands run (`sh /fsroot/usr/lib/mln/sshd`): the test guest
+# runs from its initramfs with this root mounted read-only at /fsroot, so
+# the script starts dropbear chrooted into it (tmpfs /tmp, a host key
+# made at each boot). Logins: keys only (root's authorized_keys, which
+# mln writes into the deployed root). `poweroff` there says so on the
+# console and powers off at once (the test guest's init is no init that
+# a plain poweroff could signal).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/../target/testguest}
@@ -10,6 +21,48 @@ tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT
 debugfs -R "rdump / $tree" "$out/rootfs.ext4" >/dev/null 2>&1
 rm -rf "$tree/lost+found"
+
+# A binary and its libraries (ldd), at the same paths.
+copy() {
+    local b lib
+    b=$(command -v "$1") || { echo "missing $1 (scripts/setup.sh: dropbear-bin)" >&2; exit 1; }
+    mkdir -p "$tree$(dirname "$b")"
+    cp -L "$b" "$tree$b"
+    for lib in $(ldd "$b" 2>/dev/null | grep -o '/[^ ]*'); do
+        [ -e "$tree$lib" ] && continue
+        mkdir -p "$tree$(dirname "$lib")"
+        cp -L "$lib" "$tree$lib"
+    done
+}
+copy dropbear
+copy dropbearkey
+mkdir -p "$tree"/{bin,tmp,proc,dev,root,usr/lib/mln}
+chmod 700 "$tree/root"
+cp /bin/busybox "$tree/bin/busybox"
+ln -sf busybox "$tree/bin/sh"
+cat > "$tree/bin/poweroff" <<'SH'
+#!/bin/sh
+echo "mln-testguest: poweroff over SSH" > /dev/console
+sync
+exec /bin/busybox poweroff -f
+SH
+chmod 755 "$tree/bin/poweroff"
+cat > "$tree/usr/lib/mln/sshd" <<'SH'
+#!/bin/sh
+# Run by the test guest's init (startup commands), this root at /fsroot.
+r=/fsroot
+mount -t tmpfs tmpfs "$r/tmp"
+mount -t proc proc "$r/proc"
+mount -t devtmpfs dev "$r/dev"
+mkdir -p "$r/dev/pts" && mount -t devpts devpts "$r/dev/pts"
+chroot "$r" /usr/bin/dropbearkey -t ed25519 -f /tmp/host_key >/dev/null 2>&1
+if chroot "$r" /usr/sbin/dropbear -s -r /tmp/host_key -p 22 -P /tmp/dropbear.pid; then
+    echo "mln-testguest: sshd started"
+else
+    echo "mln-testguest: sshd failed"
+fi
+SH
+chmod 755 "$tree/usr/lib/mln/sshd"
 tar -C "$tree" --numeric-owner --owner=0 --group=0 -czf "$out/rootfs.tar.gz" .
 cp "$here/env.toml" "$out/env.toml"
 echo "$out/env.toml"

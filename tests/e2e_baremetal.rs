@@ -283,7 +283,10 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     assert!(added.contains("added ramroot:1"), "{added}");
 
     // No `interface`: the boot service serves the bridge of the nodes' switch.
-    let steps = "install = [{ type = \"chain\", timeout = 300 }]\nboot = [{ type = \"kexec\", timeout = 240 }]\n";
+    // The `classical` boot: profile to the local disk, a soft reboot of
+    // the deploy system; the disk's bootloader (installed by the install
+    // step) boots the test guest.
+    let steps = "install = [{ type = \"chain\", timeout = 300 }]\nboot = [{ type = \"classical\", timeout = 400 }]\n";
     std::fs::write(
         state.join("fabric.toml"),
         format!(
@@ -302,9 +305,12 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     // Every peer may still be booting (the VMs are up minutes before the
     // nodes): each keeps pinging for up to 15 minutes.
     let startup = format!("    startup {{\n        MLN_REACH_SECS=900 mln-reach {}\n    }}\n", reach.join(" "));
+    // The nodes also start the SSH server the environment carries
+    // (testguest/env.sh), first: mln-reach runs for a while.
+    let node_startup = format!("    startup {{\n        sh /fsroot/usr/lib/mln/sshd\n        MLN_REACH_SECS=900 mln-reach {}\n    }}\n", reach.join(" "));
     let ann = "ann $6$annsalt$LAgkzpFKuw7yFaw7MmvCaXCekwjFvMAwGHWDcwopJSM5f7L4eK8EOP6PAC0vCf.h7tf9D/wPG5flz6JnOBsmw0";
     let mut project = format!(
-        "global {{\n    project metal\n}}\nswitch lan {{\n    bridge {}\n}}\nsuperclass node {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {{\n        switch lan\n        netmask 255.255.255.0\n    }}\n    users {{\n        {ann}\n    }}\n{startup}}}\n\
+        "global {{\n    project metal\n}}\nswitch lan {{\n    bridge {}\n}}\nsuperclass node {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {{\n        switch lan\n        netmask 255.255.255.0\n    }}\n    users {{\n        {ann}\n    }}\n{node_startup}}}\n\
          superclass flaky {{\n    superclass node\n}}\nsuperclass dead {{\n    superclass node\n}}\nsuperclass ram {{\n    superclass node\n    environment ramroot\n    boot diskless\n}}\n",
         rig.bridge
     );
@@ -373,6 +379,12 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
         assert!(line.contains(&format!("\"hostname\":\"bm{i}\"")) && line.contains("\"source\":\"filesystem\""), "{line}");
         assert!(line.contains(&format!("\"eth0={}/24\"", n.address)), "the planned address: {line}");
         assert!(line.contains("\"users\":[\"ann\"]"), "the planned users: {line}");
+        // Booted from its own disk: its bootloader's line (which no
+        // network boot prints) after the deploy system's last line, once,
+        // and the test guest after it.
+        let disk = c.find("MLN-EXTLINUX testguest:1 from its disk").unwrap_or_else(|| panic!("bm{i} did not boot from its disk:\n{c}"));
+        assert_eq!(c.matches("MLN-EXTLINUX").count(), 1, "{c}");
+        assert!(c.rfind("MLN-DEPLOY-UP").is_some_and(|d| d < disk) && c.rfind("MLN-APPLIED").is_some_and(|a| a > disk), "{c}");
     }
     let bm3 = rig.console(&rig.nodes[3]);
     assert_eq!(bm3.matches("MLN-DEPLOY-UP").count(), 1, "the cut boot never came up, the retry did:\n{bm3}");
@@ -429,13 +441,36 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
 
     // `stop`: soft first (SSH `poweroff` with the project's key, which the
     // deployment put in root's authorized_keys), then hard through IPMI.
-    // The test guest runs no SSH server: the soft half is refused at once
-    // and the node is powered off.
+    // bm0 runs the environment's SSH server: a clean power-off, said on
+    // its console, and no power cut.
     let keys = std::fs::read_to_string(state.join("projects/metal/login/id_ed25519.pub")).unwrap();
     assert!(keys.starts_with("ssh-ed25519 "), "{keys}");
-    let (_, stopped) = mln(&["stop", "-p", "metal", "-h", "bm0", "-w", "5"]);
-    assert!(stopped.lines().any(|l| l.contains("bm0") && l.contains("did not shut down") && l.contains("powered off")), "{stopped}");
-    assert_eq!(rig.state(&rig.nodes[0]), "shut off", "{stopped}");
+    let n0 = &rig.nodes[0];
+    rig.wait_console(n0, "mln-testguest: sshd started", Duration::from_secs(120)).unwrap_or_else(|c| panic!("bm0's sshd:\n{c}"));
+    let (_, stopped) = mln(&["stop", "-p", "metal", "-h", "bm0", "-w", "120"]);
+    let l0 = stopped.lines().find(|l| l.split_whitespace().any(|w| w == "bm0")).unwrap_or_else(|| panic!("{stopped}")).to_string();
+    assert!(l0.contains("shut down") && !l0.contains("powered off"), "the soft path: {stopped}");
+    assert!(rig.console(n0).contains("mln-testguest: poweroff over SSH"), "{}", rig.console(n0));
+    assert_eq!(rig.state(n0), "shut off", "{stopped}");
+    // bm6 (the diskless RAM root) lets no project key in: refused, then
+    // powered off through IPMI.
+    let (_, stopped) = mln(&["stop", "-p", "metal", "-h", "bm6", "-w", "5"]);
+    assert!(stopped.lines().any(|l| l.contains("bm6") && l.contains("did not shut down") && l.contains("powered off")), "{stopped}");
+    assert_eq!(rig.state(&rig.nodes[6]), "shut off", "{stopped}");
+    // bm0 started again boots from its disk again (profile: the local disk).
+    let started = ok(&["start", "-p", "metal", "-h", "bm0"]);
+    assert!(started.contains("powered on"), "{started}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let c = rig.console(n0);
+        if c.matches("MLN-EXTLINUX testguest:1 from its disk").count() == 2 && c.rfind("MLN-APPLIED").is_some_and(|a| a > c.rfind("MLN-EXTLINUX").unwrap()) {
+            let last = &c[c.rfind("MLN-EXTLINUX").unwrap()..];
+            assert!(!last.contains("MLN-DEPLOY-UP") && last.contains("\"hostname\":\"bm0\""), "{c}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bm0 did not boot from its disk again:\n{c}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
 
     let removed = ok(&["remove", "-p", "metal"]);
     assert!(removed.contains("disk is left as it is"), "{removed}");
