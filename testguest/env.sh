@@ -8,8 +8,9 @@
 # busybox and their libraries, and /usr/lib/mln/sshd, which a project's
 # startup commands run (`sh /fsroot/usr/lib/mln/sshd`): the test guest
 # runs from its initramfs with this root mounted read-only at /fsroot, so
-# the script starts dropbear chrooted into it (tmpfs /tmp, a host key
-# made at each boot). Logins: keys only (root's authorized_keys, which
+# the script starts dropbear chrooted into it (tmpfs /tmp; the node's
+# host key, made at deployment by the post-install script hostkey.sh,
+# or else one made at boot). Logins: keys only (root's authorized_keys, which
 # mln writes into the deployed root). `poweroff` there says so on the
 # console and powers off at once (the test guest's init is no init that
 # a plain poweroff could signal).
@@ -55,8 +56,12 @@ mount -t tmpfs tmpfs "$r/tmp"
 mount -t proc proc "$r/proc"
 mount -t devtmpfs dev "$r/dev"
 mkdir -p "$r/dev/pts" && mount -t devpts devpts "$r/dev/pts"
-chroot "$r" /usr/bin/dropbearkey -t ed25519 -f /tmp/host_key >/dev/null 2>&1
-if chroot "$r" /usr/sbin/dropbear -s -r /tmp/host_key -p 22 -P /tmp/dropbear.pid; then
+key=/etc/dropbear/dropbear_ed25519_host_key
+if [ ! -s "$r$key" ]; then
+    key=/tmp/host_key
+    chroot "$r" /usr/bin/dropbearkey -t ed25519 -f "$key" >/dev/null 2>&1
+fi
+if chroot "$r" /usr/sbin/dropbear -s -r "$key" -p 22 -P /tmp/dropbear.pid; then
     echo "mln-testguest: sshd started"
 else
     echo "mln-testguest: sshd failed"
@@ -65,4 +70,12 @@ SH
 chmod 755 "$tree/usr/lib/mln/sshd"
 tar -C "$tree" --numeric-owner --owner=0 --group=0 -czf "$out/rootfs.tar.gz" .
 cp "$here/env.toml" "$out/env.toml"
+# Post-install (run in the deploy system, the deployed root at
+# $MLN_ROOT): the node's own SSH host key, kept across its boots.
+cat > "$out/hostkey.sh" <<'SH'
+set -e
+mkdir -p "$MLN_ROOT/etc/dropbear"
+rm -f "$MLN_ROOT/etc/dropbear/dropbear_ed25519_host_key"
+chroot "$MLN_ROOT" /usr/bin/dropbearkey -t ed25519 -f /etc/dropbear/dropbear_ed25519_host_key >/dev/null 2>&1
+SH
 echo "$out/env.toml"

@@ -197,9 +197,10 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
 /// `mln env add` the test guest's root as a tar environment and the deploy
 /// system's kernel and RAM root as a diskless one; `mln build` deploys the
 /// four nodes at once (deploy system by IPMI from the dnsmasq mln runs, the
-/// tar image onto a new partition, the plan's configuration, then a kexec
-/// boot: the test guest's image has no bootloader) and builds the VMs.
-/// Each node's console reports its planned hostname, address and users
+/// tar image onto a new partition, the plan's configuration, a bootloader,
+/// then the classical boot: profile to the local disk, a reboot) and builds
+/// the VMs. Each node boots from its own disk (its bootloader's line on its
+/// console) and its console reports its planned hostname, address and users
 /// from its disk, and the nodes and the VMs ping one another (each runs
 /// `mln-reach` at startup: its console says which answered).
 /// * bm3's first deploy-system boot is cut (powered off once its kernel and
@@ -210,11 +211,14 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
 /// * bm5 never answers (its NIC unplugged): KO after its cluster's short
 ///   deploy-system timeout (`[baremetal.dead]`), with the reason.
 /// * bm6 has no disk: it boots the diskless environment with its name and
-///   address and reports them (and that it sees no disk).
+///   address and reports them (and that it sees no disk), and its planned
+///   user, its own file and startup command, served from the boot tree.
 ///
 /// `status` shows the nodes; `stats` one deployment each, bm4's and bm5's
-/// failed with their reasons, bm3's retry; `remove` leaves no lease or
-/// profile, says the disks stay, and stops dnsmasq.
+/// failed with their reasons, bm3's retry; `stop` of bm0 is a clean
+/// power-off over SSH (the environment's dropbear), of bm6 a power cut
+/// through IPMI; bm0 started again boots from its disk again; `remove`
+/// leaves no lease or profile, says the disks stay, and stops dnsmasq.
 #[test]
 #[ignore]
 fn mln_build_deploys_the_nodes_of_a_mixed_project() {
@@ -321,8 +325,11 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
             6 => "ram",
             _ => "node",
         };
+        // The diskless node's own file and startup command (served to it
+        // with its accounts: baremetal::diskless).
+        let own = if i == 6 { "    files {\n        ramfile.txt /etc/mln-ram-file 0644\n    }\n    startup {\n        cat /etc/mln-ram-file\n    }\n" } else { "" };
         project += &format!(
-            "host bm{i} {{\n    superclass {class}\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n    }}\n}}\n",
+            "host bm{i} {{\n    superclass {class}\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n    }}\n{own}}}\n",
             n.mac,
             n.ipmi_port,
             if i == 4 { &wrong } else { &rig.password_file }.display(),
@@ -333,6 +340,7 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
         project += &format!("host {vm} {{\n    template mln-testguest\n    memory 96M\n    network eth0 {{\n        switch lan\n        address {a}\n        netmask 255.255.255.0\n    }}\n{startup}}}\n");
     }
     std::fs::write(d.join("metal.mln"), &project).unwrap();
+    std::fs::write(d.join("ramfile.txt"), "MLN-RAM-FILE bm6's own file\n").unwrap();
 
     let t0 = std::time::Instant::now();
     let build = std::thread::scope(|s| {
@@ -392,6 +400,11 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     let l6 = c6.lines().find(|l| l.contains("MLN-DISKLESS")).unwrap();
     assert!(l6.contains("host=bm6") && !l6.contains("vda"), "{l6}");
     assert!(c6.contains(&format!("host=bm6 nic=eth0 dhcp addr={}/24", rig.nodes[6].address)), "{c6}");
+    // Its full configuration, from the boot tree: the planned user, its
+    // own file (read by its own startup command).
+    let c6 = rig.wait_console(&rig.nodes[6], "MLN-RAM-FILE bm6's own file", Duration::from_secs(60)).unwrap_or_else(|c| panic!("bm6's startup did not read its file:\n{c}"));
+    let conf = c6.lines().find(|l| l.contains("MLN-DISKLESS-CONFIG")).unwrap_or_else(|| panic!("{c6}"));
+    assert!(conf.contains("host=bm6") && conf.contains("users=ann ") && conf.contains("etc/mln-ram-file") && conf.contains("etc/mln/startup.sh"), "{conf}");
 
     // The VMs and the nodes on one switch: each pinged every other.
     let everyone: serde_json::Value = reach.iter().map(|a| (a.clone(), serde_json::Value::Bool(true))).collect::<serde_json::Map<_, _>>().into();

@@ -180,3 +180,4 @@ pub mod ops;
 pub mod chain;
 pub mod deploysrc;
 pub mod bootnet;
+pub mod diskless;

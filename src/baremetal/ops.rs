@@ -252,6 +252,18 @@ pub fn answers_tcp(address: &str) -> bool {
     }
 }
 
+/// The contents of the host's `files` (sources resolved by the plan).
+fn file_contents(host: &crate::plan::Host) -> Result<Vec<String>, OpError> {
+    host.files.iter().map(|f| std::fs::read_to_string(&f.source).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", f.source)))).collect()
+}
+
+/// A node's configuration as a filesystem template gets it (no image:
+/// the base accounts are root's).
+fn node_files(plan: &Plan, host: &crate::plan::Host) -> Result<Vec<(String, String, u32)>, OpError> {
+    let none = Path::new("/nonexistent/mln-no-image");
+    crate::guest::fstemplate::files(plan, host, none, &file_contents(host)?).map_err(|e| OpError::Failed(e.to_string()))
+}
+
 pub(super) fn diskless_files(state_dir: &Path, r: &EnvRef) -> Result<DisklessFiles, String> {
     let state = State::open(state_dir).map_err(|e| e.to_string())?;
     let e = env::get(&state, r).map_err(|e| e.to_string())?;
@@ -284,6 +296,11 @@ impl NodeOps for Site<'_> {
     fn set_profile(&self, node: &Node, profile: &BootProfile) -> Result<(), OpError> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
         let bn = boot_node(&plan.project, self.host(node)?, &node.spec);
+        if let BootProfile::Diskless { .. } = profile {
+            let files = node_files(plan, self.host(node)?)?;
+            let archive = super::diskless::archive(&files).map_err(OpError::Failed)?;
+            self.boot.set_config(&bn.mac, &archive).map_err(|e| OpError::Failed(e.to_string()))?;
+        }
         self.boot.set_profile(&bn, profile).map_err(|e| OpError::Failed(e.to_string()))
     }
 
@@ -398,7 +415,8 @@ impl NodeOps for Site<'_> {
     fn configure(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
         let dn = self.deploy_node(node)?;
-        dn.write_config(plan, self.host(node)?, &[]).map_err(deploy_error)?;
+        let host = self.host(node)?;
+        dn.write_config(plan, host, &file_contents(host)?).map_err(deploy_error)?;
         // The project's login key, as guests get it: `mln stop` asks the
         // deployed system to power off with it.
         let keys = crate::login::keys::ensure(self.state, &plan.project).map_err(|e| OpError::Failed(format!("cannot make the project's keys: {e}")))?;

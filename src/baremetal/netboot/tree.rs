@@ -153,7 +153,11 @@ impl Tree {
                 };
                 place(&f.kernel, &self.root.join(&dir).join("vmlinuz"))?;
                 place(&f.initrd, &self.root.join(&dir).join("initrd"))?;
-                format!("{head}kernel tftp://{s}/{dir}/vmlinuz initrd=initrd {} {ip} mln.diskless\ninitrd tftp://{s}/{dir}/initrd\nboot\n", f.params)
+                // The node's own configuration, when mln has put it in
+                // the tree (`baremetal::diskless`).
+                let config = crate::baremetal::diskless::path(&check::mac(&node.mac)?);
+                let config = if self.root.join(&config).is_file() { format!(" mln.config={s}/{config}") } else { String::new() };
+                format!("{head}kernel tftp://{s}/{dir}/vmlinuz initrd=initrd {} {ip} mln.diskless{config}\ninitrd tftp://{s}/{dir}/initrd\nboot\n", f.params)
             }
         })
     }
@@ -215,10 +219,26 @@ impl Tree {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("remove", &self.root, e)),
         }
+        let config = self.root.join(crate::baremetal::diskless::path(&r.node.mac));
+        match std::fs::remove_file(&config) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("remove", &config, e)),
+        }
         write_atomic(&self.records.join("leases"), Tree::leases_text(&records).as_bytes())?;
         let p = self.record_path(project, host);
         std::fs::remove_file(&p).map_err(|e| io("remove", &p, e))?;
         Ok(true)
+    }
+
+    /// A diskless node's configuration archive, at `config/<mac>.cpio`
+    /// (the MAC checked: nothing else reaches the path).
+    pub fn set_config(&self, mac: &str, archive: &[u8]) -> Result<(), NetBootError> {
+        let p = self.root.join(crate::baremetal::diskless::path(&check::mac(mac)?));
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(|e| io("make", d, e))?;
+        }
+        write_atomic(&p, archive)
     }
 
     /// Every node the service knows: (node, its next boot).
