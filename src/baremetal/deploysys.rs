@@ -336,7 +336,7 @@ impl DeployNode {
     pub fn install_bootloader(&self, disk: &str, partition: u32) -> Result<(), DeployError> {
         check_device(disk)?;
         let cmd = format!(
-            "set -e; mountpoint -q {ROOT}; extlinux --install {ROOT}/boot/extlinux >/dev/null; \
+            "set -e; grep -q ' {ROOT} ' /proc/mounts; extlinux --install {ROOT}/boot/extlinux >/dev/null; \
              sfdisk -q --no-reread --no-tell-kernel --activate {d} {partition} >/dev/null; dd if={MBR} of={d} bs=440 count=1 conv=notrunc 2>/dev/null; sync",
             d = quote(disk)
         );
