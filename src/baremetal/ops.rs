@@ -82,14 +82,15 @@ pub fn deployed_cmdline(env: &Environment, host: &str, address: &str, prefix: u8
     c + &format!("mln.host={host} mln.address={address}/{prefix}")
 }
 
-/// The disk's bootloader configuration: no prompt, the serial console
-/// as well as the screen, and one line (`MLN-EXTLINUX`) that only a boot
-/// from the disk prints. The command line is the node's own (no newline
-/// can reach it: names and addresses are checked by the plan).
+/// The disk's bootloader configuration: no prompt, the serial console as
+/// well as the screen (where the bootloader's banner, `SYSLINUX 6...`,
+/// shows a boot from the disk; a `SAY` line reaches the screen only).
+/// The command line is the node's own (no newline can reach it: names
+/// and addresses are checked by the plan).
 pub fn extlinux_conf(label: &str, cmdline: &str) -> String {
     let one = |s: &str| s.replace(['\n', '\r'], " ");
     format!(
-        "# Written by mln: boots the deployed system from this disk.\nSERIAL 0 115200\nSAY MLN-EXTLINUX {} from its disk\nDEFAULT mln\nPROMPT 0\nTIMEOUT 0\nLABEL mln\n  KERNEL {DISK_KERNEL}\n  INITRD {DISK_INITRD}\n  APPEND {}\n",
+        "# Written by mln: boots the deployed system from this disk.\nSERIAL 0 115200\nSAY mln: {} from its disk\nDEFAULT mln\nPROMPT 0\nTIMEOUT 0\nLABEL mln\n  KERNEL {DISK_KERNEL}\n  INITRD {DISK_INITRD}\n  APPEND {}\n",
         one(label),
         one(cmdline)
     )
@@ -478,7 +479,7 @@ mod tests {
     #[test]
     fn the_disk_boots_the_environment_kernel_with_the_node_line() {
         let c = extlinux_conf("testguest:1", "console=ttyS0 mln.host=bm0 root=/dev/vda1\nDEFAULT evil");
-        assert!(c.contains("SAY MLN-EXTLINUX testguest:1 from its disk"), "{c}");
+        assert!(c.starts_with("# Written by mln") && c.contains("SERIAL 0 115200\n") && c.contains("SAY mln: testguest:1 from its disk"), "{c}");
         assert!(c.contains("KERNEL /boot/mln-vmlinuz\n  INITRD /boot/mln-initrd\n"), "{c}");
         assert!(c.contains("  APPEND console=ttyS0 mln.host=bm0 root=/dev/vda1 DEFAULT evil\n"), "one line: {c}");
         assert_eq!(c.matches("DEFAULT").count(), 2, "{c}");
