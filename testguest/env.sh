@@ -11,9 +11,9 @@
 # the script starts dropbear chrooted into it (tmpfs /tmp; the node's
 # host key, made at deployment by the post-install script hostkey.sh,
 # or else one made at boot). Logins: keys only (root's authorized_keys, which
-# mln writes into the deployed root). `poweroff` there says so on the
-# console and powers off at once (the test guest's init is no init that
-# a plain poweroff could signal).
+# mln writes into the deployed root). `poweroff` there is busybox's: it
+# signals PID 1, the test guest's init, which says so on the console
+# and powers off.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/../target/testguest}
@@ -41,13 +41,6 @@ mkdir -p "$tree"/{bin,tmp,proc,dev,root,usr/lib/mln}
 chmod 700 "$tree/root"
 cp /bin/busybox "$tree/bin/busybox"
 ln -sf busybox "$tree/bin/sh"
-cat > "$tree/bin/poweroff" <<'SH'
-#!/bin/sh
-echo "mln-testguest: poweroff over SSH" > /dev/console
-sync
-exec /bin/busybox poweroff -f
-SH
-chmod 755 "$tree/bin/poweroff"
 cat > "$tree/usr/lib/mln/sshd" <<'SH'
 #!/bin/sh
 # Run by the test guest's init (startup commands), this root at /fsroot.

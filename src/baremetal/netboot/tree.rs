@@ -273,6 +273,25 @@ mod tests {
     }
 
     #[test]
+    fn a_diskless_node_is_told_its_own_configuration_and_forgetting_it_removes_it() {
+        let d = tempfile::tempdir().unwrap();
+        let t = tree(d.path());
+        let n = node("n6", "52:54:00:AA:00:06", "10.78.5.16");
+        let env = BootProfile::Diskless { environment: EnvRef { name: "tiny".into(), version: None } };
+        t.set(&n, &env).unwrap();
+        let script = || std::fs::read_to_string(d.path().join("tftp/nodes/52:54:00:aa:00:06.ipxe")).unwrap();
+        assert!(!script().contains("mln.config"), "no archive yet: {}", script());
+        t.set_config(&n.mac, b"archive").unwrap();
+        let archive = d.path().join("tftp/config/52:54:00:aa:00:06.cpio");
+        assert_eq!(std::fs::read(&archive).unwrap(), b"archive");
+        t.set(&n, &env).unwrap();
+        assert!(script().contains(" mln.diskless mln.config=10.78.5.1/config/52:54:00:aa:00:06.cpio\n"), "{}", script());
+        assert!(t.set_config("../../etc/x", b"no").is_err());
+        assert!(t.forget("p", "n6").unwrap());
+        assert!(!archive.exists(), "the archive goes with the node");
+    }
+
+    #[test]
     fn profiles_scripts_and_leases() {
         let d = tempfile::tempdir().unwrap();
         let t = tree(d.path());
