@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds mln's deploy system into OUT (default target/deploysys): the
 # host's cloud kernel (as the test guest uses) and an initramfs with
-# busybox, dropbear, sfdisk, mke2fs, GNU tar, gzip/xz/zstd and kexec,
+# busybox, dropbear, sfdisk, mke2fs, GNU tar, gzip/xz/zstd, kexec and
+# extlinux (with syslinux's MBR code: the deployed disk's bootloader),
 # each binary with the libraries ldd names. No secrets are in it: mln
 # appends a second archive with the SSH host key and authorized key
 # (src/baremetal/deploysys.rs). Nothing is downloaded.
@@ -29,7 +30,10 @@ copy() {
         cp -L "$lib" "$root$lib"
     done
 }
-for t in dropbear sfdisk mke2fs tar gzip xz zstd kexec; do copy "$t"; done
+for t in dropbear sfdisk mke2fs tar gzip xz zstd kexec extlinux; do copy "$t"; done
+[ -f /usr/lib/EXTLINUX/mbr.bin ] || { echo "missing /usr/lib/EXTLINUX/mbr.bin (scripts/setup.sh: extlinux)" >&2; exit 1; }
+mkdir -p "$root/usr/lib/EXTLINUX"
+cp /usr/lib/EXTLINUX/mbr.bin "$root/usr/lib/EXTLINUX/mbr.bin"
 ln -sf "$(command -v mke2fs)" "$root/sbin/mkfs.ext4"
 
 # Modules: virtio disk and network, ext4 (for writing the configuration

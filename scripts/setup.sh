@@ -28,6 +28,7 @@ packages=(
   kexec-tools             # bare metal: the deploy system's kexec boot
   dropbear-bin            # bare metal: the deploy system's SSH server
   fdisk                   # bare metal: sfdisk in the deploy system
+  extlinux                # bare metal: the deployed disk's bootloader (and syslinux's MBR)
   zstd                    # bare metal: image decompressors in the deploy system
   xz-utils
   python3-venv            # bare metal tests: virtualbmc's venv

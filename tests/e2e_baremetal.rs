@@ -197,9 +197,10 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
 /// `mln env add` the test guest's root as a tar environment and the deploy
 /// system's kernel and RAM root as a diskless one; `mln build` deploys the
 /// four nodes at once (deploy system by IPMI from the dnsmasq mln runs, the
-/// tar image onto a new partition, the plan's configuration, then a kexec
-/// boot: the test guest's image has no bootloader) and builds the VMs.
-/// Each node's console reports its planned hostname, address and users
+/// tar image onto a new partition, the plan's configuration, a bootloader,
+/// then the classical boot: profile to the local disk, a reboot) and builds
+/// the VMs. Each node boots from its own disk (its bootloader's line on its
+/// console) and its console reports its planned hostname, address and users
 /// from its disk, and the nodes and the VMs ping one another (each runs
 /// `mln-reach` at startup: its console says which answered).
 /// * bm3's first deploy-system boot is cut (powered off once its kernel and
@@ -210,11 +211,14 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
 /// * bm5 never answers (its NIC unplugged): KO after its cluster's short
 ///   deploy-system timeout (`[baremetal.dead]`), with the reason.
 /// * bm6 has no disk: it boots the diskless environment with its name and
-///   address and reports them (and that it sees no disk).
+///   address and reports them (and that it sees no disk), and its planned
+///   user, its own file and startup command, served from the boot tree.
 ///
 /// `status` shows the nodes; `stats` one deployment each, bm4's and bm5's
-/// failed with their reasons, bm3's retry; `remove` leaves no lease or
-/// profile, says the disks stay, and stops dnsmasq.
+/// failed with their reasons, bm3's retry; `stop` of bm0 is a clean
+/// power-off over SSH (the environment's dropbear), of bm6 a power cut
+/// through IPMI; bm0 started again boots from its disk again; `remove`
+/// leaves no lease or profile, says the disks stay, and stops dnsmasq.
 #[test]
 #[ignore]
 fn mln_build_deploys_the_nodes_of_a_mixed_project() {
@@ -283,7 +287,10 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     assert!(added.contains("added ramroot:1"), "{added}");
 
     // No `interface`: the boot service serves the bridge of the nodes' switch.
-    let steps = "install = [{ type = \"chain\", timeout = 300 }]\nboot = [{ type = \"kexec\", timeout = 240 }]\n";
+    // The `classical` boot: profile to the local disk, a soft reboot of
+    // the deploy system; the disk's bootloader (installed by the install
+    // step) boots the test guest.
+    let steps = "install = [{ type = \"chain\", timeout = 300 }]\nboot = [{ type = \"classical\", timeout = 400 }]\n";
     std::fs::write(
         state.join("fabric.toml"),
         format!(
@@ -302,9 +309,12 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     // Every peer may still be booting (the VMs are up minutes before the
     // nodes): each keeps pinging for up to 15 minutes.
     let startup = format!("    startup {{\n        MLN_REACH_SECS=900 mln-reach {}\n    }}\n", reach.join(" "));
+    // The nodes also start the SSH server the environment carries
+    // (testguest/env.sh), first: mln-reach runs for a while.
+    let node_startup = format!("    startup {{\n        sh /fsroot/usr/lib/mln/sshd\n        MLN_REACH_SECS=900 mln-reach {}\n    }}\n", reach.join(" "));
     let ann = "ann $6$annsalt$LAgkzpFKuw7yFaw7MmvCaXCekwjFvMAwGHWDcwopJSM5f7L4eK8EOP6PAC0vCf.h7tf9D/wPG5flz6JnOBsmw0";
     let mut project = format!(
-        "global {{\n    project metal\n}}\nswitch lan {{\n    bridge {}\n}}\nsuperclass node {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {{\n        switch lan\n        netmask 255.255.255.0\n    }}\n    users {{\n        {ann}\n    }}\n{startup}}}\n\
+        "global {{\n    project metal\n}}\nswitch lan {{\n    bridge {}\n}}\nsuperclass node {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {{\n        switch lan\n        netmask 255.255.255.0\n    }}\n    users {{\n        {ann}\n    }}\n{node_startup}}}\n\
          superclass flaky {{\n    superclass node\n}}\nsuperclass dead {{\n    superclass node\n}}\nsuperclass ram {{\n    superclass node\n    environment ramroot\n    boot diskless\n}}\n",
         rig.bridge
     );
@@ -315,8 +325,11 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
             6 => "ram",
             _ => "node",
         };
+        // The diskless node's own file and startup command (served to it
+        // with its accounts: baremetal::diskless).
+        let own = if i == 6 { "    files {\n        ramfile.txt /etc/mln-ram-file 0644\n    }\n    startup {\n        cat /etc/mln-ram-file\n    }\n" } else { "" };
         project += &format!(
-            "host bm{i} {{\n    superclass {class}\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n    }}\n}}\n",
+            "host bm{i} {{\n    superclass {class}\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n    }}\n{own}}}\n",
             n.mac,
             n.ipmi_port,
             if i == 4 { &wrong } else { &rig.password_file }.display(),
@@ -327,6 +340,7 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
         project += &format!("host {vm} {{\n    template mln-testguest\n    memory 96M\n    network eth0 {{\n        switch lan\n        address {a}\n        netmask 255.255.255.0\n    }}\n{startup}}}\n");
     }
     std::fs::write(d.join("metal.mln"), &project).unwrap();
+    std::fs::write(d.join("ramfile.txt"), "MLN-RAM-FILE bm6's own file\n").unwrap();
 
     let t0 = std::time::Instant::now();
     let build = std::thread::scope(|s| {
@@ -373,6 +387,12 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
         assert!(line.contains(&format!("\"hostname\":\"bm{i}\"")) && line.contains("\"source\":\"filesystem\""), "{line}");
         assert!(line.contains(&format!("\"eth0={}/24\"", n.address)), "the planned address: {line}");
         assert!(line.contains("\"users\":[\"ann\"]"), "the planned users: {line}");
+        // Booted from its own disk: its bootloader's banner (which no
+        // network boot prints) after the deploy system's last line, once,
+        // and the test guest after it.
+        let disk = c.find(BOOTLOADER).unwrap_or_else(|| panic!("bm{i} did not boot from its disk:\n{c}"));
+        assert_eq!(c.matches(BOOTLOADER).count(), 1, "{c}");
+        assert!(c.rfind("MLN-DEPLOY-UP").is_some_and(|d| d < disk) && c.rfind("MLN-APPLIED").is_some_and(|a| a > disk), "{c}");
     }
     let bm3 = rig.console(&rig.nodes[3]);
     assert_eq!(bm3.matches("MLN-DEPLOY-UP").count(), 1, "the cut boot never came up, the retry did:\n{bm3}");
@@ -380,6 +400,11 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     let l6 = c6.lines().find(|l| l.contains("MLN-DISKLESS")).unwrap();
     assert!(l6.contains("host=bm6") && !l6.contains("vda"), "{l6}");
     assert!(c6.contains(&format!("host=bm6 nic=eth0 dhcp addr={}/24", rig.nodes[6].address)), "{c6}");
+    // Its full configuration, from the boot tree: the planned user, its
+    // own file (read by its own startup command).
+    let c6 = rig.wait_console(&rig.nodes[6], "MLN-RAM-FILE bm6's own file", Duration::from_secs(60)).unwrap_or_else(|c| panic!("bm6's startup did not read its file:\n{c}"));
+    let conf = c6.lines().find(|l| l.contains("MLN-DISKLESS-CONFIG")).unwrap_or_else(|| panic!("{c6}"));
+    assert!(conf.contains("host=bm6") && conf.contains("users=ann ") && conf.contains("etc/mln-ram-file") && conf.contains("etc/mln/startup.sh"), "{conf}");
 
     // The VMs and the nodes on one switch: each pinged every other.
     let everyone: serde_json::Value = reach.iter().map(|a| (a.clone(), serde_json::Value::Bool(true))).collect::<serde_json::Map<_, _>>().into();
@@ -429,13 +454,36 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
 
     // `stop`: soft first (SSH `poweroff` with the project's key, which the
     // deployment put in root's authorized_keys), then hard through IPMI.
-    // The test guest runs no SSH server: the soft half is refused at once
-    // and the node is powered off.
+    // bm0 runs the environment's SSH server: a clean power-off, said on
+    // its console, and no power cut.
     let keys = std::fs::read_to_string(state.join("projects/metal/login/id_ed25519.pub")).unwrap();
     assert!(keys.starts_with("ssh-ed25519 "), "{keys}");
-    let (_, stopped) = mln(&["stop", "-p", "metal", "-h", "bm0", "-w", "5"]);
-    assert!(stopped.lines().any(|l| l.contains("bm0") && l.contains("did not shut down") && l.contains("powered off")), "{stopped}");
-    assert_eq!(rig.state(&rig.nodes[0]), "shut off", "{stopped}");
+    let n0 = &rig.nodes[0];
+    rig.wait_console(n0, "mln-testguest: sshd started", Duration::from_secs(120)).unwrap_or_else(|c| panic!("bm0's sshd:\n{c}"));
+    let (_, stopped) = mln(&["stop", "-p", "metal", "-h", "bm0", "-w", "120"]);
+    let l0 = stopped.lines().find(|l| l.split_whitespace().any(|w| w == "bm0")).unwrap_or_else(|| panic!("{stopped}")).to_string();
+    assert!(l0.contains("shut down") && !l0.contains("powered off"), "the soft path: {stopped}");
+    assert!(rig.console(n0).contains("mln-testguest: poweroff requested"), "{}", rig.console(n0));
+    assert_eq!(rig.state(n0), "shut off", "{stopped}");
+    // bm6 (the diskless RAM root) lets no project key in: refused, then
+    // powered off through IPMI.
+    let (_, stopped) = mln(&["stop", "-p", "metal", "-h", "bm6", "-w", "5"]);
+    assert!(stopped.lines().any(|l| l.contains("bm6") && l.contains("did not shut down") && l.contains("powered off")), "{stopped}");
+    assert_eq!(rig.state(&rig.nodes[6]), "shut off", "{stopped}");
+    // bm0 started again boots from its disk again (profile: the local disk).
+    let started = ok(&["start", "-p", "metal", "-h", "bm0"]);
+    assert!(started.contains("powered on"), "{started}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let c = rig.console(n0);
+        if c.matches(BOOTLOADER).count() == 2 && c.rfind("MLN-APPLIED").is_some_and(|a| a > c.rfind(BOOTLOADER).unwrap()) {
+            let last = &c[c.rfind(BOOTLOADER).unwrap()..];
+            assert!(!last.contains("MLN-DEPLOY-UP") && last.contains("\"hostname\":\"bm0\""), "{c}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bm0 did not boot from its disk again:\n{c}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
 
     let removed = ok(&["remove", "-p", "metal"]);
     assert!(removed.contains("disk is left as it is"), "{removed}");
@@ -529,6 +577,10 @@ fn a_build_killed_during_install_is_run_again() {
 /// got: the nodes that came up together (bm3's first boot is cut, bm4 and
 /// bm5 never come) took one image (the same SHA-256, decompressed and
 /// written), and at least one forwarded it to another of them.
+/// The banner of the bootloader the install step puts on a node's disk
+/// (extlinux; on the serial console by its `SERIAL` line).
+const BOOTLOADER: &str = "SYSLINUX 6.";
+
 fn assert_the_image_went_through_a_chain(rig: &Rig, nodes: &[baremetal_rig::Node], hosts: &[&str]) {
     let consoles: Vec<String> = nodes.iter().map(|n| rig.console(n)).collect();
     let lines: Vec<(usize, String)> = consoles

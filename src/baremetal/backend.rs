@@ -160,6 +160,12 @@ impl Power for BareMetalMachines<'_> {
         if self.power.status(&m.host.name, s).map_err(power_error)? == PowerReading::On {
             return Ok(Done::ok("already on"));
         }
+        // A deployment told the BMC to boot from the network (some BMCs
+        // keep that); a deployed disk boots by itself. Best effort: the
+        // boot profile says the local disk as well.
+        if s.boot == BootMode::Disk {
+            self.power.boot_disk_next(&m.host.name, s);
+        }
         Automaton::new(self.ops, &self.clusters.base()).power(|| self.power.act(&m.host.name, s, PowerAction::On)).map_err(power_error)?;
         Ok(Done::ok("powered on"))
     }

@@ -113,6 +113,12 @@ impl BootService {
         })
     }
 
+    /// A diskless node's configuration archive into the boot tree
+    /// (`baremetal::diskless`); its next diskless profile names it.
+    pub fn set_config(&self, mac: &str, archive: &[u8]) -> Result<(), NetBootError> {
+        self.tree()?.set_config(mac, archive)
+    }
+
     /// The deploy system, built on first use into the state directory
     /// (from the build script inside mln unless `deploy_build` names one).
     pub fn deploy(&self) -> Result<&DeploySystem, String> {

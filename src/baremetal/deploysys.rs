@@ -185,6 +185,9 @@ impl DeploySystem {
     }
 }
 
+/// syslinux's MBR boot code in the deploy system (deploysys/build.sh).
+pub const MBR: &str = "/usr/lib/EXTLINUX/mbr.bin";
+
 /// Where the deployed root is mounted on the node.
 pub const ROOT: &str = "/mnt";
 
@@ -276,9 +279,10 @@ impl DeployNode {
             None => (format!("echo 'type=83' | sfdisk -q --wipe always --label dos {d} >/dev/null && ", d = quote(disk)), partition_device(disk, 1)),
             Some(n) => (String::new(), partition_device(disk, n)),
         };
-        // The kernel's view of the new table can lag a moment.
+        // The kernel's view of the new table can lag a moment. No `64bit`
+        // feature: extlinux (the disk's bootloader) cannot read such an ext4.
         let cmd = format!(
-            "set -e; umount {ROOT} 2>/dev/null || true; {table}for i in $(seq 50); do [ -b {p} ] && break; sleep 0.1; done; mkfs.ext4 -q -F {p}",
+            "set -e; umount {ROOT} 2>/dev/null || true; {table}for i in $(seq 50); do [ -b {p} ] && break; sleep 0.1; done; mkfs.ext4 -q -F -O ^64bit {p}",
             p = quote(&dev)
         );
         self.run("partition and format", &cmd, b"")?;
@@ -323,6 +327,20 @@ impl DeployNode {
                 s => Err(DeployError::Step { node: self.name.clone(), step: "write the image", detail: format!("exit {s:?}: {}", crate::term::escape(String::from_utf8_lossy(&err).trim())) }),
             }
         })
+    }
+
+    /// Makes the disk boot the deployed root by itself: extlinux in the
+    /// root's `/boot/extlinux` (its `extlinux.conf` written before), the
+    /// partition marked active, and syslinux's MBR code in the disk's
+    /// first 440 bytes (the partition table after them is kept).
+    pub fn install_bootloader(&self, disk: &str, partition: u32) -> Result<(), DeployError> {
+        check_device(disk)?;
+        let cmd = format!(
+            "set -e; grep -q ' {ROOT} ' /proc/mounts; extlinux --install {ROOT}/boot/extlinux >/dev/null; \
+             sfdisk -q --no-reread --no-tell-kernel --activate {d} {partition} >/dev/null; dd if={MBR} of={d} bs=440 count=1 conv=notrunc 2>/dev/null; sync",
+            d = quote(disk)
+        );
+        self.run("install the bootloader", &cmd, b"").map(drop)
     }
 
     /// Mounts the deployed root at ROOT (after a dd image).

@@ -122,6 +122,9 @@ impl PowerError {
 pub trait PowerDriver: Send + Sync {
     fn act(&self, node: &str, spec: &NodeSpec, action: PowerAction) -> Result<(), PowerError>;
     fn status(&self, node: &str, spec: &NodeSpec) -> Result<PowerReading, PowerError>;
+    /// Best effort: the firmware's next boot from the local disk (IPMI
+    /// `chassis bootdev disk`); drivers with no such setting do nothing.
+    fn boot_disk_next(&self, _node: &str, _spec: &NodeSpec) {}
 }
 
 /// What a node boots into the next time it boots from the network.
@@ -177,3 +180,4 @@ pub mod ops;
 pub mod chain;
 pub mod deploysrc;
 pub mod bootnet;
+pub mod diskless;

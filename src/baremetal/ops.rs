@@ -82,6 +82,25 @@ pub fn deployed_cmdline(env: &Environment, host: &str, address: &str, prefix: u8
     c + &format!("mln.host={host} mln.address={address}/{prefix}")
 }
 
+/// The disk's bootloader configuration: no prompt, the serial console as
+/// well as the screen (where the bootloader's banner, `SYSLINUX 6...`,
+/// shows a boot from the disk; a `SAY` line reaches the screen only).
+/// The command line is the node's own (no newline can reach it: names
+/// and addresses are checked by the plan).
+pub fn extlinux_conf(label: &str, cmdline: &str) -> String {
+    let one = |s: &str| s.replace(['\n', '\r'], " ");
+    format!(
+        "# Written by mln: boots the deployed system from this disk.\nSERIAL 0 115200\nSAY mln: {} from its disk\nDEFAULT mln\nPROMPT 0\nTIMEOUT 0\nLABEL mln\n  KERNEL {DISK_KERNEL}\n  INITRD {DISK_INITRD}\n  APPEND {}\n",
+        one(label),
+        one(cmdline)
+    )
+}
+
+/// Where the disk's bootloader finds the kernel and initrd (the same
+/// files as a kexec boot uses).
+const DISK_KERNEL: &str = KEXEC_KERNEL;
+const DISK_INITRD: &str = KEXEC_INITRD;
+
 /// How often a node awaited is checked for being off.
 const OFF_CHECK: Duration = Duration::from_secs(15);
 
@@ -199,6 +218,26 @@ impl<'a> Site<'a> {
         out
     }
 
+    /// A tar image written onto a partition gets a bootloader (as
+    /// Kadeploy's install step does), so the `classical` and `hard` boots
+    /// can boot the node from its disk: the environment's kernel and
+    /// initrd in the root's `/boot`, extlinux with the environment's
+    /// parameters, the node's name and address and `root=` the partition.
+    /// A dd image brings its own; an environment without a kernel and
+    /// initrd is left without one (only `kexec` can boot it then).
+    fn install_bootloader(&self, node: &Node, dn: &DeployNode) -> Result<(), OpError> {
+        let env = self.env(node)?;
+        let (Some(k), Some(i)) = (&env.kernel, &env.initrd) else { return Ok(()) };
+        let Target::Tar { disk, partition } = target(&node.spec, env.image.kind)? else { return Ok(()) };
+        let root = deploysys::partition_device(&disk, partition.unwrap_or(1));
+        let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
+        dn.write_file(DISK_KERNEL, &read(self.file(&env, k)?)?, 0o644).map_err(deploy_error)?;
+        dn.write_file(DISK_INITRD, &read(self.file(&env, i)?)?, 0o644).map_err(deploy_error)?;
+        let cmdline = format!("{} root={root} mln.boot=disk", deployed_cmdline(&env, &node.name, &self.address(node)?, self.prefix));
+        dn.write_file("/boot/extlinux/extlinux.conf", extlinux_conf(&env.label(), &cmdline).as_bytes(), 0o644).map_err(deploy_error)?;
+        dn.install_bootloader(&disk, partition.unwrap_or(1)).map_err(deploy_error)
+    }
+
     fn answers(&self, address: &str) -> bool {
         answers_tcp(address)
     }
@@ -212,6 +251,18 @@ pub fn answers_tcp(address: &str) -> bool {
         Ok(_) => true,
         Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
     }
+}
+
+/// The contents of the host's `files` (sources resolved by the plan).
+fn file_contents(host: &crate::plan::Host) -> Result<Vec<String>, OpError> {
+    host.files.iter().map(|f| std::fs::read_to_string(&f.source).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", f.source)))).collect()
+}
+
+/// A node's configuration as a filesystem template gets it (no image:
+/// the base accounts are root's).
+fn node_files(plan: &Plan, host: &crate::plan::Host) -> Result<Vec<(String, String, u32)>, OpError> {
+    let none = Path::new("/nonexistent/mln-no-image");
+    crate::guest::fstemplate::files(plan, host, none, &file_contents(host)?).map_err(|e| OpError::Failed(e.to_string()))
 }
 
 pub(super) fn diskless_files(state_dir: &Path, r: &EnvRef) -> Result<DisklessFiles, String> {
@@ -246,6 +297,11 @@ impl NodeOps for Site<'_> {
     fn set_profile(&self, node: &Node, profile: &BootProfile) -> Result<(), OpError> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
         let bn = boot_node(&plan.project, self.host(node)?, &node.spec);
+        if let BootProfile::Diskless { .. } = profile {
+            let files = node_files(plan, self.host(node)?)?;
+            let archive = super::diskless::archive(&files).map_err(OpError::Failed)?;
+            self.boot.set_config(&bn.mac, &archive).map_err(|e| OpError::Failed(e.to_string()))?;
+        }
         self.boot.set_profile(&bn, profile).map_err(|e| OpError::Failed(e.to_string()))
     }
 
@@ -360,11 +416,13 @@ impl NodeOps for Site<'_> {
     fn configure(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
         let dn = self.deploy_node(node)?;
-        dn.write_config(plan, self.host(node)?, &[]).map_err(deploy_error)?;
+        let host = self.host(node)?;
+        dn.write_config(plan, host, &file_contents(host)?).map_err(deploy_error)?;
         // The project's login key, as guests get it: `mln stop` asks the
         // deployed system to power off with it.
         let keys = crate::login::keys::ensure(self.state, &plan.project).map_err(|e| OpError::Failed(format!("cannot make the project's keys: {e}")))?;
-        dn.write_file("/root/.ssh/authorized_keys", format!("{}\n", keys.login.trim()).as_bytes(), 0o600).map_err(deploy_error)
+        dn.write_file("/root/.ssh/authorized_keys", format!("{}\n", keys.login.trim()).as_bytes(), 0o600).map_err(deploy_error)?;
+        self.install_bootloader(node, &dn)
     }
 
     /// `poweroff` in the deployed system, as root with the project's key.
@@ -416,6 +474,15 @@ mod tests {
         assert_eq!(target(&s, ImageKind::Tar).unwrap(), Target::Tar { disk: "/dev/vda".into(), partition: Some(3) });
         s.disk = None;
         assert!(target(&s, ImageKind::Tar).is_err());
+    }
+
+    #[test]
+    fn the_disk_boots_the_environment_kernel_with_the_node_line() {
+        let c = extlinux_conf("testguest:1", "console=ttyS0 mln.host=bm0 root=/dev/vda1\nDEFAULT evil");
+        assert!(c.starts_with("# Written by mln") && c.contains("SERIAL 0 115200\n") && c.contains("SAY mln: testguest:1 from its disk"), "{c}");
+        assert!(c.contains("KERNEL /boot/mln-vmlinuz\n  INITRD /boot/mln-initrd\n"), "{c}");
+        assert!(c.contains("  APPEND console=ttyS0 mln.host=bm0 root=/dev/vda1 DEFAULT evil\n"), "one line: {c}");
+        assert_eq!(c.matches("DEFAULT").count(), 2, "{c}");
     }
 
     #[test]

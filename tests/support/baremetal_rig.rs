@@ -12,6 +12,38 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub const VENV: &str = "/opt/mln-vbmc/venv/bin";
+
+/// vbmcd, with `chassis bootdev` as a real BMC's firmware has it: the
+/// device asked for first, the others after it. virtualbmc rewrites the
+/// domain to boot from that device only (and libvirt starts QEMU with
+/// `-boot strict=on`), so after `bootdev pxe` the firmware no longer
+/// knows the disk: iPXE's `sanboot --drive 0x80` (a node's "boot the
+/// local disk" profile) fails and `exit` finds no next device. A real
+/// node's firmware keeps its disk; so do the rig's.
+const VBMCD: &str = r#"
+import sys
+import xml.etree.ElementTree as ET
+from virtualbmc import utils, vbmc
+asked = vbmc.VirtualBMC.set_boot_device
+def set_boot_device(self, bootdevice):
+    r = asked(self, bootdevice)
+    try:
+        with utils.libvirt_open(**self._conn_args) as conn:
+            domain = utils.get_libvirt_domain(conn, self.domain_name)
+            tree = ET.fromstring(self.get_xml_desc(domain, dump_sensitive=True))
+            for os_element in tree.findall('os'):
+                have = [b.get('dev') for b in os_element.findall('boot')]
+                for dev in ('network', 'hd'):
+                    if dev not in have:
+                        ET.SubElement(os_element, 'boot').set('dev', dev)
+            conn.defineXML(ET.tostring(tree, encoding='unicode'))
+    except Exception as e:
+        print('rig: boot order after bootdev: %s' % e, file=sys.stderr)
+    return r
+vbmc.VirtualBMC.set_boot_device = set_boot_device
+from virtualbmc.cmd.vbmcd import main
+sys.exit(main(sys.argv[1:]))
+"#;
 pub const IPMI_USER: &str = "admin";
 pub const IPMI_PASSWORD: &str = "mln-test-secret";
 
@@ -190,8 +222,8 @@ impl Rig {
 
     fn start_vbmc(&mut self) {
         let d = self.dir.path();
-        let child = Command::new(format!("{VENV}/vbmcd"))
-            .arg("--foreground")
+        let child = Command::new(format!("{VENV}/python3"))
+            .args(["-c", VBMCD, "--foreground"])
             .env("VIRTUALBMC_CONFIG", &self.vbmc_conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

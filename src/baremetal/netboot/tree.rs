@@ -153,7 +153,11 @@ impl Tree {
                 };
                 place(&f.kernel, &self.root.join(&dir).join("vmlinuz"))?;
                 place(&f.initrd, &self.root.join(&dir).join("initrd"))?;
-                format!("{head}kernel tftp://{s}/{dir}/vmlinuz initrd=initrd {} {ip} mln.diskless\ninitrd tftp://{s}/{dir}/initrd\nboot\n", f.params)
+                // The node's own configuration, when mln has put it in
+                // the tree (`baremetal::diskless`).
+                let config = crate::baremetal::diskless::path(&check::mac(&node.mac)?);
+                let config = if self.root.join(&config).is_file() { format!(" mln.config={s}/{config}") } else { String::new() };
+                format!("{head}kernel tftp://{s}/{dir}/vmlinuz initrd=initrd {} {ip} mln.diskless{config}\ninitrd tftp://{s}/{dir}/initrd\nboot\n", f.params)
             }
         })
     }
@@ -215,10 +219,26 @@ impl Tree {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("remove", &self.root, e)),
         }
+        let config = self.root.join(crate::baremetal::diskless::path(&r.node.mac));
+        match std::fs::remove_file(&config) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("remove", &config, e)),
+        }
         write_atomic(&self.records.join("leases"), Tree::leases_text(&records).as_bytes())?;
         let p = self.record_path(project, host);
         std::fs::remove_file(&p).map_err(|e| io("remove", &p, e))?;
         Ok(true)
+    }
+
+    /// A diskless node's configuration archive, at `config/<mac>.cpio`
+    /// (the MAC checked: nothing else reaches the path).
+    pub fn set_config(&self, mac: &str, archive: &[u8]) -> Result<(), NetBootError> {
+        let p = self.root.join(crate::baremetal::diskless::path(&check::mac(mac)?));
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(|e| io("make", d, e))?;
+        }
+        write_atomic(&p, archive)
     }
 
     /// Every node the service knows: (node, its next boot).
@@ -250,6 +270,25 @@ mod tests {
 
     fn node(host: &str, mac: &str, addr: &str) -> BootNode {
         BootNode { project: "p".into(), host: host.into(), mac: mac.into(), address: addr.into() }
+    }
+
+    #[test]
+    fn a_diskless_node_is_told_its_own_configuration_and_forgetting_it_removes_it() {
+        let d = tempfile::tempdir().unwrap();
+        let t = tree(d.path());
+        let n = node("n6", "52:54:00:AA:00:06", "10.78.5.16");
+        let env = BootProfile::Diskless { environment: EnvRef { name: "tiny".into(), version: None } };
+        t.set(&n, &env).unwrap();
+        let script = || std::fs::read_to_string(d.path().join("tftp/nodes/52:54:00:aa:00:06.ipxe")).unwrap();
+        assert!(!script().contains("mln.config"), "no archive yet: {}", script());
+        t.set_config(&n.mac, b"archive").unwrap();
+        let archive = d.path().join("tftp/config/52:54:00:aa:00:06.cpio");
+        assert_eq!(std::fs::read(&archive).unwrap(), b"archive");
+        t.set(&n, &env).unwrap();
+        assert!(script().contains(" mln.diskless mln.config=10.78.5.1/config/52:54:00:aa:00:06.cpio\n"), "{}", script());
+        assert!(t.set_config("../../etc/x", b"no").is_err());
+        assert!(t.forget("p", "n6").unwrap());
+        assert!(!archive.exists(), "the archive goes with the node");
     }
 
     #[test]

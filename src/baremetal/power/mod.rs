@@ -44,6 +44,12 @@ impl PowerDriver for Power {
     fn status(&self, node: &str, spec: &NodeSpec) -> Result<PowerReading, PowerError> {
         self.driver(spec)?.status(node, spec)
     }
+
+    fn boot_disk_next(&self, node: &str, spec: &NodeSpec) {
+        if let PowerSpec::Ipmi { .. } = spec.power {
+            let _ = self.ipmi.bootdev(node, spec, BootDevice::Disk);
+        }
+    }
 }
 
 pub(crate) fn action_word(a: PowerAction) -> &'static str {
