@@ -54,6 +54,9 @@ pub async fn attach(server: &Server) -> Result<Agent, FabricError> {
     Ok(agent)
 }
 
+/// How many idle agent processes an agent keeps per SSH session.
+const KEPT: usize = 4;
+
 /// An agent request in progress: its answer lines, with the agent's
 /// stderr lines handed to `progress` as they come.
 pub struct Session {
@@ -64,7 +67,7 @@ pub struct Session {
     /// The agent process ended (or its channel closed): it serves no more.
     ended: bool,
     /// Opened for one request (`Agent::open`): the channel's end of input
-    /// is sent after its answer, so that the agent stops.
+    /// is sent after its final answer, so that the agent stops.
     once: bool,
 }
 
@@ -81,6 +84,12 @@ impl Session {
                 let line: Vec<u8> = self.out.drain(..=i).collect();
                 let got: Line = serde_json::from_slice(&line)
                     .map_err(|e| FabricError::Protocol(format!("{}: unreadable answer from the agent ({e}): {}", self.host, escape(String::from_utf8_lossy(&line).trim()))))?;
+                // A one-request agent's final answer (or error): its input
+                // ends, so it stops rather than waiting for the channel's
+                // end.
+                if self.once && !matches!(got, Line::Listening(_)) {
+                    let _ = self.proc.eof().await;
+                }
                 // What a service host says reaches a terminal: no escape sequences.
                 return Ok(match got {
                     Line::Error(e) => Line::Error(e.map_message(|m| escape_lines(&m).into_owned())),
@@ -116,17 +125,13 @@ impl Session {
 
     /// Reads to the final answer.
     pub async fn answer(&mut self, progress: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value, FabricError> {
-        let got = loop {
+        loop {
             match self.next(progress).await? {
-                Line::Ok(v) => break Ok(v),
-                Line::Error(e) => break Err(FabricError::Remote(e)),
+                Line::Ok(v) => return Ok(v),
+                Line::Error(e) => return Err(FabricError::Remote(e)),
                 Line::Listening(_) => {}
             }
-        };
-        if self.once {
-            let _ = self.proc.eof().await;
         }
-        got
     }
 
     /// Whether this kept agent process can take a request: it has not
@@ -245,7 +250,20 @@ impl Agent {
         // unreadable line) leaves it out.
         let whole = matches!(&got, Ok(_) | Err(FabricError::Remote(_)));
         if whole && !s.ended && s.out.is_empty() {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+            // A few kept at most: each holds a channel, and sshd allows
+            // ten per session (MaxSessions); one more is told to stop.
+            let spare = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < KEPT {
+                    idle.push(s);
+                    None
+                } else {
+                    Some(s)
+                }
+            };
+            if let Some(mut s) = spare {
+                let _ = s.proc.eof().await;
+            }
         }
         got
     }
