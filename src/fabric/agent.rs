@@ -1,7 +1,10 @@
-//! `mln agent`: the service-host side. It reads one request from stdin,
-//! does it with the same orchestration a local `mln` uses, and answers on
-//! stdout. When its stdin closes (the SSH channel went away) it stops: an
-//! interrupted build is resumed by the next one, as locally.
+//! `mln agent`: the service-host side. It reads requests from stdin, one
+//! JSON line each, does each with the same orchestration a local `mln`
+//! uses, and answers on stdout; the manager sends the next request only
+//! after the answer. When its stdin closes (the SSH channel went away) it
+//! stops: between requests at once, and in the middle of work that
+//! changes things too (an interrupted build is resumed by the next one,
+//! as locally).
 
 use crate::machine::MachineError;
 use super::proto::{DomainInfo, Downstream, FileSum, Hello, Info, Line, Request, PROTOCOL};
@@ -9,6 +12,8 @@ use crate::backend::libvirt::Libvirt;
 use crate::runtime::{Runtime, StartOptions};
 use crate::state::State;
 use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::path::{Path, PathBuf};
 
 pub struct Options {
@@ -47,50 +52,95 @@ fn own_sum(cache: &Path) -> Result<String, String> {
     }
 }
 
-/// Serves one request; returns the process exit code.
+/// Set while a request that changes things runs: the manager going away
+/// then stops the agent (the next run resumes). Questions just get
+/// answered.
+static CHANGING: AtomicBool = AtomicBool::new(false);
+/// Set once stdin closed: the manager is gone.
+static GONE: AtomicBool = AtomicBool::new(false);
+
+/// Serves requests, one after another on the same stdin, until it
+/// closes; returns the process exit code. The manager keeps the process
+/// between requests (no process start per request) and closes the channel
+/// (or its whole SSH session, when it exits) to end it: nothing stays
+/// running on the service host once the manager is gone.
 pub fn serve(opts: &Options) -> i32 {
-    let stdin = std::io::stdin();
-    let mut first = String::new();
-    if stdin.lock().read_line(&mut first).is_err() || first.trim().is_empty() {
+    let lines = read_lines();
+    let mut served = 0;
+    while let Ok(line) = lines.recv() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        served += 1;
+        serve_one(opts, &line, &lines);
+        CHANGING.store(false, Ordering::SeqCst);
+    }
+    if served == 0 {
         say(&Line::Error(MachineError::Refused("no request on stdin".into())));
         return 2;
     }
-    let req: Request = match serde_json::from_str(&first) {
+    0
+}
+
+fn serve_one(opts: &Options, line: &str, lines: &Receiver<String>) {
+    let req: Request = match serde_json::from_str(line) {
         Ok(r) => r,
         Err(e) => {
             say(&Line::Error(MachineError::Refused(format!("cannot read the request (protocol {PROTOCOL}): {e}"))));
-            return 2;
+            return;
         }
     };
-    // Work that changes things stops when the manager goes; questions
-    // just get answered.
     if matches!(
         req,
         Request::Build { .. } | Request::Start { .. } | Request::Stop { .. } | Request::Remove { .. } | Request::Upgrade { .. } | Request::Incoming { .. } | Request::Arrived { .. }
     ) {
-        watch_stdin();
+        changing();
     }
-    let answer = handle(opts, req);
-    match answer {
-        Ok(v) => {
-            say(&Line::Ok(v));
-            0
-        }
-        Err(e) => {
-            say(&Line::Error(e));
-            1
-        }
+    match handle(opts, req, lines) {
+        Ok(v) => say(&Line::Ok(v)),
+        Err(e) => say(&Line::Error(e)),
     }
 }
 
-/// Ends the process when stdin closes: the manager is gone.
-fn watch_stdin() {
-    std::thread::spawn(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut sink);
-        eprintln!("mln agent: the manager went away; stopping (the next run resumes)");
-        std::process::exit(3);
+/// From here on the request changes things: stop at once if the manager
+/// is gone already, or as soon as it goes.
+fn changing() {
+    CHANGING.store(true, Ordering::SeqCst);
+    if GONE.load(Ordering::SeqCst) {
+        manager_gone();
+    }
+}
+
+fn manager_gone() -> ! {
+    eprintln!("mln agent: the manager went away; stopping (the next run resumes)");
+    std::process::exit(3);
+}
+
+/// stdin's lines, read by a thread of their own, so that its closing is
+/// seen while a request runs. (Either this thread sees CHANGING, or
+/// `changing` sees GONE: both are sequentially consistent.)
+fn read_lines() -> Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut lock = stdin.lock();
+        loop {
+            let mut l = String::new();
+            match lock.read_line(&mut l) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        GONE.store(true, Ordering::SeqCst);
+        if CHANGING.load(Ordering::SeqCst) {
+            manager_gone();
+        }
     });
+    rx
 }
 
 fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, MachineError> {
@@ -98,7 +148,7 @@ fn json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, MachineError> {
 }
 
 /// A request's answer, or why the request as a whole failed.
-fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineError> {
+fn handle(opts: &Options, req: Request, lines: &Receiver<String>) -> Result<serde_json::Value, MachineError> {
     let state = || State::open(&opts.state_dir);
     match req {
         Request::Hello => {
@@ -141,10 +191,9 @@ fn handle(opts: &Options, req: Request) -> Result<serde_json::Value, MachineErro
             let ip = super::relay::bind_address(std::env::var("SSH_CONNECTION").ok().as_deref(), bind.as_deref()).map_err(MachineError::Refused)?;
             let r = super::relay::receive(&target, size, &sha256, &token, ip, into.is_some(), |addr| {
                 say(&Line::Listening(addr.port()));
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
+                let line = lines.recv().map_err(|_| "the manager went away before sending the downstream plan".to_string())?;
                 let d: Downstream = serde_json::from_str(&line).map_err(|e| format!("cannot read the downstream plan: {e}"))?;
-                watch_stdin();
+                changing();
                 Ok(d)
             });
             json(r)

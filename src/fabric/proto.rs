@@ -1,6 +1,7 @@
-//! The agent protocol: one request per SSH channel, as one JSON line on
-//! the agent's stdin; answers are JSON lines on its stdout (`listening`,
-//! then `ok` or `error`); its stderr carries progress events
+//! The agent protocol: requests as JSON lines on the agent's stdin, one
+//! at a time (the next is sent after the answer, so one agent process
+//! serves a channel's requests in turn); answers are JSON lines on its
+//! stdout (`listening`, then `ok` or `error`); its stderr carries progress events
 //! ([`crate::progress::Event`], one JSON line each) that the manager
 //! passes on to its own telemetry. `PROTOCOL` changes whenever a message
 //! changes shape.
@@ -8,7 +9,7 @@
 use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
 
-pub const PROTOCOL: u32 = 6;
+pub const PROTOCOL: u32 = 7;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

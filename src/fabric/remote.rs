@@ -12,6 +12,13 @@ use crate::term::{escape, escape_lines};
 pub struct Agent {
     pub conn: Conn,
     path: String,
+    /// Agent processes between requests, each on its own channel: a
+    /// request takes one (or starts one when none is free), and gives it
+    /// back after a whole answer. Starting the agent costs a channel, a
+    /// shell and a 20 MB binary's start on the service host (0.6-0.9 s
+    /// each on a loaded machine); a kept one answers the next request
+    /// over its open channel. They end when the SSH session does.
+    idle: std::sync::Mutex<Vec<Session>>,
 }
 
 /// Connects to `server` and makes sure its agent is ours.
@@ -27,13 +34,15 @@ pub async fn attach(server: &Server) -> Result<Agent, FabricError> {
     let conn = ssh::connect(server).await?;
     let sha = rx.await.map_err(|_| FabricError::Agent("internal error: our checksum was not computed".into()))?.map_err(FabricError::Agent)?;
     let path = format!("{}/mln-{}", server.agent_dir, &sha[..16]);
-    let agent = Agent { conn, path };
+    let agent = Agent { conn, path, idle: std::sync::Mutex::new(Vec::new()) };
     if let Ok(h) = agent.hello().await {
         if h.sha256 == sha && h.protocol == PROTOCOL {
             tracing::debug!(target: "mln::fabric::timing", host = %server.name, "agent ready");
             return Ok(agent);
         }
     }
+    // Whatever answered is not ours: none of it serves again.
+    agent.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     agent.upload(&sha).await?;
     let h = agent.hello().await?;
     if h.sha256 != sha || h.protocol != PROTOCOL {
@@ -45,6 +54,9 @@ pub async fn attach(server: &Server) -> Result<Agent, FabricError> {
     Ok(agent)
 }
 
+/// How many idle agent processes an agent keeps per SSH session.
+const KEPT: usize = 4;
+
 /// An agent request in progress: its answer lines, with the agent's
 /// stderr lines handed to `progress` as they come.
 pub struct Session {
@@ -52,6 +64,11 @@ pub struct Session {
     out: Vec<u8>,
     err: Vec<u8>,
     host: String,
+    /// The agent process ended (or its channel closed): it serves no more.
+    ended: bool,
+    /// Opened for one request (`Agent::open`): the channel's end of input
+    /// is sent after its final answer, so that the agent stops.
+    once: bool,
 }
 
 impl Session {
@@ -67,6 +84,12 @@ impl Session {
                 let line: Vec<u8> = self.out.drain(..=i).collect();
                 let got: Line = serde_json::from_slice(&line)
                     .map_err(|e| FabricError::Protocol(format!("{}: unreadable answer from the agent ({e}): {}", self.host, escape(String::from_utf8_lossy(&line).trim()))))?;
+                // A one-request agent's final answer (or error): its input
+                // ends, so it stops rather than waiting for the channel's
+                // end.
+                if self.once && !matches!(got, Line::Listening(_)) {
+                    let _ = self.proc.eof().await;
+                }
                 // What a service host says reaches a terminal: no escape sequences.
                 return Ok(match got {
                     Line::Error(e) => Line::Error(e.map_message(|m| escape_lines(&m).into_owned())),
@@ -83,6 +106,7 @@ impl Session {
                     }
                 }
                 Some(Event::Exit(s)) if s != 0 && self.out.is_empty() => {
+                    self.ended = true;
                     let err = escape_lines(String::from_utf8_lossy(&self.err).trim()).into_owned();
                     return Err(FabricError::Remote(crate::machine::MachineError::Failed(format!(
                         "{}: the agent exited with status {s}{}",
@@ -90,8 +114,11 @@ impl Session {
                         if err.is_empty() { String::new() } else { format!(": {err}") }
                     ))));
                 }
-                Some(Event::Exit(_)) => {}
-                None => return Err(FabricError::Unreachable(format!("{}: the connection closed before the agent answered", self.host))),
+                Some(Event::Exit(_)) => self.ended = true,
+                None => {
+                    self.ended = true;
+                    return Err(FabricError::Unreachable(format!("{}: the connection closed before the agent answered", self.host)));
+                }
             }
         }
     }
@@ -103,6 +130,24 @@ impl Session {
                 Line::Ok(v) => return Ok(v),
                 Line::Error(e) => return Err(FabricError::Remote(e)),
                 Line::Listening(_) => {}
+            }
+        }
+    }
+
+    /// Whether this kept agent process can take a request: it has not
+    /// ended, and it said nothing out of turn while it waited (an agent
+    /// killed or crashed between requests is found here, and a new one
+    /// started instead).
+    async fn fit(&mut self) -> bool {
+        if self.ended || !self.out.is_empty() {
+            return false;
+        }
+        loop {
+            // Only what already arrived: a zero timeout polls once.
+            match tokio::time::timeout(std::time::Duration::ZERO, self.proc.next()).await {
+                Err(_) => return true,
+                Ok(Some(Event::Stderr(_))) => {}
+                Ok(_) => return false,
             }
         }
     }
@@ -164,17 +209,63 @@ impl Agent {
         Ok(())
     }
 
-    pub async fn open(&self, req: &Request) -> Result<Session, FabricError> {
+    async fn start(&self, once: bool) -> Result<Session, FabricError> {
         let proc = self.conn.open(&self.command()).await?;
-        let mut s = Session { proc, out: Vec::new(), err: Vec::new(), host: self.name().to_string() };
+        Ok(Session { proc, out: Vec::new(), err: Vec::new(), host: self.name().to_string(), ended: false, once })
+    }
+
+    /// A request on an agent process of its own, for requests that talk
+    /// further on their channel (`Receive`): the process ends after the
+    /// answer.
+    pub async fn open(&self, req: &Request) -> Result<Session, FabricError> {
+        let mut s = self.start(true).await?;
         s.send_line(req).await?;
         Ok(s)
     }
 
-    /// Sends one request and waits for its answer.
+    /// A kept agent process that can take a request, else a new one.
+    async fn take(&self) -> Result<Session, FabricError> {
+        loop {
+            let kept = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match kept {
+                Some(mut s) => {
+                    if s.fit().await {
+                        return Ok(s);
+                    }
+                    tracing::debug!(target: "mln::fabric::timing", host = %self.name(), "a kept agent ended; another is started");
+                }
+                None => return self.start(false).await,
+            }
+        }
+    }
+
+    /// Sends one request and waits for its answer, on a kept agent
+    /// process when one is free.
     pub async fn call(&self, req: &Request, progress: &(dyn Fn(&str) + Sync)) -> Result<serde_json::Value, FabricError> {
-        let mut s = self.open(req).await?;
-        s.answer(progress).await
+        let mut s = self.take().await?;
+        s.send_line(req).await?;
+        let got = s.answer(progress).await;
+        // A whole answer read, from a process still there: it serves the
+        // next request. Anything else (the channel lost mid-answer, an
+        // unreadable line) leaves it out.
+        let whole = matches!(&got, Ok(_) | Err(FabricError::Remote(_)));
+        if whole && !s.ended && s.out.is_empty() {
+            // A few kept at most: each holds a channel, and sshd allows
+            // ten per session (MaxSessions); one more is told to stop.
+            let spare = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < KEPT {
+                    idle.push(s);
+                    None
+                } else {
+                    Some(s)
+                }
+            };
+            if let Some(mut s) = spare {
+                let _ = s.proc.eof().await;
+            }
+        }
+        got
     }
 
     pub async fn call_as<T: serde::de::DeserializeOwned>(&self, req: &Request, progress: &(dyn Fn(&str) + Sync)) -> Result<T, FabricError> {

@@ -138,19 +138,18 @@ impl Runtime<'_> {
                             return Err(e.into());
                         }
                     }
-                    // The sender's connections for the send are opened
-                    // ahead, beside the state check (they change nothing);
-                    // a failure there is met again, and told, by the send.
-                    let state = std::thread::scope(|s2| {
-                        s2.spawn(|| {
-                            let b = self.places.backend(from.as_deref())?;
-                            b.migrate()?.ready_to_send(&m_here)?;
-                            phase(t0, "the sender ready to send");
-                            Ok::<_, MachineError>(())
-                        });
-                        b.power()?.state(&m_here)
-                    })?;
+                    let state = b.power()?.state(&m_here)?;
                     phase(t0, "the sender reached, the host's state read");
+                    // The sender's connections for the send are opened
+                    // ahead, while the receiver is still being checked
+                    // (they change nothing); a failure there is met
+                    // again, and told, by the send. After the state check,
+                    // not beside it: one agent process answers both in
+                    // turn sooner than a second one starts.
+                    if state == PowerState::Running {
+                        let _ = b.migrate().and_then(|m| m.ready_to_send(&m_here));
+                        phase(t0, "the sender ready to send");
+                    }
                     Ok(state)
                 });
                 // Only warmed: one that cannot be reached now is told in
