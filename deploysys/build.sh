@@ -18,19 +18,8 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,proc,sys,dev,etc/dropbear,tmp,mnt,root/.ssh,modules,lib64,usr/share/udhcpc}
 cp /bin/busybox "$root/bin/busybox"
 
-# A binary and its libraries (ldd), at the same paths.
-copy() {
-    local b lib
-    b=$(command -v "$1") || { echo "missing $1 (scripts/setup.sh)" >&2; exit 1; }
-    mkdir -p "$root$(dirname "$b")"
-    cp -L "$b" "$root$b"
-    for lib in $(ldd "$b" 2>/dev/null | grep -o '/[^ ]*'); do
-        [ -e "$root$lib" ] && continue
-        mkdir -p "$root$(dirname "$lib")"
-        cp -L "$lib" "$root$lib"
-    done
-}
-for t in dropbear sfdisk mke2fs tar gzip xz zstd kexec extlinux; do copy "$t"; done
+. "$here/../scripts/copy-binary.sh"
+for t in dropbear sfdisk mke2fs tar gzip xz zstd kexec extlinux; do copy_binary "$root" "$t"; done
 [ -f /usr/lib/EXTLINUX/mbr.bin ] || { echo "missing /usr/lib/EXTLINUX/mbr.bin (scripts/setup.sh: extlinux)" >&2; exit 1; }
 mkdir -p "$root/usr/lib/EXTLINUX"
 cp /usr/lib/EXTLINUX/mbr.bin "$root/usr/lib/EXTLINUX/mbr.bin"

@@ -23,20 +23,9 @@ trap 'rm -rf "$tree"' EXIT
 debugfs -R "rdump / $tree" "$out/rootfs.ext4" >/dev/null 2>&1
 rm -rf "$tree/lost+found"
 
-# A binary and its libraries (ldd), at the same paths.
-copy() {
-    local b lib
-    b=$(command -v "$1") || { echo "missing $1 (scripts/setup.sh: dropbear-bin)" >&2; exit 1; }
-    mkdir -p "$tree$(dirname "$b")"
-    cp -L "$b" "$tree$b"
-    for lib in $(ldd "$b" 2>/dev/null | grep -o '/[^ ]*'); do
-        [ -e "$tree$lib" ] && continue
-        mkdir -p "$tree$(dirname "$lib")"
-        cp -L "$lib" "$tree$lib"
-    done
-}
-copy dropbear
-copy dropbearkey
+. "$here/../scripts/copy-binary.sh"
+copy_binary "$tree" dropbear
+copy_binary "$tree" dropbearkey
 mkdir -p "$tree"/{bin,tmp,proc,dev,root,usr/lib/mln}
 chmod 700 "$tree/root"
 cp /bin/busybox "$tree/bin/busybox"

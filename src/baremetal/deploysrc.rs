@@ -6,11 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-const FILES: [(&str, &str, u32); 4] = [
+const FILES: [(&str, &str, u32); 5] = [
     ("deploysys/build.sh", include_str!("../../deploysys/build.sh"), 0o755),
     ("deploysys/init", include_str!("../../deploysys/init"), 0o755),
     ("deploysys/udhcpc.script", include_str!("../../deploysys/udhcpc.script"), 0o755),
     ("scripts/kernel-modules.sh", include_str!("../../scripts/kernel-modules.sh"), 0o644),
+    ("scripts/copy-binary.sh", include_str!("../../scripts/copy-binary.sh"), 0o644),
 ];
 
 /// Writes the embedded sources under `dir`; the build script's path.
@@ -34,8 +35,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let build = super::unpack(d.path()).unwrap();
         let script = std::fs::read_to_string(&build).unwrap();
-        assert!(script.contains("$here/../scripts/kernel-modules.sh") && script.contains("$here/init"), "the layout the script expects");
-        for rel in ["scripts/kernel-modules.sh", "deploysys/init", "deploysys/udhcpc.script"] {
+        assert!(script.contains("$here/../scripts/kernel-modules.sh") && script.contains("$here/../scripts/copy-binary.sh") && script.contains("$here/init"), "the layout the script expects");
+        for rel in ["scripts/kernel-modules.sh", "scripts/copy-binary.sh", "deploysys/init", "deploysys/udhcpc.script"] {
             assert!(d.path().join(rel).metadata().unwrap().len() > 0, "{rel}");
         }
     }
