@@ -377,18 +377,8 @@ fn main() {
     eprintln!("embedded save {:?} restore {:?}; virsh loop save {:?} restore {:?}", emb[0], emb[1], emb[2], emb[3]);
     let system = system_rounds(&b, &templates);
 
-    let ratio = |a: &[f64], b: &[f64]| median(a) / median(b);
-    out += &format!(
-        "| 8 running guests (128 MB), {ROUNDS} rounds, median (min–max) | mln (8 threads) | peer | mln / peer |\n|---|---|---|---|\n\
-         | embedded: save to disk | {} | {} (virsh loop, sequential) | **{:.2}** |\n\
-         | embedded: restore | {} | {} (virsh loop, sequential) | **{:.2}** |\n",
-        spread(&emb[0]),
-        spread(&emb[2]),
-        ratio(&emb[0], &emb[2]),
-        spread(&emb[1]),
-        spread(&emb[3]),
-        ratio(&emb[1], &emb[3]),
-    );
+    out += &format!("| 8 running guests (128 MB), {ROUNDS} rounds, median (min–max) | mln (8 threads) | peer | mln / peer |\n|---|---|---|---|\n");
+    out += &save_restore_rows("embedded", ["virsh loop, sequential"; 2], &emb);
     match &system {
         Some(s) => out += &system_rows(s),
         None => out += "| libvirtd | (libvirtd did not start: not measured) | | |\n",
@@ -405,20 +395,27 @@ fn main() {
     std::fs::write(dir.join("vm_lifecycle.md"), &out).unwrap();
 }
 
-/// The libvirtd rows of the save/restore table: mln (one connection per
-/// worker) against `xargs -P 8 virsh`.
-fn system_rows(s: &[Vec<f64>; 4]) -> String {
+/// Two rows of the save/restore table (save, then restore) for one
+/// place: mln's times, the peer's (named), and their ratio.
+fn save_restore_rows(place: &str, peer: [&str; 2], s: &[Vec<f64>; 4]) -> String {
     let ratio = |a: &[f64], b: &[f64]| median(a) / median(b);
     format!(
-        "| libvirtd: save to disk | {} | {} (`xargs -P 8 virsh save`) | **{:.2}** |\n\
-         | libvirtd: restore | {} | {} (`xargs -P 8 virsh restore`) | **{:.2}** |\n",
+        "| {place}: save to disk | {} | {} ({}) | **{:.2}** |\n\
+         | {place}: restore | {} | {} ({}) | **{:.2}** |\n",
         spread(&s[0]),
         spread(&s[2]),
+        peer[0],
         ratio(&s[0], &s[2]),
         spread(&s[1]),
         spread(&s[3]),
+        peer[1],
         ratio(&s[1], &s[3]),
     )
+}
+
+/// The libvirtd rows: mln (one connection per worker) against `xargs -P 8 virsh`.
+fn system_rows(s: &[Vec<f64>; 4]) -> String {
+    save_restore_rows("libvirtd", ["`xargs -P 8 virsh save`", "`xargs -P 8 virsh restore`"], s)
 }
 
 /// The same save and restore through a libvirtd (started here unless one
