@@ -1,4 +1,7 @@
-//! The `mln` command line (see `cli`).
+//! `mln`: the commands that read project files (check, plan, explain,
+//! fmt, parse, diff, completions) run here; the others are handed to
+//! `mln-libvirt` (src/bin/mln-libvirt.rs), which links libvirt. See
+//! `cli::front`.
 
 use std::process::ExitCode;
 
@@ -7,14 +10,12 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// The VM commands' `run`s are compiled here but only `mln-libvirt` calls
+// them: that they stay unreachable is what keeps libvirt out of `mln`.
+#[allow(dead_code)]
 mod cli;
 
 fn main() -> ExitCode {
     mln::memory::no_huge_pages();
-    // The watcher of libvirt's capability probes is this same binary.
-    if let Some(root) = std::env::var_os(mln::backend::probes::WATCH_ENV) {
-        return mln::backend::probes::run_watcher(root.into());
-    }
-    mln::backend::probes::enable_watcher();
-    cli::main()
+    cli::front()
 }

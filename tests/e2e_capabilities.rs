@@ -61,8 +61,10 @@ fn the_capability_cache_is_probed_once_and_then_read_by_every_command() {
     assert_eq!(first.len(), 1, "one QEMU binary, one cache file: {:?}", first.iter().map(|w| &w.name).collect::<Vec<_>>());
 
     // Another mln binary (as a rebuild makes): a file with a new ctime.
-    let other = s.join("mln-rebuilt");
-    std::fs::copy(&exe, &other).unwrap();
+    // (`mln` hands VM commands to `mln-libvirt` beside it: the copy is of
+    // that binary, the one that opens the driver.)
+    let other = s.join("mln-libvirt-rebuilt");
+    std::fs::copy(env!("CARGO_BIN_EXE_mln-libvirt"), &other).unwrap();
     let uri = format!("qemu:///embed?root={}", s.join("libvirt").display());
     let virsh = || {
         let mut c = Command::new("virsh");

@@ -103,15 +103,71 @@ pub enum Command {
     SshProxy(ssh::ProxyArgs),
 }
 
+/// The whole command line: what `mln-libvirt` runs.
 pub fn main() -> ExitCode {
+    let cli = parse();
+    cli.global.init_logging();
+    run(cli.command, &cli.global)
+}
+
+/// What `mln` itself runs: the commands that only read project files
+/// (and `--help`, `--version`, usage errors); every other command is
+/// handed to `mln-libvirt`, installed beside it. `mln` then never calls
+/// into libvirt, so the linker leaves libvirt and the ~50 libraries it
+/// brings out of it, and the dynamic loader does not bind their symbols
+/// at every start (about half of `mln check`'s CPU at 1,000 hosts;
+/// book: benchmarks, planning).
+pub fn front() -> ExitCode {
+    let cli = parse();
+    let g = &cli.global;
+    let own = matches!(
+        cli.command,
+        Command::Check(_) | Command::Plan(_) | Command::Explain(_) | Command::Fmt(_) | Command::Parse(_) | Command::Diff(_) | Command::Completions(_)
+    );
+    if !own {
+        return hand_over();
+    }
+    g.init_logging();
+    match cli.command {
+        Command::Check(a) => check::run(a, g),
+        Command::Plan(a) => plan::run(a, g),
+        Command::Explain(a) => explain::run(a, g),
+        Command::Fmt(a) => fmt::run(a, g),
+        Command::Parse(a) => parse::run(a, g),
+        Command::Diff(a) => diff::run(a, g),
+        Command::Completions(a) => completions::run(a),
+        _ => hand_over(),
+    }
+}
+
+/// The file name of the binary with every command (libvirt linked in).
+pub const FULL: &str = "mln-libvirt";
+
+/// Replaces this process with `mln-libvirt`, same arguments; returns
+/// only if that cannot be done.
+fn hand_over() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    // /proc/self/exe: the real file, so a symlinked `mln` finds its sibling.
+    let full = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name(FULL),
+        Err(e) => return context::fail(format!("cannot find mln's own executable: {e}")),
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "mln".into());
+    let e = std::process::Command::new(&full).arg0(arg0).args(args).exec();
+    context::fail(format!("this command runs {} (installed beside mln): {e}", full.display()))
+}
+
+fn parse() -> Cli {
     // A closed pipe (`mln status --json | head`) ends mln quietly, as it
     // does any Unix tool, instead of a panic in `println!`.
     // SAFETY: resetting a signal's disposition has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = Cli::parse();
-    let g = &cli.global;
-    g.init_logging();
-    match cli.command {
+    Cli::parse()
+}
+
+fn run(command: Command, g: &Global) -> ExitCode {
+    match command {
         Command::Check(a) => check::run(a, g),
         Command::Plan(a) => plan::run(a, g),
         Command::Explain(a) => explain::run(a, g),

@@ -18,9 +18,10 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
     if !g.report(&c) {
         return ExitCode::FAILURE;
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // Batches of hosts arrive whole (a few hundred KB each).
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let written = if a.json {
-        serde_json::to_writer_pretty(&mut out, &c.plan).map_err(std::io::Error::from).and_then(|_| writeln!(out))
+        mln::plan::json::write_pretty(&c.plan, &mut out).and_then(|_| writeln!(out))
     } else {
         write!(out, "{}", mln::display::plan_table(&c.plan))
     };

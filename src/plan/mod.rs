@@ -2,6 +2,7 @@
 
 mod baremetal;
 mod checks;
+pub mod json;
 mod model;
 mod typing;
 pub mod values;
