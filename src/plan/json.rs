@@ -172,6 +172,7 @@ impl Formatter for Indented {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Switch;
 
     fn host(i: usize) -> Host {
         let text = format!(
