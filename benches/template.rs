@@ -1,19 +1,34 @@
 //! `mln template build` against the bare sequence it wraps, in one run:
 //! mmdebstrap (the same options and package list, the same warm .deb
 //! cache), `mke2fs -d`, `qemu-img convert`. What mln adds is its tuning,
-//! the staged recipe, the package list, kernel copies, the manifest's
+//! the staged recipe, the package list, the manifest's
 //! hashes and the rename into place. Runs go in pairs, which one goes
 //! first alternating (mln, bare, bare, mln, ...), after one mln build that
-//! fills the cache and is not counted.
+//! fills the cache and is not counted. Before each timed build (of either
+//! side) a `sync`, not counted, writes back what the previous build left
+//! dirty, so neither starts under the other's writeback; the previous
+//! mln template is removed uncounted too, as the bare side's work
+//! directory is removed after its clock stops. Both sides' mmdebstrap
+//! phases are timed from its `I:` lines and printed side by side with
+//! the other steps.
 //!
 //! `cargo bench --bench template` (root, mmdebstrap, network for the
 //! first build). `MLN_BENCH_RUNS` (default 3) pairs; `MLN_BENCH_RECIPE`
 //! (default debian-12). Asserts no time; fails only if a build fails.
 
-use std::ffi::OsString;
+use mln::template::tools::{self, MMDEBSTRAP};
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
+
+/// One timed build: wall seconds, each step's seconds, the qcow2's bytes.
+struct Run {
+    secs: f64,
+    steps: Vec<(String, f64)>,
+    qcow2: u64,
+}
 
 fn main() {
     // `cargo test --all-targets` runs benches without `--bench`: exit at once.
@@ -29,56 +44,103 @@ fn main() {
     let loaded = mln::template::recipe::load(&recipe_name).expect("the recipe loads");
     let r = &loaded.recipe;
     let state = tempfile::tempdir_in(std::env::var_os("MLN_BENCH_DIR").unwrap_or_else(|| "/var/tmp".into())).unwrap();
-    let mln = |name: &str| -> f64 {
+    let template = state.path().join("templates/bench-mln");
+    let mln = || -> Run {
+        let _ = std::fs::remove_dir_all(&template);
+        sync();
         let t = Instant::now();
         let out = Command::new(env!("CARGO_BIN_EXE_mln"))
             .arg("--state-dir")
             .arg(state.path())
-            .args(["template", "build", &recipe_name, "--name", name])
+            .args(["template", "build", &recipe_name, "--name", "bench-mln"])
             .output()
             .unwrap();
+        let secs = t.elapsed().as_secs_f64();
         assert!(out.status.success(), "mln template build: {}", String::from_utf8_lossy(&out.stderr));
-        t.elapsed().as_secs_f64()
+        let m = mln::template::manifest::read(&template).expect("the built template has a manifest");
+        let qcow2 = std::fs::metadata(template.join("disk.qcow2")).unwrap().len();
+        eprintln!("    mln: {} cached, {} downloaded", m.packages_cached, m.packages_downloaded);
+        Run { secs, steps: m.steps, qcow2 }
     };
     let cache = state.path().join("cache/debs").join(format!("{}-{}", r.distribution, r.suite));
 
     eprintln!("template bench: filling the cache (not counted)");
-    let first = mln("bench-mln");
-    eprintln!("  first build {first:.1} s");
+    let first = mln();
+    eprintln!("  first build {:.1} s", first.secs);
 
     let mut a = Vec::new();
     let mut b = Vec::new();
     for i in 0..runs {
-        // Which goes first alternates: the first of a pair runs while the
-        // page cache still writes back and frees what the last one made.
+        // Which goes first alternates, so an order effect shows as a
+        // spread of the ratio rather than as a bias.
         let (m, bare) = if i % 2 == 0 {
-            let m = mln("bench-mln");
+            let m = mln();
             (m, bare(r, &cache, state.path()))
         } else {
             let b = bare(r, &cache, state.path());
-            (mln("bench-mln"), b)
+            (mln(), b)
         };
-        eprintln!("  pair {}: mln {m:.1} s, bare {bare:.1} s, ratio {:.3}", i + 1, m / bare);
+        eprintln!("  pair {} ({} first): mln {:.1} s, bare {:.1} s, ratio {:.3}", i + 1, if i % 2 == 0 { "mln" } else { "bare" }, m.secs, bare.secs, m.secs / bare.secs);
+        for (side, run) in [("mln", &m), ("bare", &bare)] {
+            let steps: Vec<String> = run.steps.iter().map(|(n, s)| format!("{n} {s:.1}")).collect();
+            eprintln!("    {side}: {}", steps.join(", "));
+        }
         a.push(m);
         b.push(bare);
     }
-    let ratios: Vec<f64> = a.iter().zip(&b).map(|(m, s)| m / s).collect();
-    let (ma, mb, mr) = (median(&a), median(&b), median(&ratios));
-    println!("recipe {recipe_name}, {runs} pairs, warm cache, seconds: median (min-max)");
+    let secs = |v: &[Run]| v.iter().map(|r| r.secs).collect::<Vec<f64>>();
+    let (sa, sb) = (secs(&a), secs(&b));
+    let ratios: Vec<f64> = sa.iter().zip(&sb).map(|(m, s)| m / s).collect();
+    let (ma, mb, mr) = (median(&sa), median(&sb), median(&ratios));
+    println!("recipe {recipe_name}, {runs} pairs, warm cache, sync before each build, seconds: median (min-max)");
     println!("| build | median | spread |");
     println!("|---|---|---|");
-    println!("| `mln template build` | {ma:.1} | {:.1}-{:.1} |", min(&a), max(&a));
-    println!("| mmdebstrap + mke2fs -d + qemu-img convert | {mb:.1} | {:.1}-{:.1} |", min(&b), max(&b));
+    println!("| `mln template build` | {ma:.1} | {:.1}-{:.1} |", min(&sa), max(&sa));
+    println!("| mmdebstrap + mke2fs -d + qemu-img convert | {mb:.1} | {:.1}-{:.1} |", min(&sb), max(&sb));
     println!("| ratio (per pair) | {mr:.3} | {:.3}-{:.3} |", min(&ratios), max(&ratios));
+    println!();
+    println!("steps, median seconds (a step one side lacks is blank)");
+    println!("| step | mln | bare |");
+    println!("|---|---|---|");
+    let (pa, pb) = (step_medians(&a), step_medians(&b));
+    let mut names: Vec<&String> = a[0].steps.iter().map(|(n, _)| n).collect();
+    for (n, _) in &b[0].steps {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let cell = |m: &BTreeMap<String, f64>, n: &str| m.get(n).map(|v| format!("{v:.2}")).unwrap_or_default();
+    for n in names {
+        println!("| {n} | {} | {} |", cell(&pa, n), cell(&pb, n));
+    }
+    println!("qcow2 bytes: mln {}, bare {}", a[0].qcow2, b[0].qcow2);
     let _ = std::fs::remove_dir_all(state.path().join("templates"));
 }
 
+fn step_medians(runs: &[Run]) -> BTreeMap<String, f64> {
+    let mut all: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for r in runs {
+        for (n, s) in &r.steps {
+            all.entry(n.clone()).or_default().push(*s);
+        }
+    }
+    all.into_iter().map(|(n, v)| (n, median(&v))).collect()
+}
+
+fn sync() {
+    let _ = Command::new("sync").status();
+}
+
 /// The same work by hand: the cache linked in, mmdebstrap with mln's
-/// options (no customize hook), the image and the qcow2; then removed.
-fn bare(r: &mln::template::recipe::Recipe, cache: &Path, state: &Path) -> f64 {
+/// options but no customize hook, letting mmdebstrap's own cleanup take
+/// the packages out of the root (mln moves them out itself), the image
+/// and the qcow2; then removed, after the clock stops.
+fn bare(r: &mln::template::recipe::Recipe, cache: &Path, state: &Path) -> Run {
     let work = tempfile::tempdir_in(state).unwrap();
     let root = work.path().join("root");
+    sync();
     let t = Instant::now();
+    let mut steps = Vec::new();
     let archives = root.join("var/cache/apt/archives");
     std::fs::create_dir_all(archives.join("partial")).unwrap();
     // cp -l: the hard links a user would make to reuse a cache.
@@ -89,18 +151,13 @@ fn bare(r: &mln::template::recipe::Recipe, cache: &Path, state: &Path) -> f64 {
     }
     cp.arg(&archives);
     assert!(cp.status().unwrap().success());
-    let mut args: Vec<OsString> = [
-        "--mode=root",
-        "--variant=apt",
-        "--format=directory",
-        "--skip=check/empty",
-        "--skip=essential/unlink",
-        "--skip=cleanup/apt/cache",
-        "--aptopt=APT::Install-Recommends \"false\"",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
+    steps.push(("link the cache".to_string(), t.elapsed().as_secs_f64()));
+    let s = Instant::now();
+    let mut args: Vec<OsString> =
+        ["--mode=root", "--variant=apt", "--format=directory", "--skip=check/empty", "--skip=essential/unlink", "--aptopt=APT::Install-Recommends \"false\""]
+            .iter()
+            .map(OsString::from)
+            .collect();
     if r.slim {
         for o in [
             "--dpkgopt=path-exclude=/usr/share/man/*",
@@ -117,23 +174,35 @@ fn bare(r: &mln::template::recipe::Recipe, cache: &Path, state: &Path) -> f64 {
     args.push(r.suite.clone().into());
     args.push(root.clone().into());
     args.push(r.mirror.clone().into());
-    let out = Command::new("mmdebstrap").args(&args).output().unwrap();
-    assert!(out.status.success(), "mmdebstrap: {}", String::from_utf8_lossy(&out.stderr));
+    let argv: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let out = tools::run_phased(MMDEBSTRAP, &argv).unwrap();
+    assert!(out.ran.ok, "mmdebstrap: {}", out.ran.output);
+    steps.push(("mmdebstrap".to_string(), s.elapsed().as_secs_f64()));
+    steps.extend(out.phases.into_iter().filter(|(_, s)| *s >= 0.05).map(|(n, s)| (format!("mmdebstrap: {n}"), s)));
+    let s = Instant::now();
     let img = work.path().join("root.img");
     let size = mln::template::recipe::size_bytes(&r.size).unwrap();
     let st = Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-d"]).arg(&root).arg(&img).arg(format!("{}k", size >> 10)).status().unwrap();
     assert!(st.success(), "mke2fs");
-    let st = Command::new("qemu-img").args(["convert", "-q", "-f", "raw", "-O", "qcow2"]).arg(&img).arg(work.path().join("disk.qcow2")).status().unwrap();
+    steps.push(("mke2fs".to_string(), s.elapsed().as_secs_f64()));
+    let s = Instant::now();
+    let qcow2 = work.path().join("disk.qcow2");
+    let st = Command::new("qemu-img").args(["convert", "-q", "-f", "raw", "-O", "qcow2"]).arg(&img).arg(&qcow2).status().unwrap();
     assert!(st.success(), "qemu-img");
+    steps.push(("qemu-img".to_string(), s.elapsed().as_secs_f64()));
     let secs = t.elapsed().as_secs_f64();
+    let qcow2 = std::fs::metadata(&qcow2).unwrap().len();
     drop(work);
-    secs
+    Run { secs, steps, qcow2 }
 }
 
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
     let n = s.len();
+    if n == 0 {
+        return f64::NAN;
+    }
     if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
 }
 

@@ -84,7 +84,8 @@ pub fn build(req: &Request, note: &mut dyn FnMut(&str)) -> Result<Built, Templat
     std::fs::create_dir_all(archives.join("partial")).map_err(TemplateError::io("create", &archives))?;
     let cache = req.cache.join(format!("{}-{}", r.distribution, r.suite));
     std::fs::create_dir_all(&cache).map_err(TemplateError::io("create", &cache))?;
-    let cached = link_debs(&cache, &archives)?;
+    let placed = link_debs(&cache, &archives)?;
+    let cached = placed.len();
     stage(&root, r)?;
     let mut steps = Vec::new();
 
@@ -112,23 +113,24 @@ pub fn build(req: &Request, note: &mut dyn FnMut(&str)) -> Result<Built, Templat
         args.extend(SLIM.iter().map(OsStr::new));
     }
     args.extend([OsStr::new(&r.suite), root.as_os_str(), OsStr::new(&mirror)]);
-    let ran = tools::run(MMDEBSTRAP, &args)?;
-    if !ran.ok {
-        return Err(classify(&ran.output, &r.suite, &mirror));
+    let ran = tools::run_phased(MMDEBSTRAP, &args)?;
+    if !ran.ran.ok {
+        return Err(classify(&ran.ran.output, &r.suite, &mirror));
     }
     steps.push(("mmdebstrap".to_string(), t.elapsed().as_secs_f64()));
+    // Where mmdebstrap's time went, phase by phase (book/src/benchmarks.md
+    // compares them with the bare sequence's).
+    steps.extend(ran.phases.into_iter().filter(|(_, s)| *s >= 0.05).map(|(n, s)| (format!("mmdebstrap: {n}"), s)));
 
     let t = Instant::now();
-    let kept = keep_debs(&archives, &cache)?;
+    let downloaded = keep_debs(&archives, &cache, &placed)?;
     remove_all(&root.join(STAGE))?;
     let packages = installed(&root)?;
     let (vmlinuz, initrd) = kernel(&root)?;
     let out = tmp.path();
-    std::fs::copy(&vmlinuz, out.join("vmlinuz")).map_err(TemplateError::io("copy", &vmlinuz))?;
-    std::fs::copy(&initrd, out.join("initrd.img")).map_err(TemplateError::io("copy", &initrd))?;
     let cmdline = format!("root=/dev/vda rw {}", r.cmdline.trim());
     std::fs::write(out.join("cmdline"), format!("{cmdline}\n")).map_err(TemplateError::io("write", out.join("cmdline")))?;
-    steps.push(("cache and kernel".to_string(), t.elapsed().as_secs_f64()));
+    steps.push(("cache and package list".to_string(), t.elapsed().as_secs_f64()));
 
     note(&format!("mke2fs -d ({} MiB)", size >> 20));
     let t = Instant::now();
@@ -138,15 +140,30 @@ pub fn build(req: &Request, note: &mut dyn FnMut(&str)) -> Result<Built, Templat
         MKE2FS,
         &[OsStr::new("-q"), OsStr::new("-F"), OsStr::new("-t"), OsStr::new("ext4"), OsStr::new("-L"), OsStr::new("mln-root"), OsStr::new("-d"), root.as_os_str(), raw.as_os_str(), OsStr::new(&kib)],
     )?;
-    remove_all(&root)?;
     steps.push(("mke2fs".to_string(), t.elapsed().as_secs_f64()));
 
-    note("qemu-img convert to qcow2");
+    // The image holds the root now: the kernel pair moves out of it (no
+    // copy), and the rest is deleted beside qemu-img and the hashing
+    // instead of before them; it is gone before the rename into place.
     let t = Instant::now();
+    std::fs::rename(&vmlinuz, out.join("vmlinuz")).map_err(TemplateError::io("move", &vmlinuz))?;
+    std::fs::rename(&initrd, out.join("initrd.img")).map_err(TemplateError::io("move", &initrd))?;
+    let sweep = {
+        let root = root.clone();
+        std::thread::spawn(move || remove_all(&root))
+    };
+
+    note("qemu-img convert to qcow2");
     let qcow2 = out.join("disk.qcow2");
-    tools::must(QEMU_IMG, &[OsStr::new("convert"), OsStr::new("-q"), OsStr::new("-f"), OsStr::new("raw"), OsStr::new("-O"), OsStr::new("qcow2"), raw.as_os_str(), qcow2.as_os_str()])?;
-    std::fs::remove_file(&raw).map_err(TemplateError::io("remove", &raw))?;
-    steps.push(("qemu-img".to_string(), t.elapsed().as_secs_f64()));
+    let converted = tools::must(QEMU_IMG, &[OsStr::new("convert"), OsStr::new("-q"), OsStr::new("-f"), OsStr::new("raw"), OsStr::new("-O"), OsStr::new("qcow2"), raw.as_os_str(), qcow2.as_os_str()]);
+    let converted = converted.and_then(|_| std::fs::remove_file(&raw).map_err(TemplateError::io("remove", &raw)));
+    let files = converted.and_then(|_| manifest::hash_files(out, &["vmlinuz", "initrd.img", "cmdline", "disk.qcow2"]));
+    // Joined before any error returns, so the temporary directory's own
+    // removal never races the sweep.
+    let swept = sweep.join().unwrap_or_else(|_| Err(TemplateError::Tool { tool: "remove", output: format!("removing {} failed", root.display()) }));
+    let files = files?;
+    swept?;
+    steps.push(("qemu-img, hashes and removing the root".to_string(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
     let mut m = Manifest {
@@ -160,9 +177,9 @@ pub fn build(req: &Request, note: &mut dyn FnMut(&str)) -> Result<Built, Templat
         cmdline,
         built_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         packages_cached: cached,
-        packages_downloaded: kept.saturating_sub(cached),
+        packages_downloaded: downloaded,
         packages,
-        files: manifest::hash_files(out, &["vmlinuz", "initrd.img", "cmdline", "disk.qcow2"])?,
+        files,
         steps,
         seconds: 0.0,
     };
@@ -244,32 +261,51 @@ fn classify(output: &str, suite: &str, mirror: &str) -> TemplateError {
     TemplateError::Tool { tool: "mmdebstrap", output: tools::tail(output, 20) }
 }
 
+/// The packages put into the root from the cache: file name and inode.
+type Placed = std::collections::HashMap<std::ffi::OsString, u64>;
+
 /// Puts the cache's packages where apt looks first; a hard link costs
 /// nothing, a copy only when the cache is on another file system.
-fn link_debs(cache: &Path, archives: &Path) -> Result<usize, TemplateError> {
-    let mut n = 0;
+fn link_debs(cache: &Path, archives: &Path) -> Result<Placed, TemplateError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut placed = Placed::new();
     for p in debs(cache)? {
-        let to = archives.join(p.file_name().expect("a listed file has a name"));
+        let name = p.file_name().expect("a listed file has a name");
+        let to = archives.join(name);
         if std::fs::hard_link(&p, &to).is_err() {
             std::fs::copy(&p, &to).map_err(TemplateError::io("copy", &p))?;
         }
-        n += 1;
+        let ino = std::fs::symlink_metadata(&to).map_err(TemplateError::io("read", &to))?.ino();
+        placed.insert(name.to_os_string(), ino);
     }
-    Ok(n)
+    Ok(placed)
 }
 
-/// Moves the packages apt used out of the root into the cache.
-fn keep_debs(archives: &Path, cache: &Path) -> Result<usize, TemplateError> {
-    let mut n = 0;
+/// Moves the packages apt fetched out of the root into the cache and
+/// drops the root's links to packages the cache already had, so no .deb
+/// ends up in the image. (A rename onto another link of the same file
+/// does nothing and succeeds, so those must be removed, not renamed.)
+/// Returns how many were fetched.
+fn keep_debs(archives: &Path, cache: &Path, placed: &Placed) -> Result<usize, TemplateError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut fetched = 0;
     for p in debs(archives)? {
-        let to = cache.join(p.file_name().expect("a listed file has a name"));
+        let name = p.file_name().expect("a listed file has a name");
+        let to = cache.join(name);
+        // apt writes a package it fetches to a new file (partial/, then a
+        // rename), so the inode placed from the cache tells them apart.
+        let from_cache = std::fs::symlink_metadata(&p).is_ok_and(|m| placed.get(name) == Some(&m.ino()));
+        if from_cache {
+            std::fs::remove_file(&p).map_err(TemplateError::io("remove", &p))?;
+            continue;
+        }
         if std::fs::rename(&p, &to).is_err() {
             std::fs::copy(&p, &to).map_err(TemplateError::io("copy", &p))?;
             std::fs::remove_file(&p).map_err(TemplateError::io("remove", &p))?;
         }
-        n += 1;
+        fetched += 1;
     }
-    Ok(n)
+    Ok(fetched)
 }
 
 fn debs(dir: &Path) -> Result<Vec<PathBuf>, TemplateError> {
@@ -382,6 +418,28 @@ mod tests {
             std::fs::write(boot.join(format!("initrd.img-{v}")), b"i").unwrap();
         }
         assert_eq!(kernel(d.path()).unwrap().0, boot.join("vmlinuz-6.1.0-10-cloud-amd64"));
+    }
+
+    #[test]
+    fn no_package_stays_in_the_root_and_only_fetched_ones_count() {
+        let d = tempfile::tempdir().unwrap();
+        let (cache, archives) = (d.path().join("cache"), d.path().join("archives"));
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::create_dir_all(&archives).unwrap();
+        std::fs::write(cache.join("a_1.deb"), b"a").unwrap();
+        std::fs::write(cache.join("b_1.deb"), b"b").unwrap();
+        let placed = link_debs(&cache, &archives).unwrap();
+        assert_eq!(placed.len(), 2);
+        // apt fetched c, and fetched b again (a new file under the same name).
+        std::fs::write(archives.join("c_1.deb"), b"c").unwrap();
+        std::fs::remove_file(archives.join("b_1.deb")).unwrap();
+        std::fs::write(archives.join("b_1.deb"), b"B").unwrap();
+        assert_eq!(keep_debs(&archives, &cache, &placed).unwrap(), 2);
+        assert!(debs(&archives).unwrap().is_empty());
+        let mut names: Vec<String> = debs(&cache).unwrap().iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["a_1.deb", "b_1.deb", "c_1.deb"]);
+        assert_eq!(std::fs::read(cache.join("b_1.deb")).unwrap(), b"B");
     }
 
     #[test]
