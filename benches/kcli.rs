@@ -14,11 +14,15 @@
 //!   splits `qemuextra` at spaces, so the kernel command line's words are
 //!   joined with tabs (the kernel reads a tab as a space);
 //! * its cloud-init ISO attached a second time, on virtio (`qemuextra`
-//!   `-drive ...,if=virtio,readonly=on`): it attaches the seed on SATA,
-//!   which Debian's cloud kernel lacks;
+//!   `-drive ...,if=none` and `-device virtio-blk-pci,...,addr=0x1e`: a
+//!   plain `if=virtio` takes the PCI slot libvirt gave the video card): it
+//!   attaches the seed on SATA, which Debian's cloud kernel lacks;
 //! * the directory /var/lib/libvirt/dnsmasq, which libvirt's network
 //!   needs and Debian's package does not make here.
-//! The kernel command line also gets `net.ifnames=0`, so that the interface
+//! Its guests get mln's CPU model (`cpumodel: qemu64`; kcli's default,
+//! host-model, becomes an EPYC model with dozens of flags under TCG), so
+//! both tools boot the same virtual machine. The kernel command line
+//! also gets `net.ifnames=0`, so that the interface
 //! kcli's network-config names (`nic: eth0`) is the one the guest has
 //! (mln's seed matches it by MAC address instead).
 //!
@@ -261,7 +265,7 @@ impl Bench {
         std::fs::create_dir_all(&pool).unwrap();
         std::fs::set_permissions(&pool, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::create_dir_all("/var/lib/libvirt/dnsmasq").unwrap();
-        let l = Libvirt { pool: false, net: false };
+        let mut l = Libvirt { pool: false, net: false };
         let virsh = |args: &[&str]| run(Command::new("virsh").args(["-q", "-c", "qemu:///system"]).args(args));
         // Left by an interrupted run.
         let _ = Command::new("virsh").args(["-q", "-c", "qemu:///system", "pool-destroy", POOL]).output();
@@ -273,16 +277,28 @@ impl Bench {
             std::fs::copy(self.template.join(f), pool.join(f)).unwrap();
         }
         virsh(&["pool-define-as", POOL, "dir", "--target", pool.to_str().unwrap()]);
-        let l = Libvirt { pool: true, ..l };
+        l.pool = true;
         virsh(&["pool-start", POOL]);
         let xml = self.work.join("net.xml");
         std::fs::write(&xml, format!("<network><name>{NET}</name><bridge name='{NET}0'/><ip address='10.79.0.1' netmask='255.255.255.0'/></network>\n")).unwrap();
         virsh(&["net-define", xml.to_str().unwrap()]);
-        let l = Libvirt { net: true, ..l };
+        l.net = true;
         virsh(&["net-start", NET]);
         std::fs::create_dir_all(self.kcli_home.join(".kcli")).unwrap();
         std::fs::write(self.kcli_home.join(".kcli/config.yml"), format!("default:\n  client: local\nlocal:\n  type: kvm\n  host: 127.0.0.1\n  pool: {POOL}\n")).unwrap();
         l
+    }
+
+    /// kcli's pool, defined again if something undefined it (seen in a
+    /// run after the warm-up rounds; not timed).
+    fn pool_up(&self) {
+        let up = Command::new("virsh").args(["-q", "-c", "qemu:///system", "pool-info", POOL]).output().is_ok_and(|o| o.status.success());
+        if !up {
+            eprintln!("kcli bench: pool {POOL} was gone: defined again");
+            let pool = self.work.join("pool");
+            run(Command::new("virsh").args(["-q", "-c", "qemu:///system", "pool-define-as", POOL, "dir", "--target", pool.to_str().unwrap()]));
+            run(Command::new("virsh").args(["-q", "-c", "qemu:///system", "pool-start", POOL]));
+        }
     }
 
     /// One tool's round: (create, all running, configured, stop, remove).
@@ -290,6 +306,9 @@ impl Bench {
         let names: Vec<String> = (1..=GUESTS).map(|i| if tool == Tool::Kcli { format!("{name}n{i}") } else { format!("node0{i}.{name}") }).collect();
         let file = self.work.join(format!("{name}.{}", if tool == Tool::Kcli { "yml" } else { "mln" }));
         std::fs::write(&file, if tool == Tool::Kcli { self.kcli_plan(name) } else { mln_project(name) }).unwrap();
+        if tool == Tool::Kcli {
+            self.pool_up();
+        }
         let t0 = Instant::now();
         let (create, running) = std::thread::scope(|s| {
             let watch = s.spawn(|| {
@@ -373,11 +392,11 @@ impl Bench {
         for i in 1..=GUESTS {
             let name = format!("{plan}n{i}");
             let extra = format!(
-                "-kernel {p}/vmlinuz -initrd {p}/initrd.img -append {append} -drive file={p}/{name}.ISO,if=virtio,format=raw,readonly=on",
+                "-kernel {p}/vmlinuz -initrd {p}/initrd.img -append {append} -drive file={p}/{name}.ISO,if=none,id=kcliseed,format=raw,readonly=on -device virtio-blk-pci,drive=kcliseed,addr=0x1e",
                 p = pool.display()
             );
             s += &format!(
-                "{name}:\n  image: {IMAGE}\n  pool: {POOL}\n  memory: 512\n  numcpus: 1\n  virttype: qemu\n  disks:\n  - 4\n  nets:\n  - name: {NET}\n    nic: eth0\n    ip: 10.79.0.1{i}\n    netmask: 24\n    gateway: 10.79.0.1\n  keys:\n  - \"{}\"\n  qemuextra: \"{extra}\"\n",
+                "{name}:\n  image: {IMAGE}\n  pool: {POOL}\n  memory: 512\n  numcpus: 1\n  virttype: qemu\n  cpumodel: qemu64\n  disks:\n  - 4\n  nets:\n  - name: {NET}\n    nic: eth0\n    ip: 10.79.0.1{i}\n    netmask: 24\n    gateway: 10.79.0.1\n  keys:\n  - \"{}\"\n  qemuextra: \"{extra}\"\n",
                 key.trim()
             );
         }
