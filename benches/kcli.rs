@@ -289,15 +289,21 @@ impl Bench {
         l
     }
 
-    /// kcli's pool, defined again if something undefined it (seen in a
-    /// run after the warm-up rounds; not timed).
-    fn pool_up(&self) {
+    /// kcli's pool and network, defined again if something undefined them
+    /// (seen in a run between rounds; not timed).
+    fn kcli_up(&self) {
         let up = Command::new("virsh").args(["-q", "-c", "qemu:///system", "pool-info", POOL]).output().is_ok_and(|o| o.status.success());
         if !up {
             eprintln!("kcli bench: pool {POOL} was gone: defined again");
             let pool = self.work.join("pool");
             run(Command::new("virsh").args(["-q", "-c", "qemu:///system", "pool-define-as", POOL, "dir", "--target", pool.to_str().unwrap()]));
             run(Command::new("virsh").args(["-q", "-c", "qemu:///system", "pool-start", POOL]));
+        }
+        let up = Command::new("virsh").args(["-q", "-c", "qemu:///system", "net-info", NET]).output().is_ok_and(|o| o.status.success());
+        if !up {
+            eprintln!("kcli bench: network {NET} was gone: defined again");
+            run(Command::new("virsh").args(["-q", "-c", "qemu:///system", "net-define", self.work.join("net.xml").to_str().unwrap()]));
+            run(Command::new("virsh").args(["-q", "-c", "qemu:///system", "net-start", NET]));
         }
     }
 
@@ -307,7 +313,7 @@ impl Bench {
         let file = self.work.join(format!("{name}.{}", if tool == Tool::Kcli { "yml" } else { "mln" }));
         std::fs::write(&file, if tool == Tool::Kcli { self.kcli_plan(name) } else { mln_project(name) }).unwrap();
         if tool == Tool::Kcli {
-            self.pool_up();
+            self.kcli_up();
         }
         let t0 = Instant::now();
         let (create, running) = std::thread::scope(|s| {
