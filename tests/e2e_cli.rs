@@ -169,6 +169,30 @@ fn lab_lifecycle() {
     assert!(logs.is_empty(), "{logs:?}");
 }
 
+/// `build --start` is `build` then `start` in one process: both summaries,
+/// every guest running and booted from its seed; refused with `--json`.
+#[test]
+#[ignore = "slow: boots QEMU guests; run with --ignored"]
+fn build_start_builds_and_starts_in_one_command() {
+    let m = Mln::new();
+    let refused = m.cmd().args(["build", "--start", "--json", "-f", "examples/lab.mln"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(m.ok(&["list"]).trim().is_empty(), "a refused command built something");
+    let out = m.ok(&["build", "--start", "-f", "examples/lab.mln"]);
+    assert!(out.contains("build: 4 hosts") && out.contains("start: 4 hosts"), "{out}");
+    assert_eq!(outcome(out.split("start: 4 hosts").nth(1).unwrap(), "a1"), "ok started", "{out}");
+    let status: serde_json::Value = serde_json::from_str(&m.ok(&["status", "-p", "lab", "--json"])).unwrap();
+    assert!(status.as_array().unwrap().iter().all(|s| s["state"] == "running"), "{status}");
+    m.wait_all("lab", &["router", "a1", "b1", "b2"], 180, |c| applied(c).is_some());
+    // Built already: refused as `build` is, and nothing is started again.
+    let again = m.cmd().args(["build", "--start", "-f", "examples/lab.mln"]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already built"));
+    m.ok(&["stop", "-p", "lab", "-H"]);
+    m.ok(&["remove", "-p", "lab"]);
+    assert!(domains(&m).is_empty());
+}
+
 #[test]
 #[ignore = "slow: uses the embedded libvirt driver; run with --ignored"]
 fn a_second_mln_on_the_same_project_is_refused() {
