@@ -18,9 +18,8 @@
 //! The chain's CPU time is read from a cpuacct cgroup the bench puts
 //! itself in (its receivers are its children).
 //!
-//! `hop`: what one hop's processes cost, each (`nc` in, `tee`, the hash,
-//! `nc` out, the decompressor and the writer), from wrappers that log
-//! their CPU time, in a chain of 2 at each rate.
+//! `hop`: what one more hop costs in CPU (a chain of 2 against a chain of
+//! 1), with busybox's hash and with openssl's, at each rate.
 //!
 //! `deploy`: `mln build` of a project of 1, 2, 4, then 8 bare-metal nodes
 //! (MLN_BENCH_SIZES=1,8 for some) of the test guest's environment on the
@@ -77,8 +76,6 @@ struct NsNode {
     bin: PathBuf,
     /// Hosts share /tmp: each its own port (the script's directory).
     port: u16,
-    /// Where the timing wrappers of the `hop` section log (else none).
-    log: Option<PathBuf>,
 }
 
 struct NsReceiver {
@@ -115,7 +112,6 @@ impl ChainNode for NsNode {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.ns, "env"])
             .arg(format!("PATH={}", self.bin.display()))
-            .arg(format!("MLN_HOP_LOG={}", self.log.as_ref().map_or("/dev/null".into(), |l| l.display().to_string())))
             .args(["sh", "-c", &s])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -219,39 +215,6 @@ fn busybox_bin(dir: &Path, openssl: bool) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// Like [`busybox_bin`], but the tools that move the image are wrappers
-/// that log their own CPU time (user, system) to $MLN_HOP_LOG/NAME.
-fn timed_bin(dir: &Path, openssl: bool) -> PathBuf {
-    busybox_bin(dir, openssl);
-    let mut tools: Vec<(&str, &str)> = ["nc", "tee", "sha256sum", "cat"].iter().map(|a| (*a, "/bin/busybox")).collect();
-    if openssl {
-        tools.push(("openssl", ""));
-    }
-    for (a, via) in tools {
-        let p = dir.join(a);
-        std::fs::remove_file(&p).unwrap();
-        let run = if via.is_empty() { format!("/usr/bin/{a}") } else { format!("{via} {a}") };
-        std::fs::write(
-            &p,
-            format!("#!/bin/bash\n{run} \"$@\"\nrc=$?\ncase \" $* \" in *\" -l \"*) k={a}-in;; *) k={a};; esac\ntimes | tail -n 1 >> \"$MLN_HOP_LOG/$k\"\nexit $rc\n"),
-        )
-        .unwrap();
-        must(&format!("chmod 755 {}", p.display()));
-    }
-    dir.to_path_buf()
-}
-
-/// `1m2.500s 0m0.250s` (bash's `times`) in seconds, user + system.
-fn times_secs(line: &str) -> f64 {
-    line.split_whitespace()
-        .filter_map(|t| {
-            let t = t.strip_suffix('s')?;
-            let (m, s) = t.split_once('m')?;
-            Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
-        })
-        .sum()
-}
-
 struct Bench {
     lab: Lab,
     work: tempfile::TempDir,
@@ -277,7 +240,7 @@ impl Bench {
             must(&format!("ip netns exec {} tc qdisc replace dev {}p root {tbf}", h.ns, h.veth));
         }
     }
-    fn nodes(&self, bin: &Path, logs: Option<&Path>) -> Vec<NsNode> {
+    fn nodes(&self, bin: &Path) -> Vec<NsNode> {
         // Hosts share /tmp (the script's directory is named for its port).
         let base = 17000 + (std::process::id() % 1000) as u16 * 32;
         self.lab
@@ -291,7 +254,6 @@ impl Bench {
                 store: self.lab.state_dir(&h.name),
                 bin: bin.to_path_buf(),
                 port: base + (i as u16) * 4,
-                log: logs.map(|l| l.join(&h.name)),
             })
             .collect()
     }
@@ -341,50 +303,38 @@ fn image_mib(rate: &str) -> u64 {
     ((128.0 * parse_rate(rate) / 200e6).round() as u64).clamp(16, 1024)
 }
 
-/// What one hop's processes cost, per process: a chain of 2 receivers
-/// (the first receives, hashes, writes and forwards; the second is the
-/// last) at each rate, the tools wrapped to log their CPU time.
+/// What one hop costs: a chain of 1, then of 2 receivers at each rate,
+/// hashing with busybox's `sha256sum` (the hop before) and with openssl;
+/// the CPU from the cpuacct cgroup (the receivers' processes, their
+/// shells, mln's sender). The second receiver's cost is the difference.
+/// (Wrappers timing each tool cannot be used: busybox `sh` runs its
+/// applets without looking at PATH.)
 fn hop() -> String {
     let b = Bench::new(2);
-    let cpu = CpuMeter::new();
-    let mut s = String::new();
+    let Some(cpu) = CpuMeter::new() else { return "no cpuacct cgroup: no CPU figures\n".into() };
+    let mut s = String::from("| rate | image | hash | chain of 1: wall, CPU | chain of 2: wall, CPU | one more hop: CPU per MiB | 8 hops at this rate need |\n|---|---|---|---|---|---|---|\n");
     for rate in rates() {
         b.limit(&rate);
         let mib = image_mib(&rate);
         let (file, sum) = b.image(mib);
         for openssl in [false, true] {
             let tag = if openssl { "openssl" } else { "busybox" };
-            let logs = b.work.path().join(format!("logs-{rate}-{tag}"));
-            for h in &b.lab.hosts {
-                std::fs::create_dir_all(logs.join(&h.name)).unwrap();
-            }
-            let bin = timed_bin(&b.work.path().join(format!("tbin-{rate}-{tag}")), openssl);
-            let nodes = b.nodes(&bin, Some(&logs));
+            let bin = busybox_bin(&b.work.path().join(format!("bin-{rate}-{tag}")), openssl);
+            let nodes = b.nodes(&bin);
             b.clean();
-            let (wall, total) = chain_run(&nodes, 2, &file, &sum, cpu.as_ref());
+            let (w1, c1) = chain_run(&nodes, 1, &file, &sum, Some(&cpu));
+            b.clean();
+            let (w2, c2) = chain_run(&nodes, 2, &file, &sum, Some(&cpu));
             b.check("hop", 2, &sum);
-            let first = logs.join(&b.lab.hosts[0].name);
-            let mut rows = Vec::new();
-            let mut all = 0.0;
-            for (k, what) in [("nc-in", "`nc -l` (receive)"), ("tee", "`tee` (fan-out to 3)"), ("sha256sum", "`sha256sum` (busybox)"), ("openssl", "`openssl dgst -sha256`"), ("nc", "`nc` (forward)"), ("cat", "`cat` ×2 (decompressor stand-in, writer) and the script's small `cat`s")] {
-                let Ok(text) = std::fs::read_to_string(first.join(k)) else { continue };
-                let secs: f64 = text.lines().map(times_secs).sum();
-                all += secs;
-                rows.push(format!("| {what} | {:.2} s | {:.1} ms |\n", secs, secs * 1000.0 / mib as f64));
-            }
-            s += &format!(
-                "### One hop's processes, {mib} MiB at {rate}, hash by {tag} (first of 2 receivers: receives, hashes, writes, forwards)\n\nchain of 2: {:.2} s wall{}\n\n| process | CPU (user+sys) | per MiB |\n|---|---|---|\n",
-                wall.as_secs_f64(),
-                total.map_or(String::new(), |c| format!(", {:.2} s CPU in all (both hops, mln's sender, the shells)", c.as_secs_f64()))
-            );
-            for r in rows {
-                s += &r;
-            }
+            let (c1, c2) = (c1.unwrap_or_default().as_secs_f64(), c2.unwrap_or_default().as_secs_f64());
+            let per = (c2 - c1).max(0.0) / mib as f64;
             let r_mib = parse_rate(&rate) / 8.0 / 1048576.0;
             s += &format!(
-                "| **the hop's tools** | **{all:.2} s** | **{:.1} ms** |\n\nAt {rate} ({r_mib:.1} MiB/s) 8 such hops need {:.2} of this machine's 2 cores.\n\n",
-                all * 1000.0 / mib as f64,
-                all / mib as f64 * r_mib * 8.0
+                "| {rate} | {mib} MiB | {tag} | {:.2} s, {c1:.2} s | {:.2} s, {c2:.2} s | {:.1} ms | {:.2} cores |\n",
+                w1.as_secs_f64(),
+                w2.as_secs_f64(),
+                per * 1000.0,
+                per * r_mib * 8.0
             );
         }
     }
@@ -398,8 +348,8 @@ fn broadcast() -> String {
     let cpu = CpuMeter::new();
     let bin = busybox_bin(&b.work.path().join("bin"), true);
     let bin_bb = busybox_bin(&b.work.path().join("bin-busybox"), false);
-    let nodes = b.nodes(&bin, None);
-    let nodes_bb = b.nodes(&bin_bb, None);
+    let nodes = b.nodes(&bin);
+    let nodes_bb = b.nodes(&bin_bb);
     let ms: Vec<String> = b.lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
     let mut s = String::new();
     for rate in rates() {
