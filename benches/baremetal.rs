@@ -484,7 +484,8 @@ fn deploy() -> String {
         // The deploy system is built on first use: not in any size's time.
         for &k in &sizes {
             let name = format!("metal{k}");
-            let mut project = format!("global {{\n    project {name}\n}}\nswitch lan {{ }}\nsuperclass node {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {{\n        switch lan\n        netmask 255.255.255.0\n    }}\n}}\n");
+            // The switch is the rig's bridge, the one the nodes are cabled to.
+            let mut project = format!("global {{\n    project {name}\n}}\nswitch lan {{\n    bridge {}\n}}\nsuperclass node {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {{\n        switch lan\n        netmask 255.255.255.0\n    }}\n}}\n", rig.bridge);
             for (i, n) in rig.nodes.iter().take(k).enumerate() {
                 project += &format!(
                     "host bm{i} {{\n    superclass node\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n    }}\n}}\n",
