@@ -5,27 +5,34 @@
 //!
 //! The receivers are namespace hosts (tests/support/testhosts.rs, each
 //! running sshd for scp and taktuk), every host's link limited by `tc
-//! tbf` in both directions (200 Mbit/s by default, MLN_BENCH_RATE), so
-//! the links, not this 2-core machine, set the pace. Every tool stores
-//! the same compressed file into each host's own /var/lib/mln (the chain's
-//! receivers run its script with busybox, as the deploy system does, with
-//! `cat` for the decompressor and the file for the disk). The chain's
-//! control runs through `ip netns exec` here, not the deploy system's SSH
-//! sessions (a few hundred milliseconds per node at the start, in
-//! parallel). The reference is the chain to one host: one transfer at the
-//! link's rate.
+//! tbf` in both directions, at each rate of MLN_BENCH_RATE (a comma list;
+//! 200mbit), the image's size in proportion to the rate (128 MiB at 200
+//! Mbit/s; MLN_BENCH_MIB fixes it). Every tool stores the same compressed
+//! file into each host's own /var/lib/mln (the chain's receivers run its
+//! script with busybox and openssl, as the deploy system does, with `cat`
+//! for the decompressor and the file for the disk; once more with
+//! busybox's `sha256sum`, the hop before). The chain's control runs
+//! through `ip netns exec` here, not the deploy system's SSH sessions (a
+//! few hundred milliseconds per node at the start, in parallel). The
+//! reference is the chain to one host: one transfer at the link's rate.
+//! The chain's CPU time is read from a cpuacct cgroup the bench puts
+//! itself in (its receivers are its children).
+//!
+//! `hop`: what one more hop costs in CPU (a chain of 2 against a chain of
+//! 1), with busybox's hash and with openssl's, at each rate.
 //!
 //! `deploy`: `mln build` of a project of 1, 2, 4, then 8 bare-metal nodes
-//! of the test guest's environment on the QEMU rig (tests/support/
-//! baremetal_rig.rs: software emulation, IPMI through virtualbmc, dnsmasq
-//! run by mln), each node's link toward it limited by `tc tbf` on its tap
-//! (MLN_BENCH_RATE), and the time of each macro-step from `mln stats`.
-//! Every node is a QEMU guest under software emulation on this 2-core
-//! machine: what 8 nodes cost over 1 is mostly the CPU their boots share.
+//! (MLN_BENCH_SIZES=1,8 for some) of the test guest's environment on the
+//! QEMU rig (tests/support/baremetal_rig.rs: software emulation, IPMI
+//! through virtualbmc, dnsmasq run by mln), each node's link toward it
+//! limited by `tc tbf` on its tap (the first rate), and the time of each
+//! macro-step from `mln stats`. Every node is a QEMU guest under software
+//! emulation on this 2-core machine: what 8 nodes cost over 1 is mostly
+//! the CPU their boots share.
 //!
-//! `cargo bench --bench baremetal [broadcast|deploy]`; MLN_BENCH_QUICK=1 makes it
-//! small, MLN_BENCH_ROUNDS sets the rounds (3). Results are printed and
-//! written to target/bench/baremetal.md.
+//! `cargo bench --bench baremetal [hop|broadcast|deploy]`; MLN_BENCH_QUICK=1
+//! makes it small, MLN_BENCH_ROUNDS sets the rounds (3). Results are
+//! printed and written to target/bench/baremetal.md.
 
 #[path = "support/common.rs"]
 mod common;
@@ -143,90 +150,267 @@ fn spread(v: &[Duration]) -> String {
     format!("{:.2}–{:.2} s", v[0].as_secs_f64(), v[v.len() - 1].as_secs_f64())
 }
 
-fn broadcast() -> String {
-    let n = if quick() { 3 } else { 8 };
-    let mib: u64 = if quick() { 16 } else { 128 };
-    let rounds: usize = std::env::var("MLN_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(if quick() { 1 } else { 3 });
-    let rate = std::env::var("MLN_BENCH_RATE").unwrap_or_else(|_| "200mbit".into());
-    let lab = Lab::plain(n);
-    lab.trust_all();
-    for h in &lab.hosts {
-        // Both directions of the host's link: what it receives and what it forwards.
-        let tbf = format!("tbf rate {rate} burst 256kb latency 50ms");
-        must(&format!("tc qdisc add dev {} root {tbf}", h.veth));
-        must(&format!("ip netns exec {} tc qdisc add dev {}p root {tbf}", h.ns, h.veth));
+/// The CPU time of this process and of every process it starts from now
+/// on (the chain's receivers under `ip netns exec`), through a cpuacct
+/// cgroup of its own (cgroup v1, as on this machine); None without one.
+struct CpuMeter {
+    dir: PathBuf,
+}
+
+impl CpuMeter {
+    fn new() -> Option<CpuMeter> {
+        let base = Path::new("/sys/fs/cgroup/cpuacct");
+        if !base.join("cpuacct.usage").exists() {
+            return None;
+        }
+        let dir = base.join(format!("mln-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string()).ok()?;
+        Some(CpuMeter { dir })
     }
-    let work = tempfile::tempdir().unwrap();
-    let bin = work.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
+    fn usage(&self) -> Duration {
+        let ns: u64 = std::fs::read_to_string(self.dir.join("cpuacct.usage")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        Duration::from_nanos(ns)
+    }
+}
+
+impl Drop for CpuMeter {
+    fn drop(&mut self) {
+        let base = Path::new("/sys/fs/cgroup/cpuacct");
+        // Every task left in it back to the parent, then the group goes.
+        for _ in 0..10 {
+            let tasks = std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
+            for t in tasks.lines() {
+                let _ = std::fs::write(base.join("cgroup.procs"), t);
+            }
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// The rates to measure (MLN_BENCH_RATE, comma-separated; 200mbit).
+fn rates() -> Vec<String> {
+    std::env::var("MLN_BENCH_RATE").unwrap_or_else(|_| "200mbit".into()).split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect()
+}
+
+/// A directory of busybox links, as the deploy system's /bin; with
+/// `openssl`, the deploy system's openssl too (the hop hashes with it).
+fn busybox_bin(dir: &Path, openssl: bool) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     let bb = PathBuf::from("/bin/busybox");
     assert!(bb.exists(), "busybox (the deploy system's tools) is needed");
     for a in ["sh", "nc", "tee", "netstat", "sha256sum", "mkfifo", "sleep", "seq", "grep", "cat", "cut", "head", "kill", "rm", "mkdir", "true", "env"] {
-        std::os::unix::fs::symlink(&bb, bin.join(a)).unwrap();
+        std::os::unix::fs::symlink(&bb, dir.join(a)).unwrap();
     }
-    // The image: incompressible, as a compressed environment is.
-    let file = work.path().join("image.tar.gz");
-    must(&format!("head -c {mib}M /dev/urandom > {}", file.display()));
-    let sum = sha256(&file);
-    let base = 17000 + (std::process::id() % 1000) as u16 * 8;
-    let nodes: Vec<NsNode> = lab
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| NsNode { name: h.name.clone(), ns: h.ns.clone(), addr: h.addr.clone(), store: lab.state_dir(&h.name), bin: bin.clone(), port: base + (i as u16) * 4 })
-        .collect();
-    let opts = format!(
-        "-i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=10",
-        lab.key.display(),
-        lab.known_hosts.display()
-    );
-    let clean = || {
-        for h in &lab.hosts {
-            let _ = std::fs::remove_file(lab.state_dir(&h.name).join("bench.img"));
+    if openssl {
+        std::os::unix::fs::symlink("/usr/bin/openssl", dir.join("openssl")).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+struct Bench {
+    lab: Lab,
+    work: tempfile::TempDir,
+    opts: String,
+}
+
+impl Bench {
+    fn new(n: usize) -> Bench {
+        let lab = Lab::plain(n);
+        lab.trust_all();
+        let opts = format!(
+            "-i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=10",
+            lab.key.display(),
+            lab.known_hosts.display()
+        );
+        Bench { lab, work: tempfile::tempdir().unwrap(), opts }
+    }
+    /// Both directions of every host's link: what it receives and what it forwards.
+    fn limit(&self, rate: &str) {
+        for h in &self.lab.hosts {
+            let tbf = format!("tbf rate {rate} burst 256kb latency 50ms");
+            must(&format!("tc qdisc replace dev {} root {tbf}", h.veth));
+            must(&format!("ip netns exec {} tc qdisc replace dev {}p root {tbf}", h.ns, h.veth));
+        }
+    }
+    fn nodes(&self, bin: &Path) -> Vec<NsNode> {
+        // Hosts share /tmp (the script's directory is named for its port).
+        let base = 17000 + (std::process::id() % 1000) as u16 * 32;
+        self.lab
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| NsNode {
+                name: h.name.clone(),
+                ns: h.ns.clone(),
+                addr: h.addr.clone(),
+                store: self.lab.state_dir(&h.name),
+                bin: bin.to_path_buf(),
+                port: base + (i as u16) * 4,
+            })
+            .collect()
+    }
+    fn clean(&self) {
+        for h in &self.lab.hosts {
+            let _ = std::fs::remove_file(self.lab.state_dir(&h.name).join("bench.img"));
         }
         let _ = sh("sync").status();
-    };
-    let check = |label: &str, hosts: usize| {
-        for h in lab.hosts.iter().take(hosts) {
-            let got = lab.state_dir(&h.name).join("bench.img");
+    }
+    fn check(&self, label: &str, hosts: usize, sum: &str) {
+        for h in self.lab.hosts.iter().take(hosts) {
+            let got = self.lab.state_dir(&h.name).join("bench.img");
             assert_eq!(sha256(&got), sum, "{label}: {} has not the whole image", h.name);
         }
-    };
-    let chain_run = |k: usize| {
-        let refs: Vec<&dyn ChainNode> = nodes.iter().take(k).map(|n| n as &dyn ChainNode).collect();
-        let t = Instant::now();
-        let out = chain::broadcast(&refs, &file, &sum, &chain::Options::default());
-        let d = t.elapsed();
-        assert!(out.iter().all(|o| matches!(o, chain::Outcome::Written { pass: 0 })), "{out:?}");
-        d
-    };
-    let ms: Vec<String> = lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
-    let (mut one, mut all, mut scp, mut taktuk) = (vec![], vec![], vec![], vec![]);
-    for r in 0..rounds {
-        eprintln!("round {}/{rounds}", r + 1);
-        clean();
-        one.push(chain_run(1));
-        check("chain, 1 host", 1);
-        clean();
-        all.push(chain_run(n));
-        check("chain", n);
-        clean();
-        let seq: Vec<String> = lab.hosts.iter().map(|h| format!("scp -q {opts} {} root@{}:/var/lib/mln/bench.img", file.display(), h.addr)).collect();
-        scp.push(time("sequential scp", sh(&seq.join(" && "))));
-        check("scp", n);
-        clean();
-        taktuk.push(time("taktuk", sh(&format!("taktuk -c 'ssh {opts} -l root' {} broadcast put [ {} ] [ /var/lib/mln/bench.img ]", ms.join(" "), file.display()))));
-        check("taktuk", n);
     }
-    clean();
-    let ideal = (mib as f64 * 1048576.0 * 8.0) / parse_rate(&rate);
-    let m1 = median(&one).as_secs_f64();
-    let mut s = format!("## {mib} MiB image to {n} receivers, every link {rate} both ways (tc tbf), median of {rounds} interleaved rounds\n\n");
-    s += &format!("size / link rate: {ideal:.2} s\n\n| tool | median | spread | x one transfer |\n|---|---|---|---|\n");
-    for (name, v) in [("mln chain, 1 receiver (one transfer)", &one), (&*format!("mln chain, {n} receivers") as &str, &all), ("sequential scp", &scp), ("taktuk broadcast put", &taktuk)] {
-        s += &format!("| {name} | {:.2} s | {} | {:.2} |\n", median(v).as_secs_f64(), spread(v), median(v).as_secs_f64() / m1);
+    fn image(&self, mib: u64) -> (PathBuf, String) {
+        let file = self.work.path().join(format!("image-{mib}.tar.gz"));
+        if !file.exists() {
+            // Incompressible, as a compressed environment is.
+            must(&format!("head -c {mib}M /dev/urandom > {}", file.display()));
+        }
+        let sum = sha256(&file);
+        (file, sum)
     }
-    s += &format!("\nscp / chain: {:.2}; taktuk / chain: {:.2}\n", median(&scp).as_secs_f64() / median(&all).as_secs_f64(), median(&taktuk).as_secs_f64() / median(&all).as_secs_f64());
+}
+
+/// The chain over the first `k` of `nodes`: its wall time and CPU time.
+fn chain_run(nodes: &[NsNode], k: usize, file: &Path, sum: &str, cpu: Option<&CpuMeter>) -> (Duration, Option<Duration>) {
+    let refs: Vec<&dyn ChainNode> = nodes.iter().take(k).map(|n| n as &dyn ChainNode).collect();
+    let c0 = cpu.map(CpuMeter::usage);
+    let t = Instant::now();
+    let out = chain::broadcast(&refs, file, sum, &chain::Options::default());
+    let d = t.elapsed();
+    assert!(out.iter().all(|o| matches!(o, chain::Outcome::Written { pass: 0 })), "{out:?}");
+    (d, cpu.zip(c0).map(|(c, c0)| c.usage().saturating_sub(c0)))
+}
+
+/// The image's size at `rate`: 128 MiB at 200 Mbit/s, in proportion at
+/// other rates (one transfer lasts about the same), MLN_BENCH_MIB to fix it.
+fn image_mib(rate: &str) -> u64 {
+    if let Some(m) = std::env::var("MLN_BENCH_MIB").ok().and_then(|m| m.parse().ok()) {
+        return m;
+    }
+    if quick() {
+        return 16;
+    }
+    ((128.0 * parse_rate(rate) / 200e6).round() as u64).clamp(16, 1024)
+}
+
+/// What one hop costs: a chain of 1, then of 2 receivers at each rate,
+/// hashing with busybox's `sha256sum` (the hop before) and with openssl;
+/// the CPU from the cpuacct cgroup (the receivers' processes, their
+/// shells, mln's sender). The second receiver's cost is the difference.
+/// (Wrappers timing each tool cannot be used: busybox `sh` runs its
+/// applets without looking at PATH.)
+fn hop() -> String {
+    let b = Bench::new(2);
+    let Some(cpu) = CpuMeter::new() else { return "no cpuacct cgroup: no CPU figures\n".into() };
+    let mut s = String::from("| rate | image | hash | chain of 1: wall, CPU | chain of 2: wall, CPU | one more hop: CPU per MiB | 8 hops at this rate need |\n|---|---|---|---|---|---|---|\n");
+    for rate in rates() {
+        b.limit(&rate);
+        let mib = image_mib(&rate);
+        let (file, sum) = b.image(mib);
+        for openssl in [false, true] {
+            let tag = if openssl { "openssl" } else { "busybox" };
+            let bin = busybox_bin(&b.work.path().join(format!("bin-{rate}-{tag}")), openssl);
+            let nodes = b.nodes(&bin);
+            b.clean();
+            let (w1, c1) = chain_run(&nodes, 1, &file, &sum, Some(&cpu));
+            b.clean();
+            let (w2, c2) = chain_run(&nodes, 2, &file, &sum, Some(&cpu));
+            b.check("hop", 2, &sum);
+            let (c1, c2) = (c1.unwrap_or_default().as_secs_f64(), c2.unwrap_or_default().as_secs_f64());
+            let per = (c2 - c1).max(0.0) / mib as f64;
+            let r_mib = parse_rate(&rate) / 8.0 / 1048576.0;
+            s += &format!(
+                "| {rate} | {mib} MiB | {tag} | {:.2} s, {c1:.2} s | {:.2} s, {c2:.2} s | {:.1} ms | {:.2} cores |\n",
+                w1.as_secs_f64(),
+                w2.as_secs_f64(),
+                per * 1000.0,
+                per * r_mib * 8.0
+            );
+        }
+    }
+    s
+}
+
+fn broadcast() -> String {
+    let n = if quick() { 3 } else { 8 };
+    let rounds: usize = std::env::var("MLN_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(if quick() { 1 } else { 3 });
+    let b = Bench::new(n);
+    let cpu = CpuMeter::new();
+    let bin = busybox_bin(&b.work.path().join("bin"), true);
+    let bin_bb = busybox_bin(&b.work.path().join("bin-busybox"), false);
+    let nodes = b.nodes(&bin);
+    let nodes_bb = b.nodes(&bin_bb);
+    let ms: Vec<String> = b.lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
+    let mut s = String::new();
+    for rate in rates() {
+        b.limit(&rate);
+        let mib = image_mib(&rate);
+        let (file, sum) = b.image(mib);
+        let load0 = loadavg();
+        let (mut one, mut all, mut all_bb, mut scp, mut taktuk) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut cpu1, mut cpu8, mut cpu8_bb) = (vec![], vec![], vec![]);
+        for r in 0..rounds {
+            eprintln!("{rate}: round {}/{rounds}", r + 1);
+            b.clean();
+            let (d, c) = chain_run(&nodes, 1, &file, &sum, cpu.as_ref());
+            one.push(d);
+            cpu1.extend(c);
+            b.check("chain, 1 host", 1, &sum);
+            b.clean();
+            let (d, c) = chain_run(&nodes, n, &file, &sum, cpu.as_ref());
+            all.push(d);
+            cpu8.extend(c);
+            b.check("chain", n, &sum);
+            b.clean();
+            let (d, c) = chain_run(&nodes_bb, n, &file, &sum, cpu.as_ref());
+            all_bb.push(d);
+            cpu8_bb.extend(c);
+            b.check("chain (busybox hash)", n, &sum);
+            b.clean();
+            let seq: Vec<String> = b.lab.hosts.iter().map(|h| format!("scp -q {} {} root@{}:/var/lib/mln/bench.img", b.opts, file.display(), h.addr)).collect();
+            scp.push(time("sequential scp", sh(&seq.join(" && "))));
+            b.check("scp", n, &sum);
+            b.clean();
+            taktuk.push(time("taktuk", sh(&format!("taktuk -c 'ssh {} -l root' {} broadcast put [ {} ] [ /var/lib/mln/bench.img ]", b.opts, ms.join(" "), file.display()))));
+            b.check("taktuk", n, &sum);
+        }
+        b.clean();
+        let ideal = (mib as f64 * 1048576.0 * 8.0) / parse_rate(&rate);
+        let m1 = median(&one).as_secs_f64();
+        s += &format!("## {mib} MiB image to {n} receivers, every link {rate} both ways (tc tbf), median of {rounds} interleaved rounds\n\n");
+        s += &format!("size / link rate: {ideal:.2} s; load average before: {load0}, after: {}\n\n| tool | median | spread | x one transfer |\n|---|---|---|---|\n", loadavg());
+        for (name, v) in [
+            ("mln chain, 1 receiver (one transfer)", &one),
+            (&*format!("**mln chain, {n} receivers**") as &str, &all),
+            (&*format!("mln chain, {n} receivers, busybox `sha256sum` (the hop before)") as &str, &all_bb),
+            ("sequential scp", &scp),
+            ("taktuk broadcast put", &taktuk),
+        ] {
+            s += &format!("| {name} | {:.2} s | {} | {:.2} |\n", median(v).as_secs_f64(), spread(v), median(v).as_secs_f64() / m1);
+        }
+        s += &format!("\nscp / chain: {:.2}; taktuk / chain: {:.2}\n", median(&scp).as_secs_f64() / median(&all).as_secs_f64(), median(&taktuk).as_secs_f64() / median(&all).as_secs_f64());
+        if !cpu8.is_empty() {
+            let (c1, c8, cb) = (median(&cpu1).as_secs_f64(), median(&cpu8).as_secs_f64(), median(&cpu8_bb).as_secs_f64());
+            s += &format!(
+                "\nCPU of the chain (cpuacct: mln's sender, every receiver's processes and shells, `ip netns exec`), median: 1 receiver {c1:.2} s; {n} receivers {c8:.2} s = {:.1} ms per MiB per receiver, {:.2} cores over the run; with busybox's hash {cb:.2} s = {:.1} ms per MiB per receiver, {:.2} cores\n",
+                c8 * 1000.0 / (mib as f64 * n as f64),
+                c8 / median(&all).as_secs_f64(),
+                cb * 1000.0 / (mib as f64 * n as f64),
+                cb / median(&all_bb).as_secs_f64()
+            );
+        }
+        s += "\n";
+    }
     s
 }
 
@@ -254,8 +438,13 @@ fn limit_taps(bridge: &str, rate: &str, stop: &std::sync::atomic::AtomicBool) {
 fn deploy() -> String {
     use baremetal_rig::{NodeKind, Rig, IPMI_USER};
     Rig::available().unwrap();
-    let sizes: Vec<usize> = if quick() { vec![1, 2] } else { vec![1, 2, 4, 8] };
-    let rate = std::env::var("MLN_BENCH_RATE").unwrap_or_else(|_| "200mbit".into());
+    // MLN_BENCH_SIZES=1,8: some sizes only (each is minutes under emulation).
+    let sizes: Vec<usize> = match std::env::var("MLN_BENCH_SIZES") {
+        Ok(v) => v.split(',').filter_map(|k| k.trim().parse().ok()).filter(|k| *k > 0).collect(),
+        Err(_) if quick() => vec![1, 2],
+        Err(_) => vec![1, 2, 4, 8],
+    };
+    let rate = rates().into_iter().next().unwrap_or_else(|| "200mbit".into());
     let most = *sizes.iter().max().unwrap();
     let rig = Rig::new(&vec![NodeKind { disk_mib: Some(64), memory_mib: 384 }; most]);
     let d = rig.dir.path();
@@ -295,7 +484,8 @@ fn deploy() -> String {
         // The deploy system is built on first use: not in any size's time.
         for &k in &sizes {
             let name = format!("metal{k}");
-            let mut project = format!("global {{\n    project {name}\n}}\nswitch lan {{ }}\nsuperclass node {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {{\n        switch lan\n        netmask 255.255.255.0\n    }}\n}}\n");
+            // The switch is the rig's bridge, the one the nodes are cabled to.
+            let mut project = format!("global {{\n    project {name}\n}}\nswitch lan {{\n    bridge {}\n}}\nsuperclass node {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {{\n        switch lan\n        netmask 255.255.255.0\n    }}\n}}\n", rig.bridge);
             for (i, n) in rig.nodes.iter().take(k).enumerate() {
                 project += &format!(
                     "host bm{i} {{\n    superclass node\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n    }}\n}}\n",
@@ -311,6 +501,8 @@ fn deploy() -> String {
                 // The deploy system is built on first use (about a minute): before, untimed.
                 must(&format!("bash {} {}", root.join("deploysys/build.sh").display(), state.join("baremetal/deploysys").display()));
             }
+            // The consoles are kept across sizes: only what this size adds counts.
+            let before: Vec<usize> = rig.nodes.iter().map(|n| rig.console(n).len()).collect();
             eprintln!("deploying {k} node(s)");
             let t = Instant::now();
             let (ok, built) = mln(&["build", "-f", file.to_str().unwrap()]);
@@ -323,9 +515,15 @@ fn deploy() -> String {
                     steps.entry(step.clone()).or_default().push(secs.as_f64().unwrap());
                 }
             }
-            let chained = rig.nodes.iter().take(k).filter(|n| rig.console(n).contains("MLN-CHAIN host=")).count();
-            eprintln!("{k} node(s): build {:.1} s, steps {steps:?}, {chained} through the chain", wall.as_secs_f64());
-            rows.push((k, wall, steps, chained));
+            let consoles: Vec<String> = rig.nodes.iter().zip(&before).take(k).map(|(n, b)| {
+                let c = rig.console(n);
+                c.get(*b..).map(str::to_string).unwrap_or(c)
+            }).collect();
+            let chained = consoles.iter().filter(|c| c.contains("MLN-CHAIN host=")).count();
+            // Each chain has one last hop (it forwards to no one).
+            let chains = consoles.iter().filter(|c| c.lines().any(|l| l.contains("MLN-CHAIN host=") && l.contains(" next=- "))).count();
+            eprintln!("{k} node(s): build {:.1} s, steps {steps:?}, {chained} through {chains} chain(s)", wall.as_secs_f64());
+            rows.push((k, wall, steps, chained, chains));
             let (ok, removed) = mln(&["remove", "-p", &name]);
             assert!(ok, "{removed}");
             for n in rig.nodes.iter().take(k) {
@@ -336,14 +534,14 @@ fn deploy() -> String {
     });
     let one = rows[0].1.as_secs_f64();
     let mut s = format!(
-        "## Deployment of the test guest's environment ({:.1} MiB gzip tar), `mln build`, QEMU nodes (software emulation, 384 MiB each), every tap limited to {rate} toward its node, one run per size\n\n| nodes | build | x 1 node | deploy system (mean, slowest) | install (mean, slowest) | boot (mean, slowest) | image through the chain |\n|---|---|---|---|---|---|---|\n",
+        "## Deployment of the test guest's environment ({:.1} MiB gzip tar), `mln build`, QEMU nodes (software emulation, 384 MiB each), every tap limited to {rate} toward its node, one run per size\n\n| nodes | build | x 1 node | deploy system (mean, slowest) | install (mean, slowest) | boot (mean, slowest) | image through the chain | chains |\n|---|---|---|---|---|---|---|---|\n",
         image_size as f64 / 1048576.0
     );
-    for (k, wall, steps, chained) in &rows {
+    for (k, wall, steps, chained, chains) in &rows {
         let cell = |st: &str| {
             steps.get(st).map_or("–".to_string(), |v| format!("{:.1} s, {:.1} s", v.iter().sum::<f64>() / v.len() as f64, v.iter().cloned().fold(0.0, f64::max)))
         };
-        s += &format!("| {k} | {:.1} s | {:.2} | {} | {} | {} | {chained} of {k} |\n", wall.as_secs_f64(), wall.as_secs_f64() / one, cell("deploy_system"), cell("install"), cell("boot"));
+        s += &format!("| {k} | {:.1} s | {:.2} | {} | {} | {} | {chained} of {k} | {chains} |\n", wall.as_secs_f64(), wall.as_secs_f64() / one, cell("deploy_system"), cell("install"), cell("boot"));
     }
     s
 }
@@ -363,5 +561,5 @@ fn parse_rate(r: &str) -> f64 {
 }
 
 fn main() {
-    common::report(|_| "baremetal.md".into(), &[("broadcast", &broadcast), ("deploy", &deploy)]);
+    common::report(|_| "baremetal.md".into(), &[("hop", &hop), ("broadcast", &broadcast), ("deploy", &deploy)]);
 }

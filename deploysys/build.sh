@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds mln's deploy system into OUT (default target/deploysys): the
 # host's cloud kernel (as the test guest uses) and an initramfs with
-# busybox, dropbear, sfdisk, mke2fs, GNU tar, gzip/xz/zstd, kexec and
+# busybox, dropbear, sfdisk, mke2fs, GNU tar, gzip/xz/zstd, kexec, openssl
+# (the image chain's SHA-256) and
 # extlinux (with syslinux's MBR code: the deployed disk's bootloader),
 # each binary with the libraries ldd names. No secrets are in it: mln
 # appends a second archive with the SSH host key and authorized key
@@ -19,7 +20,7 @@ mkdir -p "$root"/{bin,sbin,proc,sys,dev,etc/dropbear,tmp,mnt,root/.ssh,modules,l
 cp /bin/busybox "$root/bin/busybox"
 
 . "$here/../scripts/copy-binary.sh"
-for t in dropbear sfdisk mke2fs tar gzip xz zstd kexec extlinux; do copy_binary "$root" "$t"; done
+for t in dropbear sfdisk mke2fs tar gzip xz zstd kexec extlinux openssl; do copy_binary "$root" "$t"; done
 [ -f /usr/lib/EXTLINUX/mbr.bin ] || { echo "missing /usr/lib/EXTLINUX/mbr.bin (scripts/setup.sh: extlinux)" >&2; exit 1; }
 mkdir -p "$root/usr/lib/EXTLINUX"
 cp /usr/lib/EXTLINUX/mbr.bin "$root/usr/lib/EXTLINUX/mbr.bin"

@@ -74,6 +74,11 @@ pub trait NodeOps: Send + Sync {
     fn configure(&self, node: &Node, deadline: Duration) -> Result<(), OpError>;
     /// Admin, then user post-install scripts.
     fn postinstall(&self, node: &Node, deadline: Duration) -> Result<(), OpError>;
+    /// A node's deployment begins (its thread runs it): an install step
+    /// that gathers nodes counts it as coming.
+    fn starting(&self, _node: &Node) {}
+    /// A node's deployment ended, deployed or KO: no one waits for it.
+    fn finished(&self, _node: &Node) {}
     /// Asks the running system to power off (`poweroff` over SSH): the
     /// soft half of `mln stop`.
     fn shutdown(&self, node: &Node) -> Result<(), OpError> {
@@ -364,12 +369,14 @@ impl<'a> Automaton<'a> {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some((n, c)) = nodes.get(i) else { break };
+                    self.ops.starting(n);
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.node(n, c))).unwrap_or_else(|_| NodeReport {
                         node: n.name.clone(),
                         steps: vec![],
                         ko: Some("the deployment of this node panicked".into()),
                         finished: Duration::ZERO,
                     });
+                    self.ops.finished(n);
                     *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                 });
             }

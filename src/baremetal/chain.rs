@@ -19,8 +19,10 @@
 //! receivers still running are stopped, and the rest goes to the next pass.
 //!
 //! [`Gather`] is the rendez-vous: the automaton runs every node on its own
-//! thread, so the nodes that reach the install step within a short window
-//! of the first share one chain; a node alone takes the single-node path.
+//! thread; the first node at the install step waits for the nodes of the
+//! deployment still on their way (not KO, not yet there), so they share
+//! one chain however far apart their deploy systems came up; a node alone
+//! takes the single-node path.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -32,8 +34,10 @@ use std::time::{Duration, Instant};
 
 /// The port the deploy system's receivers listen on (plus the pass).
 pub const PORT: u16 = 7907;
-/// How long the first node at the install step waits for the others.
-pub const GATHER: Duration = Duration::from_secs(15);
+/// At most how long the first node at the install step waits for the
+/// others still on their way (and never more than half of what is left
+/// of its install step's timeout).
+pub const GATHER_CAP: Duration = Duration::from_secs(300);
 
 /// A receiver that listens, or why it does not.
 type Started = Result<Box<dyn Receiver>, String>;
@@ -258,7 +262,10 @@ pub fn send(file: &Path, to: &Hop, stall: Duration) -> Result<u64, String> {
 
 /// A node's part, for busybox `sh`: listen on `port`, read the next hop
 /// (`ADDR PORT`, or `-`) from stdin, and pass the stream through `tee` to
-/// `sha256sum`, the next hop, and `filter | sink`. `prep` runs first
+/// the SHA-256, the next hop, and `filter | sink`. The hash is
+/// `openssl dgst` where the deploy system has it (SHA-NI or AVX2: a
+/// fraction of busybox `sha256sum`'s CPU, which was the hop's dearest
+/// part), busybox's otherwise. `prep` runs first
 /// (mount the root); `log`, if given, gets one line of what happened (the
 /// node's console). The last line it prints is `MLN-CHAIN-RESULT ...`.
 pub fn script(port: u16, prep: &str, filter: &str, sink: &str, log: Option<&str>, tag: &str) -> String {
@@ -275,7 +282,7 @@ exec 3< $d/in
 for i in $(seq 100); do netstat -ltn 2>/dev/null | grep -q ":{port} " && break; sleep 0.1; done
 echo MLN-CHAIN listening
 read next nport || exit 92
-sha256sum < $d/sum > $d/sum.out &
+if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r < $d/sum > $d/sum.out & else sha256sum < $d/sum > $d/sum.out & fi
 sp=$!
 if [ "$next" != - ]; then
     (r=1; for i in $(seq 20); do nc -w 5 "$next" "$nport" <&4 > /dev/null 2>> $d/fwd.err & echo $! >> $d/pids; wait $! && {{ r=0; break; }}; sleep 0.5; done; echo $r > $d/fwd.rc; cat <&4 > /dev/null) 4< $d/fwd &
@@ -303,12 +310,18 @@ pub fn stop_script(port: u16) -> String {
     format!("kill $(cat /tmp/mln-chain-{port}/pids) 2>/dev/null; true")
 }
 
-/// The rendez-vous of nodes that reach the same install at about the
-/// same time: the first to arrive waits up to `window` (or until
-/// `expected` have come), then runs the job for all who came; a node that
-/// comes after that starts a new round.
+/// The rendez-vous of the nodes that write the same image. Each node of a
+/// deployment is announced when its deployment starts ([`Gather::expect`])
+/// and withdrawn when it ends, deployed or KO ([`Gather::finished`]). The
+/// first node to reach the install step leads a round and waits for every
+/// node still on its way to the same image (announced, not finished, not
+/// yet come), or until `until`; then it runs the job for all who came. A
+/// node that comes after that (a late one, or one retrying its install)
+/// starts a new round, which closes at once when no other is on its way.
+/// Deploy systems that come up minutes apart (software emulation, slow
+/// firmware) so share one chain instead of one chain per fixed window;
+/// `until` bounds what one node stuck in its reboot costs the others.
 pub struct Gather<K, T> {
-    window: Duration,
     inner: Mutex<Rounds<K, T>>,
     cv: Condvar,
 }
@@ -319,18 +332,49 @@ struct Rounds<K, T> {
     open: HashMap<K, (u64, Vec<T>)>,
     /// Finished rounds: id -> each member's result, taken as they leave.
     done: HashMap<u64, Vec<Option<Result<(), String>>>>,
+    /// Nodes on their way: name -> the key they will join.
+    coming: HashMap<String, K>,
+}
+
+impl<K: Eq + Hash + Clone, T> Default for Gather<K, T> {
+    fn default() -> Gather<K, T> {
+        Gather::new()
+    }
 }
 
 impl<K: Eq + Hash + Clone, T> Gather<K, T> {
-    pub fn new(window: Duration) -> Gather<K, T> {
-        Gather { window, inner: Mutex::new(Rounds { next_id: 0, open: HashMap::new(), done: HashMap::new() }), cv: Condvar::new() }
+    pub fn new() -> Gather<K, T> {
+        Gather { inner: Mutex::new(Rounds { next_id: 0, open: HashMap::new(), done: HashMap::new(), coming: HashMap::new() }), cv: Condvar::new() }
     }
 
-    /// Joins the round of `key` with `item`; the round's leader (the first
-    /// to come) runs `job` over every member, in the order they came, and
-    /// each member gets its own result.
-    pub fn join(&self, key: K, item: T, expected: usize, job: impl FnOnce(Vec<T>) -> Vec<Result<(), String>>) -> Result<(), String> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rounds<K, T>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `node` is being deployed and will come to `key`'s install.
+    pub fn expect(&self, node: &str, key: K) {
+        self.lock().coming.insert(node.to_string(), key);
+        self.cv.notify_all();
+    }
+
+    /// `node`'s deployment ended: if it never came, no round waits for it.
+    pub fn finished(&self, node: &str) {
+        self.lock().coming.remove(node);
+        self.cv.notify_all();
+    }
+
+    /// How many nodes are still on their way to `key`.
+    pub fn coming(&self, key: &K) -> usize {
+        self.lock().coming.values().filter(|k| *k == key).count()
+    }
+
+    /// `node` joins the round of `key` with `item`; the round's leader (the
+    /// first to come) waits as [`Gather`] says, at most until `until`, then
+    /// runs `job` over every member, in the order they came; each member
+    /// gets its own result.
+    pub fn join(&self, key: K, node: &str, item: T, until: Instant, job: impl FnOnce(Vec<T>) -> Vec<Result<(), String>>) -> Result<(), String> {
+        let mut g = self.lock();
+        g.coming.remove(node);
         if let Some((id, members)) = g.open.get_mut(&key) {
             let (id, me) = (*id, members.len());
             members.push(item);
@@ -349,11 +393,10 @@ impl<K: Eq + Hash + Clone, T> Gather<K, T> {
         let id = g.next_id;
         g.next_id += 1;
         g.open.insert(key.clone(), (id, vec![item]));
-        let until = Instant::now() + self.window;
         loop {
-            let n = g.open.get(&key).map(|(_, m)| m.len()).unwrap_or(0);
+            let coming = g.coming.values().filter(|k| **k == key).count();
             let now = Instant::now();
-            if n >= expected || now >= until {
+            if coming == 0 || now >= until {
                 break;
             }
             g = self.cv.wait_timeout(g, until - now).unwrap_or_else(|p| p.into_inner()).0;
@@ -364,7 +407,7 @@ impl<K: Eq + Hash + Clone, T> Gather<K, T> {
         let mut results: Vec<Option<Result<(), String>>> = job(members).into_iter().map(Some).collect();
         results.resize(n, Some(Err("the chain gave no result for this node".into())));
         let mine = results[0].take().unwrap_or_else(|| Err("no result".into()));
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.lock();
         if n > 1 {
             g.done.insert(id, results);
         }

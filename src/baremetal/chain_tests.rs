@@ -223,39 +223,122 @@ fn reports_are_read_from_the_scripts_last_line() {
     assert!(Report::parse("MLN-CHAIN listening\n").is_none());
 }
 
+/// Runs `f` on its own thread; a rendez-vous that never closes fails the
+/// test (after two minutes) instead of hanging it.
+fn within<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(120)).expect("the round never closed")
+}
+
+type Calls = Arc<Mutex<Vec<Vec<u32>>>>;
+
+/// Node `i` joins `key`'s round; the job records its members and fails member 1.
+fn member(g: &Arc<Gather<&'static str, u32>>, calls: &Calls, key: &'static str, i: u32, until: Instant) -> std::thread::JoinHandle<Result<(), String>> {
+    let (g, calls) = (g.clone(), calls.clone());
+    std::thread::spawn(move || {
+        g.join(key, &format!("n{i}"), i, until, |members| {
+            calls.lock().unwrap().push(members.clone());
+            members.iter().map(|m| if *m == 1 { Err("bad".into()) } else { Ok(()) }).collect()
+        })
+    })
+}
+
+fn sorted(mut v: Vec<u32>) -> Vec<u32> {
+    v.sort();
+    v
+}
+
 #[test]
-fn nodes_that_come_within_the_window_share_one_round() {
-    let g: Gather<&str, u32> = Gather::new(Duration::from_secs(20));
-    let calls = Mutex::new(Vec::new());
-    let results: Vec<Result<(), String>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..3)
-            .map(|i| {
-                let (g, calls) = (&g, &calls);
-                s.spawn(move || {
-                    g.join("img", i, 3, |members| {
-                        calls.lock().unwrap().push(members.clone());
-                        members.iter().map(|m| if *m == 1 { Err("bad".into()) } else { Ok(()) }).collect()
-                    })
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
+fn the_round_waits_for_every_node_on_its_way_however_late() {
+    within(|| {
+        let g = Arc::new(Gather::new());
+        let calls: Calls = Arc::default();
+        for i in 0..3 {
+            g.expect(&format!("n{i}"), "img");
+        }
+        let far = Instant::now() + Duration::from_secs(3600);
+        let a = member(&g, &calls, "img", 0, far);
+        let b = member(&g, &calls, "img", 1, far);
+        while g.coming(&"img") > 1 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Longer than nothing at all: the round stays open for n2.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(calls.lock().unwrap().is_empty(), "the round closed with n2 still on its way");
+        let c = member(&g, &calls, "img", 2, far);
+        let results = [a.join().unwrap(), b.join().unwrap(), c.join().unwrap()];
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1, "one chain for the three: {calls:?}");
+        assert_eq!(sorted(calls[0].clone()), vec![0, 1, 2]);
+        assert_eq!(results[1], Err("bad".into()));
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert_eq!(g.coming(&"img"), 0);
     });
-    let calls = calls.into_inner().unwrap();
-    assert_eq!(calls.len(), 1, "one chain for the three: {calls:?}");
-    let mut m = calls[0].clone();
-    m.sort();
-    assert_eq!(m, vec![0, 1, 2]);
-    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
-    assert_eq!(results[1], Err("bad".into()));
-    // A node alone: the window passes, it runs by itself; the next is a new round.
-    let alone = g.join("img", 7, 3, |m| {
-        assert_eq!(m, vec![7]);
-        vec![Ok(())]
+}
+
+#[test]
+fn a_node_that_ends_ko_before_its_install_no_longer_holds_the_round() {
+    within(|| {
+        let g = Arc::new(Gather::new());
+        let calls: Calls = Arc::default();
+        for i in 0..3 {
+            g.expect(&format!("n{i}"), "img");
+        }
+        let far = Instant::now() + Duration::from_secs(3600);
+        let a = member(&g, &calls, "img", 0, far);
+        let b = member(&g, &calls, "img", 2, far);
+        while g.coming(&"img") > 1 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(calls.lock().unwrap().is_empty());
+        // n1's deploy system never came up: KO, its deployment ends.
+        g.finished("n1");
+        assert_eq!(a.join().unwrap(), Ok(()));
+        assert_eq!(b.join().unwrap(), Ok(()));
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(sorted(calls[0].clone()), vec![0, 2]);
     });
-    assert_eq!(alone, Ok(()));
-    let other_key = Gather::<&str, u32>::new(Duration::from_millis(100)).join("other", 1, 2, |m| vec![Err(format!("{m:?}"))]);
-    assert_eq!(other_key, Err("[1]".into()));
+}
+
+#[test]
+fn past_its_limit_the_round_goes_and_a_late_node_then_goes_alone() {
+    within(|| {
+        let g = Arc::new(Gather::new());
+        let calls: Calls = Arc::default();
+        g.expect("n0", "img");
+        g.expect("n3", "img");
+        let a = member(&g, &calls, "img", 0, Instant::now() + Duration::from_millis(200));
+        assert_eq!(a.join().unwrap(), Ok(()));
+        assert_eq!(calls.lock().unwrap().clone(), vec![vec![0]], "the leader went alone at its limit");
+        // n3 comes after: no one else on its way, its round closes at once.
+        let late = member(&g, &calls, "img", 3, Instant::now() + Duration::from_secs(3600));
+        assert_eq!(late.join().unwrap(), Ok(()));
+        assert_eq!(calls.lock().unwrap().clone(), vec![vec![0], vec![3]]);
+    });
+}
+
+#[test]
+fn nodes_of_another_image_and_finished_nodes_are_not_waited_for() {
+    within(|| {
+        let g = Arc::new(Gather::new());
+        let calls: Calls = Arc::default();
+        // n5 goes to another environment; n6 was deployed already (finished).
+        g.expect("n5", "other");
+        g.expect("n6", "img");
+        g.finished("n6");
+        let far = Instant::now() + Duration::from_secs(3600);
+        assert_eq!(member(&g, &calls, "img", 4, far).join().unwrap(), Ok(()));
+        assert_eq!(calls.lock().unwrap().clone(), vec![vec![4]]);
+        assert_eq!(g.coming(&"other"), 1);
+        // A node never announced (no deployment around it) goes at once too.
+        assert_eq!(member(&g, &calls, "solo", 7, far).join().unwrap(), Ok(()));
+        g.finished("n5");
+        assert_eq!(g.coming(&"other"), 0);
+    });
 }
 
 /// The node's part as the deploy system runs it: busybox's sh, nc, tee,
@@ -264,6 +347,21 @@ fn nodes_that_come_within_the_window_share_one_round() {
 /// forwarded; a fourth node dead.
 #[test]
 fn the_busybox_script_receives_forwards_and_extracts() {
+    busybox_script(false);
+}
+
+/// The same with the deploy system's openssl hashing the stream: no
+/// `sha256sum` on PATH, so a sum in every report is openssl's.
+#[test]
+fn the_script_hashes_with_openssl_where_there_is_one() {
+    if which("openssl").is_err() {
+        eprintln!("no openssl: skipped");
+        return;
+    }
+    busybox_script(true);
+}
+
+fn busybox_script(openssl: bool) {
     let Ok(bb) = which("busybox") else {
         eprintln!("no busybox: skipped");
         return;
@@ -271,7 +369,13 @@ fn the_busybox_script_receives_forwards_and_extracts() {
     let t = tempfile::tempdir().unwrap();
     let bin = t.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
+    if openssl {
+        std::os::unix::fs::symlink(which("openssl").unwrap(), bin.join("openssl")).unwrap();
+    }
     for a in ["sh", "nc", "tee", "netstat", "sha256sum", "mkfifo", "sleep", "seq", "grep", "cat", "cut", "head", "kill", "rm", "mkdir", "gzip", "tar", "true", "mount", "mountpoint"] {
+        if openssl && a == "sha256sum" {
+            continue;
+        }
         std::os::unix::fs::symlink(&bb, bin.join(a)).unwrap();
     }
     // The image: a small tree as a gzip tar.

@@ -124,8 +124,9 @@ pub struct Site<'a> {
     /// Per node, the device its root was written to (install's steps
     /// share it).
     roots: Mutex<HashMap<String, String>>,
-    /// The install step's rendez-vous: nodes writing the same image at
-    /// about the same time share one chain (`baremetal::chain`).
+    /// The install step's rendez-vous, keyed by environment: the nodes of
+    /// a deployment that write the same image share one chain
+    /// (`baremetal::chain`).
     gather: super::chain::Gather<String, (Node, String)>,
     known_hosts: Mutex<()>,
 }
@@ -143,7 +144,7 @@ impl<'a> Site<'a> {
         let subnet = Subnet::parse(&nb.subnet).map_err(|e| SiteError::Netboot(e.to_string()))?;
         let boot = BootService::new(state, nb, plan.as_ref())?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(SiteError::Runtime)?;
-        Ok(Site { state, power: Power::default(), clusters, boot, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()), gather: super::chain::Gather::new(super::chain::GATHER), known_hosts: Mutex::new(()) })
+        Ok(Site { state, power: Power::default(), clusters, boot, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()), gather: super::chain::Gather::new(), known_hosts: Mutex::new(()) })
     }
 
     pub fn machines(&self) -> BareMetalMachines<'_> {
@@ -243,6 +244,13 @@ impl<'a> Site<'a> {
     }
 }
 
+/// The install rendez-vous' key: nodes of one environment (and version)
+/// write the same image.
+fn gather_key(node: &Node) -> String {
+    let e = &node.spec.environment;
+    format!("{}:{}", e.name, e.version.map_or("newest".into(), |v| v.to_string()))
+}
+
 /// A TCP connection to port 22 accepted, or refused (RST): the address is
 /// up. Silence (no ARP answer, no route) is not.
 pub fn answers_tcp(address: &str) -> bool {
@@ -292,6 +300,16 @@ fn wait_until(deadline: Duration, now: impl Fn() -> Duration, what: &str, mut ok
 impl NodeOps for Site<'_> {
     fn now(&self, _node: &Node) -> Duration {
         self.start.elapsed()
+    }
+
+    fn starting(&self, node: &Node) {
+        if node.spec.boot == super::BootMode::Disk {
+            self.gather.expect(&node.name, gather_key(node));
+        }
+    }
+
+    fn finished(&self, node: &Node) {
+        self.gather.finished(&node.name);
     }
 
     fn set_profile(&self, node: &Node, profile: &BootProfile) -> Result<(), OpError> {
@@ -393,19 +411,17 @@ impl NodeOps for Site<'_> {
         Ok(())
     }
 
-    fn write_image(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
+    fn write_image(&self, node: &Node, deadline: Duration) -> Result<(), OpError> {
         let env = self.env(node)?;
         let device = self.root(node)?;
         let tar = env.image.kind == ImageKind::Tar;
         let image = self.file(&env, &env.image.file)?;
-        // The nodes of this build that write the same image: the round
-        // closes early once they have all come.
-        let expected = self.plan.as_ref().map_or(1, |p| {
-            p.hosts.iter().filter(|h| h.baremetal.as_ref().is_some_and(|b| b.boot == super::BootMode::Disk && b.environment == node.spec.environment)).count()
-        });
-        let key = format!("{}|{tar}", image.display());
+        // The others still on their way are waited for, but never past half
+        // of what is left of this step's time: its own image must fit too.
+        let left = deadline.saturating_sub(self.now(node)) / 2;
+        let until = Instant::now() + left.min(super::chain::GATHER_CAP);
         self.gather
-            .join(key, (node.clone(), device.clone()), expected.max(1), |members| self.write_images(&env, &image, tar, &members))
+            .join(gather_key(node), &node.name, (node.clone(), device.clone()), until, |members| self.write_images(&env, &image, tar, &members))
             .map_err(OpError::Failed)?;
         if !tar {
             self.deploy_node(node)?.mount_root(&device).map_err(deploy_error)?;
