@@ -51,7 +51,7 @@ pub fn deployed_profile(spec: &NodeSpec) -> BootProfile {
     }
 }
 
-fn summary(r: &NodeReport, env: &str) -> Result<Done, MachineError> {
+fn summary(r: &NodeReport, env: &str, escalated: Option<String>) -> Result<Done, MachineError> {
     let steps: Vec<String> = r
         .steps
         .iter()
@@ -61,7 +61,10 @@ fn summary(r: &NodeReport, env: &str) -> Result<Done, MachineError> {
         })
         .collect();
     match &r.ko {
-        None => Ok(Done::ok(format!("deployed {env} ({})", steps.join("; ")))),
+        None => {
+            let power = escalated.map(|why| format!("; power through its cluster's power_command ({why})")).unwrap_or_default();
+            Ok(Done::ok(format!("deployed {env} ({}){power}", steps.join("; "))))
+        }
         Some(why) => Err(MachineError::Failed(format!("KO: {why}"))),
     }
 }
@@ -101,7 +104,7 @@ impl BareMetalMachines<'_> {
         // the deployment, it is said in each outcome.
         let recorded = self.state.record_steps(&super::stats::records(&plan.project, &deployment, &reports));
         for r in &reports {
-            let mut o = Outcome::of(&r.node, summary(r, labels.get(&r.node).map(String::as_str).unwrap_or("?")));
+            let mut o = Outcome::of(&r.node, summary(r, labels.get(&r.node).map(String::as_str).unwrap_or("?"), self.power.escalated(&r.node)));
             if let Err(e) = &recorded {
                 o.message += &format!(" (its statistics were not recorded: {e})");
             }
