@@ -56,7 +56,10 @@ fn summary(r: &NodeReport, env: &str, escalated: Option<String>) -> Result<Done,
         .steps
         .iter()
         .map(|s| {
-            let retries = if s.retries > 0 { format!(", {} retr{}", s.retries, if s.retries == 1 { "y" } else { "ies" }) } else { String::new() };
+            // Why the attempts before the one that ended it failed (a
+            // fallback to the next variant is said, not only counted).
+            let why = if s.ok && !s.failures.is_empty() { format!(" after {}", s.failures.join(" / ")) } else { String::new() };
+            let retries = if s.retries > 0 { format!(", {} retr{}{why}", s.retries, if s.retries == 1 { "y" } else { "ies" }) } else { String::new() };
             format!("{} {} {:.0} s{retries}", s.step.as_str(), s.variant.as_str(), s.duration.as_secs_f64())
         })
         .collect();

@@ -472,12 +472,12 @@ impl DeployNode {
             return Err(DeployError::Refused("kernel parameters hold a control character".into()));
         }
         // Said plainly when the running system cannot kexec at all.
-        self.run("find kexec", "command -v kexec >/dev/null || { echo 'this system has no kexec (kexec-tools)' >&2; exit 127; }", b"")?;
+        self.run("find kexec", "PATH=$PATH:/usr/sbin:/sbin; command -v kexec >/dev/null || { echo 'this system has no kexec (kexec-tools)' >&2; exit 127; }", b"")?;
         self.run("send the kernel (kexec)", &format!("set -e; mkdir -p /tmp; cat > {KEXEC_DIR}-vmlinuz"), kernel)?;
         self.run("send the initrd (kexec)", &format!("set -e; cat > {KEXEC_DIR}-initrd"), initrd)?;
-        let load = format!("set -e; kexec -l {KEXEC_DIR}-vmlinuz --initrd={KEXEC_DIR}-initrd --append={}", quote(cmdline));
+        let load = format!("set -e; PATH=$PATH:/usr/sbin:/sbin; kexec -l {KEXEC_DIR}-vmlinuz --initrd={KEXEC_DIR}-initrd --append={}", quote(cmdline));
         self.run("load the kernel (kexec)", &load, b"")?;
-        self.run("kexec", &format!("(sleep 1; echo {} >/dev/console; sync; umount {ROOT} 2>/dev/null; kexec -e) >/dev/null 2>&1 </dev/null &", quote(say)), b"").map(drop)
+        self.run("kexec", &format!("PATH=$PATH:/usr/sbin:/sbin; (sleep 1; echo {} >/dev/console; sync; umount {ROOT} 2>/dev/null; kexec -e) >/dev/null 2>&1 </dev/null &", quote(say)), b"").map(drop)
     }
 
     /// A firmware reboot (the "classical" boot: the next boot profile

@@ -247,7 +247,9 @@ impl<'a> Site<'a> {
         s.identity = identity;
         s.known_hosts = self.deployed_known_hosts();
         s.accept_new_host_keys = true;
-        s.connect_timeout = 10;
+        // A deployed system's SSH server may be slow to do its key
+        // exchange (the rig's emulated nodes under load took over 10 s).
+        s.connect_timeout = 30;
         Ok(DeployNode { name: node.name.clone(), server: s, rt: self.rt.handle().clone() })
     }
 
