@@ -594,7 +594,7 @@ fn a_build_killed_during_install_is_run_again() {
     let log_before = std::fs::read_to_string(&log).unwrap_or_default().len();
     let built = ok(&["build", "-f", "metal.mln"]);
     assert!(built.contains("deployed testguest:1") && built.contains("deploy_system kexec"), "{built}");
-    let c = rig.wait_console(n, "MLN-APPLIED", Duration::from_secs(120)).unwrap_or_else(|c| panic!("bm0 did not report:\n{c}"));
+    let c = rig.wait_console(n, "MLN-APPLIED", Duration::from_secs(400)).unwrap_or_else(|c| panic!("bm0 did not report:\n{c}"));
     assert!(c[before..].matches("MLN-DEPLOY-UP").count() == 1, "a fresh deploy system for the re-run:\n{c}");
     // kexec'd from the deploy system the killed run left: no firmware
     // boot (iPXE says nothing on the serial console, but a network boot
