@@ -24,6 +24,8 @@ for t in dropbear sfdisk mke2fs tar gzip xz zstd kexec extlinux openssl; do copy
 [ -f /usr/lib/EXTLINUX/mbr.bin ] || { echo "missing /usr/lib/EXTLINUX/mbr.bin (scripts/setup.sh: extlinux)" >&2; exit 1; }
 mkdir -p "$root/usr/lib/EXTLINUX"
 cp /usr/lib/EXTLINUX/mbr.bin "$root/usr/lib/EXTLINUX/mbr.bin"
+# GPT disks: syslinux's boot code for a protective MBR.
+cp /usr/lib/EXTLINUX/gptmbr.bin "$root/usr/lib/EXTLINUX/gptmbr.bin"
 ln -sf "$(command -v mke2fs)" "$root/sbin/mkfs.ext4"
 
 # Modules: virtio disk and network, ext4 (for writing the configuration

@@ -11,7 +11,8 @@
 # the script starts dropbear chrooted into it (tmpfs /tmp; the node's
 # host key, made at deployment by the post-install script hostkey.sh,
 # or else one made at boot). Logins: keys only (root's authorized_keys, which
-# mln writes into the deployed root). `poweroff` there is busybox's: it
+# mln writes into the deployed root). kexec-tools too, for mln's `kexec`
+# deploy system. `poweroff` there is busybox's: it
 # signals PID 1, the test guest's init, which says so on the console
 # and powers off.
 set -euo pipefail
@@ -26,7 +27,10 @@ rm -rf "$tree/lost+found"
 . "$here/../scripts/copy-binary.sh"
 copy_binary "$tree" dropbear
 copy_binary "$tree" dropbearkey
-mkdir -p "$tree"/{bin,tmp,proc,dev,root,usr/lib/mln}
+# kexec: a later deployment boots the deploy system from this running
+# system without the firmware (the `kexec` deploy-system variant).
+copy_binary "$tree" kexec
+mkdir -p "$tree"/{bin,tmp,proc,sys,dev,root,usr/lib/mln}
 chmod 700 "$tree/root"
 cp /bin/busybox "$tree/bin/busybox"
 ln -sf busybox "$tree/bin/sh"
@@ -36,6 +40,7 @@ cat > "$tree/usr/lib/mln/sshd" <<'SH'
 r=/fsroot
 mount -t tmpfs tmpfs "$r/tmp"
 mount -t proc proc "$r/proc"
+mount -t sysfs sys "$r/sys"
 mount -t devtmpfs dev "$r/dev"
 mkdir -p "$r/dev/pts" && mount -t devpts devpts "$r/dev/pts"
 key=/etc/dropbear/dropbear_ed25519_host_key

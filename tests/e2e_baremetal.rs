@@ -139,7 +139,7 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
         .status()
         .unwrap();
     assert!(st.success());
-    let part = node.partition_and_format("/dev/vda", None).unwrap();
+    let part = node.partition_and_format("/dev/vda", None, mln::baremetal::deploysys::PartitionTable::Dos).unwrap();
     assert_eq!(part, "/dev/vda1");
     node.write_image(&d.join("rootfs.tar.gz"), Compression::Gzip, true, &part).unwrap();
     assert_eq!(node.run("check", "cat /mnt/etc/hostname; cat /sys/block/vda/vda1/size", b"").unwrap().lines().next(), Some("template"));
@@ -291,6 +291,21 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     // the deploy system; the disk's bootloader (installed by the install
     // step) boots the test guest.
     let steps = "install = [{ type = \"chain\", timeout = 300 }]\nboot = [{ type = \"classical\", timeout = 400 }]\n";
+    // bm2's password file is wrong; its cluster's power-command level
+    // (a "PDU": ipmitool with the right password, the outlet by name)
+    // powers it instead.
+    let pdu_sh = d.join("pdu.sh");
+    std::fs::write(
+        &pdu_sh,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in bm2) port={} ;; *) echo \"no outlet for $1\" >&2; exit 1 ;; esac\nexec ipmitool -I lanplus -H 127.0.0.1 -p \"$port\" -U {IPMI_USER} -f {} power \"$2\"\n",
+            rig.nodes[2].ipmi_port,
+            rig.password_file.display()
+        ),
+    )
+    .unwrap();
+    let t = |w: &str| format!("\"sh {} {{host}} {w}\"", pdu_sh.display());
+    let pdu = format!("power_command = {{ on = {}, off = {}, reset = {}, status = {} }}\n", t("on"), t("off"), t("reset"), t("status"));
     std::fs::write(
         state.join("fabric.toml"),
         format!(
@@ -298,6 +313,7 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
              [baremetal.default]\ndeploy_system = [{{ type = \"untrusted\", timeout = 400 }}]\n{steps}\n\
              [baremetal.flaky]\ndeploy_system = [{{ type = \"untrusted\", timeout = 400, retries = 1 }}]\n{steps}\n\
              [baremetal.dead]\ndeploy_system = [{{ type = \"untrusted\", timeout = 40 }}]\n{steps}\n\
+             [baremetal.cold]\ndeploy_system = [{{ type = \"untrusted\", timeout = 400 }}]\ninstall = [{{ type = \"chain\", timeout = 300 }}]\nboot = [{{ type = \"hard\", timeout = 400 }}]\npartition_table = \"gpt\"\n{pdu}\n\
              [baremetal.ram]\nboot = [{{ type = \"hard\", timeout = 300 }}]\n",
             rig.subnet, rig.server
         ),
@@ -315,11 +331,12 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     let ann = "ann $6$annsalt$LAgkzpFKuw7yFaw7MmvCaXCekwjFvMAwGHWDcwopJSM5f7L4eK8EOP6PAC0vCf.h7tf9D/wPG5flz6JnOBsmw0";
     let mut project = format!(
         "global {{\n    project metal\n}}\nswitch lan {{\n    bridge {}\n}}\nsuperclass node {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    network eth0 {{\n        switch lan\n        netmask 255.255.255.0\n    }}\n    users {{\n        {ann}\n    }}\n{node_startup}}}\n\
-         superclass flaky {{\n    superclass node\n}}\nsuperclass dead {{\n    superclass node\n}}\nsuperclass ram {{\n    superclass node\n    environment ramroot\n    boot diskless\n}}\n",
+         superclass flaky {{\n    superclass node\n}}\nsuperclass dead {{\n    superclass node\n}}\nsuperclass cold {{\n    superclass node\n}}\nsuperclass ram {{\n    superclass node\n    environment ramroot\n    boot diskless\n}}\n",
         rig.bridge
     );
     for (i, n) in rig.nodes.iter().enumerate() {
         let class = match i {
+            2 => "cold",
             3 => "flaky",
             5 => "dead",
             6 => "ram",
@@ -332,7 +349,7 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
             "host bm{i} {{\n    superclass {class}\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n    }}\n{own}}}\n",
             n.mac,
             n.ipmi_port,
-            if i == 4 { &wrong } else { &rig.password_file }.display(),
+            if i == 4 || i == 2 { &wrong } else { &rig.password_file }.display(),
             n.address
         );
     }
@@ -373,6 +390,20 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
         assert!(line(h).contains("deployed testguest:1"), "{why}");
     }
     assert!(line("bm3").contains("1 retry"), "bm3's cut boot was retried:\n{why}");
+    // bm2's boot is `hard` (its cluster): a reset through IPMI into its
+    // disk, a GPT disk (its cluster's `partition_table`), the others DOS.
+    assert!(line("bm2").contains("boot hard"), "{why}");
+    assert!(line("bm2").contains("power through its cluster's power_command") && line("bm2").contains("refused the credentials"), "{why}");
+    let table = |n: &baremetal_rig::Node| {
+        let o = std::process::Command::new("sfdisk").arg("--dump").arg(n.disk.as_ref().unwrap()).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let t2 = table(&rig.nodes[2]);
+    assert!(t2.contains("label: gpt") && t2.contains("LegacyBIOSBootable"), "{t2}");
+    assert!(table(&rig.nodes[0]).contains("label: dos"), "{}", table(&rig.nodes[0]));
+    for h in ["bm0", "bm1", "bm3"] {
+        assert!(line(h).contains("boot classical"), "{why}");
+    }
     assert!(line("bm6").contains("deployed ramroot:1"), "{why}");
     for (vm, _) in &vms {
         assert!(line(vm).contains(" ok "), "{why}");
@@ -534,7 +565,7 @@ fn a_build_killed_during_install_is_run_again() {
     std::fs::write(
         state.join("fabric.toml"),
         format!(
-            "[netboot]\ninterface = \"{}\"\nsubnet = \"{}\"\nserver = \"{}\"\n\n[baremetal.default]\ndeploy_system = [{{ type = \"untrusted\", timeout = 300, retries = 1 }}]\ninstall = [{{ type = \"chain\", timeout = 300 }}]\nboot = [{{ type = \"kexec\", timeout = 240 }}]\n",
+            "[netboot]\ninterface = \"{}\"\nsubnet = \"{}\"\nserver = \"{}\"\n\n[baremetal.default]\ndeploy_system = [{{ type = \"kexec\", timeout = 240 }}, {{ type = \"untrusted\", timeout = 300, retries = 1 }}]\ninstall = [{{ type = \"chain\", timeout = 300 }}]\nboot = [{{ type = \"kexec\", timeout = 240 }}]\n",
             rig.bridge, rig.subnet, rig.server
         ),
     )
@@ -542,7 +573,7 @@ fn a_build_killed_during_install_is_run_again() {
     std::fs::write(
         d.join("metal.mln"),
         format!(
-            "global {{\n    project again\n}}\nhost bm0 {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n        netmask 255.255.255.0\n    }}\n}}\n",
+            "global {{\n    project again\n}}\nhost bm0 {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n        netmask 255.255.255.0\n    }}\n    startup {{\n        sh /fsroot/usr/lib/mln/sshd\n    }}\n}}\n",
             n.mac,
             n.ipmi_port,
             rig.password_file.display(),
@@ -559,18 +590,58 @@ fn a_build_killed_during_install_is_run_again() {
     first.wait().unwrap();
     let before = rig.console(n).len();
 
+    let log = state.join("baremetal/netboot/dnsmasq.log");
+    let log_before = std::fs::read_to_string(&log).unwrap_or_default().len();
     let built = ok(&["build", "-f", "metal.mln"]);
-    assert!(built.contains("deployed testguest:1"), "{built}");
-    let c = rig.wait_console(n, "MLN-APPLIED", Duration::from_secs(120)).unwrap_or_else(|c| panic!("bm0 did not report:\n{c}"));
+    assert!(built.contains("deployed testguest:1") && built.contains("deploy_system kexec"), "{built}");
+    let c = rig.wait_console(n, "MLN-APPLIED", Duration::from_secs(400)).unwrap_or_else(|c| panic!("bm0 did not report:\n{c}"));
     assert!(c[before..].matches("MLN-DEPLOY-UP").count() == 1, "a fresh deploy system for the re-run:\n{c}");
+    // kexec'd from the deploy system the killed run left: no firmware
+    // boot (iPXE says nothing on the serial console, but a network boot
+    // fetches the deploy kernel from dnsmasq's TFTP).
+    let kexec = c[before..].find("MLN-KEXEC host=bm0").unwrap_or_else(|| panic!("no kexec into the deploy system:\n{c}"));
+    assert!(c[before + kexec..].contains("MLN-DEPLOY-UP"), "{c}");
+    assert_no_network_boot(&log, log_before, &n.address);
     let line = c.lines().find(|l| l.contains("MLN-APPLIED")).unwrap();
     assert!(line.contains("\"hostname\":\"bm0\"") && line.contains(&n.address), "{line}");
     let stats: serde_json::Value = serde_json::from_str(&ok(&["stats", "-p", "again", "--json"])).unwrap();
     assert_eq!(stats.as_array().unwrap().len(), 1, "{stats}");
     assert_eq!((stats[0]["deployments"].as_u64(), stats[0]["failed"].as_u64()), (Some(1), Some(0)), "{stats}");
+
+    // Deployed again (`build -r`) from the running deployed system: the
+    // deploy system kexec'd from it over SSH (the test guest's dropbear,
+    // with mln's key: `-r` made the project new keys), no firmware boot.
+    rig.wait_console(n, "mln-testguest: sshd started", Duration::from_secs(120)).unwrap_or_else(|c| panic!("bm0's sshd:\n{c}"));
+    let before = rig.console(n).len();
+    let log_before = std::fs::read_to_string(&log).unwrap_or_default().len();
+    let again = ok(&["build", "-r", "-f", "metal.mln"]);
+    assert!(again.contains("deployed testguest:1") && again.contains("deploy_system kexec"), "{again}");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let c = loop {
+        let c = rig.console(n);
+        if c[before..].contains("MLN-APPLIED") {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "bm0 did not report after build -r:\n{c}");
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let after = &c[before..];
+    let k = after.find("MLN-KEXEC host=bm0 into the deploy system").unwrap_or_else(|| panic!("not kexec'd from the deployed system:\n{after}"));
+    assert_eq!(after.matches("MLN-DEPLOY-UP").count(), 1, "{after}");
+    assert!(after.find("MLN-DEPLOY-UP").unwrap() > k && after.rfind("MLN-APPLIED").unwrap() > k, "{after}");
+    assert_no_network_boot(&log, log_before, &n.address);
     ok(&["remove", "-p", "again"]);
     assert_eq!(std::fs::read_to_string(state.join("baremetal/netboot/leases")).unwrap(), "", "no lease left");
     assert_eq!(std::fs::read_dir(state.join("baremetal/tftp/nodes")).unwrap().count(), 0, "no profile left");
+}
+
+/// No network boot of the deploy system for `address` in dnsmasq's log
+/// since it was `from` bytes long (a shorter log was started anew).
+fn assert_no_network_boot(log: &std::path::Path, from: usize, address: &str) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let since = if text.len() >= from { &text[from..] } else { &text[..] };
+    let fetched = format!("deploy/vmlinuz to {address}");
+    assert!(!since.contains(&fetched), "a firmware boot fetched the deploy kernel:\n{since}");
 }
 
 /// The deploy systems said on their consoles what their chain receivers

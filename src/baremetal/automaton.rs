@@ -79,6 +79,13 @@ pub trait NodeOps: Send + Sync {
     fn starting(&self, _node: &Node) {}
     /// A node's deployment ended, deployed or KO: no one waits for it.
     fn finished(&self, _node: &Node) {}
+    /// The `nomini` deploy system: the node's running deployed system is
+    /// to do the install itself, no reboot. The default only waits for it;
+    /// a real implementation also checks it can (its tools, a target
+    /// that it is not running from).
+    fn nomini(&self, node: &Node, deadline: Duration) -> Result<(), OpError> {
+        self.wait_reachable(node, System::Deployed, deadline)
+    }
     /// Asks the running system to power off (`poweroff` over SSH): the
     /// soft half of `mln stop`.
     fn shutdown(&self, node: &Node) -> Result<(), OpError> {
@@ -171,6 +178,32 @@ pub struct Config {
     /// Nodes deployed at once (one thread each); the others wait for a
     /// free thread. Bounds a build of thousands of nodes.
     pub threads: usize,
+    /// The table the install step makes on a whole disk (a cluster's
+    /// hardware: `dos` by default, or `gpt`).
+    pub partition_table: super::deploysys::PartitionTable,
+    /// The power-command level of this cluster's nodes (a PDU, the site's
+    /// script): used when a node's own driver refuses the credentials or
+    /// does not answer. Templates with `{host}` and `{mac}`, as the
+    /// `command` driver's.
+    pub power_command: Option<PowerCommand>,
+}
+
+/// Command templates for on, off, reset, status and optionally cycle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerCommand {
+    pub on: String,
+    pub off: String,
+    pub reset: String,
+    pub status: String,
+    #[serde(default)]
+    pub cycle: Option<String>,
+}
+
+impl PowerCommand {
+    pub fn spec(&self) -> PowerSpec {
+        PowerSpec::Command { on: self.on.clone(), off: self.off.clone(), reset: self.reset.clone(), status: self.status.clone(), cycle: self.cycle.clone() }
+    }
 }
 
 /// Nodes deployed at once by default: more than a rack, less than what a
@@ -193,6 +226,8 @@ impl Default for Config {
             boot: vec![v(Variant::Classical, 200, 1), v(Variant::Hard, 400, 1)],
             window: DEFAULT_WINDOW,
             threads: DEFAULT_THREADS,
+            partition_table: super::deploysys::PartitionTable::Dos,
+            power_command: None,
         }
     }
 }
@@ -236,6 +271,8 @@ pub enum ConfigError {
     ZeroWindow,
     #[error("`threads` must be at least 1")]
     ZeroThreads,
+    #[error("power_command's `{which}`: {why}")]
+    PowerCommand { which: &'static str, why: String },
 }
 
 impl Config {
@@ -259,6 +296,14 @@ impl Config {
         }
         if self.threads == 0 {
             return Err(ConfigError::ZeroThreads);
+        }
+        if let Some(c) = &self.power_command {
+            let all = [("on", Some(&c.on)), ("off", Some(&c.off)), ("reset", Some(&c.reset)), ("status", Some(&c.status)), ("cycle", c.cycle.as_ref())];
+            for (which, t) in all {
+                if let Some(t) = t {
+                    super::power::command::argv(t, "h", "m").map_err(|why| ConfigError::PowerCommand { which, why })?;
+                }
+            }
         }
         Ok(())
     }
@@ -457,7 +502,7 @@ impl<'a> Automaton<'a> {
                 ops.kexec(n, System::Deploy)?;
                 ops.wait_reachable(n, System::Deploy, deadline)
             }
-            (Step::DeploySystem, Variant::Nomini) => ops.wait_reachable(n, System::Deployed, deadline),
+            (Step::DeploySystem, Variant::Nomini) => ops.nomini(n, deadline),
             (Step::Install, Variant::Chain) => {
                 ops.partition_format(n, deadline)?;
                 ops.write_image(n, deadline)?;

@@ -383,6 +383,16 @@ fn configurations_are_checked_and_read_from_toml() {
     assert_eq!(c.boot[1], VariantConf { variant: Variant::Hard, timeout: 300, retries: 1 });
     assert_eq!(c.install, Config::default().install, "unset steps keep their defaults");
     assert!(toml::from_str::<Config>("windows = 3").is_err());
+    // A cluster's table and its power-command level.
+    let c: Config = toml::from_str("partition_table = \"gpt\"\npower_command = { on = \"pdu {host} on\", off = \"pdu {host} off\", reset = \"pdu {host} reset\", status = \"pdu {host} status\" }\n").unwrap();
+    c.check().unwrap();
+    assert_eq!(c.partition_table, crate::baremetal::deploysys::PartitionTable::Gpt);
+    assert_eq!(c.power_command.as_ref().unwrap().spec(), PowerSpec::Command { on: "pdu {host} on".into(), off: "pdu {host} off".into(), reset: "pdu {host} reset".into(), status: "pdu {host} status".into(), cycle: None });
+    assert_eq!(Config::default().partition_table, crate::baremetal::deploysys::PartitionTable::Dos);
+    let bad: Config = toml::from_str("power_command = { on = \"pdu 'x\", off = \"a\", reset = \"a\", status = \"a\" }\n").unwrap();
+    assert!(matches!(bad.check(), Err(ConfigError::PowerCommand { which: "on", .. })), "{:?}", bad.check());
+    assert!(toml::from_str::<Config>("partition_table = \"bsd\"").is_err());
+    assert!(toml::from_str::<Config>("power_command = { on = \"a\" }").is_err(), "every template but cycle");
 }
 
 #[test]

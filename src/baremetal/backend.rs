@@ -51,17 +51,23 @@ pub fn deployed_profile(spec: &NodeSpec) -> BootProfile {
     }
 }
 
-fn summary(r: &NodeReport, env: &str) -> Result<Done, MachineError> {
+fn summary(r: &NodeReport, env: &str, escalated: Option<String>) -> Result<Done, MachineError> {
     let steps: Vec<String> = r
         .steps
         .iter()
         .map(|s| {
-            let retries = if s.retries > 0 { format!(", {} retr{}", s.retries, if s.retries == 1 { "y" } else { "ies" }) } else { String::new() };
+            // Why the attempts before the one that ended it failed (a
+            // fallback to the next variant is said, not only counted).
+            let why = if s.ok && !s.failures.is_empty() { format!(" after {}", s.failures.join(" / ")) } else { String::new() };
+            let retries = if s.retries > 0 { format!(", {} retr{}{why}", s.retries, if s.retries == 1 { "y" } else { "ies" }) } else { String::new() };
             format!("{} {} {:.0} s{retries}", s.step.as_str(), s.variant.as_str(), s.duration.as_secs_f64())
         })
         .collect();
     match &r.ko {
-        None => Ok(Done::ok(format!("deployed {env} ({})", steps.join("; ")))),
+        None => {
+            let power = escalated.map(|why| format!("; power through its cluster's power_command ({why})")).unwrap_or_default();
+            Ok(Done::ok(format!("deployed {env} ({}){power}", steps.join("; "))))
+        }
         Some(why) => Err(MachineError::Failed(format!("KO: {why}"))),
     }
 }
@@ -101,7 +107,7 @@ impl BareMetalMachines<'_> {
         // the deployment, it is said in each outcome.
         let recorded = self.state.record_steps(&super::stats::records(&plan.project, &deployment, &reports));
         for r in &reports {
-            let mut o = Outcome::of(&r.node, summary(r, labels.get(&r.node).map(String::as_str).unwrap_or("?")));
+            let mut o = Outcome::of(&r.node, summary(r, labels.get(&r.node).map(String::as_str).unwrap_or("?"), self.power.escalated(&r.node)));
             if let Err(e) = &recorded {
                 o.message += &format!(" (its statistics were not recorded: {e})");
             }

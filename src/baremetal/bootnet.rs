@@ -132,6 +132,21 @@ impl BootService {
         r.as_ref().map_err(Clone::clone)
     }
 
+    /// The deploy system's keys when it was built before (by this command
+    /// or an earlier one), building nothing: what a command that only
+    /// enters nodes (`stop`) may use.
+    pub fn deploy_if_built(&self) -> Result<DeploySystem, String> {
+        if let Some(Ok(d)) = self.deploy.get() {
+            return Ok(DeploySystem { dir: d.dir.clone() });
+        }
+        let d = DeploySystem { dir: self.state_dir.join("baremetal/deploysys") };
+        if d.client_key().exists() {
+            Ok(d)
+        } else {
+            Err("the deploy system was never built here".into())
+        }
+    }
+
     /// Serving: the deploy system built, dnsmasq started (or the PXE
     /// directory's fixed files written). Once per command.
     fn serving(&self) -> Result<&dyn NetBoot, NetBootError> {

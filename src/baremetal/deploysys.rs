@@ -188,8 +188,62 @@ impl DeploySystem {
 /// syslinux's MBR boot code in the deploy system (deploysys/build.sh).
 pub const MBR: &str = "/usr/lib/EXTLINUX/mbr.bin";
 
+/// syslinux's boot code for a GPT disk's protective MBR: it boots the
+/// partition whose `LegacyBIOSBootable` attribute is set.
+pub const GPTMBR: &str = "/usr/lib/EXTLINUX/gptmbr.bin";
+
+/// The partition table the install step makes on a whole disk (the
+/// fabric file's `partition_table`, per cluster): `dos` (the default) or
+/// `gpt` (disks over 2 TiB, firmware that wants it). Booted by legacy
+/// BIOS either way (syslinux's MBR code, or its GPT one and the
+/// partition's `LegacyBIOSBootable` attribute).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionTable {
+    #[default]
+    Dos,
+    Gpt,
+}
+
+impl PartitionTable {
+    /// sfdisk's script: one Linux partition over the whole disk (on GPT
+    /// with the attribute the BIOS boot code looks for).
+    pub fn sfdisk(self) -> (&'static str, &'static str) {
+        match self {
+            PartitionTable::Dos => ("dos", "type=83"),
+            PartitionTable::Gpt => ("gpt", "type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, attrs=\"LegacyBIOSBootable\""),
+        }
+    }
+}
+
+/// Makes partition `n` of `disk` the one the disk boots, for the table the
+/// disk holds (read from it: a named partition's table is the site's):
+/// DOS: the active flag and syslinux's MBR code; GPT: the
+/// `LegacyBIOSBootable` attribute (the others kept) and syslinux's GPT
+/// MBR code. The boot code goes in the first 440 bytes; the table after
+/// them is kept. `mbr` and `gptmbr` are the boot code files.
+pub fn mark_bootable(disk: &str, n: u32, mbr: &str, gptmbr: &str) -> String {
+    let d = quote(disk);
+    let sf = "sfdisk -q --no-reread --no-tell-kernel";
+    format!(
+        "label=$(sfdisk --dump {d} | sed -n 's/^label: //p'); \
+         if [ \"$label\" = gpt ]; then \
+           a=$(sfdisk --part-attrs {d} {n}); \
+           case \" $a \" in *LegacyBIOSBootable*) ;; *) {sf} --part-attrs {d} {n} \"${{a:+$a,}}LegacyBIOSBootable\" ;; esac; \
+           code={g}; \
+         else {sf} --activate {d} {n} >/dev/null; code={m}; fi; \
+         dd if=\"$code\" of={d} bs=440 count=1 conv=notrunc 2>/dev/null",
+        g = quote(gptmbr),
+        m = quote(mbr)
+    )
+}
+
 /// Where the deployed root is mounted on the node.
 pub const ROOT: &str = "/mnt";
+
+/// Where a kernel sent for a kexec is kept on the node (`-vmlinuz`,
+/// `-initrd`).
+const KEXEC_DIR: &str = "/tmp/mln-kexec";
 
 /// The partition device of `disk` (`/dev/sda` 1 → `/dev/sda1`,
 /// `/dev/nvme0n1` 1 → `/dev/nvme0n1p1`).
@@ -270,13 +324,15 @@ impl DeployNode {
         }
     }
 
-    /// One partition table with one Linux partition over the whole disk
-    /// (`partition` None), or only the given partition; formatted ext4.
+    /// One partition table (`kind`) with one Linux partition over the
+    /// whole disk (`partition` None), or only the given partition;
+    /// formatted ext4.
     /// The device written to.
-    pub fn partition_and_format(&self, disk: &str, partition: Option<u32>) -> Result<String, DeployError> {
+    pub fn partition_and_format(&self, disk: &str, partition: Option<u32>, kind: PartitionTable) -> Result<String, DeployError> {
         check_device(disk)?;
+        let (label, script) = kind.sfdisk();
         let (table, dev) = match partition {
-            None => (format!("echo 'type=83' | sfdisk -q --wipe always --label dos {d} >/dev/null && ", d = quote(disk)), partition_device(disk, 1)),
+            None => (format!("echo {} | sfdisk -q --wipe always --label {label} {d} >/dev/null && ", quote(script), d = quote(disk)), partition_device(disk, 1)),
             Some(n) => (String::new(), partition_device(disk, n)),
         };
         // The kernel's view of the new table can lag a moment. No `64bit`
@@ -331,14 +387,14 @@ impl DeployNode {
 
     /// Makes the disk boot the deployed root by itself: extlinux in the
     /// root's `/boot/extlinux` (its `extlinux.conf` written before), the
-    /// partition marked active, and syslinux's MBR code in the disk's
-    /// first 440 bytes (the partition table after them is kept).
+    /// partition marked the boot one, and syslinux's boot code in the
+    /// disk's first 440 bytes, for a DOS or a GPT table
+    /// ([`mark_bootable`]).
     pub fn install_bootloader(&self, disk: &str, partition: u32) -> Result<(), DeployError> {
         check_device(disk)?;
         let cmd = format!(
-            "set -e; grep -q ' {ROOT} ' /proc/mounts; extlinux --install {ROOT}/boot/extlinux >/dev/null; \
-             sfdisk -q --no-reread --no-tell-kernel --activate {d} {partition} >/dev/null; dd if={MBR} of={d} bs=440 count=1 conv=notrunc 2>/dev/null; sync",
-            d = quote(disk)
+            "set -e; grep -q ' {ROOT} ' /proc/mounts; extlinux --install {ROOT}/boot/extlinux >/dev/null; {}; sync",
+            mark_bootable(disk, partition, MBR, GPTMBR)
         );
         self.run("install the bootloader", &cmd, b"").map(drop)
     }
@@ -403,6 +459,25 @@ impl DeployNode {
         self.run("load the kernel (kexec)", &load, b"")?;
         // In the background, so the command returns before the system goes.
         self.run("kexec", &format!("(sleep 1; sync; umount {ROOT}; kexec -e) >/dev/null 2>&1 </dev/null &"), b"").map(drop)
+    }
+
+    /// Boots a kernel sent from here without the firmware (`kexec`): the
+    /// kernel and initrd go to the node's `/tmp` (a tmpfs in the deploy
+    /// system and in the test environment's SSH root; a running system's
+    /// disk may be read-only or the very disk about to be rewritten), then
+    /// `kexec -l` and, in the background, `kexec -e`. `say` goes to the
+    /// node's console first, so its log shows the firmware was not asked.
+    pub fn kexec_sent(&self, kernel: &[u8], initrd: &[u8], cmdline: &str, say: &str) -> Result<(), DeployError> {
+        if cmdline.chars().any(|c| c.is_control()) || say.chars().any(|c| c.is_control()) {
+            return Err(DeployError::Refused("kernel parameters hold a control character".into()));
+        }
+        // Said plainly when the running system cannot kexec at all.
+        self.run("find kexec", "PATH=$PATH:/usr/sbin:/sbin; command -v kexec >/dev/null || { echo 'this system has no kexec (kexec-tools)' >&2; exit 127; }", b"")?;
+        self.run("send the kernel (kexec)", &format!("set -e; mkdir -p /tmp; cat > {KEXEC_DIR}-vmlinuz"), kernel)?;
+        self.run("send the initrd (kexec)", &format!("set -e; cat > {KEXEC_DIR}-initrd"), initrd)?;
+        let load = format!("set -e; PATH=$PATH:/usr/sbin:/sbin; kexec -l {KEXEC_DIR}-vmlinuz --initrd={KEXEC_DIR}-initrd --append={}", quote(cmdline));
+        self.run("load the kernel (kexec)", &load, b"")?;
+        self.run("kexec", &format!("PATH=$PATH:/usr/sbin:/sbin; (sleep 1; echo {} >/dev/console; sync; umount {ROOT} 2>/dev/null; kexec -e) >/dev/null 2>&1 </dev/null &", quote(say)), b"").map(drop)
     }
 
     /// A firmware reboot (the "classical" boot: the next boot profile
@@ -560,6 +635,53 @@ mod tests {
         }
         let m = merge_accounts("root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n", "alice:x:1001:1001::/home/alice:/bin/sh\n");
         assert_eq!(m, "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n");
+    }
+
+    /// The table scripts and the boot marking run by the host's sfdisk on
+    /// a disk image: a GPT disk gets the attribute and the GPT boot code,
+    /// a DOS disk the active flag and the MBR code.
+    #[test]
+    fn gpt_and_dos_disks_are_made_bootable_for_their_table() {
+        let have = |t: &str| Command::new("sh").arg("-c").arg(format!("command -v {t}")).output().map(|o| o.status.success()).unwrap_or(false);
+        if !have("sfdisk") {
+            eprintln!("sfdisk missing: skipped");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        // Stand-ins for syslinux's boot code: which one was written shows.
+        let (mbr, gptmbr) = (d.path().join("mbr.bin"), d.path().join("gptmbr.bin"));
+        std::fs::write(&mbr, vec![0x11u8; 440]).unwrap();
+        std::fs::write(&gptmbr, vec![0x22u8; 440]).unwrap();
+        for table in [PartitionTable::Gpt, PartitionTable::Dos] {
+            let img = d.path().join("disk.img");
+            std::fs::write(&img, vec![0u8; 8 << 20]).unwrap();
+            let disk = img.display().to_string();
+            let (label, script) = table.sfdisk();
+            let sh = |c: &str| {
+                let o = Command::new("sh").arg("-c").arg(c).output().unwrap();
+                assert!(o.status.success(), "{c}: {}", String::from_utf8_lossy(&o.stderr));
+                String::from_utf8_lossy(&o.stdout).into_owned()
+            };
+            sh(&format!("echo {} | sfdisk -q --wipe always --label {label} {}", quote(script), quote(&disk)));
+            sh(&mark_bootable(&disk, 1, &mbr.display().to_string(), &gptmbr.display().to_string()));
+            let dump = sh(&format!("sfdisk --dump {}", quote(&disk)));
+            let head = std::fs::read(&img).unwrap();
+            match table {
+                PartitionTable::Gpt => {
+                    assert!(dump.contains("label: gpt") && dump.contains("LegacyBIOSBootable"), "{dump}");
+                    assert!(head[..440].iter().all(|&b| b == 0x22), "the GPT boot code");
+                    // Marked again: the attribute once, not twice.
+                    sh(&mark_bootable(&disk, 1, "/dev/null", &gptmbr.display().to_string()));
+                    assert_eq!(sh(&format!("sfdisk --part-attrs {} 1", quote(&disk))).trim(), "LegacyBIOSBootable");
+                }
+                PartitionTable::Dos => {
+                    assert!(dump.contains("label: dos") && dump.contains("bootable"), "{dump}");
+                    assert!(head[..440].iter().all(|&b| b == 0x11), "the MBR code");
+                    assert_eq!(&head[510..512], &[0x55, 0xaa], "the table kept");
+                }
+            }
+        }
+        assert!(toml::from_str::<std::collections::BTreeMap<String, PartitionTable>>("t = \"gpt\"").is_ok());
     }
 
     #[test]

@@ -125,6 +125,11 @@ pub trait PowerDriver: Send + Sync {
     /// Best effort: the firmware's next boot from the local disk (IPMI
     /// `chassis bootdev disk`); drivers with no such setting do nothing.
     fn boot_disk_next(&self, _node: &str, _spec: &NodeSpec) {}
+    /// Why the node was driven through a lower power level (its own
+    /// driver refused), if it was: the build reports it.
+    fn escalated(&self, _node: &str) -> Option<String> {
+        None
+    }
 }
 
 /// What a node boots into the next time it boots from the network.

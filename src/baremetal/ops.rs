@@ -23,7 +23,7 @@ use super::{BootProfile, EnvRef, NetBoot, NodeSpec, PowerAction, PowerDriver, Po
 use crate::fabric::config::NetbootConfig;
 use crate::plan::{HostKind, Plan};
 use crate::state::State;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -58,6 +58,49 @@ pub fn target(spec: &NodeSpec, kind: ImageKind) -> Result<Target, OpError> {
         ImageKind::Tar => Target::Tar { disk, partition: spec.partition },
         ImageKind::Dd => Target::Raw { device: spec.partition.map(|n| deploysys::partition_device(&disk, n)).unwrap_or(disk) },
     })
+}
+
+/// Under `nomini` the running system writes the image itself: only onto
+/// a partition it names (a new table over the disk it runs from is
+/// refused), whose device is returned.
+pub fn nomini_device(spec: &NodeSpec) -> Result<String, OpError> {
+    let disk = spec.disk.clone().ok_or_else(|| OpError::Failed("the node has no `disk` to deploy to".into()))?;
+    match spec.partition {
+        Some(n) => Ok(deploysys::partition_device(&disk, n)),
+        None => Err(OpError::Failed(format!(
+            "nomini writes from the running system, which may run from {disk}: name a `partition` it does not use (a new partition table over the whole disk is refused)"
+        ))),
+    }
+}
+
+/// The running system's check before a `nomini` install: the tools the
+/// install runs are there, and the target is neither mounted nor swap
+/// (it would be the system's own). Exits 1 with the reason on stderr.
+pub fn nomini_check(device: &str, compression: env::Compression, tar: bool, bootloader: bool) -> String {
+    let filter = match compression {
+        env::Compression::None => "cat",
+        env::Compression::Gzip => "gzip",
+        env::Compression::Xz => "xz",
+        env::Compression::Zstd => "zstd",
+    };
+    let mut tools = vec!["nc", "sha256sum", "mkfifo", filter];
+    tools.extend(if tar { ["mkfs.ext4", "tar"].as_slice() } else { ["dd"].as_slice() });
+    if bootloader {
+        tools.extend(["extlinux", "sfdisk"]);
+    }
+    let d = crate::fabric::ssh::quote(device);
+    let mut s = format!("missing=''; for t in {}; do command -v \"$t\" >/dev/null 2>&1 || missing=\"$missing $t\"; done; ", tools.join(" "));
+    if bootloader {
+        for f in [deploysys::MBR, deploysys::GPTMBR] {
+            s += &format!("[ -f {f} ] || missing=\"$missing {f}\"; ");
+        }
+    }
+    s += &format!(
+        "[ -z \"$missing\" ] || {{ echo \"the running system lacks:$missing\" >&2; exit 1; }}; \
+         [ -b {d} ] || {{ echo {d}' is not a block device there' >&2; exit 1; }}; \
+         if grep -q '^'{d}' ' /proc/mounts /proc/swaps; then echo {d}' is in use by the running system (mounted or swap)' >&2; exit 1; fi"
+    );
+    s
 }
 
 /// What a power reboot does to a node in this power state: a node that
@@ -129,6 +172,9 @@ pub struct Site<'a> {
     /// (`baremetal::chain`).
     gather: super::chain::Gather<String, (Node, String)>,
     known_hosts: Mutex<()>,
+    /// The nodes whose install runs in their own running system (the
+    /// `nomini` variant) rather than in the deploy system.
+    nomini: Mutex<HashSet<String>>,
 }
 
 /// True when the plan (or the record's) holds a bare-metal host.
@@ -144,7 +190,14 @@ impl<'a> Site<'a> {
         let subnet = Subnet::parse(&nb.subnet).map_err(|e| SiteError::Netboot(e.to_string()))?;
         let boot = BootService::new(state, nb, plan.as_ref())?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(SiteError::Runtime)?;
-        Ok(Site { state, power: Power::default(), clusters, boot, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()), gather: super::chain::Gather::new(), known_hosts: Mutex::new(()) })
+        // Each node's power-command level: its cluster's templates.
+        let mut power = Power::default();
+        for h in plan.iter().flat_map(|p| p.hosts.iter()).filter(|h| h.kind == HostKind::Baremetal) {
+            if let Some(c) = clusters.of(h.superclass.as_deref()).power_command {
+                power.fallback.insert(h.name.clone(), c.spec());
+            }
+        }
+        Ok(Site { state, power, clusters, boot, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()), gather: super::chain::Gather::new(), known_hosts: Mutex::new(()), nomini: Mutex::new(HashSet::new()) })
     }
 
     pub fn machines(&self) -> BareMetalMachines<'_> {
@@ -171,6 +224,91 @@ impl<'a> Site<'a> {
         Ok(DeployNode { name: node.name.clone(), server, rt: self.rt.handle().clone() })
     }
 
+    /// The node's running deployed system, as root: with the project's
+    /// login key (which the deployment put in root's `authorized_keys`,
+    /// as guests get it) or mln's own deploy key (put there beside it: a
+    /// project replaced with `build -r` has new keys, and the site must
+    /// still be able to kexec or reboot the nodes it deployed, as
+    /// Kadeploy's server can). Its host key is not known beforehand: it is
+    /// recorded the first time (`STATE/baremetal/deployed_known_hosts`,
+    /// forgotten when the node is deployed again) and must match after.
+    fn deployed_node(&self, node: &Node) -> Result<DeployNode, OpError> {
+        let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
+        let mut identity = vec![crate::login::keys::private_path(self.state, &plan.project).map_err(|e| OpError::Failed(e.to_string()))?];
+        if let Ok(ds) = self.boot.deploy_if_built() {
+            identity.push(ds.client_key());
+        }
+        if !identity.iter().any(|k| k.exists()) {
+            return Err(OpError::Failed("neither the project nor mln has a key to enter the running system with".into()));
+        }
+        let mut s = crate::fabric::Fabric::default().server(&node.name);
+        s.address = self.address(node)?;
+        s.port = 22;
+        s.user = "root".into();
+        s.identity = identity;
+        s.known_hosts = self.deployed_known_hosts();
+        s.accept_new_host_keys = true;
+        // A deployed system's SSH server may be slow to do its key
+        // exchange (the rig's emulated nodes under load took over 10 s).
+        s.connect_timeout = 30;
+        Ok(DeployNode { name: node.name.clone(), server: s, rt: self.rt.handle().clone() })
+    }
+
+    fn deployed_known_hosts(&self) -> PathBuf {
+        self.state.dir().join("baremetal/deployed_known_hosts")
+    }
+
+    /// A node deployed again makes a new system with a new host key: the
+    /// old one's line goes.
+    fn forget_deployed_host_key(&self, node: &Node) -> Result<(), OpError> {
+        let address = self.address(node)?;
+        let _one = self.known_hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let kh = self.deployed_known_hosts();
+        let Ok(text) = std::fs::read_to_string(&kh) else { return Ok(()) };
+        let kept: String = text.lines().filter(|l| l.split_whitespace().next() != Some(address.as_str())).map(|l| format!("{l}\n")).collect();
+        if kept != text {
+            std::fs::write(&kh, kept).map_err(|e| OpError::Failed(format!("cannot write {}: {e}", kh.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Where the install step's commands run: the deploy system, or under
+    /// `nomini` the node's own running system.
+    fn worker(&self, node: &Node) -> Result<DeployNode, OpError> {
+        if self.nomini.lock().unwrap_or_else(|p| p.into_inner()).contains(&node.name) {
+            return self.deployed_node(node);
+        }
+        self.deploy_node(node)
+    }
+
+    /// kexec into the deploy system from the system the node runs: the
+    /// deploy system itself (a build cut short: entered with mln's key),
+    /// else its deployed system. No firmware reboot: the network boot is
+    /// not asked for anything (the kernel line is the `Deploy` profile's).
+    fn kexec_deploy(&self, node: &Node) -> Result<(), OpError> {
+        if matches!(self.power.status(&node.name, &node.spec), Ok(PowerReading::Off)) {
+            return Err(OpError::Failed("it is off: no running system to kexec from".into()));
+        }
+        let address = self.address(node)?;
+        if !self.answers(&address) {
+            return Err(OpError::Failed("it does not answer: no running system to kexec from".into()));
+        }
+        let files = self.boot.deploy().map_err(OpError::Failed)?.boot_files().map_err(deploy_error)?;
+        let read = |p: &Path| std::fs::read(p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
+        let (kernel, initrd) = (read(files.kernel.as_path())?, read(files.initrd.as_path())?);
+        let cmdline = format!("{} mln.host={} mln.address={address}/{}", files.params, node.name, self.prefix);
+        let from = match self.deploy_node(node) {
+            Ok(dn) if dn.run("probe", "true", b"").is_ok() => dn,
+            _ => self.deployed_node(node)?,
+        };
+        let say = format!("MLN-KEXEC host={} into the deploy system (no firmware reboot)", node.name);
+        from.kexec_sent(&kernel, &initrd, &cmdline, &say).map_err(deploy_error)?;
+        // Gone before the wait for the deploy system: the system that is
+        // going away must not answer it (its host key is another).
+        let until = self.now(node) + Duration::from_secs(60);
+        wait_until(until, || self.now(node), "the kexec (the running system did not go down)", || !self.answers(&address))
+    }
+
     fn env(&self, node: &Node) -> Result<Environment, OpError> {
         env::get(self.state, &node.spec.environment).map_err(|e| OpError::Failed(e.to_string()))
     }
@@ -193,7 +331,7 @@ impl<'a> Site<'a> {
             env::Compression::Xz => deploysys::Compression::Xz,
             env::Compression::Zstd => deploysys::Compression::Zstd,
         };
-        let dns: Vec<Result<DeployNode, String>> = members.iter().map(|(n, _)| self.deploy_node(n).map_err(|e| e.to_string())).collect();
+        let dns: Vec<Result<DeployNode, String>> = members.iter().map(|(n, _)| self.worker(n).map_err(|e| e.to_string())).collect();
         if members.len() == 1 {
             return vec![dns[0].as_ref().map_err(Clone::clone).and_then(|dn| dn.write_image(image, compression, tar, &members[0].1).map_err(|e| e.to_string()))];
         }
@@ -315,6 +453,10 @@ impl NodeOps for Site<'_> {
     fn set_profile(&self, node: &Node, profile: &BootProfile) -> Result<(), OpError> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
         let bn = boot_node(&plan.project, self.host(node)?, &node.spec);
+        if let BootProfile::Deploy = profile {
+            // The deploy system again: this node's install is its.
+            self.nomini.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.name);
+        }
         if let BootProfile::Diskless { .. } = profile {
             let files = node_files(plan, self.host(node)?)?;
             let archive = super::diskless::archive(&files).map_err(OpError::Failed)?;
@@ -335,7 +477,7 @@ impl NodeOps for Site<'_> {
             // Only a system mln can enter: the deploy system. Returns once
             // it has gone down, so the wait that follows cannot be answered
             // by the system that is going away.
-            self.deploy_node(node)?.reboot().map_err(deploy_error)?;
+            self.worker(node)?.reboot().map_err(deploy_error)?;
             let address = self.address(node)?;
             let until = self.now(node) + Duration::from_secs(60);
             return wait_until(until, || self.now(node), "the soft reboot (the system did not go down)", || !self.answers(&address));
@@ -387,13 +529,13 @@ impl NodeOps for Site<'_> {
 
     fn kexec(&self, node: &Node, into: System) -> Result<(), OpError> {
         if into == System::Deploy {
-            return Err(OpError::Failed("kexec into the deploy system needs a running system mln can enter; use `untrusted`".into()));
+            return self.kexec_deploy(node);
         }
         let env = self.env(node)?;
         let (Some(k), Some(i)) = (&env.kernel, &env.initrd) else {
             return Err(OpError::Failed(format!("{} has no kernel and initrd to kexec", env.label())));
         };
-        let dn = self.deploy_node(node)?;
+        let dn = self.worker(node)?;
         let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
         dn.write_file(KEXEC_KERNEL, &read(self.file(&env, k)?)?, 0o644).map_err(deploy_error)?;
         dn.write_file(KEXEC_INITRD, &read(self.file(&env, i)?)?, 0o644).map_err(deploy_error)?;
@@ -401,10 +543,30 @@ impl NodeOps for Site<'_> {
         dn.kexec(KEXEC_KERNEL, Some(KEXEC_INITRD), &cmdline).map_err(deploy_error)
     }
 
+    /// The running system does the install: checked first (the target a
+    /// partition it does not use, the tools there), then every install
+    /// command of this node goes to it.
+    fn nomini(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
+        let env = self.env(node)?;
+        let device = nomini_device(&node.spec)?;
+        if matches!(self.power.status(&node.name, &node.spec), Ok(PowerReading::Off)) {
+            return Err(OpError::Failed("it is off: no running system to install from".into()));
+        }
+        let tar = env.image.kind == ImageKind::Tar;
+        let bootloader = tar && env.kernel.is_some() && env.initrd.is_some();
+        let dn = self.deployed_node(node)?;
+        dn.run("check the running system (nomini)", &nomini_check(&device, env.image.compression, tar, bootloader), b"").map_err(deploy_error)?;
+        self.nomini.lock().unwrap_or_else(|p| p.into_inner()).insert(node.name.clone());
+        Ok(())
+    }
+
     fn partition_format(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
         let env = self.env(node)?;
         let device = match target(&node.spec, env.image.kind)? {
-            Target::Tar { disk, partition } => self.deploy_node(node)?.partition_and_format(&disk, partition).map_err(deploy_error)?,
+            Target::Tar { disk, partition } => {
+                let table = self.clusters.of(self.host(node)?.superclass.as_deref()).partition_table;
+                self.worker(node)?.partition_and_format(&disk, partition, table).map_err(deploy_error)?
+            }
             Target::Raw { device } => device,
         };
         self.roots.lock().unwrap_or_else(|p| p.into_inner()).insert(node.name.clone(), device);
@@ -424,20 +586,28 @@ impl NodeOps for Site<'_> {
             .join(gather_key(node), &node.name, (node.clone(), device.clone()), until, |members| self.write_images(&env, &image, tar, &members))
             .map_err(OpError::Failed)?;
         if !tar {
-            self.deploy_node(node)?.mount_root(&device).map_err(deploy_error)?;
+            self.worker(node)?.mount_root(&device).map_err(deploy_error)?;
         }
         Ok(())
     }
 
     fn configure(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
-        let dn = self.deploy_node(node)?;
+        let dn = self.worker(node)?;
         let host = self.host(node)?;
         dn.write_config(plan, host, &file_contents(host)?).map_err(deploy_error)?;
         // The project's login key, as guests get it: `mln stop` asks the
-        // deployed system to power off with it.
+        // deployed system to power off with it. mln's own key beside it:
+        // a later deployment kexecs from this system (`deployed_node`).
         let keys = crate::login::keys::ensure(self.state, &plan.project).map_err(|e| OpError::Failed(format!("cannot make the project's keys: {e}")))?;
-        dn.write_file("/root/.ssh/authorized_keys", format!("{}\n", keys.login.trim()).as_bytes(), 0o600).map_err(deploy_error)?;
+        let mut authorized = format!("{}\n", keys.login.trim());
+        if let Ok(ds) = self.boot.deploy_if_built() {
+            let p = ds.client_key().with_extension("pub");
+            let k = std::fs::read_to_string(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())))?;
+            authorized += &format!("{}\n", k.trim());
+        }
+        dn.write_file("/root/.ssh/authorized_keys", authorized.as_bytes(), 0o600).map_err(deploy_error)?;
+        self.forget_deployed_host_key(node)?;
         self.install_bootloader(node, &dn)
     }
 
@@ -446,32 +616,21 @@ impl NodeOps for Site<'_> {
     /// recorded the first time (`STATE/baremetal/deployed_known_hosts`)
     /// and must match after; all it is trusted with is a power-off.
     fn shutdown(&self, node: &Node) -> Result<(), OpError> {
-        let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
-        let key = crate::login::keys::private_path(self.state, &plan.project).map_err(|e| OpError::Failed(e.to_string()))?;
-        if !key.exists() {
-            return Err(OpError::Failed("the project has no login key yet".into()));
-        }
-        let mut s = crate::fabric::Fabric::default().server(&node.name);
-        s.address = self.address(node)?;
-        s.port = 22;
-        s.user = "root".into();
-        s.identity = vec![key];
-        s.known_hosts = self.state.dir().join("baremetal/deployed_known_hosts");
-        s.accept_new_host_keys = true;
-        s.connect_timeout = 10;
-        let dn = DeployNode { name: node.name.clone(), server: s, rt: self.rt.handle().clone() };
+        let dn = self.deployed_node(node)?;
         dn.run("poweroff", "(sleep 1; poweroff) >/dev/null 2>&1 </dev/null &", b"").map(drop).map_err(deploy_error)
     }
 
     fn postinstall(&self, node: &Node, _deadline: Duration) -> Result<(), OpError> {
         let env = self.env(node)?;
-        let dn = self.deploy_node(node)?;
+        let dn = self.worker(node)?;
         for f in &env.postinstall {
             let p = self.file(&env, f)?;
             let script = std::fs::read_to_string(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())))?;
             dn.run_script(&script).map_err(deploy_error)?;
         }
-        Ok(())
+        // On the disk before any boot: the `hard` boot resets the node
+        // with no chance to write what is still in its page cache.
+        dn.run("sync", "sync", b"").map(drop).map_err(deploy_error)
     }
 }
 
@@ -499,6 +658,41 @@ mod tests {
         assert!(c.contains("KERNEL /boot/mln-vmlinuz\n  INITRD /boot/mln-initrd\n"), "{c}");
         assert!(c.contains("  APPEND console=ttyS0 mln.host=bm0 root=/dev/vda1 DEFAULT evil\n"), "one line: {c}");
         assert_eq!(c.matches("DEFAULT").count(), 2, "{c}");
+    }
+
+    #[test]
+    fn nomini_writes_only_a_named_partition_the_running_system_does_not_use() {
+        let mut s = node(PowerSpec::Ssh);
+        let e = nomini_device(&s).unwrap_err().to_string();
+        assert!(e.contains("name a `partition`") && e.contains("/dev/vda"), "{e}");
+        s.partition = Some(3);
+        assert_eq!(nomini_device(&s).unwrap(), "/dev/vda3");
+        s.disk = None;
+        assert!(nomini_device(&s).is_err());
+        let c = nomini_check("/dev/vda3", env::Compression::Zstd, true, true);
+        for t in [" nc ", " zstd ", " mkfs.ext4 ", " tar ", " extlinux ", " sfdisk", deploysys::MBR, "/proc/mounts /proc/swaps", "in use"] {
+            assert!(c.contains(t), "{t}: {c}");
+        }
+        let c = nomini_check("/dev/vda3", env::Compression::None, false, false);
+        assert!(c.contains(" dd") && !c.contains("mkfs") && !c.contains("extlinux"), "{c}");
+    }
+
+    /// The check as the running system runs it (the host's sh and tools):
+    /// a mounted device is refused, a missing tool named.
+    #[test]
+    fn the_nomini_check_refuses_a_mounted_device_and_names_missing_tools() {
+        let root = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let Some(dev) = root.lines().map(|l| l.split_whitespace().next().unwrap_or("")).find(|d| d.starts_with("/dev/") && std::path::Path::new(d).exists() && !d.contains('\'')) else {
+            eprintln!("no mounted block device here: skipped");
+            return;
+        };
+        let run = |script: &str| std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+        if run("command -v nc && command -v mkfs.ext4").status.success() {
+            let o = run(&nomini_check(dev, env::Compression::Gzip, true, false));
+            assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("in use by the running system"), "{o:?}");
+        }
+        let o = run(&nomini_check(dev, env::Compression::Gzip, true, false).replace(" nc ", " mln-no-such-tool "));
+        assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("lacks: mln-no-such-tool"), "{o:?}");
     }
 
     #[test]
