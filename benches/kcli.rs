@@ -19,6 +19,7 @@
 //!   attaches the seed on SATA, which Debian's cloud kernel lacks;
 //! * the directory /var/lib/libvirt/dnsmasq, which libvirt's network
 //!   needs and Debian's package does not make here.
+//!
 //! Its guests get mln's CPU model (`cpumodel: qemu64`; kcli's default,
 //! host-model, becomes an EPYC model with dozens of flags under TCG), so
 //! both tools boot the same virtual machine. The kernel command line
