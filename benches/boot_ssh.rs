@@ -21,6 +21,9 @@
 //! `cargo bench --bench boot_ssh` (root, QEMU, libvirt as the other
 //! VM benches).
 
+#[path = "support/rounds.rs"]
+mod rounds;
+use rounds::{max, median, min};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -170,20 +173,5 @@ fn machine() -> (String, String) {
     (format!("{n} cores ({cpu})"), load)
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
-}
 
-fn min(v: &[f64]) -> f64 {
-    v.iter().cloned().fold(f64::INFINITY, f64::min)
-}
 
-fn max(v: &[f64]) -> f64 {
-    v.iter().cloned().fold(0.0, f64::max)
-}

@@ -59,6 +59,9 @@
 //! `cargo bench --bench kcli` (root, QEMU, libvirt; network to PyPI on the
 //! first run, to install kcli).
 
+#[path = "support/rounds.rs"]
+mod rounds;
+use rounds::{max, median, min, Guests};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -539,23 +542,7 @@ impl Drop for Libvirt {
     }
 }
 
-/// Kills QEMUs of guests under the scratch directory left by a failed run.
-struct Guests(PathBuf);
 
-impl Drop for Guests {
-    fn drop(&mut self) {
-        let needle = self.0.to_string_lossy().into_owned();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.starts_with("/usr/bin/qemu-system") && cmd.contains(&needle) {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-}
 
 fn run(c: &mut Command) {
     let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
@@ -571,20 +558,5 @@ fn machine() -> (String, usize) {
     (cpu, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
-}
 
-fn min(v: &[f64]) -> f64 {
-    v.iter().cloned().fold(f64::INFINITY, f64::min)
-}
 
-fn max(v: &[f64]) -> f64 {
-    v.iter().cloned().fold(0.0, f64::max)
-}

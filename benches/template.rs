@@ -16,6 +16,9 @@
 //! first build). `MLN_BENCH_RUNS` (default 3) pairs; `MLN_BENCH_RECIPE`
 //! (default debian-12). Asserts no time; fails only if a build fails.
 
+#[path = "support/rounds.rs"]
+mod rounds;
+use rounds::{max, median, min};
 use mln::template::tools::{self, MMDEBSTRAP};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -196,20 +199,5 @@ fn bare(r: &mln::template::recipe::Recipe, cache: &Path, state: &Path) -> Run {
     Run { secs, steps, qcow2 }
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
-}
 
-fn min(v: &[f64]) -> f64 {
-    v.iter().cloned().fold(f64::INFINITY, f64::min)
-}
 
-fn max(v: &[f64]) -> f64 {
-    v.iter().cloned().fold(0.0, f64::max)
-}

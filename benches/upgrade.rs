@@ -25,6 +25,9 @@
 //! virDomain*, ...) logs a line; a process that never enters libvirt
 //! writes no line at all. (b) and (c) show the counter counting.
 
+#[path = "support/rounds.rs"]
+mod rounds;
+use rounds::Guests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -252,24 +255,7 @@ fn wait_counting(consoles: &[PathBuf]) {
     }
 }
 
-/// Kills, by pid, the QEMU processes whose command line names `dir`: the
-/// guests of a run that failed half-way do not outlive it.
-struct Guests(PathBuf);
 
-impl Drop for Guests {
-    fn drop(&mut self) {
-        let needle = self.0.to_string_lossy().into_owned();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.starts_with("/usr/bin/qemu-system") && cmd.contains(&needle) {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-}
 
 /// The rounds (a), (b), (c) with the hosts stopped or running; `mib` is
 /// node1's memory, lowered each round. Returns the report's table and

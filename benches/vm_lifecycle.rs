@@ -18,6 +18,9 @@
 //!    parallel there); and on a libvirtd (qemu:///system), where the same
 //!    saves can run in parallel, against `xargs -P 8 virsh save`.
 
+#[path = "support/rounds.rs"]
+mod rounds;
+use rounds::Guests;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
@@ -178,24 +181,7 @@ fn free_bytes(p: &Path) -> u64 {
     s.f_bavail as u64 * s.f_frsize as u64
 }
 
-/// Kills, by pid, the QEMU processes whose command line names `dir`: the
-/// guests of a run that failed half-way do not outlive it.
-struct Guests(PathBuf);
 
-impl Drop for Guests {
-    fn drop(&mut self) {
-        let needle = self.0.to_string_lossy().into_owned();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.starts_with("/usr/bin/qemu-system") && cmd.contains(&needle) {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-}
 
 /// Save and restore the 8 guests of `save8` in `state`, `ROUNDS` times
 /// each way: mln, then the peer. Returns (mln save, mln restore, peer save,
