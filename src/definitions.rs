@@ -5,7 +5,7 @@
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::plugin::{Context, Registry};
 use crate::schema::{suggest, CoreSchemas, Kind, Schema};
-use crate::source::Span;
+use crate::source::{FileId, Span};
 use crate::syntax::{Entry, Loaded as FileIdTrees, Statement, Word};
 use indexmap::IndexMap;
 
@@ -137,6 +137,11 @@ pub trait Recipe: Send + Sync + std::fmt::Debug {
     /// read for every definition when inheritance is linked, so without
     /// making the whole section.
     fn superclass(&self) -> Option<&ValueDef>;
+    /// The `superclass` statement of the `index`th host, for recipes whose
+    /// hosts differ in it.
+    fn superclass_of(&self, _index: u32) -> Option<&ValueDef> {
+        self.superclass()
+    }
 }
 
 /// A definition whose statements a [`Recipe`] makes.
@@ -172,7 +177,7 @@ impl Def {
     /// Its `superclass` statement, without making the whole section.
     pub fn superclass(&self) -> Option<&ValueDef> {
         match &self.made {
-            Some(m) => m.recipe.superclass(),
+            Some(m) => m.recipe.superclass_of(m.index),
             None => self.section.value("superclass"),
         }
     }
@@ -181,7 +186,8 @@ impl Def {
 #[derive(Clone, Debug)]
 pub struct Definitions {
     pub defs: Vec<Def>,
-    pub core: CoreSchemas,
+    /// Shared with the recipe that reads written hosts again ([`Reread`]).
+    pub core: std::sync::Arc<CoreSchemas>,
     /// Hosts in plan order: as defined, with plugin-made hosts where the
     /// `global` block (holding the plugin blocks) stands.
     pub hosts: Vec<DefId>,
@@ -245,21 +251,91 @@ pub fn build(trees: &FileIdTrees, registry: &mut Registry, diags: &mut Diagnosti
         vars: IndexMap::new(),
         plugin: None,
     };
-    let mut tree = Definitions { defs: vec![], core, hosts: vec![], anchor: 0, by_name: Default::default() };
+    let core = std::sync::Arc::new(core);
+    let mut tree = Definitions { defs: vec![], core: core.clone(), hosts: vec![], anchor: 0, by_name: Default::default() };
     tree.add(global);
-    let mut b = Builder { tree, trees, registry, diags, global_seen: false };
+    let reread = Reread { core, texts: vec![], hosts: vec![] };
+    let mut b = Builder { tree, trees, registry: Some(registry), diags, global_seen: false, reread };
     if let Some(root) = trees.root {
         b.top(&trees.trees[&root]);
     }
-    b.tree
+    let Builder { mut tree, reread, .. } = b;
+    if !reread.hosts.is_empty() {
+        let ids: Vec<DefId> = reread.hosts.iter().map(|h| h.id).collect();
+        let recipe: std::sync::Arc<dyn Recipe> = std::sync::Arc::new(reread);
+        for (index, id) in ids.into_iter().enumerate() {
+            let def = &mut tree.defs[id.0];
+            def.section = Section::default();
+            def.made = Some(Made { recipe: recipe.clone(), index: index as u32 });
+        }
+    }
+    tree
+}
+
+/// Written hosts whose blocks are plain text ([`crate::syntax::is_plain`]:
+/// no includes, variables, quotes or escapes), kept as where they are
+/// written and read again each time they are resolved, as a plugin's made
+/// hosts are: the sections of 100,000 written hosts were ~150 MB held
+/// through planning, and each is read only while its host is resolved.
+/// Reading one again gives the section it gave the first time (the same
+/// bytes, the same schema); what it reported then was kept, and is not
+/// reported again.
+#[derive(Debug)]
+struct Reread {
+    core: std::sync::Arc<CoreSchemas>,
+    /// The files the hosts are written in.
+    texts: Vec<(FileId, std::sync::Arc<str>)>,
+    hosts: Vec<Written>,
+}
+
+#[derive(Debug)]
+struct Written {
+    id: DefId,
+    /// In `texts`.
+    text: u32,
+    /// The `host NAME { ... }` statement.
+    start: u32,
+    end: u32,
+    /// Its `superclass` statement, read for every host when inheritance is
+    /// linked, so kept rather than read again.
+    superclass: Option<ValueDef>,
+}
+
+impl Recipe for Reread {
+    fn section(&self, index: u32) -> Section {
+        let w = &self.hosts[index as usize];
+        let (file, text) = &self.texts[w.text as usize];
+        let mut quiet = Diagnostics::default();
+        let mut entries = Vec::new();
+        crate::syntax::parse_plain(*file, text, w.start as usize, w.end as usize, &mut entries, &mut quiet);
+        let Some(Entry::Statement(s)) = entries.first() else { return Section::default() };
+        let Some(block) = &s.block else { return Section::default() };
+        let no_files = FileIdTrees::default();
+        let tree = Definitions { defs: vec![], core: self.core.clone(), hosts: vec![], anchor: 0, by_name: Default::default() };
+        let mut b = Builder { tree, trees: &no_files, registry: None, diags: &mut quiet, global_seen: true, reread: Reread { core: self.core.clone(), texts: vec![], hosts: vec![] } };
+        let mut section = Section { span: s.head_span(), ..Section::default() };
+        b.section(w.id, Context::Host, None, &block.entries, &mut section);
+        section
+    }
+
+    fn superclass(&self) -> Option<&ValueDef> {
+        None
+    }
+
+    fn superclass_of(&self, index: u32) -> Option<&ValueDef> {
+        self.hosts[index as usize].superclass.as_ref()
+    }
 }
 
 struct Builder<'a> {
     tree: Definitions,
     trees: &'a FileIdTrees,
-    registry: &'a mut Registry,
+    /// None when a written host is read again ([`Reread`]): its plugins
+    /// were marked used the first time.
+    registry: Option<&'a mut Registry>,
     diags: &'a mut Diagnostics,
     global_seen: bool,
+    reread: Reread,
 }
 
 const TOP: [&str; 4] = ["global", "host", "superclass", "switch"];
@@ -398,6 +474,22 @@ impl Builder<'_> {
             self.tree.defs[id.0].name_span = key.span;
         }
         self.section(id, ctx, None, &block.entries, &mut section);
+        // Lists and maps grow in steps of four: most hold one statement,
+        // and a project may have 100,000 hosts.
+        section.shrink_to_fit();
+        if kind == DefKind::Host {
+            if let Some(text) = key.raw.source().get(s.span.range()).filter(|t| crate::syntax::is_plain(t)).map(|_| key.raw.source().clone()) {
+                let slot = match self.reread.texts.iter().position(|(f, _)| *f == s.span.file) {
+                    Some(i) => i,
+                    None => {
+                        self.reread.texts.push((s.span.file, text));
+                        self.reread.texts.len() - 1
+                    }
+                };
+                let superclass = section.value("superclass").cloned();
+                self.reread.hosts.push(Written { id, text: slot as u32, start: s.span.start, end: s.span.end, superclass });
+            }
+        }
         self.tree.defs[id.0].section = section;
     }
 
@@ -438,8 +530,8 @@ impl Builder<'_> {
             Some(schema) => schema.get(&key).or_else(|| schema.get("*")).cloned(),
             None => self.schema(ctx).get(&key).cloned(),
         };
-        if let Some(p) = found.as_ref().and_then(|k| k.plugin.as_deref()) {
-            self.registry.mark_used(p);
+        if let (Some(p), Some(r)) = (found.as_ref().and_then(|k| k.plugin.as_deref()), self.registry.as_mut()) {
+            r.mark_used(p);
         }
         let Some(kw) = found else {
             let here = nested.map(|n| n.name.clone()).unwrap_or_else(|| self.schema(ctx).name.clone());
@@ -622,7 +714,11 @@ impl Builder<'_> {
     /// it, however deep the block it is written in.
     fn variable(&mut self, def: DefId, a: &crate::syntax::Assignment) {
         let v = VarDef { name: a.name.clone(), text: Text::Words(a.value.clone()), span: a.span, scope: def };
-        self.tree.defs[def.0].vars.insert(a.name.clone(), v);
+        // A host read again has no variables (plain text has no `$`), and
+        // no definitions around it.
+        if let Some(d) = self.tree.defs.get_mut(def.0) {
+            d.vars.insert(a.name.clone(), v);
+        }
     }
 
     fn unknown(&self, key: &str, span: Span, here: &str, schema: &Schema, block: bool) -> Diagnostic {
@@ -633,7 +729,7 @@ impl Builder<'_> {
             (self.tree.core.network(), "a `network IFACE { }` block"),
             (&self.tree.core.switch, "a `switch` block"),
         ];
-        let plugin_place = match self.registry.declared_context(key) {
+        let plugin_place = match self.registry.as_ref().and_then(|r| r.declared_context(key)) {
             Some(Context::Global) => Some("the `global` block"),
             Some(Context::Host) => Some("a `host` or `superclass` block"),
             Some(Context::Network) => Some("a `network IFACE { }` block"),

@@ -38,6 +38,85 @@ impl Span {
     }
 }
 
+/// Text shared with the source file it was read from: a word of a
+/// 100,000-host project is a range of the file's text, not a string of its
+/// own (a string each was ten allocations per host in the syntax tree, and
+/// more in the definitions that copy its words).
+#[derive(Clone)]
+pub struct SharedStr {
+    text: Arc<str>,
+    start: u32,
+    end: u32,
+}
+
+impl SharedStr {
+    /// `text[range]`; the range must lie on character boundaries (a
+    /// parser's token does).
+    pub fn slice(text: &Arc<str>, range: std::ops::Range<usize>) -> SharedStr {
+        debug_assert!(text.is_char_boundary(range.start) && text.is_char_boundary(range.end));
+        SharedStr { text: text.clone(), start: range.start as u32, end: range.end as u32 }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.text[self.start as usize..self.end as usize]
+    }
+    /// The whole text this is part of (a word's: its file's).
+    pub fn source(&self) -> &Arc<str> {
+        &self.text
+    }
+}
+
+impl std::ops::Deref for SharedStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<String> for SharedStr {
+    fn from(s: String) -> SharedStr {
+        let end = s.len() as u32;
+        SharedStr { text: s.into(), start: 0, end }
+    }
+}
+
+impl From<&str> for SharedStr {
+    fn from(s: &str) -> SharedStr {
+        SharedStr { text: s.into(), start: 0, end: s.len() as u32 }
+    }
+}
+
+impl PartialEq for SharedStr {
+    fn eq(&self, other: &SharedStr) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SharedStr {}
+
+impl PartialEq<str> for SharedStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for SharedStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Debug for SharedStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for SharedStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug)]
 pub struct SourceFile {
     pub path: PathBuf,

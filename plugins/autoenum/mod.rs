@@ -309,7 +309,7 @@ fn plan_block(b: &PluginBlock, ctx: &mut ExpandCtx) -> Option<Hosts> {
     // one stands for all: one report, not one per host.
     let sample = format!("{prefix}{n:0width$}");
     if let Some(mut d) = crate::name::diagnose(NameKind::Host, None, &sample, b.span_of("hostprefix")) {
-        d.labels[0].text = format!("autoenum names its hosts `{}` and a number", crate::term::escape(&prefix));
+        d.labels[0].text = format!("autoenum names its hosts `{}` and a number", crate::term::escape(&prefix)).into();
         ctx.diags.push(d);
     }
     let autouser = autouser.and_then(|(hash, span)| match crate::name::diagnose(NameKind::User, None, &sample, span) {

@@ -3,9 +3,10 @@
 
 mod render;
 
-pub use render::{render, render_all, RenderStyle};
+pub use render::{render, render_all, RenderStyle, Rendered};
 
 use crate::source::Span;
+use std::borrow::Cow;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -18,7 +19,9 @@ pub enum Severity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Label {
     pub span: Span,
-    pub text: String,
+    /// Most are written in the code, not made: not copied then (a large
+    /// project can have a warning per host).
+    pub text: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +32,8 @@ pub struct Diagnostic {
     pub message: String,
     /// The first label is the primary place.
     pub labels: Vec<Label>,
-    pub help: Option<String>,
+    /// Most are written in the code: not copied then, as [`Label::text`].
+    pub help: Option<Cow<'static, str>>,
 }
 
 impl Diagnostic {
@@ -42,11 +46,14 @@ impl Diagnostic {
     pub fn advice(code: &'static str, message: impl Into<String>) -> Self {
         Diagnostic { severity: Severity::Advice, ..Self::error(code, message) }
     }
-    pub fn label(mut self, span: Span, text: impl Into<String>) -> Self {
+    pub fn label(mut self, span: Span, text: impl Into<Cow<'static, str>>) -> Self {
+        // Most have one or two: no room for four (a large project can
+        // have a warning per host).
+        self.labels.reserve_exact(1);
         self.labels.push(Label { span, text: text.into() });
         self
     }
-    pub fn help(mut self, help: impl Into<String>) -> Self {
+    pub fn help(mut self, help: impl Into<Cow<'static, str>>) -> Self {
         self.help = Some(help.into());
         self
     }
@@ -62,12 +69,28 @@ pub struct Diagnostics {
     list: Vec<Diagnostic>,
     // Randomly seeded but cheaper than SipHash: a generated project pushes
     // one warning per host, most of them the same.
-    seen: std::collections::HashSet<(&'static str, Option<Span>, String), foldhash::fast::RandomState>,
+    /// By code and place, the first diagnostic pushed (its index in
+    /// `list`), whose message is not copied: a project of 100,000 written
+    /// hosts has 100,000 warnings.
+    seen: std::collections::HashMap<(&'static str, Option<Span>), u32, foldhash::fast::RandomState>,
+    /// The others of a code and place, with their messages.
+    more: std::collections::HashSet<(&'static str, Option<Span>, String), foldhash::fast::RandomState>,
 }
 
 impl Diagnostics {
     pub fn push(&mut self, d: Diagnostic) {
-        if self.seen.insert((d.code, d.primary_span(), d.message.clone())) {
+        use std::collections::hash_map::Entry;
+        let key = (d.code, d.primary_span());
+        let new = match self.seen.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(self.list.len() as u32);
+                true
+            }
+            Entry::Occupied(first) => {
+                self.list[*first.get() as usize].message != d.message && self.more.insert((key.0, key.1, d.message.clone()))
+            }
+        };
+        if new {
             self.list.push(d);
         }
     }

@@ -19,29 +19,73 @@ pub enum RenderStyle {
 }
 
 pub fn render(d: &Diagnostic, sources: &SourceMap, style: RenderStyle) -> String {
-    render_with(d, sources, style, &mut Shown::default())
+    render_with(d, sources, &handler(style), &mut Shown::default())
 }
 
-fn render_with(d: &Diagnostic, sources: &SourceMap, style: RenderStyle, shown: &mut Shown) -> String {
-    let report = Report::build(d, sources, shown);
-    let handler = match style {
+fn handler(style: RenderStyle) -> GraphicalReportHandler {
+    match style {
         RenderStyle::Fancy => GraphicalReportHandler::new(),
         RenderStyle::Plain => GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
             .with_width(100)
             .with_links(false),
-    };
+    }
+}
+
+fn render_with(d: &Diagnostic, sources: &SourceMap, handler: &GraphicalReportHandler, shown: &mut Shown) -> String {
+    let mut report = Report::build(d, sources, shown);
     let mut out = String::new();
+    // miette writes the help last when no related report follows it, and
+    // from the help alone; wrapping it (Unicode line breaking) was most of
+    // the time of rendering, and a large project gives the same help many
+    // times: each is wrapped once.
+    if report.related.is_empty() {
+        if let Some(help) = report.help.take() {
+            if let (Ok(()), Some(footer)) = (handler.render_report(&mut out, &report), shown.footer(handler, &help)) {
+                out.push_str(footer);
+                return out;
+            }
+            out.clear();
+            report.help = Some(help);
+        }
+    }
     if handler.render_report(&mut out, &report).is_err() {
         out = format!("{}: {}\n", d.code, d.message);
     }
     out
 }
 
-pub fn render_all<'a>(ds: impl IntoIterator<Item = &'a Diagnostic>, sources: &SourceMap, style: RenderStyle) -> String {
-    // Each file is made visible and indexed once, not once per diagnostic:
-    // a project of 10,000 hosts can have 10,000 warnings.
-    let mut shown = Shown::default();
-    ds.into_iter().map(|d| render_with(d, sources, style, &mut shown)).collect::<Vec<_>>().join("")
+/// The diagnostics, rendered one after the other as they are written out
+/// (`eprint!("{}", render_all(...))`).
+pub fn render_all<'a>(ds: impl IntoIterator<Item = &'a Diagnostic>, sources: &'a SourceMap, style: RenderStyle) -> Rendered<'a> {
+    Rendered { ds: ds.into_iter().collect(), sources, style }
+}
+
+/// Diagnostics rendered while they are written, a batch at a time, not
+/// made into one string first: the 100,000 warnings of a large project
+/// were ~90 MB of text, held twice while joined.
+pub struct Rendered<'a> {
+    ds: Vec<&'a Diagnostic>,
+    sources: &'a SourceMap,
+    style: RenderStyle,
+}
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Each file is made visible and indexed once, not once per
+        // diagnostic: a project of 10,000 hosts can have 10,000 warnings.
+        let mut shown = Shown::default();
+        let handler = handler(self.style);
+        // Written in batches: standard error is unbuffered, a write each.
+        let mut batch = String::new();
+        for d in &self.ds {
+            batch.push_str(&render_with(d, self.sources, &handler, &mut shown));
+            if batch.len() >= 64 << 10 {
+                f.write_str(&batch)?;
+                batch.clear();
+            }
+        }
+        f.write_str(&batch)
+    }
 }
 
 struct Report {
@@ -65,7 +109,7 @@ impl Report {
         }
         let mut part = |file: FileId, message: String, severity: Severity, help: Option<String>, code| {
             let f = sources.file(file);
-            let v = shown.0.entry(file).or_insert_with(|| Arc::new(Visible::new(&f.text))).clone();
+            let v = shown.files.entry(file).or_insert_with(|| Arc::new(Visible::new(&f.text))).clone();
             let shifts = &v.shifts;
             let labels = d
                 .labels
@@ -98,7 +142,7 @@ impl Report {
                 related: vec![],
             },
             Some(p) => {
-                let mut main = part(p, d.message.clone(), d.severity, d.help.clone(), d.code);
+                let mut main = part(p, d.message.clone(), d.severity, d.help.as_deref().map(str::to_string), d.code);
                 for f in files.into_iter().skip(1) {
                     let name = sources.file(f).name.clone();
                     main.related.push(part(f, format!("in {name}"), Severity::Advice, None, ""));
@@ -109,21 +153,48 @@ impl Report {
     }
 }
 
-/// Files as shown, by id, for the diagnostics rendered together.
+/// For the diagnostics rendered together: files as shown, by id, and each
+/// help as rendered.
 #[derive(Default)]
-struct Shown(HashMap<FileId, Arc<Visible>>);
+struct Shown {
+    files: HashMap<FileId, Arc<Visible>>,
+    footers: HashMap<String, Option<String>>,
+}
+
+impl Shown {
+    /// What miette writes for `help` at the end of a report: what a report
+    /// with nothing else but the help adds to the same report without it.
+    /// None if that is not a plain addition (then reports are rendered
+    /// whole).
+    fn footer(&mut self, handler: &GraphicalReportHandler, help: &str) -> Option<&str> {
+        if !self.footers.contains_key(help) {
+            let bare = Report { code: "", message: String::new(), severity: Severity::Advice, help: None, source: None, labels: vec![], related: vec![] };
+            let (mut without, mut with) = (String::new(), String::new());
+            let footer = match (handler.render_report(&mut without, &bare), handler.render_report(&mut with, &Report { help: Some(help.to_string()), ..bare })) {
+                (Ok(()), Ok(())) => with.strip_prefix(without.as_str()).map(str::to_string),
+                _ => None,
+            };
+            self.footers.insert(help.to_string(), footer);
+        }
+        self.footers.get(help).and_then(|f| f.as_deref())
+    }
+}
 
 /// A file's [`visible`] text, where each line starts (as miette counts
 /// lines: `\n`, `\r\n` or a lone `\r` ends one) and the escapes' shifts.
 struct Visible {
-    text: String,
+    /// The file's own text when nothing needed escaping.
+    text: Arc<str>,
     lines: Vec<usize>,
     shifts: Vec<(usize, usize)>,
 }
 
 impl Visible {
-    fn new(text: &str) -> Visible {
-        let (text, shifts) = visible(text);
+    fn new(source: &Arc<str>) -> Visible {
+        let (text, shifts) = match visible(source) {
+            (None, shifts) => (source.clone(), shifts),
+            (Some(escaped), shifts) => (escaped.into(), shifts),
+        };
         let b = text.as_bytes();
         let mut lines = vec![0];
         let mut i = 0;
@@ -183,10 +254,11 @@ impl SourceCode for Source {
 /// tabs written as visible escapes (`\u{1b}`), so a file cannot move the
 /// cursor, retitle the terminal or hide a line; with, for each escaped
 /// character, its offset and the bytes added up to and including it.
-fn visible(text: &str) -> (String, Vec<(usize, usize)>) {
+/// None for the text: it needs no escapes (most files).
+fn visible(text: &str) -> (Option<String>, Vec<(usize, usize)>) {
     let keep = |i: usize, c: char| !c.is_control() || c == '\n' || c == '\t' || (c == '\r' && text[i + 1..].starts_with('\n'));
     if text.char_indices().all(|(i, c)| keep(i, c)) {
-        return (text.to_string(), vec![]);
+        return (None, vec![]);
     }
     let mut out = String::with_capacity(text.len() + 64);
     let mut shifts = Vec::new();
@@ -201,7 +273,7 @@ fn visible(text: &str) -> (String, Vec<(usize, usize)>) {
             shifts.push((i, added));
         }
     }
-    (out, shifts)
+    (Some(out), shifts)
 }
 
 /// An offset in the source, moved past what [`visible`] added before it.

@@ -268,7 +268,7 @@ impl Typer<'_> {
             .iter()
             .map(|id| self.tree.def(*id))
             .filter(|d| d.plugin.is_none())
-            .find_map(|d| match d.section.entries.get("network") {
+            .find_map(|d| match d.statements().entries.get("network") {
                 Some(crate::definitions::Item::Named(m)) => m.get(label).map(|n| n.span).filter(|s| !s.is_empty()),
                 _ => None,
             })

@@ -300,7 +300,7 @@ impl Plugin for External {
         let span = ctx.blocks.first().map(|b| b.span).unwrap_or_default();
         for h in resp.hosts {
             if let Some(mut d) = crate::name::diagnose(crate::name::NameKind::Host, None, &h.name, span) {
-                d.labels[0].text = format!("plugin `{}` makes it here", self.name);
+                d.labels[0].text = format!("plugin `{}` makes it here", self.name).into();
                 ctx.diags.push(d);
                 continue;
             }

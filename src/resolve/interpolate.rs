@@ -89,7 +89,8 @@ fn utf8_len(first: u8) -> usize {
 
 /// The names a text refers to, for the unused-variable check.
 pub fn referenced_names(words: &[Word]) -> impl Iterator<Item = String> + '_ {
-    words.iter().flat_map(pieces).filter_map(|p| match p {
+    // Most words refer to nothing: not split into pieces (allocating) then.
+    words.iter().filter(|w| w.raw.contains('$')).flat_map(pieces).filter_map(|p| match p {
         Piece::Var { name, .. } => Some(name),
         Piece::Text(_) => None,
     })
@@ -97,6 +98,9 @@ pub fn referenced_names(words: &[Word]) -> impl Iterator<Item = String> + '_ {
 
 /// If the whole word is exactly one reference, its name.
 pub fn sole_reference(word: &Word) -> Option<String> {
+    if !word.raw.contains('$') {
+        return None;
+    }
     match pieces(word).as_slice() {
         [Piece::Var { name, .. }] => Some(name.clone()),
         _ => None,

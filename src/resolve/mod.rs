@@ -550,7 +550,7 @@ impl<'t> Resolver<'t> {
                 if w.quoted {
                     // Expand variables but keep the quotes and escapes.
                     t.push('"');
-                    let inner = crate::syntax::Word { raw: w.raw[1..w.raw.len() - 1].to_string(), quoted: false, span: w.span };
+                    let inner = crate::syntax::Word { raw: w.raw[1..w.raw.len() - 1].into(), quoted: false, span: w.span };
                     t.push_str(&raw_expand(self, &inner, d.scope, host, &mut Vec::new(), diags));
                     t.push('"');
                 } else {
@@ -597,7 +597,7 @@ impl<'t> Resolver<'t> {
         diags: &mut Diagnostics,
     ) -> String {
         if !w.raw.contains('$') && !w.raw.contains('\\') {
-            return if w.quoted { w.unquoted() } else { w.raw.clone() };
+            return if w.quoted { w.unquoted() } else { w.raw.to_string() };
         }
         let mut out = String::new();
         for p in pieces(w) {
@@ -685,7 +685,8 @@ impl<'t> Resolver<'t> {
                     used.extend(referenced_names(ws));
                 }
             }
-            // A made section holds literals only (`Recipe::section`).
+            // A made section holds literals only (`Recipe::section`), or
+            // plain text, which has no `$` (`definitions::Reread`).
             collect_refs(&def.section, &mut used);
         }
         for def in &self.tree.defs {
@@ -772,7 +773,7 @@ fn raw_expand(
             },
         }
     }
-    let w = crate::syntax::Word { raw: raw_escaped, ..shifted };
+    let w = crate::syntax::Word { raw: raw_escaped.into(), ..shifted };
     r.word(&w, scope, host, uses, &mut Vec::new(), diags).replace("\u{0}\u{0}", "\\\"").replace("\u{1}\u{1}", "\\\\").replace('\u{2}', "\\")
 }
 

@@ -1,12 +1,12 @@
 //! The syntax tree: what was written, with spans, comments and includes
 //! kept, so `fmt` can print it back and later stages can point into it.
 
-use crate::source::{FileId, Span};
+use crate::source::{FileId, SharedStr, Span};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Word {
     /// Exactly as written, quotes included.
-    pub raw: String,
+    pub raw: SharedStr,
     pub span: Span,
     pub quoted: bool,
 }
@@ -37,7 +37,7 @@ impl Word {
     pub fn unquoted(&self) -> String {
         if !self.quoted {
             if !self.raw.contains('\\') {
-                return self.raw.clone();
+                return self.raw.to_string();
             }
             let mut out = String::with_capacity(self.raw.len());
             let mut chars = self.raw.chars();

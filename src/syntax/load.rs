@@ -2,7 +2,7 @@
 //! including file, refusing missing files and cycles with both locations.
 
 use super::ast::{Entry, Include};
-use super::parse::parse_file;
+use super::parse::parse_shared;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::source::{normalize, outside_diagnostic, refusal, FileId, FileSystem, Refusal, Roots, SourceMap, Span};
 use std::collections::HashMap;
@@ -55,7 +55,7 @@ impl Loader<'_> {
         let id = self.sources.add(path.clone(), path.display().to_string(), text);
         self.by_path.insert(path, id);
         let text = self.sources.file(id).text.clone();
-        let mut entries = parse_file(id, &text, self.diags);
+        let mut entries = parse_shared(id, &text, self.diags);
         self.stack.push((id, None));
         self.resolve_includes(id, &mut entries);
         self.stack.pop();

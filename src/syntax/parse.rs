@@ -3,7 +3,8 @@
 
 use super::ast::*;
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::source::{FileId, Span};
+use crate::source::{FileId, SharedStr, Span};
+use std::sync::Arc;
 use pest::iterators::Pair;
 use pest::Parser;
 
@@ -33,6 +34,12 @@ fn set_call_limit() {
 /// Parses one file. Never fails: problems are pushed to `diags` and the
 /// tree holds what could be read.
 pub fn parse_file(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Entry> {
+    parse_shared(file, &Arc::from(text), diags)
+}
+
+/// [`parse_file`] of a text the tree's words then share (the loader's,
+/// kept in the source map) instead of a copy.
+pub fn parse_shared(file: FileId, text: &Arc<str>, diags: &mut Diagnostics) -> Vec<Entry> {
     set_call_limit();
     if text.len() > MAX_FILE_BYTES {
         diags.push(
@@ -50,24 +57,112 @@ pub fn parse_file(file: FileId, text: &str, diags: &mut Diagnostics) -> Vec<Entr
         );
         return vec![];
     }
+    // Parsed a piece at a time (see `PIECE_BYTES`). What a piece reports
+    // is held back until every piece parsed: a piece pest gives up on
+    // refuses the whole file, as it did when the file was one piece.
+    let mut lowered = Diagnostics::default();
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let cut = next_cut(text, start);
+        let end = match parse_piece(file, text, start, cut, &mut out, &mut lowered) {
+            Ok(Some(end)) => end,
+            // The piece did not end at the top level: the rest in one.
+            Ok(None) => match parse_piece(file, text, start, text.len(), &mut out, &mut lowered) {
+                Ok(_) => text.len(),
+                Err(d) => {
+                    diags.push(d);
+                    return vec![];
+                }
+            },
+            Err(d) => {
+                diags.push(d);
+                return vec![];
+            }
+        };
+        start = end;
+    }
+    diags.extend(lowered.into_vec());
+    out
+}
+
+/// A file is parsed in pieces: pest keeps two 40-byte tokens for every
+/// rule matched until the last of its pairs is dropped, which for a file of
+/// 100,000 host blocks was ~300 MB at once. A piece is at least this many
+/// bytes, and a file is cut into at most [`MAX_PIECES`]: pest's call limit
+/// counts per parse, so a file may take that many times the calls of one
+/// parse (the bound was one parse's worth before files were cut).
+const PIECE_BYTES: usize = 64 << 10;
+const MAX_PIECES: usize = 16;
+
+/// Where the piece starting at `start` may end: just after a line that is
+/// a lone `}` a piece's length on, else at the end of the text. Whether
+/// the grammar is at the top level there is checked after parsing
+/// ([`parse_piece`]).
+fn next_cut(text: &str, start: usize) -> usize {
+    let from = start + PIECE_BYTES.max(text.len() / MAX_PIECES);
+    if from >= text.len() {
+        return text.len();
+    }
+    // In bytes: `from` may fall inside a character; a line feed cannot.
+    match text.as_bytes()[from..].windows(3).position(|w| w == b"\n}\n") {
+        Some(i) => from + i + 3,
+        None => text.len(),
+    }
+}
+
+/// Parses `text[start..end]` as a file and lowers its entries into `out`:
+/// plain text by hand ([`super::plain`]), the rest with pest. `Ok(None)`
+/// (nothing lowered) when `end` is not the end of the text and the piece's
+/// top level did not end on its last line feed: then a rule may have read
+/// up to the piece's end, where the whole file goes on, and the piece is
+/// parsed again with the rest.
+///
+/// Why a piece that passes reads as the whole file does: it ends with
+/// `}` and a line feed, and only a block's body or a continuation (`\`
+/// before the line feed) reads past a line feed. A block whose body ran
+/// to the end of the piece ends there too (its `close` matches the end of
+/// input), so its statement is a top-level entry ending at `end`, which
+/// fails the check; a continuation needs a `\` where the `}` is. Every
+/// other rule stops at the line feed, so nothing before it looked past it.
+fn parse_piece(file: FileId, text: &Arc<str>, start: usize, end: usize, out: &mut Vec<Entry>, diags: &mut Diagnostics) -> Result<Option<usize>, Diagnostic> {
+    let (mut entries, mut local) = (Vec::new(), Diagnostics::default());
+    let last = if super::plain::is_plain(&text[start..end]) {
+        super::plain::parse(file, text, start, end, &mut entries, &mut local)
+    } else {
+        parse_pest(file, text, start, end, &mut entries, &mut local)?
+    };
+    if end < text.len() && last.is_some_and(|l| l >= end) {
+        return Ok(None);
+    }
+    // Lowered on its own: a piece starts after a line feed, so its first
+    // entry, were it a comment, trails nothing either way.
+    out.append(&mut entries);
+    diags.extend(local.into_vec());
+    Ok(Some(end))
+}
+
+/// [`parse_piece`] with pest: where the last top-level entry ended (pest's
+/// pair, with a statement's trailing spaces), if there is one.
+fn parse_pest(file: FileId, text: &Arc<str>, start: usize, end: usize, out: &mut Vec<Entry>, diags: &mut Diagnostics) -> Result<Option<usize>, Diagnostic> {
     // The grammar is total, so an error here means a pest limit was hit.
-    let pairs = match MlnParser::parse(Rule::file, text) {
+    let pairs = match MlnParser::parse(Rule::file, &text[start..end]) {
         Ok(p) => p,
         Err(e) => {
             let at = match e.location {
                 pest::error::InputLocation::Pos(p) => p,
                 pest::error::InputLocation::Span((s, _)) => s,
             };
-            diags.push(
-                Diagnostic::error("mln::syntax::unparsable", "this file could not be parsed")
-                    .label(Span::new(file, at, at), "parsing stopped here"),
-            );
-            return vec![];
+            return Err(Diagnostic::error("mln::syntax::unparsable", "this file could not be parsed")
+                .label(Span::new(file, start + at, start + at), "parsing stopped here"));
         }
     };
-    let mut lower = Lower { file, text, diags };
     let file_pair = pairs.into_iter().next().expect("file rule");
-    lower.entries(file_pair.into_inner())
+    let entries: Vec<Pair<Rule>> = file_pair.into_inner().filter(|p| p.as_rule() != Rule::EOI).collect();
+    let last = entries.last().map(|p| start + p.as_span().end());
+    let mut lower = Lower { file, text, base: start, diags };
+    lower.entries(entries, out);
+    Ok(last)
 }
 
 /// Control characters (other than tab, line feed and carriage return)
@@ -177,20 +272,35 @@ fn include_path_end(b: &[u8], at: usize) -> Option<usize> {
     (j > path_start).then_some(j)
 }
 
+pub(super) fn stray_close(span: Span) -> Diagnostic {
+    Diagnostic::error("mln::syntax::stray_close", "unexpected `}`")
+        .label(span, "no block is open here")
+        .help("remove it, or look for a block closed twice above")
+}
+
+pub(super) fn unclosed_block(open: Span) -> Diagnostic {
+    Diagnostic::error("mln::syntax::unclosed_block", "block never closed")
+        .label(open, "this `{` has no matching `}` before the end of the file")
+        .help("add the missing `}`")
+}
+
 struct Lower<'a> {
     file: FileId,
-    text: &'a str,
+    /// The whole file; pest's positions are in the piece at `base`.
+    text: &'a Arc<str>,
+    base: usize,
     diags: &'a mut Diagnostics,
 }
 
 impl<'a> Lower<'a> {
     fn span(&self, p: &Pair<Rule>) -> Span {
         let s = p.as_span();
-        Span::new(self.file, s.start(), s.end())
+        Span::new(self.file, self.base + s.start(), self.base + s.end())
     }
 
-    fn entries(&mut self, pairs: pest::iterators::Pairs<Rule>) -> Vec<Entry> {
-        let mut out: Vec<Entry> = Vec::new();
+    /// Lowers `pairs` onto the end of `out` (a file's entries are lowered
+    /// a piece at a time).
+    fn entries<'i>(&mut self, pairs: impl IntoIterator<Item = Pair<'i, Rule>>, out: &mut Vec<Entry>) {
         for p in pairs {
             let entry = match p.as_rule() {
                 Rule::statement => Entry::Statement(self.statement(p)),
@@ -213,7 +323,8 @@ impl<'a> Lower<'a> {
                         out.push(Entry::Comment(Comment { text: whole, span, trailing: false }));
                         continue;
                     }
-                    let path_span = Span::new(self.file, path_pair.as_span().start(), path_pair.as_span().start() + raw.len());
+                    let path_start = self.base + path_pair.as_span().start();
+                    let path_span = Span::new(self.file, path_start, path_start + raw.len());
                     let path = if raw.starts_with('"') && raw.ends_with('"') && raw.len() >= 2 {
                         raw[1..raw.len() - 1].to_string()
                     } else {
@@ -230,11 +341,7 @@ impl<'a> Lower<'a> {
                 }
                 Rule::stray_close => {
                     let span = self.span(&p);
-                    self.diags.push(
-                        Diagnostic::error("mln::syntax::stray_close", "unexpected `}`")
-                            .label(span, "no block is open here")
-                            .help("remove it, or look for a block closed twice above"),
-                    );
+                    self.diags.push(stray_close(span));
                     Entry::Error(SyntaxError { span, kind: SyntaxErrorKind::StrayClose })
                 }
                 Rule::EOI => continue,
@@ -242,14 +349,17 @@ impl<'a> Lower<'a> {
             };
             out.push(entry);
         }
-        out
     }
 
     fn words(&mut self, p: Pair<Rule>) -> Vec<Word> {
-        let words: Vec<Word> = p
+        let mut words: Vec<Word> = p
             .into_inner()
-            .map(|w| Word { raw: w.as_str().to_string(), span: self.span(&w), quoted: w.as_rule() == Rule::dquoted })
+            .map(|w| {
+                let span = self.span(&w);
+                Word { raw: SharedStr::slice(self.text, span.range()), span, quoted: w.as_rule() == Rule::dquoted }
+            })
             .collect();
+        words.shrink_to_fit();
         for w in words.iter().filter(|w| !w.quoted) {
             for at in w.open_quotes() {
                 let start = w.span.start as usize + at;
@@ -287,27 +397,26 @@ impl<'a> Lower<'a> {
     }
 
     fn block(&mut self, p: Pair<Rule>) -> Block {
-        let start = p.as_span().start();
+        let start = self.base + p.as_span().start();
         let open = Span::new(self.file, start, start + 1);
         let mut entries = Vec::new();
         let mut close = None;
         for part in p.into_inner() {
             match part.as_rule() {
-                Rule::body => entries = self.entries(part.into_inner()),
+                Rule::body => self.entries(part.into_inner(), &mut entries),
                 Rule::close => {
                     if part.as_str() == "}" {
                         close = Some(self.span(&part));
                     } else {
-                        self.diags.push(
-                            Diagnostic::error("mln::syntax::unclosed_block", "block never closed")
-                                .label(open, "this `{` has no matching `}` before the end of the file")
-                                .help("add the missing `}`"),
-                        );
+                        self.diags.push(unclosed_block(open));
                     }
                 }
                 r => unreachable!("rule {r:?} in block"),
             }
         }
+        // Most blocks of a large project hold a statement or three, in room
+        // for four.
+        entries.shrink_to_fit();
         Block { entries, open, close }
     }
 
@@ -436,6 +545,80 @@ mod tests {
         let (e, d) = parse(&text);
         assert!(e.is_empty());
         assert_eq!(d.iter().next().unwrap().code, "mln::syntax::too_deep");
+    }
+
+    /// The whole text through pest in one piece, as files were read before
+    /// they were cut.
+    fn pest_whole(text: &str) -> (Vec<Entry>, Vec<Diagnostic>) {
+        let text: Arc<str> = text.into();
+        let (mut e, mut d) = (Vec::new(), Diagnostics::default());
+        parse_pest(FileId(0), &text, 0, text.len(), &mut e, &mut d).expect("parsed");
+        (e, d.into_vec())
+    }
+
+    /// Pseudo-random (xorshift) text of pieces the grammar cares about.
+    struct Gen(u64);
+    impl Gen {
+        fn next(&mut self) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 8) as usize
+        }
+        fn text(&mut self, len: usize, plain_only: bool) -> String {
+            let plain = ["host", "a1", " ", "  ", "\n", "{", "}", "\n}\n", "x.y:z/-_", " {\n", "}\n"];
+            let other = ["\"q\"", "\"open", "#c", "#include x", "$v = 1", "\\\n", ";", "\t", "\\}", "é", "\r\n", "\"a b\" "];
+            let mut s = String::new();
+            while s.len() < len {
+                let n = self.next();
+                s.push_str(if plain_only || n % 5 != 0 { plain[n / 5 % plain.len()] } else { other[n / 5 % other.len()] });
+            }
+            s
+        }
+    }
+
+    #[test]
+    fn plain_text_reads_as_pest_reads_it() {
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        for i in 0..3000 {
+            let t = g.text(i % 200 + 1, true);
+            assert!(super::super::plain::is_plain(&t));
+            let text: Arc<str> = t.as_str().into();
+            let (mut e, mut d) = (Vec::new(), Diagnostics::default());
+            let last = super::super::plain::parse(FileId(0), &text, 0, text.len(), &mut e, &mut d);
+            let (mut pe, mut pd) = (Vec::new(), Diagnostics::default());
+            let pest_last = parse_pest(FileId(0), &text, 0, text.len(), &mut pe, &mut pd).unwrap();
+            assert_eq!((e, d.into_vec(), last), (pe, pd.into_vec(), pest_last), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_read_in_pieces_reads_as_it_does_whole() {
+        let host = |i: usize| format!("host h{i} {{\n  memory 64M\n  network eth0 {{\n    address 10.0.0.{}\n  }}\n}}\n", i % 250);
+        let mut g = Gen(0x2545_f491_4f6c_dd1d);
+        for round in 0..6 {
+            let mut t = String::new();
+            let mut i = 0;
+            while t.len() < 3 * PIECE_BYTES {
+                t += &match g.next() % 40 {
+                    // A stray or an unclosed brace, a quote, a comment, a
+                    // continuation: text that moves or defeats the cuts.
+                    0 if round > 0 => g.text(30, false),
+                    1 if round > 1 => "host q {\n echo \"a } b\" # c \\\n d\n}\n".to_string(),
+                    _ => host(i),
+                };
+                i += 1;
+            }
+            let mut d = Diagnostics::default();
+            let e = parse_file(FileId(0), &t, &mut d);
+            // Too deep is refused before either reads it.
+            if d.iter().any(|d| d.code == "mln::syntax::too_deep") {
+                continue;
+            }
+            let (pe, pd) = pest_whole(&t);
+            assert!(e == pe, "round {round}: the entries differ");
+            assert_eq!(d.into_vec(), pd, "round {round}");
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub fn compile_mem(files: &[(&str, &str)]) -> mln::Compilation {
 }
 
 pub fn rendered(c: &mln::Compilation) -> String {
-    render_all(c.diags.sorted(), &c.sources, RenderStyle::Plain)
+    render_all(c.diags.sorted(), &c.sources, RenderStyle::Plain).to_string()
 }
 
 pub fn codes(c: &mln::Compilation) -> Vec<&'static str> {
