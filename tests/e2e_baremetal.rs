@@ -598,7 +598,7 @@ fn a_build_killed_during_install_is_run_again() {
     std::fs::write(
         state.join("fabric.toml"),
         format!(
-            "[netboot]\ninterface = \"{}\"\nsubnet = \"{}\"\nserver = \"{}\"\n\n[baremetal.default]\ndeploy_system = [{{ type = \"kexec\", timeout = 240 }}, {{ type = \"untrusted\", timeout = 300, retries = 1 }}]\ninstall = [{{ type = \"chain\", timeout = 300 }}]\nboot = [{{ type = \"kexec\", timeout = 480 }}]\n",
+            "[netboot]\ninterface = \"{}\"\nsubnet = \"{}\"\nserver = \"{}\"\n\n[baremetal.default]\ndeploy_system = [{{ type = \"kexec\", timeout = 480 }}, {{ type = \"untrusted\", timeout = 300, retries = 1 }}]\ninstall = [{{ type = \"chain\", timeout = 300 }}]\nboot = [{{ type = \"kexec\", timeout = 480 }}]\n",
             rig.bridge, rig.subnet, rig.server
         ),
     )
