@@ -168,7 +168,8 @@ pub fn network() -> Schema {
         .with("tun_address", Value(Ty::Text))
 }
 
-/// `power { driver ipmi|command|ssh; ... }` of a bare-metal node.
+/// `power { driver ipmi|command|ssh; ...; fallback { } }` of a bare-metal
+/// node.
 /// `password` is known only to be refused with a reason: a secret is
 /// read from `password_file`, never written in the project.
 pub fn power() -> Schema {
@@ -180,6 +181,20 @@ pub fn power() -> Schema {
         .with("user", Value(Ty::Text))
         .with("password_file", Value(Ty::Text))
         .with("password", Value(Ty::Text))
+        .with("on", Value(Ty::Text))
+        .with("off", Value(Ty::Text))
+        .with("reset", Value(Ty::Text))
+        .with("status", Value(Ty::Text))
+        .with("cycle", Value(Ty::Text))
+        .with("fallback", Block(Arc::new(power_fallback())))
+}
+
+/// `power { fallback { on ...; off ...; reset ...; status ...; cycle ... } }`:
+/// the node's power-command level below its driver (a PDU outlet, the
+/// site's script), command templates as `driver command`'s.
+pub fn power_fallback() -> Schema {
+    use Kind::*;
+    Schema::new("fallback")
         .with("on", Value(Ty::Text))
         .with("off", Value(Ty::Text))
         .with("reset", Value(Ty::Text))

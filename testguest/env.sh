@@ -12,7 +12,8 @@
 # host key, made at deployment by the post-install script hostkey.sh,
 # or else one made at boot). Logins: keys only (root's authorized_keys, which
 # mln writes into the deployed root). kexec-tools too, for mln's `kexec`
-# deploy system. `poweroff` there is busybox's: it
+# deploy system, and mkfs.ext4, sfdisk, extlinux and syslinux's boot code
+# for the `nomini` one. `poweroff` there is busybox's: it
 # signals PID 1, the test guest's init, which says so on the console
 # and powers off.
 set -euo pipefail
@@ -30,7 +31,18 @@ copy_binary "$tree" dropbearkey
 # kexec: a later deployment boots the deploy system from this running
 # system without the firmware (the `kexec` deploy-system variant).
 copy_binary "$tree" kexec
-mkdir -p "$tree"/{bin,tmp,proc,sys,dev,root,usr/lib/mln}
+# The tools of mln's `nomini` deploy system (the running system writes
+# a new deployment onto a partition it does not use): mkfs.ext4, and
+# the disk's bootloader (extlinux, sfdisk, syslinux's boot code). The
+# rest (nc, tar, gzip, sha256sum, mkfifo) are busybox's.
+copy_binary "$tree" mkfs.ext4
+copy_binary "$tree" sfdisk
+copy_binary "$tree" extlinux
+mkdir -p "$tree/usr/lib/EXTLINUX"
+cp /usr/lib/EXTLINUX/mbr.bin /usr/lib/EXTLINUX/gptmbr.bin "$tree/usr/lib/EXTLINUX/"
+# /mnt: where an install mounts the new root (the running root is
+# read-only: it cannot be made then).
+mkdir -p "$tree"/{bin,tmp,proc,sys,dev,root,mnt,usr/lib/mln}
 chmod 700 "$tree/root"
 cp /bin/busybox "$tree/bin/busybox"
 ln -sf busybox "$tree/bin/sh"

@@ -96,6 +96,8 @@ fn stats_show_deployments_failures_and_step_times_per_node() {
             duration_ms: ms,
             ok,
             reason: if ok { String::new() } else { "untrusted: the deploy system did not finish within 200s".into() },
+            power_level: if step == "deploy_system" { "very_hard".into() } else { String::new() },
+            power_driver: if step == "deploy_system" { "fallback".into() } else { String::new() },
         };
         state
             .record_steps(&[
@@ -112,10 +114,13 @@ fn stats_show_deployments_failures_and_step_times_per_node() {
     assert_eq!((s[0]["host"].as_str(), s[0]["deployments"].as_u64(), s[0]["failed"].as_u64()), (Some("node1"), Some(1), Some(0)));
     assert_eq!(s[1]["failure_rate"], 0.5);
     assert_eq!(s[1]["mean_step_secs"]["deploy_system"], 315.0);
+    assert_eq!(s[0]["last_power"]["deploy_system"], "very_hard (fallback)");
+    assert_eq!(s[1]["power_levels"]["very_hard (fallback)"], 2);
     mln(&state_dir)
         .args(["stats", "-h", "node2"])
         .assert()
         .success()
         .stdout(predicate::str::contains("node2").and(predicate::str::contains("50%")).and(predicate::str::contains("did not finish within 200s")))
+        .stdout(predicate::str::contains("power: deploy_system very_hard (fallback)"))
         .stdout(predicate::str::contains("node1").not());
 }

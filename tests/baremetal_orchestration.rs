@@ -8,7 +8,7 @@ use common::*;
 use mln::baremetal::automaton::{Clusters, Config, Node, NodeOps, OpError, System};
 use mln::baremetal::backend::BareMetalMachines;
 use mln::baremetal::split::{Ready, Split};
-use mln::baremetal::{BootNode, BootProfile, NetBoot, NetBootError, NodeSpec, PowerAction, PowerDriver, PowerError, PowerReading, RebootLevel};
+use mln::baremetal::{BootNode, BootProfile, NetBoot, NetBootError, NodeSpec, PowerAction, PowerDriver, PowerError, PowerReading, PowerVia, RebootLevel};
 use mln::machine::fake::Fake;
 use mln::machine::{Backend, MachineError, Outcome, StopMode};
 use mln::progress::Collect;
@@ -74,12 +74,12 @@ impl NodeOps for Lab {
         self.profiles.lock().unwrap().insert(n.name.clone(), p.clone());
         Ok(())
     }
-    fn reboot(&self, n: &Node, level: RebootLevel) -> Result<(), OpError> {
+    fn reboot(&self, n: &Node, level: RebootLevel) -> Result<PowerVia, OpError> {
         if level == RebootLevel::Soft && self.power.lock().unwrap().get(&n.name) != Some(&PowerReading::On) {
             return Err(OpError::Failed("not running".into()));
         }
         self.power.lock().unwrap().insert(n.name.clone(), PowerReading::On);
-        Ok(())
+        Ok(if level == RebootLevel::Soft { PowerVia::Ssh } else { PowerVia::Ipmi })
     }
     fn wait_reachable(&self, n: &Node, _: System, deadline: Duration) -> Result<(), OpError> {
         let mut c = self.clocks.lock().unwrap();

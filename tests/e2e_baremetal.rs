@@ -19,6 +19,7 @@ fn spec(n: &baremetal_rig::Node, password_file: &std::path::Path) -> NodeSpec {
         partition: None,
         environment: EnvRef { name: "testguest".into(), version: None },
         boot: if n.disk.is_some() { BootMode::Disk } else { BootMode::Diskless },
+        fallback: None,
     }
 }
 
@@ -291,9 +292,12 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     // the deploy system; the disk's bootloader (installed by the install
     // step) boots the test guest.
     let steps = "install = [{ type = \"chain\", timeout = 300 }]\nboot = [{ type = \"classical\", timeout = 400 }]\n";
-    // bm2's password file is wrong; its cluster's power-command level
-    // (a "PDU": ipmitool with the right password, the outlet by name)
-    // powers it instead.
+    // bm2's password file is wrong; its own power-command level (`power {
+    // fallback { } }` in the project file: a "PDU", ipmitool with the
+    // right password, the outlet by name) powers it instead. Its cluster's
+    // `power_command` (the site default in the fabric file) is a PDU that
+    // has no outlet for it and says so in a file: the node's own wins,
+    // so it is never called.
     let pdu_sh = d.join("pdu.sh");
     std::fs::write(
         &pdu_sh,
@@ -304,8 +308,12 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
         ),
     )
     .unwrap();
-    let t = |w: &str| format!("\"sh {} {{host}} {w}\"", pdu_sh.display());
+    let site_pdu = d.join("site-pdu.sh");
+    let site_called = d.join("site-pdu-called");
+    std::fs::write(&site_pdu, format!("#!/bin/sh\necho \"$@\" >> {}\necho \"no outlet for $1\" >&2\nexit 1\n", site_called.display())).unwrap();
+    let t = |w: &str| format!("\"sh {} {{host}} {w}\"", site_pdu.display());
     let pdu = format!("power_command = {{ on = {}, off = {}, reset = {}, status = {} }}\n", t("on"), t("off"), t("reset"), t("status"));
+    let fallback = ["on", "off", "reset", "status"].map(|w| format!("            {w} \"sh {} {{host}} {w}\"\n", pdu_sh.display())).concat();
     std::fs::write(
         state.join("fabric.toml"),
         format!(
@@ -345,8 +353,9 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
         // The diskless node's own file and startup command (served to it
         // with its accounts: baremetal::diskless).
         let own = if i == 6 { "    files {\n        ramfile.txt /etc/mln-ram-file 0644\n    }\n    startup {\n        cat /etc/mln-ram-file\n    }\n" } else { "" };
+        let below = if i == 2 { format!("        fallback {{\n{fallback}        }}\n") } else { String::new() };
         project += &format!(
-            "host bm{i} {{\n    superclass {class}\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n    }}\n{own}}}\n",
+            "host bm{i} {{\n    superclass {class}\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n{below}    }}\n    network eth0 {{\n        address {}\n    }}\n{own}}}\n",
             n.mac,
             n.ipmi_port,
             if i == 4 || i == 2 { &wrong } else { &rig.password_file }.display(),
@@ -393,7 +402,8 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     // bm2's boot is `hard` (its cluster): a reset through IPMI into its
     // disk, a GPT disk (its cluster's `partition_table`), the others DOS.
     assert!(line("bm2").contains("boot hard"), "{why}");
-    assert!(line("bm2").contains("power through its cluster's power_command") && line("bm2").contains("refused the credentials"), "{why}");
+    assert!(line("bm2").contains("power through its power { fallback }") && line("bm2").contains("refused the credentials"), "{why}");
+    assert!(!site_called.exists(), "the node's own fallback wins over its cluster's power_command: {:?}", std::fs::read_to_string(&site_called));
     let table = |n: &baremetal_rig::Node| {
         let o = std::process::Command::new("sfdisk").arg("--dump").arg(n.disk.as_ref().unwrap()).output().unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
@@ -482,6 +492,21 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     assert!(last("bm5").contains("did not finish within"), "{stats}");
     let shown = ok(&["stats", "-h", "bm5"]);
     assert!(shown.contains("bm5") && shown.contains("did not finish within"), "{shown}");
+    // Which escalation level rebooted each node in each step, and through
+    // which power control: bm2's every reboot through its own fallback
+    // (off: powered on at the hard level; the `hard` boot a reset), bm0
+    // powered on by IPMI, then rebooted from its deploy system;
+    // bm4's levels were all refused: no reboot acted.
+    let power = |h: &str| stats.as_array().unwrap().iter().find(|s| s["host"] == h).unwrap()["last_power"].clone();
+    assert_eq!(power("bm2"), serde_json::json!({"deploy_system": "hard (fallback)", "boot": "hard (fallback)"}), "{stats}");
+    assert_eq!(power("bm0")["deploy_system"], "hard (ipmi)", "{stats}");
+    // A soft reboot that did not take the deploy system down in time goes
+    // on to IPMI's reset: either is a reboot that acted.
+    assert!(["soft (ssh)", "hard (ipmi)"].contains(&power("bm0")["boot"].as_str().unwrap_or("")), "{stats}");
+    assert_eq!(power("bm5"), serde_json::json!({"deploy_system": "hard (ipmi)"}), "{stats}");
+    assert_eq!(power("bm4"), serde_json::json!({}), "{stats}");
+    let shown = ok(&["stats", "-h", "bm2"]);
+    assert!(shown.contains("power: boot hard (fallback), deploy_system hard (fallback)"), "{shown}");
 
     // `stop`: soft first (SSH `poweroff` with the project's key, which the
     // deployment put in root's authorized_keys), then hard through IPMI.
@@ -529,12 +554,20 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
 /// is softly rebooted into a fresh deploy system and deployed once
 /// (`stats`: one deployment, no failure: the killed run recorded none),
 /// and `remove` leaves no lease or profile (issue 13, tests 5).
+/// The node's disk holds two partitions (made beforehand, as a site's
+/// disks are): those deployments go to the first; then `build -r` with
+/// the `nomini` deploy system and `partition 2`: the running deployed
+/// system writes the new deployment onto the partition it does not run
+/// from, and the node boots it from its disk.
 #[test]
 #[ignore]
 fn a_build_killed_during_install_is_run_again() {
     Rig::available().unwrap();
-    let rig = Rig::new(&[NodeKind { disk_mib: Some(64), memory_mib: 384 }]);
+    let rig = Rig::new(&[NodeKind { disk_mib: Some(128), memory_mib: 384 }]);
     let n = &rig.nodes[0];
+    let disk = n.disk.as_ref().unwrap();
+    let parted = std::process::Command::new("sh").arg("-c").arg(format!("printf 'label: dos\\n,60M,L\\n,,L\\n' | sfdisk -q {}", disk.display())).status().unwrap();
+    assert!(parted.success());
     let d = rig.dir.path();
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let state = d.join("state");
@@ -565,22 +598,21 @@ fn a_build_killed_during_install_is_run_again() {
     std::fs::write(
         state.join("fabric.toml"),
         format!(
-            "[netboot]\ninterface = \"{}\"\nsubnet = \"{}\"\nserver = \"{}\"\n\n[baremetal.default]\ndeploy_system = [{{ type = \"kexec\", timeout = 240 }}, {{ type = \"untrusted\", timeout = 300, retries = 1 }}]\ninstall = [{{ type = \"chain\", timeout = 300 }}]\nboot = [{{ type = \"kexec\", timeout = 240 }}]\n",
+            "[netboot]\ninterface = \"{}\"\nsubnet = \"{}\"\nserver = \"{}\"\n\n[baremetal.default]\ndeploy_system = [{{ type = \"kexec\", timeout = 480 }}, {{ type = \"untrusted\", timeout = 300, retries = 1 }}]\ninstall = [{{ type = \"chain\", timeout = 300 }}]\nboot = [{{ type = \"kexec\", timeout = 480 }}]\n",
             rig.bridge, rig.subnet, rig.server
         ),
     )
     .unwrap();
-    std::fs::write(
-        d.join("metal.mln"),
+    let project = |partition: u32, users: &str| {
         format!(
-            "global {{\n    project again\n}}\nhost bm0 {{\n    baremetal\n    disk /dev/vda\n    environment testguest\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n        netmask 255.255.255.0\n    }}\n    startup {{\n        sh /fsroot/usr/lib/mln/sshd\n    }}\n}}\n",
+            "global {{\n    project again\n}}\nhost bm0 {{\n    baremetal\n    disk /dev/vda\n    partition {partition}\n    environment testguest\n    mac {}\n    power {{\n        driver ipmi\n        address 127.0.0.1\n        port {}\n        user {IPMI_USER}\n        password_file {}\n    }}\n    network eth0 {{\n        address {}\n        netmask 255.255.255.0\n    }}\n{users}    startup {{\n        sh /fsroot/usr/lib/mln/sshd\n    }}\n}}\n",
             n.mac,
             n.ipmi_port,
             rig.password_file.display(),
             n.address
-        ),
-    )
-    .unwrap();
+        )
+    };
+    std::fs::write(d.join("metal.mln"), project(1, "")).unwrap();
 
     let mut first = cmd(&["build", "-f", "metal.mln"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     rig.wait_console(n, "MLN-DEPLOY-UP", Duration::from_secs(300)).unwrap_or_else(|c| panic!("the deploy system did not come up:\n{c}"));
@@ -630,6 +662,55 @@ fn a_build_killed_during_install_is_run_again() {
     assert_eq!(after.matches("MLN-DEPLOY-UP").count(), 1, "{after}");
     assert!(after.find("MLN-DEPLOY-UP").unwrap() > k && after.rfind("MLN-APPLIED").unwrap() > k, "{after}");
     assert_no_network_boot(&log, log_before, &n.address);
+
+    // `nomini`: the running deployed system (from partition 1) writes the
+    // deployment onto partition 2 itself, no deploy system at all; the
+    // classical boot reboots it (softly: `reboot` in that system) into its
+    // disk, whose bootloader now boots partition 2 (the active one). The
+    // project gets a user the first partition's system does not have: the
+    // system that reports it is the new one.
+    rig.wait_console(n, "mln-testguest: sshd started", Duration::from_secs(120)).unwrap_or_else(|c| panic!("bm0's sshd:\n{c}"));
+    std::fs::write(
+        state.join("fabric.toml"),
+        format!(
+            "[netboot]\ninterface = \"{}\"\nsubnet = \"{}\"\nserver = \"{}\"\n\n[baremetal.default]\ndeploy_system = [{{ type = \"nomini\", timeout = 240 }}]\ninstall = [{{ type = \"chain\", timeout = 300 }}]\nboot = [{{ type = \"classical\", timeout = 400 }}]\n",
+            rig.bridge, rig.subnet, rig.server
+        ),
+    )
+    .unwrap();
+    let bob = "    users {\n        bob $6$annsalt$LAgkzpFKuw7yFaw7MmvCaXCekwjFvMAwGHWDcwopJSM5f7L4eK8EOP6PAC0vCf.h7tf9D/wPG5flz6JnOBsmw0\n    }\n";
+    std::fs::write(d.join("metal.mln"), project(2, bob)).unwrap();
+    let before = rig.console(n).len();
+    let log_before = std::fs::read_to_string(&log).unwrap_or_default().len();
+    let nomini = ok(&["build", "-r", "-f", "metal.mln"]);
+    assert!(nomini.contains("deployed testguest:1") && nomini.contains("deploy_system nomini") && nomini.contains("boot classical"), "{nomini}");
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let c = loop {
+        let c = rig.console(n);
+        if c[before..].contains("MLN-APPLIED") {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "bm0 did not report after the nomini build:\n{c}");
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let after = &c[before..];
+    assert!(!after.contains("MLN-DEPLOY-UP") && !after.contains("MLN-KEXEC"), "no deploy system under nomini:\n{after}");
+    // Booted from its disk (the bootloader's banner), the new partition's
+    // system: its configuration has bob.
+    let banner = after.find(BOOTLOADER).unwrap_or_else(|| panic!("bm0 did not boot from its disk:\n{after}"));
+    let line = after.lines().find(|l| l.contains("MLN-APPLIED")).unwrap();
+    assert!(after.find("MLN-APPLIED").unwrap() > banner, "{after}");
+    assert!(line.contains("\"hostname\":\"bm0\"") && line.contains("\"users\":[\"bob\"]") && line.contains(&n.address), "{line}");
+    assert_no_network_boot(&log, log_before, &n.address);
+    let dump = String::from_utf8_lossy(&std::process::Command::new("sfdisk").arg("--dump").arg(disk).output().unwrap().stdout).into_owned();
+    let active: Vec<&str> = dump.lines().filter(|l| l.contains("bootable")).collect();
+    assert!(active.len() == 1 && active[0].contains("2 :"), "partition 2 is the one booted: {dump}");
+    let stats: serde_json::Value = serde_json::from_str(&ok(&["stats", "-p", "again", "--json"])).unwrap();
+    assert_eq!((stats[0]["deployments"].as_u64(), stats[0]["failed"].as_u64()), (Some(3), Some(0)), "{stats}");
+    // nomini rebooted nothing to start; the boot was a soft reboot of the
+    // running system (or, if that did not take it down, IPMI's reset).
+    let power = &stats[0]["last_power"];
+    assert!(power.get("deploy_system").is_none() && ["soft (ssh)", "hard (ipmi)"].contains(&power["boot"].as_str().unwrap_or("")), "{stats}");
     ok(&["remove", "-p", "again"]);
     assert_eq!(std::fs::read_to_string(state.join("baremetal/netboot/leases")).unwrap(), "", "no lease left");
     assert_eq!(std::fs::read_dir(state.join("baremetal/tftp/nodes")).unwrap().count(), 0, "no profile left");

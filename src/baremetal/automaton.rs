@@ -12,7 +12,7 @@
 //! one window of at most `window` at a time, so the power infrastructure
 //! is not flooded.
 
-use super::{BootMode, BootProfile, NodeSpec, PowerError, PowerSpec, RebootLevel};
+use super::{BootMode, BootProfile, NodeSpec, PowerError, PowerSpec, PowerUse, PowerVia, RebootLevel};
 use serde::{Deserialize, Serialize};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -57,8 +57,10 @@ pub trait NodeOps: Send + Sync {
     /// Its next network boot (the boot service's profile).
     fn set_profile(&self, node: &Node, profile: &BootProfile) -> Result<(), OpError>;
     /// One reboot at one level (soft: `reboot` over SSH; hard: IPMI reset
-    /// or the `reset` command; very hard: power cycle or `cycle`).
-    fn reboot(&self, node: &Node, level: RebootLevel) -> Result<(), OpError>;
+    /// or the `reset` command; very hard: power cycle or `cycle`), and
+    /// which power control did it (a refused driver hands it down to the
+    /// power-command level).
+    fn reboot(&self, node: &Node, level: RebootLevel) -> Result<PowerVia, OpError>;
     /// Waits until the node answers, running `system`.
     fn wait_reachable(&self, node: &Node, system: System, deadline: Duration) -> Result<(), OpError>;
     /// From a running system, kexec into `into` (no firmware reboot).
@@ -184,7 +186,8 @@ pub struct Config {
     /// The power-command level of this cluster's nodes (a PDU, the site's
     /// script): used when a node's own driver refuses the credentials or
     /// does not answer. Templates with `{host}` and `{mac}`, as the
-    /// `command` driver's.
+    /// `command` driver's. The site default: a node's own `power {
+    /// fallback { } }` wins over it.
     pub power_command: Option<PowerCommand>,
 }
 
@@ -324,6 +327,10 @@ pub struct StepReport {
     pub ok: bool,
     /// Each failed attempt's reason, in order.
     pub failures: Vec<String>,
+    /// The last reboot of the step that was done (its level and driver),
+    /// if the step rebooted the node.
+    #[serde(default)]
+    pub power: Option<PowerUse>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,7 +376,12 @@ impl Window {
 }
 
 /// The reboot levels a node's power control has, in escalation order.
+/// A node's own power-command level (`fallback`) can do every level its
+/// driver cannot.
 pub fn reboot_levels(spec: &NodeSpec) -> Vec<RebootLevel> {
+    if spec.fallback.is_some() {
+        return vec![RebootLevel::Soft, RebootLevel::Hard, RebootLevel::VeryHard];
+    }
     match &spec.power {
         PowerSpec::Ssh => vec![RebootLevel::Soft],
         PowerSpec::Ipmi { .. } => vec![RebootLevel::Soft, RebootLevel::Hard, RebootLevel::VeryHard],
@@ -457,13 +469,14 @@ impl<'a> Automaton<'a> {
     fn step(&self, n: &Node, step: Step, variants: &[VariantConf]) -> StepReport {
         let start = self.ops.now(n);
         let mut failures = Vec::new();
+        let mut power = None;
         let mut last = variants.first().map(|v| v.variant).unwrap_or(Variant::Chain);
         for v in variants {
             last = v.variant;
             for _attempt in 0..=v.retries {
                 let t0 = self.ops.now(n);
                 let deadline = t0 + Duration::from_secs(v.timeout);
-                let r = self.variant(n, step, v.variant, deadline).and_then(|()| {
+                let r = self.variant(n, step, v.variant, deadline, &mut power).and_then(|()| {
                     // An operation that ignored its deadline still failed it.
                     let t = self.ops.now(n);
                     if t > deadline {
@@ -475,17 +488,18 @@ impl<'a> Automaton<'a> {
                 match r {
                     Ok(()) => {
                         let retries = failures.len() as u32;
-                        return StepReport { step, variant: v.variant, retries, duration: self.ops.now(n) - start, ok: true, failures };
+                        return StepReport { step, variant: v.variant, retries, duration: self.ops.now(n) - start, ok: true, failures, power };
                     }
                     Err(e) => failures.push(format!("{}: {e}", v.variant.as_str())),
                 }
             }
         }
         let retries = failures.len().saturating_sub(1) as u32;
-        StepReport { step, variant: last, retries, duration: self.ops.now(n) - start, ok: false, failures }
+        StepReport { step, variant: last, retries, duration: self.ops.now(n) - start, ok: false, failures, power }
     }
 
-    fn variant(&self, n: &Node, step: Step, v: Variant, deadline: Duration) -> Result<(), OpError> {
+    /// One attempt; `power` is set to each reboot it does.
+    fn variant(&self, n: &Node, step: Step, v: Variant, deadline: Duration, power: &mut Option<PowerUse>) -> Result<(), OpError> {
         let ops = self.ops;
         let deployed = || match n.spec.boot {
             BootMode::Disk => BootProfile::Disk,
@@ -494,7 +508,7 @@ impl<'a> Automaton<'a> {
         match (step, v) {
             (Step::DeploySystem, Variant::Untrusted) => {
                 ops.set_profile(n, &BootProfile::Deploy)?;
-                self.reboot(n, &reboot_levels(&n.spec))?;
+                *power = Some(self.reboot(n, &reboot_levels(&n.spec))?);
                 ops.wait_reachable(n, System::Deploy, deadline)
             }
             (Step::DeploySystem, Variant::Kexec) => {
@@ -516,25 +530,26 @@ impl<'a> Automaton<'a> {
             }
             (Step::Boot, Variant::Classical) => {
                 ops.set_profile(n, &deployed())?;
-                self.reboot(n, &reboot_levels(&n.spec))?;
+                *power = Some(self.reboot(n, &reboot_levels(&n.spec))?);
                 ops.wait_reachable(n, System::Deployed, deadline)
             }
             (Step::Boot, Variant::Hard) => {
                 ops.set_profile(n, &deployed())?;
                 let levels: Vec<RebootLevel> = reboot_levels(&n.spec).into_iter().filter(|l| *l >= RebootLevel::Hard).collect();
-                self.reboot(n, &levels)?;
+                *power = Some(self.reboot(n, &levels)?);
                 ops.wait_reachable(n, System::Deployed, deadline)
             }
             (step, v) => Err(OpError::Failed(format!("`{}` is not a variant of the {} step", v.as_str(), step.as_str()))),
         }
     }
 
-    /// Each level in turn until one is accepted, each in the window.
-    fn reboot(&self, n: &Node, levels: &[RebootLevel]) -> Result<(), OpError> {
+    /// Each level in turn until one is accepted, each in the window; the
+    /// one that was.
+    fn reboot(&self, n: &Node, levels: &[RebootLevel]) -> Result<PowerUse, OpError> {
         let mut why = Vec::new();
         for &level in levels {
             match self.window.run(|| self.ops.reboot(n, level)) {
-                Ok(()) => return Ok(()),
+                Ok(via) => return Ok(PowerUse { level, via }),
                 Err(e) => why.push(format!("{level:?}: {e}")),
             }
         }

@@ -84,7 +84,7 @@ impl NodeOps for Fake {
         self.log(n, format!("profile {p:?}"));
         Ok(())
     }
-    fn reboot(&self, n: &Node, level: RebootLevel) -> Result<(), OpError> {
+    fn reboot(&self, n: &Node, level: RebootLevel) -> Result<PowerVia, OpError> {
         if let Some(g) = &self.power_gate {
             let mut c = g.counts.lock().unwrap();
             c.0 += 1;
@@ -107,7 +107,7 @@ impl NodeOps for Fake {
             }
             _ => {
                 self.up.lock().unwrap().insert(n.name.clone(), false);
-                Ok(())
+                Ok(if level == RebootLevel::Soft { PowerVia::Ssh } else { PowerVia::of(&n.spec.power) })
             }
         }
     }
@@ -189,6 +189,7 @@ fn node(name: &str, power: PowerSpec, boot: BootMode) -> Node {
             partition: None,
             environment: EnvRef { name: "testguest".into(), version: None },
             boot,
+            fallback: None,
         },
     }
 }
@@ -282,6 +283,25 @@ fn refused_ipmi_credentials_escalate_to_a_power_cycle() {
     assert_eq!(r.ko, None, "{r:?}");
     let acts = fake.actions("locked");
     assert_eq!(acts[..5], ["profile Deploy", "reboot Soft", "reboot Hard", "reboot VeryHard", "up Deploy"]);
+    // The level that acted is in the step's report (for `mln stats`);
+    // the install step rebooted nothing.
+    assert_eq!(r.steps[0].power, Some(crate::baremetal::PowerUse { level: RebootLevel::VeryHard, via: PowerVia::Ipmi }));
+    assert_eq!(r.steps[1].power, None);
+}
+
+#[test]
+fn a_node_with_soft_reboots_and_a_fallback_has_every_level() {
+    // `driver ssh` alone reboots softly only; its own power-command level
+    // (`fallback`) gives it the hard and very hard levels.
+    let fake = Fake::new(&[("ssh", Behaviour::default())]);
+    let config = Config::default();
+    let mut n = node("ssh", PowerSpec::Ssh, BootMode::Disk);
+    assert_eq!(reboot_levels(&n.spec), [RebootLevel::Soft]);
+    n.spec.fallback = Some(PowerCommand { on: "pdu on".into(), off: "pdu off".into(), reset: "pdu reset".into(), status: "pdu status".into(), cycle: None });
+    assert_eq!(reboot_levels(&n.spec), [RebootLevel::Soft, RebootLevel::Hard, RebootLevel::VeryHard]);
+    let r = &Automaton::new(&fake, &config).deploy(&[n])[0];
+    assert_eq!(r.ko, None, "{r:?}");
+    assert_eq!(r.steps[0].power.map(|p| p.level), Some(RebootLevel::Hard), "{r:?}");
 }
 
 #[test]
@@ -307,7 +327,7 @@ fn boot_falls_back_to_the_next_variant() {
         fn set_profile(&self, n: &Node, p: &BootProfile) -> Result<(), OpError> {
             self.0.set_profile(n, p)
         }
-        fn reboot(&self, n: &Node, l: RebootLevel) -> Result<(), OpError> {
+        fn reboot(&self, n: &Node, l: RebootLevel) -> Result<PowerVia, OpError> {
             self.0.reboot(n, l)
         }
         fn wait_reachable(&self, n: &Node, s: System, d: Duration) -> Result<(), OpError> {

@@ -65,7 +65,7 @@ fn summary(r: &NodeReport, env: &str, escalated: Option<String>) -> Result<Done,
         .collect();
     match &r.ko {
         None => {
-            let power = escalated.map(|why| format!("; power through its cluster's power_command ({why})")).unwrap_or_default();
+            let power = escalated.map(|how| format!("; power through {how}")).unwrap_or_default();
             Ok(Done::ok(format!("deployed {env} ({}){power}", steps.join("; "))))
         }
         Some(why) => Err(MachineError::Failed(format!("KO: {why}"))),

@@ -30,6 +30,11 @@ pub struct NodeSpec {
     pub partition: Option<u32>,
     pub environment: EnvRef,
     pub boot: BootMode,
+    /// The power-command level below the node's own driver (`power {
+    /// fallback { } }`): a PDU outlet, the site's script. It wins over
+    /// its cluster's `power_command` (the fabric file's site default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<automaton::PowerCommand>,
 }
 
 /// `environment NAME[:VERSION]`: None is the newest version.
@@ -92,6 +97,67 @@ pub enum RebootLevel {
     VeryHard,
 }
 
+/// Which power control did a power action: the reboot escalation's
+/// levels are done by different drivers, and a refused driver hands the
+/// action down to the power-command level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerVia {
+    /// `reboot` in the running system, over SSH (the soft level, or
+    /// `driver ssh`).
+    Ssh,
+    Ipmi,
+    /// The node's own `driver command` templates.
+    Command,
+    /// The node's `power { fallback { } }` templates.
+    Fallback,
+    /// Its cluster's `power_command` (the fabric file).
+    ClusterCommand,
+}
+
+impl PowerVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerVia::Ssh => "ssh",
+            PowerVia::Ipmi => "ipmi",
+            PowerVia::Command => "command",
+            PowerVia::Fallback => "fallback",
+            PowerVia::ClusterCommand => "power_command",
+        }
+    }
+    /// The node's own driver.
+    pub fn of(spec: &PowerSpec) -> PowerVia {
+        match spec {
+            PowerSpec::Ipmi { .. } => PowerVia::Ipmi,
+            PowerSpec::Command { .. } => PowerVia::Command,
+            PowerSpec::Ssh => PowerVia::Ssh,
+        }
+    }
+}
+
+impl RebootLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RebootLevel::Soft => "soft",
+            RebootLevel::Hard => "hard",
+            RebootLevel::VeryHard => "very_hard",
+        }
+    }
+}
+
+/// The reboot that acted in a step: its level and who did it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerUse {
+    pub level: RebootLevel,
+    pub via: PowerVia,
+}
+
+impl std::fmt::Display for PowerUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.level.as_str(), self.via.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PowerError {
     /// This driver has no such action (ssh cannot power on).
@@ -125,8 +191,8 @@ pub trait PowerDriver: Send + Sync {
     /// Best effort: the firmware's next boot from the local disk (IPMI
     /// `chassis bootdev disk`); drivers with no such setting do nothing.
     fn boot_disk_next(&self, _node: &str, _spec: &NodeSpec) {}
-    /// Why the node was driven through a lower power level (its own
-    /// driver refused), if it was: the build reports it.
+    /// Through which lower power level the node was driven, and why (its
+    /// own driver refused), if it was: the build reports it.
     fn escalated(&self, _node: &str) -> Option<String> {
         None
     }

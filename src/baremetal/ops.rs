@@ -19,7 +19,7 @@ use super::deploysys::{self, DeployError, DeployNode};
 use super::env::{self, Environment, ImageKind};
 use super::netboot::{check::Subnet, DisklessFiles};
 use super::power::{BootDevice, Power};
-use super::{BootProfile, EnvRef, NetBoot, NodeSpec, PowerAction, PowerDriver, PowerReading, PowerSpec, RebootLevel};
+use super::{BootProfile, EnvRef, NetBoot, NodeSpec, PowerAction, PowerDriver, PowerReading, PowerSpec, PowerVia, RebootLevel};
 use crate::fabric::config::NetbootConfig;
 use crate::plan::{HostKind, Plan};
 use crate::state::State;
@@ -190,7 +190,8 @@ impl<'a> Site<'a> {
         let subnet = Subnet::parse(&nb.subnet).map_err(|e| SiteError::Netboot(e.to_string()))?;
         let boot = BootService::new(state, nb, plan.as_ref())?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(SiteError::Runtime)?;
-        // Each node's power-command level: its cluster's templates.
+        // Each node's site power-command level: its cluster's templates (a
+        // node's own `power { fallback }` wins: `Power::escalate`).
         let mut power = Power::default();
         for h in plan.iter().flat_map(|p| p.hosts.iter()).filter(|h| h.kind == HostKind::Baremetal) {
             if let Some(c) = clusters.of(h.superclass.as_deref()).power_command {
@@ -465,7 +466,7 @@ impl NodeOps for Site<'_> {
         self.boot.set_profile(&bn, profile).map_err(|e| OpError::Failed(e.to_string()))
     }
 
-    fn reboot(&self, node: &Node, level: RebootLevel) -> Result<(), OpError> {
+    fn reboot(&self, node: &Node, level: RebootLevel) -> Result<PowerVia, OpError> {
         // A node that is off has no system to reboot softly: said at once,
         // not after an SSH connection's timeout. A status that fails is no
         // reason to skip the levels after it.
@@ -480,7 +481,7 @@ impl NodeOps for Site<'_> {
             self.worker(node)?.reboot().map_err(deploy_error)?;
             let address = self.address(node)?;
             let until = self.now(node) + Duration::from_secs(60);
-            return wait_until(until, || self.now(node), "the soft reboot (the system did not go down)", || !self.answers(&address));
+            return wait_until(until, || self.now(node), "the soft reboot (the system did not go down)", || !self.answers(&address)).map(|()| PowerVia::Ssh);
         }
         let now = now?;
         let action = power_action(level, now).ok_or_else(|| OpError::Failed("no power action at this level".into()))?;
@@ -489,8 +490,7 @@ impl NodeOps for Site<'_> {
             // first; a BMC that refuses this still gets the power action.
             let _ = self.power.ipmi.bootdev(&node.name, &node.spec, BootDevice::Pxe);
         }
-        self.power.act(&node.name, &node.spec, action)?;
-        Ok(())
+        Ok(self.power.act_via(&node.name, &node.spec, action)?)
     }
 
     fn wait_reachable(&self, node: &Node, system: System, deadline: Duration) -> Result<(), OpError> {

@@ -21,6 +21,8 @@ pub fn records(project: &str, deployment: &str, reports: &[NodeReport]) -> Vec<S
                 duration_ms: u64::try_from(s.duration.as_millis()).unwrap_or(u64::MAX),
                 ok: s.ok,
                 reason: if s.ok { String::new() } else { s.failures.last().cloned().unwrap_or_default() },
+                power_level: s.power.map(|p| p.level.as_str().to_string()).unwrap_or_default(),
+                power_driver: s.power.map(|p| p.via.as_str().to_string()).unwrap_or_default(),
             })
         })
         .collect()
@@ -40,6 +42,18 @@ pub struct NodeStats {
     pub retries: u32,
     /// The last failure's reason.
     pub last_failure: Option<String>,
+    /// The last deployment's reboots: per step that rebooted the node,
+    /// the level and the power control that did it (`hard (ipmi)`,
+    /// `very_hard (fallback)`).
+    pub last_power: BTreeMap<String, String>,
+    /// Over every deployment: how often each level and power control
+    /// did a step's reboot.
+    pub power_levels: BTreeMap<String, u32>,
+}
+
+/// `LEVEL (DRIVER)`, or None for a step that rebooted nothing.
+fn power_of(r: &StepRecord) -> Option<String> {
+    (!r.power_level.is_empty()).then(|| format!("{} ({})", r.power_level, r.power_driver))
 }
 
 /// Per node (in name order): deployments, failures, mean step times.
@@ -56,7 +70,11 @@ pub fn summarize(steps: &[StepRecord]) -> Vec<NodeStats> {
             let mut sums: BTreeMap<String, (u64, u32)> = BTreeMap::new();
             let mut retries = 0;
             let mut last_failure = None;
+            let mut power_levels: BTreeMap<String, u32> = BTreeMap::new();
             for r in &rows {
+                if let Some(p) = power_of(r) {
+                    *power_levels.entry(p).or_default() += 1;
+                }
                 let ok = deployments.entry(r.deployment.as_str()).or_insert(true);
                 *ok &= r.ok;
                 let e = sums.entry(r.step.clone()).or_default();
@@ -67,6 +85,9 @@ pub fn summarize(steps: &[StepRecord]) -> Vec<NodeStats> {
                     last_failure = Some(r.reason.clone());
                 }
             }
+            // Rows are oldest first: the last row's deployment is the last.
+            let last = rows.last().map(|r| r.deployment.as_str());
+            let last_power = rows.iter().filter(|r| Some(r.deployment.as_str()) == last).filter_map(|r| Some((r.step.clone(), power_of(r)?))).collect();
             let n = deployments.len() as u32;
             let failed = deployments.values().filter(|ok| !**ok).count() as u32;
             NodeStats {
@@ -78,6 +99,8 @@ pub fn summarize(steps: &[StepRecord]) -> Vec<NodeStats> {
                 mean_step_secs: sums.into_iter().map(|(k, (ms, c))| (k, ms as f64 / 1000.0 / f64::from(c))).collect(),
                 retries,
                 last_failure,
+                last_power,
+                power_levels,
             }
         })
         .collect()
@@ -87,6 +110,7 @@ pub fn summarize(steps: &[StepRecord]) -> Vec<NodeStats> {
 mod tests {
     use super::*;
     use crate::baremetal::automaton::{Step, StepReport, Variant};
+    use crate::baremetal::{PowerUse, PowerVia, RebootLevel};
     use std::time::Duration;
 
     fn report(node: &str, ok: bool) -> NodeReport {
@@ -97,6 +121,7 @@ mod tests {
             duration: Duration::from_secs(secs),
             ok,
             failures: if ok { vec![] } else { vec!["untrusted: timed out".into()] },
+            power: (step != Step::Install).then_some(PowerUse { level: if ok { RebootLevel::Hard } else { RebootLevel::VeryHard }, via: PowerVia::Fallback }),
         };
         let steps = if ok { vec![step(Step::DeploySystem, 10, true), step(Step::Install, 30, true)] } else { vec![step(Step::DeploySystem, 200, false)] };
         NodeReport { node: node.into(), steps, ko: (!ok).then(|| "deploy_system: timed out".into()), finished: Duration::ZERO }
@@ -115,5 +140,12 @@ mod tests {
         assert_eq!(b.mean_step_secs["deploy_system"], 105.0);
         assert_eq!(b.last_failure.as_deref(), Some("untrusted: timed out"));
         assert_eq!(b.retries, 1);
+        // Which level did each step's reboot: the last deployment's, and
+        // counted over all.
+        assert_eq!(a.last_power.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(), [("deploy_system", "hard (fallback)")]);
+        assert_eq!(b.last_power["deploy_system"], "hard (fallback)", "d2's, not d1's very hard");
+        assert_eq!(b.power_levels.get("very_hard (fallback)"), Some(&1));
+        assert_eq!(b.power_levels.get("hard (fallback)"), Some(&1));
+        assert_eq!(rows.iter().find(|r| r.step == "install").map(|r| r.power_level.as_str()), Some(""));
     }
 }

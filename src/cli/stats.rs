@@ -1,5 +1,6 @@
 //! `mln stats [-p PROJECT] [-h NODE] [--json]`: bare-metal deployments per
-//! node (Kadeploy's kastat): how many, how many failed, step times.
+//! node (Kadeploy's kastat): how many, how many failed, step times, and
+//! which reboot level (and power control) acted in each step.
 
 use super::context::{fail, Global};
 use std::process::ExitCode;
@@ -49,6 +50,12 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
             s.retries,
             times.join(", ")
         );
+        if !s.last_power.is_empty() {
+            // Which escalation level rebooted the node in each step of its
+            // last deployment, and through which power control.
+            let p: Vec<String> = s.last_power.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            line += &format!("\n{:29}power: {}", "", p.join(", "));
+        }
         if let Some(w) = &s.last_failure {
             line += &format!("\n{:29}last failure: {w}", "");
         }

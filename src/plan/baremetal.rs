@@ -6,6 +6,7 @@
 
 use super::typing::Typer;
 use super::values::{self, Bad};
+use crate::baremetal::automaton::PowerCommand;
 use crate::baremetal::{BootMode, EnvRef, NodeSpec, PowerSpec};
 use crate::diag::Diagnostic;
 use crate::name::NameKind;
@@ -40,6 +41,10 @@ const VM_KEYWORDS: [&str; 16] = [
     "vncdisplay",
     "vncpasswd",
 ];
+
+/// A power command driver's templates, and those it cannot do without.
+const TEMPLATES: [&str; 5] = ["on", "off", "reset", "status", "cycle"];
+const REQUIRED_TEMPLATES: [&str; 4] = ["on", "off", "reset", "status"];
 
 /// The placeholders a power command template may hold.
 const PLACEHOLDERS: [&str; 2] = ["{host}", "{mac}"];
@@ -96,6 +101,8 @@ impl Typer<'_> {
             }
         };
         let power = self.power(r);
+        let fallback = self.power_fallback(r);
+        complete &= fallback.is_some();
         let disk = s.value("disk").and_then(|v| {
             if v.text.starts_with("/dev/") && !v.text.contains("..") && !v.text.contains(char::is_whitespace) {
                 Some(v.text.clone())
@@ -158,7 +165,7 @@ impl Typer<'_> {
                     .label(v.origin.span, "ignored"),
             );
         }
-        Some(NodeSpec { mac: mac?, power: power?, disk, partition, environment: environment?, boot: boot? }).filter(|_| complete)
+        Some(NodeSpec { mac: mac?, power: power?, disk, partition, environment: environment?, boot: boot?, fallback: fallback? }).filter(|_| complete)
     }
 
     /// Where the host is defined (its name), for what is missing in it.
@@ -240,9 +247,9 @@ impl Typer<'_> {
             "command" => {
                 let have = missing(self, &["on", "off", "reset", "status"], "command");
                 let mut templates_ok = true;
-                for k in ["on", "off", "reset", "status", "cycle"] {
+                for k in TEMPLATES {
                     if let Some(v) = p.value(k) {
-                        templates_ok &= self.command_template(k, v);
+                        templates_ok &= self.command_template(&format!("`{k}` command"), v);
                     }
                 }
                 let t = |k: &str| p.text(k).map(str::to_string).unwrap_or_default();
@@ -264,8 +271,31 @@ impl Typer<'_> {
         }
     }
 
+    /// `power { fallback { on ...; off ...; reset ...; status ...; cycle ... } }`:
+    /// Some(None) without one, None when it is wrong (reported).
+    fn power_fallback(&mut self, r: &ResolvedHost) -> Option<Option<PowerCommand>> {
+        let Some(f) = r.section.block("power").and_then(|p| p.block("fallback")) else { return Some(None) };
+        let absent: Vec<String> = REQUIRED_TEMPLATES.iter().filter(|k| f.value(k).is_none()).map(|k| format!("`{k}`")).collect();
+        if !absent.is_empty() {
+            self.diags.push(
+                Diagnostic::error("mln::baremetal::power_settings", format!("the power `fallback` needs {}", absent.join(", ")))
+                    .label(f.span, "in this block")
+                    .help("the power-command level takes command templates as `driver command` does: `on`, `off`, `reset`, `status` (and optionally `cycle`), each quoted, with `{host}` and `{mac}`"),
+            );
+        }
+        let mut ok = absent.is_empty();
+        for k in TEMPLATES {
+            if let Some(v) = f.value(k) {
+                ok &= self.command_template(&format!("fallback's `{k}` command"), v);
+            }
+        }
+        let t = |k: &str| f.text(k).map(str::to_string).unwrap_or_default();
+        ok.then(|| Some(PowerCommand { on: t("on"), off: t("off"), reset: t("reset"), status: t("status"), cycle: f.text("cycle").map(str::to_string) }))
+    }
+
     /// A command template holds only `{host}` and `{mac}` as placeholders,
-    /// and some program to run.
+    /// some program to run, and quotes that close (it is split into words
+    /// as a shell would, then run without one).
     fn command_template(&mut self, key: &str, v: &RValue) -> bool {
         if v.is_broken() {
             return false;
@@ -277,7 +307,7 @@ impl Typer<'_> {
             let ph = &after[..close];
             if !PLACEHOLDERS.contains(&ph) {
                 self.diags.push(
-                    Diagnostic::error("mln::baremetal::placeholder", format!("`{}` in the `{key}` command is not a placeholder", crate::term::escape(ph)))
+                    Diagnostic::error("mln::baremetal::placeholder", format!("`{}` in the {key} is not a placeholder", crate::term::escape(ph)))
                         .label(v.origin.span, "")
                         .help("a power command may use `{host}` (the node's name) and `{mac}` (its MAC)"),
                 );
@@ -285,10 +315,57 @@ impl Typer<'_> {
             }
             rest = &after[close..];
         }
-        if v.words.is_empty() {
-            self.diags.push(Diagnostic::error("mln::baremetal::power_settings", format!("the `{key}` command is empty")).label(v.origin.span, ""));
+        if v.words.is_empty() || v.text.trim().is_empty() {
+            self.diags.push(Diagnostic::error("mln::baremetal::power_settings", format!("the {key} is empty")).label(v.origin.span, ""));
+            return false;
+        }
+        if let Err(why) = crate::baremetal::power::command::split_words(&v.text) {
+            self.diags.push(
+                Diagnostic::error("mln::baremetal::template_quoting", format!("the {key} cannot be split into words"))
+                    .label(v.origin.span, crate::term::escape(&why).into_owned())
+                    .help("close each ' and \" inside the template; a \\ must be followed by a character"),
+            );
             return false;
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::baremetal::automaton::PowerCommand;
+
+    fn compile(power: &str) -> crate::Compilation {
+        let text = format!("global {{\n project p\n}}\nhost bm {{\n baremetal\n mac 52:54:00:aa:00:01\n disk /dev/vda\n environment e\n power {{\n{power} }}\n}}\n");
+        crate::compile(std::path::Path::new("p.mln"), &crate::source::MemoryFs::default().with("p.mln", text), crate::plugin::Registry::new(vec![]))
+    }
+
+    /// The power-command level in the project file: typed into the node,
+    /// templates kept as written (split and filled only when run).
+    #[test]
+    fn a_power_fallback_is_part_of_the_node() {
+        let c = compile("  driver ipmi\n  address 10.0.0.1\n  user u\n  password_file pw\n  fallback {\n   on \"pdu '{host} a' on\"\n   off \"pdu {mac} off\"\n   reset \"pdu r\"\n   status \"pdu s\"\n  }\n");
+        assert!(c.ok(), "{:?}", c.diags);
+        let node = c.plan.hosts[0].baremetal.as_deref().unwrap();
+        assert_eq!(
+            node.fallback,
+            Some(PowerCommand { on: "pdu '{host} a' on".into(), off: "pdu {mac} off".into(), reset: "pdu r".into(), status: "pdu s".into(), cycle: None })
+        );
+        let json = serde_json::to_value(node).unwrap();
+        assert_eq!(json["fallback"]["cycle"], serde_json::Value::Null);
+        // Without one, the plan's JSON is what it was.
+        let c = compile("  driver ssh\n");
+        assert!(c.ok(), "{:?}", c.diags);
+        assert!(serde_json::to_value(c.plan.hosts[0].baremetal.as_deref().unwrap()).unwrap().get("fallback").is_none());
+    }
+
+    #[test]
+    fn a_wrong_fallback_is_reported_whole_and_leaves_no_node() {
+        let c = compile("  driver ssh\n  fallback {\n   on \"pdu {node}\"\n   cycle \"pdu 'x\"\n  }\n");
+        let codes: Vec<&str> = c.diags.iter().map(|d| d.code).collect();
+        for want in ["mln::baremetal::power_settings", "mln::baremetal::placeholder", "mln::baremetal::template_quoting"] {
+            assert!(codes.contains(&want), "{want}: {codes:?}");
+        }
+        assert!(c.plan.hosts[0].baremetal.is_none());
     }
 }

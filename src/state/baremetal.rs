@@ -33,6 +33,12 @@ pub struct StepRecord {
     pub ok: bool,
     /// Why it failed; empty when ok.
     pub reason: String,
+    /// The level of the step's last reboot done (`soft`, `hard`,
+    /// `very_hard`); empty when the step rebooted nothing.
+    pub power_level: String,
+    /// Which power control did it (`ssh`, `ipmi`, `command`, `fallback`,
+    /// `power_command`); empty with no reboot.
+    pub power_driver: String,
 }
 
 impl State {
@@ -91,9 +97,22 @@ impl State {
         let tx = db.transaction().map_err(super::error::db("record steps"))?;
         for s in steps {
             tx.execute(
-                "INSERT INTO deploy_steps (at, project, host, deployment, step, variant, retries, duration_ms, ok, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![now(), s.project, s.host, s.deployment, s.step, s.variant, s.retries, i64::try_from(s.duration_ms).unwrap_or(i64::MAX), s.ok, s.reason],
+                "INSERT INTO deploy_steps (at, project, host, deployment, step, variant, retries, duration_ms, ok, reason, power_level, power_driver)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    now(),
+                    s.project,
+                    s.host,
+                    s.deployment,
+                    s.step,
+                    s.variant,
+                    s.retries,
+                    i64::try_from(s.duration_ms).unwrap_or(i64::MAX),
+                    s.ok,
+                    s.reason,
+                    s.power_level,
+                    s.power_driver
+                ],
             )
             .map_err(super::error::db("record steps"))?;
         }
@@ -105,7 +124,7 @@ impl State {
         let db = self.db();
         let mut st = db
             .prepare(
-                "SELECT project, host, deployment, step, variant, retries, duration_ms, ok, reason FROM deploy_steps
+                "SELECT project, host, deployment, step, variant, retries, duration_ms, ok, reason, power_level, power_driver FROM deploy_steps
                  WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR host = ?2) ORDER BY id",
             )
             .map_err(super::error::db("steps"))?;
@@ -121,6 +140,8 @@ impl State {
                     duration_ms: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
                     ok: r.get(7)?,
                     reason: r.get(8)?,
+                    power_level: r.get(9)?,
+                    power_driver: r.get(10)?,
                 })
             })
             .map_err(super::error::db("steps"))?;
@@ -162,6 +183,8 @@ mod tests {
             duration_ms: 1500,
             ok,
             reason: if ok { String::new() } else { "timeout".into() },
+            power_level: if ok { "very_hard".into() } else { String::new() },
+            power_driver: if ok { "fallback".into() } else { String::new() },
         };
         s.record_steps(&[step("a", true), step("b", false)]).unwrap();
         assert_eq!(s.steps(Some("p"), None).unwrap().len(), 2);

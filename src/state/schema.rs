@@ -5,7 +5,7 @@
 use super::error::{db, StateError};
 use rusqlite::Connection;
 
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 const V0: &str = "
 CREATE TABLE IF NOT EXISTS projects (
@@ -94,6 +94,14 @@ CREATE TABLE IF NOT EXISTS deploy_steps (
 CREATE INDEX IF NOT EXISTS deploy_steps_host ON deploy_steps (host);
 ";
 
+/// 2 -> 3: which reboot acted in each deployment step (its level and the
+/// power control that did it: the node's driver, or the power-command
+/// level below it); empty for the steps recorded before.
+const V3: &str = "
+ALTER TABLE deploy_steps ADD COLUMN power_level TEXT NOT NULL DEFAULT '';
+ALTER TABLE deploy_steps ADD COLUMN power_driver TEXT NOT NULL DEFAULT '';
+";
+
 /// Brings the database to [`VERSION`], in one transaction.
 pub fn migrate(conn: &mut Connection) -> Result<(), StateError> {
     let tx = conn.transaction().map_err(db("migrate"))?;
@@ -107,6 +115,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StateError> {
     }
     if found < 2 {
         tx.execute_batch(V2).map_err(db("migrate to schema 2"))?;
+    }
+    if found < 3 {
+        tx.execute_batch(V3).map_err(db("migrate to schema 3"))?;
     }
     tx.pragma_update(None, "user_version", VERSION).map_err(db("schema version"))?;
     tx.commit().map_err(db("migrate"))

@@ -8,7 +8,7 @@ pub mod ipmi;
 pub mod run;
 pub mod ssh;
 
-use super::{NodeSpec, PowerAction, PowerDriver, PowerError, PowerReading, PowerSpec};
+use super::{NodeSpec, PowerAction, PowerDriver, PowerError, PowerReading, PowerSpec, PowerVia};
 
 pub use command::CommandPower;
 pub use ipmi::{BootDevice, IpmiPower};
@@ -21,13 +21,12 @@ pub struct Power {
     pub command: CommandPower,
     /// None: nodes with `driver ssh` fail `Unsupported` (no SSH set up).
     pub ssh: Option<SshPower>,
-    /// Per node, the power-command level after its own driver: its
-    /// cluster's `power_command` templates (a PDU, the site's script),
-    /// used when the node's driver refuses the credentials or does not
-    /// answer.
+    /// Per node, the site's power-command level after its own driver: its
+    /// cluster's `power_command` templates (a PDU, the site's script).
+    /// A node's own `power { fallback { } }` wins over it.
     pub fallback: std::collections::HashMap<String, PowerSpec>,
-    /// The nodes that went down to that level, and why (the build says it).
-    fell: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// The nodes that went down to that level: why, and whose templates.
+    fell: std::sync::Mutex<std::collections::BTreeMap<String, (String, PowerVia)>>,
 }
 
 impl Power {
@@ -41,38 +40,56 @@ impl Power {
             },
         })
     }
-}
 
-impl Power {
-    /// `f` with the node's own driver; on refused credentials or no
-    /// answer, again with its power-command level, if it has one (noted).
-    fn escalate<T>(&self, node: &str, spec: &NodeSpec, f: impl Fn(&dyn PowerDriver, &NodeSpec) -> Result<T, PowerError>) -> Result<T, PowerError> {
-        let e = match f(self.driver(spec)?, spec) {
-            Err(e @ (PowerError::Auth { .. } | PowerError::Unreachable { .. })) => e,
-            other => return other,
-        };
-        let Some(power) = self.fallback.get(node).filter(|p| matches!(p, PowerSpec::Command { .. })) else { return Err(e) };
-        let down = NodeSpec { power: power.clone(), ..spec.clone() };
-        tracing::warn!("{node}: {e}; the power-command level instead");
-        let r = f(&self.command as &dyn PowerDriver, &down);
-        if r.is_ok() {
-            self.fell.lock().unwrap_or_else(|p| p.into_inner()).insert(node.to_string(), e.to_string());
+    /// The node's power-command level: its own `fallback`, else its
+    /// cluster's `power_command`.
+    fn level_below(&self, node: &str, spec: &NodeSpec) -> Option<(PowerSpec, PowerVia)> {
+        if let Some(c) = &spec.fallback {
+            return Some((c.spec(), PowerVia::Fallback));
         }
-        r
+        self.fallback.get(node).filter(|p| matches!(p, PowerSpec::Command { .. })).map(|p| (p.clone(), PowerVia::ClusterCommand))
+    }
+
+    /// `f` with the node's own driver; when that refuses the credentials,
+    /// does not answer or cannot do the action (`driver ssh` has no power
+    /// on), again with its power-command level, if it has one (noted).
+    /// Also says which did it.
+    fn escalate<T>(&self, node: &str, spec: &NodeSpec, f: impl Fn(&dyn PowerDriver, &NodeSpec) -> Result<T, PowerError>) -> Result<(T, PowerVia), PowerError> {
+        let own = self.driver(spec).and_then(|d| f(d, spec));
+        let e = match own {
+            Ok(t) => return Ok((t, PowerVia::of(&spec.power))),
+            Err(e @ (PowerError::Auth { .. } | PowerError::Unreachable { .. } | PowerError::Unsupported { .. })) => e,
+            Err(e) => return Err(e),
+        };
+        let Some((power, via)) = self.level_below(node, spec) else { return Err(e) };
+        let down = NodeSpec { power, ..spec.clone() };
+        tracing::warn!("{node}: {e}; the power-command level ({}) instead", via.as_str());
+        let t = f(&self.command as &dyn PowerDriver, &down)?;
+        self.fell.lock().unwrap_or_else(|p| p.into_inner()).insert(node.to_string(), (e.to_string(), via));
+        Ok((t, via))
+    }
+
+    /// A power action, and which driver did it.
+    pub fn act_via(&self, node: &str, spec: &NodeSpec, action: PowerAction) -> Result<PowerVia, PowerError> {
+        self.escalate(node, spec, |d, s| d.act(node, s, action)).map(|((), via)| via)
     }
 }
 
 impl PowerDriver for Power {
     fn act(&self, node: &str, spec: &NodeSpec, action: PowerAction) -> Result<(), PowerError> {
-        self.escalate(node, spec, |d, s| d.act(node, s, action))
+        self.act_via(node, spec, action).map(drop)
     }
 
     fn status(&self, node: &str, spec: &NodeSpec) -> Result<PowerReading, PowerError> {
-        self.escalate(node, spec, |d, s| d.status(node, s))
+        self.escalate(node, spec, |d, s| d.status(node, s)).map(|(r, _)| r)
     }
 
     fn escalated(&self, node: &str) -> Option<String> {
-        self.fell.lock().unwrap_or_else(|p| p.into_inner()).get(node).cloned()
+        let fell = self.fell.lock().unwrap_or_else(|p| p.into_inner());
+        fell.get(node).map(|(why, via)| {
+            let whose = if *via == PowerVia::Fallback { "its power { fallback }" } else { "its cluster's power_command" };
+            format!("{whose} ({why})")
+        })
     }
 
     fn boot_disk_next(&self, node: &str, spec: &NodeSpec) {
@@ -118,7 +135,40 @@ mod tests {
         assert_eq!(p.status("n1", &spec).unwrap(), PowerReading::On);
         assert_eq!(std::fs::read_to_string(&calls).unwrap(), "on n1\nstatus n1\n");
         assert!(p.escalated("n1").unwrap().contains("refused the credentials"), "{:?}", p.escalated("n1"));
+        assert!(p.escalated("n1").unwrap().starts_with("its cluster's power_command"), "{:?}", p.escalated("n1"));
+        assert_eq!(p.act_via("n1", &spec, PowerAction::Off).unwrap(), PowerVia::ClusterCommand);
         assert_eq!(p.escalated("n2"), None);
+    }
+
+    /// The node's own `power { fallback }` wins over its cluster's
+    /// `power_command`; a driver that cannot do the action (`ssh` has no
+    /// power on) goes down to it too; a driver that works is not passed by.
+    #[test]
+    fn the_nodes_own_fallback_wins_and_says_which_level_acted() {
+        let d = tempfile::tempdir().unwrap();
+        let calls = d.path().join("calls");
+        let log = |who: &str, w: &str| format!("sh -c 'echo {who} {w} {{host}} {{mac}} >> {}; echo on'", calls.display());
+        let templates = |who: &str| crate::baremetal::automaton::PowerCommand { on: log(who, "on"), off: log(who, "off"), reset: log(who, "reset"), status: log(who, "status"), cycle: None };
+        let mut p = Power::default();
+        p.fallback.insert("n1".into(), templates("site").spec());
+        let mut spec = node(PowerSpec::Ssh);
+        // No SSH set up, and no power on over SSH anyway: the site's level.
+        assert_eq!(p.act_via("n1", &spec, PowerAction::On).unwrap(), PowerVia::ClusterCommand);
+        spec.fallback = Some(templates("own"));
+        assert_eq!(p.act_via("n1", &spec, PowerAction::Reset).unwrap(), PowerVia::Fallback);
+        assert_eq!(p.status("n1", &spec).unwrap(), PowerReading::On);
+        assert_eq!(std::fs::read_to_string(&calls).unwrap(), "site on n1 52:54:00:12:34:56\nown reset n1 52:54:00:12:34:56\nown status n1 52:54:00:12:34:56\n");
+        assert!(p.escalated("n1").unwrap().starts_with("its power { fallback }"), "{:?}", p.escalated("n1"));
+        // A driver that does the action itself is what acted.
+        let mut own = node(PowerSpec::Command { on: "true".into(), off: "true".into(), reset: "true".into(), status: "echo off".into(), cycle: None });
+        own.fallback = Some(templates("unused"));
+        assert_eq!(p.act_via("n2", &own, PowerAction::Reset).unwrap(), PowerVia::Command);
+        assert!(!std::fs::read_to_string(&calls).unwrap().contains("unused"));
+        // A fallback that fails is the error: nothing said to have acted.
+        let mut broken = node(PowerSpec::Ssh);
+        broken.fallback = Some(crate::baremetal::automaton::PowerCommand { on: "false".into(), off: "false".into(), reset: "false".into(), status: "false".into(), cycle: None });
+        assert!(matches!(p.act_via("n3", &broken, PowerAction::On), Err(PowerError::Failed { .. })));
+        assert_eq!(p.escalated("n3"), None);
     }
 }
 
@@ -134,6 +184,7 @@ pub(crate) mod testing {
             partition: None,
             environment: EnvRef { name: "debian".into(), version: None },
             boot: BootMode::Disk,
+            fallback: None,
         }
     }
 }
