@@ -293,8 +293,9 @@ pub fn send(file: &Path, to: &Hop, stall: Duration) -> Result<u64, String> {
 /// the next hop, and `filter | sink`. `prep` runs first (mount the root);
 /// `log`, if given, gets one line of what happened (the node's console).
 /// The last line it prints is `MLN-CHAIN-RESULT ...`. Where the system
-/// has `mln-hop` on its PATH the shell becomes it (same protocol, same
-/// PID for [`stop_script`]); else the stream goes through a busybox
+/// has an `mln-hop` on its PATH that runs (`--check`: its libraries are
+/// there) the shell becomes it (same protocol, same PID for
+/// [`stop_script`]); else the stream goes through a busybox
 /// pipeline: `nc -l` into FIFOs, `tee` to the hash (`openssl dgst` where
 /// there is one: SHA-NI or AVX2, a fraction of busybox `sha256sum`'s
 /// CPU), an `nc` forward and the decompressor.
@@ -305,7 +306,7 @@ pub fn script(port: u16, prep: &str, filter: &str, sink: &str, log: Option<&str>
         r#"d=/tmp/mln-chain-{port}
 rm -rf $d; mkdir -p $d && mkfifo $d/in $d/sum $d/fwd $d/hold || exit 90
 {prep} || exit 91
-if command -v mln-hop >/dev/null 2>&1; then echo $$ > $d/pids; {hop}; fi
+if mln-hop --check >/dev/null 2>&1; then echo $$ > $d/pids; {hop}; fi
 sleep 100000 > $d/hold &
 echo $! > $d/pids
 nc -l -p {port} < $d/hold > $d/in 2> $d/nc.err &

@@ -83,7 +83,7 @@ impl ChainNode for Fake {
             l.set_nonblocking(true).unwrap();
             let mut up = loop {
                 if stop.load(Ordering::SeqCst) {
-                    let _ = done_tx.send(Ok(Report { sha256: sha(b""), written: false, forward: "1".into(), detail: "stopped".into() }));
+                    let _ = done_tx.send(Ok(Report { sha256: sha(b""), written: false, forward: "1".into(), detail: "stopped".into(), ..Report::default() }));
                     return;
                 }
                 match l.accept() {
@@ -128,7 +128,7 @@ impl ChainNode for Fake {
                 let _ = d.read(&mut buf);
             }
             *got.lock().unwrap() = data.clone();
-            let _ = done_tx.send(Ok(Report { sha256: sha(&data), written: !bad, forward: if next.is_some() { "0".into() } else { "none".into() }, detail: String::new() }));
+            let _ = done_tx.send(Ok(Report { sha256: sha(&data), written: !bad, forward: if next.is_some() { "0".into() } else { "none".into() }, ..Report::default() }));
         });
         Ok(Box::new(FakeReceiver { next_tx: Some(next_tx), done }))
     }
