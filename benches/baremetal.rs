@@ -9,9 +9,10 @@
 //! 200mbit), the image's size in proportion to the rate (128 MiB at 200
 //! Mbit/s; MLN_BENCH_MIB fixes it). Every tool stores the same compressed
 //! file into each host's own /var/lib/mln (the chain's receivers run its
-//! script with busybox and openssl, as the deploy system does, with `cat`
-//! for the decompressor and the file for the disk; once more with
-//! busybox's `sha256sum`, the hop before). The chain's control runs
+//! script with busybox and `mln-hop` on the PATH, as the deploy system
+//! does, so the script execs the hop; `cat` for the decompressor and the
+//! file for the disk; once more without `mln-hop`, the busybox pipeline
+//! hashing with openssl, the hop before). The chain's control runs
 //! through `ip netns exec` here, not the deploy system's SSH sessions (a
 //! few hundred milliseconds per node at the start, in parallel). The
 //! reference is the chain to one host: one transfer at the link's rate.
@@ -19,7 +20,8 @@
 //! itself in (its receivers are its children).
 //!
 //! `hop`: what one more hop costs in CPU (a chain of 2 against a chain of
-//! 1), with busybox's hash and with openssl's, at each rate.
+//! 1): the busybox pipeline with busybox's hash and with openssl's, and
+//! `mln-hop`, at each rate.
 //!
 //! `deploy`: `mln build` of a project of 1, 2, 4, then 8 bare-metal nodes
 //! (MLN_BENCH_SIZES=1,8 for some) of the test guest's environment on the
@@ -42,7 +44,7 @@ mod testhosts;
 mod baremetal_rig;
 
 use common::time;
-use mln::baremetal::chain::{self, ChainNode, Hop, Receiver, Report};
+use mln::baremetal::chain::{self, ChainNode, Hop, Receiver, Report, Runner};
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -76,11 +78,14 @@ struct NsNode {
     bin: PathBuf,
     /// Hosts share /tmp: each its own port (the script's directory).
     port: u16,
+    /// What must have run its part (`bin` decides).
+    runner: Runner,
 }
 
 struct NsReceiver {
     child: std::process::Child,
     out: mpsc::Receiver<String>,
+    runner: Runner,
 }
 
 impl Receiver for NsReceiver {
@@ -92,7 +97,9 @@ impl Receiver for NsReceiver {
     fn wait(&mut self, deadline: Instant) -> Option<Result<Report, String>> {
         let text = self.out.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()?;
         let _ = self.child.wait();
-        Some(Report::parse(&text).ok_or(text))
+        let want = self.runner;
+        // A run through the other part would be measured under the wrong name.
+        Some(Report::parse(&text).ok_or(text).and_then(|r| if r.runner == want { Ok(r) } else { Err(format!("ran through {}, not {want}", r.runner)) }))
     }
 }
 
@@ -129,7 +136,7 @@ impl ChainNode for NsNode {
             let _ = stdout.read_to_string(&mut rest);
             let _ = tx.send(rest);
         });
-        Ok(Box::new(NsReceiver { child, out }))
+        Ok(Box::new(NsReceiver { child, out, runner: self.runner }))
     }
 }
 
@@ -200,17 +207,48 @@ fn rates() -> Vec<String> {
     std::env::var("MLN_BENCH_RATE").unwrap_or_else(|_| "200mbit".into()).split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect()
 }
 
-/// A directory of busybox links, as the deploy system's /bin; with
-/// `openssl`, the deploy system's openssl too (the hop hashes with it).
-fn busybox_bin(dir: &Path, openssl: bool) -> PathBuf {
+/// What a receiver host's PATH holds besides busybox.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tools {
+    /// busybox alone: the script's pipeline hashes with `sha256sum`.
+    Busybox,
+    /// and openssl: the pipeline hashes with `openssl dgst`.
+    Openssl,
+    /// and openssl and `mln-hop`: the script execs the hop (the deploy system).
+    Hop,
+}
+
+impl Tools {
+    fn runner(self) -> Runner {
+        if self == Tools::Hop {
+            Runner::Binary
+        } else {
+            Runner::Script
+        }
+    }
+    fn tag(self) -> &'static str {
+        match self {
+            Tools::Busybox => "busybox pipeline, busybox `sha256sum`",
+            Tools::Openssl => "busybox pipeline, `openssl dgst` (before)",
+            Tools::Hop => "`mln-hop` (now)",
+        }
+    }
+}
+
+/// A directory of busybox links, as the deploy system's /bin, with the
+/// deploy system's openssl and `mln-hop` as `tools` says.
+fn busybox_bin(dir: &Path, tools: Tools) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let bb = PathBuf::from("/bin/busybox");
     assert!(bb.exists(), "busybox (the deploy system's tools) is needed");
     for a in ["sh", "nc", "tee", "netstat", "sha256sum", "mkfifo", "sleep", "seq", "grep", "cat", "cut", "head", "kill", "rm", "mkdir", "true", "env"] {
         std::os::unix::fs::symlink(&bb, dir.join(a)).unwrap();
     }
-    if openssl {
+    if tools != Tools::Busybox {
         std::os::unix::fs::symlink("/usr/bin/openssl", dir.join("openssl")).unwrap();
+    }
+    if tools == Tools::Hop {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mln-hop"), dir.join("mln-hop")).unwrap();
     }
     dir.to_path_buf()
 }
@@ -240,7 +278,7 @@ impl Bench {
             must(&format!("ip netns exec {} tc qdisc replace dev {}p root {tbf}", h.ns, h.veth));
         }
     }
-    fn nodes(&self, bin: &Path) -> Vec<NsNode> {
+    fn nodes(&self, bin: &Path, tools: Tools) -> Vec<NsNode> {
         // Hosts share /tmp (the script's directory is named for its port).
         let base = 17000 + (std::process::id() % 1000) as u16 * 32;
         self.lab
@@ -254,6 +292,7 @@ impl Bench {
                 store: self.lab.state_dir(&h.name),
                 bin: bin.to_path_buf(),
                 port: base + (i as u16) * 4,
+                runner: tools.runner(),
             })
             .collect()
     }
@@ -304,23 +343,23 @@ fn image_mib(rate: &str) -> u64 {
 }
 
 /// What one hop costs: a chain of 1, then of 2 receivers at each rate,
-/// hashing with busybox's `sha256sum` (the hop before) and with openssl;
-/// the CPU from the cpuacct cgroup (the receivers' processes, their
+/// through the busybox pipeline hashing with busybox's `sha256sum` and
+/// with openssl (the hop before), then through `mln-hop`; the CPU from the cpuacct cgroup (the receivers' processes, their
 /// shells, mln's sender). The second receiver's cost is the difference.
 /// (Wrappers timing each tool cannot be used: busybox `sh` runs its
 /// applets without looking at PATH.)
 fn hop() -> String {
     let b = Bench::new(2);
     let Some(cpu) = CpuMeter::new() else { return "no cpuacct cgroup: no CPU figures\n".into() };
-    let mut s = String::from("| rate | image | hash | chain of 1: wall, CPU | chain of 2: wall, CPU | one more hop: CPU per MiB | 8 hops at this rate need |\n|---|---|---|---|---|---|---|\n");
+    let mut s = String::from("| rate | image | hop | chain of 1: wall, CPU | chain of 2: wall, CPU | one more hop: CPU per MiB | 8 hops at this rate need |\n|---|---|---|---|---|---|---|\n");
     for rate in rates() {
         b.limit(&rate);
         let mib = image_mib(&rate);
         let (file, sum) = b.image(mib);
-        for openssl in [false, true] {
-            let tag = if openssl { "openssl" } else { "busybox" };
-            let bin = busybox_bin(&b.work.path().join(format!("bin-{rate}-{tag}")), openssl);
-            let nodes = b.nodes(&bin);
+        for (k, tools) in [Tools::Busybox, Tools::Openssl, Tools::Hop].into_iter().enumerate() {
+            let tag = tools.tag();
+            let bin = busybox_bin(&b.work.path().join(format!("bin-{rate}-{k}")), tools);
+            let nodes = b.nodes(&bin, tools);
             b.clean();
             let (w1, c1) = chain_run(&nodes, 1, &file, &sum, Some(&cpu));
             b.clean();
@@ -346,10 +385,10 @@ fn broadcast() -> String {
     let rounds: usize = std::env::var("MLN_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(if quick() { 1 } else { 3 });
     let b = Bench::new(n);
     let cpu = CpuMeter::new();
-    let bin = busybox_bin(&b.work.path().join("bin"), true);
-    let bin_bb = busybox_bin(&b.work.path().join("bin-busybox"), false);
-    let nodes = b.nodes(&bin);
-    let nodes_bb = b.nodes(&bin_bb);
+    let bin = busybox_bin(&b.work.path().join("bin"), Tools::Hop);
+    let bin_bb = busybox_bin(&b.work.path().join("bin-busybox"), Tools::Openssl);
+    let nodes = b.nodes(&bin, Tools::Hop);
+    let nodes_bb = b.nodes(&bin_bb, Tools::Openssl);
     let ms: Vec<String> = b.lab.hosts.iter().map(|h| format!("-m {}", h.addr)).collect();
     let mut s = String::new();
     for rate in rates() {
@@ -375,7 +414,7 @@ fn broadcast() -> String {
             let (d, c) = chain_run(&nodes_bb, n, &file, &sum, cpu.as_ref());
             all_bb.push(d);
             cpu8_bb.extend(c);
-            b.check("chain (busybox hash)", n, &sum);
+            b.check("chain (busybox pipeline)", n, &sum);
             b.clean();
             let seq: Vec<String> = b.lab.hosts.iter().map(|h| format!("scp -q {} {} root@{}:/var/lib/mln/bench.img", b.opts, file.display(), h.addr)).collect();
             scp.push(time("sequential scp", sh(&seq.join(" && "))));
@@ -390,9 +429,9 @@ fn broadcast() -> String {
         s += &format!("## {mib} MiB image to {n} receivers, every link {rate} both ways (tc tbf), median of {rounds} interleaved rounds\n\n");
         s += &format!("size / link rate: {ideal:.2} s; load average before: {load0}, after: {}\n\n| tool | median | spread | x one transfer |\n|---|---|---|---|\n", loadavg());
         for (name, v) in [
-            ("mln chain, 1 receiver (one transfer)", &one),
-            (&*format!("**mln chain, {n} receivers**") as &str, &all),
-            (&*format!("mln chain, {n} receivers, busybox `sha256sum` (the hop before)") as &str, &all_bb),
+            ("mln chain (`mln-hop`), 1 receiver (one transfer)", &one),
+            (&*format!("**mln chain (`mln-hop`), {n} receivers**") as &str, &all),
+            (&*format!("mln chain, {n} receivers, busybox pipeline with `openssl dgst` (the hop before)") as &str, &all_bb),
             ("sequential scp", &scp),
             ("taktuk broadcast put", &taktuk),
         ] {
@@ -402,7 +441,7 @@ fn broadcast() -> String {
         if !cpu8.is_empty() {
             let (c1, c8, cb) = (median(&cpu1).as_secs_f64(), median(&cpu8).as_secs_f64(), median(&cpu8_bb).as_secs_f64());
             s += &format!(
-                "\nCPU of the chain (cpuacct: mln's sender, every receiver's processes and shells, `ip netns exec`), median: 1 receiver {c1:.2} s; {n} receivers {c8:.2} s = {:.1} ms per MiB per receiver, {:.2} cores over the run; with busybox's hash {cb:.2} s = {:.1} ms per MiB per receiver, {:.2} cores\n",
+                "\nCPU of the chain (cpuacct: mln's sender, every receiver's processes and shells, `ip netns exec`), median: 1 receiver {c1:.2} s; {n} receivers {c8:.2} s = {:.1} ms per MiB per receiver, {:.2} cores over the run; the busybox pipeline (before) {cb:.2} s = {:.1} ms per MiB per receiver, {:.2} cores\n",
                 c8 * 1000.0 / (mib as f64 * n as f64),
                 c8 / median(&all).as_secs_f64(),
                 cb * 1000.0 / (mib as f64 * n as f64),
@@ -499,7 +538,7 @@ fn deploy() -> String {
             std::fs::write(&file, &project).unwrap();
             if k == sizes[0] {
                 // The deploy system is built on first use (about a minute): before, untimed.
-                must(&format!("bash {} {}", root.join("deploysys/build.sh").display(), state.join("baremetal/deploysys").display()));
+                must(&format!("MLN_HOP={} bash {} {}", env!("CARGO_BIN_EXE_mln-hop"), root.join("deploysys/build.sh").display(), state.join("baremetal/deploysys").display()));
             }
             // The consoles are kept across sizes: only what this size adds counts.
             let before: Vec<usize> = rig.nodes.iter().map(|n| rig.console(n).len()).collect();

@@ -2,7 +2,8 @@
 # Builds mln's deploy system into OUT (default target/deploysys): the
 # host's cloud kernel (as the test guest uses) and an initramfs with
 # busybox, dropbear, sfdisk, mke2fs, GNU tar, gzip/xz/zstd, kexec, openssl
-# (the image chain's SHA-256) and
+# (the image chain's SHA-256 when it runs its script), mln-hop (its
+# one-process hop, $MLN_HOP) and
 # extlinux (with syslinux's MBR code: the deployed disk's bootloader),
 # each binary with the libraries ldd names. No secrets are in it: mln
 # appends a second archive with the SSH host key and authorized key
@@ -27,6 +28,26 @@ cp /usr/lib/EXTLINUX/mbr.bin "$root/usr/lib/EXTLINUX/mbr.bin"
 # GPT disks: syslinux's boot code for a protective MBR.
 cp /usr/lib/EXTLINUX/gptmbr.bin "$root/usr/lib/EXTLINUX/gptmbr.bin"
 ln -sf "$(command -v mke2fs)" "$root/sbin/mkfs.ext4"
+# The image chain's hop (src/baremetal/hop.rs), one process per node
+# instead of the busybox pipeline: MLN_HOP names it (mln passes the one
+# beside itself); else one on the PATH, else the newest this source tree
+# built (run by hand or by a test); without it the chain runs its
+# busybox script.
+if [ -z "${MLN_HOP:-}" ]; then
+    MLN_HOP=$(command -v mln-hop || ls -t "${CARGO_TARGET_DIR:-$here/../target}"/{release,debug}/mln-hop 2>/dev/null | head -n1 || true)
+fi
+if [ -n "${MLN_HOP:-}" ] && [ -x "$MLN_HOP" ]; then
+    echo "mln-hop: $MLN_HOP" >&2
+    cp -L "$MLN_HOP" "$root/bin/mln-hop"
+    strip "$root/bin/mln-hop" 2>/dev/null || true
+    for lib in $(ldd "$MLN_HOP" 2>/dev/null | grep -o '/[^ ]*'); do
+        [ -e "$root$lib" ] && continue
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+else
+    echo "no mln-hop: the image chain will run its busybox script" >&2
+fi
 
 # Modules: virtio disk and network, ext4 (for writing the configuration
 # into a deployed root), with their dependencies first (modules.dep).

@@ -3,10 +3,12 @@
 //! relay does for templates, each node decompressing straight onto its
 //! partition while it forwards the compressed stream.
 //!
-//! The deploy system is an initramfs with busybox and dropbear, not the
-//! `mln` agent, so a node's part is a busybox shell script ([`script`]):
-//! `nc -l` receives, `tee` feeds the decompressor, `sha256sum` and an
-//! `nc` to the next node. mln drives it over one SSH session per node:
+//! A node's part is `mln-hop` ([`super::hop`]: one process receives,
+//! forwards, hashes and feeds the decompressor) where the system has it
+//! (the deploy system's initramfs does), else a busybox shell script
+//! (`nc -l` receives, `tee` feeds the decompressor, the hash and an `nc`
+//! to the next node); [`script`] is both, the first execing the binary,
+//! and its result line says which ran. mln drives it over one SSH session per node:
 //! it starts every node's receiver at once, and only the nodes whose
 //! receiver listens make up the chain (a dead node is skipped before a
 //! byte is sent); then each is told its next hop on its stdin, and mln
@@ -24,6 +26,7 @@
 //! one chain however far apart their deploy systems came up; a node alone
 //! takes the single-node path.
 
+use crate::fabric::ssh::quote;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::io::{Read, Write};
@@ -66,6 +69,27 @@ pub struct Report {
     /// The forward to its next hop: "0" sent, "1" failed, "none" last.
     pub forward: String,
     pub detail: String,
+    /// What did the node's part.
+    pub runner: Runner,
+}
+
+/// What ran a node's part of the chain (its result's `hop=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Runner {
+    /// `mln-hop`, one process.
+    Binary,
+    /// The busybox pipeline (the system has no `mln-hop`).
+    #[default]
+    Script,
+}
+
+impl std::fmt::Display for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Runner::Binary => "mln-hop",
+            Runner::Script => "the busybox script",
+        })
+    }
 }
 
 impl Report {
@@ -80,6 +104,7 @@ impl Report {
                 Some(("sink", v)) => sink = v.into(),
                 Some(("fwd", v)) => r.forward = v.into(),
                 Some(("sum", v)) => r.sha256 = v.into(),
+                Some(("hop", "mln-hop")) => r.runner = Runner::Binary,
                 _ => {}
             }
         }
@@ -204,7 +229,10 @@ pub fn broadcast(nodes: &[&dyn ChainNode], file: &Path, sha256: &str, opts: &Opt
             }
             let last = pass + 1 == opts.passes;
             match rep {
-                Some(Ok(r)) if r.sha256 == sha256 && r.written => out[*i] = Some(Outcome::Written { pass }),
+                Some(Ok(r)) if r.sha256 == sha256 && r.written => {
+                    tracing::info!("chain: {} has the image (pass {pass}, through {})", nodes[*i].name(), r.runner);
+                    out[*i] = Some(Outcome::Written { pass });
+                }
                 Some(Ok(r)) if r.sha256 == sha256 => out[*i] = Some(Outcome::Failed(format!("the image came whole and was not written: {}", r.detail))),
                 other => {
                     let why = match other {
@@ -261,19 +289,24 @@ pub fn send(file: &Path, to: &Hop, stall: Duration) -> Result<u64, String> {
 }
 
 /// A node's part, for busybox `sh`: listen on `port`, read the next hop
-/// (`ADDR PORT`, or `-`) from stdin, and pass the stream through `tee` to
-/// the SHA-256, the next hop, and `filter | sink`. The hash is
-/// `openssl dgst` where the deploy system has it (SHA-NI or AVX2: a
-/// fraction of busybox `sha256sum`'s CPU, which was the hop's dearest
-/// part), busybox's otherwise. `prep` runs first
-/// (mount the root); `log`, if given, gets one line of what happened (the
-/// node's console). The last line it prints is `MLN-CHAIN-RESULT ...`.
+/// (`ADDR PORT`, or `-`) from stdin, and pass the stream to the SHA-256,
+/// the next hop, and `filter | sink`. `prep` runs first (mount the root);
+/// `log`, if given, gets one line of what happened (the node's console).
+/// The last line it prints is `MLN-CHAIN-RESULT ...`. Where the system
+/// has an `mln-hop` on its PATH that runs (`--check`: its libraries are
+/// there) the shell becomes it (same protocol, same PID for
+/// [`stop_script`]); else the stream goes through a busybox
+/// pipeline: `nc -l` into FIFOs, `tee` to the hash (`openssl dgst` where
+/// there is one: SHA-NI or AVX2, a fraction of busybox `sha256sum`'s
+/// CPU), an `nc` forward and the decompressor.
 pub fn script(port: u16, prep: &str, filter: &str, sink: &str, log: Option<&str>, tag: &str) -> String {
-    let log = log.map(|l| format!(" > {l} 2>/dev/null")).unwrap_or_else(|| " >/dev/null".into());
+    let hop = format!("exec mln-hop {port} {} {} {} {}", quote(filter), quote(sink), quote(log.unwrap_or("-")), quote(tag));
+    let log = log.map(|l| format!(" > {} 2>/dev/null", quote(l))).unwrap_or_else(|| " >/dev/null".into());
     format!(
         r#"d=/tmp/mln-chain-{port}
 rm -rf $d; mkdir -p $d && mkfifo $d/in $d/sum $d/fwd $d/hold || exit 90
 {prep} || exit 91
+if mln-hop --check >/dev/null 2>&1; then echo $$ > $d/pids; {hop}; fi
 sleep 100000 > $d/hold &
 echo $! > $d/pids
 nc -l -p {port} < $d/hold > $d/in 2> $d/nc.err &
@@ -296,11 +329,12 @@ fi
 exec 3<&-
 kill $(head -n 1 $d/pids) 2>/dev/null
 wait $sp $fp
-res="filter=$(cat $d/filter.rc) sink=$(cat $d/sink.rc) fwd=$(cat $d/fwd.rc) sum=$(cut -d ' ' -f 1 $d/sum.out)"
-echo "MLN-CHAIN {tag} next=$next $res"{log}
+res="filter=$(cat $d/filter.rc) sink=$(cat $d/sink.rc) fwd=$(cat $d/fwd.rc) sum=$(cut -d ' ' -f 1 $d/sum.out) hop=busybox"
+echo "MLN-CHAIN "{qtag}" next=$next $res"{log}
 echo "MLN-CHAIN-RESULT $res"
 [ "$(cat $d/filter.rc)$(cat $d/sink.rc)" = 00 ]
-"#
+"#,
+        qtag = quote(tag)
     )
 }
 

@@ -1,6 +1,8 @@
 //! The chain on fakes (Rust receivers on loopback that can be dead, cut
-//! their forward, fail to write, or hang) and the node script itself under
-//! busybox on loopback, as the deploy system runs it.
+//! their forward, fail to write, or hang), through the hop (`hop::run`,
+//! in-process), and the node script's busybox pipeline on loopback, as a
+//! system without `mln-hop` runs it. tests/chain_hop.rs runs the script
+//! that execs the `mln-hop` binary.
 
 use super::*;
 use sha2::{Digest, Sha256};
@@ -81,7 +83,7 @@ impl ChainNode for Fake {
             l.set_nonblocking(true).unwrap();
             let mut up = loop {
                 if stop.load(Ordering::SeqCst) {
-                    let _ = done_tx.send(Ok(Report { sha256: sha(b""), written: false, forward: "1".into(), detail: "stopped".into() }));
+                    let _ = done_tx.send(Ok(Report { sha256: sha(b""), written: false, forward: "1".into(), detail: "stopped".into(), ..Report::default() }));
                     return;
                 }
                 match l.accept() {
@@ -126,7 +128,7 @@ impl ChainNode for Fake {
                 let _ = d.read(&mut buf);
             }
             *got.lock().unwrap() = data.clone();
-            let _ = done_tx.send(Ok(Report { sha256: sha(&data), written: !bad, forward: if next.is_some() { "0".into() } else { "none".into() }, detail: String::new() }));
+            let _ = done_tx.send(Ok(Report { sha256: sha(&data), written: !bad, forward: if next.is_some() { "0".into() } else { "none".into() }, ..Report::default() }));
         });
         Ok(Box::new(FakeReceiver { next_tx: Some(next_tx), done }))
     }
@@ -399,7 +401,7 @@ fn busybox_script(openssl: bool) {
         assert_eq!(std::fs::read(root.join("big")).unwrap(), big);
         let log = std::fs::read_to_string(&nodes[i].log).unwrap();
         let want = if i == 3 { "next=- ".to_string() } else { "next=127.0.0.1 ".to_string() };
-        assert!(log.contains(&want) && log.contains(&format!("sum={sum}")), "{log}");
+        assert!(log.contains(&want) && log.contains(&format!("sum={sum}")) && log.contains("hop=busybox"), "{log}");
     }
 }
 
@@ -484,4 +486,174 @@ impl ChainNode for Local {
         });
         Ok(Box::new(LocalReceiver { child, out }))
     }
+}
+
+/// A receiver running the hop in-process (`hop::run`, what `mln-hop`
+/// runs) on loopback, its control and output through socket pairs as the
+/// binary's stdin and stdout; stopped through its flag (the binary's
+/// SIGTERM). The decompressor and writer are this machine's `sh -c`.
+struct HopNode {
+    name: String,
+    root: std::path::PathBuf,
+    log: std::path::PathBuf,
+    base: u16,
+    dead: bool,
+    sink: Option<String>,
+    stops: Mutex<HashMap<u16, Arc<AtomicBool>>>,
+}
+
+impl HopNode {
+    fn new(dir: &Path, i: usize, dead: bool) -> HopNode {
+        let root = dir.join(format!("hroot{i}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        HopNode { name: format!("h{i}"), log: dir.join(format!("hlog{i}")), root, base, dead, sink: None, stops: Mutex::default() }
+    }
+}
+
+struct HopReceiver {
+    control: std::os::unix::net::UnixStream,
+    out: mpsc::Receiver<String>,
+}
+
+impl Receiver for HopReceiver {
+    fn forward_to(&mut self, next: Option<&Hop>) -> Result<(), String> {
+        let line = next.map(|h| format!("{} {}\n", h.addr, h.port)).unwrap_or_else(|| "- -\n".into());
+        self.control.write_all(line.as_bytes()).map_err(|e| e.to_string())
+    }
+    fn wait(&mut self, deadline: Instant) -> Option<Result<Report, String>> {
+        let text = self.out.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()?;
+        Some(Report::parse(&text).ok_or(text))
+    }
+}
+
+impl ChainNode for HopNode {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn hop(&self, pass: u16) -> Hop {
+        Hop { addr: "127.0.0.1".into(), port: self.base + pass }
+    }
+    fn stop(&self, pass: u16) {
+        if let Some(f) = self.stops.lock().unwrap().get(&pass) {
+            f.store(true, Ordering::SeqCst);
+        }
+    }
+    fn start(&self, pass: u16) -> Result<Box<dyn Receiver>, String> {
+        if self.dead {
+            return Err("no answer".into());
+        }
+        let sink = self.sink.clone().unwrap_or_else(|| format!("tar -x -C {}", quote(&self.root.display().to_string())));
+        let cfg = crate::baremetal::hop::Config { port: self.base + pass, filter: "gzip -dc".into(), sink, log: Some(self.log.display().to_string()), tag: format!("host={}", self.name) };
+        let stop = Arc::new(AtomicBool::new(false));
+        self.stops.lock().unwrap().insert(pass, stop.clone());
+        let (control, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (mut ours_out, mut their_out) = std::os::unix::net::UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let mut input = std::io::BufReader::new(theirs);
+            crate::baremetal::hop::run(&cfg, &mut input, &mut their_out, stop, &|| {})
+        });
+        let mut first = [0u8; 20];
+        ours_out.read_exact(&mut first).map_err(|e| e.to_string())?;
+        if &first != b"MLN-CHAIN listening\n" {
+            return Err(format!("did not listen: {:?}", String::from_utf8_lossy(&first)));
+        }
+        let (tx, out) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = ours_out.read_to_string(&mut rest);
+            let _ = tx.send(rest);
+        });
+        Ok(Box::new(HopReceiver { control, out }))
+    }
+}
+
+/// A gzip tar image of a small tree (a 3 MB file in it); its SHA-256.
+fn tree_image(dir: &Path) -> (std::path::PathBuf, String, Vec<u8>) {
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/hostname"), "guest\n").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8 ^ (i >> 9) as u8).collect();
+    std::fs::write(src.join("big"), &big).unwrap();
+    let img = dir.join("image.tar.gz");
+    let st = std::process::Command::new("tar").arg("-czf").arg(&img).arg("-C").arg(&src).arg(".").status().unwrap();
+    assert!(st.success());
+    let sum = sha(&std::fs::read(&img).unwrap());
+    (img, sum, big)
+}
+
+/// The chain through the hop: three nodes extract a gzip tar while
+/// forwarding it, a fourth is dead and skipped; each node's log line says
+/// what it got, from whom it went on, and that the hop did it.
+#[test]
+fn the_hop_receives_forwards_hashes_and_extracts() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, sum, big) = tree_image(t.path());
+    let nodes: Vec<HopNode> = (0..4).map(|i| HopNode::new(t.path(), i, i == 2)).collect();
+    let dyns: Vec<&dyn ChainNode> = nodes.iter().map(|n| n as &dyn ChainNode).collect();
+    let out = broadcast(&dyns, &img, &sum, &Options { passes: 2, grace: Duration::from_secs(60), stall: Duration::from_secs(30) });
+    assert!(matches!(&out[2], Outcome::Skipped(_)), "{out:?}");
+    for i in [0, 1, 3] {
+        assert_eq!(out[i], Outcome::Written { pass: 0 }, "{out:?}");
+        assert_eq!(std::fs::read_to_string(nodes[i].root.join("etc/hostname")).unwrap(), "guest\n");
+        assert_eq!(std::fs::read(nodes[i].root.join("big")).unwrap(), big);
+        let log = std::fs::read_to_string(&nodes[i].log).unwrap();
+        let want = if i == 3 { "next=- " } else { "next=127.0.0.1 " };
+        assert!(log.contains(&format!("MLN-CHAIN host=h{i} {want}")) && log.contains(&format!("sum={sum}")) && log.contains("hop=mln-hop"), "{log}");
+    }
+}
+
+/// A hop whose writer fails (its disk) gets the whole image, says it was
+/// not written, and still forwards it whole to the next.
+#[test]
+fn a_hop_that_cannot_write_still_forwards() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, sum, big) = tree_image(t.path());
+    let mut nodes: Vec<HopNode> = (0..3).map(|i| HopNode::new(t.path(), i, false)).collect();
+    nodes[1].sink = Some("exit 3".into());
+    let dyns: Vec<&dyn ChainNode> = nodes.iter().map(|n| n as &dyn ChainNode).collect();
+    let out = broadcast(&dyns, &img, &sum, &Options { passes: 2, grace: Duration::from_secs(60), stall: Duration::from_secs(30) });
+    assert!(matches!(&out[1], Outcome::Failed(e) if e.contains("not written") && e.contains("write exit 3")), "{out:?}");
+    assert_eq!(out[0], Outcome::Written { pass: 0 });
+    assert_eq!(out[2], Outcome::Written { pass: 0 });
+    assert_eq!(std::fs::read(nodes[2].root.join("big")).unwrap(), big);
+}
+
+/// A hop told to stop mid-stream (mln's stop of a pass that hangs) ends
+/// it there and reports what it got: the SHA-256 of the part received.
+#[test]
+fn a_stopped_hop_reports_what_it_got() {
+    let t = tempfile::tempdir().unwrap();
+    let out_file = t.path().join("got");
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = crate::baremetal::hop::Config { port, filter: "cat".into(), sink: format!("cat > {}", quote(&out_file.display().to_string())), log: None, tag: "host=x".into() };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (mut control, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (mut ours, mut their_out) = std::os::unix::net::UnixStream::pair().unwrap();
+    let s2 = stop.clone();
+    let h = std::thread::spawn(move || crate::baremetal::hop::run(&cfg, &mut std::io::BufReader::new(theirs), &mut their_out, s2, &|| {}));
+    let mut first = [0u8; 20];
+    ours.read_exact(&mut first).unwrap();
+    control.write_all(b"- -\n").unwrap();
+    let mut up = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let part = vec![7u8; 300_000];
+    up.write_all(&part).unwrap();
+    // Everything sent has come through to the writer before the stop.
+    while std::fs::metadata(&out_file).map(|m| m.len()).unwrap_or(0) < part.len() as u64 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(h.join().unwrap(), 0, "what it got was written");
+    let mut text = String::new();
+    ours.read_to_string(&mut text).unwrap();
+    let r = Report::parse(&text).unwrap();
+    assert_eq!((r.sha256.as_str(), r.written, r.forward.as_str(), r.runner), (sha(&part).as_str(), true, "none", Runner::Binary), "{text}");
+}
+
+#[test]
+fn the_result_says_which_part_ran() {
+    assert_eq!(Report::parse("MLN-CHAIN-RESULT filter=0 sink=0 fwd=0 sum=a hop=mln-hop").unwrap().runner, Runner::Binary);
+    assert_eq!(Report::parse("MLN-CHAIN-RESULT filter=0 sink=0 fwd=0 sum=a hop=busybox").unwrap().runner, Runner::Script);
+    let s = script(7907, "true", "gzip -dc", "tar -x -p -C /mnt", Some("/dev/console"), "host=n1");
+    assert!(s.contains("exec mln-hop 7907 'gzip -dc' 'tar -x -p -C /mnt' /dev/console host=n1"), "{s}");
 }

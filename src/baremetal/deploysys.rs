@@ -106,7 +106,12 @@ impl DeploySystem {
         std::fs::create_dir_all(dir).map_err(io("make", dir))?;
         let d = DeploySystem { dir: dir.to_path_buf() };
         if !dir.join("initrd.gz").exists() || !d.kernel().exists() {
-            tool(Command::new("bash").arg(build).arg(dir), "deploysys/build.sh")?;
+            let mut cmd = Command::new("bash");
+            cmd.arg(build).arg(dir);
+            if let Some(hop) = hop_binary() {
+                cmd.env("MLN_HOP", hop);
+            }
+            tool(&mut cmd, "deploysys/build.sh")?;
         }
         if !d.host_key().exists() {
             tool(Command::new("dropbearkey").args(["-t", "ed25519", "-f"]).arg(d.host_key()), "dropbearkey")?;
@@ -183,6 +188,17 @@ impl DeploySystem {
         s.connect_timeout = 10;
         Ok(s)
     }
+}
+
+/// The image chain's hop binary installed beside this one (`mln-hop`, as
+/// cargo builds and installs it; one directory up from a test binary in
+/// cargo's `deps/`), for the deploy system's initramfs. None: the build
+/// script looks for one itself, else the chain runs its busybox script.
+pub fn hop_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let dirs = if dir.file_name().is_some_and(|n| n == "deps") { vec![dir, dir.parent()?] } else { vec![dir] };
+    dirs.into_iter().map(|d| d.join("mln-hop")).find(|p| p.is_file())
 }
 
 /// syslinux's MBR boot code in the deploy system (deploysys/build.sh).
@@ -488,8 +504,10 @@ impl DeployNode {
 }
 
 /// A node of the install step's chain (`baremetal::chain`): its part is
-/// the chain's busybox script, run over one SSH session to its deploy
-/// system, listening on [`chain::PORT`] (plus the pass) of its address.
+/// the chain's script (`mln-hop` where the system has it, as the deploy
+/// system does; its busybox pipeline otherwise, e.g. a `nomini` node's
+/// running system), run over one SSH session, listening on
+/// [`chain::PORT`] (plus the pass) of its address.
 pub struct ChainMember<'a> {
     pub node: &'a DeployNode,
     pub compression: Compression,

@@ -249,6 +249,7 @@ pub mod netboot;
 pub mod deploysys;
 pub mod ops;
 pub mod chain;
+pub mod hop;
 pub mod deploysrc;
 pub mod bootnet;
 pub mod diskless;
