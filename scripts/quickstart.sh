@@ -13,6 +13,8 @@ echo "== mln, its shell completions and its man page installed"
 install -m 755 "$mln" /usr/local/bin/mln
 # The VM commands: `mln` hands them to this binary beside it.
 install -m 755 target/release/mln-libvirt /usr/local/bin/mln-libvirt
+# The image chain's hop, which bare-metal deploy systems carry.
+install -m 755 target/release/mln-hop /usr/local/bin/mln-hop
 mkdir -p /usr/share/bash-completion/completions /usr/share/zsh/vendor-completions \
   /usr/share/fish/vendor_completions.d /usr/local/share/man/man1
 $mln completions bash > /usr/share/bash-completion/completions/mln
