@@ -329,10 +329,19 @@ impl Bench {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                panic!("{name}: not all {GUESTS} QEMUs ran within 300 s");
+                let list = Command::new("virsh").args(["-c", "qemu:///system", "list", "--all"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+                panic!("{name}: not all {GUESTS} QEMUs ran within 300 s (found {}); qemu:///system's domains:\n{list}", qemus(&names));
             });
             match tool {
-                Tool::Kcli => run(self.kcli().args(["create", "plan", "-f"]).arg(&file).arg(name)),
+                Tool::Kcli => {
+                    // kcli reports a VM it could not create and still exits 0:
+                    // its words go to the bench's log, for a failed watch.
+                    let out = self.kcli().args(["create", "plan", "-f"]).arg(&file).arg(name).output().unwrap();
+                    for l in String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).lines() {
+                        eprintln!("    kcli: {l}");
+                    }
+                    assert!(out.status.success(), "kcli create plan {name} failed");
+                }
                 Tool::MlnEmbed | Tool::MlnSystem => run(self.mln(tool).args(["build", "--start", "-f"]).arg(&file)),
                 Tool::MlnEmbedTwo => {
                     run(self.mln(tool).arg("build").arg("-f").arg(&file));
