@@ -143,27 +143,11 @@ pub fn build(req: &Request, note: &mut dyn FnMut(&str)) -> Result<Built, Templat
     steps.push(("mke2fs".to_string(), t.elapsed().as_secs_f64()));
 
     // The image holds the root now: the kernel pair moves out of it (no
-    // copy), and the rest is deleted beside qemu-img and the hashing
-    // instead of before them; it is gone before the rename into place.
-    let t = Instant::now();
+    // copy), and the rest is deleted beside qemu-img and the hashing.
     std::fs::rename(&vmlinuz, out.join("vmlinuz")).map_err(TemplateError::io("move", &vmlinuz))?;
     std::fs::rename(&initrd, out.join("initrd.img")).map_err(TemplateError::io("move", &initrd))?;
-    let sweep = {
-        let root = root.clone();
-        std::thread::spawn(move || remove_all(&root))
-    };
-
     note("qemu-img convert to qcow2");
-    let qcow2 = out.join("disk.qcow2");
-    let converted = tools::must(QEMU_IMG, &[OsStr::new("convert"), OsStr::new("-q"), OsStr::new("-f"), OsStr::new("raw"), OsStr::new("-O"), OsStr::new("qcow2"), raw.as_os_str(), qcow2.as_os_str()]);
-    let converted = converted.and_then(|_| std::fs::remove_file(&raw).map_err(TemplateError::io("remove", &raw)));
-    let files = converted.and_then(|_| manifest::hash_files(out, &["vmlinuz", "initrd.img", "cmdline", "disk.qcow2"]));
-    // Joined before any error returns, so the temporary directory's own
-    // removal never races the sweep.
-    let swept = sweep.join().unwrap_or_else(|_| Err(TemplateError::Tool { tool: "remove", output: format!("removing {} failed", root.display()) }));
-    let files = files?;
-    swept?;
-    steps.push(("qemu-img, hashes and removing the root".to_string(), t.elapsed().as_secs_f64()));
+    let files = convert_and_hash(out, &root, &raw, &mut steps)?;
 
     let t = Instant::now();
     let mut m = Manifest {
@@ -188,6 +172,41 @@ pub fn build(req: &Request, note: &mut dyn FnMut(&str)) -> Result<Built, Templat
     manifest::write(&m, &out.join("manifest.json"))?;
     place(tmp, &dest)?;
     Ok(Built { name, dir: dest, manifest: m })
+}
+
+/// The template's files, hashed in the manifest.
+const FILES: &[&str] = &["vmlinuz", "initrd.img", "cmdline", "disk.qcow2"];
+
+/// `qemu-img convert` of the raw image into `out/disk.qcow2`, then the
+/// hashes of the template's files, while the root (in the image now) is
+/// deleted beside both and the raw image beside the hashing: the deletions
+/// are mln's cleanup, which the bare tools leave to their user. Every
+/// thread is joined before an error returns (the scope does it), so the
+/// temporary directory's own removal never races them; the root is gone
+/// before the rename into place. Each part's seconds go into `steps`.
+fn convert_and_hash(out: &Path, root: &Path, raw: &Path, steps: &mut Vec<(String, f64)>) -> Result<Vec<manifest::FileEntry>, TemplateError> {
+    let died = |what: &Path| TemplateError::Tool { tool: "remove", output: format!("removing {} failed", what.display()) };
+    std::thread::scope(|s| {
+        let sweep = s.spawn(|| remove_all(root));
+        let t = Instant::now();
+        let qcow2 = out.join("disk.qcow2");
+        let converted = tools::must(QEMU_IMG, &[OsStr::new("convert"), OsStr::new("-q"), OsStr::new("-f"), OsStr::new("raw"), OsStr::new("-O"), OsStr::new("qcow2"), raw.as_os_str(), qcow2.as_os_str()]);
+        steps.push(("qemu-img convert".to_string(), t.elapsed().as_secs_f64()));
+        let files = converted.and_then(|_| {
+            let t = Instant::now();
+            let unlink = s.spawn(|| std::fs::remove_file(raw).map_err(TemplateError::io("remove", raw)));
+            let files = manifest::hash_files(out, FILES);
+            steps.push(("hashes (raw image removed beside)".to_string(), t.elapsed().as_secs_f64()));
+            let unlinked = unlink.join().unwrap_or_else(|_| Err(died(raw)));
+            files.and_then(|f| unlinked.map(|()| f))
+        });
+        let t = Instant::now();
+        let swept = sweep.join().unwrap_or_else(|_| Err(died(root)));
+        steps.push(("removing the root, beyond the above".to_string(), t.elapsed().as_secs_f64()));
+        let files = files?;
+        swept?;
+        Ok(files)
+    })
 }
 
 /// Writes the recipe's files and the script the hook runs into the root.
@@ -440,6 +459,36 @@ mod tests {
         names.sort();
         assert_eq!(names, ["a_1.deb", "b_1.deb", "c_1.deb"]);
         assert_eq!(std::fs::read(cache.join("b_1.deb")).unwrap(), b"B");
+    }
+
+    #[test]
+    fn the_qcow2_is_made_and_hashed_and_the_scratch_is_gone_even_on_failure() {
+        if tools::which(QEMU_IMG).is_err() {
+            eprintln!("qemu-img not installed; skipped");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (out, root, raw) = (d.path().join("out"), d.path().join("root"), d.path().join("out/root.img"));
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::write(root.join("usr/bin/x"), b"x").unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        for f in ["vmlinuz", "initrd.img", "cmdline"] {
+            std::fs::write(out.join(f), f.as_bytes()).unwrap();
+        }
+        std::fs::write(&raw, vec![7u8; 1 << 20]).unwrap();
+        let mut steps = Vec::new();
+        let files = convert_and_hash(&out, &root, &raw, &mut steps).unwrap();
+        assert_eq!(files.iter().map(|f| f.file.as_str()).collect::<Vec<_>>(), FILES);
+        let disk = &files[3];
+        assert_eq!(disk.sha256, manifest::sha256_hex(&std::fs::read(out.join("disk.qcow2")).unwrap()));
+        assert!(!root.exists() && !raw.exists());
+        assert_eq!(steps.len(), 3, "{steps:?}");
+        // qemu-img fails (no raw image): the error is its, and the root
+        // is still deleted before it returns.
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let e = convert_and_hash(&out, &root, &raw, &mut steps).unwrap_err();
+        assert!(matches!(e, TemplateError::Tool { tool: "qemu-img", .. }), "{e}");
+        assert!(!root.exists());
     }
 
     #[test]

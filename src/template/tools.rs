@@ -14,7 +14,6 @@ pub const DPKG_QUERY: (&str, &str) = ("dpkg-query", "dpkg");
 pub const DEBUGFS: (&str, &str) = ("debugfs", "e2fsprogs");
 pub const TAR: (&str, &str) = ("tar", "tar");
 pub const ZSTD: (&str, &str) = ("zstd", "zstd");
-pub const SHA256SUM: (&str, &str) = ("sha256sum", "coreutils");
 
 pub fn which(tool: (&'static str, &'static str)) -> Result<PathBuf, TemplateError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
