@@ -193,6 +193,8 @@ mod tests {
     fn a_key_mln_gave_needs_no_console_and_a_changed_entry_stays() {
         let t = tempfile::tempdir().unwrap();
         let state = crate::state::State::open(&t.path().join("state")).unwrap();
+        // A build made the project's keys (and `login/`) first.
+        super::super::keys::ensure(&state, "p").unwrap();
         let dir = state.host_dir("p", "g").unwrap();
         std::fs::create_dir_all(&dir).unwrap();
         let words = |k: &str| k.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
