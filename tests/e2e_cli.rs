@@ -452,6 +452,8 @@ fn downgrade_to_release_0(state: &std::path::Path) {
         "ALTER TABLE projects RENAME COLUMN phase TO state;
          ALTER TABLE projects DROP COLUMN places_json;
          DROP TABLE hosts;
+         DROP TABLE environments;
+         DROP TABLE deploy_steps;
          CREATE TABLE fabric_projects (name TEXT PRIMARY KEY, state TEXT NOT NULL, file TEXT NOT NULL,
              plan_json TEXT NOT NULL, servers_json TEXT NOT NULL, updated INTEGER NOT NULL);
          PRAGMA user_version = 0;",
