@@ -272,6 +272,7 @@ impl Bench {
         let mut l = Libvirt { pool: false, net: false };
         let virsh = |args: &[&str]| run(Command::new("virsh").args(["-q", "-c", "qemu:///system"]).args(args));
         // Left by an interrupted run.
+        drop_kcli_guests();
         let _ = Command::new("virsh").args(["-q", "-c", "qemu:///system", "pool-destroy", POOL]).output();
         let _ = Command::new("virsh").args(["-q", "-c", "qemu:///system", "pool-undefine", POOL]).output();
         let _ = Command::new("virsh").args(["-q", "-c", "qemu:///system", "net-destroy", NET]).output();
@@ -544,6 +545,7 @@ impl Drop for Libvirt {
             virsh(&["net-destroy", NET]);
             virsh(&["net-undefine", NET]);
         }
+        drop_kcli_guests();
         if self.pool {
             virsh(&["pool-destroy", POOL]);
             virsh(&["pool-undefine", POOL]);
@@ -552,6 +554,23 @@ impl Drop for Libvirt {
 }
 
 
+
+/// kcli's guests (`kc<round>n<i>`) in qemu:///system, stopped and
+/// undefined: a round that failed before `kcli delete` left them defined,
+/// and tests that list the daemon's domains then found them.
+fn drop_kcli_guests() {
+    let virsh = |args: &[&str]| Command::new("virsh").args(["-q", "-c", "qemu:///system"]).args(args).output();
+    let Ok(out) = virsh(&["list", "--all", "--name"]) else { return };
+    for name in String::from_utf8_lossy(&out.stdout).lines().map(str::trim) {
+        let ours = name.strip_prefix("kc").and_then(|r| r.split_once('n')).is_some_and(|(a, b)| {
+            !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+        });
+        if ours {
+            let _ = virsh(&["destroy", name]);
+            let _ = virsh(&["undefine", name]);
+        }
+    }
+}
 
 fn run(c: &mut Command) {
     let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
