@@ -222,7 +222,7 @@ fn a_service_host_lost_mid_build_fails_alone_and_a_rerun_completes() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "the build should fail:\n{stdout}{stderr}");
     for n in ["node3@h2", "node4@h2"] {
-        let line = stdout.lines().find(|l| l.contains(n)).unwrap_or_else(|| panic!("no {n} in:\n{stdout}"));
+        let line = stdout.lines().find(|l| l.contains(n)).unwrap_or_else(|| panic!("no {n} in ({:?}):\n{stdout}\nstderr:\n{stderr}", out.status));
         assert!(line.contains("FAILED") && line.contains("h2"), "{line}");
     }
     for n in ["node1@h1", "node2@h1", "node5@h3", "node6@h3"] {

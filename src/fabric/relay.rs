@@ -105,23 +105,45 @@ fn send_to(file: &File, size: u64, progress: &Progress, token: &str, peer: &Peer
         // here (measured: the relay is CPU-bound in the kernel otherwise).
         let mut off = pos as libc::off_t;
         let n = ((avail - pos) as usize).min(4 * CHUNK);
-        // SAFETY: both descriptors are open for the duration of the call.
-        let sent = unsafe { libc::sendfile(s.as_raw_fd(), file.as_raw_fd(), &mut off, n) };
-        match sent {
-            n if n > 0 => pos += n as u64,
-            0 => return Err(Fatal(true, "our copy is shorter than announced".into())),
-            _ => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(io(e));
-                }
-            }
+        match sendfile_quiet(s.as_raw_fd(), file.as_raw_fd(), &mut off, n) {
+            Ok(0) => return Err(Fatal(true, "our copy is shorter than announced".into())),
+            Ok(n) => pos += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
         }
     }
     s.shutdown(std::net::Shutdown::Write).ok();
     // Wait for the peer to close: it has read everything.
     let _ = s.read(&mut have);
     Ok(())
+}
+
+/// `sendfile` to a socket whose peer is gone: EPIPE, never SIGPIPE.
+/// sendfile cannot be given `MSG_NOSIGNAL` as `send` can, and mln runs
+/// with SIGPIPE's default action (a closed stdout ends it quietly), so a
+/// service host lost in the middle of a file killed the whole of mln
+/// instead of failing that host alone. The signal is blocked on this
+/// thread for the call (a pipe or socket raises it on the writing
+/// thread), and one it raised is taken back before the mask returns.
+fn sendfile_quiet(out: std::os::fd::RawFd, from: std::os::fd::RawFd, off: &mut libc::off_t, n: usize) -> std::io::Result<usize> {
+    // SAFETY: the sets are initialized by sigemptyset before use; both
+    // descriptors are open for the duration of the calls; a zero timeout
+    // makes sigtimedwait only take a pending signal.
+    unsafe {
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
+        let sent = libc::sendfile(out, from, off, n);
+        let result = if sent < 0 { Err(std::io::Error::last_os_error()) } else { Ok(sent as usize) };
+        if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) && libc::sigismember(&old, libc::SIGPIPE) == 0 {
+            let none = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            libc::sigtimedwait(&pipe, std::ptr::null_mut(), &none);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        result
+    }
 }
 
 /// How long a connection may take to send the whole token line; one that
