@@ -7,9 +7,11 @@
 //! built: `MLN_BENCH_TEMPLATE=DIR`, a template directory). The stock one
 //! is the same disk with mln's tuning taken out again, without a mount
 //! (debugfs on a raw copy): its cloud-init drop-in (datasource list, one
-//! host key type, trimmed module lists) and the e2scrub_reap mask go, and
-//! its kernel command line loses `quiet`. Packages, kernel, initrd, the
-//! fstab and mln's NoCloud seed are the same.
+//! host key type, trimmed module lists, the seed applied in the local
+//! stage) and its systemd masks (e2scrub_reap, cloud-init's network stage)
+//! go, and its kernel command line loses `quiet`. Packages, kernel, initrd,
+//! the fstab and mln's NoCloud seed (with the host key mln made for the
+//! guest, so `mln ssh` waits for neither console) are the same.
 //!
 //! Each round builds a 2-node project from one template, times from
 //! `mln start` until `mln ssh -p P -h H -- true` succeeds on both nodes
@@ -96,10 +98,12 @@ impl Mln {
 }
 
 /// The stock variant of a built template: the tuned one's files, its disk
-/// with mln's cloud-init drop-in and e2scrub_reap mask removed.
+/// with mln's cloud-init drop-in and systemd masks removed.
 fn untune(tuned: &Path, stock: &Path) {
     std::fs::create_dir_all(stock).unwrap();
-    for f in ["vmlinuz", "initrd.img"] {
+    // The manifest too: a template with one takes the host key mln makes
+    // (both variants get the same seed; book/src/login.md).
+    for f in ["vmlinuz", "initrd.img", "manifest.json"] {
         std::fs::copy(tuned.join(f), stock.join(f)).unwrap();
     }
     let cmdline = std::fs::read_to_string(tuned.join("cmdline")).unwrap();
@@ -107,7 +111,11 @@ fn untune(tuned: &Path, stock: &Path) {
     std::fs::write(stock.join("cmdline"), cmdline.join(" ") + "\n").unwrap();
     let raw = stock.join("root.img");
     run(Command::new("qemu-img").args(["convert", "-q", "-O", "raw"]).arg(tuned.join("disk.qcow2")).arg(&raw));
-    for p in ["/etc/cloud/cloud.cfg.d/90-mln.cfg", "/etc/systemd/system/e2scrub_reap.service"] {
+    // mln's cloud-init drop-in and its systemd masks (src/template/tuning.rs);
+    // fstab, hostname and hosts stay (a root without them does not boot
+    // as the stock image would).
+    let tuning = mln::template::tuning::FILES.iter().map(|(p, _, _)| *p).filter(|p| p.starts_with("/etc/cloud/") || p.starts_with("/etc/systemd/"));
+    for p in tuning {
         let out = Command::new("debugfs").args(["-R", &format!("stat {p}")]).arg(&raw).output().unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("Inode:"), "the tuned template has no {p}");
         run(Command::new("debugfs").args(["-w", "-R", &format!("rm {p}")]).arg(&raw));

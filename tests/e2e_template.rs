@@ -190,6 +190,16 @@ fn logins(m: &Mln) {
     let console = m.console("node02");
     let node02_key = kh.lines().find(|l| l.starts_with("node02 ")).unwrap().split_once(' ').unwrap().1.to_string();
     assert!(console.contains(&node02_key), "node02's entry is not the key its console published: {kh}");
+    // The keys are the ones mln made at build and gave in the seeds (the
+    // guests installed them: their consoles print the same), and the seed
+    // holding a private key is its owner's only.
+    for h in ["node01", "node02"] {
+        let dir = m.state.path().join("projects").join(PROJECT).join(h);
+        let given = std::fs::read_to_string(dir.join("ssh_host_ed25519_key.pub")).unwrap();
+        let given = given.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        assert!(kh.lines().any(|l| l == format!("{h} {given}")), "{h}'s entry is not the key mln gave it: {kh}");
+        assert_eq!(std::fs::metadata(dir.join("seed.img")).unwrap().permissions().mode() & 0o077, 0, "{h}'s seed is readable by others");
+    }
 
     // (e) mln exec: both nodes, outputs folded, a summary per host.
     let out = m.run(&["exec", "-p", PROJECT, "--", "cat", "/etc/hostname"]);

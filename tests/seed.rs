@@ -80,6 +80,7 @@ fn keys_reach_root_every_user_and_in_a_cluster_each_account() {
     let keys = mln::login::keys::GuestKeys {
         login: "ssh-ed25519 AAAALOGIN mln-p".into(),
         cluster: mln::login::keys::KeyPair { private_openssh: "PRIVATE\n".into(), public_openssh: "ssh-ed25519 AAAACLUSTER c".into() },
+        host: None,
     };
     let h = &c.plan.hosts[1];
     let ud = parse(&mln::guest::seed_files_with_keys(&c.plan, h, &[], Some(&keys)).user_data);
@@ -100,6 +101,33 @@ fn keys_reach_root_every_user_and_in_a_cluster_each_account() {
     assert_eq!(ud["ssh_authorized_keys"], serde_json::json!(["ssh-ed25519 AAAALOGIN mln-p"]));
     assert!(!ud.to_string().contains("PRIVATE"));
     assert_eq!(ud["manage_etc_hosts"], true);
+}
+
+/// A guest of a template mln built gets the host key mln made for it, for
+/// cloud-init's `ssh` module to install; the key does not change the
+/// instance id (a seed made again with another key applies nothing anew).
+#[test]
+fn the_host_key_mln_made_reaches_the_seed_but_not_the_instance_id() {
+    let c = compile_disk(Path::new("examples/lab.mln"));
+    let h = &c.plan.hosts[0];
+    let pair = |n: &str| mln::login::keys::KeyPair { private_openssh: format!("HOSTPRIVATE{n}\n"), public_openssh: format!("ssh-ed25519 AAAAHOST{n} h") };
+    let mut keys = mln::login::keys::GuestKeys {
+        login: "ssh-ed25519 AAAALOGIN mln-p".into(),
+        cluster: mln::login::keys::KeyPair { private_openssh: "PRIVATE\n".into(), public_openssh: "ssh-ed25519 AAAACLUSTER c".into() },
+        host: None,
+    };
+    let without = mln::guest::seed_files_with_keys(&c.plan, h, &[], Some(&keys));
+    assert!(parse(&without.user_data).get("ssh_keys").is_none());
+    keys.host = Some(pair("1"));
+    let with = mln::guest::seed_files_with_keys(&c.plan, h, &[], Some(&keys));
+    let ud = parse(&with.user_data);
+    assert_eq!(ud["ssh_keys"], serde_json::json!({"ed25519_private": "HOSTPRIVATE1\n", "ed25519_public": "ssh-ed25519 AAAAHOST1 h"}));
+    assert_eq!(ud["ssh_authorized_keys"], serde_json::json!(["ssh-ed25519 AAAALOGIN mln-p"]), "the host key is not a login key");
+    keys.host = Some(pair("2"));
+    let other = mln::guest::seed_files_with_keys(&c.plan, h, &[], Some(&keys));
+    assert_ne!(with.user_data, other.user_data);
+    assert_eq!(parse(&with.meta_data)["instance-id"], parse(&without.meta_data)["instance-id"]);
+    assert_eq!(parse(&with.meta_data)["instance-id"], parse(&other.meta_data)["instance-id"]);
 }
 
 #[test]

@@ -331,7 +331,18 @@ fn make_host<'a>(m: &Machines, p: &Prepared, plan: &Plan, h: &'a Host, making: M
     }
     if !fs_template && (making != Making::Definition || !seed_path.exists()) {
         // The project's login keys, made on its first build (book/src/login.md).
-        let keys = crate::login::keys::ensure(env.state, &plan.project).map_err(|e| failed(format!("cannot make the project's keys: {e}")))?;
+        let mut keys = crate::login::keys::ensure(env.state, &plan.project).map_err(|e| failed(format!("cannot make the project's keys: {e}")))?;
+        if t.takes_host_key {
+            // Its host key made here: `mln ssh` knows it without waiting
+            // for the guest to print it on its console (book/src/login.md).
+            // Only a build makes one: a guest arriving by migration booted
+            // elsewhere and keeps the key it has, collected as before.
+            let made = match making {
+                Making::Build => crate::login::keys::host_key(&dir, &plan.project, &h.name).map(Some),
+                Making::Incoming | Making::Definition => crate::login::keys::host_key_made(&dir),
+            };
+            keys.host = made.map_err(|e| failed(format!("cannot make the guest's host key: {e}")))?;
+        }
         let seed = crate::guest::seed_files_with_keys(plan, h, &contents, Some(&keys));
         let files: Vec<(&str, &[u8])> = seed.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
         let image = crate::guest::fat_image("cidata", &files).map_err(|e| failed(format!("cannot make the seed: {e}")))?;

@@ -15,6 +15,10 @@ pub struct Template {
     pub name: String,
     pub disk: Option<(PathBuf, &'static str)>,
     pub kernel: Option<(PathBuf, Option<PathBuf>, String)>,
+    /// Built by `mln template build` (it has a manifest): cloud-init with
+    /// its `ssh` module, which installs the host key the seed gives it
+    /// (book/src/login.md). Other templates' keys come from the console.
+    pub takes_host_key: bool,
 }
 
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 quiet";
@@ -96,10 +100,11 @@ pub fn find(dir: &Path, name: &str) -> Result<Template, LocalError> {
             let f = format_of(&p);
             (p, f)
         });
-        Ok(Template { name: chosen, disk, kernel: Some((k, initrd, cmdline)) })
+        let takes_host_key = path.join(crate::template::manifest::FILE).is_file();
+        Ok(Template { name: chosen, disk, kernel: Some((k, initrd, cmdline)), takes_host_key })
     } else {
         let f = format_of(&path);
-        Ok(Template { name: chosen, disk: Some((path, f)), kernel: None })
+        Ok(Template { name: chosen, disk: Some((path, f)), kernel: None, takes_host_key: false })
     }
 }
 

@@ -98,7 +98,9 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         });
         match ready {
             Ok(l) => break l,
-            Err(e) if e.retry() && Instant::now() < deadline => std::thread::sleep(Duration::from_secs(2)),
+            // Half a second: a try is cheap (a file read and a TCP connect
+            // on the bridge), and the guest's port opens at any moment.
+            Err(e) if e.retry() && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
             Err(e) => return fail(e),
         }
     };

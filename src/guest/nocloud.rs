@@ -41,13 +41,20 @@ pub fn seed_files_with_keys(plan: &Plan, host: &Host, files: &[String], keys: Op
     if let Some(k) = keys {
         add_keys(&mut ud, host, k);
     }
-    let user_data = format!("#cloud-config\n{}\n", pretty(&ud));
     let network_config = format!("{}\n", pretty(&network_config(host)));
     // The instance id changes whenever anything the guest is given changes,
-    // so cloud-init applies a changed configuration on the next boot.
+    // so cloud-init applies a changed configuration on the next boot. The
+    // host key is not part of it: a seed made again elsewhere (the
+    // receiving side of a migration) may carry another key, and the guest
+    // keeps the one it has.
     let mut h = Sha256::new();
     h.update(plan.project.as_bytes());
-    h.update(user_data.as_bytes());
+    let host_key = ud.as_object_mut().expect("user-data is an object").remove("ssh_keys");
+    h.update(format!("#cloud-config\n{}\n", pretty(&ud)).as_bytes());
+    if let Some(k) = host_key {
+        ud["ssh_keys"] = k;
+    }
+    let user_data = format!("#cloud-config\n{}\n", pretty(&ud));
     h.update(network_config.as_bytes());
     let digest = h.finalize();
     let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -82,6 +89,12 @@ fn add_keys(ud: &mut Value, h: &Host, k: &GuestKeys) {
         for u in users.iter_mut().filter(|u| u.is_object()) {
             u["ssh_authorized_keys"] = json!(authorized);
         }
+    }
+    if let Some(hk) = &k.host {
+        // cloud-init's `ssh` module writes these instead of making keys
+        // (and then makes none of another type): the guest answers with
+        // the key mln put into the project's known_hosts.
+        ud["ssh_keys"] = json!({"ed25519_private": hk.private_openssh, "ed25519_public": hk.public_openssh});
     }
     if !cluster {
         return;

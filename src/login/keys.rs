@@ -14,6 +14,9 @@ pub const CLUSTER: &str = "cluster_ed25519";
 /// On a service host: the managing machine's login key, public half only
 /// (`give`); a project that has it authorizes it instead of a key of its own.
 pub const GIVEN: &str = "given_id_ed25519.pub";
+/// In a guest's state directory: the host key mln made for it, given to
+/// it in its seed (a template that takes it: `Template::takes_host_key`).
+pub const HOST_KEY: &str = "ssh_host_ed25519_key";
 
 /// One key pair as guests are given it: OpenSSH texts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +33,9 @@ pub struct GuestKeys {
     /// The cluster pair: authorized too, and installed as each account's
     /// own key (only where the `cluster` plugin is used).
     pub cluster: KeyPair,
+    /// The guest's own host key, installed by cloud-init (`ssh_keys`), so
+    /// that its public half is known before the guest boots.
+    pub host: Option<KeyPair>,
 }
 
 pub fn dir(state: &crate::state::State, project: &str) -> Result<PathBuf, LoginError> {
@@ -57,7 +63,7 @@ fn ensure_in(d: &Path, project: &str) -> Result<GuestKeys, LoginError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => pair(d, LOGIN, &format!("mln-{project}"))?.public_openssh,
         Err(e) => return Err(LoginError::io("read", &given)(e)),
     };
-    Ok(GuestKeys { login, cluster })
+    Ok(GuestKeys { login, cluster, host: None })
 }
 
 /// The keys a service host is to give the guests it builds for this
@@ -111,6 +117,39 @@ fn pair(d: &Path, name: &str, comment: &str) -> Result<KeyPair, LoginError> {
         publish(&path, text.as_bytes(), 0o600)?;
     }
     read(&path)
+}
+
+/// The host key of the guest whose state directory is `host_dir`: made
+/// once per build of the guest (the directory goes with a removal or a
+/// rebuild, and a rebuilt guest gets a new key). The private half goes
+/// only into the guest's seed, which is as private as this file.
+pub fn host_key(host_dir: &Path, project: &str, host: &str) -> Result<KeyPair, LoginError> {
+    pair(host_dir, HOST_KEY, &format!("mln-{project}-{host}"))
+}
+
+/// The host key made for the guest whose state directory is `host_dir`,
+/// if one was.
+pub fn host_key_made(host_dir: &Path) -> Result<Option<KeyPair>, LoginError> {
+    let path = host_dir.join(HOST_KEY);
+    if !path.exists() {
+        return Ok(None);
+    }
+    read(&path).map(Some)
+}
+
+/// The public half of the host key made for the guest whose state
+/// directory is `host_dir`, as `type base64`; `None` if none was made.
+pub fn host_key_public(host_dir: &Path) -> Result<Option<String>, LoginError> {
+    let path = host_dir.join(format!("{HOST_KEY}.pub"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LoginError::io("read", &path)(e)),
+    };
+    let mut key = russh::keys::ssh_key::PublicKey::from_openssh(text.trim()).map_err(|e| LoginError::Key { path: path.clone(), message: e.to_string() })?;
+    // Comments are the guest's to choose; known_hosts holds `type base64`.
+    key.set_comment("");
+    Ok(Some(key.to_openssh().map_err(|e| LoginError::Key { path, message: e.to_string() })?.trim().to_string()))
 }
 
 /// Reads a pair back, checking the private key is private.

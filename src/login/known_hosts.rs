@@ -1,6 +1,7 @@
-//! The project's known_hosts: each guest's host keys as the guest printed
-//! them on its serial console at first boot (cloud-init's
-//! `keys_to_console`), never as the network presents them.
+//! The project's known_hosts: each guest's host key as mln made it and
+//! gave it in the guest's seed (templates mln builds), or else as the guest
+//! printed it on its serial console at first boot (cloud-init's
+//! `keys_to_console`); never as the network presents them.
 //!
 //! A key is collected once per build of a guest: what was collected is
 //! also kept in the guest's own state directory (`host_keys`), which goes
@@ -96,8 +97,9 @@ pub fn refresh_remote(
     Ok(file)
 }
 
-/// Brings `host`'s entry up to date from its console (read only when the
-/// guest's keys were not collected yet) and drops entries of hosts that
+/// Brings `host`'s entry up to date from the key mln gave it at build or
+/// else its console (read only when the guest's keys were not collected
+/// yet) and drops entries of hosts that
 /// are not in `hosts`. Returns the known_hosts path.
 pub fn refresh(
     state: &crate::state::State,
@@ -117,7 +119,13 @@ pub fn refresh(
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let keys = from_console(&console()?);
+            // The key mln made and gave the guest at build, where it did:
+            // known before the guest boots, so no wait for its console.
+            let given = super::keys::host_key_public(&state.host_dir(project, host)?)?;
+            let keys = match given {
+                Some(k) => vec![k],
+                None => from_console(&console()?),
+            };
             if keys.is_empty() {
                 return Err(LoginError::NoHostKeys { host: host.into() });
             }
@@ -176,6 +184,34 @@ mod tests {
     fn key(dir: &Path, name: &str) -> String {
         let p = super::super::keys::read(&super::super::keys::generate_into(dir, name).unwrap()).unwrap();
         p.public_openssh.rsplit_once(' ').map(|(k, _)| k.to_string()).unwrap()
+    }
+
+    /// The host key mln gave a guest serves without its console; an entry
+    /// changed by anyone else stays for ssh to refuse; a rebuilt guest (a
+    /// new directory, a new key) replaces its entry.
+    #[test]
+    fn a_key_mln_gave_needs_no_console_and_a_changed_entry_stays() {
+        let t = tempfile::tempdir().unwrap();
+        let state = crate::state::State::open(&t.path().join("state")).unwrap();
+        // A build made the project's keys (and `login/`) first.
+        super::super::keys::ensure(&state, "p").unwrap();
+        let dir = state.host_dir("p", "g").unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        let words = |k: &str| k.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let given = words(&super::super::keys::host_key(&dir, "p", "g").unwrap().public_openssh);
+        let unread = || -> Result<String, LoginError> { panic!("the console is not read for a key mln gave") };
+        let file = refresh(&state, "p", "g", &["g"], unread).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("g {given}\n"));
+        let other = key(t.path(), "other");
+        std::fs::write(&file, format!("g {other}\n")).unwrap();
+        refresh(&state, "p", "g", &["g"], unread).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("g {other}\n"), "a changed entry is left for ssh to refuse");
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        let rebuilt = words(&super::super::keys::host_key(&dir, "p", "g").unwrap().public_openssh);
+        assert_ne!(rebuilt, given);
+        refresh(&state, "p", "g", &["g"], unread).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("g {rebuilt}\n"));
     }
 
     #[test]

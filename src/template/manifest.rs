@@ -37,6 +37,9 @@ pub struct FileEntry {
     pub sha256: String,
 }
 
+/// The manifest's name in a template's directory.
+pub const FILE: &str = "manifest.json";
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
@@ -89,7 +92,7 @@ pub fn write(m: &Manifest, path: &Path) -> Result<(), TemplateError> {
 
 /// The manifest of a template directory, if it has a readable one.
 pub fn read(dir: &Path) -> Option<Manifest> {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).ok()?).ok()
+    serde_json::from_str(&std::fs::read_to_string(dir.join(FILE)).ok()?).ok()
 }
 
 #[cfg(test)]
