@@ -21,8 +21,8 @@ pub struct Args {
     /// The account (default root).
     #[arg(short = 'l', long = "user", default_value = "root")]
     pub user: String,
-    /// Wait up to SECS for a booting guest to publish its host keys and
-    /// open its SSH port.
+    /// Wait up to SECS for a booting guest to publish its host keys, open
+    /// its SSH port and accept the project key.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub wait: u64,
     /// The command to run (default: a login shell).
@@ -109,11 +109,46 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot find mln's own executable: {e}")),
     };
+    if a.wait > 0 {
+        return login_waiting(&login, &exe, &a, deadline);
+    }
     let mut c = command::ssh(&login, &exe, &a.host, &a.user, false, &a.command);
     use std::os::unix::process::CommandExt;
     // ssh takes over: its exit status (the command's) is mln's.
     let e = c.exec();
     fail(format!("cannot run ssh: {e}"))
+}
+
+/// `--wait`: ssh run as a child, and run again while the guest refuses
+/// the key and the deadline is not reached (src/login/refusal.rs); a
+/// password is never asked for meanwhile. Anything else ssh ends with (a
+/// host key that does not match above all) is final at once.
+fn login_waiting(login: &command::Login, exe: &std::path::Path, a: &Args, deadline: Instant) -> ExitCode {
+    use mln::login::refusal::{outcome, try_once, Outcome};
+    loop {
+        let c = command::ssh_with(login, exe, &a.host, &a.user, false, &["PreferredAuthentications=publickey"], &a.command);
+        let (status, refusal) = match try_once(c, &a.user, &a.host) {
+            Ok(x) => x,
+            Err(e) => return fail(format!("cannot run ssh: {e}")),
+        };
+        match outcome(&status, &refusal) {
+            Outcome::Refused if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
+            _ => {
+                if let Some(line) = refusal {
+                    eprintln!("{line}");
+                }
+                return exit_code(status);
+            }
+        }
+    }
+}
+
+/// ssh's status as mln's: its exit code, or 128 + the signal that ended it
+/// (as a shell reports it).
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(255);
+    ExitCode::from(u8::try_from(code).unwrap_or(255))
 }
 
 /// Copies between stdin/stdout and the guest's SSH port until either side

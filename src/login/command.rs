@@ -80,6 +80,12 @@ fn quote(s: &str) -> String {
 /// `ssh` logging into `h` as `user`, running `cmd` if any; `mln` is the
 /// proxy command. `batch`: no prompts, no stdin.
 pub fn ssh(login: &Login, mln: &Path, h: &str, user: &str, batch: bool, cmd: &[String]) -> Command {
+    ssh_with(login, mln, h, user, batch, &[], cmd)
+}
+
+/// [`ssh`] with more `-o` options (they come first: ssh takes an
+/// option's first value).
+pub fn ssh_with(login: &Login, mln: &Path, h: &str, user: &str, batch: bool, options: &[&str], cmd: &[String]) -> Command {
     let mut proxy = quote(&mln.to_string_lossy());
     if let Some((_, options)) = &login.via {
         for o in options {
@@ -95,7 +101,11 @@ pub fn ssh(login: &Login, mln: &Path, h: &str, user: &str, batch: bool, cmd: &[S
     }
     let mut c = Command::new("ssh");
     // No user or system ssh configuration: what is given here is all.
-    c.args(["-F", "none", "-i"]).arg(&login.key);
+    c.args(["-F", "none"]);
+    for o in options {
+        c.arg("-o").arg(o);
+    }
+    c.arg("-i").arg(&login.key);
     let kh = format!("UserKnownHostsFile={}", login.known_hosts.to_string_lossy().replace('%', "%%"));
     for o in [
         "IdentitiesOnly=yes",

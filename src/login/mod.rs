@@ -1,6 +1,7 @@
 //! Logging into guests: the project's key pairs (`keys`), the guests'
 //! host keys as their consoles published them (`known_hosts`), and how a
-//! guest's SSH port is reached from the machine that runs it (`reach`);
+//! guest's SSH port is reached from the machine that runs it (`reach`),
+//! a refused login tried again while `mln ssh --wait` waits (`refusal`);
 //! guests on service hosts through those hosts (`remote`).
 //! book/src/login.md says why each is as it is.
 
@@ -10,6 +11,7 @@ pub mod keys;
 pub mod command;
 pub mod known_hosts;
 pub mod reach;
+pub mod refusal;
 pub mod remote;
 
 pub use error::LoginError;

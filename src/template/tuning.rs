@@ -28,14 +28,29 @@ pub const FILES: &[(&str, Option<&str>, u32)] = &[
     ("/etc/systemd/system/sys-kernel-debug.mount", None, 0o777),
     ("/etc/systemd/system/sys-kernel-tracing.mount", None, 0o777),
     ("/etc/systemd/system/dev-hugepages.mount", None, 0o777),
-    // sshd starts without first running itself once to check its
-    // configuration (`sshd -t`): a second sshd start on the way to the
-    // first login. A broken configuration still fails the start.
-    ("/etc/systemd/system/ssh.service.d/90-mln.conf", Some("[Service]\n# Written by `mln template build` (book/src/templates.md).\nExecStartPre=\n"), 0o644),
+    // sshd answers only once the local stage has applied the seed: the
+    // host key mln gave the guest and the authorized keys are written by
+    // the `ssh` and `users_groups` modules there. Debian orders that
+    // stage before sysinit.target, so before sshd, already; said here so
+    // that no unit a recipe adds (or cloud-init's own ordering, with its
+    // network stage masked) can let sshd accept a login the key is not in
+    // place for yet. And sshd starts without first running itself once
+    // to check its configuration (`sshd -t`): a second sshd start on the
+    // way to the first login. A broken configuration still fails the start.
+    ("/etc/systemd/system/ssh.service.d/90-mln.conf", Some(SSH_DROP_IN), 0o644),
     ("/etc/fstab", Some("# The root file system, booted by mln with root=/dev/vda.\n/dev/vda / ext4 defaults,errors=remount-ro 0 0\n"), 0o644),
     ("/etc/hostname", Some("localhost\n"), 0o644),
     ("/etc/hosts", Some("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"), 0o644),
 ];
+
+/// sshd's drop-in (see FILES).
+pub const SSH_DROP_IN: &str = "\
+# Written by `mln template build` (book/src/templates.md).
+[Unit]
+After=cloud-init-local.service
+[Service]
+ExecStartPre=
+";
 
 /// The cloud-init configuration: only the NoCloud seed (and none) is
 /// probed, one host key type is made, and only the modules mln's seeds
@@ -103,5 +118,20 @@ mod tests {
         }
         assert!(!init.contains("mounts"));
         assert!(CLOUD_CFG.contains("cloud_config_modules:\n  - mounts\n"));
+    }
+
+    /// The modules that write what a login needs (the host key, root's and
+    /// the users' authorized keys) run in the local stage, and sshd is
+    /// ordered after that stage: it never accepts a connection before the
+    /// project key is in place (a refused first login, seen in CI).
+    #[test]
+    fn sshd_starts_after_the_stage_that_installs_the_keys() {
+        let init = CLOUD_CFG.split("cloud_init_modules:").nth(1).unwrap().split("cloud_config_modules:").next().unwrap();
+        assert!(init.contains("  - users_groups\n") && init.contains("  - ssh\n"));
+        let (_, content, _) = FILES.iter().find(|(p, _, _)| *p == "/etc/systemd/system/ssh.service.d/90-mln.conf").unwrap();
+        let unit = content.unwrap().split("[Service]").next().unwrap();
+        assert!(unit.contains("[Unit]\nAfter=cloud-init-local.service\n"), "{unit}");
+        // Nothing masks the local stage.
+        assert!(!FILES.iter().any(|(p, _, _)| p.ends_with("/cloud-init-local.service")));
     }
 }
