@@ -186,6 +186,14 @@ fn logins(m: &Mln) {
     assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "student");
     m.ok(&["ssh", "-p", PROJECT, "-h", "node02", "--wait", "300", "--", "true"]);
+    // sshd is ordered after cloud-init's local stage, and started after it
+    // wrote root's authorized keys: a login never meets a guest that
+    // listens without the project key (tuning.rs, the ssh drop-in).
+    let out = m.ok(&["ssh", "-p", PROJECT, "-h", "node01", "--", "systemctl show -p After --value ssh.service; stat -c %Y /root/.ssh/authorized_keys; date -d \"$(systemctl show -p ExecMainStartTimestamp --value ssh.service)\" +%s"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() == 3 && lines[0].split_whitespace().any(|u| u == "cloud-init-local.service"), "{out}");
+    let (keys, sshd): (u64, u64) = (lines[1].trim().parse().unwrap(), lines[2].trim().parse().unwrap());
+    assert!(keys <= sshd, "sshd started before root's authorized_keys was written: {out}");
     let kh = std::fs::read_to_string(m.state.path().join("projects").join(PROJECT).join("login").join("known_hosts")).unwrap();
     let console = m.console("node02");
     let node02_key = kh.lines().find(|l| l.starts_with("node02 ")).unwrap().split_once(' ').unwrap().1.to_string();
