@@ -42,13 +42,13 @@ mod common;
 mod testhosts;
 #[path = "../tests/support/baremetal_rig.rs"]
 mod baremetal_rig;
+#[path = "../tests/support/chain_local.rs"]
+mod chain_local;
 
 use common::time;
-use mln::baremetal::chain::{self, ChainNode, Hop, Receiver, Report, Runner};
-use std::io::{BufRead, Read, Write};
+use mln::baremetal::chain::{self, ChainNode, Hop, Receiver, Runner};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use testhosts::Lab;
 
@@ -82,27 +82,6 @@ struct NsNode {
     runner: Runner,
 }
 
-struct NsReceiver {
-    child: std::process::Child,
-    out: mpsc::Receiver<String>,
-    runner: Runner,
-}
-
-impl Receiver for NsReceiver {
-    fn forward_to(&mut self, next: Option<&Hop>) -> Result<(), String> {
-        let line = next.map(|h| format!("{} {}\n", h.addr, h.port)).unwrap_or_else(|| "- -\n".into());
-        let mut stdin = self.child.stdin.take().ok_or("no stdin")?;
-        stdin.write_all(line.as_bytes()).map_err(|e| e.to_string())
-    }
-    fn wait(&mut self, deadline: Instant) -> Option<Result<Report, String>> {
-        let text = self.out.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()?;
-        let _ = self.child.wait();
-        let want = self.runner;
-        // A run through the other part would be measured under the wrong name.
-        Some(Report::parse(&text).ok_or(text).and_then(|r| if r.runner == want { Ok(r) } else { Err(format!("ran through {}, not {want}", r.runner)) }))
-    }
-}
-
 impl ChainNode for NsNode {
     fn name(&self) -> &str {
         &self.name
@@ -116,27 +95,9 @@ impl ChainNode for NsNode {
     fn start(&self, pass: u16) -> Result<Box<dyn Receiver>, String> {
         let sink = format!("cat > {}/bench.img", self.store.display());
         let s = chain::script(self.port + pass, "true", "cat", &sink, None, &self.name);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "env"])
-            .arg(format!("PATH={}", self.bin.display()))
-            .args(["sh", "-c", &s])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).map_err(|e| e.to_string())?;
-        if first.trim() != "MLN-CHAIN listening" {
-            return Err(format!("did not listen: {first:?}"));
-        }
-        let (tx, out) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = stdout.read_to_string(&mut rest);
-            let _ = tx.send(rest);
-        });
-        Ok(Box::new(NsReceiver { child, out, runner: self.runner }))
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "env"]).arg(format!("PATH={}", self.bin.display())).args(["sh", "-c", &s]);
+        chain_local::spawn(cmd, Some(self.runner))
     }
 }
 
@@ -238,19 +199,14 @@ impl Tools {
 /// A directory of busybox links, as the deploy system's /bin, with the
 /// deploy system's openssl and `mln-hop` as `tools` says.
 fn busybox_bin(dir: &Path, tools: Tools) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let bb = PathBuf::from("/bin/busybox");
-    assert!(bb.exists(), "busybox (the deploy system's tools) is needed");
-    for a in ["sh", "nc", "tee", "netstat", "sha256sum", "mkfifo", "sleep", "seq", "grep", "cat", "cut", "head", "kill", "rm", "mkdir", "true", "env"] {
-        std::os::unix::fs::symlink(&bb, dir.join(a)).unwrap();
-    }
-    if tools != Tools::Busybox {
-        std::os::unix::fs::symlink("/usr/bin/openssl", dir.join("openssl")).unwrap();
-    }
-    if tools == Tools::Hop {
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mln-hop"), dir.join("mln-hop")).unwrap();
-    }
-    dir.to_path_buf()
+    let openssl = Path::new("/usr/bin/openssl");
+    let hop = Path::new(env!("CARGO_BIN_EXE_mln-hop"));
+    let extra: Vec<(&str, &Path)> = match tools {
+        Tools::Busybox => vec![],
+        Tools::Openssl => vec![("openssl", openssl)],
+        Tools::Hop => vec![("openssl", openssl), ("mln-hop", hop)],
+    };
+    chain_local::busybox_bin(dir, &[chain_local::APPLETS, &["sha256sum"]].concat(), &extra).expect("busybox (the deploy system's tools) is needed")
 }
 
 struct Bench {
