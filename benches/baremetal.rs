@@ -499,6 +499,7 @@ fn deploy() -> String {
             // The consoles are kept across sizes: only what this size adds counts.
             let before: Vec<usize> = rig.nodes.iter().map(|n| rig.console(n).len()).collect();
             eprintln!("deploying {k} node(s)");
+            let load0 = loadavg();
             let t = Instant::now();
             let (ok, built) = mln(&["build", "-f", file.to_str().unwrap()]);
             let wall = t.elapsed();
@@ -518,7 +519,7 @@ fn deploy() -> String {
             // Each chain has one last hop (it forwards to no one).
             let chains = consoles.iter().filter(|c| c.lines().any(|l| l.contains("MLN-CHAIN host=") && l.contains(" next=- "))).count();
             eprintln!("{k} node(s): build {:.1} s, steps {steps:?}, {chained} through {chains} chain(s)", wall.as_secs_f64());
-            rows.push((k, wall, steps, chained, chains));
+            rows.push((k, wall, steps, chained, chains, format!("{load0} / {}", loadavg())));
             let (ok, removed) = mln(&["remove", "-p", &name]);
             assert!(ok, "{removed}");
             for n in rig.nodes.iter().take(k) {
@@ -529,14 +530,14 @@ fn deploy() -> String {
     });
     let one = rows[0].1.as_secs_f64();
     let mut s = format!(
-        "## Deployment of the test guest's environment ({:.1} MiB gzip tar), `mln build`, QEMU nodes (software emulation, 384 MiB each), every tap limited to {rate} toward its node, one run per size\n\n| nodes | build | x 1 node | deploy system (mean, slowest) | install (mean, slowest) | boot (mean, slowest) | image through the chain | chains |\n|---|---|---|---|---|---|---|---|\n",
+        "## Deployment of the test guest's environment ({:.1} MiB gzip tar), `mln build`, QEMU nodes (software emulation, 384 MiB each), every tap limited to {rate} toward its node, one run per size\n\n| nodes | build | x 1 node | deploy system (mean, slowest) | install (mean, slowest) | boot (mean, slowest) | image through the chain | chains | load before / after |\n|---|---|---|---|---|---|---|---|---|\n",
         image_size as f64 / 1048576.0
     );
-    for (k, wall, steps, chained, chains) in &rows {
+    for (k, wall, steps, chained, chains, load) in &rows {
         let cell = |st: &str| {
             steps.get(st).map_or("–".to_string(), |v| format!("{:.1} s, {:.1} s", v.iter().sum::<f64>() / v.len() as f64, v.iter().cloned().fold(0.0, f64::max)))
         };
-        s += &format!("| {k} | {:.1} s | {:.2} | {} | {} | {} | {chained} of {k} | {chains} |\n", wall.as_secs_f64(), wall.as_secs_f64() / one, cell("deploy_system"), cell("install"), cell("boot"));
+        s += &format!("| {k} | {:.1} s | {:.2} | {} | {} | {} | {chained} of {k} | {chains} | {load} |\n", wall.as_secs_f64(), wall.as_secs_f64() / one, cell("deploy_system"), cell("install"), cell("boot"));
     }
     s
 }
