@@ -522,7 +522,12 @@ impl NodeOps for Site<'_> {
                 let dn = self.deploy_node(node)?;
                 // Up, and not the deploy system still running (a kexec or
                 // reboot takes a moment to take it down).
-                wait_until(deadline, || self.now(node), "the deployed system", || self.answers(&address) && dn.run("probe", "true", b"").is_err())
+                wait_until(deadline, || self.now(node), "the deployed system", || self.answers(&address) && dn.run("probe", "true", b"").is_err())?;
+                // The system up now is the new one: a key recorded while the
+                // deployment ran is another system's (a `nomini` install and
+                // its soft reboot enter the old one after `configure` forgot
+                // it), and would refuse the next connection to this one.
+                self.forget_deployed_host_key(node)
             }
         }
     }
