@@ -42,13 +42,13 @@ mod common;
 mod testhosts;
 #[path = "../tests/support/baremetal_rig.rs"]
 mod baremetal_rig;
+#[path = "../tests/support/chain_local.rs"]
+mod chain_local;
 
 use common::time;
-use mln::baremetal::chain::{self, ChainNode, Hop, Receiver, Report, Runner};
-use std::io::{BufRead, Read, Write};
+use mln::baremetal::chain::{self, ChainNode, Hop, Receiver, Runner};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use testhosts::Lab;
 
@@ -82,27 +82,6 @@ struct NsNode {
     runner: Runner,
 }
 
-struct NsReceiver {
-    child: std::process::Child,
-    out: mpsc::Receiver<String>,
-    runner: Runner,
-}
-
-impl Receiver for NsReceiver {
-    fn forward_to(&mut self, next: Option<&Hop>) -> Result<(), String> {
-        let line = next.map(|h| format!("{} {}\n", h.addr, h.port)).unwrap_or_else(|| "- -\n".into());
-        let mut stdin = self.child.stdin.take().ok_or("no stdin")?;
-        stdin.write_all(line.as_bytes()).map_err(|e| e.to_string())
-    }
-    fn wait(&mut self, deadline: Instant) -> Option<Result<Report, String>> {
-        let text = self.out.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()?;
-        let _ = self.child.wait();
-        let want = self.runner;
-        // A run through the other part would be measured under the wrong name.
-        Some(Report::parse(&text).ok_or(text).and_then(|r| if r.runner == want { Ok(r) } else { Err(format!("ran through {}, not {want}", r.runner)) }))
-    }
-}
-
 impl ChainNode for NsNode {
     fn name(&self) -> &str {
         &self.name
@@ -116,27 +95,9 @@ impl ChainNode for NsNode {
     fn start(&self, pass: u16) -> Result<Box<dyn Receiver>, String> {
         let sink = format!("cat > {}/bench.img", self.store.display());
         let s = chain::script(self.port + pass, "true", "cat", &sink, None, &self.name);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "env"])
-            .arg(format!("PATH={}", self.bin.display()))
-            .args(["sh", "-c", &s])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).map_err(|e| e.to_string())?;
-        if first.trim() != "MLN-CHAIN listening" {
-            return Err(format!("did not listen: {first:?}"));
-        }
-        let (tx, out) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = stdout.read_to_string(&mut rest);
-            let _ = tx.send(rest);
-        });
-        Ok(Box::new(NsReceiver { child, out, runner: self.runner }))
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "env"]).arg(format!("PATH={}", self.bin.display())).args(["sh", "-c", &s]);
+        chain_local::spawn(cmd, Some(self.runner))
     }
 }
 
@@ -238,19 +199,14 @@ impl Tools {
 /// A directory of busybox links, as the deploy system's /bin, with the
 /// deploy system's openssl and `mln-hop` as `tools` says.
 fn busybox_bin(dir: &Path, tools: Tools) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let bb = PathBuf::from("/bin/busybox");
-    assert!(bb.exists(), "busybox (the deploy system's tools) is needed");
-    for a in ["sh", "nc", "tee", "netstat", "sha256sum", "mkfifo", "sleep", "seq", "grep", "cat", "cut", "head", "kill", "rm", "mkdir", "true", "env"] {
-        std::os::unix::fs::symlink(&bb, dir.join(a)).unwrap();
-    }
-    if tools != Tools::Busybox {
-        std::os::unix::fs::symlink("/usr/bin/openssl", dir.join("openssl")).unwrap();
-    }
-    if tools == Tools::Hop {
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mln-hop"), dir.join("mln-hop")).unwrap();
-    }
-    dir.to_path_buf()
+    let openssl = Path::new("/usr/bin/openssl");
+    let hop = Path::new(env!("CARGO_BIN_EXE_mln-hop"));
+    let extra: Vec<(&str, &Path)> = match tools {
+        Tools::Busybox => vec![],
+        Tools::Openssl => vec![("openssl", openssl)],
+        Tools::Hop => vec![("openssl", openssl), ("mln-hop", hop)],
+    };
+    chain_local::busybox_bin(dir, &[chain_local::APPLETS, &["sha256sum"]].concat(), &extra).expect("busybox (the deploy system's tools) is needed")
 }
 
 struct Bench {
@@ -543,6 +499,7 @@ fn deploy() -> String {
             // The consoles are kept across sizes: only what this size adds counts.
             let before: Vec<usize> = rig.nodes.iter().map(|n| rig.console(n).len()).collect();
             eprintln!("deploying {k} node(s)");
+            let load0 = loadavg();
             let t = Instant::now();
             let (ok, built) = mln(&["build", "-f", file.to_str().unwrap()]);
             let wall = t.elapsed();
@@ -562,7 +519,7 @@ fn deploy() -> String {
             // Each chain has one last hop (it forwards to no one).
             let chains = consoles.iter().filter(|c| c.lines().any(|l| l.contains("MLN-CHAIN host=") && l.contains(" next=- "))).count();
             eprintln!("{k} node(s): build {:.1} s, steps {steps:?}, {chained} through {chains} chain(s)", wall.as_secs_f64());
-            rows.push((k, wall, steps, chained, chains));
+            rows.push((k, wall, steps, chained, chains, format!("{load0} / {}", loadavg())));
             let (ok, removed) = mln(&["remove", "-p", &name]);
             assert!(ok, "{removed}");
             for n in rig.nodes.iter().take(k) {
@@ -573,14 +530,14 @@ fn deploy() -> String {
     });
     let one = rows[0].1.as_secs_f64();
     let mut s = format!(
-        "## Deployment of the test guest's environment ({:.1} MiB gzip tar), `mln build`, QEMU nodes (software emulation, 384 MiB each), every tap limited to {rate} toward its node, one run per size\n\n| nodes | build | x 1 node | deploy system (mean, slowest) | install (mean, slowest) | boot (mean, slowest) | image through the chain | chains |\n|---|---|---|---|---|---|---|---|\n",
+        "## Deployment of the test guest's environment ({:.1} MiB gzip tar), `mln build`, QEMU nodes (software emulation, 384 MiB each), every tap limited to {rate} toward its node, one run per size\n\n| nodes | build | x 1 node | deploy system (mean, slowest) | install (mean, slowest) | boot (mean, slowest) | image through the chain | chains | load before / after |\n|---|---|---|---|---|---|---|---|---|\n",
         image_size as f64 / 1048576.0
     );
-    for (k, wall, steps, chained, chains) in &rows {
+    for (k, wall, steps, chained, chains, load) in &rows {
         let cell = |st: &str| {
             steps.get(st).map_or("–".to_string(), |v| format!("{:.1} s, {:.1} s", v.iter().sum::<f64>() / v.len() as f64, v.iter().cloned().fold(0.0, f64::max)))
         };
-        s += &format!("| {k} | {:.1} s | {:.2} | {} | {} | {} | {chained} of {k} | {chains} |\n", wall.as_secs_f64(), wall.as_secs_f64() / one, cell("deploy_system"), cell("install"), cell("boot"));
+        s += &format!("| {k} | {:.1} s | {:.2} | {} | {} | {} | {chained} of {k} | {chains} | {load} |\n", wall.as_secs_f64(), wall.as_secs_f64() / one, cell("deploy_system"), cell("install"), cell("boot"));
     }
     s
 }

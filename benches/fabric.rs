@@ -1,10 +1,11 @@
 //! Fabric benchmarks, each side by side with its peers in one run, on
 //! service hosts in network namespaces (root needed; peers from Debian:
-//! `apt-get install clustershell pdsh taktuk`):
+//! `apt-get install clustershell pdsh taktuk iputils-ping`):
 //! * parallel command: `mln fabric exec -- true` vs clush, pdsh, taktuk on
 //!   16 hosts, every tool held to one key exchange, then with each tool's
 //!   default one (`exec`); where mln's time goes per connection (`phases`);
-//!   flat against tree fan-out on 200 hosts (`many`);
+//!   flat against tree fan-out on 200 hosts, next to them and with this
+//!   machine 50 ms RTT away from them (`many`, see support/wan.rs);
 //! * broadcast of a 1 GiB template to 8 hosts on 1 Gbit/s links: mln's
 //!   chain vs sequential scp vs taktuk's broadcast put;
 //! * build scaling, the paper's Figure 4: 12 VMs as 1x12, 2x6, 3x4.
@@ -16,6 +17,8 @@
 mod common;
 #[path = "../tests/support/testhosts.rs"]
 mod testhosts;
+#[path = "support/wan.rs"]
+mod wan;
 
 use common::{strip_ansi, time};
 use std::path::{Path, PathBuf};
@@ -280,13 +283,52 @@ fn many_bench() {
         &format!("taktuk -n -d {arity} -w {arity} (tree, arity {arity})"),
         format!("taktuk -n -d {arity} -w {arity} -c 'ssh {opts} -l root' {} broadcast exec [ true ]", ms.join(" ")),
     ));
-    // The untimed first round also puts mln on the tree's heads.
-    let s = race(&tools, runs);
     let kex_mln = mln_kex(&lab, state.path(), &fabric);
-    let rows: Vec<_> = tools.iter().enumerate().map(|(i, t)| (t.name.as_str(), if i < 2 { kex_mln.as_str() } else { KEX }, &s.wall[i], &s.cpu[i])).collect();
-    table(&format!("`true` on {n} service hosts, median of {runs} interleaved runs, window {window}, one key exchange for all"), &rows);
+    // Near: the hosts a bridge away from this machine, as in a machine
+    // room. The untimed first round also puts mln on the tree's heads.
+    let load = loadavg();
+    let s = race(&tools, runs);
+    many_table(&format!("`true` on {n} service hosts, this machine next to them; median of {runs} interleaved runs, window {window}, one key exchange for all; load {load} -> {}", loadavg()), &tools, &s, &kex_mln);
+    // Far: 25 ms each way between this machine and every host (RTT 50 ms,
+    // a managing machine across a WAN or a VPN), hosts among themselves as
+    // before.
+    let one_way: u64 = std::env::var("MLN_BENCH_WAN_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(25);
+    let tag: u16 = lab.bridge.trim_start_matches("mlt").parse().unwrap();
+    let far = wan::Wan::new(&lab.bridge, &format!("{prefix}.0/24"), tag, Duration::from_millis(one_way));
+    // `-U`: the time the reply reached ping, not the kernel's receive
+    // stamp, which is taken before the delay on the way in.
+    let to_host = ping_ms(&format!("ping -U -c 5 -i 0.2 -q {}", lab.hosts[1].addr));
+    let between = ping_ms(&format!("ip netns exec {} ping -U -c 5 -i 0.2 -q {}", lab.hosts[0].ns, lab.hosts[1].addr));
+    println!("\nping RTT (avg of 5): this machine -> h2 {to_host:.1} ms, h1 -> h2 {between:.2} ms");
+    let load = loadavg();
+    let s = race(&tools, runs);
+    drop(far);
+    many_table(
+        &format!("`true` on {n} service hosts, this machine {} ms RTT away from them (hosts {between:.2} ms from each other); median of {runs} interleaved runs, window {window}, one key exchange for all; load {load} -> {}", 2 * one_way, loadavg()),
+        &tools,
+        &s,
+        &kex_mln,
+    );
+}
+
+fn many_table(title: &str, tools: &[Tool], s: &Samples, kex_mln: &str) {
+    let rows: Vec<_> = tools.iter().enumerate().map(|(i, t)| (t.name.as_str(), if i < 2 { kex_mln } else { KEX }, &s.wall[i], &s.cpu[i])).collect();
+    table(title, &rows);
     let flat = spread(&s.wall[0]).0.as_secs_f64();
     println!("mln tree / mln flat: {:.2}", spread(&s.wall[1]).0.as_secs_f64() / flat);
+}
+
+/// The 1-minute load average.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|l| l.split_whitespace().next().unwrap_or("?").to_string()).unwrap_or_else(|_| "?".into())
+}
+
+/// The average RTT that `ping -q` reports.
+fn ping_ms(cmd: &str) -> f64 {
+    let out = sh(cmd).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let avg = text.lines().find_map(|l| l.split(" = ").nth(1)).and_then(|v| v.split('/').nth(1)).and_then(|v| v.parse().ok());
+    avg.unwrap_or_else(|| panic!("`{cmd}`: {text}{}", String::from_utf8_lossy(&out.stderr)))
 }
 
 fn broadcast_bench(tmpfs: bool) {

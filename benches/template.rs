@@ -4,6 +4,10 @@
 //! of the root (a directly booted template needs it). What mln adds is its
 //! tuning, the staged recipe, the package list, the manifest's hashes,
 //! deleting its scratch root and raw image, and the rename into place.
+//! mln builds its root in a tmpfs when the machine has the memory (the
+//! manifest says which; src/template/scratch.rs); the bare side builds
+//! on disk, as the commands do when typed: that is mln's choice, not an
+//! option of the tools.
 //! The bare side's clock stops at its qcow2; its cleanup (`rm -rf` of the
 //! root and the raw image, which a user must do too) is timed after that
 //! and reported as a second ratio, never folded into the first. Runs go in
@@ -79,7 +83,7 @@ fn main() {
         assert!(out.status.success(), "mln template build: {}", String::from_utf8_lossy(&out.stderr));
         let m = mln::template::manifest::read(&template).expect("the built template has a manifest");
         let qcow2 = std::fs::metadata(template.join("disk.qcow2")).unwrap().len();
-        eprintln!("    mln: {} cached, {} downloaded", m.packages_cached, m.packages_downloaded);
+        eprintln!("    mln: {} cached, {} downloaded, scratch root in {:?}", m.packages_cached, m.packages_downloaded, m.scratch);
         Run { secs, steps: m.steps, qcow2, cleanup: 0.0, load: load() }
     };
     let cache = state.join("cache/debs").join(format!("{}-{}", r.distribution, r.suite));

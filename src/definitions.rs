@@ -488,6 +488,10 @@ impl Builder<'_> {
                 };
                 let superclass = section.value("superclass").cloned();
                 self.reread.hosts.push(Written { id, text: slot as u32, start: s.span.start, end: s.span.end, superclass });
+                // Read again when resolved: not held until every host is
+                // read (100,000 sections beside the syntax tree were the
+                // peak of a project of written hosts).
+                return;
             }
         }
         self.tree.defs[id.0].section = section;

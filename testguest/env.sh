@@ -40,6 +40,10 @@ copy_binary "$tree" sfdisk
 copy_binary "$tree" extlinux
 mkdir -p "$tree/usr/lib/EXTLINUX"
 cp /usr/lib/EXTLINUX/mbr.bin /usr/lib/EXTLINUX/gptmbr.bin "$tree/usr/lib/EXTLINUX/"
+# libgcc_s beside libc, as every distribution has it: mln's `mln-hop`,
+# which a `nomini` install pushes into the running system, needs both.
+gcc_s=$(/sbin/ldconfig -p | awk '$1 == "libgcc_s.so.1" && /x86-64/ && !p { p = $NF } END { print p }')
+[ -n "$gcc_s" ] && { mkdir -p "$tree$(dirname "$gcc_s")"; cp -L "$gcc_s" "$tree$gcc_s"; }
 # /mnt: where an install mounts the new root (the running root is
 # read-only: it cannot be made then).
 mkdir -p "$tree"/{bin,tmp,proc,sys,dev,root,mnt,usr/lib/mln}

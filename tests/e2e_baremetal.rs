@@ -218,8 +218,11 @@ fn a_node_network_boots_the_deploy_system_and_gets_its_disk_written() {
 /// `status` shows the nodes; `stats` one deployment each, bm4's and bm5's
 /// failed with their reasons, bm3's retry; `stop` of bm0 is a clean
 /// power-off over SSH (the environment's dropbear), of bm6 a power cut
-/// through IPMI; bm0 started again boots from its disk again; `remove`
-/// leaves no lease or profile, says the disks stay, and stops dnsmasq.
+/// through IPMI; bm0 started again boots from its disk again; once the
+/// site gives the default cluster a `power_command` (a PDU with an outlet
+/// for bm4), bm4 is started and stopped through it (`stats` says so);
+/// `remove` leaves no lease or profile, says the disks stay, and stops
+/// dnsmasq.
 #[test]
 #[ignore]
 fn mln_build_deploys_the_nodes_of_a_mixed_project() {
@@ -541,6 +544,43 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
         std::thread::sleep(Duration::from_secs(2));
     }
 
+    // The site puts a PDU under the default cluster (`power_command` in
+    // the fabric file), with an outlet for bm4, whose IPMI password is
+    // wrong and which has no `power { fallback }` of its own: `start` and
+    // `stop` power it through its cluster's command. The node's power
+    // state (the PDU drives virtualbmc with the right password), the
+    // PDU's own log and `stats` say so.
+    let bm4 = &rig.nodes[4];
+    std::fs::write(
+        &site_pdu,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\ncase \"$1\" in bm4) port={} ;; *) echo \"no outlet for $1\" >&2; exit 1 ;; esac\nexec ipmitool -I lanplus -H 127.0.0.1 -p \"$port\" -U {IPMI_USER} -f {} power \"$2\"\n",
+            site_called.display(),
+            bm4.ipmi_port,
+            rig.password_file.display()
+        ),
+    )
+    .unwrap();
+    let fabric = std::fs::read_to_string(state.join("fabric.toml")).unwrap();
+    std::fs::write(state.join("fabric.toml"), fabric.replacen("\n[baremetal.flaky]", &format!("{pdu}\n[baremetal.flaky]"), 1)).unwrap();
+    assert_eq!(rig.state(bm4), "shut off");
+    let started = ok(&["start", "-p", "metal", "-h", "bm4"]);
+    let l4 = started.lines().find(|l| l.contains("bm4")).unwrap_or_else(|| panic!("{started}")).to_string();
+    assert!(l4.contains("powered on") && l4.contains("its cluster's power_command") && l4.contains("refused the credentials"), "{started}");
+    wait_state(&rig, bm4, "running");
+    let (_, stopped) = mln(&["stop", "-p", "metal", "-h", "bm4", "-w", "5"]);
+    let l4 = stopped.lines().find(|l| l.contains("bm4")).unwrap_or_else(|| panic!("{stopped}")).to_string();
+    assert!(l4.contains("powered off") && l4.contains("its cluster's power_command"), "{stopped}");
+    wait_state(&rig, bm4, "shut off");
+    let called = std::fs::read_to_string(&site_called).unwrap_or_default();
+    assert!(called.lines().any(|l| l == "bm4 on") && called.lines().any(|l| l == "bm4 off"), "the PDU's log: {called}");
+    assert!(called.lines().all(|l| l.starts_with("bm4 ")), "no other node went through it: {called}");
+    let stats: serde_json::Value = serde_json::from_str(&ok(&["stats", "-p", "metal", "-h", "bm4", "--json"])).unwrap();
+    assert_eq!(stats[0]["last_power_ops"], serde_json::json!({"start": "on hard (power_command)", "stop": "off hard (power_command)"}), "{stats}");
+    assert_eq!((stats[0]["deployments"].as_u64(), stats[0]["failed"].as_u64()), (Some(1), Some(1)), "power operations are no deployments: {stats}");
+    let shown = ok(&["stats", "-h", "bm4"]);
+    assert!(shown.contains("last power operations: start on hard (power_command), stop off hard (power_command)"), "{shown}");
+
     let removed = ok(&["remove", "-p", "metal"]);
     assert!(removed.contains("disk is left as it is"), "{removed}");
     assert_eq!(std::fs::read_to_string(state.join("baremetal/netboot/leases")).unwrap(), "", "no lease left");
@@ -558,7 +598,9 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
 /// disks are): those deployments go to the first; then `build -r` with
 /// the `nomini` deploy system and `partition 2`: the running deployed
 /// system writes the new deployment onto the partition it does not run
-/// from, and the node boots it from its disk.
+/// from (through the chain, with the `mln-hop` mln pushed to it), and the
+/// node boots it from its disk; once more onto the partition it runs from:
+/// refused, nothing written.
 #[test]
 #[ignore]
 fn a_build_killed_during_install_is_run_again() {
@@ -614,8 +656,17 @@ fn a_build_killed_during_install_is_run_again() {
     };
     std::fs::write(d.join("metal.mln"), project(1, "")).unwrap();
 
-    let mut first = cmd(&["build", "-f", "metal.mln"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    rig.wait_console(n, "MLN-DEPLOY-UP", Duration::from_secs(300)).unwrap_or_else(|c| panic!("the deploy system did not come up:\n{c}"));
+    // The killed run's output, kept for a failure's message.
+    let first_out = d.join("first-build.out");
+    let out = std::fs::File::create(&first_out).unwrap();
+    let mut first = cmd(&["build", "-f", "metal.mln"]).stdout(out.try_clone().unwrap()).stderr(out).spawn().unwrap();
+    rig.wait_console(n, "MLN-DEPLOY-UP", Duration::from_secs(300)).unwrap_or_else(|c| {
+        let _ = first.kill();
+        let _ = first.wait();
+        let said = std::fs::read_to_string(&first_out).unwrap_or_default();
+        let log = std::fs::read_to_string(state.join("baremetal/netboot/dnsmasq.log")).unwrap_or_default();
+        panic!("the deploy system did not come up:\n{c}\n--- mln build:\n{said}\n--- dnsmasq:\n{log}")
+    });
     // mln polls SSH every 2 s: by now the install has begun.
     std::thread::sleep(Duration::from_secs(5));
     first.kill().unwrap(); // SIGKILL
@@ -711,6 +762,35 @@ fn a_build_killed_during_install_is_run_again() {
     // running system (or, if that did not take it down, IPMI's reset).
     let power = &stats[0]["last_power"];
     assert!(power.get("deploy_system").is_none() && ["soft (ssh)", "hard (ipmi)"].contains(&power["boot"].as_str().unwrap_or("")), "{stats}");
+    // The running system got mln's `mln-hop` (pushed into its /tmp) and
+    // ran it (same libc): its console's chain line says so.
+    let chain = after.lines().find(|l| l.contains("MLN-CHAIN host=bm0 ")).unwrap_or_else(|| panic!("no chain line from the running system:\n{after}"));
+    assert!(chain.contains("hop=mln-hop") && chain.contains("sink=0"), "{chain}");
+
+    // nomini again onto partition 2, which the running system now runs
+    // from (mounted at /fsroot): refused by the running system's check,
+    // naming the node and the reason, before anything is written (the
+    // disk's bytes are the same: its root is mounted read-only), and the
+    // node left running its system, not rebooted.
+    let booted = rig.wait_console(n, "mln-testguest: sshd started", Duration::from_secs(120)).unwrap_or_else(|c| panic!("bm0's sshd:\n{c}"));
+    assert!(booted[before..].contains("mln-testguest: sshd started"), "sshd of the new system:\n{}", &booted[before..]);
+    let disk_sum = || {
+        let o = std::process::Command::new("sha256sum").arg(disk).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string()
+    };
+    let (disk_before, before) = (disk_sum(), rig.console(n).len());
+    let out = cmd(&["build", "-r", "-f", "metal.mln"]).output().unwrap();
+    let refused = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{refused}");
+    let l0 = refused.lines().find(|l| l.split_whitespace().any(|w| w == "bm0")).unwrap_or_else(|| panic!("no line for bm0:\n{refused}"));
+    assert!(l0.contains("KO: deploy_system") && l0.contains("/dev/vda2 is in use by the running system"), "{refused}");
+    assert_eq!(disk_sum(), disk_before, "nothing written to the disk:\n{refused}");
+    assert_eq!(rig.state(n), "running", "{refused}");
+    let c = rig.console(n);
+    assert!(!c[before..].contains("MLN-CHAIN") && !c[before..].contains(BOOTLOADER), "no install, no reboot:\n{}", &c[before..]);
+    let stats: serde_json::Value = serde_json::from_str(&ok(&["stats", "-p", "again", "--json"])).unwrap();
+    assert_eq!((stats[0]["deployments"].as_u64(), stats[0]["failed"].as_u64()), (Some(4), Some(1)), "{stats}");
+    assert!(stats[0]["last_failure"].as_str().unwrap_or("").contains("in use by the running system"), "{stats}");
     ok(&["remove", "-p", "again"]);
     assert_eq!(std::fs::read_to_string(state.join("baremetal/netboot/leases")).unwrap(), "", "no lease left");
     assert_eq!(std::fs::read_dir(state.join("baremetal/tftp/nodes")).unwrap().count(), 0, "no profile left");

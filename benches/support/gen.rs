@@ -23,11 +23,30 @@ pub fn autoenum(n: usize) -> (String, String) {
     (project, servers)
 }
 
-/// (b) `n` explicit host blocks inheriting one superclass.
+/// (b) `n` explicit host blocks inheriting one superclass. Each host's
+/// interface has no switch: `n` `user_mode` warnings.
 #[allow(dead_code)]
 pub fn explicit(n: usize) -> String {
+    explicit_on(n, false)
+}
+
+/// (c) As (b), with the superclass's interface on a switch `lan`: the same
+/// hosts without a warning, so that (b) less (c) is what rendering the
+/// warnings costs.
+#[allow(dead_code)]
+pub fn explicit_switched(n: usize) -> String {
+    explicit_on(n, true)
+}
+
+fn explicit_on(n: usize, switched: bool) -> String {
     let (_, mask) = subnet(n);
-    let mut s = format!("global {{\n    project bench_explicit\n    $gw = 10.0.0.1\n}}\n\n{}", superclass(mask));
+    let mut class = superclass(mask);
+    let mut switch = "";
+    if switched {
+        class = class.replacen("    network eth0 {\n", "    network eth0 {\n        switch lan\n", 1);
+        switch = "switch lan {\n}\n\n";
+    }
+    let mut s = format!("global {{\n    project bench_explicit\n    $gw = 10.0.0.1\n}}\n\n{switch}{class}");
     for i in 0..n {
         let addr = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0)) + i as u32 + 10);
         s += &format!(

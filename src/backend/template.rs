@@ -21,7 +21,7 @@ pub struct Template {
     pub takes_host_key: bool,
 }
 
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 quiet";
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 quiet no_timer_check";
 
 pub fn format_of(path: &Path) -> &'static str {
     use std::io::Read;

@@ -560,7 +560,7 @@ impl<'a> Automaton<'a> {
     }
 
     /// A power action outside a deployment (start, stop), in the window.
-    pub fn power(&self, f: impl FnOnce() -> Result<(), PowerError>) -> Result<(), PowerError> {
+    pub fn power<T>(&self, f: impl FnOnce() -> Result<T, PowerError>) -> Result<T, PowerError> {
         self.window.run(f)
     }
 }

@@ -6,7 +6,8 @@
 //! are injected (part of the real set-up, or fakes in tests).
 
 use super::automaton::{Automaton, Clusters, Node, NodeOps, NodeReport};
-use super::{env, BootMode, BootNode, BootProfile, NetBoot, NodeSpec, PowerAction, PowerDriver, PowerError, PowerReading};
+use super::stats::PowerOp;
+use super::{env, BootMode, BootNode, BootProfile, NetBoot, NodeSpec, PowerAction, PowerDriver, PowerError, PowerReading, PowerVia, RebootLevel};
 use crate::machine::{Backend, BuildOptions, Done, Machine, MachineError, Outcome, Power, PowerState, Provision, StopMode};
 use crate::plan::{Host, HostKind, Plan};
 use crate::progress::Telemetry;
@@ -73,6 +74,31 @@ fn summary(r: &NodeReport, env: &str, escalated: Option<String>) -> Result<Done,
 }
 
 impl BareMetalMachines<'_> {
+    /// A power action of `start` or `stop` through the node's power
+    /// control (in the automaton's window), recorded for `mln stats`;
+    /// what the outcome adds: the power-command level, when its own
+    /// driver handed the action down to it, and a record that failed.
+    fn power_op(&self, m: &Machine, s: &NodeSpec, op: PowerOp, action: PowerAction) -> Result<String, MachineError> {
+        let t = std::time::Instant::now();
+        let via = Automaton::new(self.ops, &self.clusters.base()).power(|| self.power.act_via(&m.host.name, s, action)).map_err(power_error)?;
+        let mut said = self.record_power_op(m, op, action, RebootLevel::Hard, via, t.elapsed());
+        if matches!(via, PowerVia::Fallback | PowerVia::ClusterCommand) {
+            if let Some(how) = self.power.escalated(&m.host.name) {
+                said = format!("; power through {how}{said}");
+            }
+        }
+        Ok(said)
+    }
+
+    /// Records a power operation; says so when it could not.
+    fn record_power_op(&self, m: &Machine, op: PowerOp, action: PowerAction, level: RebootLevel, via: PowerVia, took: std::time::Duration) -> String {
+        let r = super::stats::power_op(m.project, &m.host.name, op, action, level, via, took);
+        match self.state.record_steps(&[r]) {
+            Ok(()) => String::new(),
+            Err(e) => format!(" (not recorded in its statistics: {e})"),
+        }
+    }
+
     /// Deploys these hosts at once; one outcome each. Each environment is
     /// checked against its recorded checksums first; a node whose
     /// environment fails is refused, the others go on.
@@ -172,34 +198,36 @@ impl Power for BareMetalMachines<'_> {
         if s.boot == BootMode::Disk {
             self.power.boot_disk_next(&m.host.name, s);
         }
-        Automaton::new(self.ops, &self.clusters.base()).power(|| self.power.act(&m.host.name, s, PowerAction::On)).map_err(power_error)?;
-        Ok(Done::ok("powered on"))
+        let said = self.power_op(m, s, PowerOp::Start, PowerAction::On)?;
+        Ok(Done::ok(format!("powered on{said}")))
     }
     /// Graceful: the system powers itself off; if it cannot, power off.
     fn stop(&self, m: &Machine, mode: StopMode) -> Result<Done, MachineError> {
         let s = spec(m.host)?;
         let node = Node { name: m.host.name.clone(), spec: s.clone() };
-        let off = || Automaton::new(self.ops, &self.clusters.base()).power(|| self.power.act(&m.host.name, s, PowerAction::Off)).map_err(power_error);
+        let off = || self.power_op(m, s, PowerOp::Stop, PowerAction::Off);
         match mode {
             StopMode::Save => Err(MachineError::unsupported(crate::machine::Capability::Snapshot, self.describe())),
-            StopMode::Hard => off().map(|()| Done::ok("powered off")),
+            StopMode::Hard => off().map(|said| Done::ok(format!("powered off{said}"))),
             // Soft (the system asked to power off, with the project's
             // key), then hard through the power driver after the wait.
             StopMode::Graceful { wait } => match self.ops.shutdown(&node) {
                 Ok(()) => {
+                    let started = std::time::Instant::now();
                     let limit = wait.unwrap_or(DEFAULT_STOP_WAIT);
                     let until = std::time::Instant::now() + limit;
                     loop {
                         if matches!(self.power.status(&m.host.name, s), Ok(PowerReading::Off)) {
-                            return Ok(Done::ok("shut down"));
+                            let said = self.record_power_op(m, PowerOp::Stop, PowerAction::Off, RebootLevel::Soft, PowerVia::Ssh, started.elapsed());
+                            return Ok(Done::ok(format!("shut down{said}")));
                         }
                         if wait.is_some() && std::time::Instant::now() >= until {
-                            return off().map(|()| Done::warning(format!("did not power off within {} s; powered off", limit.as_secs())));
+                            return off().map(|said| Done::warning(format!("did not power off within {} s; powered off{said}", limit.as_secs())));
                         }
                         std::thread::sleep(std::time::Duration::from_secs(1));
                     }
                 }
-                Err(e) => off().map(|()| Done::warning(format!("did not shut down ({e}); powered off"))),
+                Err(e) => off().map(|said| Done::warning(format!("did not shut down ({e}); powered off{said}"))),
             },
         }
     }

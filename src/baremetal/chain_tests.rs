@@ -5,18 +5,14 @@
 //! that execs the `mln-hop` binary.
 
 use super::*;
-use sha2::{Digest, Sha256};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
-fn sha(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+#[path = "../../tests/support/chain_local.rs"]
+mod chain_local;
+use crate::baremetal::chain;
+use chain_local::{broadcast_with_the_third_dead, busybox_bin, sha, tree_image, which, Local, Place, APPLETS};
 
 #[derive(Default)]
 struct Fake {
@@ -356,7 +352,7 @@ fn the_busybox_script_receives_forwards_and_extracts() {
 /// `sha256sum` on PATH, so a sum in every report is openssl's.
 #[test]
 fn the_script_hashes_with_openssl_where_there_is_one() {
-    if which("openssl").is_err() {
+    if which("openssl").is_none() {
         eprintln!("no openssl: skipped");
         return;
     }
@@ -364,128 +360,20 @@ fn the_script_hashes_with_openssl_where_there_is_one() {
 }
 
 fn busybox_script(openssl: bool) {
-    let Ok(bb) = which("busybox") else {
+    let t = tempfile::tempdir().unwrap();
+    let openssl_bin = which("openssl");
+    let (applets, extra) = match (&openssl_bin, openssl) {
+        (Some(o), true) => (APPLETS.to_vec(), vec![("openssl", o.as_path())]),
+        _ => ([APPLETS, &["sha256sum"]].concat(), vec![]),
+    };
+    let Some(bin) = busybox_bin(&t.path().join("bin"), &applets, &extra) else {
         eprintln!("no busybox: skipped");
         return;
     };
-    let t = tempfile::tempdir().unwrap();
-    let bin = t.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    if openssl {
-        std::os::unix::fs::symlink(which("openssl").unwrap(), bin.join("openssl")).unwrap();
-    }
-    for a in ["sh", "nc", "tee", "netstat", "sha256sum", "mkfifo", "sleep", "seq", "grep", "cat", "cut", "head", "kill", "rm", "mkdir", "gzip", "tar", "true", "mount", "mountpoint"] {
-        if openssl && a == "sha256sum" {
-            continue;
-        }
-        std::os::unix::fs::symlink(&bb, bin.join(a)).unwrap();
-    }
-    // The image: a small tree as a gzip tar.
-    let src = t.path().join("src");
-    std::fs::create_dir_all(src.join("etc")).unwrap();
-    std::fs::write(src.join("etc/hostname"), "guest\n").unwrap();
-    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8 ^ (i >> 9) as u8).collect();
-    std::fs::write(src.join("big"), &big).unwrap();
-    let img = t.path().join("image.tar.gz");
-    let st = std::process::Command::new("tar").arg("-czf").arg(&img).arg("-C").arg(&src).arg(".").status().unwrap();
-    assert!(st.success());
-    let sum = sha(&std::fs::read(&img).unwrap());
     let nodes: Vec<Local> = (0..4).map(|i| Local::new(t.path(), &bin, i, i == 2)).collect();
     let dyns: Vec<&dyn ChainNode> = nodes.iter().map(|n| n as &dyn ChainNode).collect();
-    let out = broadcast(&dyns, &img, &sum, &Options { passes: 2, grace: Duration::from_secs(60), stall: Duration::from_secs(30) });
-    assert!(matches!(&out[2], Outcome::Skipped(_)), "{out:?}");
-    for i in [0, 1, 3] {
-        assert_eq!(out[i], Outcome::Written { pass: 0 }, "{out:?}");
-        let root = nodes[i].root.clone();
-        assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "guest\n");
-        assert_eq!(std::fs::read(root.join("big")).unwrap(), big);
-        let log = std::fs::read_to_string(&nodes[i].log).unwrap();
-        let want = if i == 3 { "next=- ".to_string() } else { "next=127.0.0.1 ".to_string() };
-        assert!(log.contains(&want) && log.contains(&format!("sum={sum}")) && log.contains("hop=busybox"), "{log}");
-    }
-}
-
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file())).ok_or(())
-}
-
-/// A receiver running the real script with busybox on this machine.
-struct Local {
-    name: String,
-    bin: std::path::PathBuf,
-    root: std::path::PathBuf,
-    log: std::path::PathBuf,
-    base: u16,
-    dead: bool,
-}
-
-impl Local {
-    fn new(dir: &Path, bin: &Path, i: usize, dead: bool) -> Local {
-        let root = dir.join(format!("root{i}"));
-        std::fs::create_dir_all(&root).unwrap();
-        // Free ports now; the script listens on them a moment later.
-        let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Local { name: format!("n{i}"), bin: bin.to_path_buf(), log: dir.join(format!("log{i}")), root, base, dead }
-    }
-}
-
-struct LocalReceiver {
-    child: std::process::Child,
-    out: mpsc::Receiver<String>,
-}
-
-impl Receiver for LocalReceiver {
-    fn forward_to(&mut self, next: Option<&Hop>) -> Result<(), String> {
-        let line = next.map(|h| format!("{} {}\n", h.addr, h.port)).unwrap_or_else(|| "- -\n".into());
-        let mut stdin = self.child.stdin.take().ok_or("no stdin")?;
-        stdin.write_all(line.as_bytes()).map_err(|e| e.to_string())
-    }
-    fn wait(&mut self, deadline: Instant) -> Option<Result<Report, String>> {
-        let text = self.out.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()?;
-        let _ = self.child.wait();
-        Some(Report::parse(&text).ok_or(text))
-    }
-}
-
-impl ChainNode for Local {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn hop(&self, pass: u16) -> Hop {
-        Hop { addr: "127.0.0.1".into(), port: self.base + pass }
-    }
-    fn stop(&self, pass: u16) {
-        let _ = std::process::Command::new(self.bin.join("sh")).arg("-c").arg(stop_script(self.base + pass)).env("PATH", &self.bin).status();
-    }
-    fn start(&self, pass: u16) -> Result<Box<dyn Receiver>, String> {
-        if self.dead {
-            return Err("no answer".into());
-        }
-        let s = script(self.base + pass, "true", "gzip -dc", &format!("tar -x -C {}", self.root.display()), Some(&self.log.display().to_string()), &self.name);
-        // Each receiver's own /tmp/mln-chain-PORT: ports differ here.
-        let mut child = std::process::Command::new(self.bin.join("sh"))
-            .arg("-c")
-            .arg(&s)
-            .env("PATH", &self.bin)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        use std::io::BufRead;
-        stdout.read_line(&mut first).map_err(|e| e.to_string())?;
-        if first.trim() != "MLN-CHAIN listening" {
-            return Err(format!("did not listen: {first:?}"));
-        }
-        let (tx, out) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = stdout.read_to_string(&mut rest);
-            let _ = tx.send(rest);
-        });
-        Ok(Box::new(LocalReceiver { child, out }))
-    }
+    let places: Vec<_> = nodes.iter().map(Local::place).collect();
+    broadcast_with_the_third_dead(t.path(), &dyns, &places, "busybox");
 }
 
 /// A receiver running the hop in-process (`hop::run`, what `mln-hop`
@@ -568,39 +456,16 @@ impl ChainNode for HopNode {
     }
 }
 
-/// A gzip tar image of a small tree (a 3 MB file in it); its SHA-256.
-fn tree_image(dir: &Path) -> (std::path::PathBuf, String, Vec<u8>) {
-    let src = dir.join("src");
-    std::fs::create_dir_all(src.join("etc")).unwrap();
-    std::fs::write(src.join("etc/hostname"), "guest\n").unwrap();
-    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8 ^ (i >> 9) as u8).collect();
-    std::fs::write(src.join("big"), &big).unwrap();
-    let img = dir.join("image.tar.gz");
-    let st = std::process::Command::new("tar").arg("-czf").arg(&img).arg("-C").arg(&src).arg(".").status().unwrap();
-    assert!(st.success());
-    let sum = sha(&std::fs::read(&img).unwrap());
-    (img, sum, big)
-}
-
 /// The chain through the hop: three nodes extract a gzip tar while
 /// forwarding it, a fourth is dead and skipped; each node's log line says
 /// what it got, from whom it went on, and that the hop did it.
 #[test]
 fn the_hop_receives_forwards_hashes_and_extracts() {
     let t = tempfile::tempdir().unwrap();
-    let (img, sum, big) = tree_image(t.path());
     let nodes: Vec<HopNode> = (0..4).map(|i| HopNode::new(t.path(), i, i == 2)).collect();
     let dyns: Vec<&dyn ChainNode> = nodes.iter().map(|n| n as &dyn ChainNode).collect();
-    let out = broadcast(&dyns, &img, &sum, &Options { passes: 2, grace: Duration::from_secs(60), stall: Duration::from_secs(30) });
-    assert!(matches!(&out[2], Outcome::Skipped(_)), "{out:?}");
-    for i in [0, 1, 3] {
-        assert_eq!(out[i], Outcome::Written { pass: 0 }, "{out:?}");
-        assert_eq!(std::fs::read_to_string(nodes[i].root.join("etc/hostname")).unwrap(), "guest\n");
-        assert_eq!(std::fs::read(nodes[i].root.join("big")).unwrap(), big);
-        let log = std::fs::read_to_string(&nodes[i].log).unwrap();
-        let want = if i == 3 { "next=- " } else { "next=127.0.0.1 " };
-        assert!(log.contains(&format!("MLN-CHAIN host=h{i} {want}")) && log.contains(&format!("sum={sum}")) && log.contains("hop=mln-hop"), "{log}");
-    }
+    let places: Vec<Place> = nodes.iter().map(|n| Place { name: &n.name, root: &n.root, log: &n.log }).collect();
+    broadcast_with_the_third_dead(t.path(), &dyns, &places, "mln-hop");
 }
 
 /// A hop whose writer fails (its disk) gets the whole image, says it was

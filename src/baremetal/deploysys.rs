@@ -201,6 +201,33 @@ pub fn hop_binary() -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join("mln-hop")).find(|p| p.is_file())
 }
 
+/// Where mln puts its `mln-hop` in a running deployed system (a
+/// `nomini` install): scratch space (the test guest's /tmp is a tmpfs),
+/// first on the chain script's PATH. The script runs it only if it runs
+/// there (`mln-hop --check`: the system's libc may be older than the
+/// one it was built against), else its busybox pipeline.
+pub const HOP_DIR: &str = "/tmp/mln-hop";
+
+/// The hop binary as it is pushed to a running system: stripped (a debug
+/// build's is over 100 MB, 2 MB stripped), into `cache` when that is
+/// older than the binary; the binary itself where `strip` fails.
+pub fn hop_for_push(cache: &Path) -> Option<Vec<u8>> {
+    let bin = hop_binary()?;
+    let newer = |a: &Path, b: &Path| match (std::fs::metadata(a).and_then(|m| m.modified()), std::fs::metadata(b).and_then(|m| m.modified())) {
+        (Ok(a), Ok(b)) => a >= b,
+        _ => false,
+    };
+    if !newer(cache, &bin) {
+        let tmp = cache.with_extension("new");
+        let stripped = std::process::Command::new("strip").arg("-o").arg(&tmp).arg(&bin).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success());
+        if !(stripped && std::fs::rename(&tmp, cache).is_ok()) {
+            let _ = std::fs::remove_file(&tmp);
+            return std::fs::read(&bin).ok();
+        }
+    }
+    std::fs::read(cache).ok()
+}
+
 /// syslinux's MBR boot code in the deploy system (deploysys/build.sh).
 pub const MBR: &str = "/usr/lib/EXTLINUX/mbr.bin";
 
@@ -429,6 +456,12 @@ impl DeployNode {
         Ok(())
     }
 
+    /// `mln-hop` into the running system's [`HOP_DIR`] (replaced whole).
+    pub fn push_hop(&self, binary: &[u8]) -> Result<(), DeployError> {
+        let f = format!("{HOP_DIR}/mln-hop");
+        self.run("push mln-hop", &format!("set -e; mkdir -p {HOP_DIR}; cat > {f}.new; chmod 755 {f}.new; mv {f}.new {f}"), binary).map(drop)
+    }
+
     /// Writes one file into the deployed root (replaced whole, parents made).
     pub fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<(), DeployError> {
         check_path(path)?;
@@ -529,6 +562,8 @@ impl ChainMember<'_> {
             (format!("{{ umount {ROOT} 2>/dev/null; true; }}"), format!("dd of={dev} bs=1M 2>/dev/null && sync"))
         };
         // The node's console says what it got and where it sent it on.
+        // The hop mln pushed to a running system (`nomini`) is found first.
+        let prep = format!("PATH={HOP_DIR}:$PATH; {prep}");
         Ok(chain::script(Self::port(pass), &prep, self.compression.filter(), &sink, Some("/dev/console"), &format!("host={}", self.node.name)))
     }
 }

@@ -188,6 +188,11 @@ impl PowerError {
 pub trait PowerDriver: Send + Sync {
     fn act(&self, node: &str, spec: &NodeSpec, action: PowerAction) -> Result<(), PowerError>;
     fn status(&self, node: &str, spec: &NodeSpec) -> Result<PowerReading, PowerError>;
+    /// A power action, and which power control did it (a driver that
+    /// hands refused actions down to a power-command level says so).
+    fn act_via(&self, node: &str, spec: &NodeSpec, action: PowerAction) -> Result<PowerVia, PowerError> {
+        self.act(node, spec, action).map(|()| PowerVia::of(&spec.power))
+    }
     /// Best effort: the firmware's next boot from the local disk (IPMI
     /// `chassis bootdev disk`); drivers with no such setting do nothing.
     fn boot_disk_next(&self, _node: &str, _spec: &NodeSpec) {}

@@ -323,8 +323,8 @@ impl<'a> Site<'a> {
         r.ok_or_else(|| OpError::Failed("no root file system was made on this node yet".into()))
     }
 
-    /// The image to `members` (node, device): one node on its own SSH
-    /// session; more through one pipelined chain (`baremetal::chain`).
+    /// The image to `members` (node, device) through one pipelined chain
+    /// (`baremetal::chain`).
     fn write_images(&self, env: &Environment, image: &Path, tar: bool, members: &[(Node, String)]) -> Vec<Result<(), String>> {
         let compression = match env.image.compression {
             env::Compression::None => deploysys::Compression::None,
@@ -332,10 +332,10 @@ impl<'a> Site<'a> {
             env::Compression::Xz => deploysys::Compression::Xz,
             env::Compression::Zstd => deploysys::Compression::Zstd,
         };
+        // A lone node too goes through the chain (a chain of one): one path
+        // for one node and for eight, and the node's console says what it
+        // got and what ran its part (`hop=`).
         let dns: Vec<Result<DeployNode, String>> = members.iter().map(|(n, _)| self.worker(n).map_err(|e| e.to_string())).collect();
-        if members.len() == 1 {
-            return vec![dns[0].as_ref().map_err(Clone::clone).and_then(|dn| dn.write_image(image, compression, tar, &members[0].1).map_err(|e| e.to_string()))];
-        }
         let mut out: Vec<Result<(), String>> = vec![Ok(()); members.len()];
         let mut chained = Vec::new();
         for (i, (dn, (_, device))) in dns.iter().zip(members).enumerate() {
@@ -522,7 +522,12 @@ impl NodeOps for Site<'_> {
                 let dn = self.deploy_node(node)?;
                 // Up, and not the deploy system still running (a kexec or
                 // reboot takes a moment to take it down).
-                wait_until(deadline, || self.now(node), "the deployed system", || self.answers(&address) && dn.run("probe", "true", b"").is_err())
+                wait_until(deadline, || self.now(node), "the deployed system", || self.answers(&address) && dn.run("probe", "true", b"").is_err())?;
+                // The system up now is the new one: a key recorded while the
+                // deployment ran is another system's (a `nomini` install and
+                // its soft reboot enter the old one after `configure` forgot
+                // it), and would refuse the next connection to this one.
+                self.forget_deployed_host_key(node)
             }
         }
     }
@@ -556,6 +561,16 @@ impl NodeOps for Site<'_> {
         let bootloader = tar && env.kernel.is_some() && env.initrd.is_some();
         let dn = self.deployed_node(node)?;
         dn.run("check the running system (nomini)", &nomini_check(&device, env.image.compression, tar, bootloader), b"").map_err(deploy_error)?;
+        // The chain's hop, which the chain script runs only if it runs
+        // there; without it, the script's busybox pipeline.
+        match deploysys::hop_for_push(&self.state.dir().join("baremetal/mln-hop")) {
+            Some(hop) => {
+                if let Err(e) = dn.push_hop(&hop) {
+                    tracing::warn!("{}: mln-hop not pushed ({e}): the chain runs its busybox pipeline there", node.name);
+                }
+            }
+            None => tracing::warn!("{}: no mln-hop beside mln to push: the chain runs its busybox pipeline there", node.name),
+        }
         self.nomini.lock().unwrap_or_else(|p| p.into_inner()).insert(node.name.clone());
         Ok(())
     }

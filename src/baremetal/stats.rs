@@ -2,6 +2,7 @@
 //! per-step reports as state records, and per-node summaries of them.
 
 use super::automaton::NodeReport;
+use super::{PowerAction, PowerVia, RebootLevel};
 use crate::state::StepRecord;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -28,6 +29,46 @@ pub fn records(project: &str, deployment: &str, reports: &[NodeReport]) -> Vec<S
         .collect()
 }
 
+/// A power operation outside a deployment. Recorded beside the steps
+/// (its name as the step, the action as the variant, an id of its own
+/// as the deployment), so `mln stats` says which power control acted;
+/// kept out of the deployment counts and step times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerOp {
+    Start,
+    Stop,
+}
+
+impl PowerOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerOp::Start => "start",
+            PowerOp::Stop => "stop",
+        }
+    }
+    fn of(step: &str) -> Option<PowerOp> {
+        [PowerOp::Start, PowerOp::Stop].into_iter().find(|o| o.as_str() == step)
+    }
+}
+
+/// The record of a power operation that acted.
+pub fn power_op(project: &str, host: &str, op: PowerOp, action: PowerAction, level: RebootLevel, via: PowerVia, took: std::time::Duration) -> StepRecord {
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    StepRecord {
+        project: project.to_string(),
+        host: host.to_string(),
+        deployment: format!("{}-{at}", op.as_str()),
+        step: op.as_str().to_string(),
+        variant: super::power::action_word(action).to_string(),
+        retries: 0,
+        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        ok: true,
+        reason: String::new(),
+        power_level: level.as_str().to_string(),
+        power_driver: via.as_str().to_string(),
+    }
+}
+
 /// What `mln stats` says of one node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct NodeStats {
@@ -49,6 +90,9 @@ pub struct NodeStats {
     /// Over every deployment: how often each level and power control
     /// did a step's reboot.
     pub power_levels: BTreeMap<String, u32>,
+    /// The last `start` and `stop` that acted: the action, the level and
+    /// the power control that did it (`on hard (power_command)`).
+    pub last_power_ops: BTreeMap<String, String>,
 }
 
 /// `LEVEL (DRIVER)`, or None for a step that rebooted nothing.
@@ -65,7 +109,10 @@ pub fn summarize(steps: &[StepRecord]) -> Vec<NodeStats> {
     }
     by_node
         .into_iter()
-        .map(|((project, host), rows)| {
+        .map(|((project, host), all)| {
+            let (ops, rows): (Vec<&StepRecord>, Vec<&StepRecord>) = all.into_iter().partition(|r| PowerOp::of(&r.step).is_some());
+            // Oldest first: the last of each operation wins.
+            let last_power_ops = ops.iter().filter_map(|r| Some((r.step.clone(), format!("{} {}", r.variant, power_of(r)?)))).collect();
             let mut deployments: BTreeMap<&str, bool> = BTreeMap::new();
             let mut sums: BTreeMap<String, (u64, u32)> = BTreeMap::new();
             let mut retries = 0;
@@ -101,6 +148,7 @@ pub fn summarize(steps: &[StepRecord]) -> Vec<NodeStats> {
                 last_failure,
                 last_power,
                 power_levels,
+                last_power_ops,
             }
         })
         .collect()
@@ -147,5 +195,28 @@ mod tests {
         assert_eq!(b.power_levels.get("very_hard (fallback)"), Some(&1));
         assert_eq!(b.power_levels.get("hard (fallback)"), Some(&1));
         assert_eq!(rows.iter().find(|r| r.step == "install").map(|r| r.power_level.as_str()), Some(""));
+    }
+
+    /// `start` and `stop` say which power control acted, and are no
+    /// deployments: counts, step times and the last deployment's reboots
+    /// stay the deployments'.
+    #[test]
+    fn power_operations_are_shown_apart_from_deployments() {
+        let took = Duration::from_millis(1500);
+        let mut rows = records("p", "d1", &[report("a", true)]);
+        rows.push(power_op("p", "a", PowerOp::Stop, PowerAction::Off, RebootLevel::Soft, PowerVia::Ssh, took));
+        rows.push(power_op("p", "a", PowerOp::Start, PowerAction::On, RebootLevel::Hard, PowerVia::Ipmi, took));
+        rows.push(power_op("p", "a", PowerOp::Start, PowerAction::On, RebootLevel::Hard, PowerVia::ClusterCommand, took));
+        rows.push(power_op("p", "c", PowerOp::Stop, PowerAction::Off, RebootLevel::Hard, PowerVia::Fallback, took));
+        let s = summarize(&rows);
+        let (a, c) = (&s[0], &s[1]);
+        assert_eq!((a.deployments, a.failed, a.retries), (1, 0, 0));
+        assert_eq!(a.mean_step_secs.keys().collect::<Vec<_>>(), ["deploy_system", "install"]);
+        assert_eq!(a.last_power.keys().collect::<Vec<_>>(), ["deploy_system"]);
+        assert_eq!(a.power_levels.values().sum::<u32>(), 1);
+        assert_eq!(a.last_power_ops["start"], "on hard (power_command)", "the last start");
+        assert_eq!(a.last_power_ops["stop"], "off soft (ssh)");
+        assert_eq!((c.deployments, c.failure_rate), (0, 0.0));
+        assert_eq!(c.last_power_ops["stop"], "off hard (fallback)");
     }
 }

@@ -132,6 +132,10 @@ fn relay() -> ExitCode {
         Ok(j) => j,
         Err(e) => return fail(format!("unreadable relay job: {e}")),
     };
+    if let Err(e) = mln::fabric::tree::ours(&job) {
+        eprintln!("mln: {}", mln::term::escape(&e));
+        return ExitCode::from(mln::fabric::tree::NOT_OURS);
+    }
     let rt = match mln::fabric::places::async_runtime() {
         Ok(rt) => rt,
         Err(e) => return fail(e),

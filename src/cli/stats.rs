@@ -56,6 +56,11 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
             let p: Vec<String> = s.last_power.iter().map(|(k, v)| format!("{k} {v}")).collect();
             line += &format!("\n{:29}power: {}", "", p.join(", "));
         }
+        if !s.last_power_ops.is_empty() {
+            // The last start and stop: which power control acted.
+            let p: Vec<String> = s.last_power_ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            line += &format!("\n{:29}last power operations: {}", "", p.join(", "));
+        }
         if let Some(w) = &s.last_failure {
             line += &format!("\n{:29}last failure: {w}", "");
         }

@@ -19,7 +19,10 @@ pub enum RenderStyle {
 }
 
 pub fn render(d: &Diagnostic, sources: &SourceMap, style: RenderStyle) -> String {
-    render_with(d, sources, &handler(style), &mut Shown::default())
+    let files = files_of([d], sources);
+    let mut out = String::new();
+    Renderer::new(sources, &files, style).render_into(d, &mut out);
+    out
 }
 
 fn handler(style: RenderStyle) -> GraphicalReportHandler {
@@ -31,27 +34,19 @@ fn handler(style: RenderStyle) -> GraphicalReportHandler {
     }
 }
 
-fn render_with(d: &Diagnostic, sources: &SourceMap, handler: &GraphicalReportHandler, shown: &mut Shown) -> String {
-    let mut report = Report::build(d, sources, shown);
-    let mut out = String::new();
-    // miette writes the help last when no related report follows it, and
-    // from the help alone; wrapping it (Unicode line breaking) was most of
-    // the time of rendering, and a large project gives the same help many
-    // times: each is wrapped once.
-    if report.related.is_empty() {
-        if let Some(help) = report.help.take() {
-            if let (Ok(()), Some(footer)) = (handler.render_report(&mut out, &report), shown.footer(handler, &help)) {
-                out.push_str(footer);
-                return out;
-            }
-            out.clear();
-            report.help = Some(help);
+/// The files the diagnostics point into, each made visible and indexed
+/// once, not once per diagnostic: a project of 100,000 written hosts has
+/// 100,000 warnings in one file.
+type Files = HashMap<FileId, Arc<Visible>>;
+
+fn files_of<'a>(ds: impl IntoIterator<Item = &'a Diagnostic>, sources: &SourceMap) -> Files {
+    let mut files = Files::new();
+    for d in ds {
+        for l in &d.labels {
+            files.entry(l.span.file).or_insert_with(|| Arc::new(Visible::new(&sources.file(l.span.file).text)));
         }
     }
-    if handler.render_report(&mut out, &report).is_err() {
-        out = format!("{}: {}\n", d.code, d.message);
-    }
-    out
+    files
 }
 
 /// The diagnostics, rendered one after the other as they are written out
@@ -69,22 +64,175 @@ pub struct Rendered<'a> {
     style: RenderStyle,
 }
 
+/// Diagnostics per batch: each batch is rendered by one thread and written
+/// whole (standard error is unbuffered, a write each). About 250 KB of
+/// text for the one-line snippets most have.
+const BATCH: usize = 256;
+
 impl fmt::Display for Rendered<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Each file is made visible and indexed once, not once per
-        // diagnostic: a project of 10,000 hosts can have 10,000 warnings.
-        let mut shown = Shown::default();
-        let handler = handler(self.style);
-        // Written in batches: standard error is unbuffered, a write each.
-        let mut batch = String::new();
-        for d in &self.ds {
-            batch.push_str(&render_with(d, self.sources, &handler, &mut shown));
-            if batch.len() >= 64 << 10 {
-                f.write_str(&batch)?;
-                batch.clear();
+        let files = files_of(self.ds.iter().copied(), self.sources);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let batches: Vec<&[&Diagnostic]> = self.ds.chunks(BATCH).collect();
+        let threads = cores.min(batches.len());
+        if threads <= 1 {
+            let mut r = Renderer::new(self.sources, &files, self.style);
+            let mut out = String::new();
+            for b in batches {
+                out.clear();
+                b.iter().for_each(|d| r.render_into(d, &mut out));
+                f.write_str(&out)?;
             }
+            return Ok(());
         }
-        f.write_str(&batch)
+        // Rendering 100,000 warnings took more than a second on one core:
+        // batches are dealt round-robin to a thread per core and written
+        // here in their order, at most two waiting per thread.
+        let (sources, style, files, batches) = (self.sources, self.style, &files, &batches);
+        std::thread::scope(|s| {
+            let waiting: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<String>(2);
+                    s.spawn(move || {
+                        let mut r = Renderer::new(sources, files, style);
+                        for b in batches.iter().skip(t).step_by(threads) {
+                            let mut out = String::with_capacity(b.len() * 1024);
+                            b.iter().for_each(|d| r.render_into(d, &mut out));
+                            // The writer stopped (a closed standard error).
+                            if tx.send(out).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    rx
+                })
+                .collect();
+            for i in 0..batches.len() {
+                // A thread that panicked ends its channel; the scope passes
+                // the panic on.
+                let Ok(out) = waiting[i % threads].recv() else { return Err(fmt::Error) };
+                f.write_str(&out)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Renders diagnostics one after another, keeping what repeats.
+struct Renderer<'a> {
+    sources: &'a SourceMap,
+    files: &'a Files,
+    handler: GraphicalReportHandler,
+    /// Each help as miette writes it at the end of a report ([`Renderer::footer`]).
+    footers: HashMap<String, Option<String>>,
+    /// Each code, severity and message as miette writes them first.
+    heads: HashMap<(&'static str, Severity), HashMap<String, Option<String>>>,
+    /// By severity, what a report of no code, no snippet and the message
+    /// [`BARE`] writes ([`Renderer::snippet`]).
+    bare: HashMap<Severity, Option<String>>,
+    scratch: String,
+}
+
+/// The message of the reports whose snippets alone are kept.
+const BARE: &str = "-";
+
+/// At most this many distinct messages are kept rendered: most projects
+/// repeat few.
+const MAX_HEADS: usize = 4096;
+
+impl<'a> Renderer<'a> {
+    fn new(sources: &'a SourceMap, files: &'a Files, style: RenderStyle) -> Self {
+        Renderer { sources, files, handler: handler(style), footers: HashMap::new(), heads: HashMap::new(), bare: HashMap::new(), scratch: String::new() }
+    }
+
+    fn render_into(&mut self, d: &Diagnostic, out: &mut String) {
+        let mut report = Report::build(d, self.sources, self.files);
+        let at = out.len();
+        if report.related.is_empty() {
+            if self.in_pieces(&mut report, out) {
+                return;
+            }
+            out.truncate(at);
+        }
+        if self.handler.render_report(out, &report).is_err() {
+            out.truncate(at);
+            out.push_str(&format!("{}: {}\n", d.code, d.message));
+        }
+    }
+
+    /// miette writes a report with no related reports in three parts, each
+    /// from its own fields alone: the code and the wrapped message, the
+    /// snippet, the wrapped help. Wrapping (Unicode line breaking) was
+    /// most of the time of rendering, and a large project repeats the same
+    /// message and help many times: each is wrapped once and only the
+    /// snippet is rendered per diagnostic. False (the report is then
+    /// rendered whole, `out` cut back by the caller) when a part does not
+    /// come out as a plain piece of the whole; `report` is as it was.
+    fn in_pieces(&mut self, report: &mut Report, out: &mut String) -> bool {
+        let Some(head) = self.head(report.code, report.severity, &report.message) else { return false };
+        out.push_str(head);
+        if !report.labels.is_empty() {
+            let Some(snippet) = self.snippet(report) else { return false };
+            out.push_str(snippet);
+        }
+        if let Some(help) = &report.help {
+            let Some(footer) = self.footer(help) else { return false };
+            out.push_str(footer);
+        }
+        true
+    }
+
+    fn head(&mut self, code: &'static str, severity: Severity, message: &str) -> Option<&str> {
+        let heads = self.heads.entry((code, severity)).or_default();
+        if !heads.contains_key(message) {
+            if heads.len() >= MAX_HEADS {
+                heads.clear();
+            }
+            let mut out = String::new();
+            let bare = Report { code, message: message.to_string(), severity, help: None, source: None, labels: vec![], related: vec![] };
+            let head = self.handler.render_report(&mut out, &bare).ok().map(|()| out);
+            heads.insert(message.to_string(), head);
+        }
+        heads.get(message).and_then(|h| h.as_deref())
+    }
+
+    /// The snippet of `report`: the report rendered without code, help and
+    /// its own message, less what the same report writes without a snippet.
+    fn snippet(&mut self, report: &mut Report) -> Option<&str> {
+        let severity = report.severity;
+        let prefix = self
+            .bare
+            .entry(severity)
+            .or_insert_with(|| {
+                let mut out = String::new();
+                let bare = Report { code: "", message: BARE.to_string(), severity, help: None, source: None, labels: vec![], related: vec![] };
+                self.handler.render_report(&mut out, &bare).ok().map(|()| out)
+            })
+            .as_deref()?;
+        let code = std::mem::take(&mut report.code);
+        let message = std::mem::replace(&mut report.message, BARE.to_string());
+        let help = report.help.take();
+        self.scratch.clear();
+        let rendered = self.handler.render_report(&mut self.scratch, &*report);
+        (report.code, report.message, report.help) = (code, message, help);
+        rendered.ok()?;
+        self.scratch.strip_prefix(prefix)
+    }
+
+    /// What miette writes for `help` at the end of a report: what a report
+    /// with nothing else but the help adds to the same report without it.
+    /// None if that is not a plain addition.
+    fn footer(&mut self, help: &str) -> Option<&str> {
+        if !self.footers.contains_key(help) {
+            let bare = Report { code: "", message: String::new(), severity: Severity::Advice, help: None, source: None, labels: vec![], related: vec![] };
+            let (mut without, mut with) = (String::new(), String::new());
+            let footer = match (self.handler.render_report(&mut without, &bare), self.handler.render_report(&mut with, &Report { help: Some(help.to_string()), ..bare })) {
+                (Ok(()), Ok(())) => with.strip_prefix(without.as_str()).map(str::to_string),
+                _ => None,
+            };
+            self.footers.insert(help.to_string(), footer);
+        }
+        self.footers.get(help).and_then(|f| f.as_deref())
     }
 }
 
@@ -99,7 +247,7 @@ struct Report {
 }
 
 impl Report {
-    fn build(d: &Diagnostic, sources: &SourceMap, shown: &mut Shown) -> Report {
+    fn build(d: &Diagnostic, sources: &SourceMap, shown: &Files) -> Report {
         let primary = d.labels.first().map(|l| l.span.file);
         let mut files: Vec<FileId> = Vec::new();
         for l in &d.labels {
@@ -107,9 +255,9 @@ impl Report {
                 files.push(l.span.file);
             }
         }
-        let mut part = |file: FileId, message: String, severity: Severity, help: Option<String>, code| {
+        let part = |file: FileId, message: String, severity: Severity, help: Option<String>, code| {
             let f = sources.file(file);
-            let v = shown.files.entry(file).or_insert_with(|| Arc::new(Visible::new(&f.text))).clone();
+            let v = shown.get(&file).cloned().unwrap_or_else(|| Arc::new(Visible::new(&f.text)));
             let shifts = &v.shifts;
             let labels = d
                 .labels
@@ -150,33 +298,6 @@ impl Report {
                 main
             }
         }
-    }
-}
-
-/// For the diagnostics rendered together: files as shown, by id, and each
-/// help as rendered.
-#[derive(Default)]
-struct Shown {
-    files: HashMap<FileId, Arc<Visible>>,
-    footers: HashMap<String, Option<String>>,
-}
-
-impl Shown {
-    /// What miette writes for `help` at the end of a report: what a report
-    /// with nothing else but the help adds to the same report without it.
-    /// None if that is not a plain addition (then reports are rendered
-    /// whole).
-    fn footer(&mut self, handler: &GraphicalReportHandler, help: &str) -> Option<&str> {
-        if !self.footers.contains_key(help) {
-            let bare = Report { code: "", message: String::new(), severity: Severity::Advice, help: None, source: None, labels: vec![], related: vec![] };
-            let (mut without, mut with) = (String::new(), String::new());
-            let footer = match (handler.render_report(&mut without, &bare), handler.render_report(&mut with, &Report { help: Some(help.to_string()), ..bare })) {
-                (Ok(()), Ok(())) => with.strip_prefix(without.as_str()).map(str::to_string),
-                _ => None,
-            };
-            self.footers.insert(help.to_string(), footer);
-        }
-        self.footers.get(help).and_then(|f| f.as_deref())
     }
 }
 
@@ -338,6 +459,69 @@ impl miette::Diagnostic for Report {
 mod tests {
     use super::*;
     use crate::source::{SourceMap, Span};
+
+    /// Rendered in pieces (message, snippet and help each on its own,
+    /// the first two kept), a report is what miette makes of it whole.
+    #[test]
+    fn pieces_make_the_whole_report() {
+        let mut sources = SourceMap::default();
+        let text = "host a {\n    network eth0 {\n        address 10.0.0.1\n    }\n}\nhost b {\n    memroy 1M\n}\n";
+        let id = sources.add("p.mln".into(), "p.mln".into(), text.into());
+        let other = sources.add("q.mln".into(), "q.mln".into(), "x\n".into());
+        let at = |w: &str| text.find(w).unwrap();
+        let long = "a message long enough to be wrapped by miette at the width of a terminal, with words and more words past a hundred columns";
+        let ds = vec![
+            Diagnostic::warning("mln::network::user_mode", "interface `eth0` has no switch")
+                .label(Span::new(id, at("network"), at("network") + 12), "on no switch")
+                .help(long),
+            Diagnostic::warning("mln::network::user_mode", "interface `eth0` has no switch").label(Span::new(id, at("network"), at("network") + 12), ""),
+            Diagnostic::error("mln::unknown_keyword", long).label(Span::new(id, at("memroy"), at("memroy") + 6), "here").help("did you mean `memory`?"),
+            Diagnostic::error("mln::two", "two labels")
+                .label(Span::new(id, at("memroy"), at("memroy") + 6), "one")
+                .label(Span::new(id, at("address"), at("address") + 7), "two"),
+            Diagnostic::advice("mln::none", "no place at all").help("a help"),
+            Diagnostic::advice("mln::none", long),
+            Diagnostic::error("mln::files", "in two files").label(Span::new(id, 0, 4), "a").label(Span::new(other, 0, 1), "b"),
+        ];
+        let files = files_of(&ds, &sources);
+        for style in [RenderStyle::Plain, RenderStyle::Fancy] {
+            let mut r = Renderer::new(&sources, &files, style);
+            // Twice: the second time from what was kept.
+            for _ in 0..2 {
+                for d in &ds {
+                    let mut whole = String::new();
+                    handler(style).render_report(&mut whole, &Report::build(d, &sources, &files)).unwrap();
+                    let mut out = String::new();
+                    r.render_into(d, &mut out);
+                    assert_eq!(out, whole, "{style:?}");
+                }
+            }
+            let all = render_all(&ds, &sources, style).to_string();
+            assert_eq!(all, ds.iter().map(|d| render(d, &sources, style)).collect::<String>());
+        }
+    }
+
+    /// Many diagnostics, rendered on several threads, come out in order.
+    #[test]
+    fn many_diagnostics_keep_their_order() {
+        let mut sources = SourceMap::default();
+        let text: String = (0..2000).map(|i| format!("host h{i} {{\n}}\n")).collect();
+        let id = sources.add("p.mln".into(), "p.mln".into(), text.clone());
+        let ds: Vec<Diagnostic> = (0..2000)
+            .map(|i| {
+                let at = text.find(&format!("host h{i} ")).unwrap();
+                Diagnostic::warning("mln::test", format!("host {i}")).label(Span::new(id, at, at + 4), "").help("the same help")
+            })
+            .collect();
+        let all = render_all(&ds, &sources, RenderStyle::Plain).to_string();
+        assert_eq!(all, ds.iter().map(|d| render(d, &sources, RenderStyle::Plain)).collect::<String>());
+        let mut last = 0;
+        for i in 0..2000 {
+            let at = all.find(&format!("⚠ host {i}\n")).unwrap();
+            assert!(at >= last);
+            last = at;
+        }
+    }
 
     #[test]
     fn control_characters_never_reach_the_terminal() {

@@ -44,7 +44,7 @@ pub fn self_sha256() -> Result<String, String> {
 /// Our SHA-256 as the agent reports it, remembered in `cache` by the
 /// binary's size, inode and modification time (any write to the file
 /// changes those): every request of every build would hash it otherwise.
-fn own_sum(cache: &Path) -> Result<String, String> {
+pub fn own_sum(cache: &Path) -> Result<String, String> {
     let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("cannot find our own binary: {e}"))?;
     match super::relay::file_sum(&exe, cache) {
         Ok((_, sum)) => Ok(sum),

@@ -33,8 +33,7 @@ pub async fn attach(server: &Server) -> Result<Agent, FabricError> {
     });
     let conn = ssh::connect(server).await?;
     let sha = rx.await.map_err(|_| FabricError::Agent("internal error: our checksum was not computed".into()))?.map_err(FabricError::Agent)?;
-    let path = format!("{}/mln-{}", server.agent_dir, &sha[..16]);
-    let agent = Agent { conn, path, idle: std::sync::Mutex::new(Vec::new()) };
+    let agent = Agent::unchecked(conn, &sha);
     if let Ok(h) = agent.hello().await {
         if h.sha256 == sha && h.protocol == PROTOCOL {
             tracing::debug!(target: "mln::fabric::timing", host = %server.name, "agent ready");
@@ -43,7 +42,7 @@ pub async fn attach(server: &Server) -> Result<Agent, FabricError> {
     }
     // Whatever answered is not ours: none of it serves again.
     agent.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    agent.upload(&sha).await?;
+    agent.install(&sha).await?;
     let h = agent.hello().await?;
     if h.sha256 != sha || h.protocol != PROTOCOL {
         return Err(FabricError::Agent(format!(
@@ -154,6 +153,14 @@ impl Session {
 }
 
 impl Agent {
+    /// Our copy at its place on the server (named by our checksum `sha`),
+    /// over `conn`, neither asked nor checked yet: for callers that check
+    /// it themselves (a tree's head checks before it relays).
+    pub fn unchecked(conn: Conn, sha: &str) -> Agent {
+        let path = format!("{}/mln-{}", conn.server.agent_dir, &sha[..16]);
+        Agent { conn, path, idle: std::sync::Mutex::new(Vec::new()) }
+    }
+
     fn command(&self) -> String {
         let s = &self.conn.server;
         format!(
@@ -179,7 +186,8 @@ impl Agent {
         serde_json::from_value(v).map_err(|e| FabricError::Protocol(e.to_string()))
     }
 
-    async fn upload(&self, sha: &str) -> Result<(), FabricError> {
+    /// Copies our binary to its place, checked by its SHA-256 there.
+    pub async fn install(&self, sha: &str) -> Result<(), FabricError> {
         let name = &self.conn.server.name;
         let exe = std::fs::read("/proc/self/exe").map_err(|e| FabricError::Agent(format!("cannot read our own binary: {e}")))?;
         let dir = self.path.rsplit_once('/').map(|(d, _)| d).unwrap_or(".");

@@ -13,7 +13,7 @@
 use super::config::Server;
 use super::exec::{self, Ran};
 use super::remote;
-use super::ssh::quote;
+use super::ssh::{self, quote};
 use super::FabricError;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -59,6 +59,34 @@ pub struct Job {
     pub arity: usize,
     /// The hosts of the head's share, each as the manager reaches it.
     pub hosts: Vec<Server>,
+    /// The manager's SHA-256: the head's copy relays only if it is this
+    /// build (a copy found by its name is checked, not trusted).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Where the head's agent keeps checksums (its state directory's
+    /// cache): the copy's own is then read once, not at every relay.
+    #[serde(default)]
+    pub cache: Option<String>,
+}
+
+/// `mln fabric relay`'s exit status when its binary is not the manager's
+/// build: nothing was run, the manager copies its own and asks again.
+pub const NOT_OURS: u8 = 98;
+/// The head's shell's exit status when there is no copy of mln to run.
+const ABSENT: u32 = 97;
+
+/// Whether this process is the build that sent `job`.
+pub fn ours(job: &Job) -> Result<(), String> {
+    let Some(want) = &job.sha256 else { return Ok(()) };
+    let have = match &job.cache {
+        Some(c) => super::agent::own_sum(std::path::Path::new(c))?,
+        None => super::agent::self_sha256()?,
+    };
+    if &have == want {
+        Ok(())
+    } else {
+        Err(format!("this mln is {have}, the manager's is {want}"))
+    }
 }
 
 /// One host's answer as a head sends it up.
@@ -118,7 +146,18 @@ async fn subtree(group: Vec<Server>, cmd: String, window: usize, limit: Option<D
     }
     let head = group[0].clone();
     let rest: Vec<Server> = group[1..].to_vec();
-    let agent = match remote::attach(&head).await {
+    // Our checksum (read once per process) while the handshake waits on
+    // the network.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(super::agent::self_sha256());
+    });
+    let attached = async {
+        let conn = ssh::connect(&head).await?;
+        let sha = rx.await.map_err(|_| FabricError::Agent("internal error: our checksum was not computed".into()))?.map_err(FabricError::Agent)?;
+        Ok::<_, FabricError>((remote::Agent::unchecked(conn, &sha), sha))
+    };
+    let (agent, sha) = match attached.await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!("{}: cannot relay through it ({e}); reaching its {} hosts from here", head.name, rest.len());
@@ -142,8 +181,29 @@ async fn subtree(group: Vec<Server>, cmd: String, window: usize, limit: Option<D
             .map_err(|e| e.to_string());
         Ran { host: head.name.clone(), result }
     };
-    let job = Job { cmd: cmd.clone(), window, limit_secs: limit.map(|l| l.as_secs()), arity, hosts: rest.clone() };
-    let (own, relayed) = tokio::join!(own, relay(&agent, &job));
+    let job = Job {
+        cmd: cmd.clone(),
+        window,
+        limit_secs: limit.map(|l| l.as_secs()),
+        arity,
+        hosts: rest.clone(),
+        sha256: Some(sha.clone()),
+        cache: Some(format!("{}/cache", head.state_dir)),
+    };
+    // The relay is started at once on the copy named by our checksum, and
+    // checks it there: no round trip and no agent start before it, which
+    // the managing machine pays for every head, on its own link, before
+    // the head's share starts. Only a head without our copy gets it first.
+    let relayed = async {
+        match relay(&agent, &job).await {
+            Err(Relay::Absent) => {
+                agent.install(&sha).await?;
+                relay(&agent, &job).await.map_err(FabricError::from)
+            }
+            r => r.map_err(FabricError::from),
+        }
+    };
+    let (own, relayed) = tokio::join!(own, relayed);
     agent.conn.close().await;
     let mut out = vec![own];
     match relayed {
@@ -160,19 +220,47 @@ async fn subtree(group: Vec<Server>, cmd: String, window: usize, limit: Option<D
     out
 }
 
+/// Why a relay did not answer.
+enum Relay {
+    /// The head has no copy of this build (or a damaged one): nothing ran.
+    Absent,
+    Failed(FabricError),
+}
+
+impl From<FabricError> for Relay {
+    fn from(e: FabricError) -> Relay {
+        Relay::Failed(e)
+    }
+}
+
+impl From<Relay> for FabricError {
+    fn from(r: Relay) -> FabricError {
+        match r {
+            Relay::Absent => FabricError::Agent("the copy of mln just installed is not found, or is not ours".into()),
+            Relay::Failed(e) => e,
+        }
+    }
+}
+
 /// Asks the head's mln to do `job`; its answers, in the job's order.
-async fn relay(agent: &remote::Agent, job: &Job) -> Result<Vec<Answer>, FabricError> {
+async fn relay(agent: &remote::Agent, job: &Job) -> Result<Vec<Answer>, Relay> {
     let input = serde_json::to_vec(job).map_err(|e| FabricError::Protocol(e.to_string()))?;
-    let command = format!("{} fabric relay", quote(agent.path()));
+    let p = quote(agent.path());
+    // Without a copy the job is read anyway: it is sent at once, and a
+    // channel closed under it would be a failure, not an absence.
+    let command = format!("if [ -x {p} ]; then exec {p} fabric relay; fi; cat >/dev/null; exit {ABSENT}");
     let out = agent.conn.exec(&command, &input).await?;
+    if out.status == Some(ABSENT) || out.status == Some(u32::from(NOT_OURS)) {
+        return Err(Relay::Absent);
+    }
     if out.status != Some(0) {
-        return Err(FabricError::Remote(crate::machine::MachineError::Failed(format!(
+        return Err(Relay::Failed(FabricError::Remote(crate::machine::MachineError::Failed(format!(
             "`mln fabric relay` exited with {:?}: {}",
             out.status,
             crate::term::escape_lines(String::from_utf8_lossy(&out.stderr).trim())
-        ))));
+        )))));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| FabricError::Protocol(format!("{}: unreadable relay answer: {e}", agent.name())))
+    serde_json::from_slice(&out.stdout).map_err(|e| Relay::Failed(FabricError::Protocol(format!("{}: unreadable relay answer: {e}", agent.name()))))
 }
 
 /// The head's side (`mln fabric relay`): the job's hosts, reached from here.
@@ -235,6 +323,26 @@ mod tests {
     }
 
     #[test]
+    fn a_relay_runs_only_as_the_build_that_sent_the_job() {
+        let job = |sha: Option<String>, cache: Option<String>| Job { cmd: "true".into(), window: 1, limit_secs: None, arity: 2, hosts: Vec::new(), sha256: sha, cache };
+        let me = crate::fabric::agent::self_sha256().unwrap();
+        assert_eq!(ours(&job(Some(me.clone()), None)), Ok(()));
+        // Through the checksum cache too, the second time from the cache.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Some(dir.path().join("cache").display().to_string());
+        assert_eq!(ours(&job(Some(me.clone()), cache.clone())), Ok(()));
+        assert_eq!(ours(&job(Some(me), cache.clone())), Ok(()));
+        let other = "0".repeat(64);
+        assert!(ours(&job(Some(other.clone()), cache)).unwrap_err().contains(&other));
+        // A job from a manager that does not say (an older one): relayed.
+        assert_eq!(ours(&job(None, None)), Ok(()));
+        // Such a job reads back too.
+        let old = r#"{"cmd":"true","window":1,"limit_secs":null,"arity":2,"hosts":[]}"#;
+        let back: Job = serde_json::from_str(old).unwrap();
+        assert_eq!((back.sha256, back.cache), (None, None));
+    }
+
+    #[test]
     fn a_job_names_every_host_of_the_share_and_reads_back() {
         let s = Server {
             name: "h7".into(),
@@ -253,7 +361,7 @@ mod tests {
             vcpus: None,
             connect_timeout: 10,
         };
-        let job = Job { cmd: "uname -r".into(), window: 8, limit_secs: Some(5), arity: 4, hosts: vec![s.clone()] };
+        let job = Job { cmd: "uname -r".into(), window: 8, limit_secs: Some(5), arity: 4, hosts: vec![s.clone()], sha256: None, cache: None };
         let back: Job = serde_json::from_slice(&serde_json::to_vec(&job).unwrap()).unwrap();
         assert_eq!(back.hosts[0], s);
         let got = back.hosts[0].clone();

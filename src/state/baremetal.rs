@@ -94,7 +94,7 @@ impl State {
     /// Records steps (one transaction).
     pub fn record_steps(&self, steps: &[StepRecord]) -> Result<(), StateError> {
         let mut db = self.db();
-        let tx = db.transaction().map_err(super::error::db("record steps"))?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(super::error::db("record steps"))?;
         for s in steps {
             tx.execute(
                 "INSERT INTO deploy_steps (at, project, host, deployment, step, variant, retries, duration_ms, ok, reason, power_level, power_driver)

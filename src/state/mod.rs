@@ -95,7 +95,12 @@ impl State {
         // Several mln processes may use one database (different projects):
         // wait for each other's writes instead of failing.
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db("busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db("WAL"))?;
+        // WAL: readers never wait for a writer. Switching to it writes the
+        // database header, so only a database not in WAL yet is switched.
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db("WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(db("WAL"))?;
+        }
         schema::migrate(&mut conn)?;
         Ok(State { dir, db: Mutex::new(conn) })
     }
@@ -152,6 +157,18 @@ impl State {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` in a transaction that holds the write lock from its start
+    /// (`BEGIN IMMEDIATE`), so it waits for other writers under the busy
+    /// timeout instead of failing with "database is locked" when a read
+    /// lock taken first cannot be upgraded (see [`schema::migrate`]).
+    fn write<T>(&self, what: &'static str, f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>) -> Result<T, StateError> {
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(error::db(what))?;
+        let out = f(&tx).map_err(error::db(what))?;
+        tx.commit().map_err(error::db(what))?;
+        Ok(out)
+    }
+
     pub fn project(&self, name: &str) -> Result<Option<ProjectRecord>, StateError> {
         let row = self
             .db()
@@ -206,17 +223,16 @@ impl State {
     /// Records where hosts are and how far their build got (one
     /// transaction).
     pub fn record_hosts(&self, project: &str, hosts: &[HostRecord]) -> Result<(), StateError> {
-        let mut db = self.db();
-        let tx = db.transaction().map_err(error::db("record hosts"))?;
-        for h in hosts {
-            tx.execute(
-                "INSERT INTO hosts (project, host, place, phase) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(project, host) DO UPDATE SET place = ?3, phase = ?4",
-                params![project, h.host, h.place.as_deref().unwrap_or(""), h.phase.as_str()],
-            )
-            .map_err(error::db("record hosts"))?;
-        }
-        tx.commit().map_err(error::db("record hosts"))
+        self.write("record hosts", |tx| {
+            for h in hosts {
+                tx.execute(
+                    "INSERT INTO hosts (project, host, place, phase) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(project, host) DO UPDATE SET place = ?3, phase = ?4",
+                    params![project, h.host, h.place.as_deref().unwrap_or(""), h.phase.as_str()],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// The hosts recorded for a project, by name.
@@ -244,16 +260,12 @@ impl State {
 
     /// Records several resources in one transaction (one sync, not many).
     pub fn record_all(&self, project: &str, rs: &[Resource]) -> Result<(), StateError> {
-        let mut db = self.db();
-        let tx = db.transaction().map_err(error::db("record resources"))?;
-        for r in rs {
-            tx.execute(
-                "INSERT OR IGNORE INTO resources (project, host, kind, ident) VALUES (?1, ?2, ?3, ?4)",
-                params![project, r.host, r.kind.as_str(), r.ident],
-            )
-            .map_err(error::db("record resources"))?;
-        }
-        tx.commit().map_err(error::db("record resources"))
+        self.write("record resources", |tx| {
+            for r in rs {
+                tx.execute("INSERT OR IGNORE INTO resources (project, host, kind, ident) VALUES (?1, ?2, ?3, ?4)", params![project, r.host, r.kind.as_str(), r.ident])?;
+            }
+            Ok(())
+        })
     }
 
     /// Whether this exact resource is recorded for the project.
@@ -299,19 +311,21 @@ impl State {
 
     /// Forgets these hosts of a project (removed by an upgrade).
     pub fn forget_hosts(&self, project: &str, hosts: &[String]) -> Result<(), StateError> {
-        let db = self.db();
-        for h in hosts {
-            db.execute("DELETE FROM hosts WHERE project = ?1 AND host = ?2", params![project, h]).map_err(error::db("forget hosts"))?;
-        }
-        Ok(())
+        self.write("forget hosts", |tx| {
+            for h in hosts {
+                tx.execute("DELETE FROM hosts WHERE project = ?1 AND host = ?2", params![project, h])?;
+            }
+            Ok(())
+        })
     }
 
     pub fn forget_project(&self, project: &str) -> Result<(), StateError> {
-        let db = self.db();
-        db.execute("DELETE FROM resources WHERE project = ?1", [project]).map_err(error::db("forget"))?;
-        db.execute("DELETE FROM hosts WHERE project = ?1", [project]).map_err(error::db("forget"))?;
-        db.execute("DELETE FROM projects WHERE name = ?1", [project]).map_err(error::db("forget"))?;
-        Ok(())
+        self.write("forget", |tx| {
+            tx.execute("DELETE FROM resources WHERE project = ?1", [project])?;
+            tx.execute("DELETE FROM hosts WHERE project = ?1", [project])?;
+            tx.execute("DELETE FROM projects WHERE name = ?1", [project])?;
+            Ok(())
+        })
     }
 
     pub fn journal(&self, project: &str, op: &str, host: Option<&str>, ok: bool, message: &str) {
@@ -360,6 +374,48 @@ mod tests {
         s.forget_project("p").unwrap();
         assert!(s.project("p").unwrap().is_none());
         assert!(s.resources("p").unwrap().is_empty());
+    }
+
+    /// What several `mln ssh`/`mln exec` at once do to one state: open it
+    /// (fresh, then existing), read and write short transactions. Each
+    /// thread has its own connection, as each process has; SQLite locks
+    /// them against each other as it does processes. Every one succeeds.
+    #[test]
+    fn many_at_once_on_one_state_all_succeed() {
+        for fresh in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            if !fresh {
+                drop(State::open(dir.path()).unwrap());
+            }
+            let n = 8;
+            let start = std::sync::Barrier::new(n);
+            let errors: Vec<String> = std::thread::scope(|sc| {
+                let workers: Vec<_> = (0..n)
+                    .map(|i| {
+                        let (start, dir) = (&start, dir.path());
+                        sc.spawn(move || -> Result<(), StateError> {
+                            start.wait();
+                            let s = State::open(dir)?;
+                            let name = format!("p{i}");
+                            for round in 0..20 {
+                                s.save_project(&record(&name))?;
+                                let _ = s.projects()?;
+                                s.record_all(&name, &[Resource { host: "a".into(), kind: ResourceKind::Domain, ident: format!("a{round}.{name}") }])?;
+                                s.record_hosts(&name, &[HostRecord { host: "a".into(), place: None, phase: Phase::Built }])?;
+                                s.set_phase(&name, Phase::Built)?;
+                                s.journal(&name, "ssh", Some("a"), true, "x");
+                            }
+                            s.forget_project(&name)
+                        })
+                    })
+                    .collect();
+                workers.into_iter().filter_map(|w| w.join().unwrap().err()).map(|e| e.to_string()).collect()
+            });
+            assert!(errors.is_empty(), "fresh state: {fresh}: {errors:?}");
+            let s = State::open(dir.path()).unwrap();
+            assert!(s.project_names().unwrap().is_empty());
+            assert_eq!(s.journal_of("p3").unwrap().len(), 20, "no write was lost");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! before the schema had a version (tests/fixtures/state-v0.sql).
 
 use super::error::{db, StateError};
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 pub const VERSION: i64 = 3;
 
@@ -102,12 +102,30 @@ ALTER TABLE deploy_steps ADD COLUMN power_level TEXT NOT NULL DEFAULT '';
 ALTER TABLE deploy_steps ADD COLUMN power_driver TEXT NOT NULL DEFAULT '';
 ";
 
-/// Brings the database to [`VERSION`], in one transaction.
+/// Brings the database to [`VERSION`], in one transaction. A database
+/// already there is only read: every `mln` opens it, often several at once
+/// (`mln ssh` beside `mln exec`), and a write on each open would make them
+/// queue for nothing. A migration takes the write lock first (`BEGIN
+/// IMMEDIATE`) and reads the version again under it: a deferred
+/// transaction that reads and then writes must upgrade its read lock, and
+/// when another process writes in between SQLite answers "database is
+/// locked" at once, without waiting out the busy timeout.
 pub fn migrate(conn: &mut Connection) -> Result<(), StateError> {
-    let tx = conn.transaction().map_err(db("migrate"))?;
-    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db("schema version"))?;
+    let version = |c: &Connection| -> Result<i64, StateError> { c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db("schema version")) };
+    let found = version(conn)?;
     if found > VERSION {
         return Err(StateError::TooNew { found, known: VERSION });
+    }
+    if found == VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("migrate"))?;
+    let found = version(&tx)?;
+    if found > VERSION {
+        return Err(StateError::TooNew { found, known: VERSION });
+    }
+    if found == VERSION {
+        return Ok(());
     }
     if found < 1 {
         tx.execute_batch(V0).map_err(db("schema"))?;

@@ -10,6 +10,7 @@
 use super::error::TemplateError;
 use super::manifest::{self, Manifest};
 use super::recipe::{self, Loaded};
+use super::scratch;
 use super::tools::{self, DPKG_QUERY, MKE2FS, MMDEBSTRAP, QEMU_IMG};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -80,74 +81,45 @@ pub fn build(req: &Request, note: &mut dyn FnMut(&str)) -> Result<Built, Templat
     let started = Instant::now();
     let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(req.templates).map_err(TemplateError::io("create a directory in", req.templates))?;
     let root = tmp.path().join("root");
-    let archives = root.join("var/cache/apt/archives");
-    std::fs::create_dir_all(archives.join("partial")).map_err(TemplateError::io("create", &archives))?;
+    std::fs::create_dir(&root).map_err(TemplateError::io("create", &root))?;
     let cache = req.cache.join(format!("{}-{}", r.distribution, r.suite));
     std::fs::create_dir_all(&cache).map_err(TemplateError::io("create", &cache))?;
-    let placed = link_debs(&cache, &archives)?;
-    let cached = placed.len();
-    stage(&root, r)?;
-    let mut steps = Vec::new();
+    let cache_bytes: u64 = debs(&cache)?.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let tmpfs = scratch::tmpfs_bytes(size, cache_bytes);
+    let job = Job { req, mirror: &mirror, out: tmp.path(), root: &root, cache: &cache, size };
 
-    note(&format!("mmdebstrap {} ({} packages asked, {cached} in the cache)", r.suite, r.packages.len()));
-    let t = Instant::now();
-    let include = format!("--include={}", r.packages.join(","));
-    let hook = format!("--customize-hook={HOOK}");
-    let components = format!("--components={}", r.components.join(","));
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("--mode=root"),
-        OsStr::new("--variant=apt"),
-        OsStr::new("--format=directory"),
-        // The root directory exists already: it holds the cached packages
-        // and the staged recipe.
-        OsStr::new("--skip=check/empty"),
-        // Keep every downloaded package for the cache.
-        OsStr::new("--skip=essential/unlink"),
-        OsStr::new("--skip=cleanup/apt/cache"),
-        OsStr::new("--aptopt=APT::Install-Recommends \"false\""),
-        OsStr::new(&components),
-        OsStr::new(&include),
-        OsStr::new(&hook),
-    ];
-    if r.slim {
-        args.extend(SLIM.iter().map(OsStr::new));
-    }
-    args.extend([OsStr::new(&r.suite), root.as_os_str(), OsStr::new(&mirror)]);
-    let ran = tools::run_phased(MMDEBSTRAP, &args)?;
-    if !ran.ran.ok {
-        return Err(classify(&ran.ran.output, &r.suite, &mirror));
-    }
-    steps.push(("mmdebstrap".to_string(), t.elapsed().as_secs_f64()));
-    // Where mmdebstrap's time went, phase by phase (book/src/benchmarks.md
-    // compares them with the bare sequence's).
-    steps.extend(ran.phases.into_iter().filter(|(_, s)| *s >= 0.05).map(|(n, s)| (format!("mmdebstrap: {n}"), s)));
-
-    let t = Instant::now();
-    let downloaded = keep_debs(&archives, &cache, &placed)?;
-    remove_all(&root.join(STAGE))?;
-    let packages = installed(&root)?;
-    let (vmlinuz, initrd) = kernel(&root)?;
-    let out = tmp.path();
-    let cmdline = format!("root=/dev/vda rw {}", r.cmdline.trim());
-    std::fs::write(out.join("cmdline"), format!("{cmdline}\n")).map_err(TemplateError::io("write", out.join("cmdline")))?;
-    steps.push(("cache and package list".to_string(), t.elapsed().as_secs_f64()));
-
-    note(&format!("mke2fs -d ({} MiB)", size >> 20));
-    let t = Instant::now();
-    let raw = out.join("root.img");
-    let kib = format!("{}k", size >> 10);
-    tools::must(
-        MKE2FS,
-        &[OsStr::new("-q"), OsStr::new("-F"), OsStr::new("-t"), OsStr::new("ext4"), OsStr::new("-L"), OsStr::new("mln-root"), OsStr::new("-d"), root.as_os_str(), raw.as_os_str(), OsStr::new(&kib)],
-    )?;
-    steps.push(("mke2fs".to_string(), t.elapsed().as_secs_f64()));
-
-    // The image holds the root now: the kernel pair moves out of it (no
-    // copy), and the rest is deleted beside qemu-img and the hashing.
-    std::fs::rename(&vmlinuz, out.join("vmlinuz")).map_err(TemplateError::io("move", &vmlinuz))?;
-    std::fs::rename(&initrd, out.join("initrd.img")).map_err(TemplateError::io("move", &initrd))?;
-    note("qemu-img convert to qcow2");
-    let files = convert_and_hash(out, &root, &raw, &mut steps)?;
+    // The build runs on a thread of its own, which may give itself a mount
+    // namespace for the tmpfs (see scratch.rs); its notes come back here.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let built = std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let say = |m: String| drop(tx.send(m));
+            let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+            let place = match scratch::choose(&meminfo, tmpfs).and_then(|()| scratch::mount_tmpfs(job.root, tmpfs)) {
+                Ok(()) => {
+                    say(format!("scratch root in memory (a tmpfs of at most {} MiB)", tmpfs >> 20));
+                    scratch::Place::Memory
+                }
+                Err(why) => {
+                    say(format!("scratch root on disk ({why})"));
+                    scratch::Place::Disk
+                }
+            };
+            let done = job.run(place, &say);
+            if place == scratch::Place::Memory {
+                // Unmounting frees the whole root at once; the empty mount
+                // point must not go into the template.
+                scratch::unmount(job.root);
+                let _ = std::fs::remove_dir(job.root);
+            }
+            done
+        });
+        for m in rx {
+            note(&m);
+        }
+        worker.join().unwrap_or_else(|_| Err(TemplateError::Tool { tool: "mln", output: "the build's thread panicked".into() }))
+    });
+    let Made { steps, packages, cmdline, cached, downloaded, files, place } = built?;
 
     let t = Instant::now();
     let mut m = Manifest {
@@ -165,29 +137,138 @@ pub fn build(req: &Request, note: &mut dyn FnMut(&str)) -> Result<Built, Templat
         packages,
         files,
         steps,
+        scratch: Some(place),
         seconds: 0.0,
     };
     m.steps.push(("manifest".to_string(), t.elapsed().as_secs_f64()));
     m.seconds = started.elapsed().as_secs_f64();
-    manifest::write(&m, &out.join("manifest.json"))?;
-    place(tmp, &dest)?;
+    manifest::write(&m, &tmp.path().join("manifest.json"))?;
+    place_dir(tmp, &dest)?;
     Ok(Built { name, dir: dest, manifest: m })
+}
+
+/// What the build's thread hands back for the manifest.
+struct Made {
+    steps: Vec<(String, f64)>,
+    packages: Vec<(String, String)>,
+    cmdline: String,
+    cached: usize,
+    downloaded: usize,
+    files: Vec<manifest::FileEntry>,
+    place: scratch::Place,
+}
+
+/// One build's inputs and its directories: `out` is the temporary
+/// template directory, `root` the scratch root inside it.
+struct Job<'a> {
+    req: &'a Request<'a>,
+    mirror: &'a str,
+    out: &'a Path,
+    root: &'a Path,
+    cache: &'a Path,
+    size: u64,
+}
+
+impl Job<'_> {
+    fn run(&self, place: scratch::Place, note: &dyn Fn(String)) -> Result<Made, TemplateError> {
+        let (r, root, out, mirror) = (&self.req.recipe.recipe, self.root, self.out, self.mirror);
+        let archives = root.join("var/cache/apt/archives");
+        std::fs::create_dir_all(archives.join("partial")).map_err(TemplateError::io("create", &archives))?;
+        let placed = link_debs(self.cache, &archives)?;
+        let cached = placed.len();
+        stage(root, r)?;
+        let mut steps = Vec::new();
+
+        note(format!("mmdebstrap {} ({} packages asked, {cached} in the cache)", r.suite, r.packages.len()));
+        let t = Instant::now();
+        let include = format!("--include={}", r.packages.join(","));
+        let hook = format!("--customize-hook={HOOK}");
+        let components = format!("--components={}", r.components.join(","));
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("--mode=root"),
+            OsStr::new("--variant=apt"),
+            OsStr::new("--format=directory"),
+            // The root directory exists already: it holds the cached
+            // packages and the staged recipe.
+            OsStr::new("--skip=check/empty"),
+            // Keep every downloaded package for the cache.
+            OsStr::new("--skip=essential/unlink"),
+            OsStr::new("--skip=cleanup/apt/cache"),
+            OsStr::new("--aptopt=APT::Install-Recommends \"false\""),
+            OsStr::new(&components),
+            OsStr::new(&include),
+            OsStr::new(&hook),
+        ];
+        if r.slim {
+            args.extend(SLIM.iter().map(OsStr::new));
+        }
+        args.extend([OsStr::new(&r.suite), root.as_os_str(), OsStr::new(mirror)]);
+        let ran = tools::run_phased(MMDEBSTRAP, &args)?;
+        if !ran.ran.ok {
+            return Err(classify(&ran.ran.output, &r.suite, mirror));
+        }
+        steps.push(("mmdebstrap".to_string(), t.elapsed().as_secs_f64()));
+        // Where mmdebstrap's time went, phase by phase
+        // (book/src/benchmarks.md compares them with the bare sequence's).
+        steps.extend(ran.phases.into_iter().filter(|(_, s)| *s >= 0.05).map(|(n, s)| (format!("mmdebstrap: {n}"), s)));
+
+        let t = Instant::now();
+        let downloaded = keep_debs(&archives, self.cache, &placed)?;
+        remove_all(&root.join(STAGE))?;
+        let packages = installed(root)?;
+        let (vmlinuz, initrd) = kernel(root)?;
+        let cmdline = format!("root=/dev/vda rw {}", r.cmdline.trim());
+        std::fs::write(out.join("cmdline"), format!("{cmdline}\n")).map_err(TemplateError::io("write", out.join("cmdline")))?;
+        steps.push(("cache and package list".to_string(), t.elapsed().as_secs_f64()));
+
+        note(format!("mke2fs -d ({} MiB)", self.size >> 20));
+        let t = Instant::now();
+        let raw = out.join("root.img");
+        let kib = format!("{}k", self.size >> 10);
+        tools::must(
+            MKE2FS,
+            &[OsStr::new("-q"), OsStr::new("-F"), OsStr::new("-t"), OsStr::new("ext4"), OsStr::new("-L"), OsStr::new("mln-root"), OsStr::new("-d"), root.as_os_str(), raw.as_os_str(), OsStr::new(&kib)],
+        )?;
+        steps.push(("mke2fs".to_string(), t.elapsed().as_secs_f64()));
+
+        // The image holds the root now: the kernel pair moves out of it
+        // (a rename on disk, a copy out of the tmpfs), and the rest is
+        // deleted beside qemu-img and the hashing.
+        move_file(&vmlinuz, &out.join("vmlinuz"))?;
+        move_file(&initrd, &out.join("initrd.img"))?;
+        note("qemu-img convert to qcow2".into());
+        let sweep = (place == scratch::Place::Disk).then_some(root);
+        let files = convert_and_hash(out, sweep, &raw, &mut steps)?;
+        Ok(Made { steps, packages, cmdline, cached, downloaded, files, place })
+    }
+}
+
+/// A rename, or a copy and a removal across file systems (out of the
+/// tmpfs).
+fn move_file(from: &Path, to: &Path) -> Result<(), TemplateError> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            std::fs::copy(from, to).map_err(TemplateError::io("copy", from))?;
+            std::fs::remove_file(from).map_err(TemplateError::io("remove", from))
+        }
+        r => r.map_err(TemplateError::io("move", from)),
+    }
 }
 
 /// The template's files, hashed in the manifest.
 const FILES: &[&str] = &["vmlinuz", "initrd.img", "cmdline", "disk.qcow2"];
 
 /// `qemu-img convert` of the raw image into `out/disk.qcow2`, then the
-/// hashes of the template's files, while the root (in the image now) is
-/// deleted beside both and the raw image beside the hashing: the deletions
+/// hashes of the template's files, while the root (in the image now; None
+/// when it is a tmpfs, which unmounting frees) is deleted beside both and the raw image beside the hashing: the deletions
 /// are mln's cleanup, which the bare tools leave to their user. Every
 /// thread is joined before an error returns (the scope does it), so the
 /// temporary directory's own removal never races them; the root is gone
 /// before the rename into place. Each part's seconds go into `steps`.
-fn convert_and_hash(out: &Path, root: &Path, raw: &Path, steps: &mut Vec<(String, f64)>) -> Result<Vec<manifest::FileEntry>, TemplateError> {
+fn convert_and_hash(out: &Path, root: Option<&Path>, raw: &Path, steps: &mut Vec<(String, f64)>) -> Result<Vec<manifest::FileEntry>, TemplateError> {
     let died = |what: &Path| TemplateError::Tool { tool: "remove", output: format!("removing {} failed", what.display()) };
     std::thread::scope(|s| {
-        let sweep = s.spawn(|| remove_all(root));
+        let sweep = s.spawn(|| root.map_or(Ok(()), remove_all));
         let t = Instant::now();
         let qcow2 = out.join("disk.qcow2");
         let converted = tools::must(QEMU_IMG, &[OsStr::new("convert"), OsStr::new("-q"), OsStr::new("-f"), OsStr::new("raw"), OsStr::new("-O"), OsStr::new("qcow2"), raw.as_os_str(), qcow2.as_os_str()]);
@@ -201,7 +282,7 @@ fn convert_and_hash(out: &Path, root: &Path, raw: &Path, steps: &mut Vec<(String
             files.and_then(|f| unlinked.map(|()| f))
         });
         let t = Instant::now();
-        let swept = sweep.join().unwrap_or_else(|_| Err(died(root)));
+        let swept = sweep.join().unwrap_or_else(|_| Err(died(root.unwrap_or(out))));
         steps.push(("removing the root, beyond the above".to_string(), t.elapsed().as_secs_f64()));
         let files = files?;
         swept?;
@@ -387,7 +468,7 @@ fn remove_all(p: &Path) -> Result<(), TemplateError> {
 
 /// Renames the finished directory into place; one that was there is moved
 /// aside first and removed only once the new one stands.
-pub(super) fn place(tmp: tempfile::TempDir, dest: &Path) -> Result<(), TemplateError> {
+pub(super) fn place_dir(tmp: tempfile::TempDir, dest: &Path) -> Result<(), TemplateError> {
     let parent = dest.parent().expect("a template is inside the templates directory");
     let aside = if std::fs::symlink_metadata(dest).is_ok() {
         let a = parent.join(format!(".old-{}-{}", std::process::id(), dest.file_name().and_then(|n| n.to_str()).unwrap_or("t")));
@@ -477,7 +558,7 @@ mod tests {
         }
         std::fs::write(&raw, vec![7u8; 1 << 20]).unwrap();
         let mut steps = Vec::new();
-        let files = convert_and_hash(&out, &root, &raw, &mut steps).unwrap();
+        let files = convert_and_hash(&out, Some(&root), &raw, &mut steps).unwrap();
         assert_eq!(files.iter().map(|f| f.file.as_str()).collect::<Vec<_>>(), FILES);
         let disk = &files[3];
         assert_eq!(disk.sha256, manifest::sha256_hex(&std::fs::read(out.join("disk.qcow2")).unwrap()));
@@ -486,7 +567,7 @@ mod tests {
         // qemu-img fails (no raw image): the error is its, and the root
         // is still deleted before it returns.
         std::fs::create_dir_all(root.join("etc")).unwrap();
-        let e = convert_and_hash(&out, &root, &raw, &mut steps).unwrap_err();
+        let e = convert_and_hash(&out, Some(&root), &raw, &mut steps).unwrap_err();
         assert!(matches!(e, TemplateError::Tool { tool: "qemu-img", .. }), "{e}");
         assert!(!root.exists());
     }
@@ -499,7 +580,7 @@ mod tests {
         std::fs::write(dest.join("old"), b"o").unwrap();
         let tmp = tempfile::Builder::new().prefix(".build-").tempdir_in(d.path()).unwrap();
         std::fs::write(tmp.path().join("new"), b"n").unwrap();
-        place(tmp, &dest).unwrap();
+        place_dir(tmp, &dest).unwrap();
         let names: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(names, ["t"]);
         assert!(dest.join("new").exists() && !dest.join("old").exists());

@@ -27,6 +27,10 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
     /// Each step's wall time, seconds.
     pub steps: Vec<(String, f64)>,
+    /// Where the scratch root was (memory or disk); absent in manifests
+    /// of builds before mln chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<super::scratch::Place>,
     pub seconds: f64,
 }
 

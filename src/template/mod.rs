@@ -10,6 +10,7 @@ pub mod export;
 pub mod manifest;
 pub mod mirror;
 pub mod recipe;
+pub mod scratch;
 pub mod store;
 pub mod tools;
 pub mod tuning;

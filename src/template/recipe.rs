@@ -65,7 +65,7 @@ fn default_components() -> Vec<String> {
 }
 
 fn default_cmdline() -> String {
-    "console=ttyS0 quiet".into()
+    "console=ttyS0 quiet no_timer_check".into()
 }
 
 /// A recipe and the exact text it was read from (hashed into the manifest).

@@ -69,15 +69,15 @@ impl Power {
         Ok((t, via))
     }
 
-    /// A power action, and which driver did it.
-    pub fn act_via(&self, node: &str, spec: &NodeSpec, action: PowerAction) -> Result<PowerVia, PowerError> {
-        self.escalate(node, spec, |d, s| d.act(node, s, action)).map(|((), via)| via)
-    }
 }
 
 impl PowerDriver for Power {
     fn act(&self, node: &str, spec: &NodeSpec, action: PowerAction) -> Result<(), PowerError> {
         self.act_via(node, spec, action).map(drop)
+    }
+
+    fn act_via(&self, node: &str, spec: &NodeSpec, action: PowerAction) -> Result<PowerVia, PowerError> {
+        self.escalate(node, spec, |d, s| d.act(node, s, action)).map(|((), via)| via)
     }
 
     fn status(&self, node: &str, spec: &NodeSpec) -> Result<PowerReading, PowerError> {
