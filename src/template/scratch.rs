@@ -32,7 +32,7 @@ const FETCH: u64 = 512 << 20;
 /// The tmpfs's size: whatever fits the image fits the root, plus the
 /// packages apt keeps in it while it works.
 pub fn tmpfs_bytes(image: u64, cached_debs: u64) -> u64 {
-    image + cached_debs + FETCH
+    image.saturating_add(cached_debs).saturating_add(FETCH)
 }
 
 /// Memory if `MemAvailable` covers the tmpfs's limit and [`SPARE`] besides
@@ -46,7 +46,7 @@ pub fn choose(meminfo: &str, tmpfs: u64) -> Result<(), String> {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|kib| kib << 10)
         .ok_or("no MemAvailable in /proc/meminfo")?;
-    let need = tmpfs + SPARE;
+    let need = tmpfs.saturating_add(SPARE);
     if avail >= need {
         Ok(())
     } else {
@@ -102,6 +102,8 @@ mod tests {
         assert!(e.contains("2929 MiB of memory available") && e.contains("3684 MiB needed"), "{e}");
         assert!(choose("MemAvailable: 23000000 kB\n", t).is_ok());
         assert!(choose("MemFree: 1 kB\n", t).is_err());
+        // A recipe's size is checked to fit u64, not to leave room for the rest.
+        assert!(choose(info, tmpfs_bytes(u64::MAX, 1 << 30)).is_err());
     }
 
     /// The tmpfs is seen by the thread that mounted it (and its children),
