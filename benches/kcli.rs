@@ -386,7 +386,8 @@ impl Bench {
                                     .arg("true")
                                     .env_remove("SSH_AUTH_SOCK")
                                     .output(),
-                                _ => self.mln(tool).args(["ssh", "-p", name, "-h", &format!("node0{i}"), "--wait", "600", "--", "true"]).output(),
+                                // The same as kcli's side: the key accepted, not cloud-init done.
+                                _ => self.mln(tool).args(["ssh", "-p", name, "-h", &format!("node0{i}"), "--wait", "600", "--until", "login", "--", "true"]).output(),
                             }
                             .is_ok_and(|o| o.status.success());
                             if ok {

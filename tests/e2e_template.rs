@@ -185,15 +185,36 @@ fn logins(m: &Mln) {
     let out = m.run(&["ssh", "-p", PROJECT, "-h", "node01", "-l", "student", "--", "id -un; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "student");
+    // node02: first only its login (mln's early unit: before cloud-init),
+    // then the wait a script needs, which returns once cloud-init is done.
+    m.ok(&["ssh", "-p", PROJECT, "-h", "node02", "--wait", "300", "--until", "login", "--", "true"]);
     m.ok(&["ssh", "-p", PROJECT, "-h", "node02", "--wait", "300", "--", "true"]);
-    // sshd is ordered after cloud-init's local stage, and started after it
-    // wrote root's authorized keys: a login never meets a guest that
-    // listens without the project key (tuning.rs, the ssh drop-in).
-    let out = m.ok(&["ssh", "-p", PROJECT, "-h", "node01", "--", "systemctl show -p After --value ssh.service; stat -c %Y /root/.ssh/authorized_keys; date -d \"$(systemctl show -p ExecMainStartTimestamp --value ssh.service)\" +%s"]);
-    let lines: Vec<&str> = out.lines().collect();
-    assert!(lines.len() == 3 && lines[0].split_whitespace().any(|u| u == "cloud-init-local.service"), "{out}");
-    let (keys, sshd): (u64, u64) = (lines[1].trim().parse().unwrap(), lines[2].trim().parse().unwrap());
-    assert!(keys <= sshd, "sshd started before root's authorized_keys was written: {out}");
+    let done = m.ok(&["ssh", "-p", PROJECT, "-h", "node02", "--", "test -e /run/cloud-init/result.json && echo DONE; systemctl is-failed networking.service"]);
+    assert_eq!(done.split_whitespace().collect::<Vec<_>>(), ["DONE", "active"], "--wait returned before cloud-init was done, or ifupdown failed on the links the early unit set up");
+    // sshd is ordered after mln's early unit only, started after that unit
+    // installed the keys, and was up before cloud-init's local stage was
+    // done: the first login did not wait for Python (tuning.rs).
+    let show = |unit: &str, p: &str| format!("systemctl show -p {p} --value {unit}");
+    let script = [
+        show("ssh.service", "After"),
+        show("mln-seed-early.service", "Result"),
+        show("mln-seed-early.service", "ExecMainExitTimestampMonotonic"),
+        show("ssh.service", "ExecMainStartTimestampMonotonic"),
+        show("ssh.service", "ActiveEnterTimestampMonotonic"),
+        show("cloud-init-local.service", "ExecMainExitTimestampMonotonic"),
+    ]
+    .join("; ");
+    for h in ["node01", "node02"] {
+        let out = m.ok(&["ssh", "-p", PROJECT, "-h", h, "--", &script]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 6, "{out}");
+        let after: Vec<&str> = lines[0].split_whitespace().collect();
+        assert!(after.contains(&"mln-seed-early.service") && !after.contains(&"cloud-init-local.service") && !after.contains(&"network.target"), "{h}: {out}");
+        assert_eq!(lines[1], "success", "{h}: {out}");
+        let t: Vec<u64> = lines[2..].iter().map(|l| l.trim().parse().unwrap()).collect();
+        assert!(t[0] > 0 && t[0] <= t[1], "{h}: sshd started before the early unit had installed the keys: {out}");
+        assert!(t[2] < t[3], "{h}: sshd was not up before cloud-init's local stage ended: {out}");
+    }
     let kh = std::fs::read_to_string(m.state.path().join("projects").join(PROJECT).join("login").join("known_hosts")).unwrap();
     let console = m.console("node02");
     let node02_key = kh.lines().find(|l| l.starts_with("node02 ")).unwrap().split_once(' ').unwrap().1.to_string();

@@ -197,3 +197,48 @@ fn a_filesystem_template_gets_one_fstab_line_for_swap() {
     let fstab = mln::guest::fstemplate::read(&img, "/etc/fstab").unwrap();
     assert_eq!(fstab, "/dev/vda / ext4 errors=remount-ro 0 1\nLABEL=mln-swap\tnone\tswap\tsw\t0\t0\n");
 }
+
+/// What the early unit of mln's templates reads (src/guest/early.rs):
+/// plain lines beside cloud-init's files, the same keys and addresses,
+/// on a FAT image blkid finds by the label the unit asks for.
+#[test]
+fn a_login_s_needs_reach_the_seed_as_plain_lines() {
+    let c = compile_disk(Path::new("examples/mpi_cluster.mln"));
+    let h = &c.plan.hosts[0];
+    let keys = mln::login::keys::GuestKeys {
+        login: "ssh-ed25519 AAAALOGIN mln-p".into(),
+        cluster: mln::login::keys::KeyPair { private_openssh: "PRIVATE\n".into(), public_openssh: "ssh-ed25519 AAAACLUSTER c".into() },
+        host: Some(mln::login::keys::KeyPair { private_openssh: "HOSTPRIVATE\n".into(), public_openssh: "ssh-ed25519 AAAAHOST h".into() }),
+    };
+    let s = mln::guest::seed_files_with_keys(&c.plan, h, &[], Some(&keys));
+    let file = |n: &str| s.early.iter().find(|(f, _)| *f == n).unwrap_or_else(|| panic!("no {n}")).1.clone();
+    assert_eq!(file("mln-hostname"), format!("{}\n", h.name));
+    assert_eq!(file("mln-authorized-keys"), "ssh-ed25519 AAAALOGIN mln-p\nssh-ed25519 AAAACLUSTER c\n");
+    assert_eq!(file("mln-host-key"), "HOSTPRIVATE\n");
+    assert_eq!(file("mln-host-key.pub"), "ssh-ed25519 AAAAHOST h\n");
+    let i = &h.interfaces[0];
+    assert_eq!(file("mln-links"), format!("{} eth0 128.39.74.150/24 128.39.74.1\n", i.mac.to_ascii_lowercase()));
+    // The same address and gateway as cloud-init's network-config.
+    let net = parse(&s.network_config);
+    assert_eq!(net["ethernets"]["eth0"]["addresses"][0], "128.39.74.150/24");
+    // No keys, no early files (a guest of a template without the unit).
+    assert!(seed_files(&c.plan, h, &[]).early.is_empty());
+
+    let files: Vec<(&str, &[u8])> = s.as_list().iter().map(|(n, d)| (*n, d.as_bytes())).collect();
+    let img = fat_image("cidata", &files).unwrap();
+    for (name, data) in &files {
+        assert_eq!(read_fat_file(&img, name).unwrap(), *data, "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("seed.img");
+    std::fs::write(&p, &img).unwrap();
+    let out = std::process::Command::new("blkid").args(["-o", "device", "-t", "LABEL=CIDATA"]).arg(&p).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), p.display().to_string(), "the early unit's probe does not find the seed");
+
+    // DHCP: the word `dhcp`, no gateway.
+    let c = compile_disk(Path::new("examples/guest_setup.mln"));
+    let h = &c.plan.hosts[0];
+    let s = mln::guest::seed_files_with_keys(&c.plan, h, &["Welcome.\n".to_string()], Some(&keys));
+    let links = &s.early.iter().find(|(f, _)| *f == "mln-links").unwrap().1;
+    assert_eq!(links, &format!("{} eth0 dhcp -\n", h.interfaces[0].mac.to_ascii_lowercase()));
+}

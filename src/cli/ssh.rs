@@ -22,14 +22,29 @@ pub struct Args {
     #[arg(short = 'l', long = "user", default_value = "root")]
     pub user: String,
     /// Wait up to SECS for a booting guest to publish its host keys, open
-    /// its SSH port and accept the project key.
+    /// its SSH port, accept the project key and (see --until) finish its
+    /// configuration.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub wait: u64,
+    /// With --wait: until the guest has applied its whole configuration
+    /// (cloud-init's last stage done, where cloud-init runs), or only until
+    /// it accepts the project key.
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = Until::Configured)]
+    pub until: Until,
     /// The command to run (default: a login shell).
     #[arg(last = true)]
     pub command: Vec<String>,
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// What `--wait` waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Until {
+    /// The guest accepts the project key.
+    Login,
+    /// ... and has applied its whole configuration.
+    Configured,
 }
 
 #[derive(clap::Args)]
@@ -125,6 +140,11 @@ pub fn run(a: Args, g: &Global) -> ExitCode {
 /// host key that does not match above all) is final at once.
 fn login_waiting(login: &command::Login, exe: &std::path::Path, a: &Args, deadline: Instant) -> ExitCode {
     use mln::login::refusal::{outcome, try_once, Outcome};
+    if a.until == Until::Configured {
+        if let Err(code) = configured(login, exe, a, deadline) {
+            return code;
+        }
+    }
     loop {
         let c = command::ssh_with(login, exe, &a.host, &a.user, false, &["PreferredAuthentications=publickey"], &a.command);
         let (status, refusal) = match try_once(c, &a.user, &a.host) {
@@ -140,6 +160,39 @@ fn login_waiting(login: &command::Login, exe: &std::path::Path, a: &Args, deadli
                 return exit_code(status);
             }
         }
+    }
+}
+
+/// `--until configured`: the check (mln::login::configured) run through
+/// the same login, waiting on the guest until it is done or the deadline
+/// comes, with a refusal tried again as for the command; its stdin is
+/// not the user's.
+fn configured(login: &command::Login, exe: &std::path::Path, a: &Args, deadline: Instant) -> Result<(), ExitCode> {
+    use mln::login::configured::{check, NOT_YET};
+    use mln::login::refusal::{outcome, try_once, Outcome};
+    loop {
+        let check = [check(deadline.saturating_duration_since(Instant::now()).as_secs())];
+        let mut c = command::ssh_with(login, exe, &a.host, &a.user, false, &["PreferredAuthentications=publickey"], &check);
+        c.stdin(std::process::Stdio::null());
+        let (status, refusal) = try_once(c, &a.user, &a.host).map_err(|e| fail(format!("cannot run ssh: {e}")))?;
+        let waiting = match (outcome(&status, &refusal), status.code()) {
+            (Outcome::Done, Some(0)) => return Ok(()),
+            (Outcome::Done, Some(NOT_YET)) | (Outcome::Refused, _) => true,
+            _ => false,
+        };
+        if !waiting {
+            if let Some(line) = refusal {
+                eprintln!("{line}");
+            }
+            return Err(exit_code(status));
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(match refusal {
+                Some(line) => line,
+                None => format!("{} accepts the project key but did not finish its configuration within {} s (cloud-init's last stage); `--until login` does not wait for it", a.host, a.wait),
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 

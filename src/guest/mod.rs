@@ -2,6 +2,7 @@
 //! understand. Today: a cloud-init NoCloud seed (a FAT image labelled
 //! `cidata`), built in Rust from the plan.
 
+mod early;
 mod fat;
 pub mod fstemplate;
 mod nocloud;

@@ -19,11 +19,16 @@ pub struct SeedFiles {
     pub meta_data: String,
     pub user_data: String,
     pub network_config: String,
+    /// What a login needs, for the early unit of mln's templates
+    /// (super::early); only with the project's keys.
+    pub early: Vec<(&'static str, String)>,
 }
 
 impl SeedFiles {
-    pub fn as_list(&self) -> [(&'static str, &str); 3] {
-        [("meta-data", &self.meta_data), ("user-data", &self.user_data), ("network-config", &self.network_config)]
+    pub fn as_list(&self) -> Vec<(&'static str, &str)> {
+        let mut v = vec![("meta-data", self.meta_data.as_str()), ("user-data", &self.user_data), ("network-config", &self.network_config)];
+        v.extend(self.early.iter().map(|(n, c)| (*n, c.as_str())));
+        v
     }
 }
 
@@ -62,7 +67,8 @@ pub fn seed_files_with_keys(plan: &Plan, host: &Host, files: &[String], keys: Op
         "instance-id": format!("mln-{}-{}-{id}", plan.project, host.name),
         "local-hostname": host.name,
     });
-    SeedFiles { meta_data: format!("{}\n", pretty(&meta)), user_data, network_config }
+    let early = keys.map(|k| super::early::files(host, k)).unwrap_or_default();
+    SeedFiles { meta_data: format!("{}\n", pretty(&meta)), user_data, network_config, early }
 }
 
 fn pretty(v: &Value) -> String {
@@ -75,12 +81,18 @@ pub fn is_cluster(h: &Host) -> bool {
     h.plugins.contains_key("cluster")
 }
 
-fn add_keys(ud: &mut Value, h: &Host, k: &GuestKeys) {
-    let cluster = is_cluster(h);
+/// The keys root and every planned user accept.
+pub(super) fn authorized(h: &Host, k: &GuestKeys) -> Vec<String> {
     let mut authorized = vec![k.login.clone()];
-    if cluster {
+    if is_cluster(h) {
         authorized.push(k.cluster.public_openssh.clone());
     }
+    authorized
+}
+
+fn add_keys(ud: &mut Value, h: &Host, k: &GuestKeys) {
+    let cluster = is_cluster(h);
+    let authorized = authorized(h, k);
     // Root logs in with a key (Debian's sshd: prohibit-password); the
     // default user gets the keys too, as cloud-init gives them.
     ud["disable_root"] = json!(false);
@@ -235,6 +247,11 @@ fn prefix_len(netmask: &str) -> Option<u32> {
     netmask.parse::<std::net::Ipv4Addr>().ok().map(|m| u32::from(m).leading_ones())
 }
 
+/// An interface's prefix length (24 without a netmask, as before).
+pub(super) fn prefix(i: &crate::plan::Interface) -> u32 {
+    i.netmask.as_deref().and_then(prefix_len).unwrap_or(24)
+}
+
 fn network_config(h: &Host) -> Value {
     let mut ethernets = Map::new();
     for i in &h.interfaces {
@@ -244,7 +261,7 @@ fn network_config(h: &Host) -> Value {
         if i.dhcp {
             e.insert("dhcp4".into(), json!(true));
         } else if let Some(a) = &i.address {
-            let p = i.netmask.as_deref().and_then(prefix_len).unwrap_or(24);
+            let p = prefix(i);
             e.insert("addresses".into(), json!([format!("{a}/{p}")]));
             if let Some(g) = &i.gateway {
                 e.insert("routes".into(), json!([{"to": "default", "via": g}]));
