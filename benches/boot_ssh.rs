@@ -59,6 +59,7 @@ fn main() {
     }
     untune(&templates.join(TUNED), &templates.join(STOCK));
 
+    let load_before = machine().1;
     let (mut tuned, mut stock) = (Vec::new(), Vec::new());
     let (mut tuned_conf, mut stock_conf) = (Vec::new(), Vec::new());
     let mut per_node: Vec<(String, f64)> = Vec::new();
@@ -80,7 +81,7 @@ fn main() {
     let ratio = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a / b).collect::<Vec<f64>>();
     let (ratios, conf_ratios) = (ratio(&tuned, &stock), ratio(&tuned_conf, &stock_conf));
     let (cpu, load) = machine();
-    println!("boot of 2 nodes (512 MB, 1 vCPU, TCG) started together; {runs} rounds of each, alternating; {cpu}; load before: {load}, after: {}", machine().1);
+    println!("boot of 2 nodes (512 MB, 1 vCPU, TCG) started together; {runs} rounds of each, alternating; {cpu}; load before: {load_before}, after: {load}");
     println!("| template | SSH accepts the project key: median s | min-max s | cloud-init done: median s | min-max s |");
     println!("|---|---|---|---|---|");
     println!("| mln's tuned (debian-12) | {:.1} | {:.1}-{:.1} | {:.1} | {:.1}-{:.1} |", median(&tuned), min(&tuned), max(&tuned), median(&tuned_conf), min(&tuned_conf), max(&tuned_conf));

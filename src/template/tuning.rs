@@ -39,6 +39,12 @@ pub const FILES: &[(&str, Option<&str>, u32)] = &[
     ("/usr/lib/mln/seed-early", Some(SEED_EARLY), 0o755),
     ("/etc/systemd/system/mln-seed-early.service", Some(SEED_EARLY_UNIT), 0o644),
     ("/etc/systemd/system/ssh.service", Some(SSH_UNIT), 0o644),
+    // cloud-init's local stage starts once sshd listens, and at a lower
+    // priority: the first login's sshd, PAM and shell get the guest's one
+    // emulated CPU before a cold Python start (11-15 s of CPU) that would
+    // otherwise take half of it at exactly that moment. It costs the
+    // configuration the time sshd takes to start, and a login's CPU.
+    ("/etc/systemd/system/cloud-init-local.service.d/90-mln.conf", Some(LOCAL_STAGE_DROP_IN), 0o644),
     ("/etc/fstab", Some("# The root file system, booted by mln with root=/dev/vda.\n/dev/vda / ext4 defaults,errors=remount-ro 0 0\n"), 0o644),
     ("/etc/hostname", Some("localhost\n"), 0o644),
     ("/etc/hosts", Some("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"), 0o644),
@@ -59,6 +65,18 @@ copy() {
         printf '%s\n' "$line"
     done < "$1" > "$2"
 }
+# Each line of $1 not yet in $2, appended: keys a user added stay.
+add_lines() {
+    : >> "$2"
+    while IFS= read -r k || [ -n "$k" ]; do
+        [ -n "$k" ] || continue
+        found=
+        while IFS= read -r l; do
+            [ "$l" = "$k" ] && found=1 && break
+        done < "$2"
+        [ -n "$found" ] || printf '%s\n' "$k" >> "$2"
+    done < "$1"
+}
 seed=
 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
     seed=$(blkid -o device -t LABEL=CIDATA)
@@ -72,15 +90,19 @@ if [ -n "$seed" ] && mount -t vfat -o ro,nosuid,nodev,noexec,umask=077 "${seed%%
 else
     echo "mln-seed-early: no seed disk" >&2
 fi
-if [ -s $m/mln-host-key ] && [ -s $m/mln-host-key.pub ]; then
+# A guest keeps the host key it has (a seed made again for a migration may
+# carry another), as cloud-init does.
+if [ -s /etc/ssh/ssh_host_ed25519_key ]; then
+    :
+elif [ -s $m/mln-host-key ] && [ -s $m/mln-host-key.pub ]; then
     copy $m/mln-host-key /etc/ssh/ssh_host_ed25519_key
     copy $m/mln-host-key.pub /etc/ssh/ssh_host_ed25519_key.pub
-elif [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then
+else
     ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 fi
 if [ -s $m/mln-authorized-keys ]; then
     [ -d /root/.ssh ] || mkdir /root/.ssh
-    copy $m/mln-authorized-keys /root/.ssh/authorized_keys
+    add_lines $m/mln-authorized-keys /root/.ssh/authorized_keys
 fi
 if [ -s $m/mln-hostname ]; then
     read -r name < $m/mln-hostname
@@ -124,7 +146,8 @@ done < $m/mln-links
 /// The early unit (see FILES): as soon as the root is writable (the
 /// kernel has made the seed's device node and the links; udev is not
 /// waited for), before cloud-init's local stage (which applies the same
-/// seed again and must not rename links under it).
+/// seed again and must not rename links under it), ahead of the other
+/// early units on the CPU (its few processes, not sshd's children).
 pub const SEED_EARLY_UNIT: &str = "\
 # Written by `mln template build` (book/src/templates.md).
 [Unit]
@@ -137,8 +160,18 @@ Conflicts=shutdown.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+Nice=-5
 ExecStart=/usr/lib/mln/seed-early
 StandardOutput=journal+console
+";
+
+/// cloud-init's local stage after sshd, niced (see FILES).
+pub const LOCAL_STAGE_DROP_IN: &str = "\
+# Written by `mln template build` (book/src/templates.md).
+[Unit]
+After=ssh.service
+[Service]
+Nice=10
 ";
 
 /// Debian's ssh.service, started as soon as the early unit is done
@@ -266,6 +299,10 @@ mod tests {
         assert!(early.contains("\nDefaultDependencies=no\n") && early.contains("\nBefore=cloud-init-local.service ssh.service "), "{early}");
         assert!(early.contains("ExecStart=/usr/lib/mln/seed-early\n"));
         assert!(FILES.iter().any(|(p, c, m)| *p == "/usr/lib/mln/seed-early" && c.is_some() && *m == 0o755));
+        // The local stage waits for sshd (no cycle: sshd waits for nothing
+        // that waits for the local stage).
+        let local = unit("/etc/systemd/system/cloud-init-local.service.d/90-mln.conf");
+        assert!(local.contains("[Unit]\nAfter=ssh.service\n") && local.contains("\nNice=10\n"), "{local}");
         // cloud-init keeps the key sshd already serves.
         assert!(CLOUD_CFG.contains("\nssh_deletekeys: false\n"));
         // Nothing masks the local stage.
@@ -280,5 +317,28 @@ mod tests {
         let out = std::process::Command::new("sh").args(["-n", "-c", SEED_EARLY]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(!SEED_EARLY.contains("eval") && !SEED_EARLY.contains(". $m") && !SEED_EARLY.contains("source "));
+    }
+
+    /// The script's own functions, run by a real shell: root's keys from
+    /// the seed are added to what is there (a key a user added stays, a
+    /// key already there is not repeated, a last line without a newline
+    /// counts), and a copy is exact.
+    #[test]
+    fn the_early_script_adds_keys_and_keeps_the_others() {
+        let functions = &SEED_EARLY[SEED_EARLY.find("copy() {").unwrap()..SEED_EARLY.find("\nseed=\n").unwrap()];
+        let d = tempfile::tempdir().unwrap();
+        let (seed, auth, copied) = (d.path().join("seed"), d.path().join("auth"), d.path().join("copied"));
+        std::fs::write(&seed, "ssh-ed25519 AAAALOGIN mln\nssh-ed25519 AAAACLUSTER c").unwrap();
+        std::fs::write(&auth, "ssh-ed25519 AAAAUSER own\nssh-ed25519 AAAALOGIN mln\n").unwrap();
+        let run = format!("{functions}\nadd_lines {0} {1}; add_lines {0} {1}; copy {0} {2}", seed.display(), auth.display(), copied.display());
+        let out = std::process::Command::new("sh").args(["-c", &run]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read_to_string(&auth).unwrap(), "ssh-ed25519 AAAAUSER own\nssh-ed25519 AAAALOGIN mln\nssh-ed25519 AAAACLUSTER c\n");
+        assert_eq!(std::fs::read_to_string(&copied).unwrap(), "ssh-ed25519 AAAALOGIN mln\nssh-ed25519 AAAACLUSTER c\n");
+        // Into a file that does not exist yet.
+        let fresh = d.path().join("fresh");
+        let run = format!("{functions}\nadd_lines {} {}", seed.display(), fresh.display());
+        assert!(std::process::Command::new("sh").args(["-c", &run]).status().unwrap().success());
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "ssh-ed25519 AAAALOGIN mln\nssh-ed25519 AAAACLUSTER c\n");
     }
 }
