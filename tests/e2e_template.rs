@@ -189,7 +189,7 @@ fn logins(m: &Mln) {
     // then the wait a script needs, which returns once cloud-init is done.
     m.ok(&["ssh", "-p", PROJECT, "-h", "node02", "--wait", "300", "--until", "login", "--", "true"]);
     m.ok(&["ssh", "-p", PROJECT, "-h", "node02", "--wait", "300", "--", "true"]);
-    let done = m.ok(&["ssh", "-p", PROJECT, "-h", "node02", "--", "test -e /run/cloud-init/result.json && echo DONE; systemctl is-failed networking.service"]);
+    let done = m.ok(&["ssh", "-p", PROJECT, "-h", "node02", "--", "test -e /run/cloud-init/result.json && echo DONE; systemctl is-active networking.service"]);
     assert_eq!(done.split_whitespace().collect::<Vec<_>>(), ["DONE", "active"], "--wait returned before cloud-init was done, or ifupdown failed on the links the early unit set up");
     // sshd is ordered after mln's early unit only, started after that unit
     // installed the keys, and was up before cloud-init's local stage was
