@@ -83,7 +83,7 @@ pub fn map_each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
     let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
     std::thread::scope(|s| {
         let helpers: Vec<_> = (1..threads)
-            .filter_map(|_| std::thread::Builder::new().stack_size(8 << 20).spawn_scoped(s, &work).ok())
+            .filter_map(|_| std::thread::Builder::new().stack_size(8 << 20).spawn_scoped(s, work).ok())
             .collect();
         // A thread that could not be started leaves its items to the others.
         for (i, r) in work() {
