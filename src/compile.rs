@@ -78,6 +78,7 @@ pub fn compile_with(path: &Path, fs: &dyn FileSystem, mut registry: Registry, op
     let has_root = loaded.root.is_some();
     // The tree holds what later stages need; the syntax tree can go.
     drop(loaded);
+    crate::memory::return_freed();
     // A file refused whole (too deep, unparsable) has no global to look in.
     let refused = ["too_deep", "unparsable", "too_large"].iter().any(|c| diags.has_code(&format!("mln::syntax::{c}")));
     if has_root && !refused && tree.global().section.value("project").is_none() {

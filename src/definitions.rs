@@ -8,6 +8,7 @@ use crate::schema::{suggest, CoreSchemas, Kind, Schema};
 use crate::source::{FileId, Span};
 use crate::syntax::{Entry, Loaded as FileIdTrees, Statement, Word};
 use indexmap::IndexMap;
+use std::collections::HashMap;
 
 /// The maps of a section's keys and labels, looked up for every key of
 /// every host. Keys come from project files, which are untrusted, so the
@@ -254,10 +255,17 @@ pub fn build(trees: &FileIdTrees, registry: &mut Registry, diags: &mut Diagnosti
     let core = std::sync::Arc::new(core);
     let mut tree = Definitions { defs: vec![], core: core.clone(), hosts: vec![], anchor: 0, by_name: Default::default() };
     tree.add(global);
-    let reread = Reread { core, texts: vec![], hosts: vec![] };
-    let mut b = Builder { tree, trees, registry: Some(registry), diags, global_seen: false, reread };
+    let reread = Reread { core: core.clone(), texts: vec![], hosts: vec![] };
+    // Lowering a plain host block reads only the schemas and where the
+    // plugins' keywords belong, so the project file's are lowered on
+    // every core first (the plugins they use are marked in order after).
+    let ahead = match trees.root {
+        Some(root) => lower_ahead(&core, &registry.declared_contexts(), &trees.trees[&root]),
+        None => Vec::new(),
+    };
+    let mut b = Builder { tree, trees, registry: Some(registry), declared: None, marked: vec![], diags, global_seen: false, reread };
     if let Some(root) = trees.root {
-        b.top(&trees.trees[&root]);
+        b.top_ahead(&trees.trees[&root], ahead);
     }
     let Builder { mut tree, reread, .. } = b;
     if !reread.hosts.is_empty() {
@@ -312,7 +320,7 @@ impl Recipe for Reread {
         let Some(block) = &s.block else { return Section::default() };
         let no_files = FileIdTrees::default();
         let tree = Definitions { defs: vec![], core: self.core.clone(), hosts: vec![], anchor: 0, by_name: Default::default() };
-        let mut b = Builder { tree, trees: &no_files, registry: None, diags: &mut quiet, global_seen: true, reread: Reread { core: self.core.clone(), texts: vec![], hosts: vec![] } };
+        let mut b = Builder { tree, trees: &no_files, registry: None, declared: None, marked: vec![], diags: &mut quiet, global_seen: true, reread: Reread { core: self.core.clone(), texts: vec![], hosts: vec![] } };
         let mut section = Section { span: s.head_span(), ..Section::default() };
         b.section(w.id, Context::Host, None, &block.entries, &mut section);
         section
@@ -327,12 +335,73 @@ impl Recipe for Reread {
     }
 }
 
+/// A written host's block lowered ahead ([`lower_ahead`]): what lowering it
+/// reported and its `superclass` statement (its scope the host's id once
+/// known), all that is kept of a host read again when resolved.
+struct Lowered {
+    superclass: Option<ValueDef>,
+    diags: Vec<Diagnostic>,
+    /// The plugins whose keywords it used, in order.
+    plugins: Vec<String>,
+}
+
+/// Lowers the plain `host NAME { }` blocks among `entries` (the project
+/// file's top level) on every core: what the hosts written there will be
+/// read as ([`Builder::top_statement`] lowers every other block, and
+/// decides names and duplicates, in order). By index in `entries`, in order.
+fn lower_ahead(core: &std::sync::Arc<CoreSchemas>, declared: &HashMap<String, Context>, entries: &[Entry]) -> Vec<(usize, Lowered)> {
+    let hosts: Vec<(usize, &Statement)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Entry::Statement(s) if written_plain_host(s) => Some((i, s)),
+            _ => None,
+        })
+        .collect();
+    // A few thousand hosts a batch: enough to share out, few enough
+    // batches that taking one costs nothing.
+    let batches: Vec<&[(usize, &Statement)]> = hosts.chunks(2048).collect();
+    let lowered = crate::parallel::map_each(&batches, |batch| {
+        let no_files = FileIdTrees::default();
+        let tree = Definitions { defs: vec![], core: core.clone(), hosts: vec![], anchor: 0, by_name: Default::default() };
+        let mut diags = Diagnostics::default();
+        let reread = Reread { core: core.clone(), texts: vec![], hosts: vec![] };
+        let mut b = Builder { tree, trees: &no_files, registry: None, declared: Some(declared), marked: vec![], diags: &mut diags, global_seen: true, reread };
+        let mut out = Vec::with_capacity(batch.len());
+        for &(i, s) in batch.iter() {
+            let Some(block) = &s.block else { continue };
+            let mut section = Section { span: s.head_span(), ..Section::default() };
+            b.section(GLOBAL, Context::Host, None, &block.entries, &mut section);
+            let diags = std::mem::take(b.diags).into_vec();
+            let plugins = std::mem::take(&mut b.marked);
+            out.push((i, Lowered { superclass: section.value("superclass").cloned(), diags, plugins }));
+        }
+        out
+    });
+    lowered.into_iter().flatten().collect()
+}
+
+/// A `host NAME { ... }` statement whose text is plain
+/// ([`crate::syntax::is_plain`]: no variables or includes), so whose
+/// lowering reads only the schemas, and which is read again when resolved.
+fn written_plain_host(s: &Statement) -> bool {
+    let Some(key) = s.key() else { return false };
+    &*key.raw == "host"
+        && s.block.is_some()
+        && !s.args().is_empty()
+        && key.raw.source().get(s.span.range()).is_some_and(crate::syntax::is_plain)
+}
+
 struct Builder<'a> {
     tree: Definitions,
     trees: &'a FileIdTrees,
     /// None when a written host is read again ([`Reread`]): its plugins
     /// were marked used the first time.
     registry: Option<&'a mut Registry>,
+    /// Without `registry` when lowering ahead ([`lower_ahead`]): where
+    /// plugins' keywords belong, and the plugins whose keywords were read.
+    declared: Option<&'a HashMap<String, Context>>,
+    marked: Vec<String>,
     diags: &'a mut Diagnostics,
     global_seen: bool,
     reread: Reread,
@@ -341,10 +410,21 @@ struct Builder<'a> {
 const TOP: [&str; 4] = ["global", "host", "superclass", "switch"];
 
 impl Builder<'_> {
+    /// [`Builder::top`] with the host blocks among `entries` lowered ahead.
+    fn top_ahead(&mut self, entries: &[Entry], ahead: Vec<(usize, Lowered)>) {
+        let mut ahead = ahead.into_iter().peekable();
+        for (i, e) in entries.iter().enumerate() {
+            match (e, ahead.next_if(|(at, _)| *at == i)) {
+                (Entry::Statement(s), Some((_, l))) => self.top_statement(s, Some(l)),
+                _ => self.top(std::slice::from_ref(e)),
+            }
+        }
+    }
+
     fn top(&mut self, entries: &[Entry]) {
         for e in entries {
             match e {
-                Entry::Statement(s) => self.top_statement(s),
+                Entry::Statement(s) => self.top_statement(s, None),
                 Entry::Include(i) => {
                     if let Some(f) = i.file {
                         let trees = self.trees;
@@ -361,7 +441,7 @@ impl Builder<'_> {
         }
     }
 
-    fn top_statement(&mut self, s: &Statement) {
+    fn top_statement(&mut self, s: &Statement, ahead: Option<Lowered>) {
         let Some(key) = s.key() else {
             self.diags.push(
                 Diagnostic::error("mln::unnamed_block", "block without a keyword")
@@ -473,28 +553,44 @@ impl Builder<'_> {
             section.span = s.head_span();
             self.tree.defs[id.0].name_span = key.span;
         }
+        if let Some(l) = ahead {
+            // Lowered ahead: a plain host block (see `lower_ahead`).
+            if let Some(r) = self.registry.as_mut() {
+                for p in &l.plugins {
+                    r.mark_used(p);
+                }
+            }
+            self.diags.extend(l.diags);
+            let superclass = l.superclass.map(|v| ValueDef { scope: id, ..v });
+            self.read_again(id, s, key.raw.source().clone(), superclass);
+            return;
+        }
         self.section(id, ctx, None, &block.entries, &mut section);
         // Lists and maps grow in steps of four: most hold one statement,
         // and a project may have 100,000 hosts.
         section.shrink_to_fit();
         if kind == DefKind::Host {
             if let Some(text) = key.raw.source().get(s.span.range()).filter(|t| crate::syntax::is_plain(t)).map(|_| key.raw.source().clone()) {
-                let slot = match self.reread.texts.iter().position(|(f, _)| *f == s.span.file) {
-                    Some(i) => i,
-                    None => {
-                        self.reread.texts.push((s.span.file, text));
-                        self.reread.texts.len() - 1
-                    }
-                };
                 let superclass = section.value("superclass").cloned();
-                self.reread.hosts.push(Written { id, text: slot as u32, start: s.span.start, end: s.span.end, superclass });
-                // Read again when resolved: not held until every host is
-                // read (100,000 sections beside the syntax tree were the
-                // peak of a project of written hosts).
+                self.read_again(id, s, text, superclass);
                 return;
             }
         }
         self.tree.defs[id.0].section = section;
+    }
+
+    /// Host `id`, written as `s` in `text`, is read again when resolved:
+    /// its section is not held until every host is read (100,000 sections
+    /// beside the syntax tree were the peak of a project of written hosts).
+    fn read_again(&mut self, id: DefId, s: &Statement, text: std::sync::Arc<str>, superclass: Option<ValueDef>) {
+        let slot = match self.reread.texts.iter().position(|(f, _)| *f == s.span.file) {
+            Some(i) => i,
+            None => {
+                self.reread.texts.push((s.span.file, text));
+                self.reread.texts.len() - 1
+            }
+        };
+        self.reread.hosts.push(Written { id, text: slot as u32, start: s.span.start, end: s.span.end, superclass });
     }
 
     fn schema(&self, ctx: Context) -> &Schema {
@@ -534,8 +630,12 @@ impl Builder<'_> {
             Some(schema) => schema.get(&key).or_else(|| schema.get("*")).cloned(),
             None => self.schema(ctx).get(&key).cloned(),
         };
-        if let (Some(p), Some(r)) = (found.as_ref().and_then(|k| k.plugin.as_deref()), self.registry.as_mut()) {
-            r.mark_used(p);
+        if let Some(p) = found.as_ref().and_then(|k| k.plugin.as_deref()) {
+            match self.registry.as_mut() {
+                Some(r) => r.mark_used(p),
+                None if self.declared.is_some() => self.marked.push(p.to_string()),
+                None => {}
+            }
         }
         let Some(kw) = found else {
             let here = nested.map(|n| n.name.clone()).unwrap_or_else(|| self.schema(ctx).name.clone());
@@ -733,7 +833,11 @@ impl Builder<'_> {
             (self.tree.core.network(), "a `network IFACE { }` block"),
             (&self.tree.core.switch, "a `switch` block"),
         ];
-        let plugin_place = match self.registry.as_ref().and_then(|r| r.declared_context(key)) {
+        let declared = match &self.registry {
+            Some(r) => r.declared_context(key),
+            None => self.declared.and_then(|d| d.get(key).copied()),
+        };
+        let plugin_place = match declared {
             Some(Context::Global) => Some("the `global` block"),
             Some(Context::Host) => Some("a `host` or `superclass` block"),
             Some(Context::Network) => Some("a `network IFACE { }` block"),

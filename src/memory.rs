@@ -26,6 +26,18 @@ fn set_disabled(flag: libc::c_ulong) {
     }
 }
 
+/// Returns what this thread freed to the system now, rather than after
+/// mimalloc's purge delay, which passes only when this thread allocates
+/// again: the syntax tree of a large project, freed on the main thread
+/// once lowered, stayed resident while other threads built the plan
+/// (100,000 written hosts: ~100 MB, 30-40 MB more at the peak once the
+/// tree was parsed on several threads). A no-op where mimalloc allocates
+/// nothing (it is the allocator of `mln` only).
+pub fn return_freed() {
+    // SAFETY: no arguments but a flag; mimalloc initialises itself.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 #[cfg(test)]
 mod tests {
     fn disabled() -> libc::c_int {

@@ -59,3 +59,41 @@ pub fn map2<T: Sync, R: Send, S: Send>(
     }
     (out, out2)
 }
+
+/// Maps each item on all cores, the results in the items' order. For a few
+/// large items of uneven cost (a file's pieces): each thread takes the next
+/// item not yet taken, and the calling thread works too. Workers get the
+/// main thread's usual stack (8 MiB): the parser recurses once per level
+/// of nesting.
+pub fn map_each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = cores.min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(i) else { return done };
+            done.push((i, f(item)));
+        }
+    };
+    let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads)
+            .filter_map(|_| std::thread::Builder::new().stack_size(8 << 20).spawn_scoped(s, work).ok())
+            .collect();
+        // A thread that could not be started leaves its items to the others.
+        for (i, r) in work() {
+            slots[i] = Some(r);
+        }
+        for h in helpers {
+            for (i, r) in h.join().expect("worker threads do not panic") {
+                slots[i] = Some(r);
+            }
+        }
+    });
+    slots.into_iter().map(|r| r.expect("every item is taken by a thread")).collect()
+}

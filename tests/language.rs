@@ -262,3 +262,27 @@ fn a_compilation_keeping_no_resolved_hosts_reports_the_same_problems_at_the_same
     assert!(lean.resolved.iter().all(|r| !r.section.has("memory")), "the lean compilation kept whole hosts");
     assert!(whole.resolved.iter().all(|r| r.section.has("memory")));
 }
+
+/// Written host blocks are lowered on several threads, in batches, then
+/// named and checked in order: thousands of hosts each read as written, the
+/// diagnostics in the order of the file, a duplicate refused once.
+#[test]
+fn many_written_hosts_read_in_order() {
+    let mut text = String::from("global {\n project p\n}\nsuperclass a {\n memory 64M\n}\nsuperclass b {\n memory 128M\n}\n");
+    for i in 0..5000 {
+        let class = if i % 3 == 0 { "b" } else { "a" };
+        let extra = if i % 1999 == 7 { "\n memroy 1M" } else { "" };
+        text += &format!("host h{i} {{\n superclass {class}{extra}\n vcpus {}\n}}\n", i % 4 + 1);
+    }
+    text += "host h42 {\n vcpus 2\n}\n";
+    let c = compile_mem(&[("p.mln", &text)]);
+    assert_eq!(codes(&c), ["mln::unknown_keyword", "mln::unknown_keyword", "mln::unknown_keyword", "mln::duplicate_definition"], "{}", rendered(&c));
+    let places: Vec<String> = c.diags.sorted().iter().map(|d| c.sources.location(d.primary_span().unwrap())).collect();
+    let line = |host: usize| 10 + 4 * host + host.saturating_sub(7).div_ceil(1999).min(3);
+    assert_eq!(places[..3], [format!("p.mln:{}:2", line(7) + 2), format!("p.mln:{}:2", line(2006) + 2), format!("p.mln:{}:2", line(4005) + 2)]);
+    assert_eq!(c.plan.hosts.len(), 5000);
+    for (i, h) in c.plan.hosts.iter().enumerate() {
+        assert_eq!(h.name, format!("h{i}"));
+        assert_eq!((h.memory_mib, h.vcpus), (if i % 3 == 0 { 128 } else { 64 }, (i % 4 + 1) as u32), "h{i}");
+    }
+}

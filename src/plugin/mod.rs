@@ -271,6 +271,19 @@ impl Registry {
         }
     }
 
+    /// Every loaded plugin's keywords and where each belongs, the first
+    /// plugin's where two declare one ([`Registry::declared_context`] of
+    /// each, for work done away from the registry).
+    pub fn declared_contexts(&self) -> std::collections::HashMap<String, Context> {
+        let mut out = std::collections::HashMap::new();
+        for p in &self.plugins {
+            for (c, k) in p.declaration().blocks {
+                out.entry(k.name.to_string()).or_insert(c);
+            }
+        }
+        out
+    }
+
     /// Where a loaded plugin's keyword `name` belongs, if some plugin has one.
     pub fn declared_context(&self, name: &str) -> Option<Context> {
         self.plugins.iter().find_map(|p| p.declaration().blocks.into_iter().find(|(_, k)| k.name == name).map(|(c, _)| c))

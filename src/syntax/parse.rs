@@ -57,19 +57,35 @@ pub fn parse_shared(file: FileId, text: &Arc<str>, diags: &mut Diagnostics) -> V
         );
         return vec![];
     }
-    // Parsed a piece at a time (see `PIECE_BYTES`). What a piece reports
-    // is held back until every piece parsed: a piece pest gives up on
-    // refuses the whole file, as it did when the file was one piece.
-    let mut lowered = Diagnostics::default();
-    let mut out = Vec::new();
+    // Parsed a piece at a time (see `PIECE_BYTES`), the pieces on every
+    // core: each is lowered on its own, and they are joined in order. What
+    // a piece reports is held back until every piece parsed: a piece pest
+    // gives up on refuses the whole file, as it did when the file was one
+    // piece.
+    let mut cuts = Vec::new();
     let mut start = 0;
     while start < text.len() {
         let cut = next_cut(text, start);
-        let end = match parse_piece(file, text, start, cut, &mut out, &mut lowered) {
-            Ok(Some(end)) => end,
-            // The piece did not end at the top level: the rest in one.
+        cuts.push((start, cut));
+        start = cut;
+    }
+    let pieces = crate::parallel::map_each(&cuts, |&(start, cut)| {
+        let (mut entries, mut local) = (Vec::new(), Diagnostics::default());
+        let r = parse_piece(file, text, start, cut, &mut entries, &mut local);
+        (r, entries, local)
+    });
+    let mut lowered = Diagnostics::default();
+    let mut out = Vec::new();
+    for (&(start, _), (r, mut entries, local)) in cuts.iter().zip(pieces) {
+        match r {
+            Ok(Some(_)) => {
+                out.append(&mut entries);
+                lowered.extend(local.into_vec());
+            }
+            // The piece did not end at the top level: the rest in one (the
+            // pieces after it were cut in the wrong places).
             Ok(None) => match parse_piece(file, text, start, text.len(), &mut out, &mut lowered) {
-                Ok(_) => text.len(),
+                Ok(_) => break,
                 Err(d) => {
                     diags.push(d);
                     return vec![];
@@ -79,8 +95,7 @@ pub fn parse_shared(file: FileId, text: &Arc<str>, diags: &mut Diagnostics) -> V
                 diags.push(d);
                 return vec![];
             }
-        };
-        start = end;
+        }
     }
     diags.extend(lowered.into_vec());
     out
@@ -126,6 +141,20 @@ fn next_cut(text: &str, start: usize) -> usize {
 /// fails the check; a continuation needs a `\` where the `}` is. Every
 /// other rule stops at the line feed, so nothing before it looked past it.
 fn parse_piece(file: FileId, text: &Arc<str>, start: usize, end: usize, out: &mut Vec<Entry>, diags: &mut Diagnostics) -> Result<Option<usize>, Diagnostic> {
+    if let Some(cut) = plain_tail(text, start, end) {
+        // Its head with pest, its plain tail by hand: cut where a piece may
+        // be cut, so read as the piece whole is whenever the head passes
+        // (else the piece is read whole, as before).
+        let (mut head, mut local) = (Vec::new(), Diagnostics::default());
+        if let Ok(Some(_)) = parse_piece(file, text, start, cut, &mut head, &mut local) {
+            let r = parse_piece(file, text, cut, end, &mut head, &mut local)?;
+            if r.is_some() {
+                out.append(&mut head);
+                diags.extend(local.into_vec());
+            }
+            return Ok(r);
+        }
+    }
     let (mut entries, mut local) = (Vec::new(), Diagnostics::default());
     let last = if super::plain::is_plain(&text[start..end]) {
         super::plain::parse(file, text, start, end, &mut entries, &mut local)
@@ -140,6 +169,19 @@ fn parse_piece(file: FileId, text: &Arc<str>, start: usize, end: usize, out: &mu
     out.append(&mut entries);
     diags.extend(local.into_vec());
     Ok(Some(end))
+}
+
+/// Where a piece that is not plain may be cut so that the rest is: after
+/// the first line that is a lone `}` past its last byte that is not plain
+/// (the first piece of a generated project is its `global` block and
+/// superclasses, then hundreds of kilobytes of plain host blocks that pest
+/// would otherwise read).
+fn plain_tail(text: &str, start: usize, end: usize) -> Option<usize> {
+    let b = &text.as_bytes()[start..end];
+    let last = b.iter().rposition(|&c| !super::plain::is_plain_byte(c))?;
+    let i = b[last..].windows(3).position(|w| w == b"\n}\n")?;
+    let cut = start + last + i + 3;
+    (cut < end).then_some(cut)
 }
 
 /// [`parse_piece`] with pest: where the last top-level entry ended (pest's

@@ -26,7 +26,12 @@ fn bare(b: u8) -> bool {
 
 /// Whether `text` is plain: bare bytes, spaces, line feeds and braces.
 pub fn is_plain(text: &str) -> bool {
-    text.bytes().all(|b| bare(b) || matches!(b, b' ' | b'\n' | b'{' | b'}'))
+    text.bytes().all(is_plain_byte)
+}
+
+/// A byte of plain text ([`is_plain`]).
+pub fn is_plain_byte(b: u8) -> bool {
+    bare(b) || matches!(b, b' ' | b'\n' | b'{' | b'}')
 }
 
 /// Reads `text[start..end]` (plain, see [`is_plain`]) as a file, onto the
