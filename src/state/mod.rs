@@ -97,9 +97,27 @@ impl State {
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(db("busy timeout"))?;
         // WAL: readers never wait for a writer. Switching to it writes the
         // database header, so only a database not in WAL yet is switched.
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db("WAL"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            conn.pragma_update(None, "journal_mode", "WAL").map_err(db("WAL"))?;
+        // SQLite does not wait out the busy timeout here: while another
+        // connection switches a fresh database to WAL, asking for the mode
+        // or switching fails at once with "database is locked" (seen with
+        // 8 processes opening one new state at once). So it is retried,
+        // within the same 30 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let wal = |conn: &Connection| -> rusqlite::Result<()> {
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+            }
+            Ok(())
+        };
+        loop {
+            match wal(&conn) {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _)) if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(db("WAL")(e)),
+            }
         }
         schema::migrate(&mut conn)?;
         Ok(State { dir, db: Mutex::new(conn) })
