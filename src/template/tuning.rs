@@ -255,7 +255,8 @@ cloud_final_modules:
 
 /// Run inside the guest root after the recipe's commands (fixed text):
 /// a template must not carry host keys, or every guest made from it would
-/// share them; cloud-init makes each guest's own at first boot.
+/// share them; each guest gets its own at first boot (from its seed, or
+/// made by the early unit where the seed has none).
 pub const FINISH: &str = "rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub\n";
 
 #[cfg(test)]
