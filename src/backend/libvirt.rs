@@ -153,7 +153,9 @@ impl Libvirt {
         event_loop();
         // The embedded driver starts QEMU as our child (crate::memory).
         crate::memory::allow_huge_pages();
-        let conn = Connect::open(Some(uri)).map_err(|e| err(&format!("cannot connect to {uri}"), e))?;
+        // On one fixed CPU: the driver keeps its QEMU capabilities only
+        // while it opens on a CPU that answers CPUID as before (steady_cpu).
+        let conn = super::steady_cpu::on_first_cpu(|| Connect::open(Some(uri))).map_err(|e| err(&format!("cannot connect to {uri}"), e))?;
         Ok(Libvirt { conn, uri: uri.to_string(), _embed_lock: None, _watch: None })
     }
 

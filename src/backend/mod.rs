@@ -13,6 +13,7 @@ pub mod machines;
 pub mod migrate;
 pub mod probes;
 mod relocate;
+pub mod steady_cpu;
 mod provision;
 pub mod template;
 mod update;
