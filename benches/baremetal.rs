@@ -501,7 +501,16 @@ fn deploy() -> String {
             eprintln!("deploying {k} node(s)");
             let load0 = loadavg();
             let t = Instant::now();
-            let (ok, built) = mln(&["build", "-f", file.to_str().unwrap()]);
+            // MLN_BENCH_LOG=DIR: mln's debug log of each size (timestamped) kept there.
+            let log = std::env::var_os("MLN_BENCH_LOG").map(|d| PathBuf::from(d).join(format!("build-{k}.log")));
+            let mut args = vec!["build", "-f", file.to_str().unwrap()];
+            if log.is_some() {
+                args.insert(0, "-vv");
+            }
+            let (ok, built) = mln(&args);
+            if let Some(log) = &log {
+                std::fs::write(log, &built).unwrap();
+            }
             let wall = t.elapsed();
             assert!(ok, "mln build of {k} nodes:\n{built}");
             let stats: serde_json::Value = serde_json::from_str(&mln(&["stats", "-p", &name, "--json"]).1).unwrap();

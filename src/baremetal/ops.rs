@@ -175,6 +175,10 @@ pub struct Site<'a> {
     /// The nodes whose install runs in their own running system (the
     /// `nomini` variant) rather than in the deploy system.
     nomini: Mutex<HashSet<String>>,
+    /// The nodes whose new root already holds the environment's kernel
+    /// and initrd where a kexec boot reads them (written with the
+    /// bootloader): the boot step does not send them twice.
+    boot_files_written: Mutex<HashSet<String>>,
 }
 
 /// True when the plan (or the record's) holds a bare-metal host.
@@ -198,7 +202,7 @@ impl<'a> Site<'a> {
                 power.fallback.insert(h.name.clone(), c.spec());
             }
         }
-        Ok(Site { state, power, clusters, boot, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()), gather: super::chain::Gather::new(), known_hosts: Mutex::new(()), nomini: Mutex::new(HashSet::new()) })
+        Ok(Site { state, power, clusters, boot, plan, prefix: subnet.prefix, rt, start: Instant::now(), roots: Mutex::new(HashMap::new()), gather: super::chain::Gather::new(), known_hosts: Mutex::new(()), nomini: Mutex::new(HashSet::new()), boot_files_written: Mutex::new(HashSet::new()) })
     }
 
     pub fn machines(&self) -> BareMetalMachines<'_> {
@@ -373,6 +377,7 @@ impl<'a> Site<'a> {
         let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
         dn.write_file(DISK_KERNEL, &read(self.file(&env, k)?)?, 0o644).map_err(deploy_error)?;
         dn.write_file(DISK_INITRD, &read(self.file(&env, i)?)?, 0o644).map_err(deploy_error)?;
+        self.boot_files_written.lock().unwrap_or_else(|p| p.into_inner()).insert(node.name.clone());
         let cmdline = format!("{} root={root} mln.boot=disk", deployed_cmdline(&env, &node.name, &self.address(node)?, self.prefix));
         dn.write_file("/boot/extlinux/extlinux.conf", extlinux_conf(&env.label(), &cmdline).as_bytes(), 0o644).map_err(deploy_error)?;
         dn.install_bootloader(&disk, partition.unwrap_or(1)).map_err(deploy_error)
@@ -541,9 +546,13 @@ impl NodeOps for Site<'_> {
             return Err(OpError::Failed(format!("{} has no kernel and initrd to kexec", env.label())));
         };
         let dn = self.worker(node)?;
-        let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
-        dn.write_file(KEXEC_KERNEL, &read(self.file(&env, k)?)?, 0o644).map_err(deploy_error)?;
-        dn.write_file(KEXEC_INITRD, &read(self.file(&env, i)?)?, 0o644).map_err(deploy_error)?;
+        // Sent once: through the deploy system's SSH server, on an emulated
+        // CPU, tens of MB cost seconds of its time each.
+        if !self.boot_files_written.lock().unwrap_or_else(|p| p.into_inner()).contains(&node.name) {
+            let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
+            dn.write_file(KEXEC_KERNEL, &read(self.file(&env, k)?)?, 0o644).map_err(deploy_error)?;
+            dn.write_file(KEXEC_INITRD, &read(self.file(&env, i)?)?, 0o644).map_err(deploy_error)?;
+        }
         let cmdline = deployed_cmdline(&env, &node.name, &self.address(node)?, self.prefix);
         dn.kexec(KEXEC_KERNEL, Some(KEXEC_INITRD), &cmdline).map_err(deploy_error)
     }
@@ -585,6 +594,8 @@ impl NodeOps for Site<'_> {
             Target::Raw { device } => device,
         };
         self.roots.lock().unwrap_or_else(|p| p.into_inner()).insert(node.name.clone(), device);
+        // A new file system: nothing of the last install is on it.
+        self.boot_files_written.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.name);
         Ok(())
     }
 

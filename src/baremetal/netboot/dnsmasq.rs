@@ -95,10 +95,10 @@ impl Dnsmasq {
         }
         if let Some(pid) = self.pid() {
             if !changed {
+                self.responder().ensure(pid);
                 return self.reload();
             }
             self.stop()?;
-            let _ = pid;
         }
         let out = Command::new(&self.program)
             .arg(format!("--conf-file={}", path.display()))
@@ -114,7 +114,15 @@ impl Dnsmasq {
         if self.pid().is_none() {
             return Err(NetBootError::Service { detail: format!("dnsmasq started but {} names no process of ours", self.pid_path().display()), retry: true });
         }
+        if let Some(pid) = self.pid() {
+            self.responder().ensure(pid);
+        }
         Ok(())
+    }
+
+    /// The IPv6 "no router here" answer beside it ([`super::ra`]).
+    pub fn responder(&self) -> super::ra::Responder {
+        super::ra::Responder { records: self.tree.records.clone(), interface: self.interface.clone() }
     }
 
     /// SIGHUP: the leases file is read again.
@@ -127,6 +135,7 @@ impl Dnsmasq {
 
     /// Stops it (if running) and waits until it is gone.
     pub fn stop(&self) -> Result<(), NetBootError> {
+        self.responder().stop();
         let Some(pid) = self.pid() else { return Ok(()) };
         signal(pid, libc::SIGTERM)?;
         for _ in 0..100 {

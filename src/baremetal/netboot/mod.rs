@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod dnsmasq;
+pub mod ra;
 pub mod tree;
 
 pub use dnsmasq::Dnsmasq;
