@@ -139,7 +139,7 @@ impl Dnsmasq {
         let Some(pid) = self.pid() else { return Ok(()) };
         signal(pid, libc::SIGTERM)?;
         for _ in 0..100 {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
+            if super::ended(pid) {
                 let _ = std::fs::remove_file(self.pid_path());
                 return Ok(());
             }

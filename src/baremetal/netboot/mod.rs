@@ -36,6 +36,38 @@ impl NetBoot for PxeDir {
     }
 }
 
+/// Whether a process has ended: gone, or a zombie its new parent has not
+/// reaped yet (a daemon's parent is init, which may take seconds to).
+pub(crate) fn ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
 pub(crate) fn io(what: &str, p: &std::path::Path, e: std::io::Error) -> NetBootError {
     NetBootError::Service { detail: format!("cannot {what} {}: {e}", p.display()), retry: false }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_zombie_has_ended_and_a_running_process_has_not() {
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(!super::ended(pid));
+        assert!(!super::ended(std::process::id() as i32));
+        // SAFETY: our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // Not reaped yet: a zombie, as a killed daemon is until init reaps it.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !super::ended(pid) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(super::ended(pid), "a killed, unreaped child");
+        assert!(std::fs::metadata(format!("/proc/{pid}")).is_ok(), "still in /proc: a zombie");
+        child.wait().unwrap();
+        assert!(super::ended(pid));
+    }
 }

@@ -119,7 +119,7 @@ impl Responder {
             // SAFETY: kill(2) of the process checked above as ours.
             unsafe { libc::kill(pid, libc::SIGTERM) };
             for _ in 0..100 {
-                if !Path::new(&format!("/proc/{pid}")).exists() {
+                if super::ended(pid) {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
@@ -134,7 +134,7 @@ impl Responder {
 /// ends it too) and its interface is there.
 pub fn run_responder(interface: &std::ffi::OsStr) -> std::process::ExitCode {
     let sibling: Option<i32> = std::env::var(SIBLING_ENV).ok().and_then(|p| p.parse().ok());
-    let alive = || sibling.is_none_or(|p| Path::new(&format!("/proc/{p}")).exists());
+    let alive = || sibling.is_none_or(|p| !super::ended(p));
     match serve(&interface.to_string_lossy(), alive) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(_) => std::process::ExitCode::FAILURE,
