@@ -6,7 +6,7 @@ use super::check;
 use super::io;
 use super::tree::Tree;
 use crate::baremetal::{BootNode, BootProfile, NetBoot, NetBootError};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 pub struct Dnsmasq {
@@ -52,6 +52,9 @@ impl Dnsmasq {
              dhcp-match=set:ipxe,175\n\
              dhcp-boot=tag:!ipxe,undionly.kpxe,,{server}\n\
              dhcp-boot=tag:ipxe,boot.ipxe,,{server}\n\
+             # iPXE's no-pxedhcp: no ProxyDHCP offers to wait for (iPXE\n\
+             # waited about 2 s for them after the first offer).\n\
+             dhcp-option=tag:ipxe,encap:175,176,1b\n\
              enable-tftp\n\
              tftp-root={root}\n\
              # The tree is in mln's private state directory, which the\n\

@@ -19,7 +19,7 @@
 //! without IPv6 (or a kernel that refuses the socket) only costs the wait.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The environment variable that makes `mln-libvirt` this responder: the
@@ -83,7 +83,9 @@ impl Responder {
         if !ENABLED.load(Ordering::SeqCst) || self.pid().is_some() {
             return;
         }
-        if let Err(e) = self.spawn(sibling) {
+        // Tried here first, so that a refusal (no IPv6 on the interface) is
+        // said rather than lost with a child's exit status.
+        if let Err(e) = open(&self.interface).and_then(|_| self.spawn(sibling)) {
             tracing::warn!("no IPv6 router advertisement on {}: {e} (iPXE waits about 13 s for one on each network boot)", crate::term::escape(&self.interface));
         }
     }
