@@ -52,6 +52,15 @@ fn mln(exe: &Path, state: &Path, args: &[&str]) -> Command {
 fn the_capability_cache_is_probed_once_and_then_read_by_every_command() {
     let state = tempfile::tempdir().unwrap();
     let s = state.path();
+    // A failed assertion must not leave the guests running (they outlive
+    // mln by design; the embedded root's QEMUs are named by its path).
+    struct Guests(PathBuf);
+    impl Drop for Guests {
+        fn drop(&mut self) {
+            let _ = Command::new("pkill").args(["-9", "-f", &format!("qemu-system.*{}/", self.0.display())]).status();
+        }
+    }
+    let _guests = Guests(s.to_path_buf());
     common::test_guest(&s.join("templates"));
     let project = s.join("cap.mln");
     std::fs::write(&project, "global {\n    project cap\n}\nhost a {\n    template mln-testguest\n    memory 128M\n}\nhost b {\n    template mln-testguest\n    memory 128M\n}\n").unwrap();
