@@ -416,3 +416,34 @@ fn upgrade_of_a_project_never_built_says_so() {
         .failure()
         .stderr(predicate::str::contains("mln::state::no_project"));
 }
+
+/// A reader that goes away (`mln plan --json | head -c 100`) ends mln
+/// quietly with a SIGPIPE death's status, though mln ignores SIGPIPE (so
+/// that a lost service host fails that host, not mln).
+#[test]
+fn a_closed_stdout_ends_mln_quietly() {
+    use std::io::Read;
+    let d = tempfile::tempdir().unwrap();
+    let mut p = String::from("global {\n    project many\n}\n");
+    for i in 0..3000 {
+        p += &format!("host h{i} {{\n    memory 64M\n}}\n");
+    }
+    let f = d.path().join("many.mln");
+    std::fs::write(&f, p).unwrap();
+    for args in [&["plan", "--json"][..], &["plan"][..]] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mln"))
+            .args(args)
+            .arg(&f)
+            .env("MLN_STATE_DIR", d.path().join("state"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut head = [0u8; 100];
+        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+        // stdout's read end dropped here, before mln has written it all.
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stderr.is_empty(), "{args:?}: nothing said: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -219,8 +219,22 @@ pub fn plural(n: usize) -> &'static str {
 
 /// Prints an error (escaped) and returns the failure exit code.
 pub fn fail(e: impl std::fmt::Display) -> ExitCode {
+    // Output's reader gone (`mln plan --json | head`): said by nobody, as
+    // the SIGPIPE death of any other tool would be (mln ignores SIGPIPE:
+    // cli::quiet_on_closed_stdout).
+    if stdout_closed() {
+        return ExitCode::from(141);
+    }
     eprintln!("mln: {}", mln::term::escape_lines(&e.to_string()));
     ExitCode::FAILURE
+}
+
+/// Whether stdout is a pipe or socket whose reader has gone (its write end
+/// polls as an error).
+pub fn stdout_closed() -> bool {
+    let mut p = libc::pollfd { fd: 1, events: 0, revents: 0 };
+    // SAFETY: one pollfd of ours, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLERR != 0 }
 }
 
 /// Shows one diagnostic (a runtime error, rendered as the compiler's are)

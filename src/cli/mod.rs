@@ -159,11 +159,29 @@ fn hand_over() -> ExitCode {
 }
 
 fn parse() -> Cli {
-    // A closed pipe (`mln status --json | head`) ends mln quietly, as it
-    // does any Unix tool, instead of a panic in `println!`.
-    // SAFETY: resetting a signal's disposition has no preconditions.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    quiet_on_closed_stdout();
     Cli::parse()
+}
+
+/// A closed pipe on stdout (`mln status --json | head`) ends mln quietly,
+/// with the status a shell shows for a SIGPIPE death (141), instead of a
+/// panic message from `println!`. SIGPIPE itself stays ignored (Rust's
+/// default): with its default action, any write to a socket or pipe whose
+/// reader is gone (a service host lost mid-transfer, through a call that
+/// cannot take `MSG_NOSIGNAL`) killed the whole of mln instead of failing
+/// that host (e2e_fabric's lost-host test, wait status 13).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied()).unwrap_or("");
+        // println!'s own panic, or a library's (clap_complete) that wrote
+        // to stdout and met the closed pipe.
+        if (msg.contains("Broken pipe") || msg.contains("BrokenPipe")) && context::stdout_closed() {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }
 
 fn run(command: Command, g: &Global) -> ExitCode {

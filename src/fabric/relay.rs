@@ -119,10 +119,11 @@ fn send_to(file: &File, size: u64, progress: &Progress, token: &str, peer: &Peer
 }
 
 /// `sendfile` to a socket whose peer is gone: EPIPE, never SIGPIPE.
-/// sendfile cannot be given `MSG_NOSIGNAL` as `send` can, and mln runs
-/// with SIGPIPE's default action (a closed stdout ends it quietly), so a
-/// service host lost in the middle of a file killed the whole of mln
-/// instead of failing that host alone. The signal is blocked on this
+/// sendfile cannot be given `MSG_NOSIGNAL` as `send` can; mln's binaries
+/// ignore SIGPIPE, but a program that links this library may keep its
+/// default action, under which a service host lost in the middle of a
+/// file would kill the whole program instead of failing that host. The
+/// signal is blocked on this
 /// thread for the call (a pipe or socket raises it on the writing
 /// thread), and one it raised is taken back before the mask returns.
 fn sendfile_quiet(out: std::os::fd::RawFd, from: std::os::fd::RawFd, off: &mut libc::off_t, n: usize) -> std::io::Result<usize> {
