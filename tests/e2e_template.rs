@@ -140,6 +140,12 @@ fn a_recipe_becomes_a_template_that_boots_configured() {
         std::thread::sleep(Duration::from_secs(1));
     }
     eprintln!("guest configured {:.0} s after start", booted.elapsed().as_secs_f64());
+    // cloud-init prints the host keys in its last stage's keys-to-console,
+    // after the per-boot script that runs the startup command: a moment
+    // after the line above (longer on loaded cores).
+    while !m.console("node01").contains("-----END SSH HOST KEY KEYS-----") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let console = m.console("node01");
     assert!(console.contains("BEGIN SSH HOST KEY KEYS") && console.contains("ssh-ed25519 "), "no ed25519 host key published:\n{console}");
     assert!(!console.contains("ssh-rsa "), "host keys other than ed25519 were made:\n{console}");
