@@ -141,12 +141,9 @@ impl Dnsmasq {
         self.responder().stop();
         let Some(pid) = self.pid() else { return Ok(()) };
         signal(pid, libc::SIGTERM)?;
-        for _ in 0..100 {
-            if super::ended(pid) {
-                let _ = std::fs::remove_file(self.pid_path());
-                return Ok(());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        if super::wait_ended(pid) {
+            let _ = std::fs::remove_file(self.pid_path());
+            return Ok(());
         }
         Err(NetBootError::Service { detail: format!("dnsmasq ({pid}) did not stop within 2 s"), retry: true })
     }

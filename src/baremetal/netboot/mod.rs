@@ -46,6 +46,17 @@ pub(crate) fn ended(pid: i32) -> bool {
     }
 }
 
+/// Waits up to 2 s for `pid` to have [`ended`]; whether it did.
+pub(crate) fn wait_ended(pid: i32) -> bool {
+    for _ in 0..100 {
+        if ended(pid) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
 pub(crate) fn io(what: &str, p: &std::path::Path, e: std::io::Error) -> NetBootError {
     NetBootError::Service { detail: format!("cannot {what} {}: {e}", p.display()), retry: false }
 }

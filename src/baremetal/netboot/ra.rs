@@ -120,12 +120,7 @@ impl Responder {
         if let Some(pid) = self.pid() {
             // SAFETY: kill(2) of the process checked above as ours.
             unsafe { libc::kill(pid, libc::SIGTERM) };
-            for _ in 0..100 {
-                if super::ended(pid) {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            super::wait_ended(pid);
         }
         let _ = std::fs::remove_file(self.pid_path());
     }
