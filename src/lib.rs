@@ -29,6 +29,8 @@ pub mod state;
 pub mod syntax;
 pub mod template;
 pub mod term;
+#[cfg(test)]
+mod test_exec;
 pub mod upgrade;
 pub mod definitions;
 

@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use mln::plugin::Registry;
 use mln::source::DiskFs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 fn compile_with(path: &Path, plugin_dirs: &[PathBuf]) -> mln::Compilation {
@@ -18,8 +17,7 @@ fn examples_dir() -> PathBuf {
 
 fn write_plugin(dir: &Path, name: &str, body: &str) {
     let p = dir.join(format!("mln-plugin-{name}"));
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&p, &format!("#!/bin/sh\n{body}\n"));
 }
 
 #[test]

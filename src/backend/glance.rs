@@ -73,9 +73,11 @@ mod tests {
         assert_eq!(state(p, "a.p"), Some(PowerState::Saved));
         std::fs::remove_file(p.join("lib/qemu/save/a.p.save")).unwrap();
         // A QEMU of that guest runs: a process named so, with its name.
-        let fake_qemu = r.path().join("qemu-system-x86_64");
-        std::fs::copy("/bin/bash", &fake_qemu).unwrap();
-        let mut qemu = std::process::Command::new(&fake_qemu).args(["-c", "sleep 60; true", "-name", "guest=a.p,debug-threads=on"]).spawn().unwrap();
+        // Named through argv[0], not a copy of bash: executing a file just
+        // written fails with ETXTBSY while another test thread's fork still
+        // holds it open for writing (CI saw it).
+        use std::os::unix::process::CommandExt;
+        let mut qemu = std::process::Command::new("/bin/bash").arg0("/usr/bin/qemu-system-x86_64").args(["-c", "sleep 60; true", "-name", "guest=a.p,debug-threads=on"]).spawn().unwrap();
         std::fs::write(p.join("run/qemu/a.p.xml"), "<domstatus state='running'/>").unwrap();
         std::fs::write(p.join("run/qemu/a.p.pid"), qemu.id().to_string()).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

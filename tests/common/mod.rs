@@ -57,3 +57,18 @@ pub fn lines_got(console: &str) -> Vec<(u64, usize)> {
         })
         .collect()
 }
+
+/// Writes an executable file from a child `sh`: written by this process,
+/// it could fail to run with ETXTBSY while another test thread's fork
+/// still holds the write descriptor (between its fork and exec).
+pub fn write_executable(path: &Path, content: &str) {
+    use std::io::Write;
+    let mut sh = std::process::Command::new("/bin/sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sh.stdin.take().unwrap().write_all(content.as_bytes()).unwrap();
+    assert!(sh.wait().unwrap().success(), "cannot write {}", path.display());
+}

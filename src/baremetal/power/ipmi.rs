@@ -109,13 +109,11 @@ impl PowerDriver for IpmiPower {
 mod tests {
     use super::*;
     use crate::baremetal::power::testing::node;
-    use std::os::unix::fs::PermissionsExt;
 
     /// A fake ipmitool: logs its argv, then runs `body`.
     fn fake(dir: &std::path::Path, body: &str) -> IpmiPower {
         let p = dir.join("ipmitool");
-        std::fs::write(&p, format!("#!/bin/sh\necho \"$@\" >> {}/argv\n{body}\n", dir.display())).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        crate::test_exec::write_executable(&p, &format!("#!/bin/sh\necho \"$@\" >> {}/argv\n{body}\n", dir.display()));
         IpmiPower { program: p, timeout: Duration::from_secs(5) }
     }
 

@@ -123,8 +123,7 @@ mod tests {
         let calls = d.path().join("calls");
         // An ipmitool that refuses the session as a BMC does (RAKP 2 HMAC).
         let fake = d.path().join("ipmitool");
-        std::fs::write(&fake, "#!/bin/sh\necho 'RAKP 2 HMAC is invalid' >&2\nexit 1\n").unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        crate::test_exec::write_executable(&fake, "#!/bin/sh\necho 'RAKP 2 HMAC is invalid' >&2\nexit 1\n");
         let spec = node(PowerSpec::Ipmi { address: "127.0.0.1".into(), port: 623, user: "admin".into(), password_file: pw.display().to_string() });
         let mut p = Power { ipmi: IpmiPower { program: fake.clone(), ..IpmiPower::default() }, ..Power::default() };
         assert!(matches!(p.act("n1", &spec, PowerAction::On), Err(PowerError::Auth { .. })));
