@@ -332,13 +332,18 @@ impl DeployNode {
 
     /// Runs `cmd` (a shell line on the node) with `input`; its stdout.
     pub fn run(&self, step: &'static str, cmd: &str, input: &[u8]) -> Result<String, DeployError> {
+        self.run_bytes(step, cmd, input).map(|o| String::from_utf8_lossy(&o).into_owned())
+    }
+
+    /// [`run`](Self::run), its stdout as bytes.
+    fn run_bytes(&self, step: &'static str, cmd: &str, input: &[u8]) -> Result<Vec<u8>, DeployError> {
         self.rt.block_on(async {
             let c = ssh::connect(&self.server).await.map_err(|e| self.typed(e))?;
             let out = c.exec(cmd, input).await.map_err(|e| self.typed(e));
             c.close().await;
             let out = out?;
             match out.status {
-                Some(0) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+                Some(0) => Ok(out.stdout),
                 s => Err(DeployError::Step {
                     node: self.name.clone(),
                     step,
@@ -448,12 +453,22 @@ impl DeployNode {
         self.run("mount the deployed root", &format!("set -e; mkdir -p {ROOT}; mountpoint -q {ROOT} || mount {} {ROOT}", quote(device)), b"").map(drop)
     }
 
-    /// Writes files (path in the deployed root, content, mode).
-    pub fn write_files(&self, files: &[(String, String, u32)]) -> Result<(), DeployError> {
-        for (path, content, mode) in files {
-            self.write_file(path, content.as_bytes(), *mode)?;
+    /// Writes files (path in the deployed root, content, mode) in one SSH
+    /// session: a tar archive, extracted into the root with each file's
+    /// parents made first. One session instead of one per file: on an
+    /// emulated node each session's key exchange and login are its CPU.
+    pub fn write_files(&self, files: &[(String, Vec<u8>, u32)]) -> Result<(), DeployError> {
+        if files.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let archive = files_archive(files)?;
+        let mut dirs: Vec<String> = files.iter().filter_map(|(p, _, _)| p.rsplit_once('/').map(|(d, _)| format!("{ROOT}{d}"))).collect();
+        dirs.sort();
+        dirs.dedup();
+        let dirs: Vec<String> = dirs.iter().map(|d| quote(d)).collect();
+        // `-m`: the files get the node's time, not a time of this machine
+        // that its clock may see in the future.
+        self.run("write the configuration", &format!("set -e; mkdir -p {}; tar -x -m -p -C {ROOT}", dirs.join(" ")), &archive).map(drop)
     }
 
     /// `mln-hop` into the running system's [`HOP_DIR`] (replaced whole).
@@ -462,29 +477,46 @@ impl DeployNode {
         self.run("push mln-hop", &format!("set -e; mkdir -p {HOP_DIR}; cat > {f}.new; chmod 755 {f}.new; mv {f}.new {f}"), binary).map(drop)
     }
 
-    /// Writes one file into the deployed root (replaced whole, parents made).
+    /// Writes one file into the deployed root (parents made).
     pub fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<(), DeployError> {
-        check_path(path)?;
-        let full = format!("{ROOT}{path}");
-        let dir = full.rsplit_once('/').map(|(d, _)| d).unwrap_or(ROOT).to_string();
-        let cmd = format!("set -e; mkdir -p {d}; cat > {f}.mln-new; chmod {mode:o} {f}.mln-new; mv {f}.mln-new {f}", d = quote(&dir), f = quote(&full));
-        self.run("write the configuration", &cmd, content).map(drop)
+        self.write_files(&[(path.to_string(), content.to_vec(), mode)])
     }
 
-    /// The plan's configuration of `host` in the deployed root: the files a
-    /// filesystem template gets (hostname, hosts, addresses, accounts,
-    /// keys, files, startup), the accounts merged with the image's own.
-    pub fn write_config(&self, plan: &crate::plan::Plan, host: &crate::plan::Host, contents: &[String]) -> Result<(), DeployError> {
+    /// The plan's configuration of `host` for the deployed root: the files
+    /// a filesystem template gets (hostname, hosts, addresses, accounts,
+    /// keys, files, startup), the accounts merged with the image's own
+    /// (read from the node in one session).
+    pub fn config_files(&self, plan: &crate::plan::Plan, host: &crate::plan::Host, contents: &[String]) -> Result<Vec<(String, Vec<u8>, u32)>, DeployError> {
         // No local image: the base accounts are the node's, merged below.
         let none = Path::new("/nonexistent/mln-no-image");
-        let mut files = crate::guest::fstemplate::files(plan, host, none, contents).map_err(|e| DeployError::Refused(e.to_string()))?;
-        for (path, content, _) in files.iter_mut() {
-            if matches!(path.as_str(), "/etc/passwd" | "/etc/shadow" | "/etc/group") {
-                let theirs = self.run("read the deployed accounts", &format!("cat {ROOT}{path} 2>/dev/null || true"), b"")?;
-                *content = merge_accounts(&theirs, content);
-            }
+        let files = crate::guest::fstemplate::files(plan, host, none, contents).map_err(|e| DeployError::Refused(e.to_string()))?;
+        let theirs = self.read_files(&ACCOUNTS)?;
+        Ok(files
+            .into_iter()
+            .map(|(path, content, mode)| {
+                let content = match ACCOUNTS.iter().position(|a| *a == path) {
+                    Some(i) => merge_accounts(&String::from_utf8_lossy(&theirs[i]), &content),
+                    None => content,
+                };
+                (path, content.into_bytes(), mode)
+            })
+            .collect())
+    }
+
+    /// [`config_files`](Self::config_files), written.
+    pub fn write_config(&self, plan: &crate::plan::Plan, host: &crate::plan::Host, contents: &[String]) -> Result<(), DeployError> {
+        self.write_files(&self.config_files(plan, host, contents)?)
+    }
+
+    /// Files of the deployed root, in one session (empty where missing).
+    fn read_files(&self, paths: &[&str]) -> Result<Vec<Vec<u8>>, DeployError> {
+        for p in paths {
+            check_path(p)?;
         }
-        self.write_files(&files)
+        // Each file as its size on a line, then its bytes.
+        let cmd: String = paths.iter().map(|p| format!("f={}; if [ -f \"$f\" ]; then wc -c < \"$f\"; cat \"$f\"; else echo 0; fi; ", quote(&format!("{ROOT}{p}")))).collect();
+        let out = self.run_bytes("read the deployed accounts", &cmd, b"")?;
+        split_sized(&out, paths.len()).ok_or_else(|| DeployError::Step { node: self.name.clone(), step: "read the deployed accounts", detail: "the node's answer was cut short".into() })
     }
 
     /// A post-install script, run in the deploy system with the deployed
@@ -662,6 +694,42 @@ impl chain::ChainNode for ChainMember<'_> {
     }
 }
 
+/// The account files a plan's configuration is merged into.
+const ACCOUNTS: [&str; 3] = ["/etc/passwd", "/etc/shadow", "/etc/group"];
+
+/// A tar archive of `files` (paths inside the deployed root), owned by
+/// root with their modes.
+fn files_archive(files: &[(String, Vec<u8>, u32)]) -> Result<Vec<u8>, DeployError> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, content, mode) in files {
+        check_path(path)?;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(content.len() as u64);
+        h.set_mode(mode & 0o7777);
+        h.set_uid(0);
+        h.set_gid(0);
+        let named = h.set_username("root").and_then(|_| h.set_groupname("root"));
+        named.map_err(|e| DeployError::Refused(format!("cannot make the archive: {e}")))?;
+        b.append_data(&mut h, path.trim_start_matches('/'), content.as_slice()).map_err(|e| DeployError::Refused(format!("{} cannot go into the archive: {e}", crate::term::escape(path))))?;
+    }
+    b.into_inner().map_err(|e| DeployError::Refused(format!("cannot make the archive: {e}")))
+}
+
+/// `n` files from their sizes on a line each followed by their bytes;
+/// None when the text is cut short or malformed.
+fn split_sized(mut out: &[u8], n: usize) -> Option<Vec<Vec<u8>>> {
+    let mut files = Vec::with_capacity(n);
+    for _ in 0..n {
+        let nl = out.iter().position(|b| *b == b'\n')?;
+        let size: usize = std::str::from_utf8(&out[..nl]).ok()?.trim().parse().ok()?;
+        let rest = &out[nl + 1..];
+        files.push(rest.get(..size)?.to_vec());
+        out = &rest[size..];
+    }
+    out.is_empty().then_some(files)
+}
+
 /// The node's account lines, less those the plan sets, then the plan's.
 pub fn merge_accounts(theirs: &str, ours: &str) -> String {
     let names: std::collections::BTreeSet<&str> = ours.lines().filter_map(|l| l.split(':').next()).collect();
@@ -688,6 +756,41 @@ mod tests {
         }
         let m = merge_accounts("root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n", "alice:x:1001:1001::/home/alice:/bin/sh\n");
         assert_eq!(m, "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n");
+    }
+
+    /// The configuration's archive extracts with the system's tar into
+    /// the paths and modes asked, parents made as `write_files` makes them.
+    #[test]
+    fn configuration_files_go_in_one_archive() {
+        let files = vec![
+            ("/etc/hostname".to_string(), b"bm1\n".to_vec(), 0o644),
+            ("/root/.ssh/authorized_keys".to_string(), b"ssh-ed25519 AAAA k\n".to_vec(), 0o600),
+            ("/etc/mln/startup.sh".to_string(), b"#!/bin/sh\n".to_vec(), 0o755),
+        ];
+        let archive = files_archive(&files).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        for p in ["etc", "root/.ssh", "etc/mln"] {
+            std::fs::create_dir_all(d.path().join(p)).unwrap();
+        }
+        let mut tar = Command::new("tar").args(["-x", "-m", "-p", "-C"]).arg(d.path()).stdin(std::process::Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(&mut tar.stdin.take().unwrap(), &archive).unwrap();
+        assert!(tar.wait().unwrap().success());
+        use std::os::unix::fs::PermissionsExt;
+        for (path, content, mode) in &files {
+            let p = d.path().join(path.trim_start_matches('/'));
+            assert_eq!(&std::fs::read(&p).unwrap(), content, "{path}");
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777, *mode, "{path}");
+        }
+        assert!(files_archive(&[("/etc/../../x".to_string(), vec![], 0o644)]).is_err());
+    }
+
+    #[test]
+    fn files_read_in_one_answer_are_split_by_their_sizes() {
+        let out = b"4\nab\nc0\n3\n:x\n";
+        assert_eq!(split_sized(out, 3).unwrap(), vec![b"ab\nc".to_vec(), Vec::new(), b":x\n".to_vec()]);
+        assert!(split_sized(b"9\nshort", 1).is_none());
+        assert!(split_sized(b"1\nab", 1).is_none(), "bytes left over");
+        assert!(split_sized(b"x\n", 1).is_none());
     }
 
     /// The table scripts and the boot marking run by the host's sfdisk on

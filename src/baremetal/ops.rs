@@ -369,18 +369,25 @@ impl<'a> Site<'a> {
     /// parameters, the node's name and address and `root=` the partition.
     /// A dd image brings its own; an environment without a kernel and
     /// initrd is left without one (only `kexec` can boot it then).
-    fn install_bootloader(&self, node: &Node, dn: &DeployNode) -> Result<(), OpError> {
+    /// `files` (the configuration) go over with the boot files.
+    fn install_bootloader(&self, node: &Node, dn: &DeployNode, mut files: Vec<(String, Vec<u8>, u32)>) -> Result<(), OpError> {
         let env = self.env(node)?;
-        let (Some(k), Some(i)) = (&env.kernel, &env.initrd) else { return Ok(()) };
-        let Target::Tar { disk, partition } = target(&node.spec, env.image.kind)? else { return Ok(()) };
-        let root = deploysys::partition_device(&disk, partition.unwrap_or(1));
-        let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
-        dn.write_file(DISK_KERNEL, &read(self.file(&env, k)?)?, 0o644).map_err(deploy_error)?;
-        dn.write_file(DISK_INITRD, &read(self.file(&env, i)?)?, 0o644).map_err(deploy_error)?;
+        let boot = match (&env.kernel, &env.initrd, target(&node.spec, env.image.kind)?) {
+            (Some(k), Some(i), Target::Tar { disk, partition }) => Some((k, i, disk, partition.unwrap_or(1))),
+            _ => None,
+        };
+        if let Some((k, i, disk, partition)) = &boot {
+            let root = deploysys::partition_device(disk, *partition);
+            let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
+            let cmdline = format!("{} root={root} mln.boot=disk", deployed_cmdline(&env, &node.name, &self.address(node)?, self.prefix));
+            files.push((DISK_KERNEL.into(), read(self.file(&env, k)?)?, 0o644));
+            files.push((DISK_INITRD.into(), read(self.file(&env, i)?)?, 0o644));
+            files.push(("/boot/extlinux/extlinux.conf".into(), extlinux_conf(&env.label(), &cmdline).into_bytes(), 0o644));
+        }
+        dn.write_files(&files).map_err(deploy_error)?;
+        let Some((_, _, disk, partition)) = boot else { return Ok(()) };
         self.boot_files_written.lock().unwrap_or_else(|p| p.into_inner()).insert(node.name.clone());
-        let cmdline = format!("{} root={root} mln.boot=disk", deployed_cmdline(&env, &node.name, &self.address(node)?, self.prefix));
-        dn.write_file("/boot/extlinux/extlinux.conf", extlinux_conf(&env.label(), &cmdline).as_bytes(), 0o644).map_err(deploy_error)?;
-        dn.install_bootloader(&disk, partition.unwrap_or(1)).map_err(deploy_error)
+        dn.install_bootloader(&disk, partition).map_err(deploy_error)
     }
 
     fn answers(&self, address: &str) -> bool {
@@ -550,8 +557,8 @@ impl NodeOps for Site<'_> {
         // CPU, tens of MB cost seconds of its time each.
         if !self.boot_files_written.lock().unwrap_or_else(|p| p.into_inner()).contains(&node.name) {
             let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
-            dn.write_file(KEXEC_KERNEL, &read(self.file(&env, k)?)?, 0o644).map_err(deploy_error)?;
-            dn.write_file(KEXEC_INITRD, &read(self.file(&env, i)?)?, 0o644).map_err(deploy_error)?;
+            let files = vec![(KEXEC_KERNEL.into(), read(self.file(&env, k)?)?, 0o644), (KEXEC_INITRD.into(), read(self.file(&env, i)?)?, 0o644)];
+            dn.write_files(&files).map_err(deploy_error)?;
         }
         let cmdline = deployed_cmdline(&env, &node.name, &self.address(node)?, self.prefix);
         dn.kexec(KEXEC_KERNEL, Some(KEXEC_INITRD), &cmdline).map_err(deploy_error)
@@ -621,7 +628,7 @@ impl NodeOps for Site<'_> {
         let plan = self.plan.as_ref().ok_or_else(|| OpError::Failed("no plan".into()))?;
         let dn = self.worker(node)?;
         let host = self.host(node)?;
-        dn.write_config(plan, host, &file_contents(host)?).map_err(deploy_error)?;
+        let mut files = dn.config_files(plan, host, &file_contents(host)?).map_err(deploy_error)?;
         // The project's login key, as guests get it: `mln stop` asks the
         // deployed system to power off with it. mln's own key beside it:
         // a later deployment kexecs from this system (`deployed_node`).
@@ -632,9 +639,10 @@ impl NodeOps for Site<'_> {
             let k = std::fs::read_to_string(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())))?;
             authorized += &format!("{}\n", k.trim());
         }
-        dn.write_file("/root/.ssh/authorized_keys", authorized.as_bytes(), 0o600).map_err(deploy_error)?;
+        files.push(("/root/.ssh/authorized_keys".into(), authorized.into_bytes(), 0o600));
         self.forget_deployed_host_key(node)?;
-        self.install_bootloader(node, &dn)
+        // The configuration, the keys and the boot files in one session.
+        self.install_bootloader(node, &dn, files)
     }
 
     /// `poweroff` in the deployed system, as root with the project's key.
