@@ -354,9 +354,21 @@ impl DeployNode {
     }
 
     /// Waits until the deploy system answers SSH (with our host key).
+    /// Its port is watched first with short probes, and the SSH login
+    /// tried once it accepts: a login attempt while the node is still
+    /// booting costs a connect timeout's SYN retries (1, 3, 7 s) before it
+    /// sees the port open, and the first try after it opens waited up to
+    /// a whole poll interval.
     pub fn wait(&self, limit: Duration) -> Result<(), DeployError> {
         let deadline = Instant::now() + limit;
         loop {
+            if !accepts_tcp(&self.server.address, self.server.port) {
+                if Instant::now() >= deadline {
+                    return Err(DeployError::Unreachable { node: self.name.clone(), detail: format!("port {} does not accept connections", self.server.port) });
+                }
+                std::thread::sleep(PROBE_EVERY);
+                continue;
+            }
             let r = self.rt.block_on(async { ssh::connect(&self.server).await });
             match r {
                 Ok(c) => {
@@ -365,7 +377,7 @@ impl DeployNode {
                 }
                 Err(FabricError::Unreachable(d)) if Instant::now() < deadline => {
                     tracing::debug!("{}: not yet: {d}", self.name);
-                    std::thread::sleep(Duration::from_secs(2));
+                    std::thread::sleep(PROBE_EVERY * 2);
                 }
                 Err(e) => return Err(self.typed(e)),
             }
@@ -692,6 +704,16 @@ impl chain::ChainNode for ChainMember<'_> {
             tracing::info!("{}: {e}", self.node.name);
         }
     }
+}
+
+/// How often a booting node's port is probed.
+pub const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// Whether `address:port` accepts a TCP connection within a short time
+/// (a booting node's silence must not hold the probe for a SYN retry).
+pub fn accepts_tcp(address: &str, port: u16) -> bool {
+    let Ok(ip) = address.parse::<std::net::IpAddr>() else { return false };
+    std::net::TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(500)).is_ok()
 }
 
 /// The account files a plan's configuration is merged into.

@@ -444,7 +444,7 @@ fn wait_until(deadline: Duration, now: impl Fn() -> Duration, what: &str, mut ok
         if now() >= deadline {
             return Err(OpError::Timeout { what: what.into(), after: deadline.saturating_sub(t0) });
         }
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(deploysys::PROBE_EVERY * 2);
     }
 }
 
