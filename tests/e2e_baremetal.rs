@@ -581,17 +581,23 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     let shown = ok(&["stats", "-h", "bm4"]);
     assert!(shown.contains("last power operations: start on hard (power_command), stop off hard (power_command)"), "{shown}");
 
-    // The IPv6 "no router here" answer runs beside dnsmasq (mln-libvirt
-    // as netboot::ra's responder, for this state's records).
-    let ra_pid = std::fs::read_to_string(state.join("baremetal/netboot/ra.pid")).expect("the router advertisement responder's pid file");
-    let environ = std::fs::read(format!("/proc/{}/environ", ra_pid.trim())).expect("the responder runs");
-    assert!(environ.split(|b| *b == 0).any(|v| v == format!("MLN_RA_RECORDS={}", state.join("baremetal/netboot").display()).as_bytes()), "it serves this state");
+    // The process beside dnsmasq runs (mln-libvirt as netboot::companion,
+    // for this state's records): the IPv6 "no router here" answer, and the
+    // boot files over HTTP, which the nodes' iPXE fetched their deploy
+    // system from (its log; TFTP only if HTTP had failed).
+    let companion = std::fs::read_to_string(state.join("baremetal/netboot/companion.pid")).expect("the network boot companion's pid file");
+    let environ = std::fs::read(format!("/proc/{}/environ", companion.trim())).expect("the companion runs");
+    assert!(environ.split(|b| *b == 0).any(|v| v == format!("MLN_NETBOOT_RECORDS={}", state.join("baremetal/netboot").display()).as_bytes()), "it serves this state");
+    let http = std::fs::read_to_string(state.join("baremetal/netboot/http.log")).unwrap_or_default();
+    for f in ["/deploy/vmlinuz", "/deploy/initrd"] {
+        assert!(http.lines().any(|l| l.contains(&format!("GET {f} 200 ")) && l.contains(" bytes in ")), "{f} over HTTP: {http}");
+    }
     let removed = ok(&["remove", "-p", "metal"]);
     assert!(removed.contains("disk is left as it is"), "{removed}");
     // Gone, or a zombie not yet reaped by init.
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", ra_pid.trim())).unwrap_or_default();
-    assert!(stat.is_empty() || stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')), "the responder stopped with dnsmasq: {stat}");
-    assert!(!state.join("baremetal/netboot/ra.pid").exists());
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", companion.trim())).unwrap_or_default();
+    assert!(stat.is_empty() || stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')), "the companion stopped with dnsmasq: {stat}");
+    assert!(!state.join("baremetal/netboot/companion.pid").exists());
     assert_eq!(std::fs::read_to_string(state.join("baremetal/netboot/leases")).unwrap(), "", "no lease left");
     let scripts: Vec<_> = std::fs::read_dir(state.join("baremetal/tftp/nodes")).unwrap().collect();
     assert!(scripts.is_empty(), "no boot profile left: {scripts:?}");

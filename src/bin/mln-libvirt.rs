@@ -18,11 +18,11 @@ fn main() -> ExitCode {
     if let Some(root) = std::env::var_os(mln::backend::probes::WATCH_ENV) {
         return mln::backend::probes::run_watcher(root.into());
     }
-    // So is the boot network's IPv6 "no router here" responder.
-    if let Some(interface) = std::env::var_os(mln::baremetal::netboot::ra::RA_ENV) {
-        return mln::baremetal::netboot::ra::run_responder(&interface);
+    // So is the process beside the network boot's dnsmasq.
+    if let Some(interface) = std::env::var_os(mln::baremetal::netboot::companion::COMPANION_ENV) {
+        return mln::baremetal::netboot::companion::run(&interface);
     }
     mln::backend::probes::enable_watcher();
-    mln::baremetal::netboot::ra::enable();
+    mln::baremetal::netboot::companion::enable();
     cli::main()
 }

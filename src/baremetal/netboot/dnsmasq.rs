@@ -18,8 +18,11 @@ pub struct Dnsmasq {
 }
 
 impl Dnsmasq {
-    pub fn new(tree: Tree, interface: &str) -> Result<Dnsmasq, NetBootError> {
+    /// Its scripts fetch the boot files over HTTP first, from its
+    /// companion ([`super::http`]).
+    pub fn new(mut tree: Tree, interface: &str) -> Result<Dnsmasq, NetBootError> {
         check::interface(interface)?;
+        tree.http = Some(super::http::PORT);
         Ok(Dnsmasq { tree, interface: interface.into(), program: PathBuf::from("dnsmasq") })
     }
 
@@ -98,7 +101,7 @@ impl Dnsmasq {
         }
         if let Some(pid) = self.pid() {
             if !changed {
-                self.responder().ensure(pid);
+                self.companion().ensure(pid);
                 return self.reload();
             }
             self.stop()?;
@@ -118,14 +121,16 @@ impl Dnsmasq {
             return Err(NetBootError::Service { detail: format!("dnsmasq started but {} names no process of ours", self.pid_path().display()), retry: true });
         }
         if let Some(pid) = self.pid() {
-            self.responder().ensure(pid);
+            self.companion().ensure(pid);
         }
         Ok(())
     }
 
-    /// The IPv6 "no router here" answer beside it ([`super::ra`]).
-    pub fn responder(&self) -> super::ra::Responder {
-        super::ra::Responder { records: self.tree.records.clone(), interface: self.interface.clone() }
+    /// The process beside it: the IPv6 "no router here" answer and the
+    /// boot files over HTTP ([`super::companion`]).
+    pub fn companion(&self) -> super::companion::Companion {
+        let http = self.tree.http.map(|port| ((self.tree.server, port).into(), self.tree.root.clone()));
+        super::companion::Companion { records: self.tree.records.clone(), interface: self.interface.clone(), http }
     }
 
     /// SIGHUP: the leases file is read again.
@@ -138,7 +143,7 @@ impl Dnsmasq {
 
     /// Stops it (if running) and waits until it is gone.
     pub fn stop(&self) -> Result<(), NetBootError> {
-        self.responder().stop();
+        self.companion().stop();
         let Some(pid) = self.pid() else { return Ok(()) };
         signal(pid, libc::SIGTERM)?;
         if super::wait_ended(pid) {

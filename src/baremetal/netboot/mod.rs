@@ -10,7 +10,9 @@
 //! file, which is not trusted: each is checked first ([`check`]).
 
 pub mod check;
+pub mod companion;
 pub mod dnsmasq;
+pub mod http;
 pub mod ra;
 pub mod tree;
 

@@ -14,32 +14,14 @@
 //! advertisements only for prefixes configured on the interface, which
 //! the boot network need not have.
 //!
-//! It runs beside the dnsmasq mln starts, as `mln-libvirt` started with
-//! [`RA_ENV`] set, with the same lifetime (stopped with it); an interface
-//! without IPv6 (or a kernel that refuses the socket) only costs the wait.
+//! It runs in the process beside the dnsmasq mln starts
+//! ([`super::companion`]); an interface without IPv6 (or a kernel that
+//! refuses the socket) only costs the wait.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// The environment variable that makes `mln-libvirt` this responder: the
-/// interface's name.
-pub const RA_ENV: &str = "MLN_RA_RESPONDER";
-/// The records directory it serves (how its process is told from others).
-pub const RECORDS_ENV: &str = "MLN_RA_RECORDS";
-/// The pid of the dnsmasq it stands beside: it ends when that one has.
-pub const SIBLING_ENV: &str = "MLN_RA_DNSMASQ";
 
 const ROUTER_SOLICITATION: u8 = 133;
 const ROUTER_ADVERTISEMENT: u8 = 134;
-
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
-/// Lets [`Responder::ensure`] start responders (`mln-libvirt` calls this;
-/// a test binary linking the library cannot be one).
-pub fn enable() {
-    ENABLED.store(true, Ordering::SeqCst);
-}
 
 /// The router advertisement sent: type, code, checksum (the kernel fills
 /// it in for ICMPv6 raw sockets), hop limit 0 (unspecified), no flags,
@@ -54,88 +36,6 @@ pub fn advertisement() -> [u8; 16] {
 /// code 0, at least 8 bytes).
 pub fn is_solicitation(msg: &[u8]) -> bool {
     msg.len() >= 8 && msg[0] == ROUTER_SOLICITATION && msg[1] == 0
-}
-
-/// The responder of one boot interface, tracked by its pid file in the
-/// records directory.
-pub struct Responder {
-    pub records: PathBuf,
-    pub interface: String,
-}
-
-impl Responder {
-    pub fn pid_path(&self) -> PathBuf {
-        self.records.join("ra.pid")
-    }
-
-    /// The running responder's pid, if it is this one (a reused pid is not).
-    pub fn pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.pid_path()).ok()?.trim().parse().ok()?;
-        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        let want = format!("{RECORDS_ENV}={}", self.records.display());
-        env.split(|b| *b == 0).any(|v| v == want.as_bytes()).then_some(pid)
-    }
-
-    /// Starts it beside the dnsmasq `sibling` unless it runs; one that
-    /// cannot start is said, not an error: the network boot still works,
-    /// slower.
-    pub fn ensure(&self, sibling: i32) {
-        if !ENABLED.load(Ordering::SeqCst) || self.pid().is_some() {
-            return;
-        }
-        // Tried here first, so that a refusal (no IPv6 on the interface) is
-        // said rather than lost with a child's exit status.
-        if let Err(e) = open(&self.interface).and_then(|_| self.spawn(sibling)) {
-            tracing::warn!("no IPv6 router advertisement on {}: {e} (iPXE waits about 13 s for one on each network boot)", crate::term::escape(&self.interface));
-        }
-    }
-
-    fn spawn(&self, sibling: i32) -> std::io::Result<()> {
-        use std::os::unix::process::CommandExt;
-        let exe = std::env::current_exe()?;
-        let mut c = std::process::Command::new(exe);
-        c.env(RA_ENV, &self.interface)
-            .env(RECORDS_ENV, &self.records)
-            .env(SIBLING_ENV, sibling.to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        // SAFETY: setsid is async-signal-safe; its own session, so a
-        // terminal's hang-up does not end it (as dnsmasq daemonizes).
-        unsafe {
-            c.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-        let child = c.spawn()?;
-        std::fs::write(self.pid_path(), format!("{}\n", child.id()))?;
-        // Reaped by nobody: it outlives this mln, as dnsmasq does.
-        std::mem::forget(child);
-        Ok(())
-    }
-
-    /// Stops it (if running).
-    pub fn stop(&self) {
-        if let Some(pid) = self.pid() {
-            // SAFETY: kill(2) of the process checked above as ours.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            super::wait_ended(pid);
-        }
-        let _ = std::fs::remove_file(self.pid_path());
-    }
-}
-
-/// The responder's whole life (`mln-libvirt` with [`RA_ENV`] set): it
-/// serves while its dnsmasq runs (a test or a kill that ends dnsmasq
-/// ends it too) and its interface is there.
-pub fn run_responder(interface: &std::ffi::OsStr) -> std::process::ExitCode {
-    let sibling: Option<i32> = std::env::var(SIBLING_ENV).ok().and_then(|p| p.parse().ok());
-    let alive = || sibling.is_none_or(|p| !super::ended(p));
-    match serve(&interface.to_string_lossy(), alive) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(_) => std::process::ExitCode::FAILURE,
-    }
 }
 
 /// Answers every router solicitation that reaches `interface` with
@@ -165,7 +65,7 @@ pub fn serve(interface: &str, go_on: impl Fn() -> bool) -> std::io::Result<()> {
     }
 }
 
-fn index(interface: &str) -> std::io::Result<u32> {
+pub fn index(interface: &str) -> std::io::Result<u32> {
     let name = std::ffi::CString::new(interface).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: a NUL-terminated name.
     match unsafe { libc::if_nametoindex(name.as_ptr()) } {

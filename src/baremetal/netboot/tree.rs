@@ -33,6 +33,10 @@ pub struct Tree {
     pub server: Ipv4Addr,
     pub deploy: Option<DisklessFiles>,
     pub environments: Option<Environments>,
+    /// The port of an HTTP server of this root on `server`
+    /// ([`super::http`]): the scripts fetch kernels and initrds from it
+    /// first, over TFTP if that fails.
+    pub http: Option<u16>,
     lock: Mutex<()>,
 }
 
@@ -69,7 +73,7 @@ impl Tree {
         if subnet.host(&server.to_string()).is_err() {
             return Err(NetBootError::Refused(format!("the boot server's address {server} is not in {}/{}", subnet.network, subnet.prefix)));
         }
-        Ok(Tree { root, records, subnet, server, deploy: None, environments: None, lock: Mutex::new(()) })
+        Ok(Tree { root, records, subnet, server, deploy: None, environments: None, http: None, lock: Mutex::new(()) })
     }
 
     /// The fixed files: `boot.ipxe`, the deploy system, a PXE-to-iPXE
@@ -129,6 +133,18 @@ impl Tree {
         records.iter().map(|r| format!("{},{},{}\n", r.node.mac, r.node.address, r.node.host)).collect()
     }
 
+    /// The iPXE line that loads `path` of the tree with `command`
+    /// (`kernel`, `initrd`) and `args`: over HTTP where served, TFTP if
+    /// that fails.
+    fn fetch(&self, command: &str, path: &str, args: &str) -> String {
+        let s = self.server;
+        let tftp = format!("{command} tftp://{s}/{path}{args}");
+        match self.http {
+            Some(port) => format!("{command} http://{s}:{port}/{path}{args} || {tftp}\n"),
+            None => format!("{tftp}\n"),
+        }
+    }
+
     /// The node's iPXE script for `profile`.
     pub fn script(&self, node: &BootNode, profile: &BootProfile) -> Result<String, NetBootError> {
         let s = self.server;
@@ -137,7 +153,7 @@ impl Tree {
         Ok(match profile {
             BootProfile::Deploy => {
                 let d = self.deploy.as_ref().ok_or_else(|| NetBootError::Refused("no deploy system is set up for network boot".into()))?;
-                format!("{head}kernel tftp://{s}/deploy/vmlinuz initrd=initrd {} {ip}\ninitrd tftp://{s}/deploy/initrd\nboot\n", d.params)
+                format!("{head}{}{}boot\n", self.fetch("kernel", "deploy/vmlinuz", &format!(" initrd=initrd {} {ip}", d.params)), self.fetch("initrd", "deploy/initrd", ""))
             }
             // The ROM's own disk boot where iPXE can, else back to the
             // firmware, which tries the next device (the disk).
@@ -157,7 +173,8 @@ impl Tree {
                 // the tree (`baremetal::diskless`).
                 let config = crate::baremetal::diskless::path(&check::mac(&node.mac)?);
                 let config = if self.root.join(&config).is_file() { format!(" mln.config={s}/{config}") } else { String::new() };
-                format!("{head}kernel tftp://{s}/{dir}/vmlinuz initrd=initrd {} {ip} mln.diskless{config}\ninitrd tftp://{s}/{dir}/initrd\nboot\n", f.params)
+                let kernel = self.fetch("kernel", &format!("{dir}/vmlinuz"), &format!(" initrd=initrd {} {ip} mln.diskless{config}", f.params));
+                format!("{head}{kernel}{}boot\n", self.fetch("initrd", &format!("{dir}/initrd"), ""))
             }
         })
     }
@@ -289,6 +306,25 @@ mod tests {
         assert!(t.set_config("../../etc/x", b"no").is_err());
         assert!(t.forget("p", "n6").unwrap());
         assert!(!archive.exists(), "the archive goes with the node");
+    }
+
+    /// Served over HTTP too: each file asked there first, TFTP the
+    /// fallback, the kernel's arguments on both lines.
+    #[test]
+    fn with_http_the_scripts_fetch_over_http_first() {
+        let d = tempfile::tempdir().unwrap();
+        let mut t = tree(d.path());
+        t.http = Some(7906);
+        let n1 = node("n1", "52:54:00:aa:00:01", "10.78.5.11");
+        t.set(&n1, &BootProfile::Deploy).unwrap();
+        let s = std::fs::read_to_string(d.path().join("tftp/nodes/52:54:00:aa:00:01.ipxe")).unwrap();
+        let args = "initrd=initrd console=ttyS0 mln.host=n1 mln.address=10.78.5.11/24";
+        assert!(s.contains(&format!("\nkernel http://10.78.5.1:7906/deploy/vmlinuz {args} || kernel tftp://10.78.5.1/deploy/vmlinuz {args}\n")), "{s}");
+        assert!(s.contains("\ninitrd http://10.78.5.1:7906/deploy/initrd || initrd tftp://10.78.5.1/deploy/initrd\nboot\n"), "{s}");
+        t.set(&node("n2", "52:54:00:aa:00:02", "10.78.5.12"), &BootProfile::Diskless { environment: EnvRef { name: "tiny".into(), version: None } }).unwrap();
+        let s = std::fs::read_to_string(d.path().join("tftp/nodes/52:54:00:aa:00:02.ipxe")).unwrap();
+        assert!(s.contains("\nkernel http://10.78.5.1:7906/envs/tiny/vmlinuz initrd=initrd quiet mln.host=n2 mln.address=10.78.5.12/24 mln.diskless || kernel tftp://"), "{s}");
+        assert!(s.contains("\ninitrd http://10.78.5.1:7906/envs/tiny/initrd || initrd tftp://10.78.5.1/envs/tiny/initrd\n"), "{s}");
     }
 
     #[test]
