@@ -291,24 +291,27 @@ fn many_bench() {
     many_table(&format!("`true` on {n} service hosts, this machine next to them; median of {runs} interleaved runs, window {window}, one key exchange for all; load {load} -> {}", loadavg()), &tools, &s, &kex_mln);
     // Far: 25 ms each way between this machine and every host (RTT 50 ms,
     // a managing machine across a WAN or a VPN), hosts among themselves as
-    // before.
-    let one_way: u64 = std::env::var("MLN_BENCH_WAN_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(25);
+    // before. MLN_BENCH_WAN_MS may list several one-way delays (`25,75`:
+    // also RTT 150 ms, across an ocean), each a condition of its own.
+    let delays: Vec<u64> = std::env::var("MLN_BENCH_WAN_MS").ok().map(|v| v.split(',').filter_map(|d| d.trim().parse().ok()).collect()).unwrap_or_else(|| vec![25]);
     let tag: u16 = lab.bridge.trim_start_matches("mlt").parse().unwrap();
-    let far = wan::Wan::new(&lab.bridge, &format!("{prefix}.0/24"), tag, Duration::from_millis(one_way));
-    // `-U`: the time the reply reached ping, not the kernel's receive
-    // stamp, which is taken before the delay on the way in.
-    let to_host = ping_ms(&format!("ping -U -c 5 -i 0.2 -q {}", lab.hosts[1].addr));
-    let between = ping_ms(&format!("ip netns exec {} ping -U -c 5 -i 0.2 -q {}", lab.hosts[0].ns, lab.hosts[1].addr));
-    println!("\nping RTT (avg of 5): this machine -> h2 {to_host:.1} ms, h1 -> h2 {between:.2} ms");
-    let load = loadavg();
-    let s = race(&tools, runs);
-    drop(far);
-    many_table(
-        &format!("`true` on {n} service hosts, this machine {} ms RTT away from them (hosts {between:.2} ms from each other); median of {runs} interleaved runs, window {window}, one key exchange for all; load {load} -> {}", 2 * one_way, loadavg()),
-        &tools,
-        &s,
-        &kex_mln,
-    );
+    for one_way in delays {
+        let far = wan::Wan::new(&lab.bridge, &format!("{prefix}.0/24"), tag, Duration::from_millis(one_way));
+        // `-U`: the time the reply reached ping, not the kernel's receive
+        // stamp, which is taken before the delay on the way in.
+        let to_host = ping_ms(&format!("ping -U -c 5 -i 0.2 -q {}", lab.hosts[1].addr));
+        let between = ping_ms(&format!("ip netns exec {} ping -U -c 5 -i 0.2 -q {}", lab.hosts[0].ns, lab.hosts[1].addr));
+        println!("\nping RTT (avg of 5): this machine -> h2 {to_host:.1} ms, h1 -> h2 {between:.2} ms");
+        let load = loadavg();
+        let s = race(&tools, runs);
+        drop(far);
+        many_table(
+            &format!("`true` on {n} service hosts, this machine {} ms RTT away from them (hosts {between:.2} ms from each other); median of {runs} interleaved runs, window {window}, one key exchange for all; load {load} -> {}", 2 * one_way, loadavg()),
+            &tools,
+            &s,
+            &kex_mln,
+        );
+    }
 }
 
 fn many_table(title: &str, tools: &[Tool], s: &Samples, kex_mln: &str) {
