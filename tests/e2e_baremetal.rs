@@ -375,13 +375,12 @@ fn mln_build_deploys_the_nodes_of_a_mixed_project() {
     let build = std::thread::scope(|s| {
         let b = s.spawn(|| mln(&["build", "-f", "metal.mln"]));
         // bm3's first boot of the deploy system: cut once iPXE has loaded
-        // its kernel and RAM root (dnsmasq's log says it sent the RAM root
-        // to bm3's address; iPXE prints nothing on the serial console).
+        // its kernel and RAM root (the HTTP server's log, or dnsmasq's for
+        // TFTP, says the RAM root went to bm3's address; iPXE prints
+        // nothing on the serial console).
         let bm3 = &rig.nodes[3];
-        let sent = format!("deploy/initrd to {}", bm3.address);
-        let log = state.join("baremetal/netboot/dnsmasq.log");
         let deadline = std::time::Instant::now() + Duration::from_secs(600);
-        while !std::fs::read_to_string(&log).unwrap_or_default().contains(&sent) {
+        while !BootLogs::at(&state).fetched_since_start(&bm3.address, "deploy/initrd") {
             assert!(std::time::Instant::now() < deadline, "bm3 did not load the deploy system");
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -682,14 +681,14 @@ fn a_build_killed_during_install_is_run_again() {
         let log = std::fs::read_to_string(state.join("baremetal/netboot/dnsmasq.log")).unwrap_or_default();
         panic!("the deploy system did not come up:\n{c}\n--- mln build:\n{said}\n--- dnsmasq:\n{log}")
     });
-    // mln polls SSH every 2 s: by now the install has begun.
+    // mln finds the deploy system up within a second: by now the install
+    // has begun.
     std::thread::sleep(Duration::from_secs(5));
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let before = rig.console(n).len();
 
-    let log = state.join("baremetal/netboot/dnsmasq.log");
-    let log_before = std::fs::read_to_string(&log).unwrap_or_default().len();
+    let logs = BootLogs::at(&state);
     let built = ok(&["build", "-f", "metal.mln"]);
     assert!(built.contains("deployed testguest:1") && built.contains("deploy_system kexec"), "{built}");
     let c = rig.wait_console(n, "MLN-APPLIED", Duration::from_secs(400)).unwrap_or_else(|c| panic!("bm0 did not report:\n{c}"));
@@ -699,7 +698,7 @@ fn a_build_killed_during_install_is_run_again() {
     // fetches the deploy kernel from dnsmasq's TFTP).
     let kexec = c[before..].find("MLN-KEXEC host=bm0").unwrap_or_else(|| panic!("no kexec into the deploy system:\n{c}"));
     assert!(c[before + kexec..].contains("MLN-DEPLOY-UP"), "{c}");
-    assert_no_network_boot(&log, log_before, &n.address);
+    logs.assert_no_network_boot(&n.address);
     let line = c.lines().find(|l| l.contains("MLN-APPLIED")).unwrap();
     assert!(line.contains("\"hostname\":\"bm0\"") && line.contains(&n.address), "{line}");
     let stats: serde_json::Value = serde_json::from_str(&ok(&["stats", "-p", "again", "--json"])).unwrap();
@@ -711,7 +710,7 @@ fn a_build_killed_during_install_is_run_again() {
     // with mln's key: `-r` made the project new keys), no firmware boot.
     rig.wait_console(n, "mln-testguest: sshd started", Duration::from_secs(120)).unwrap_or_else(|c| panic!("bm0's sshd:\n{c}"));
     let before = rig.console(n).len();
-    let log_before = std::fs::read_to_string(&log).unwrap_or_default().len();
+    let logs = BootLogs::at(&state);
     let again = ok(&["build", "-r", "-f", "metal.mln"]);
     assert!(again.contains("deployed testguest:1") && again.contains("deploy_system kexec"), "{again}");
     let deadline = Instant::now() + Duration::from_secs(240);
@@ -727,7 +726,7 @@ fn a_build_killed_during_install_is_run_again() {
     let k = after.find("MLN-KEXEC host=bm0 into the deploy system").unwrap_or_else(|| panic!("not kexec'd from the deployed system:\n{after}"));
     assert_eq!(after.matches("MLN-DEPLOY-UP").count(), 1, "{after}");
     assert!(after.find("MLN-DEPLOY-UP").unwrap() > k && after.rfind("MLN-APPLIED").unwrap() > k, "{after}");
-    assert_no_network_boot(&log, log_before, &n.address);
+    logs.assert_no_network_boot(&n.address);
 
     // `nomini`: the running deployed system (from partition 1) writes the
     // deployment onto partition 2 itself, no deploy system at all; the
@@ -747,7 +746,7 @@ fn a_build_killed_during_install_is_run_again() {
     let bob = "    users {\n        bob $6$annsalt$LAgkzpFKuw7yFaw7MmvCaXCekwjFvMAwGHWDcwopJSM5f7L4eK8EOP6PAC0vCf.h7tf9D/wPG5flz6JnOBsmw0\n    }\n";
     std::fs::write(d.join("metal.mln"), project(2, bob)).unwrap();
     let before = rig.console(n).len();
-    let log_before = std::fs::read_to_string(&log).unwrap_or_default().len();
+    let logs = BootLogs::at(&state);
     let nomini = ok(&["build", "-r", "-f", "metal.mln"]);
     assert!(nomini.contains("deployed testguest:1") && nomini.contains("deploy_system nomini") && nomini.contains("boot classical"), "{nomini}");
     let deadline = Instant::now() + Duration::from_secs(400);
@@ -767,7 +766,7 @@ fn a_build_killed_during_install_is_run_again() {
     let line = after.lines().find(|l| l.contains("MLN-APPLIED")).unwrap();
     assert!(after.find("MLN-APPLIED").unwrap() > banner, "{after}");
     assert!(line.contains("\"hostname\":\"bm0\"") && line.contains("\"users\":[\"bob\"]") && line.contains(&n.address), "{line}");
-    assert_no_network_boot(&log, log_before, &n.address);
+    logs.assert_no_network_boot(&n.address);
     let dump = String::from_utf8_lossy(&std::process::Command::new("sfdisk").arg("--dump").arg(disk).output().unwrap().stdout).into_owned();
     let active: Vec<&str> = dump.lines().filter(|l| l.contains("bootable")).collect();
     assert!(active.len() == 1 && active[0].contains("2 :"), "partition 2 is the one booted: {dump}");
@@ -811,13 +810,44 @@ fn a_build_killed_during_install_is_run_again() {
     assert_eq!(std::fs::read_dir(state.join("baremetal/tftp/nodes")).unwrap().count(), 0, "no profile left");
 }
 
-/// No network boot of the deploy system for `address` in dnsmasq's log
-/// since it was `from` bytes long (a shorter log was started anew).
-fn assert_no_network_boot(log: &std::path::Path, from: usize, address: &str) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let since = if text.len() >= from { &text[from..] } else { &text[..] };
-    let fetched = format!("deploy/vmlinuz to {address}");
-    assert!(!since.contains(&fetched), "a firmware boot fetched the deploy kernel:\n{since}");
+/// The logs of the network boot's file servers (dnsmasq's TFTP, the
+/// companion's HTTP), from where they were when marked (a shorter log was
+/// started anew).
+struct BootLogs {
+    tftp: (std::path::PathBuf, usize),
+    http: (std::path::PathBuf, usize),
+}
+
+impl BootLogs {
+    fn at(state: &std::path::Path) -> BootLogs {
+        let mark = |f: &str| {
+            let p = state.join("baremetal/netboot").join(f);
+            let len = std::fs::read_to_string(&p).map(|t| t.len()).unwrap_or(0);
+            (p, len)
+        };
+        BootLogs { tftp: mark("dnsmasq.log"), http: mark("http.log") }
+    }
+
+    fn since((path, from): &(std::path::PathBuf, usize)) -> String {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.len() >= *from { text[*from..].to_string() } else { text }
+    }
+
+    /// Whether `file` of the boot tree went to `address` since the mark.
+    fn fetched(&self, address: &str, file: &str) -> bool {
+        Self::since(&self.tftp).contains(&format!("{file} to {address}"))
+            || Self::since(&self.http).lines().any(|l| l.contains(&format!(" {address}:")) && l.contains(&format!(" GET /{file} 200 ")))
+    }
+
+    /// [`fetched`](Self::fetched) since the logs began.
+    fn fetched_since_start(&self, address: &str, file: &str) -> bool {
+        BootLogs { tftp: (self.tftp.0.clone(), 0), http: (self.http.0.clone(), 0) }.fetched(address, file)
+    }
+
+    /// No network boot of the deploy system for `address` since the mark.
+    fn assert_no_network_boot(&self, address: &str) {
+        assert!(!self.fetched(address, "deploy/vmlinuz"), "a firmware boot fetched the deploy kernel:\n{}{}", Self::since(&self.tftp), Self::since(&self.http));
+    }
 }
 
 /// The deploy systems said on their consoles what their chain receivers
