@@ -1,6 +1,7 @@
 //! The dnsmasq mln runs for network boot: DHCP for the plan's MACs only
 //! (static leases, re-read on SIGHUP), TFTP from the tree, no DNS, bound
-//! to the boot network's interface alone so it never answers elsewhere.
+//! to the boot network's interface alone so it never answers elsewhere;
+//! its companion process beside it (IPv6 router answer, HTTP).
 
 use super::check;
 use super::io;

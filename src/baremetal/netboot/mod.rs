@@ -6,6 +6,8 @@
 //! The chain: the firmware's PXE ROM (iPXE in QEMU; `undionly.kpxe` chained
 //! for a plain PXE ROM) asks DHCP, gets `boot.ipxe`, which chains to
 //! `nodes/<mac>.ipxe`. Changing a node's next boot rewrites that one file.
+//! Beside mln's dnsmasq, its [`companion`] serves the same tree's kernels
+//! and initrds over HTTP, which the scripts ask first.
 //! Every name and value that reaches a file here comes from the project
 //! file, which is not trusted: each is checked first ([`check`]).
 
