@@ -17,6 +17,7 @@ pub mod machine;
 pub mod memory;
 pub mod name;
 mod parallel;
+pub mod percent;
 pub mod plan;
 pub mod plugin;
 pub mod progress;

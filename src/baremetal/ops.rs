@@ -322,6 +322,12 @@ impl<'a> Site<'a> {
         env.path(self.state, f).map_err(|e| OpError::Failed(e.to_string()))
     }
 
+    /// The content of one of the environment's files.
+    fn read(&self, env: &Environment, f: &env::StoredFile) -> Result<Vec<u8>, OpError> {
+        let p = self.file(env, f)?;
+        std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())))
+    }
+
     fn root(&self, node: &Node) -> Result<String, OpError> {
         let r = self.roots.lock().unwrap_or_else(|p| p.into_inner()).get(&node.name).cloned();
         r.ok_or_else(|| OpError::Failed("no root file system was made on this node yet".into()))
@@ -378,10 +384,9 @@ impl<'a> Site<'a> {
         };
         if let Some((k, i, disk, partition)) = &boot {
             let root = deploysys::partition_device(disk, *partition);
-            let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
             let cmdline = format!("{} root={root} mln.boot=disk", deployed_cmdline(&env, &node.name, &self.address(node)?, self.prefix));
-            files.push((DISK_KERNEL.into(), read(self.file(&env, k)?)?, 0o644));
-            files.push((DISK_INITRD.into(), read(self.file(&env, i)?)?, 0o644));
+            files.push((DISK_KERNEL.into(), self.read(&env, k)?, 0o644));
+            files.push((DISK_INITRD.into(), self.read(&env, i)?, 0o644));
             files.push(("/boot/extlinux/extlinux.conf".into(), extlinux_conf(&env.label(), &cmdline).into_bytes(), 0o644));
         }
         dn.write_files(&files).map_err(deploy_error)?;
@@ -556,8 +561,7 @@ impl NodeOps for Site<'_> {
         // Sent once: through the deploy system's SSH server, on an emulated
         // CPU, tens of MB cost seconds of its time each.
         if !self.boot_files_written.lock().unwrap_or_else(|p| p.into_inner()).contains(&node.name) {
-            let read = |p: PathBuf| std::fs::read(&p).map_err(|e| OpError::Failed(format!("cannot read {}: {e}", p.display())));
-            let files = vec![(KEXEC_KERNEL.into(), read(self.file(&env, k)?)?, 0o644), (KEXEC_INITRD.into(), read(self.file(&env, i)?)?, 0o644)];
+            let files = vec![(KEXEC_KERNEL.into(), self.read(&env, k)?, 0o644), (KEXEC_INITRD.into(), self.read(&env, i)?, 0o644)];
             dn.write_files(&files).map_err(deploy_error)?;
         }
         let cmdline = deployed_cmdline(&env, &node.name, &self.address(node)?, self.prefix);

@@ -151,7 +151,8 @@ pub fn libvirt_socket(uri: &str) -> Result<String, FabricError> {
     let mut socket = None;
     for param in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         if let Some(v) = param.strip_prefix("socket=") {
-            socket = Some(percent_decode(v).ok_or_else(|| unsupported("its socket= is not valid percent-encoded UTF-8"))?);
+            // As libvirt decodes URI parameters.
+            socket = Some(crate::percent::decode(v).ok_or_else(|| unsupported("its socket= is not valid percent-encoded UTF-8"))?);
         }
     }
     let socket = match socket {
@@ -166,25 +167,6 @@ pub fn libvirt_socket(uri: &str) -> Result<String, FabricError> {
         return Err(unsupported("its socket= is the read-only socket, which cannot manage or migrate domains"));
     }
     Ok(socket)
-}
-
-/// `%XX` escapes decoded, as libvirt decodes URI parameters; None when an
-/// escape is malformed or the result is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub const SIBLING_ENV: &str = "MLN_NETBOOT_DNSMASQ";
 /// Where HTTP listens (`ADDRESS:PORT`), and the root it serves.
 pub const HTTP_LISTEN_ENV: &str = "MLN_NETBOOT_HTTP_LISTEN";
 pub const HTTP_ROOT_ENV: &str = "MLN_NETBOOT_HTTP_ROOT";
+/// Its HTTP requests, a line each, in the records directory.
+pub const HTTP_LOG: &str = "http.log";
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -43,11 +45,6 @@ pub struct Companion {
 impl Companion {
     pub fn pid_path(&self) -> PathBuf {
         self.records.join("companion.pid")
-    }
-
-    /// Its requests, a line each.
-    pub fn http_log(&self) -> PathBuf {
-        self.records.join("http.log")
     }
 
     /// The running companion's pid, if it is this one (a reused pid is not).
@@ -153,7 +150,7 @@ fn http_server(alive: impl Fn() -> bool + Send + 'static) -> Option<std::thread:
     let root = PathBuf::from(std::env::var_os(HTTP_ROOT_ENV)?);
     let records = PathBuf::from(std::env::var_os(RECORDS_ENV)?);
     let listener = TcpListener::bind(listen).ok()?;
-    let log = std::sync::Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(records.join("http.log")).ok());
+    let log = std::sync::Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(records.join(HTTP_LOG)).ok());
     Some(std::thread::spawn(move || {
         let write = move |line: &str| {
             use std::io::Write;

@@ -31,7 +31,8 @@ const MAX_HEAD: usize = 8192;
 /// regular file inside `root` (after symlinks).
 pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     let path = target.split(['?', '#']).next()?;
-    let path = percent_decode(path.strip_prefix('/')?)?;
+    // iPXE escapes `:` in a MAC.
+    let path = crate::percent::decode(path.strip_prefix('/')?)?;
     let rel = Path::new(&path);
     if path.is_empty() || path.contains('\0') || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return None;
@@ -39,25 +40,6 @@ pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     let root = root.canonicalize().ok()?;
     let full = root.join(rel).canonicalize().ok()?;
     (full.starts_with(&root) && full.is_file()).then_some(full)
-}
-
-/// `%XX` escapes decoded (iPXE escapes `:` in a MAC); None when malformed
-/// or not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Serves `root` on `listener` while `go_on` says so (asked every second).
